@@ -1,0 +1,228 @@
+//! Decoding audio files (reference clips and render inputs) with symphonia, off the audio thread.
+
+use std::fs::File;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use symphonia::core::audio::SampleBuffer;
+use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::errors::Error as SymphoniaError;
+use symphonia::core::formats::FormatOptions;
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+use crate::config::StftConfig;
+use crate::error::ClipError;
+use crate::resampler::resample_all;
+use crate::timbre::{analyse, TimbreDescriptor};
+
+/// Longest reference clip accepted, in seconds (10 minutes).
+pub const MAX_CLIP_SECONDS: f64 = 600.0;
+
+/// A clip whose peak is below this is treated as silent, in dBFS.
+pub const SILENCE_DBFS: f64 = -80.0;
+
+/// Decoded audio: planar channels at the file's own rate.
+#[derive(Debug, Clone)]
+pub struct DecodedAudio {
+    /// Sample rate, in Hz.
+    pub sample_rate: u32,
+    /// One vector per channel, all the same length.
+    pub channels: Vec<Vec<f32>>,
+}
+
+impl DecodedAudio {
+    /// Channel average (mono mix-down).
+    pub fn mono(&self) -> Vec<f32> {
+        let n = self.channels.len().max(1) as f32;
+        let len = self.channels.first().map_or(0, Vec::len);
+        (0..len)
+            .map(|i| self.channels.iter().map(|c| c[i]).sum::<f32>() / n)
+            .collect()
+    }
+
+    /// Length, in seconds.
+    pub fn duration_s(&self) -> f64 {
+        self.channels.first().map_or(0, Vec::len) as f64 / self.sample_rate as f64
+    }
+}
+
+/// Decodes `path` (WAV, AIFF, FLAC, MP3, OGG/Vorbis; any rate and channel count) refusing clips
+/// longer than `max_seconds`. Never panics: a decoder panic on a malformed file becomes
+/// [`ClipError::Corrupt`].
+pub fn decode_file(path: &Path, max_seconds: f64) -> Result<DecodedAudio, ClipError> {
+    let path_buf = path.to_path_buf();
+    match catch_unwind(AssertUnwindSafe(|| decode_inner(path, max_seconds))) {
+        Ok(result) => result,
+        Err(_) => Err(ClipError::Corrupt {
+            path: path_buf,
+            detail: "the decoder failed on malformed data".into(),
+        }),
+    }
+}
+
+fn decode_inner(path: &Path, max_seconds: f64) -> Result<DecodedAudio, ClipError> {
+    let p = || path.to_path_buf();
+    let file = File::open(path).map_err(|source| ClipError::Io { path: p(), source })?;
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    let probed = symphonia::default::get_probe()
+        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+        .map_err(|e| classify(p(), e))?;
+    let mut format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or_else(|| ClipError::Unsupported {
+            path: p(),
+            detail: "no audio track".into(),
+        })?;
+    let track_id = track.id;
+    let mut decoder = symphonia::default::get_codecs()
+        .make(&track.codec_params, &DecoderOptions::default())
+        .map_err(|e| classify(p(), e))?;
+    let mut rate = track.codec_params.sample_rate.unwrap_or(0);
+    let mut channels: Vec<Vec<f32>> = Vec::new();
+    let mut sample_buf: Option<SampleBuffer<f32>> = None;
+    let mut decode_errors = 0usize;
+    loop {
+        let packet = match format.next_packet() {
+            Ok(packet) => packet,
+            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break
+            }
+            Err(SymphoniaError::ResetRequired) => break,
+            Err(e) => return Err(classify(p(), e)),
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        let decoded = match decoder.decode(&packet) {
+            Ok(decoded) => decoded,
+            Err(SymphoniaError::DecodeError(_)) => {
+                // Skip a damaged packet, as players do; too many means the file is corrupt.
+                decode_errors += 1;
+                if decode_errors > 100 {
+                    return Err(ClipError::Corrupt {
+                        path: p(),
+                        detail: "too many undecodable packets".into(),
+                    });
+                }
+                continue;
+            }
+            Err(e) => return Err(classify(p(), e)),
+        };
+        let spec = *decoded.spec();
+        rate = spec.rate;
+        let n_ch = spec.channels.count().max(1);
+        if channels.is_empty() {
+            channels = vec![Vec::new(); n_ch];
+        } else if channels.len() != n_ch {
+            return Err(ClipError::Corrupt {
+                path: p(),
+                detail: "the channel count changes mid-stream".into(),
+            });
+        }
+        let buf = match &mut sample_buf {
+            Some(buf) if buf.capacity() >= decoded.capacity() * n_ch => buf,
+            _ => sample_buf.insert(SampleBuffer::new(decoded.capacity() as u64, spec)),
+        };
+        buf.copy_interleaved_ref(decoded);
+        for frame in buf.samples().chunks_exact(n_ch) {
+            for (c, v) in channels.iter_mut().zip(frame) {
+                c.push(*v);
+            }
+        }
+        if rate > 0 && channels[0].len() as f64 > max_seconds * rate as f64 {
+            return Err(ClipError::TooLong {
+                path: p(),
+                limit_s: max_seconds,
+            });
+        }
+    }
+    if !(1_000..=768_000).contains(&rate) {
+        return Err(ClipError::SampleRate { path: p(), rate });
+    }
+    if channels.first().is_none_or(Vec::is_empty) {
+        return Err(ClipError::Empty { path: p() });
+    }
+    Ok(DecodedAudio {
+        sample_rate: rate,
+        channels,
+    })
+}
+
+fn classify(path: PathBuf, e: SymphoniaError) -> ClipError {
+    match e {
+        SymphoniaError::IoError(source) => ClipError::Io { path, source },
+        SymphoniaError::Unsupported(what) => ClipError::Unsupported {
+            path,
+            detail: what.to_string(),
+        },
+        SymphoniaError::DecodeError(what) => ClipError::Corrupt {
+            path,
+            detail: what.to_string(),
+        },
+        other => ClipError::Corrupt {
+            path,
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// Checks decoded audio is usable as a reference: finite and not silent.
+pub fn check_audio(path: &Path, audio: &DecodedAudio) -> Result<(), ClipError> {
+    let mut peak = 0.0f32;
+    for c in &audio.channels {
+        for v in c {
+            if !v.is_finite() {
+                return Err(ClipError::NonFinite {
+                    path: path.to_path_buf(),
+                });
+            }
+            peak = peak.max(v.abs());
+        }
+    }
+    if 20.0 * (peak as f64 + 1e-30).log10() < SILENCE_DBFS {
+        return Err(ClipError::Silent {
+            path: path.to_path_buf(),
+            threshold_db: SILENCE_DBFS,
+        });
+    }
+    Ok(())
+}
+
+/// Turns decoded audio into a timbre descriptor for `cfg` (mono mix-down, resampling to the
+/// model rate, cepstral analysis). Not realtime-safe.
+pub fn descriptor_from_audio(
+    path: &Path,
+    audio: &DecodedAudio,
+    cfg: &StftConfig,
+) -> Result<TimbreDescriptor, ClipError> {
+    check_audio(path, audio)?;
+    let mono = audio.mono();
+    let at_model_rate = if audio.sample_rate == cfg.sample_rate {
+        mono
+    } else {
+        resample_all(&mono, audio.sample_rate, cfg.sample_rate)
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    analyse(&at_model_rate, cfg, &name).ok_or_else(|| ClipError::Silent {
+        path: path.to_path_buf(),
+        threshold_db: SILENCE_DBFS,
+    })
+}
+
+/// Decodes, checks and analyses a reference clip file. Not realtime-safe (file I/O, allocation).
+pub fn load_reference(path: &Path, cfg: &StftConfig) -> Result<TimbreDescriptor, ClipError> {
+    let audio = decode_file(path, MAX_CLIP_SECONDS)?;
+    descriptor_from_audio(path, &audio, cfg)
+}

@@ -1,0 +1,564 @@
+//! The audio-thread side of the pipeline: mono sum, resampling to the model rate, framing,
+//! overlap-add of the grains the worker returns, resampling back, dry/wet mix.
+//!
+//! Timing, in model samples (`N` = FFT size, `H` = hop): frame `f` covers input samples
+//! `f*H .. f*H + N` and is complete after sample `f*H + N - 1` arrives. Its grain is added at
+//! output position `f*H`, which is played `D = N - 1 + W` samples after it arrived: `W` is the
+//! worker's slack (one hop in offline mode; at least one host block in realtime mode, so the
+//! worker has a whole block period to answer). The host-rate latency adds the two resamplers'
+//! half-widths and is rounded up to a whole host sample by shifting the output resampler's
+//! phase, so an impulse comes out exactly [`Engine::latency_samples`] later.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rtrb::{Consumer, Producer, RingBuffer};
+
+use crate::config::{StftConfig, MAX_HOST_RATE, MIN_HOST_RATE};
+use crate::error::{EngineError, TimbreError};
+use crate::messages::{
+    AudioToWorkerMsg, ControlToProcessorMsg, ProcessorToControlMsg, Slot, WorkerToAudioMsg,
+};
+use crate::processor::FrameProcessor;
+use crate::resampler::Resampler;
+use crate::stats::EngineStats;
+use crate::stft::{hann, synthesis_window};
+use crate::timbre::TimbreDescriptor;
+use crate::worker::{self, WorkerFlags, WorkerRings};
+
+/// How the host is running the plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessingMode {
+    /// Live: frames go to the worker thread; a late grain becomes a dropout (dry signal).
+    Realtime,
+    /// Bounce/freewheel: frames are processed inline on the calling thread; nothing drops.
+    Offline,
+}
+
+/// Everything the engine is sized for. Fixed for the life of an [`Engine`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EngineSettings {
+    /// Host sample rate, in Hz (8 kHz to 384 kHz; rounded to a whole Hz).
+    pub host_rate: f64,
+    /// Largest block the host will pass, in samples.
+    pub max_block: usize,
+    /// Audio channels in and out.
+    pub channels: usize,
+    /// Realtime or offline.
+    pub mode: ProcessingMode,
+    /// Internal STFT settings.
+    pub stft: StftConfig,
+}
+
+/// Per-sample parameter values for one `process` call; each slice is at least as long as the
+/// block.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockParams<'a> {
+    /// Wet share, 0..=1.
+    pub mix: &'a [f32],
+    /// Output gain, linear.
+    pub gain: &'a [f32],
+    /// Morph position A -> B, 0..=1.
+    pub morph: &'a [f32],
+}
+
+/// Why the control side could not hand something to the engine.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ControlError {
+    /// The descriptor is unusable.
+    #[error(transparent)]
+    Timbre(#[from] TimbreError),
+    /// Too many changes are waiting for the engine; try again shortly.
+    #[error("the engine is busy; try again")]
+    QueueFull,
+}
+
+/// The control side's handle on a running engine: sets timbres, frees what the engine hands
+/// back. Not realtime-safe; use from the GUI, a background task or the main thread.
+pub struct EngineControl {
+    stft: StftConfig,
+    tx: Producer<ControlToProcessorMsg>,
+    garbage: Consumer<ProcessorToControlMsg>,
+}
+
+impl EngineControl {
+    /// Puts `timbre` into `slot` (`None` empties it). Not realtime-safe.
+    pub fn set_timbre(
+        &mut self,
+        slot: Slot,
+        timbre: Option<&TimbreDescriptor>,
+    ) -> Result<(), ControlError> {
+        self.collect_garbage();
+        let envelope = match timbre {
+            Some(t) => {
+                t.validate()?;
+                Some(t.envelope_for(&self.stft).into_boxed_slice())
+            }
+            None => None,
+        };
+        self.tx
+            .push(ControlToProcessorMsg::SetTimbre { slot, envelope })
+            .map_err(|_| ControlError::QueueFull)
+    }
+
+    /// Frees objects the engine has finished with. Not realtime-safe.
+    pub fn collect_garbage(&mut self) {
+        while self.garbage.pop().is_ok() {}
+    }
+}
+
+/// Where frames are processed.
+enum Backend {
+    /// Offline: on the calling thread.
+    Inline(Box<FrameProcessor>),
+    /// Realtime: on the worker thread.
+    Worker {
+        headers: Producer<AudioToWorkerMsg>,
+        frames: Producer<f32>,
+        grain_headers: Consumer<WorkerToAudioMsg>,
+        grains: Consumer<f32>,
+        flags: Arc<WorkerFlags>,
+        thread: Option<JoinHandle<()>>,
+    },
+}
+
+/// A power-of-two ring indexed by absolute sample counts.
+struct Ring {
+    data: Vec<f32>,
+    mask: usize,
+}
+
+impl Ring {
+    fn new(min_len: usize) -> Self {
+        let len = min_len.next_power_of_two();
+        Self {
+            data: vec![0.0; len],
+            mask: len - 1,
+        }
+    }
+    #[inline]
+    fn at(&mut self, i: u64) -> &mut f32 {
+        &mut self.data[(i as usize) & self.mask]
+    }
+    #[inline]
+    fn get(&self, i: u64) -> f32 {
+        self.data[(i as usize) & self.mask]
+    }
+    fn clear(&mut self) {
+        self.data.fill(0.0);
+    }
+}
+
+/// The realtime engine (audio-thread side). Built off the audio thread by [`Engine::new`];
+/// after that [`Engine::process`] and [`Engine::reset`] are realtime-safe.
+pub struct Engine {
+    settings: EngineSettings,
+    /// Host-rate latency, in samples.
+    latency: usize,
+    /// Model-rate delay from input to output, `N - 1 + W`.
+    delay_model: u64,
+    n_fft: usize,
+    hop: usize,
+    /// Per-channel host-rate input history (dry path), indexed by host sample count.
+    dry: Vec<Ring>,
+    /// Host samples written into `dry`.
+    dry_count: u64,
+    down: Resampler,
+    up: Resampler,
+    /// Model-rate input history, indexed by model sample count.
+    history: Ring,
+    /// Overlap-add accumulator, indexed by model output position.
+    ola: Ring,
+    /// Morph value of each frame, indexed by frame number.
+    frame_morph: Vec<f32>,
+    /// Model samples pushed since reset.
+    n_in: u64,
+    /// Model output samples produced since reset.
+    n_out: u64,
+    /// Next frame whose grain is to be overlap-added.
+    next_grain: u64,
+    frame_buf: Vec<f32>,
+    grain_buf: Vec<f32>,
+    /// `analysis * synthesis * n_fft`: the identity grain window used for dry substitution.
+    dry_window: Vec<f32>,
+    epoch: u32,
+    backend: Backend,
+    stats: Arc<EngineStats>,
+}
+
+impl Engine {
+    /// Builds an engine for `settings` with the given initial timbres, and its control handle.
+    /// Allocates everything, starts the worker in realtime mode. Not realtime-safe.
+    pub fn new(
+        settings: EngineSettings,
+        stats: Arc<EngineStats>,
+        timbre_a: Option<&TimbreDescriptor>,
+        timbre_b: Option<&TimbreDescriptor>,
+    ) -> Result<(Self, EngineControl), EngineError> {
+        let cfg = settings.stft;
+        cfg.validate()?;
+        if !(MIN_HOST_RATE..=MAX_HOST_RATE).contains(&settings.host_rate) {
+            return Err(EngineError::HostRate(settings.host_rate));
+        }
+        if settings.channels == 0 || settings.channels > 64 || settings.max_block == 0 {
+            return Err(EngineError::Layout {
+                channels: settings.channels,
+                max_block: settings.max_block,
+            });
+        }
+        let host = settings.host_rate.round() as u32;
+        let model = cfg.sample_rate;
+        let rho = host as f64 / model as f64;
+        let (n, h) = (cfg.n_fft, cfg.hop);
+        // Model samples one host block can produce (rounding slack included).
+        let block_model = (settings.max_block as f64 / rho).ceil() as usize + 2;
+        let slack = match settings.mode {
+            ProcessingMode::Offline => h,
+            ProcessingMode::Realtime => h.max((settings.max_block as f64 / rho).ceil() as usize),
+        };
+        let delay_model = (n - 1 + slack) as u64;
+        let down = Resampler::new(host, model, 0.0, settings.max_block);
+        let (latency, up) = if host == model {
+            let latency = delay_model as usize;
+            (latency, Resampler::new(model, host, 0.0, block_model))
+        } else {
+            let probe = Resampler::new(model, host, 0.5, 1);
+            let half_out = probe.half_width() as f64;
+            let half_in = down.half_width() as f64;
+            let latency = ((delay_model as f64 + half_out + 1.0) * rho + half_in).ceil() as usize + 1;
+            let offset = delay_model as f64 - latency as f64 / rho;
+            (latency, Resampler::new(model, host, offset, block_model))
+        };
+
+        let (ctl_tx, ctl_rx) = RingBuffer::<ControlToProcessorMsg>::new(64);
+        let (garbage_tx, garbage_rx) = RingBuffer::<ProcessorToControlMsg>::new(64);
+        let mut control = EngineControl {
+            stft: cfg,
+            tx: ctl_tx,
+            garbage: garbage_rx,
+        };
+        let mut processor = FrameProcessor::new(&cfg, ctl_rx, garbage_tx);
+        for (slot, timbre) in [(Slot::A, timbre_a), (Slot::B, timbre_b)] {
+            if timbre.is_some() {
+                control.set_timbre(slot, timbre).map_err(|e| match e {
+                    ControlError::Timbre(t) => EngineError::Timbre(t),
+                    ControlError::QueueFull => EngineError::Worker("control queue full".into()),
+                })?;
+            }
+        }
+        processor.poll_control();
+
+        // Frames in flight at most: those completed but not yet consumed.
+        let frames_in_flight = (slack + block_model) / h + 4;
+        let backend = match settings.mode {
+            ProcessingMode::Offline => Backend::Inline(Box::new(processor)),
+            ProcessingMode::Realtime => {
+                let (headers_tx, headers_rx) = RingBuffer::new(frames_in_flight);
+                let (frames_tx, frames_rx) = RingBuffer::new(frames_in_flight * n);
+                let (gh_tx, gh_rx) = RingBuffer::new(frames_in_flight);
+                let (grains_tx, grains_rx) = RingBuffer::new(frames_in_flight * n);
+                let flags = Arc::new(WorkerFlags::default());
+                let hop_s = h as f64 / model as f64;
+                let poll = Duration::from_secs_f64((hop_s / 4.0).min(0.001));
+                let thread = worker::spawn(
+                    processor,
+                    WorkerRings {
+                        headers: headers_rx,
+                        frames: frames_rx,
+                        grain_headers: gh_tx,
+                        grains: grains_tx,
+                    },
+                    n,
+                    poll,
+                    flags.clone(),
+                    stats.clone(),
+                )
+                .map_err(|e| EngineError::Worker(e.to_string()))?;
+                Backend::Worker {
+                    headers: headers_tx,
+                    frames: frames_tx,
+                    grain_headers: gh_rx,
+                    grains: grains_rx,
+                    flags,
+                    thread: Some(thread),
+                }
+            }
+        };
+
+        let analysis = hann(n);
+        let synthesis = synthesis_window(&analysis, h);
+        let dry_window = analysis
+            .iter()
+            .zip(&synthesis)
+            .map(|(a, s)| a * s)
+            .collect();
+        let history_len = delay_model as usize + block_model + n + 8;
+        Ok((
+            Self {
+                settings,
+                latency,
+                delay_model,
+                n_fft: n,
+                hop: h,
+                dry: (0..settings.channels)
+                    .map(|_| Ring::new(latency + settings.max_block + 1))
+                    .collect(),
+                dry_count: 0,
+                down,
+                up,
+                history: Ring::new(history_len),
+                ola: Ring::new(n + 1),
+                frame_morph: vec![0.0; (history_len / h + 2).next_power_of_two()],
+                n_in: 0,
+                n_out: 0,
+                next_grain: 0,
+                frame_buf: vec![0.0; n],
+                grain_buf: vec![0.0; n],
+                dry_window,
+                epoch: 0,
+                backend,
+                stats,
+            },
+            control,
+        ))
+    }
+
+    /// The settings the engine was built for. Realtime-safe.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Input-to-output delay, in host samples, of both the wet and the dry path. Realtime-safe.
+    pub fn latency_samples(&self) -> u32 {
+        self.latency as u32
+    }
+
+    /// The statistics this engine writes. Realtime-safe.
+    pub fn stats(&self) -> &Arc<EngineStats> {
+        &self.stats
+    }
+
+    /// Clears all signal state (as after `new`). Frames still at the worker are discarded when
+    /// they come back. Realtime-safe.
+    pub fn reset(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        for d in &mut self.dry {
+            d.clear();
+        }
+        self.dry_count = 0;
+        self.down.reset();
+        self.up.reset();
+        self.history.clear();
+        self.ola.clear();
+        self.n_in = 0;
+        self.n_out = 0;
+        self.next_grain = 0;
+        if let Backend::Inline(p) = &mut self.backend {
+            p.reset();
+        }
+    }
+
+    /// Processes `io` in place: `io[ch][i]` for every channel, all the same length (any length;
+    /// longer than `max_block` is split). `params` holds one value per sample. Realtime-safe:
+    /// no allocation, lock, wait or system call.
+    pub fn process(&mut self, io: &mut [&mut [f32]], params: &BlockParams) {
+        let len = io.first().map_or(0, |c| c.len());
+        let len = len
+            .min(params.mix.len())
+            .min(params.gain.len())
+            .min(params.morph.len());
+        let channels = io.len().min(self.settings.channels);
+        let mut start = 0;
+        while start < len {
+            let end = (start + self.settings.max_block).min(len);
+            self.process_chunk(&mut io[..channels], start, end, params);
+            start = end;
+        }
+    }
+
+    fn process_chunk(&mut self, io: &mut [&mut [f32]], start: usize, end: usize, p: &BlockParams) {
+        let channels = io.len().max(1);
+        let inv_channels = 1.0 / channels as f32;
+        // 1. Input: sanitise, keep the dry signal, mono sum into the model-rate path.
+        let base = self.dry_count;
+        for j in start..end {
+            let mut sum = 0.0f32;
+            let at = self.dry_count;
+            for (ch, buf) in io.iter().enumerate() {
+                let mut v = buf[j];
+                if !v.is_finite() {
+                    v = 0.0;
+                    self.stats.nonfinite_inputs.fetch_add(1, Ordering::Relaxed);
+                } else if v.abs() < 1e-30 {
+                    v = 0.0;
+                }
+                *self.dry[ch].at(at) = v;
+                sum += v;
+            }
+            self.dry_count += 1;
+            self.down.push(sum * inv_channels);
+            while self.down.ready() {
+                let x = self.down.pop();
+                self.push_model(x, p.morph[j]);
+            }
+        }
+        // 2. Output: pull model-rate output through the output resampler, mix with dry.
+        for (k, j) in (start..end).enumerate() {
+            while !self.up.ready() && self.n_out < self.n_in {
+                let y = self.next_model_output();
+                self.up.push(y);
+            }
+            let wet = if self.up.ready() { self.up.pop() } else { 0.0 };
+            let wet = if wet.is_finite() { wet } else { 0.0 };
+            let mix = p.mix[j];
+            let gain = p.gain[j];
+            let written = base + k as u64;
+            for (ch, buf) in io.iter_mut().enumerate() {
+                let dry = if written >= self.latency as u64 {
+                    self.dry[ch].get(written - self.latency as u64)
+                } else {
+                    0.0
+                };
+                buf[j] = (dry * (1.0 - mix) + wet * mix) * gain;
+            }
+        }
+    }
+
+    /// Appends one model-rate input sample; hands a completed frame to the backend.
+    #[inline]
+    fn push_model(&mut self, x: f32, morph: f32) {
+        *self.history.at(self.n_in) = x;
+        self.n_in += 1;
+        let n = self.n_fft as u64;
+        if self.n_in >= n && (self.n_in - n) % self.hop as u64 == 0 {
+            let frame = (self.n_in - n) / self.hop as u64;
+            let slot = (frame as usize) & (self.frame_morph.len() - 1);
+            self.frame_morph[slot] = morph;
+            if let Backend::Worker {
+                headers, frames, ..
+            } = &mut self.backend
+            {
+                // If the worker has fallen this far behind the frame is not sent; its grain
+                // will be missing and the dry signal takes its place.
+                if headers.slots() > 0 {
+                    if let Ok(mut chunk) = frames.write_chunk(self.n_fft) {
+                        let (a, b) = chunk.as_mut_slices();
+                        let first = frame * self.hop as u64;
+                        for (i, v) in a.iter_mut().chain(b.iter_mut()).enumerate() {
+                            *v = self.history.get(first + i as u64);
+                        }
+                        chunk.commit_all();
+                        let _ = headers.push(AudioToWorkerMsg::Frame {
+                            epoch: self.epoch,
+                            index: frame,
+                            morph,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Produces the next model-rate output sample (output position `n_out - D`).
+    #[inline]
+    fn next_model_output(&mut self) -> f32 {
+        let m = self.n_out;
+        self.n_out += 1;
+        if m < self.delay_model {
+            return 0.0;
+        }
+        let pos = m - self.delay_model;
+        while self.next_grain * self.hop as u64 <= pos {
+            let f = self.next_grain;
+            self.next_grain += 1;
+            self.add_grain(f);
+        }
+        let y = self.ola.get(pos);
+        *self.ola.at(pos) = 0.0;
+        y
+    }
+
+    /// Fetches (or, if late, substitutes) the grain of frame `f` and overlap-adds it.
+    fn add_grain(&mut self, f: u64) {
+        let first = f * self.hop as u64;
+        if self.n_in < first + self.n_fft as u64 {
+            // Cannot happen with the latency computed in `new`; keep silence rather than
+            // reading a frame that has not arrived.
+            debug_assert!(false, "frame {f} requested before it was complete");
+            return;
+        }
+        let mut have = false;
+        match &mut self.backend {
+            Backend::Inline(processor) => {
+                for (i, v) in self.frame_buf.iter_mut().enumerate() {
+                    *v = self.history.get(first + i as u64);
+                }
+                let slot = (f as usize) & (self.frame_morph.len() - 1);
+                processor.process(&self.frame_buf, self.frame_morph[slot], &mut self.grain_buf);
+                have = true;
+            }
+            Backend::Worker {
+                grain_headers,
+                grains,
+                ..
+            } => {
+                while let Ok(WorkerToAudioMsg::Grain { epoch, index }) = grain_headers.peek().copied()
+                {
+                    if epoch == self.epoch && index > f {
+                        break;
+                    }
+                    let _ = grain_headers.pop();
+                    let Ok(chunk) = grains.read_chunk(self.n_fft) else {
+                        break;
+                    };
+                    if epoch == self.epoch && index == f {
+                        let (a, b) = chunk.as_slices();
+                        self.grain_buf[..a.len()].copy_from_slice(a);
+                        self.grain_buf[a.len()..].copy_from_slice(b);
+                        have = true;
+                    }
+                    chunk.commit_all();
+                    if have {
+                        break;
+                    }
+                }
+            }
+        }
+        if !have {
+            // Deadline missed: the latency-aligned dry signal, crossfaded by the overlapping
+            // windows of the neighbouring grains.
+            for (i, (g, w)) in self.grain_buf.iter_mut().zip(&self.dry_window).enumerate() {
+                *g = self.history.get(first + i as u64) * w;
+            }
+            self.stats.dropouts.fetch_add(1, Ordering::Relaxed);
+        }
+        for (i, g) in self.grain_buf.iter().enumerate() {
+            *self.ola.at(first + i as u64) += g;
+        }
+        self.stats.frames.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Fault injection for tests: stops (or restarts) the worker taking frames. Does nothing in
+    /// offline mode. Not part of the stable API.
+    #[doc(hidden)]
+    pub fn set_worker_paused(&self, paused: bool) {
+        if let Backend::Worker { flags, .. } = &self.backend {
+            flags.paused.store(paused, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for Engine {
+    /// Stops and joins the worker. Runs wherever the engine is dropped: drop it off the audio
+    /// thread (the plugin does so in `activate`/`deactivate`).
+    fn drop(&mut self) {
+        if let Backend::Worker { flags, thread, .. } = &mut self.backend {
+            flags.stop.store(true, Ordering::Release);
+            if let Some(t) = thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Timbreswap's play-time engine: everything that runs while the plugin plays.
+//!
+//! - [`Engine`] is the audio-thread side: mono sum, resampling to the model rate, framing,
+//!   overlap-add, resampling back, dry/wet. Its `process` and `reset` are realtime-safe.
+//! - The worker thread (one per engine, realtime mode) runs the [`processor::FrameProcessor`]:
+//!   FFT, cepstral split, classic envelope swap, inverse FFT. In offline mode the same code runs
+//!   inline, so nothing can drop.
+//! - [`EngineControl`] is the control side (GUI, background tasks): it hands new timbres to the
+//!   processor and frees the old ones, never on the audio thread.
+//! - [`clip`] decodes and analyses reference clips off the audio thread; [`render`] runs the
+//!   whole engine over a file, as the `timbreswap render` command does.
+
+pub mod cepstrum;
+pub mod clip;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod messages;
+pub mod processor;
+pub mod render;
+pub mod resampler;
+pub mod stats;
+pub mod stft;
+pub mod timbre;
+mod worker;
+
+pub use config::StftConfig;
+pub use engine::{BlockParams, ControlError, Engine, EngineControl, EngineSettings, ProcessingMode};
+pub use error::{ClipError, ConfigError, EngineError, TimbreError};
+pub use messages::Slot;
+pub use stats::EngineStats;
+pub use timbre::TimbreDescriptor;

@@ -1,0 +1,56 @@
+//! Counters the engine publishes for the editor and the tests (atomics: readable from any
+//! thread, written without locks).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Live statistics of one engine instance.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Frames whose processed grain was not ready in time and were replaced by the dry signal.
+    pub dropouts: AtomicU64,
+    /// Frames overlap-added (processed or substituted).
+    pub frames: AtomicU64,
+    /// Total time the worker spent processing frames, in nanoseconds.
+    pub worker_ns: AtomicU64,
+    /// Frames the worker processed.
+    pub worker_frames: AtomicU64,
+    /// Input samples that were NaN or infinite and were replaced by silence.
+    pub nonfinite_inputs: AtomicU64,
+}
+
+impl EngineStats {
+    /// Dropouts so far. Realtime-safe.
+    pub fn dropouts(&self) -> u64 {
+        self.dropouts.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_worker_time(&self, elapsed: Duration) {
+        self.worker_ns
+            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        self.worker_frames.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Share of one core the worker used: processing time per frame over the hop duration
+    /// `hop_s` (seconds). 0 before any frame.
+    pub fn worker_load(&self, hop_s: f64) -> f64 {
+        let frames = self.worker_frames.load(Ordering::Relaxed);
+        if frames == 0 {
+            return 0.0;
+        }
+        self.worker_ns.load(Ordering::Relaxed) as f64 * 1e-9 / frames as f64 / hop_s
+    }
+
+    /// Sets every counter to zero.
+    pub fn clear(&self) {
+        for c in [
+            &self.dropouts,
+            &self.frames,
+            &self.worker_ns,
+            &self.worker_frames,
+            &self.nonfinite_inputs,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Analysis/synthesis windows and the forward/inverse real FFT of one frame.
+
+use std::f64::consts::PI;
+use std::sync::Arc;
+
+use realfft::num_complex::Complex32;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+
+use crate::config::StftConfig;
+
+/// Periodic Hann window of length `n`.
+pub fn hann(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (0.5 - 0.5 * (2.0 * PI * i as f64 / n as f64).cos()) as f32)
+        .collect()
+}
+
+/// Least-squares synthesis window for `analysis` at `hop`: `w[n] / sum_k w[n + k*hop]^2`.
+///
+/// With it, overlap-adding `frame * analysis * synthesis` over all frames reconstructs the
+/// input exactly for any hop up to half the window (Griffin & Lim's least-squares ISTFT).
+pub fn synthesis_window(analysis: &[f32], hop: usize) -> Vec<f32> {
+    let n = analysis.len();
+    (0..n)
+        .map(|i| {
+            let mut norm = 0.0f64;
+            // All shifts of the window that overlap position i.
+            let mut j = i % hop;
+            while j < n {
+                norm += (analysis[j] as f64).powi(2);
+                j += hop;
+            }
+            (analysis[i] as f64 / norm.max(1e-12)) as f32
+        })
+        .collect()
+}
+
+/// FFT plans and scratch for frames of one [`StftConfig`]. Allocates in `new`, never after.
+pub struct Stft {
+    /// Analysis window (periodic Hann), length `n_fft`.
+    pub analysis: Vec<f32>,
+    /// Least-squares synthesis window, length `n_fft`, including the `1 / n_fft` of the
+    /// unnormalised inverse FFT.
+    pub synthesis: Vec<f32>,
+    forward: Arc<dyn RealToComplex<f32>>,
+    inverse: Arc<dyn ComplexToReal<f32>>,
+    scratch_fwd: Vec<Complex32>,
+    scratch_inv: Vec<Complex32>,
+    time: Vec<f32>,
+}
+
+impl Stft {
+    /// Plans the FFTs of `cfg.n_fft`. Not realtime-safe (allocates).
+    pub fn new(cfg: &StftConfig) -> Self {
+        let mut planner = RealFftPlanner::<f32>::new();
+        let forward = planner.plan_fft_forward(cfg.n_fft);
+        let inverse = planner.plan_fft_inverse(cfg.n_fft);
+        let analysis = hann(cfg.n_fft);
+        let scale = 1.0 / cfg.n_fft as f32;
+        let synthesis = synthesis_window(&analysis, cfg.hop)
+            .into_iter()
+            .map(|w| w * scale)
+            .collect();
+        Self {
+            scratch_fwd: forward.make_scratch_vec(),
+            scratch_inv: inverse.make_scratch_vec(),
+            time: vec![0.0; cfg.n_fft],
+            analysis,
+            synthesis,
+            forward,
+            inverse,
+        }
+    }
+
+    /// Windows `frame` and writes its spectrum (`n_fft / 2 + 1` bins) into `spectrum`.
+    /// Realtime-safe.
+    pub fn analyse(&mut self, frame: &[f32], spectrum: &mut [Complex32]) {
+        for ((t, x), w) in self.time.iter_mut().zip(frame).zip(&self.analysis) {
+            *t = x * w;
+        }
+        // The lengths are fixed at construction, so the transform cannot fail.
+        let _ = self
+            .forward
+            .process_with_scratch(&mut self.time, spectrum, &mut self.scratch_fwd);
+    }
+
+    /// Inverse-transforms `spectrum` (consumed as scratch) and writes the synthesis-windowed
+    /// grain into `grain`. Realtime-safe.
+    pub fn synthesise(&mut self, spectrum: &mut [Complex32], grain: &mut [f32]) {
+        // A real signal's DC and Nyquist bins are real; drop any rounding residue so the
+        // inverse transform accepts the input.
+        spectrum[0].im = 0.0;
+        let last = spectrum.len() - 1;
+        spectrum[last].im = 0.0;
+        let _ = self
+            .inverse
+            .process_with_scratch(spectrum, &mut self.time, &mut self.scratch_inv);
+        for ((g, t), w) in grain.iter_mut().zip(&self.time).zip(&self.synthesis) {
+            *g = t * w;
+        }
+    }
+
+    /// The grain that identity resynthesis of `frame` produces, without any FFT:
+    /// `frame * analysis * synthesis * n_fft`. Used for dry substitution. Realtime-safe.
+    pub fn identity_grain(&self, frame: &[f32], grain: &mut [f32]) {
+        let n = self.analysis.len() as f32;
+        for (((g, x), a), s) in grain
+            .iter_mut()
+            .zip(frame)
+            .zip(&self.analysis)
+            .zip(&self.synthesis)
+        {
+            *g = x * a * s * n;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Overlap-adding analysis x synthesis windows gives exactly one everywhere (the property
+    /// the least-squares window is built for), for COLA and non-COLA hops.
+    #[test]
+    fn synthesis_window_reconstructs_unity() {
+        for &(n, hop) in &[(512usize, 160usize), (512, 128), (768, 240), (64, 7)] {
+            let a = hann(n);
+            let s = synthesis_window(&a, hop);
+            for pos in n..2 * n {
+                let mut sum = 0.0f64;
+                let mut start = pos + 1 - n;
+                start = start.div_ceil(hop) * hop;
+                let mut f = start;
+                while f <= pos {
+                    let i = pos - f;
+                    sum += a[i] as f64 * s[i] as f64;
+                    f += hop;
+                }
+                assert!((sum - 1.0).abs() < 1e-6, "n={n} hop={hop} pos={pos}: {sum}");
+            }
+        }
+    }
+
+    /// FFT -> iFFT of a frame equals the FFT-free identity grain.
+    #[test]
+    fn identity_grain_matches_fft_round_trip() {
+        let cfg = StftConfig::default();
+        let mut stft = Stft::new(&cfg);
+        let frame: Vec<f32> = (0..cfg.n_fft).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        let mut spec = vec![Complex32::default(); cfg.n_bins()];
+        let mut a = vec![0.0; cfg.n_fft];
+        let mut b = vec![0.0; cfg.n_fft];
+        stft.analyse(&frame, &mut spec);
+        stft.synthesise(&mut spec, &mut a);
+        stft.identity_grain(&frame, &mut b);
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-5);
+        }
+    }
+}

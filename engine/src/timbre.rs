@@ -1,0 +1,231 @@
+//! The timbre descriptor of a reference clip: its average cepstral envelope.
+//!
+//! The descriptor is what the plugin saves in its state, so it is self-describing (sample rate
+//! and FFT size it was measured with) and can be mapped onto any other [`StftConfig`] by
+//! interpolating along frequency.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cepstrum::Cepstrum;
+use crate::config::StftConfig;
+use crate::error::TimbreError;
+use crate::stft::Stft;
+use realfft::num_complex::Complex32;
+
+/// Format version written into every descriptor.
+pub const TIMBRE_FORMAT_VERSION: u32 = 1;
+
+/// Frames quieter than this below the loudest frame do not count towards the average, in dB.
+pub const ACTIVE_RANGE_DB: f32 = 40.0;
+
+/// Floor added to magnitudes before the logarithm (about -180 dB re full scale).
+pub const MAG_FLOOR: f32 = 1e-9;
+
+/// Average spectral envelope of a clip.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimbreDescriptor {
+    /// Format version ([`TIMBRE_FORMAT_VERSION`]).
+    pub version: u32,
+    /// What the user loaded (file name), for display.
+    pub name: String,
+    /// Sample rate of the analysis, in Hz.
+    pub sample_rate: u32,
+    /// FFT size of the analysis, in samples.
+    pub n_fft: usize,
+    /// Mean cepstral envelope over the clip's active frames: natural log of magnitude, one
+    /// value per bin `0..=n_fft/2`.
+    pub envelope: Vec<f32>,
+    /// Frames that went into the average.
+    pub frames: usize,
+    /// Length of the analysed audio, in seconds.
+    pub duration_s: f32,
+}
+
+impl TimbreDescriptor {
+    /// Checks the descriptor can be used (e.g. after loading it from a saved state).
+    pub fn validate(&self) -> Result<(), TimbreError> {
+        if self.version != TIMBRE_FORMAT_VERSION {
+            return Err(TimbreError::Version {
+                found: self.version,
+                supported: TIMBRE_FORMAT_VERSION,
+            });
+        }
+        if !(8_000..=384_000).contains(&self.sample_rate) {
+            return Err(TimbreError::Malformed(format!(
+                "sample rate {} Hz",
+                self.sample_rate
+            )));
+        }
+        if self.n_fft < 16 || self.n_fft > 65_536 || self.envelope.len() != self.n_fft / 2 + 1 {
+            return Err(TimbreError::Malformed(format!(
+                "{} envelope values for an FFT size of {}",
+                self.envelope.len(),
+                self.n_fft
+            )));
+        }
+        if self.envelope.iter().any(|v| !v.is_finite() || v.abs() > 1e4) {
+            return Err(TimbreError::NonFinite);
+        }
+        Ok(())
+    }
+
+    /// The envelope on the bins of `cfg` (linear interpolation along frequency, held constant
+    /// beyond the descriptor's Nyquist frequency). Allocates; call off the audio thread.
+    pub fn envelope_for(&self, cfg: &StftConfig) -> Vec<f32> {
+        if self.sample_rate == cfg.sample_rate && self.n_fft == cfg.n_fft {
+            return self.envelope.clone();
+        }
+        let src_hz_per_bin = self.sample_rate as f64 / self.n_fft as f64;
+        let last = self.envelope.len() - 1;
+        (0..cfg.n_bins())
+            .map(|k| {
+                let pos = cfg.bin_hz(k) / src_hz_per_bin;
+                let i = pos.floor() as usize;
+                if i >= last {
+                    self.envelope[last]
+                } else {
+                    let t = (pos - i as f64) as f32;
+                    self.envelope[i] * (1.0 - t) + self.envelope[i + 1] * t
+                }
+            })
+            .collect()
+    }
+}
+
+/// Measures the descriptor of `samples` (mono, at `cfg.sample_rate`). Returns `None` when no
+/// frame is louder than the floor. Not realtime-safe (allocates).
+pub fn analyse(samples: &[f32], cfg: &StftConfig, name: &str) -> Option<TimbreDescriptor> {
+    let n = cfg.n_fft;
+    let bins = cfg.n_bins();
+    let mut stft = Stft::new(cfg);
+    let mut cep = Cepstrum::new(cfg);
+    let mut spec = vec![Complex32::default(); bins];
+    let mut log_mag = vec![0.0f32; bins];
+    let mut env = vec![0.0f32; bins];
+    let mut frame = vec![0.0f32; n];
+    // Pad by half a window on both sides so the clip's edges are analysed too.
+    let pad = n / 2;
+    let total = samples.len() + 2 * pad;
+    let mut envelopes: Vec<(f32, Vec<f32>)> = Vec::new();
+    let mut start = 0;
+    while start + n <= total {
+        for (i, f) in frame.iter_mut().enumerate() {
+            let j = (start + i) as isize - pad as isize;
+            *f = if j >= 0 && (j as usize) < samples.len() {
+                samples[j as usize]
+            } else {
+                0.0
+            };
+        }
+        stft.analyse(&frame, &mut spec);
+        let energy: f32 = spec.iter().map(|c| c.norm_sqr()).sum();
+        for (l, c) in log_mag.iter_mut().zip(&spec) {
+            *l = (c.norm() + MAG_FLOOR).ln();
+        }
+        cep.envelope(&log_mag, &mut env);
+        let level_db = 10.0 * (energy + 1e-30).log10();
+        envelopes.push((level_db, env.clone()));
+        start += cfg.hop;
+    }
+    let loudest = envelopes
+        .iter()
+        .map(|(l, _)| *l)
+        .fold(f32::NEG_INFINITY, f32::max);
+    // Absolute floor: a full-scale sine gives about 10*log10((n/4)^2) dB; stay ~100 dB below.
+    let floor = 20.0 * (n as f32 / 4.0).log10() - 100.0;
+    if !loudest.is_finite() || loudest < floor {
+        return None;
+    }
+    let mut sum = vec![0.0f64; bins];
+    let mut count = 0usize;
+    for (level, e) in &envelopes {
+        if *level >= loudest - ACTIVE_RANGE_DB {
+            for (s, v) in sum.iter_mut().zip(e) {
+                *s += *v as f64;
+            }
+            count += 1;
+        }
+    }
+    Some(TimbreDescriptor {
+        version: TIMBRE_FORMAT_VERSION,
+        name: name.to_string(),
+        sample_rate: cfg.sample_rate,
+        n_fft: cfg.n_fft,
+        envelope: sum.iter().map(|s| (*s / count as f64) as f32).collect(),
+        frames: count,
+        duration_s: samples.len() as f32 / cfg.sample_rate as f32,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn harmonic(f0: f32, rate: u32, seconds: f32, tilt: f32) -> Vec<f32> {
+        let len = (rate as f32 * seconds) as usize;
+        (0..len)
+            .map(|n| {
+                let t = n as f32 / rate as f32;
+                (1..200)
+                    .filter(|h| *h as f32 * f0 < 15_000.0)
+                    .map(|h| (2.0 * std::f32::consts::PI * f0 * h as f32 * t).sin() * (h as f32).powf(-tilt))
+                    .sum::<f32>()
+                    * 0.1
+            })
+            .collect()
+    }
+
+    /// Two notes of the same "instrument" (spectral tilt) at different pitches give nearly the
+    /// same envelope; a different tilt gives a clearly different one.
+    #[test]
+    fn envelope_tracks_timbre_not_pitch() {
+        let cfg = StftConfig::default();
+        let a1 = analyse(&harmonic(220.0, 32_000, 0.5, 1.0), &cfg, "a1").unwrap();
+        let a2 = analyse(&harmonic(330.0, 32_000, 0.5, 1.0), &cfg, "a2").unwrap();
+        let b = analyse(&harmonic(220.0, 32_000, 0.5, 3.0), &cfg, "b").unwrap();
+        a1.validate().unwrap();
+        // Compare shapes (mean removed) over 625 Hz - 6 kHz.
+        let band = |d: &TimbreDescriptor| {
+            let v: Vec<f32> = (10..96).map(|k| d.envelope[k]).collect();
+            let m = v.iter().sum::<f32>() / v.len() as f32;
+            v.into_iter().map(|x| x - m).collect::<Vec<_>>()
+        };
+        let dist = |x: &[f32], y: &[f32]| {
+            (x.iter().zip(y).map(|(a, b)| (a - b).powi(2)).sum::<f32>() / x.len() as f32).sqrt()
+        };
+        let same = dist(&band(&a1), &band(&a2));
+        let other = dist(&band(&a1), &band(&b));
+        assert!(other > 3.0 * same, "same {same}, other {other}");
+    }
+
+    #[test]
+    fn silence_gives_none_and_bad_descriptors_are_refused() {
+        let cfg = StftConfig::default();
+        assert!(analyse(&vec![0.0; 32_000], &cfg, "silence").is_none());
+        let mut d = analyse(&harmonic(220.0, 32_000, 0.3, 1.0), &cfg, "x").unwrap();
+        d.envelope[3] = f32::NAN;
+        assert_eq!(d.validate(), Err(TimbreError::NonFinite));
+        d.envelope.pop();
+        assert!(matches!(d.validate(), Err(TimbreError::Malformed(_))));
+    }
+
+    #[test]
+    fn envelope_maps_to_other_configs_by_frequency() {
+        let cfg = StftConfig::default();
+        let d = analyse(&harmonic(220.0, 32_000, 0.3, 1.0), &cfg, "x").unwrap();
+        let other = StftConfig {
+            sample_rate: 48_000,
+            n_fft: 768,
+            hop: 240,
+            cepstral_cutoff: 36,
+        };
+        let e = d.envelope_for(&other);
+        assert_eq!(e.len(), other.n_bins());
+        // Bin k of the 768-point grid at 48 kHz is at the same frequency as bin k of the
+        // 512-point grid at 32 kHz (both 62.5 Hz per bin).
+        for k in 0..257 {
+            assert!((e[k] - d.envelope[k]).abs() < 1e-6);
+        }
+        assert_eq!(e[300], d.envelope[256]);
+    }
+}

@@ -1,0 +1,94 @@
+//! The worker side of the pipeline: one thread per engine instance that turns frames into
+//! grains. It talks to the audio thread only through the rings it owns the ends of.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rtrb::{Consumer, Producer};
+
+use crate::messages::{AudioToWorkerMsg, WorkerToAudioMsg};
+use crate::processor::FrameProcessor;
+use crate::stats::EngineStats;
+
+/// Flags shared between the engine and its worker.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerFlags {
+    /// Asks the worker to exit.
+    pub stop: AtomicBool,
+    /// Fault injection for tests: while set, the worker takes no frames.
+    pub paused: AtomicBool,
+}
+
+/// The worker's ends of the rings.
+pub(crate) struct WorkerRings {
+    pub headers: Consumer<AudioToWorkerMsg>,
+    pub frames: Consumer<f32>,
+    pub grain_headers: Producer<WorkerToAudioMsg>,
+    pub grains: Producer<f32>,
+}
+
+/// Starts the worker thread. `poll` is how long it sleeps when it finds no frame.
+pub(crate) fn spawn(
+    mut processor: FrameProcessor,
+    mut rings: WorkerRings,
+    n_fft: usize,
+    poll: Duration,
+    flags: Arc<WorkerFlags>,
+    stats: Arc<EngineStats>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("timbreswap-worker".into())
+        .spawn(move || {
+            let mut frame = vec![0.0f32; n_fft];
+            let mut grain = vec![0.0f32; n_fft];
+            let mut epoch: Option<u32> = None;
+            while !flags.stop.load(Ordering::Acquire) {
+                if flags.paused.load(Ordering::Acquire) {
+                    std::thread::sleep(poll);
+                    continue;
+                }
+                let Ok(AudioToWorkerMsg::Frame {
+                    epoch: frame_epoch,
+                    index,
+                    morph,
+                }) = rings.headers.pop()
+                else {
+                    processor.poll_control();
+                    std::thread::sleep(poll);
+                    continue;
+                };
+                // The audio thread writes the samples before the header.
+                let Ok(chunk) = rings.frames.read_chunk(n_fft) else {
+                    continue;
+                };
+                let (a, b) = chunk.as_slices();
+                frame[..a.len()].copy_from_slice(a);
+                frame[a.len()..].copy_from_slice(b);
+                chunk.commit_all();
+                if epoch != Some(frame_epoch) {
+                    processor.reset();
+                    epoch = Some(frame_epoch);
+                }
+                let started = Instant::now();
+                processor.process(&frame, morph, &mut grain);
+                stats.add_worker_time(started.elapsed());
+                if rings.grain_headers.slots() == 0 {
+                    continue;
+                }
+                let Ok(mut chunk) = rings.grains.write_chunk(n_fft) else {
+                    continue;
+                };
+                let (a, b) = chunk.as_mut_slices();
+                let split = a.len();
+                a.copy_from_slice(&grain[..split]);
+                b.copy_from_slice(&grain[split..]);
+                chunk.commit_all();
+                let _ = rings.grain_headers.push(WorkerToAudioMsg::Grain {
+                    epoch: frame_epoch,
+                    index,
+                });
+            }
+        })
+}
