@@ -34,6 +34,9 @@ pub struct FrameProcessor {
     timbre_b: Option<Box<[f32]>>,
     /// Smoothed level-matching gain, in dB; `None` until the first frame after a reset.
     gain_db: Option<f32>,
+    /// Frame energy (sum of squared bin magnitudes) below which a frame counts as silent:
+    /// about -120 dB re a full-scale sine.
+    silence_energy: f32,
     control: Consumer<ControlToProcessorMsg>,
     garbage: Producer<ProcessorToControlMsg>,
 }
@@ -56,6 +59,7 @@ impl FrameProcessor {
             timbre_a: None,
             timbre_b: None,
             gain_db: None,
+            silence_energy: (cfg.n_fft as f32 / 4.0).powi(2) * 1e-12,
             control,
             garbage,
         }
@@ -133,17 +137,22 @@ impl FrameProcessor {
             *c *= (t - e).clamp(-80.0, 80.0).exp();
             energy_out += c.norm_sqr();
         }
-        // Level matching: same spectral energy as the input frame, smoothed over frames.
-        let frame_gain_db = if energy_out > 0.0 && energy_in > 0.0 {
-            (10.0 * (energy_in / energy_out).log10()).min(MAX_BOOST_DB)
-        } else {
-            -240.0
+        // Level matching: same spectral energy as the input frame, smoothed over frames. A
+        // silent frame says nothing about the right gain, so it holds the previous one (an
+        // onset after silence then starts at a sensible gain instead of fading in).
+        let silent = energy_in < self.silence_energy || energy_out <= 0.0;
+        let gain_db = match (self.gain_db, silent) {
+            (Some(prev), true) => prev,
+            (None, true) => 0.0,
+            (prev, false) => {
+                let frame_gain_db = (10.0 * (energy_in / energy_out).log10()).min(MAX_BOOST_DB);
+                match prev {
+                    Some(prev) => prev + LEVEL_SMOOTHING * (frame_gain_db - prev),
+                    None => frame_gain_db,
+                }
+            }
         };
-        let gain_db = match self.gain_db {
-            Some(prev) => prev + LEVEL_SMOOTHING * (frame_gain_db - prev),
-            None => frame_gain_db,
-        };
-        let gain_db = if gain_db.is_finite() { gain_db } else { -240.0 };
+        let gain_db = if gain_db.is_finite() { gain_db } else { 0.0 };
         self.gain_db = Some(gain_db);
         let gain = 10f32.powf(gain_db / 20.0);
         for c in self.spectrum.iter_mut() {
