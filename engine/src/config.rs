@@ -54,7 +54,7 @@ impl StftConfig {
         if !(8_000..=192_000).contains(&self.sample_rate) {
             return Err(ConfigError::SampleRate(self.sample_rate));
         }
-        if self.n_fft < 16 || self.n_fft > 16_384 || self.n_fft % 2 != 0 {
+        if self.n_fft < 16 || self.n_fft > 16_384 || !self.n_fft.is_multiple_of(2) {
             return Err(ConfigError::FftSize(self.n_fft));
         }
         if self.hop == 0 || self.hop > self.n_fft / 2 {

@@ -432,7 +432,7 @@ impl Engine {
         *self.history.at(self.n_in) = x;
         self.n_in += 1;
         let n = self.n_fft as u64;
-        if self.n_in >= n && (self.n_in - n) % self.hop as u64 == 0 {
+        if self.n_in >= n && (self.n_in - n).is_multiple_of(self.hop as u64) {
             let frame = (self.n_in - n) / self.hop as u64;
             let slot = (frame as usize) & (self.frame_morph.len() - 1);
             self.frame_morph[slot] = morph;

@@ -1,1 +1,257 @@
+//! Timbreswap: plays a live monophonic performance with the timbre of a reference clip.
+//!
+//! The plugin owns the parameters, the persisted timbres and the editor; all signal processing
+//! is in `timbreswap-engine`. The engine is rebuilt in `activate` (main thread) for each host
+//! configuration and dropped there too, so the audio thread never allocates or joins.
 
+use std::num::NonZeroU32;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+
+use nice_plug::prelude::*;
+use timbreswap_engine::{
+    BlockParams, Engine, EngineSettings, ProcessingMode, Slot, StftConfig, TimbreDescriptor,
+};
+
+pub mod editor;
+pub mod loader;
+pub mod params;
+pub mod shared;
+
+use loader::Task;
+use params::TimbreswapParams;
+use shared::{slot_name, Shared};
+
+/// The plugin instance.
+pub struct Timbreswap {
+    params: Arc<TimbreswapParams>,
+    shared: Arc<Shared>,
+    /// The running engine (`None` before the first successful activation).
+    engine: Option<Engine>,
+    /// Last timbres known to be valid, per slot (A, B): kept so a broken saved state cannot
+    /// replace a working timbre.
+    last_good: [Option<TimbreDescriptor>; 2],
+    /// Per-sample Mix values of the current block (0..=1); sized in `activate`.
+    mix: Vec<f32>,
+    /// Per-sample output gain of the current block (linear); sized in `activate`.
+    gain: Vec<f32>,
+    /// Per-sample Morph values of the current block (0..=1); sized in `activate`.
+    morph: Vec<f32>,
+    /// Editor window state.
+    editor_state: Arc<nice_plug_egui::EguiEditorState>,
+}
+
+impl Default for Timbreswap {
+    fn default() -> Self {
+        Self {
+            params: Arc::new(TimbreswapParams::default()),
+            shared: Arc::new(Shared::default()),
+            engine: None,
+            last_good: [None, None],
+            mix: Vec::new(),
+            gain: Vec::new(),
+            morph: Vec::new(),
+            editor_state: editor::default_state(),
+        }
+    }
+}
+
+impl Timbreswap {
+    /// The persisted timbre of `slot` if it is valid; otherwise the last good one (and the
+    /// problem is reported). Main thread.
+    fn restored_timbre(&mut self, slot: Slot) -> Option<TimbreDescriptor> {
+        let index = slot as usize;
+        let field = self.params.timbre(slot).clone();
+        let mut stored = field.write().unwrap_or_else(PoisonError::into_inner);
+        match stored.as_ref().map(TimbreDescriptor::validate) {
+            Some(Err(e)) => {
+                self.shared.report_error(format!(
+                    "Saved timbre {} is unusable ({e}); keeping the previous one",
+                    slot_name(slot)
+                ));
+                stored.clone_from(&self.last_good[index]);
+            }
+            _ => self.last_good[index].clone_from(&stored),
+        }
+        stored.clone()
+    }
+}
+
+impl Plugin for Timbreswap {
+    const NAME: &'static str = "Timbreswap";
+    const VENDOR: &'static str = "Timbreswap";
+    const URL: &'static str = env!("CARGO_PKG_HOMEPAGE");
+    const EMAIL: &'static str = "";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(2),
+            main_output_channels: NonZeroU32::new(2),
+            ..AudioIOLayout::const_default()
+        },
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(1),
+            main_output_channels: NonZeroU32::new(1),
+            ..AudioIOLayout::const_default()
+        },
+    ];
+
+    const SAMPLE_ACCURATE_AUTOMATION: bool = true;
+
+    type SysExMessage = ();
+    type BackgroundTask = Task;
+    type Editor = nice_plug_egui::EguiEditor<editor::TimbreswapApp>;
+
+    fn params(&self) -> Arc<dyn Params> {
+        self.params.clone()
+    }
+
+    fn task_executor(&mut self) -> TaskExecutor<Self> {
+        Box::new(loader::executor(self.params.clone(), self.shared.clone()))
+    }
+
+    fn editor(&mut self, async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        editor::create(
+            self.params.clone(),
+            self.shared.clone(),
+            self.editor_state.clone(),
+            async_executor,
+        )
+    }
+
+    fn activate(
+        &mut self,
+        audio_io_layout: &AudioIOLayout,
+        buffer_config: &BufferConfig,
+        context: &mut impl ActivateContext<Self>,
+    ) -> bool {
+        let channels = audio_io_layout
+            .main_output_channels
+            .map_or(2, NonZeroU32::get) as usize;
+        let mode = match buffer_config.process_mode {
+            ProcessMode::Offline => ProcessingMode::Offline,
+            ProcessMode::Realtime | ProcessMode::Buffered => ProcessingMode::Realtime,
+        };
+        let max_block = buffer_config.max_buffer_size.max(1) as usize;
+        let settings = EngineSettings {
+            host_rate: buffer_config.sample_rate as f64,
+            max_block,
+            channels,
+            mode,
+            stft: StftConfig::default(),
+        };
+        let timbre_a = self.restored_timbre(Slot::A);
+        let timbre_b = self.restored_timbre(Slot::B);
+        // Stop the old engine (joins its worker) before starting the new one.
+        self.engine = None;
+        *self
+            .shared
+            .control
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        self.shared.stats.clear();
+        match Engine::new(
+            settings,
+            self.shared.stats.clone(),
+            timbre_a.as_ref(),
+            timbre_b.as_ref(),
+        ) {
+            Ok((engine, control)) => {
+                let latency = engine.latency_samples();
+                context.set_latency_samples(latency);
+                self.shared.latency.store(latency, Ordering::Relaxed);
+                self.shared
+                    .sample_rate
+                    .store(buffer_config.sample_rate.round() as u32, Ordering::Relaxed);
+                *self
+                    .shared
+                    .control
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(control);
+                self.engine = Some(engine);
+                self.mix = vec![0.0; max_block];
+                self.gain = vec![0.0; max_block];
+                self.morph = vec![0.0; max_block];
+                true
+            }
+            Err(e) => {
+                self.shared
+                    .report_error(format!("Cannot start the engine: {e}"));
+                false
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        if let Some(engine) = &mut self.engine {
+            engine.reset();
+        }
+    }
+
+    fn process(
+        &mut self,
+        buffer: &mut Buffer,
+        _aux: &mut AuxiliaryBuffers,
+        _context: &mut impl ProcessContext<Self>,
+    ) -> ProcessStatus {
+        let Some(engine) = self.engine.as_mut() else {
+            return ProcessStatus::Normal;
+        };
+        let max = self.mix.len();
+        for (_, mut block) in buffer.iter_blocks(max) {
+            let len = block.samples();
+            self.params.mix.smoothed.next_block(&mut self.mix, len);
+            self.params.output.smoothed.next_block(&mut self.gain, len);
+            self.params.morph.smoothed.next_block(&mut self.morph, len);
+            let mut channels: [&mut [f32]; 2] = [&mut [], &mut []];
+            let mut count = 0;
+            for (slot, channel) in channels.iter_mut().zip(block.iter_mut()) {
+                *slot = channel;
+                count += 1;
+            }
+            engine.process(
+                &mut channels[..count],
+                &BlockParams {
+                    mix: &self.mix[..len],
+                    gain: &self.gain[..len],
+                    morph: &self.morph[..len],
+                },
+            );
+        }
+        ProcessStatus::Normal
+    }
+
+    fn deactivate(&mut self) {
+        *self
+            .shared
+            .control
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        self.engine = None;
+        self.shared.sample_rate.store(0, Ordering::Relaxed);
+    }
+}
+
+impl ClapPlugin for Timbreswap {
+    const CLAP_ID: &'static str = "audio.timbreswap.timbreswap";
+    const CLAP_DESCRIPTION: Option<&'static str> =
+        Some("Plays a monophonic performance with the timbre of a reference clip");
+    const CLAP_MANUAL_URL: Option<&'static str> = None;
+    const CLAP_SUPPORT_URL: Option<&'static str> = None;
+    const CLAP_FEATURES: &'static [ClapFeature] = &[
+        ClapFeature::AudioEffect,
+        ClapFeature::Stereo,
+        ClapFeature::Mono,
+        ClapFeature::Filter,
+    ];
+}
+
+impl Vst3Plugin for Timbreswap {
+    const VST3_CLASS_ID: [u8; 16] = *b"TimbreswapV0Fx01";
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] =
+        &[Vst3SubCategory::Fx, Vst3SubCategory::Filter];
+}
+
+nice_export_clap!(Timbreswap);
+nice_export_vst3!(Timbreswap);

@@ -1,0 +1,178 @@
+//! A minimal egui editor: the two reference slots, the parameters, and a status line with
+//! latency, dropouts, worker load and the last error. Drag-and-drop, file dialogs and the live
+//! view come with the editor issue.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use nice_plug::prelude::*;
+use egui::{Color32, RichText};
+use nice_plug::context::gui::GuiContext;
+use nice_plug::editor::dpi::LogicalSize;
+use nice_plug_egui::widgets::ParamSlider;
+use nice_plug_egui::{
+    create_egui_editor, EguiEditor, EguiEditorState, EguiNiceSettings, NiceEguiApp,
+    RepaintNotifier,
+};
+use timbreswap_engine::Slot;
+
+use crate::loader::Task;
+use crate::params::{Mode, TimbreswapParams};
+use crate::shared::{slot_name, Shared};
+use crate::Timbreswap;
+
+/// Editor size, in logical pixels.
+const EDITOR_SIZE: (u32, u32) = (520, 360);
+/// How often the status line refreshes while the editor is open.
+const REFRESH: Duration = Duration::from_millis(150);
+
+/// The initial editor state.
+pub fn default_state() -> Arc<EguiEditorState> {
+    EguiEditorState::from_size(LogicalSize::new(EDITOR_SIZE.0, EDITOR_SIZE.1), 1.0)
+}
+
+/// The editor's state on the GUI thread.
+pub struct TimbreswapApp {
+    params: Arc<TimbreswapParams>,
+    shared: Arc<Shared>,
+    executor: AsyncExecutor<Timbreswap>,
+    gui: Option<GuiContext>,
+    /// Path typed (or pasted) for each slot, A then B.
+    paths: [String; 2],
+}
+
+/// Creates the editor.
+pub fn create(
+    params: Arc<TimbreswapParams>,
+    shared: Arc<Shared>,
+    state: Arc<EguiEditorState>,
+    executor: AsyncExecutor<Timbreswap>,
+) -> Option<EguiEditor<TimbreswapApp>> {
+    let app = TimbreswapApp {
+        params,
+        shared,
+        executor,
+        gui: None,
+        paths: [String::new(), String::new()],
+    };
+    create_egui_editor(
+        state,
+        RepaintNotifier::new(),
+        EguiNiceSettings::default(),
+        app,
+    )
+}
+
+impl TimbreswapApp {
+    fn slot_row(&mut self, ui: &mut egui::Ui, slot: Slot) {
+        let index = slot as usize;
+        let loaded = self
+            .params
+            .timbre(slot)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|d| format!("{} ({:.1} s)", d.name, d.duration_s));
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(format!("Reference {}", slot_name(slot))).strong());
+            ui.label(loaded.unwrap_or_else(|| "empty: the input passes unchanged".into()));
+        });
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::TextEdit::singleline(&mut self.paths[index])
+                    .hint_text("path to a WAV, AIFF, FLAC, MP3 or OGG clip")
+                    .desired_width(330.0),
+            );
+            let path = self.paths[index].trim().to_string();
+            if ui
+                .add_enabled(!path.is_empty(), egui::Button::new(format!("Load {}", slot_name(slot))))
+                .on_hover_text("Analyse this clip off the audio thread and use its timbre")
+                .clicked()
+            {
+                self.executor.execute_background(Task::LoadReference {
+                    slot,
+                    path: PathBuf::from(path),
+                });
+            }
+            if ui
+                .button("Clear")
+                .on_hover_text("Empty this slot")
+                .clicked()
+            {
+                self.executor
+                    .execute_background(Task::ClearReference { slot });
+            }
+        });
+    }
+}
+
+impl NiceEguiApp for TimbreswapApp {
+    fn build(
+        &mut self,
+        _egui_ctx: egui::Context,
+        nice_gui_ctx: GuiContext,
+        _frame: &mut nice_plug_egui::Frame,
+    ) -> Result<(), nice_plug_egui::baseview::HandlerError> {
+        self.gui = Some(nice_gui_ctx);
+        Ok(())
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut nice_plug_egui::Frame) {
+        let Some(gui) = self.gui.clone() else {
+            return;
+        };
+        let setter = gui.param_setter();
+        ui.heading("Timbreswap");
+        ui.add_space(4.0);
+        self.slot_row(ui, Slot::A);
+        ui.add_space(4.0);
+        self.slot_row(ui, Slot::B);
+        ui.separator();
+        egui::Grid::new("params").num_columns(2).show(ui, |ui| {
+            ui.label("Mix").on_hover_text("0 %: dry input (latency-aligned); 100 %: the swapped timbre only");
+            ui.add(ParamSlider::for_param(&self.params.mix, &setter));
+            ui.end_row();
+            ui.label("Output").on_hover_text("Gain after the mix");
+            ui.add(ParamSlider::for_param(&self.params.output, &setter));
+            ui.end_row();
+            ui.label("Morph A-B").on_hover_text("Blend of the two references' timbres");
+            ui.add(ParamSlider::for_param(&self.params.morph, &setter));
+            ui.end_row();
+            ui.label("Mode").on_hover_text("Classic: cepstral envelope swap. Neural: learned model");
+            ui.add(ParamSlider::for_param(&self.params.mode, &setter));
+            ui.end_row();
+        });
+        ui.separator();
+        let stats = &self.shared.stats;
+        ui.label(format!(
+            "Latency {:.1} ms ({} samples)   Dropouts {}   Worker load {:.1} %",
+            self.shared.latency_ms(),
+            self.shared.latency.load(Ordering::Relaxed),
+            stats.dropouts(),
+            stats.worker_load(0.005) * 100.0,
+        ));
+        let status = self.shared.status();
+        if self.params.mode.value() == Mode::Neural {
+            ui.colored_label(
+                Color32::YELLOW,
+                "Neural mode needs a trained model, which this release does not ship: Classic is playing.",
+            );
+        }
+        match status.last_error {
+            Some(error) => {
+                ui.colored_label(Color32::from_rgb(255, 110, 90), error);
+            }
+            None if !status.message.is_empty() => {
+                ui.label(status.message);
+            }
+            None => {}
+        }
+        ui.ctx().request_repaint_after(REFRESH);
+    }
+
+    fn editor_closed(&mut self) {
+        self.gui = None;
+    }
+}

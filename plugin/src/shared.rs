@@ -1,0 +1,76 @@
+//! State shared between the plugin (main/audio thread), its background tasks and the editor.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use timbreswap_engine::{EngineControl, EngineStats, Slot};
+
+/// What the editor shows about the instance. Only touched off the audio thread.
+#[derive(Debug, Default, Clone)]
+pub struct Status {
+    /// The last thing that went wrong, in words; cleared by the next success.
+    pub last_error: Option<String>,
+    /// The last thing that went right (e.g. "Loaded A: trumpet.wav").
+    pub message: String,
+}
+
+/// Shared between the plugin, its background tasks and the editor.
+#[derive(Default)]
+pub struct Shared {
+    /// Engine statistics (dropouts, worker load). Written by the audio thread and the worker.
+    pub stats: Arc<EngineStats>,
+    /// Reported latency, in samples.
+    pub latency: AtomicU32,
+    /// Host sample rate of the current activation, in Hz (0 while inactive).
+    pub sample_rate: AtomicU32,
+    /// Control handle of the running engine (`None` while inactive). Locked only off the audio
+    /// thread.
+    pub control: Mutex<Option<EngineControl>>,
+    /// Status line contents.
+    pub status: Mutex<Status>,
+}
+
+impl Shared {
+    /// Records an error for the editor (and the log). Not realtime-safe.
+    pub fn report_error(&self, message: impl Into<String>) {
+        let message = message.into();
+        nice_plug::nice_log!("{message}");
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last_error = Some(message);
+    }
+
+    /// Records a success for the editor. Not realtime-safe.
+    pub fn report_ok(&self, message: impl Into<String>) {
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        status.message = message.into();
+        status.last_error = None;
+    }
+
+    /// A copy of the status line. Not realtime-safe.
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Latency in milliseconds (0 while inactive).
+    pub fn latency_ms(&self) -> f32 {
+        let rate = self.sample_rate.load(Ordering::Relaxed);
+        if rate == 0 {
+            0.0
+        } else {
+            self.latency.load(Ordering::Relaxed) as f32 * 1000.0 / rate as f32
+        }
+    }
+}
+
+/// Display letter of a slot.
+pub fn slot_name(slot: Slot) -> &'static str {
+    match slot {
+        Slot::A => "A",
+        Slot::B => "B",
+    }
+}
