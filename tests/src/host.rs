@@ -26,6 +26,7 @@ use std::cell::Cell;
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use clack_extensions::audio_ports::{
     AudioPortFlags, AudioPortInfoBuffer, AudioPortRescanFlags, HostAudioPorts, HostAudioPortsImpl,
@@ -319,6 +320,19 @@ pub struct PluginHost {
     steady_time: u64,
 }
 
+/// Entries loaded by this process, kept so that no bundle is ever unloaded while the process
+/// runs. Unloading a Rust `cdylib` (`dlclose`) whose threads registered thread-local destructors
+/// crashes the process when those threads exit; hosts keep plugin libraries loaded for the same
+/// reason.
+fn keep_loaded(entry: &PluginEntry) {
+    static LOADED: OnceLock<Mutex<Vec<PluginEntry>>> = OnceLock::new();
+    LOADED
+        .get_or_init(|| Mutex::new(Vec::new()))
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(entry.clone());
+}
+
 impl PluginHost {
     /// Loads the bundle at `path` and instantiates its first plugin (or the one whose id equals
     /// `plugin_id` if `Some`).
@@ -338,6 +352,7 @@ impl PluginHost {
         // trusts the bundle under test to be a well-formed CLAP plugin, which is the very thing
         // the tests exercise.
         let entry = unsafe { PluginEntry::load(&absolute) }.map_err(load_error)?;
+        keep_loaded(&entry);
 
         let no_plugin = || HostError::NoPlugin {
             path: path.to_path_buf(),

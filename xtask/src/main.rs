@@ -573,11 +573,11 @@ mod demo {
     use std::time::Instant;
 
     use anyhow::{bail, ensure, Context, Result};
-    use serde_json::Value;
     use timbreswap_engine::clip::{self, DecodedAudio, MAX_CLIP_SECONDS};
     use timbreswap_engine::render::write_wav;
-    use timbreswap_engine::{StftConfig, TimbreDescriptor};
+    use timbreswap_engine::{Slot, StftConfig, TimbreDescriptor};
     use timbreswap_tests::host::PluginHost;
+    use timbreswap_tests::state::with_timbre;
 
     use super::{format_db, target_dir, EXAMPLES_DIR, PLUGIN_BUNDLE_NAME};
 
@@ -776,17 +776,9 @@ mod demo {
         let saved = host
             .save_state()
             .context("could not save the plugin state")?;
-        let mut state: Value = serde_json::from_slice(&saved)
-            .context("the plugin state is not the expected nice-plug JSON")?;
-        let fields = state
-            .get_mut("fields")
-            .and_then(Value::as_object_mut)
-            .context("the plugin state has no `fields` object")?;
-        let timbre = serde_json::to_string(&Some(descriptor))?;
-        fields.insert("timbre-a".to_owned(), Value::String(timbre));
-        fields.insert("timbre-b".to_owned(), Value::String("null".to_owned()));
-        let bytes = serde_json::to_vec(&state)?;
-        host.load_state(&bytes)
+        let state = with_timbre(&saved, Slot::A, Some(descriptor))?;
+        let state = with_timbre(&state, Slot::B, None)?;
+        host.load_state(&state)
             .context("the plugin refused the state with the reference timbre")
     }
 
