@@ -38,7 +38,12 @@ fn timbre() -> TimbreDescriptor {
     analyse(&tone(32_000.0, 32_000, 330.0, 2.5), &cfg, "bench").unwrap()
 }
 
-fn bench_mode(c: &mut Criterion, name: &str, mode: ProcessingMode, timbre: Option<&TimbreDescriptor>) {
+fn bench_mode(
+    c: &mut Criterion,
+    name: &str,
+    mode: ProcessingMode,
+    timbre: Option<&TimbreDescriptor>,
+) {
     let settings = EngineSettings {
         host_rate: RATE,
         max_block: BLOCK,
@@ -84,7 +89,12 @@ fn engine_blocks(c: &mut Criterion) {
     let t = timbre();
     bench_mode(c, "offline/classic", ProcessingMode::Offline, Some(&t));
     bench_mode(c, "offline/identity", ProcessingMode::Offline, None);
-    bench_mode(c, "realtime/audio-thread", ProcessingMode::Realtime, Some(&t));
+    bench_mode(
+        c,
+        "realtime/audio-thread",
+        ProcessingMode::Realtime,
+        Some(&t),
+    );
 }
 
 criterion_group!(benches, engine_blocks);

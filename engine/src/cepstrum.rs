@@ -43,18 +43,22 @@ impl Cepstrum {
         for (s, l) in self.spec.iter_mut().zip(log_mag) {
             *s = Complex32::new(*l, 0.0);
         }
-        let _ = self
-            .to_cepstrum
-            .process_with_scratch(&mut self.spec, &mut self.cep, &mut self.scratch_inv);
+        let _ = self.to_cepstrum.process_with_scratch(
+            &mut self.spec,
+            &mut self.cep,
+            &mut self.scratch_inv,
+        );
         let n = self.cep.len();
         let scale = 1.0 / n as f32;
         for (q, c) in self.cep.iter_mut().enumerate() {
             let keep = q < self.cutoff || q > n - self.cutoff;
             *c = if keep { *c * scale } else { 0.0 };
         }
-        let _ = self
-            .to_spectrum
-            .process_with_scratch(&mut self.cep, &mut self.spec, &mut self.scratch_fwd);
+        let _ = self.to_spectrum.process_with_scratch(
+            &mut self.cep,
+            &mut self.spec,
+            &mut self.scratch_fwd,
+        );
         for (e, s) in envelope.iter_mut().zip(&self.spec) {
             *e = s.re;
         }
@@ -87,7 +91,12 @@ mod tests {
         let mut out = vec![0.0; bins];
         c.envelope(&log_mag, &mut out);
         for k in 0..bins {
-            assert!((out[k] - env[k]).abs() < 1e-4, "bin {k}: {} vs {}", out[k], env[k]);
+            assert!(
+                (out[k] - env[k]).abs() < 1e-4,
+                "bin {k}: {} vs {}",
+                out[k],
+                env[k]
+            );
         }
     }
 }

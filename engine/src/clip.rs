@@ -71,7 +71,15 @@ fn decode_inner(path: &Path, max_seconds: f64) -> Result<DecodedAudio, ClipError
         hint.with_extension(ext);
     }
     let probed = symphonia::default::get_probe()
-        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+        .format(
+            &hint,
+            mss,
+            &FormatOptions {
+                enable_gapless: true,
+                ..Default::default()
+            },
+            &MetadataOptions::default(),
+        )
         .map_err(|e| classify(p(), e))?;
     let mut format = probed.format;
     let track = format

@@ -93,7 +93,17 @@ mod tests {
         assert!(StftConfig { n_fft: 511, ..base }.validate().is_err());
         assert!(StftConfig { hop: 0, ..base }.validate().is_err());
         assert!(StftConfig { hop: 400, ..base }.validate().is_err());
-        assert!(StftConfig { cepstral_cutoff: 300, ..base }.validate().is_err());
-        assert!(StftConfig { sample_rate: 1000, ..base }.validate().is_err());
+        assert!(StftConfig {
+            cepstral_cutoff: 300,
+            ..base
+        }
+        .validate()
+        .is_err());
+        assert!(StftConfig {
+            sample_rate: 1000,
+            ..base
+        }
+        .validate()
+        .is_err());
     }
 }

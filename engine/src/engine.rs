@@ -227,7 +227,8 @@ impl Engine {
             let probe = Resampler::new(model, host, 0.5, 1);
             let half_out = probe.half_width() as f64;
             let half_in = down.half_width() as f64;
-            let latency = ((delay_model as f64 + half_out + 1.0) * rho + half_in).ceil() as usize + 1;
+            let latency =
+                ((delay_model as f64 + half_out + 1.0) * rho + half_in).ceil() as usize + 1;
             let offset = delay_model as f64 - latency as f64 / rho;
             (latency, Resampler::new(model, host, offset, block_model))
         };
@@ -504,7 +505,8 @@ impl Engine {
                 grains,
                 ..
             } => {
-                while let Ok(WorkerToAudioMsg::Grain { epoch, index }) = grain_headers.peek().copied()
+                while let Ok(WorkerToAudioMsg::Grain { epoch, index }) =
+                    grain_headers.peek().copied()
                 {
                     if epoch == self.epoch && index > f {
                         break;

@@ -25,7 +25,9 @@ pub mod timbre;
 mod worker;
 
 pub use config::StftConfig;
-pub use engine::{BlockParams, ControlError, Engine, EngineControl, EngineSettings, ProcessingMode};
+pub use engine::{
+    BlockParams, ControlError, Engine, EngineControl, EngineSettings, ProcessingMode,
+};
 pub use error::{ClipError, ConfigError, EngineError, TimbreError};
 pub use messages::Slot;
 pub use stats::EngineStats;

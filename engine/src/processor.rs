@@ -105,7 +105,11 @@ impl FrameProcessor {
     /// 1 = B) into a synthesis-windowed `grain` of `n_fft` samples. Realtime-safe.
     pub fn process(&mut self, frame: &[f32], morph: f32, grain: &mut [f32]) {
         self.poll_control();
-        let morph = if morph.is_finite() { morph.clamp(0.0, 1.0) } else { 0.0 };
+        let morph = if morph.is_finite() {
+            morph.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         match (&self.timbre_a, &self.timbre_b) {
             (None, None) => {
                 self.stft.identity_grain(frame, grain);

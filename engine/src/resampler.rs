@@ -279,7 +279,13 @@ mod tests {
     /// A sine resampled to another rate equals the same sine generated at that rate.
     #[test]
     fn sine_matches_analytic_at_other_rates() {
-        for &(from, to) in &[(48_000, 32_000), (44_100, 32_000), (32_000, 96_000), (22_050, 32_000), (192_000, 32_000)] {
+        for &(from, to) in &[
+            (48_000, 32_000),
+            (44_100, 32_000),
+            (32_000, 96_000),
+            (22_050, 32_000),
+            (192_000, 32_000),
+        ] {
             let f = 3_000.0;
             let x = tone(f, from, from as usize / 2);
             let y = resample_all(&x, from, to);
@@ -297,11 +303,18 @@ mod tests {
         let x = tone(20_000.0, 48_000, 24_000);
         let y = resample_all(&x, 48_000, 32_000);
         let skip = 1000;
-        let rms = (y[skip..y.len() - skip].iter().map(|v| (*v as f64).powi(2)).sum::<f64>()
+        let rms = (y[skip..y.len() - skip]
+            .iter()
+            .map(|v| (*v as f64).powi(2))
+            .sum::<f64>()
             / (y.len() - 2 * skip) as f64)
             .sqrt();
         // A 20 kHz tone would alias to 12 kHz at 32 kHz; it must be at least 70 dB down.
-        assert!(20.0 * rms.log10() < -70.0, "alias at {:.1} dB", 20.0 * rms.log10());
+        assert!(
+            20.0 * rms.log10() < -70.0,
+            "alias at {:.1} dB",
+            20.0 * rms.log10()
+        );
     }
 
     /// Equal rates with whole offsets are an exact delay.

@@ -146,7 +146,9 @@ mod tests {
     fn identity_grain_matches_fft_round_trip() {
         let cfg = StftConfig::default();
         let mut stft = Stft::new(&cfg);
-        let frame: Vec<f32> = (0..cfg.n_fft).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        let frame: Vec<f32> = (0..cfg.n_fft)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
         let mut spec = vec![Complex32::default(); cfg.n_bins()];
         let mut a = vec![0.0; cfg.n_fft];
         let mut b = vec![0.0; cfg.n_fft];

@@ -63,7 +63,11 @@ impl TimbreDescriptor {
                 self.n_fft
             )));
         }
-        if self.envelope.iter().any(|v| !v.is_finite() || v.abs() > 1e4) {
+        if self
+            .envelope
+            .iter()
+            .any(|v| !v.is_finite() || v.abs() > 1e4)
+        {
             return Err(TimbreError::NonFinite);
         }
         Ok(())
@@ -168,7 +172,10 @@ mod tests {
                 let t = n as f32 / rate as f32;
                 (1..200)
                     .filter(|h| *h as f32 * f0 < 15_000.0)
-                    .map(|h| (2.0 * std::f32::consts::PI * f0 * h as f32 * t).sin() * (h as f32).powf(-tilt))
+                    .map(|h| {
+                        (2.0 * std::f32::consts::PI * f0 * h as f32 * t).sin()
+                            * (h as f32).powf(-tilt)
+                    })
                     .sum::<f32>()
                     * 0.1
             })
@@ -223,8 +230,8 @@ mod tests {
         assert_eq!(e.len(), other.n_bins());
         // Bin k of the 768-point grid at 48 kHz is at the same frequency as bin k of the
         // 512-point grid at 32 kHz (both 62.5 Hz per bin).
-        for k in 0..257 {
-            assert!((e[k] - d.envelope[k]).abs() < 1e-6);
+        for (mapped, original) in e.iter().zip(&d.envelope) {
+            assert!((mapped - original).abs() < 1e-6);
         }
         assert_eq!(e[300], d.envelope[256]);
     }

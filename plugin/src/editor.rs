@@ -7,14 +7,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use nice_plug::prelude::*;
 use egui::{Color32, RichText};
 use nice_plug::context::gui::GuiContext;
 use nice_plug::editor::dpi::LogicalSize;
+use nice_plug::prelude::*;
 use nice_plug_egui::widgets::ParamSlider;
 use nice_plug_egui::{
-    create_egui_editor, EguiEditor, EguiEditorState, EguiNiceSettings, NiceEguiApp,
-    RepaintNotifier,
+    create_egui_editor, EguiEditor, EguiEditorState, EguiNiceSettings, NiceEguiApp, RepaintNotifier,
 };
 use timbreswap_engine::Slot;
 
@@ -87,7 +86,10 @@ impl TimbreswapApp {
             );
             let path = self.paths[index].trim().to_string();
             if ui
-                .add_enabled(!path.is_empty(), egui::Button::new(format!("Load {}", slot_name(slot))))
+                .add_enabled(
+                    !path.is_empty(),
+                    egui::Button::new(format!("Load {}", slot_name(slot))),
+                )
                 .on_hover_text("Analyse this clip off the audio thread and use its timbre")
                 .clicked()
             {
@@ -131,16 +133,19 @@ impl NiceEguiApp for TimbreswapApp {
         self.slot_row(ui, Slot::B);
         ui.separator();
         egui::Grid::new("params").num_columns(2).show(ui, |ui| {
-            ui.label("Mix").on_hover_text("0 %: dry input (latency-aligned); 100 %: the swapped timbre only");
+            ui.label("Mix")
+                .on_hover_text("0 %: dry input (latency-aligned); 100 %: the swapped timbre only");
             ui.add(ParamSlider::for_param(&self.params.mix, &setter));
             ui.end_row();
             ui.label("Output").on_hover_text("Gain after the mix");
             ui.add(ParamSlider::for_param(&self.params.output, &setter));
             ui.end_row();
-            ui.label("Morph A-B").on_hover_text("Blend of the two references' timbres");
+            ui.label("Morph A-B")
+                .on_hover_text("Blend of the two references' timbres");
             ui.add(ParamSlider::for_param(&self.params.morph, &setter));
             ui.end_row();
-            ui.label("Mode").on_hover_text("Classic: cepstral envelope swap. Neural: learned model");
+            ui.label("Mode")
+                .on_hover_text("Classic: cepstral envelope swap. Neural: learned model");
             ui.add(ParamSlider::for_param(&self.params.mode, &setter));
             ui.end_row();
         });

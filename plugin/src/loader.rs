@@ -30,12 +30,10 @@ pub enum Task {
 /// playing and the error is shown in the editor.
 pub fn run(task: Task, params: &TimbreswapParams, shared: &Shared) {
     match task {
-        Task::LoadReference { slot, path } => {
-            match load_reference(&path, &StftConfig::default()) {
-                Ok(descriptor) => install(slot, Some(descriptor), params, shared),
-                Err(e) => shared.report_error(format!("Slot {}: {e}", slot_name(slot))),
-            }
-        }
+        Task::LoadReference { slot, path } => match load_reference(&path, &StftConfig::default()) {
+            Ok(descriptor) => install(slot, Some(descriptor), params, shared),
+            Err(e) => shared.report_error(format!("Slot {}: {e}", slot_name(slot))),
+        },
         Task::ClearReference { slot } => install(slot, None, params, shared),
     }
 }
@@ -48,7 +46,10 @@ fn install(
     shared: &Shared,
 ) {
     {
-        let mut control = shared.control.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut control = shared
+            .control
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(control) = control.as_mut() {
             if let Err(e) = control.set_timbre(slot, descriptor.as_ref()) {
                 shared.report_error(format!("Slot {}: {e}", slot_name(slot)));

@@ -64,7 +64,9 @@ fn random_blocks(max: usize, seed: u64) -> Vec<usize> {
     let mut s = seed;
     (0..300)
         .map(|_| {
-            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             1 + (s >> 33) as usize % max
         })
         .collect()
@@ -78,12 +80,21 @@ fn processes_every_block_size_at_common_rates() {
     for rate in [44_100.0, 48_000.0, 96_000.0] {
         let mut host = load_plugin();
         set_timbres(&mut host, Some(&trumpet), None);
-        assert!(host.set_offline(true).unwrap(), "the plugin supports offline rendering");
+        assert!(
+            host.set_offline(true).unwrap(),
+            "the plugin supports offline rendering"
+        );
         host.activate(rate, 4096).unwrap();
         let input = signal(rate, 0.5);
         let reference_out = host.process_signal(&input, &[512]).unwrap();
         assert!(reference_out.iter().flatten().all(|v| v.is_finite()));
-        for blocks in [vec![1], vec![64], vec![480], vec![4096], random_blocks(4096, rate as u64)] {
+        for blocks in [
+            vec![1],
+            vec![64],
+            vec![480],
+            vec![4096],
+            random_blocks(4096, rate as u64),
+        ] {
             host.deactivate();
             host.activate(rate, 4096).unwrap();
             let out = host.process_signal(&input, &blocks).unwrap();

@@ -14,7 +14,11 @@ use timbreswap_engine::StftConfig;
 const MAX_INPUT_SECONDS: f64 = 3600.0;
 
 #[derive(Parser)]
-#[command(name = "timbreswap", version, about = "Timbre transfer: play a performance with the timbre of a reference clip")]
+#[command(
+    name = "timbreswap",
+    version,
+    about = "Timbre transfer: play a performance with the timbre of a reference clip"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -91,7 +95,8 @@ fn main() -> Result<()> {
                 },
             )?;
             let seconds = started.elapsed().as_secs_f64();
-            write_wav(&out, &rendered.audio).with_context(|| format!("writing {}", out.display()))?;
+            write_wav(&out, &rendered.audio)
+                .with_context(|| format!("writing {}", out.display()))?;
             println!(
                 "{}: {:.2} s of audio in {:.3} s (real-time factor {:.4}), latency {} samples ({:.2} ms, compensated)",
                 out.display(),
