@@ -456,6 +456,7 @@ impl Engine {
                             index: frame,
                             morph,
                         });
+                        self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }

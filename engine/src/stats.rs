@@ -13,8 +13,10 @@ pub struct EngineStats {
     pub frames: AtomicU64,
     /// Total time the worker spent processing frames, in nanoseconds.
     pub worker_ns: AtomicU64,
-    /// Frames the worker processed.
+    /// Frames the worker processed and handed back (counted once the grain is in the ring).
     pub worker_frames: AtomicU64,
+    /// Frames the audio thread handed to the worker.
+    pub frames_sent: AtomicU64,
     /// Input samples that were NaN or infinite and were replaced by silence.
     pub nonfinite_inputs: AtomicU64,
 }
@@ -48,6 +50,7 @@ impl EngineStats {
             &self.frames,
             &self.worker_ns,
             &self.worker_frames,
+            &self.frames_sent,
             &self.nonfinite_inputs,
         ] {
             c.store(0, Ordering::Relaxed);

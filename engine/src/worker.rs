@@ -73,11 +73,13 @@ pub(crate) fn spawn(
                 }
                 let started = Instant::now();
                 processor.process(&frame, morph, &mut grain);
-                stats.add_worker_time(started.elapsed());
+                let elapsed = started.elapsed();
                 if rings.grain_headers.slots() == 0 {
+                    stats.add_worker_time(elapsed);
                     continue;
                 }
                 let Ok(mut chunk) = rings.grains.write_chunk(n_fft) else {
+                    stats.add_worker_time(elapsed);
                     continue;
                 };
                 let (a, b) = chunk.as_mut_slices();
@@ -89,6 +91,7 @@ pub(crate) fn spawn(
                     epoch: frame_epoch,
                     index,
                 });
+                stats.add_worker_time(elapsed);
             }
         })
 }

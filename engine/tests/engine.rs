@@ -409,15 +409,28 @@ fn missed_deadlines_play_aligned_dry_and_count_dropouts() {
         "substituted signal is the aligned dry input: {snr:.1} dB"
     );
 
-    // Worker back, host paced slower than real time: no new dropouts after the queue drains,
-    // and the output is the processed (not the dry) signal.
+    // Worker back: before each block, give it (bounded) time to return every frame sent so
+    // far, as a real-time host's block period would. Then nothing drops and the output is the
+    // processed signal, not the dry one.
     e.set_worker_paused(false);
     let mut out = Vec::new();
     let mix = vec![1.0; 128];
     let gain = vec![1.0; 128];
     let morph = vec![0.0; 128];
+    let wait_for_worker = || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while stats
+            .worker_frames
+            .load(std::sync::atomic::Ordering::Acquire)
+            < stats.frames_sent.load(std::sync::atomic::Ordering::Acquire)
+        {
+            assert!(std::time::Instant::now() < deadline, "worker stalled");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    };
     let mut dropouts_after_warmup = 0;
     for (i, chunk) in x.chunks(128).enumerate() {
+        wait_for_worker();
         let mut buf = chunk.to_vec();
         e.process(
             &mut [&mut buf[..]],
@@ -428,10 +441,10 @@ fn missed_deadlines_play_aligned_dry_and_count_dropouts() {
             },
         );
         out.extend_from_slice(&buf);
+        // The frames queued while the worker was paused drain in the first blocks.
         if i == 40 {
             dropouts_after_warmup = stats.dropouts();
         }
-        std::thread::sleep(Duration::from_millis(6));
     }
     assert_eq!(
         stats.dropouts(),
