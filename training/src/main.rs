@@ -1,14 +1,36 @@
-//! `timbreswap`: the project's command-line tool. `render` runs the plugin's engine offline
-//! (no candle involved); dataset, training and evaluation commands join it in later releases.
+//! `timbreswap`: the project's command-line tool.
+//!
+//! - `render` runs the plugin's engine offline (no candle involved);
+//! - `dataset` renders the protocol's notes and phrases from a General MIDI SoundFont;
+//! - `eval` scores disentanglement (k-NN protocol) on a rendered dataset;
+//! - `knn-bench` times the k-NN classifier on random data.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use timbreswap_engine::clip::{decode_file, load_reference};
 use timbreswap_engine::render::{render, write_wav, RenderOptions};
 use timbreswap_engine::StftConfig;
+use timbreswap_training::dataset::{render_dataset, DatasetOptions, SetChoice};
+use timbreswap_training::eval::{evaluate, EvalOptions, DEFAULT_MAX_TRAIN_FRAMES};
+use timbreswap_training::manifest::Set;
+use timbreswap_training::{instruments, knn};
+
+/// Default SoundFont of the protocol (Debian package `fluid-soundfont-gm`).
+const DEFAULT_SOUNDFONT: &str = "/usr/share/sounds/sf2/FluidR3_GM.sf2";
+
+/// `--set` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SetArg {
+    /// Isolated notes.
+    Notes,
+    /// Monophonic phrases.
+    Phrases,
+    /// Both (dataset only).
+    All,
+}
 
 /// Longest input `render` accepts, in seconds (one hour).
 const MAX_INPUT_SECONDS: f64 = 3600.0;
@@ -53,10 +75,156 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Render the evaluation protocol's notes and phrases from a SoundFont (skips clips already
+    /// rendered; writes DIR/manifest.jsonl).
+    Dataset {
+        /// SF2 file (another library is the test of generalisation).
+        #[arg(long, default_value = DEFAULT_SOUNDFONT)]
+        soundfont: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Which set.
+        #[arg(long, value_enum, default_value = "all")]
+        set: SetArg,
+        /// Sample rate, in Hz (the model rate).
+        #[arg(long, default_value_t = StftConfig::default().sample_rate)]
+        rate: u32,
+        /// Seed of the phrase generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Instrument list (TSV: program, name, family, low, high); default: the protocol's.
+        #[arg(long)]
+        instruments: Option<PathBuf>,
+        /// Phrases per instrument.
+        #[arg(long, default_value_t = timbreswap_training::dataset::PHRASES_PER_INSTRUMENT)]
+        phrases: u32,
+    },
+    /// Score disentanglement on a rendered dataset: the protocol's k-NN table (DSP split and
+    /// chance rows until a model exists), as markdown on stdout and JSON with --json.
+    Eval {
+        /// Dataset folder (with manifest.jsonl).
+        #[arg(long)]
+        data: PathBuf,
+        /// Which set.
+        #[arg(long, value_enum, default_value = "notes")]
+        set: SetArg,
+        /// Largest number of train frames for the frame-wise k-NN (random subsample).
+        #[arg(long, default_value_t = DEFAULT_MAX_TRAIN_FRAMES)]
+        max_train_frames: usize,
+        /// Seed of the subsampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Write the report as JSON here too.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Time the k-NN classifier (k = 5) on random data.
+    KnnBench {
+        /// Training rows.
+        #[arg(long, default_value_t = 200_000)]
+        train: usize,
+        /// Test rows.
+        #[arg(long, default_value_t = 20_000)]
+        test: usize,
+        /// Dimensions.
+        #[arg(long, default_value_t = 64)]
+        dim: usize,
+    },
 }
 
 fn main() -> Result<()> {
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     match Cli::parse().command {
+        Command::Dataset {
+            soundfont,
+            out,
+            set,
+            rate,
+            seed,
+            instruments,
+            phrases,
+        } => {
+            let opts = DatasetOptions {
+                soundfont,
+                out,
+                set: match set {
+                    SetArg::Notes => SetChoice::Notes,
+                    SetArg::Phrases => SetChoice::Phrases,
+                    SetArg::All => SetChoice::All,
+                },
+                rate,
+                seed,
+                instruments: instruments::load(instruments.as_deref())?,
+                phrases,
+                threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            };
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} clips {elapsed_precise} (eta {eta})",
+                )
+                .context("progress bar template")?,
+            );
+            let summary = render_dataset(&opts, &|done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish();
+            println!(
+                "{} clips in {} ({} rendered now: {:.0} s of audio in {:.1} s, {:.0}x real time; {} clipped samples)",
+                summary.clips,
+                opts.out.display(),
+                summary.rendered,
+                summary.audio_s,
+                summary.wall_s,
+                summary.speed(),
+                summary.clipped_samples
+            );
+            Ok(())
+        }
+        Command::Eval {
+            data,
+            set,
+            max_train_frames,
+            seed,
+            json,
+        } => {
+            let set = match set {
+                SetArg::Notes => Set::Notes,
+                SetArg::Phrases => Set::Phrases,
+                SetArg::All => bail!("eval scores one set at a time: --set notes or --set phrases"),
+            };
+            let started = Instant::now();
+            let report = evaluate(&EvalOptions {
+                data,
+                set,
+                max_train_frames,
+                seed,
+            })?;
+            println!("{}", report.to_markdown());
+            println!(
+                "command: `{command_line}`; wall time {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            if let Some(path) = json {
+                let mut value = serde_json::to_value(&report)?;
+                value["command"] = serde_json::Value::String(command_line);
+                std::fs::write(&path, serde_json::to_string_pretty(&value)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
+        Command::KnnBench { train, test, dim } => {
+            let elapsed = knn::benchmark(train, test, dim);
+            println!(
+                "k-NN (k = {}): {train} train x {test} test x {dim} dims in {:.2} s ({:.1} M distance evaluations/s)",
+                knn::K,
+                elapsed.as_secs_f64(),
+                train as f64 * test as f64 / elapsed.as_secs_f64() / 1e6
+            );
+            Ok(())
+        }
         Command::Render {
             input,
             timbre,

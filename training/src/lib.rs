@@ -1,0 +1,10 @@
+//! Timbreswap's offline side: rendering instrument data from SoundFonts, scoring
+//! disentanglement with the evaluation protocol (`../shared/eval-protocol.md`), and later
+//! training the three-factor model. Nothing here runs in the plugin.
+
+pub mod dataset;
+pub mod dsp_split;
+pub mod eval;
+pub mod instruments;
+pub mod knn;
+pub mod manifest;
