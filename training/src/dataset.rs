@@ -31,8 +31,9 @@ pub const PHRASES_PER_INSTRUMENT: u32 = 20;
 pub const PHRASE_S: f64 = 4.0;
 /// Pitch-bend range set on the channel, in semitones.
 pub const BEND_RANGE: f64 = 2.0;
-/// Gain applied to the synthesiser's output before 16-bit quantisation (headroom).
-pub const OUTPUT_GAIN: f32 = 0.5;
+/// Gain applied to the synthesiser's output before 16-bit quantisation: FluidR3 GM peaks at
+/// -2.3 dBFS over the whole protocol set with it (clipped samples are counted and reported).
+pub const OUTPUT_GAIN: f32 = 2.5;
 /// MIDI channel used (0-based; not the drum channel).
 const CHANNEL: i32 = 0;
 

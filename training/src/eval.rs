@@ -336,6 +336,23 @@ pub struct EvalReport {
     pub timings: EvalTimings,
     /// Remarks printed under the table.
     pub notes: Vec<String>,
+    /// Clip-level timbre vectors of each model with a `z_t` (train and test clips), for the
+    /// timbre-space plot. Not part of the JSON report.
+    #[serde(skip)]
+    pub timbres: Vec<TimbreCloud>,
+}
+
+/// Clip-level timbre vectors of one model, with the GM program of each clip.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TimbreCloud {
+    /// Row name of the model.
+    pub model: String,
+    /// Dimensions of a vector.
+    pub dim: usize,
+    /// GM program of each clip.
+    pub programs: Vec<u32>,
+    /// Row-major vectors, `programs.len() x dim`.
+    pub vectors: Vec<f32>,
 }
 
 fn percent(v: Option<f64>) -> String {
@@ -889,6 +906,7 @@ pub fn evaluate_models(
 
     let knn_start = Instant::now();
     let mut rows = Vec::with_capacity(models.len() + 1);
+    let mut timbres = Vec::new();
     let mut notes = Vec::new();
     for (m, model) in models.iter().enumerate() {
         let mut row = EvalRow {
@@ -903,6 +921,19 @@ pub fn evaluate_models(
             pitch_on_z_p: None,
         };
         if let Some(dim) = dims[m].z_t {
+            let mut vectors = train_clips.z_t[m].clone();
+            vectors.extend_from_slice(&test_clips.z_t[m]);
+            timbres.push(TimbreCloud {
+                model: model.name(),
+                dim,
+                programs: train_clips
+                    .labels
+                    .iter()
+                    .chain(&test_clips.labels)
+                    .map(|l| l.instrument)
+                    .collect(),
+                vectors,
+            });
             let acc = knn_accuracies(
                 std::mem::take(&mut train_clips.z_t[m]),
                 &test_clips.z_t[m],
@@ -994,6 +1025,7 @@ pub fn evaluate_models(
         counts,
         timings: EvalTimings { features_s, knn_s },
         notes,
+        timbres,
     })
 }
 

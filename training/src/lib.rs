@@ -8,3 +8,4 @@ pub mod eval;
 pub mod instruments;
 pub mod knn;
 pub mod manifest;
+pub mod plot;

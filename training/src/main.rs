@@ -118,6 +118,10 @@ enum Command {
         /// Write the report as JSON here too.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Draw each model's timbre space (PCA of the clip-level z_t, coloured by family,
+        /// labelled by instrument) into PNGs named PREFIX-<model>.png.
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// Time the k-NN classifier (k = 5) on random data.
     KnnBench {
@@ -131,6 +135,71 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         dim: usize,
     },
+}
+
+/// Draws every timbre cloud of `report` to `PREFIX-<model>.png`.
+fn plot_timbres(
+    report: &timbreswap_training::eval::EvalReport,
+    prefix: &std::path::Path,
+) -> Result<()> {
+    use std::collections::BTreeMap;
+    use timbreswap_training::plot::{scatter_png, Group};
+    let records = timbreswap_training::manifest::read_manifest(&report.data)?;
+    let names: BTreeMap<u32, (String, String)> = records
+        .iter()
+        .map(|r| (r.program as u32, (r.instrument.clone(), r.family.clone())))
+        .collect();
+    for cloud in &report.timbres {
+        let mut groups: BTreeMap<u32, Group> = BTreeMap::new();
+        for (i, program) in cloud.programs.iter().enumerate() {
+            let (name, family) = names
+                .get(program)
+                .cloned()
+                .unwrap_or_else(|| (format!("program {program}"), "?".into()));
+            groups
+                .entry(*program)
+                .or_insert_with(|| Group {
+                    name,
+                    family,
+                    members: Vec::new(),
+                })
+                .members
+                .push(i);
+        }
+        let slug: String = cloud
+            .model
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let path = PathBuf::from(format!("{}-{slug}.png", prefix.display()));
+        let groups: Vec<Group> = groups.into_values().collect();
+        let explained = scatter_png(
+            &path,
+            &format!(
+                "{}: timbre space ({:?}, {} clips)",
+                cloud.model,
+                report.set,
+                cloud.programs.len()
+            ),
+            &cloud.vectors,
+            cloud.dim,
+            &groups,
+            (1400, 1000),
+        )?;
+        println!(
+            "timbre map: {} (PC 1 {:.0} %, PC 2 {:.0} % of variance)",
+            path.display(),
+            explained[0] * 100.0,
+            explained[1] * 100.0
+        );
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -189,6 +258,7 @@ fn main() -> Result<()> {
             max_train_frames,
             seed,
             json,
+            plot,
         } => {
             let set = match set {
                 SetArg::Notes => Set::Notes,
@@ -207,6 +277,9 @@ fn main() -> Result<()> {
                 "command: `{command_line}`; wall time {:.1} s",
                 started.elapsed().as_secs_f64()
             );
+            if let Some(prefix) = plot {
+                plot_timbres(&report, &prefix)?;
+            }
             if let Some(path) = json {
                 let mut value = serde_json::to_value(&report)?;
                 value["command"] = serde_json::Value::String(command_line);
