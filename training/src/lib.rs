@@ -9,3 +9,4 @@ pub mod instruments;
 pub mod knn;
 pub mod manifest;
 pub mod plot;
+pub mod transfer;

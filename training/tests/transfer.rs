@@ -1,0 +1,262 @@
+//! The transfer table: feature sanity on synthetic signals, and an end-to-end run on a tiny
+//! dataset rendered from TimGM6mb (Debian `timgm6mb-soundfont`).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use timbreswap_training::dataset::{self, render_dataset, DatasetOptions, SetChoice};
+use timbreswap_training::instruments::Instrument;
+use timbreswap_training::manifest::{read_manifest, write_manifest, Set, Split};
+use timbreswap_training::transfer::{
+    evaluate_systems, instruments_from_manifest, spectral_centroid, spectral_flatness, Classic,
+    Dry, FeatureExtractor, FnSystem, Oracle, TransferOptions, TransferPair, TransferSystem,
+    CENTROID_INDEX, FEATURE_DIM, FEATURE_FFT, FLATNESS_INDEX, MFCC_OFFSET, N_MFCC, N_MELS,
+    TABLE_HEADER,
+};
+
+const RATE: u32 = 32_000;
+const TIMGM: &str = "/usr/share/sounds/sf2/TimGM6mb.sf2";
+
+/// Deterministic Gaussian noise (Box-Muller over SplitMix64).
+fn noise(len: usize, sigma: f32, seed: u64) -> Vec<f32> {
+    let mut rng = dataset::SplitMix64::new(seed);
+    (0..len)
+        .map(|_| {
+            let u1 = rng.unit().max(1e-12);
+            let u2 = rng.unit();
+            sigma * ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        })
+        .collect()
+}
+
+fn sine(hz: f64, amplitude: f32, seconds: f64) -> Vec<f32> {
+    (0..(seconds * RATE as f64) as usize)
+        .map(|i| amplitude * (std::f64::consts::TAU * hz * i as f64 / RATE as f64).sin() as f32)
+        .collect()
+}
+
+/// Frames well inside a clip of `frames` frames (away from the zero-padded edges).
+fn middle(frames: usize) -> std::ops::Range<usize> {
+    frames / 4..3 * frames / 4
+}
+
+#[test]
+fn mfcc_of_a_louder_copy_differs_only_in_c0() {
+    // A harmonic tone over broadband noise, so no mel band sits at the log floor.
+    let tone: Vec<f32> = sine(220.0, 0.2, 0.6)
+        .iter()
+        .zip(sine(660.0, 0.05, 0.6))
+        .zip(noise(19_200, 0.01, 7))
+        .map(|((a, b), n)| a + b + n)
+        .collect();
+    let louder: Vec<f32> = tone.iter().map(|v| v * 4.0).collect();
+    let ex = FeatureExtractor::new(RATE);
+    let a = ex.analyse(&tone);
+    let b = ex.analyse(&louder);
+    assert_eq!(a.frames, tone.len() / 512 + 1);
+    assert_eq!(a.values.len(), a.frames * FEATURE_DIM);
+    // +12.04 dB in every mel band moves the orthonormal c0 by sqrt(N_MELS) * 12.04.
+    let shift = (N_MELS as f32).sqrt() * 20.0 * 4f32.log10();
+    for f in middle(a.frames) {
+        let (ra, rb) = (a.row(f), b.row(f));
+        let d0 = rb[MFCC_OFFSET] - ra[MFCC_OFFSET];
+        assert!((d0 - shift).abs() < 0.05, "frame {f}: c0 moved {d0}, not {shift}");
+        for c in 1..N_MFCC {
+            let d = (rb[MFCC_OFFSET + c] - ra[MFCC_OFFSET + c]).abs();
+            assert!(d < 0.02, "frame {f}: c{c} moved {d}");
+        }
+        // Scale-free features do not move either.
+        for i in [CENTROID_INDEX, FLATNESS_INDEX] {
+            assert!((rb[i] - ra[i]).abs() < 1e-3, "frame {f}: feature {i}");
+        }
+    }
+}
+
+#[test]
+fn flatness_of_noise_and_of_a_sine() {
+    let ex = FeatureExtractor::new(RATE);
+    let white = noise(RATE as usize, 0.1, 3);
+    let feat = ex.analyse(&white);
+    let frames = middle(feat.frames);
+    let per_frame: f64 = frames
+        .clone()
+        .map(|f| (feat.row(f)[FLATNESS_INDEX] as f64).exp())
+        .sum::<f64>()
+        / frames.len() as f64;
+    // One frame's periodogram of white noise: exponentially distributed bins, flatness
+    // exp(-Euler's gamma) = 0.56 in expectation.
+    assert!(
+        (per_frame - 0.5615).abs() < 0.05,
+        "white noise, per frame: {per_frame}"
+    );
+    // The power spectrum averaged over frames (the noise's true spectrum) is flat.
+    let bins = FEATURE_FFT / 2 + 1;
+    let (power, n) = ex.power_spectrogram(&white);
+    let mut avg = vec![0.0f32; bins];
+    for row in power.chunks_exact(bins).skip(2).take(n - 4) {
+        for (a, p) in avg.iter_mut().zip(row) {
+            *a += p;
+        }
+    }
+    let flat = spectral_flatness(&avg);
+    assert!(flat > 0.9, "white noise, averaged: {flat}");
+
+    let tone = sine(1000.0, 0.5, 0.5);
+    let feat = ex.analyse(&tone);
+    for f in middle(feat.frames) {
+        let flatness = (feat.row(f)[FLATNESS_INDEX] as f64).exp();
+        assert!(flatness < 1e-3, "sine frame {f}: {flatness}");
+    }
+}
+
+#[test]
+fn centroid_of_a_sine_is_its_frequency() {
+    let ex = FeatureExtractor::new(RATE);
+    for hz in [234.5, 1234.5, 5000.0] {
+        let tone = sine(hz, 0.3, 0.5);
+        let feat = ex.analyse(&tone);
+        for f in middle(feat.frames) {
+            let c = (feat.row(f)[CENTROID_INDEX] as f64).exp();
+            assert!((c - hz).abs() < ex.bin_hz(), "{hz} Hz: centroid {c}");
+        }
+        // The same through the plain function on one magnitude spectrum.
+        let bins = FEATURE_FFT / 2 + 1;
+        let (power, frames) = ex.power_spectrogram(&tone);
+        let f = frames / 2;
+        let mag: Vec<f32> = power[f * bins..(f + 1) * bins]
+            .iter()
+            .map(|p| p.sqrt())
+            .collect();
+        let c = spectral_centroid(&mag, ex.bin_hz());
+        assert!((c - hz).abs() < ex.bin_hz(), "{hz} Hz: centroid {c}");
+    }
+}
+
+fn instrument(program: u8, name: &str, family: &str, low: u8, high: u8) -> Instrument {
+    Instrument {
+        program,
+        name: name.into(),
+        family: family.into(),
+        low,
+        high,
+    }
+}
+
+/// Renders 3 instruments (4 notes each, 2 phrases each) and puts every phrase and every
+/// velocity-80 note in the test split (the rest in train).
+fn tiny_dataset(out: &Path) {
+    assert!(
+        Path::new(TIMGM).exists(),
+        "install timgm6mb-soundfont ({TIMGM})"
+    );
+    let opts = DatasetOptions {
+        soundfont: PathBuf::from(TIMGM),
+        out: out.to_path_buf(),
+        set: SetChoice::All,
+        rate: RATE,
+        seed: 1,
+        instruments: vec![
+            instrument(73, "Flute", "pipe", 67, 70),
+            instrument(71, "Clarinet", "reed", 55, 58),
+            instrument(56, "Trumpet", "brass", 60, 63),
+        ],
+        phrases: 2,
+        threads: 2,
+    };
+    render_dataset(&opts, &|_, _| {}).unwrap();
+    let mut records = read_manifest(out).unwrap();
+    for r in &mut records {
+        r.split = match r.set {
+            Set::Phrases => Split::Test,
+            Set::Notes if r.velocity == 80 => Split::Test,
+            Set::Notes => Split::Train,
+        };
+    }
+    write_manifest(out, &records).unwrap();
+}
+
+#[test]
+fn end_to_end_on_a_tiny_timgm_dataset() {
+    let out = std::env::temp_dir().join(format!("timbreswap-transfer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let started = Instant::now();
+    tiny_dataset(&out);
+    let render_s = started.elapsed().as_secs_f64();
+
+    let opts = TransferOptions::new(out.clone(), PathBuf::from(TIMGM));
+    let records = read_manifest(&out).unwrap();
+    let oracle = Oracle::new(
+        dataset::load_soundfont(&opts.soundfont).unwrap(),
+        opts.phrase_seed,
+        instruments_from_manifest(&records),
+    );
+    // A closure row: the source 6 dB down (pitch kept, level -6.02 dB).
+    let half = FnSystem::new("half", |pair: &TransferPair<'_>| {
+        Ok(pair.source.iter().map(|v| v * 0.5).collect())
+    });
+    let classic = Classic::default();
+    let systems: [&dyn TransferSystem; 4] = [&Dry, &oracle, &classic, &half];
+    let report = evaluate_systems(&opts, &systems, &|_, _, _| {}).unwrap();
+    println!("{}", report.to_markdown());
+    println!(
+        "dataset render {render_s:.1} s, evaluation {:.1} s",
+        report.timings.total_s
+    );
+
+    assert_eq!(report.sources_used, 6);
+    assert_eq!(report.source_instruments, 3);
+    assert_eq!(report.rows.len(), 4);
+    assert_eq!(report.classifier.classes, 3);
+    for p in &report.pairs {
+        assert_ne!(p.program_a, p.program_b);
+        assert_eq!(p.reference_velocity, 80);
+    }
+    for r in &report.rows {
+        assert_eq!(r.outputs, 6);
+        for v in [
+            r.pitch_within_50_cents,
+            r.median_cent_error,
+            r.classified_as_b,
+            r.classified_as_a,
+            r.level_difference_db,
+            r.level_abs_difference_db,
+        ] {
+            let v = v.unwrap_or_else(|| panic!("{}: a number is missing", r.row));
+            assert!(v.is_finite(), "{}: {v}", r.row);
+        }
+        assert!(r.pitch_frames > 0);
+    }
+    assert!(report.classifier.clean_source_accuracy.is_finite());
+    let [dry, oracle_row, classic_row, half_row] = &report.rows[..] else {
+        panic!("four rows");
+    };
+    assert_eq!(dry.row, "dry");
+    assert!(dry.pitch_within_50_cents.unwrap() > 0.99);
+    assert!(dry.level_abs_difference_db.unwrap() < 0.01);
+    assert!(half_row.pitch_within_50_cents.unwrap() > 0.95);
+    assert!((half_row.level_difference_db.unwrap() + 6.02).abs() < 0.05);
+    assert!(oracle_row.classified_as_b.unwrap() >= dry.classified_as_b.unwrap());
+    assert!(classic_row.transfer_mean_s > 0.0);
+    // Dry output = the clean source, so its "classified as A" is the clean accuracy.
+    assert_eq!(
+        dry.classified_as_a.unwrap(),
+        report.classifier.clean_source_accuracy
+    );
+
+    let md = report.to_markdown();
+    assert!(md.starts_with(TABLE_HEADER), "{md}");
+    assert!(md.contains("| oracle |"));
+    let json = serde_json::to_value(&report).unwrap();
+    assert!(json["model_hash"].is_null());
+    assert_eq!(json["rows"].as_array().map(Vec::len), Some(4));
+
+    // A wrong phrase seed is caught before anything is computed.
+    let wrong = Oracle::new(
+        dataset::load_soundfont(&opts.soundfont).unwrap(),
+        opts.phrase_seed + 1,
+        instruments_from_manifest(&records),
+    );
+    let err = evaluate_systems(&opts, &[&wrong], &|_, _, _| {}).unwrap_err();
+    assert!(err.to_string().contains("--phrase-seed"), "{err}");
+    let _ = std::fs::remove_dir_all(&out);
+}
