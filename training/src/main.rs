@@ -3,6 +3,7 @@
 //! - `render` runs the plugin's engine offline (no candle involved);
 //! - `dataset` renders the protocol's notes and phrases from a General MIDI SoundFont;
 //! - `eval` scores disentanglement (k-NN protocol) on a rendered dataset;
+//! - `eval-transfer` scores timbre transfer (the protocol's transfer table) on a rendered dataset;
 //! - `knn-bench` times the k-NN classifier on random data.
 
 use std::path::PathBuf;
@@ -122,6 +123,32 @@ enum Command {
         /// labelled by instrument) into PNGs named PREFIX-<model>.png.
         #[arg(long)]
         plot: Option<PathBuf>,
+    },
+    /// Score timbre transfer on a rendered dataset: the protocol's transfer table (dry, oracle
+    /// and classic rows; sources are the test-split phrases), as markdown on stdout and JSON
+    /// with --json.
+    EvalTransfer {
+        /// Dataset folder (with manifest.jsonl).
+        #[arg(long)]
+        data: PathBuf,
+        /// The SF2 file the dataset was rendered from (the oracle row re-renders with it).
+        #[arg(long, default_value = DEFAULT_SOUNDFONT)]
+        soundfont: PathBuf,
+        /// Most sources (an instrument-balanced subset drawn with --seed); default: all.
+        #[arg(long)]
+        max_sources: Option<usize>,
+        /// Seed of the reference choice and of the subsets.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Seed the dataset's phrases were rendered with (`timbreswap dataset --seed`).
+        #[arg(long, default_value_t = timbreswap_training::transfer::DEFAULT_PHRASE_SEED)]
+        phrase_seed: u64,
+        /// pYIN's search range (cost grows with its square).
+        #[arg(long, value_enum, default_value = "instrument")]
+        pitch_range: timbreswap_training::transfer::PitchRange,
+        /// Write the report as JSON here too.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Time the k-NN classifier (k = 5) on random data.
     KnnBench {
@@ -284,6 +311,45 @@ fn main() -> Result<()> {
                 let mut value = serde_json::to_value(&report)?;
                 value["command"] = serde_json::Value::String(command_line);
                 std::fs::write(&path, serde_json::to_string_pretty(&value)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
+        Command::EvalTransfer {
+            data,
+            soundfont,
+            max_sources,
+            seed,
+            phrase_seed,
+            pitch_range,
+            json,
+        } => {
+            use timbreswap_training::transfer::{evaluate_transfer, TransferOptions};
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:>10} {bar:40} {pos}/{len} {elapsed_precise} (eta {eta})",
+                )
+                .context("progress bar template")?,
+            );
+            let opts = TransferOptions {
+                data,
+                soundfont,
+                max_sources,
+                seed,
+                phrase_seed,
+                pitch_range,
+            };
+            let mut report = evaluate_transfer(&opts, &|stage, done, total| {
+                bar.set_message(stage.to_string());
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            report.command = Some(command_line);
+            println!("{}", report.to_markdown());
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(())

@@ -182,12 +182,20 @@ pub enum TransferError {
         /// What went wrong.
         message: String,
     },
-    /// A row could not prepare or produce an output.
+    /// A row refused the sources before anything was computed.
+    #[error("row {row}: {message}")]
+    Prepare {
+        /// Row name.
+        row: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A row could not produce an output.
     #[error("row {row}, source {source_path}: {message}")]
     System {
         /// Row name.
         row: String,
-        /// Source file (empty when preparing).
+        /// Source file, relative to the dataset folder.
         source_path: PathBuf,
         /// What went wrong.
         message: String,
@@ -472,7 +480,10 @@ impl FeatureExtractor {
         let mut log_mel = vec![0.0f32; N_MELS];
         let mut scratch = Vec::with_capacity(bins);
         let bin_hz = self.bin_hz();
-        for (p, row) in power.chunks_exact(bins).zip(values.chunks_exact_mut(FEATURE_DIM)) {
+        for (p, row) in power
+            .chunks_exact(bins)
+            .zip(values.chunks_exact_mut(FEATURE_DIM))
+        {
             let energy: f64 = p.iter().map(|v| *v as f64).sum();
             frame_db.push((10.0 * (energy + ENERGY_FLOOR).log10()) as f32);
             for (m, v) in mag.iter_mut().zip(p) {
@@ -755,7 +766,10 @@ pub fn pitch_agreement(source: &PitchTrack, output: &PitchTrack) -> Option<Pitch
         0.5 * (errors[n / 2 - 1] + errors[n / 2])
     };
     // A hair of slack: the error between two quantised bins is a rounded multiple of 25.
-    let within = errors.iter().filter(|e| **e <= CENT_TOLERANCE + 1e-6).count();
+    let within = errors
+        .iter()
+        .filter(|e| **e <= CENT_TOLERANCE + 1e-6)
+        .count();
     Some(PitchAgreement {
         frames: n,
         within: within as f64 / n as f64,
@@ -898,9 +912,8 @@ impl TransferSystem for Classic {
             sample_rate: pair.sample_rate,
             channels: vec![pair.reference.to_vec()],
         };
-        let descriptor =
-            descriptor_from_audio(&pair.reference_record.path, &reference, &self.stft)
-                .map_err(|e| e.to_string())?;
+        let descriptor = descriptor_from_audio(&pair.reference_record.path, &reference, &self.stft)
+            .map_err(|e| e.to_string())?;
         let input = DecodedAudio {
             sample_rate: pair.sample_rate,
             channels: vec![pair.source.to_vec()],
@@ -1020,7 +1033,10 @@ impl TransferSystem for Oracle {
 pub enum PitchRange {
     /// The source instrument's note range (from the manifest's note clips) ± 3 semitones.
     Instrument,
-    /// 50 to 2100 Hz for every source (slower: pYIN's Viterbi pass grows with the square of
+    /// The notes the source phrase's labels (manifest) sound ± 3 semitones: fastest (a phrase
+    /// spans at most about two octaves), but pYIN cannot see an output pitch outside it.
+    Phrase,
+    /// 50 to 2100 Hz for every source (slowest: pYIN's Viterbi pass grows with the square of
     /// the number of pitch bins).
     Full,
 }
@@ -1267,6 +1283,7 @@ impl TransferReport {
             PYIN_RESOLUTION,
             match self.pitch_range {
                 PitchRange::Instrument => "the source instrument's notes ± 3 semitones",
+                PitchRange::Phrase => "the source phrase's notes ± 3 semitones",
                 PitchRange::Full => "50-2100 Hz",
             },
         );
@@ -1651,17 +1668,16 @@ struct Context<'a> {
 impl Context<'_> {
     /// pYIN's range for a source, in Hz.
     fn range_hz(&self, source: &ClipRecord) -> (f64, f64) {
+        let labelled = source.frame_notes.iter().filter(|n| **n >= 0);
+        let phrase = match (labelled.clone().min(), labelled.max()) {
+            (Some(lo), Some(hi)) => Some((*lo as f64, *hi as f64)),
+            _ => None,
+        };
         let notes = match (self.pitch_range, self.instruments.get(&source.program)) {
             (PitchRange::Full, _) => return PYIN_FULL_RANGE_HZ,
             (PitchRange::Instrument, Some(inst)) => Some((inst.low as f64, inst.high as f64)),
             // No note clips of this instrument: the phrase's own labels.
-            (PitchRange::Instrument, None) => {
-                let labelled = source.frame_notes.iter().filter(|n| **n >= 0);
-                match (labelled.clone().min(), labelled.max()) {
-                    (Some(lo), Some(hi)) => Some((*lo as f64, *hi as f64)),
-                    _ => None,
-                }
-            }
+            (PitchRange::Instrument, None) | (PitchRange::Phrase, _) => phrase,
         };
         match notes {
             Some((lo, hi)) => (
@@ -1774,10 +1790,11 @@ pub fn evaluate_transfer(
     opts: &TransferOptions,
     progress: &(dyn Fn(&str, usize, usize) + Sync),
 ) -> Result<TransferReport, TransferError> {
-    let records = manifest::read_manifest(&opts.data).map_err(|source| TransferError::Manifest {
-        path: opts.data.clone(),
-        source,
-    })?;
+    let records =
+        manifest::read_manifest(&opts.data).map_err(|source| TransferError::Manifest {
+            path: opts.data.clone(),
+            source,
+        })?;
     let oracle = Oracle::new(
         dataset::load_soundfont(&opts.soundfont)?,
         opts.phrase_seed,
@@ -1810,9 +1827,8 @@ pub fn evaluate_systems(
     for system in systems {
         system
             .prepare(&source_records)
-            .map_err(|message| TransferError::System {
+            .map_err(|message| TransferError::Prepare {
                 row: system.name(),
-                source_path: PathBuf::new(),
                 message,
             })?;
     }
@@ -1901,12 +1917,13 @@ pub fn evaluate_systems(
             let pitch: Vec<PitchAgreement> =
                 outcomes.iter().filter_map(|o| o.rows[k].pitch).collect();
             let levels: Vec<f64> = outcomes.iter().filter_map(|o| o.rows[k].level_db).collect();
-            let labels: Vec<(u32, u32, Option<u32>)> = pair_infos
-                .iter()
-                .map(|p| (p.program_a as u32, p.program_b as u32, p.output_labels[k]))
-                .collect();
-            let share = |hit: &dyn Fn(&(u32, u32, Option<u32>)) -> bool| {
-                Some(labels.iter().filter(|l| hit(l)).count() as f64 / n as f64)
+            // Share of outputs labelled with the program `which` picks (A or B) of their pair.
+            let share = |which: fn(&PairInfo) -> u8| {
+                let hits = pair_infos
+                    .iter()
+                    .filter(|p| p.output_labels[k] == Some(which(p) as u32))
+                    .count();
+                Some(hits as f64 / n as f64)
             };
             TransferRowReport {
                 row: system.name(),
@@ -1915,9 +1932,12 @@ pub fn evaluate_systems(
                 pitch_frames: pitch.iter().map(|p| p.frames).sum(),
                 pitch_within_50_cents: mean(pitch.iter().map(|p| p.within)),
                 median_cent_error: mean(pitch.iter().map(|p| p.median_cents)),
-                classified: labels.iter().filter(|l| l.2.is_some()).count(),
-                classified_as_b: share(&|(_, b, l)| *l == Some(*b)),
-                classified_as_a: share(&|(a, _, l)| *l == Some(*a)),
+                classified: pair_infos
+                    .iter()
+                    .filter(|p| p.output_labels[k].is_some())
+                    .count(),
+                classified_as_b: share(|p| p.program_b),
+                classified_as_a: share(|p| p.program_a),
                 level_sources: levels.len(),
                 level_difference_db: mean(levels.iter().copied()),
                 level_abs_difference_db: mean(levels.iter().map(|d| d.abs())),
@@ -1949,6 +1969,13 @@ pub fn evaluate_systems(
          (and mean absolute value) over sources."
             .to_string(),
     ];
+    if opts.pitch_range != PitchRange::Full {
+        notes.push(
+            "pitch range: pYIN searched only the source's notes ± 3 semitones, so an output \
+             pitch outside that range (e.g. an octave error) is not measured as such."
+                .to_string(),
+        );
+    }
     for system in systems {
         notes.extend(system.notes());
     }

@@ -10,7 +10,7 @@ use timbreswap_training::manifest::{read_manifest, write_manifest, Set, Split};
 use timbreswap_training::transfer::{
     evaluate_systems, instruments_from_manifest, spectral_centroid, spectral_flatness, Classic,
     Dry, FeatureExtractor, FnSystem, Oracle, TransferOptions, TransferPair, TransferSystem,
-    CENTROID_INDEX, FEATURE_DIM, FEATURE_FFT, FLATNESS_INDEX, MFCC_OFFSET, N_MFCC, N_MELS,
+    CENTROID_INDEX, FEATURE_DIM, FEATURE_FFT, FLATNESS_INDEX, MFCC_OFFSET, N_MELS, N_MFCC,
     TABLE_HEADER,
 };
 
@@ -60,7 +60,10 @@ fn mfcc_of_a_louder_copy_differs_only_in_c0() {
     for f in middle(a.frames) {
         let (ra, rb) = (a.row(f), b.row(f));
         let d0 = rb[MFCC_OFFSET] - ra[MFCC_OFFSET];
-        assert!((d0 - shift).abs() < 0.05, "frame {f}: c0 moved {d0}, not {shift}");
+        assert!(
+            (d0 - shift).abs() < 0.05,
+            "frame {f}: c0 moved {d0}, not {shift}"
+        );
         for c in 1..N_MFCC {
             let d = (rb[MFCC_OFFSET + c] - ra[MFCC_OFFSET + c]).abs();
             assert!(d < 0.02, "frame {f}: c{c} moved {d}");
@@ -259,4 +262,51 @@ fn end_to_end_on_a_tiny_timgm_dataset() {
     let err = evaluate_systems(&opts, &[&wrong], &|_, _, _| {}).unwrap_err();
     assert!(err.to_string().contains("--phrase-seed"), "{err}");
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Cost of pYIN and of the features on one 4 s clip (run with `-- --ignored --nocapture`).
+#[test]
+#[ignore = "timing only"]
+fn pyin_and_feature_cost_per_clip() {
+    use timbreswap_training::transfer::{midi_to_hz, track_pitch, PYIN_FULL_RANGE_HZ};
+    // A harmonic tone gliding around 220 Hz (4 s at 32 kHz).
+    let x: Vec<f32> = (0..4 * RATE as usize)
+        .map(|i| {
+            let t = i as f64 / RATE as f64;
+            let phase = std::f64::consts::TAU * 220.0 * (t + 0.3 * (1.0 - (t * 0.5).cos()));
+            (1..10)
+                .map(|h| (phase * h as f64).sin() / h as f64)
+                .sum::<f64>() as f32
+                * 0.1
+        })
+        .collect();
+    let ranges = [
+        ("full 50-2100 Hz", PYIN_FULL_RANGE_HZ),
+        ("piano 33-96 +-3", (midi_to_hz(30.0), midi_to_hz(99.0))),
+        ("violin 55-100 +-3", (midi_to_hz(52.0), midi_to_hz(103.0))),
+        ("clarinet 50-91 +-3", (midi_to_hz(47.0), midi_to_hz(94.0))),
+        (
+            "phrase-sized 24 semitones",
+            (midi_to_hz(45.0), midi_to_hz(69.0)),
+        ),
+        ("9 semitones", (midi_to_hz(52.0), midi_to_hz(61.0))),
+    ];
+    for (name, (lo, hi)) in ranges {
+        let t = Instant::now();
+        let track = track_pitch(&x, RATE, 160, lo, hi).unwrap();
+        let voiced = track.voiced.iter().filter(|v| **v).count();
+        println!(
+            "pYIN {name}: {:.2} s per 4 s clip ({voiced} of {} frames voiced)",
+            t.elapsed().as_secs_f64(),
+            track.voiced.len()
+        );
+    }
+    let ex = FeatureExtractor::new(RATE);
+    let t = Instant::now();
+    let feat = ex.analyse(&x);
+    println!(
+        "features: {:.3} s per 4 s clip ({} frames)",
+        t.elapsed().as_secs_f64(),
+        feat.frames
+    );
 }
