@@ -31,10 +31,18 @@ pub enum PlotError {
     },
 }
 
-/// First two principal axes of `points` (row-major, `n x dim`): returns the projected
-/// coordinates `(x, y)` of every point and the share of variance each axis explains.
-pub fn pca_2d(points: &[f32], dim: usize) -> Result<(Vec<(f64, f64)>, [f64; 2]), PlotError> {
-    let n = if dim == 0 { 0 } else { points.len() / dim };
+/// Points projected onto two principal axes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Projection {
+    /// `(PC 1, PC 2)` coordinates of every point.
+    pub coords: Vec<(f64, f64)>,
+    /// Share of the total variance each axis explains, 0..=1.
+    pub explained: [f64; 2],
+}
+
+/// First two principal axes of `points` (row-major, `n x dim`).
+pub fn pca_2d(points: &[f32], dim: usize) -> Result<Projection, PlotError> {
+    let n = points.len().checked_div(dim).unwrap_or(0);
     if n < 2 || dim < 2 {
         return Err(PlotError::TooFew);
     }
@@ -101,7 +109,7 @@ pub fn pca_2d(points: &[f32], dim: usize) -> Result<(Vec<(f64, f64)>, [f64; 2]),
             (proj(&axes[0]), proj(&axes[1]))
         })
         .collect();
-    Ok((coords, explained))
+    Ok(Projection { coords, explained })
 }
 
 /// One labelled group of points (an instrument).
@@ -129,7 +137,7 @@ pub fn scatter_png(
     let font: &'static [u8] = Box::leak(font.into_boxed_slice());
     register_font("sans-serif", FontStyle::Normal, font)
         .map_err(|_| PlotError::Font("not a usable TrueType font".into()))?;
-    let (coords, explained) = pca_2d(points, dim)?;
+    let Projection { coords, explained } = pca_2d(points, dim)?;
     let draw_err = |e: String| PlotError::Draw {
         path: path.display().to_string(),
         detail: e,
@@ -216,7 +224,7 @@ mod tests {
             let noise = ((i * 37 % 11) as f32 - 5.0) * 0.01;
             points.extend_from_slice(&[3.0 * t + noise, t - noise, 2.0]);
         }
-        let (coords, explained) = pca_2d(&points, 3).unwrap();
+        let Projection { coords, explained } = pca_2d(&points, 3).unwrap();
         assert!(explained[0] > 0.99, "{explained:?}");
         // Projection onto PC 1 is +-sqrt(10) * t.
         let scale = (coords[99].0 - coords[0].0).abs() / 9.9;
