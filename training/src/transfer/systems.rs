@@ -1,0 +1,231 @@
+//! The rows of the table: the [`TransferSystem`] trait, the pair a row sees
+//! ([`TransferPair`]), closures as rows ([`FnSystem`]) and the built-in rows [`Dry`],
+//! [`Classic`] and [`Oracle`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rustysynth::{SoundFont, Synthesizer, SynthesizerSettings};
+use timbreswap_engine::clip::{descriptor_from_audio, DecodedAudio};
+use timbreswap_engine::render::{render, RenderOptions};
+use timbreswap_engine::StftConfig;
+
+use crate::dataset::{self, Score, OUTPUT_GAIN};
+use crate::instruments::Instrument;
+use crate::manifest::ClipRecord;
+
+/// One source/reference pair as a row sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct TransferPair<'a> {
+    /// The source phrase (instrument A), mono, in -1..1.
+    pub source: &'a [f32],
+    /// Its manifest record.
+    pub source_record: &'a ClipRecord,
+    /// The reference note clip (instrument B), mono, in -1..1.
+    pub reference: &'a [f32],
+    /// Its manifest record.
+    pub reference_record: &'a ClipRecord,
+    /// Sample rate of both, in Hz.
+    pub sample_rate: u32,
+}
+
+/// A row of the table: anything that turns (source, reference) into output audio.
+pub trait TransferSystem: Sync {
+    /// Row name.
+    fn name(&self) -> String;
+    /// Notes printed under the table.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Called once with every source record before anything is computed (fail fast).
+    fn prepare(&self, _sources: &[&ClipRecord]) -> Result<(), String> {
+        Ok(())
+    }
+    /// The output: mono at `pair.sample_rate`, the source's length (a different length is
+    /// cut or padded with zeros), finite.
+    fn transfer(&self, pair: &TransferPair<'_>) -> Result<Vec<f32>, String>;
+}
+
+/// A row from a closure.
+pub struct FnSystem<F> {
+    name: String,
+    f: F,
+}
+
+impl<F> FnSystem<F>
+where
+    F: Fn(&TransferPair<'_>) -> Result<Vec<f32>, String> + Sync,
+{
+    /// The row `name` computed by `f`.
+    pub fn new(name: impl Into<String>, f: F) -> Self {
+        Self {
+            name: name.into(),
+            f,
+        }
+    }
+}
+
+impl<F> TransferSystem for FnSystem<F>
+where
+    F: Fn(&TransferPair<'_>) -> Result<Vec<f32>, String> + Sync,
+{
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn transfer(&self, pair: &TransferPair<'_>) -> Result<Vec<f32>, String> {
+        (self.f)(pair)
+    }
+}
+
+/// The `dry` row: the source unchanged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dry;
+
+impl TransferSystem for Dry {
+    fn name(&self) -> String {
+        "dry".to_string()
+    }
+
+    fn transfer(&self, pair: &TransferPair<'_>) -> Result<Vec<f32>, String> {
+        Ok(pair.source.to_vec())
+    }
+}
+
+/// The `classic` row: the plugin engine's offline render (same code as the plugin) with the
+/// reference's timbre descriptor in slot A, mix 1.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Classic {
+    /// The engine's analysis settings.
+    pub stft: StftConfig,
+}
+
+impl TransferSystem for Classic {
+    fn name(&self) -> String {
+        "classic".to_string()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        vec![
+            "classic: the engine's offline render (cepstral envelope swap) with the reference's \
+             timbre descriptor, mix 1, default settings."
+                .to_string(),
+        ]
+    }
+
+    fn transfer(&self, pair: &TransferPair<'_>) -> Result<Vec<f32>, String> {
+        let reference = DecodedAudio {
+            sample_rate: pair.sample_rate,
+            channels: vec![pair.reference.to_vec()],
+        };
+        let descriptor = descriptor_from_audio(&pair.reference_record.path, &reference, &self.stft)
+            .map_err(|e| e.to_string())?;
+        let input = DecodedAudio {
+            sample_rate: pair.sample_rate,
+            channels: vec![pair.source.to_vec()],
+        };
+        let rendered = render(
+            &input,
+            &RenderOptions {
+                timbre_a: Some(&descriptor),
+                mix: 1.0,
+                stft: self.stft,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        rendered
+            .audio
+            .channels
+            .into_iter()
+            .next()
+            .ok_or_else(|| "the engine returned no channel".to_string())
+    }
+}
+
+/// The `oracle` row: the source phrase's score (regenerated from the phrase generator) played
+/// with B's program on the same SoundFont, scaled and quantised as the dataset writer does.
+pub struct Oracle {
+    soundfont: Arc<SoundFont>,
+    phrase_seed: u64,
+    instruments: BTreeMap<u8, Instrument>,
+}
+
+impl Oracle {
+    /// The oracle for phrases rendered with `phrase_seed` from `soundfont`, with the
+    /// instruments (note ranges) the phrases were generated for.
+    pub fn new(
+        soundfont: Arc<SoundFont>,
+        phrase_seed: u64,
+        instruments: BTreeMap<u8, Instrument>,
+    ) -> Self {
+        Self {
+            soundfont,
+            phrase_seed,
+            instruments,
+        }
+    }
+
+    /// The score of `source` as generated by the dataset (program A), checked against the
+    /// record's labels and length.
+    pub fn source_score(&self, source: &ClipRecord) -> Result<Score, String> {
+        let index = source
+            .phrase
+            .ok_or_else(|| format!("{} is not a phrase", source.path.display()))?;
+        let inst = self.instruments.get(&source.program).ok_or_else(|| {
+            format!(
+                "program {} has no note clips in the manifest, so its note range (which the \
+                 phrase generator uses) is unknown",
+                source.program
+            )
+        })?;
+        let score = dataset::phrase_score(inst, index, self.phrase_seed, source.sample_rate);
+        if score.length != source.samples || score.frame_notes(source.hop) != source.frame_notes {
+            return Err(format!(
+                "phrase {index} of program {} regenerated with phrase seed {} does not match \
+                 the manifest's labels: pass the seed the dataset was rendered with \
+                 (--phrase-seed)",
+                source.program, self.phrase_seed
+            ));
+        }
+        Ok(score)
+    }
+}
+
+impl TransferSystem for Oracle {
+    fn name(&self) -> String {
+        "oracle".to_string()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        vec![format!(
+            "oracle: the source phrase's score (phrase seed {}) rendered with B's program on the \
+             same SoundFont, the ideal transfer.",
+            self.phrase_seed
+        )]
+    }
+
+    fn prepare(&self, sources: &[&ClipRecord]) -> Result<(), String> {
+        sources
+            .iter()
+            .try_for_each(|s| self.source_score(s).map(|_| ()))
+    }
+
+    fn transfer(&self, pair: &TransferPair<'_>) -> Result<Vec<f32>, String> {
+        let mut score = self.source_score(pair.source_record)?;
+        for e in &mut score.events {
+            if e.command == 0xC0 {
+                e.data1 = pair.reference_record.program as i32;
+            }
+        }
+        let mut settings = SynthesizerSettings::new(pair.sample_rate as i32);
+        settings.enable_reverb_and_chorus = false;
+        let mut synth =
+            Synthesizer::new(&self.soundfont, &settings).map_err(|e| format!("{e:?}"))?;
+        let audio = dataset::play(&mut synth, &score);
+        Ok(audio
+            .iter()
+            .map(|s| (s * OUTPUT_GAIN * 32767.0).round().clamp(-32768.0, 32767.0) / 32768.0)
+            .collect())
+    }
+}
