@@ -94,6 +94,14 @@ pub enum DatasetError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The folder holds audio rendered with other settings.
+    #[error("{folder} was rendered with other settings ({previous}); render into a new folder")]
+    SettingsChanged {
+        /// The dataset folder.
+        folder: PathBuf,
+        /// The recorded settings (JSON).
+        previous: String,
+    },
     /// WAV writing.
     #[error("{path}: {source}")]
     Wav {
@@ -102,6 +110,67 @@ pub enum DatasetError {
         /// The encoder's error.
         source: hound::Error,
     },
+}
+
+/// File in the dataset folder recording what its audio was rendered with.
+pub const SETTINGS_FILE: &str = "render-settings.json";
+
+/// What decides the content of the audio files: a folder rendered with other settings cannot be
+/// resumed (its files would be kept and mislabelled).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RenderSettings {
+    /// Version of the renderer's score and mixing rules.
+    pub renderer_version: u32,
+    /// SoundFont file name and size in bytes.
+    pub soundfont: (String, u64),
+    /// Sample rate, Hz.
+    pub rate: u32,
+    /// Phrase seed.
+    pub seed: u64,
+    /// Output gain.
+    pub gain: f32,
+}
+
+/// Bump when scores or mixing change, so old folders are not silently resumed.
+pub const RENDERER_VERSION: u32 = 1;
+
+fn settings_of(opts: &DatasetOptions) -> RenderSettings {
+    RenderSettings {
+        renderer_version: RENDERER_VERSION,
+        soundfont: (
+            opts.soundfont
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            std::fs::metadata(&opts.soundfont).map_or(0, |m| m.len()),
+        ),
+        rate: opts.rate,
+        seed: opts.seed,
+        gain: OUTPUT_GAIN,
+    }
+}
+
+/// Records the settings in a new folder, or checks they match those of an existing one.
+fn check_settings(opts: &DatasetOptions) -> Result<(), DatasetError> {
+    let path = opts.out.join(SETTINGS_FILE);
+    let current = settings_of(opts);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let previous: Option<RenderSettings> = serde_json::from_str(&text).ok();
+            if previous.as_ref() != Some(&current) {
+                return Err(DatasetError::SettingsChanged {
+                    folder: opts.out.clone(),
+                    previous: text.trim().to_string(),
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = serde_json::to_string_pretty(&current).unwrap_or_default();
+            std::fs::write(&path, text).map_err(|source| DatasetError::Io { path, source })
+        }
+        Err(source) => Err(DatasetError::Io { path, source }),
+    }
 }
 
 /// What a run did.
@@ -574,6 +643,7 @@ pub fn render_dataset(
         move |source| DatasetError::Io { path, source }
     };
     std::fs::create_dir_all(&opts.out).map_err(io_err(&opts.out))?;
+    check_settings(opts)?;
     let jobs = jobs(opts);
     let total = jobs.len();
     let done = AtomicUsize::new(0);

@@ -116,6 +116,12 @@ fn labels_agree_with_pyin_and_reruns_skip() {
     let again = render_dataset(&opts, &|_, _| {}).unwrap();
     assert_eq!(again.rendered, 0);
     assert_eq!(read_manifest(&out).unwrap(), records);
+
+    // Another seed into the same folder would keep old phrase audio under new labels: refused.
+    let mut other = opts.clone();
+    other.seed = 2;
+    let err = render_dataset(&other, &|_, _| {}).unwrap_err();
+    assert!(matches!(err, DatasetError::SettingsChanged { .. }), "{err}");
     let _ = std::fs::remove_dir_all(&out);
 }
 
