@@ -18,6 +18,7 @@ use crate::instruments::Instrument;
 use crate::manifest::{
     note_key, phrase_key, split_of, write_manifest, ClipRecord, Set, MANIFEST_FILE,
 };
+use crate::rng::SplitMix64;
 
 /// Velocities of the notes set.
 pub const NOTE_VELOCITIES: [u8; 3] = [40, 80, 120];
@@ -333,37 +334,6 @@ pub fn note_score(program: u8, key: u8, velocity: u8, rate: u32) -> Score {
         }],
         bends: vec![],
         length: seconds(rate, NOTE_CLIP_S),
-    }
-}
-
-/// SplitMix64: a small, fixed, seedable generator (results never change between versions).
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// Seeds the generator.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Uniform in `[lo, hi)`.
-    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-    /// Uniform integer in `lo..=hi`.
-    pub fn int(&mut self, lo: i32, hi: i32) -> i32 {
-        lo + (self.next_u64() % (hi - lo + 1) as u64) as i32
     }
 }
 

@@ -28,7 +28,8 @@ use timbreswap_engine::StftConfig;
 
 use crate::dsp_split::{self, ClipFeatures};
 use crate::knn::{self, KnnIndex, K};
-use crate::manifest::{self, ClipRecord, Set, Split};
+use crate::manifest::{self, ClipReadError, ClipRecord, Set, Split};
+use crate::rng::mix64;
 
 /// Default cap on the train frames fitted by the frame-level classifiers (protocol).
 pub const DEFAULT_MAX_TRAIN_FRAMES: usize = 200_000;
@@ -65,6 +66,9 @@ impl EvalOptions {
 /// Why an evaluation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
+    /// A clip's audio does not match its manifest record.
+    #[error(transparent)]
+    Clip(#[from] ClipReadError),
     /// The manifest could not be read or parsed.
     #[error("cannot read the manifest in {path}: {source}")]
     Manifest {
@@ -81,36 +85,6 @@ pub enum EvalError {
         /// The empty split.
         split: Split,
     },
-    /// A WAV file could not be opened or decoded.
-    #[error("{path}: {source}")]
-    Wav {
-        /// Audio file.
-        path: PathBuf,
-        /// Underlying error.
-        source: hound::Error,
-    },
-    /// A WAV file is not mono 16-bit integer PCM.
-    #[error("{path}: expected mono 16-bit integer PCM, found {channels} channel(s) of {bits}-bit {format}")]
-    WavFormat {
-        /// Audio file.
-        path: PathBuf,
-        /// Channels in the file.
-        channels: u16,
-        /// Bits per sample in the file.
-        bits: u16,
-        /// Sample format in the file.
-        format: String,
-    },
-    /// A clip's sample rate is not the analysis rate.
-    #[error("{path}: sample rate {found} Hz, the analysis runs at {expected} Hz")]
-    SampleRate {
-        /// Audio file.
-        path: PathBuf,
-        /// Rate of the record or the file, in Hz.
-        found: u32,
-        /// Analysis rate, in Hz.
-        expected: u32,
-    },
     /// A clip's frame labels use another hop than the analysis.
     #[error("{path}: frame labels at a hop of {found} samples, the analysis hop is {expected}")]
     Hop {
@@ -119,16 +93,6 @@ pub enum EvalError {
         /// Hop of the record, in samples.
         found: usize,
         /// Analysis hop, in samples.
-        expected: usize,
-    },
-    /// The file does not hold the number of samples the manifest says.
-    #[error("{path}: {found} samples in the file, the manifest says {expected}")]
-    Length {
-        /// Audio file.
-        path: PathBuf,
-        /// Samples in the file.
-        found: usize,
-        /// Samples in the record.
         expected: usize,
     },
     /// The record does not have one label per analysis frame.
@@ -504,8 +468,7 @@ impl FrameStore {
         if self.cap == 0 {
             return;
         }
-        let key =
-            knn::mix64(self.seed ^ knn::mix64(((labels.clip as u64) << 32) | labels.frame as u64));
+        let key = mix64(self.seed ^ mix64(((labels.clip as u64) << 32) | labels.frame as u64));
         let entry = (key, labels.clip, labels.frame);
         let slot = if self.labels.len() < self.cap {
             self.labels.push(labels);
@@ -578,60 +541,14 @@ impl ClipStore {
 
 /// Reads a mono 16-bit WAV into `-1..1` samples and checks it against its record.
 fn read_clip(root: &Path, record: &ClipRecord, cfg: &StftConfig) -> Result<Vec<f32>, EvalError> {
-    let path = record.audio_path(root);
-    if record.sample_rate != cfg.sample_rate {
-        return Err(EvalError::SampleRate {
-            path,
-            found: record.sample_rate,
-            expected: cfg.sample_rate,
-        });
-    }
     if record.hop != cfg.hop {
         return Err(EvalError::Hop {
-            path,
+            path: record.audio_path(root),
             found: record.hop,
             expected: cfg.hop,
         });
     }
-    let reader = match hound::WavReader::open(&path) {
-        Ok(r) => r,
-        Err(source) => return Err(EvalError::Wav { path, source }),
-    };
-    let spec = reader.spec();
-    if spec.channels != 1
-        || spec.bits_per_sample != 16
-        || spec.sample_format != hound::SampleFormat::Int
-    {
-        return Err(EvalError::WavFormat {
-            path,
-            channels: spec.channels,
-            bits: spec.bits_per_sample,
-            format: format!("{:?}", spec.sample_format),
-        });
-    }
-    if spec.sample_rate != cfg.sample_rate {
-        return Err(EvalError::SampleRate {
-            path,
-            found: spec.sample_rate,
-            expected: cfg.sample_rate,
-        });
-    }
-    let samples: Result<Vec<f32>, hound::Error> = reader
-        .into_samples::<i16>()
-        .map(|s| s.map(|v| v as f32 / 32_768.0))
-        .collect();
-    let samples = match samples {
-        Ok(s) => s,
-        Err(source) => return Err(EvalError::Wav { path, source }),
-    };
-    if samples.len() != record.samples {
-        return Err(EvalError::Length {
-            path,
-            found: samples.len(),
-            expected: record.samples,
-        });
-    }
-    Ok(samples)
+    Ok(manifest::read_clip_audio(root, record, cfg.sample_rate)?)
 }
 
 /// Decodes, analyses and encodes one clip with every model. `None` for a clip without active
@@ -1273,7 +1190,10 @@ mod tests {
         write_manifest(&root, &records).unwrap();
         let err = evaluate(&EvalOptions::new(root.clone(), Set::Notes)).unwrap_err();
         assert!(
-            matches!(err, EvalError::SampleRate { found: 44_100, .. }),
+            matches!(
+                err,
+                EvalError::Clip(ClipReadError::SampleRate { found: 44_100, .. })
+            ),
             "{err}"
         );
         // No phrases in this dataset: nothing to score.

@@ -15,6 +15,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::rng::SplitMix64;
+
 /// Neighbours that vote.
 pub const K: usize = 5;
 
@@ -404,42 +406,6 @@ pub fn accuracy(pred: &[u32], truth: &[u32]) -> f64 {
     }
     let hits = pred.iter().zip(truth).filter(|(p, t)| p == t).count();
     hits as f64 / pred.len() as f64
-}
-
-/// SplitMix64: a tiny, fixed, seedable generator for synthetic data (benchmarks, tests,
-/// subsampling). Not for cryptography.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator started at `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        mix64(self.0)
-    }
-
-    /// Uniform in `[0, 1)`, with 24 random bits.
-    pub fn next_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// Uniform in `0..n` (slightly biased for huge `n`; `n` must be positive).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
-
-/// SplitMix64's finaliser: a bijective scramble of 64 bits (also a good hash of integers).
-pub fn mix64(x: u64) -> u64 {
-    let mut z = x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// Builds `n_train` and `n_test` random rows of `dim` values (uniform in `[0, 1)`, 16 random

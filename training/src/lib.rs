@@ -8,5 +8,7 @@ pub mod eval;
 pub mod instruments;
 pub mod knn;
 pub mod manifest;
+pub mod perturb;
 pub mod plot;
+pub mod rng;
 pub mod transfer;

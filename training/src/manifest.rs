@@ -74,6 +74,107 @@ impl ClipRecord {
     }
 }
 
+/// Why a dataset clip's audio could not be read as its record describes it.
+#[derive(Debug, thiserror::Error)]
+pub enum ClipReadError {
+    /// A WAV file could not be opened or decoded.
+    #[error("{path}: {source}")]
+    Wav {
+        /// Audio file.
+        path: PathBuf,
+        /// Underlying error.
+        source: hound::Error,
+    },
+    /// A WAV file is not mono 16-bit integer PCM.
+    #[error("{path}: expected mono 16-bit integer PCM, found {channels} channel(s) of {bits}-bit {format}")]
+    WavFormat {
+        /// Audio file.
+        path: PathBuf,
+        /// Channels in the file.
+        channels: u16,
+        /// Bits per sample in the file.
+        bits: u16,
+        /// Sample format in the file.
+        format: String,
+    },
+    /// The clip (record or file) is not at the expected sample rate.
+    #[error("{path}: sample rate {found} Hz, expected {expected} Hz")]
+    SampleRate {
+        /// Audio file.
+        path: PathBuf,
+        /// Rate found, Hz.
+        found: u32,
+        /// Rate expected, Hz.
+        expected: u32,
+    },
+    /// The file's length disagrees with the record.
+    #[error("{path}: {found} samples, the manifest says {expected}")]
+    Length {
+        /// Audio file.
+        path: PathBuf,
+        /// Samples in the file.
+        found: usize,
+        /// Samples in the record.
+        expected: usize,
+    },
+}
+
+/// Reads the audio of `record` (mono 16-bit PCM under `root`) as samples in -1..1, checking it
+/// is at `rate` Hz and as long as the record says.
+pub fn read_clip_audio(
+    root: &Path,
+    record: &ClipRecord,
+    rate: u32,
+) -> Result<Vec<f32>, ClipReadError> {
+    let path = record.audio_path(root);
+    if record.sample_rate != rate {
+        return Err(ClipReadError::SampleRate {
+            path,
+            found: record.sample_rate,
+            expected: rate,
+        });
+    }
+    let reader = match hound::WavReader::open(&path) {
+        Ok(r) => r,
+        Err(source) => return Err(ClipReadError::Wav { path, source }),
+    };
+    let spec = reader.spec();
+    if spec.channels != 1
+        || spec.bits_per_sample != 16
+        || spec.sample_format != hound::SampleFormat::Int
+    {
+        return Err(ClipReadError::WavFormat {
+            path,
+            channels: spec.channels,
+            bits: spec.bits_per_sample,
+            format: format!("{:?}", spec.sample_format),
+        });
+    }
+    if spec.sample_rate != rate {
+        return Err(ClipReadError::SampleRate {
+            path,
+            found: spec.sample_rate,
+            expected: rate,
+        });
+    }
+    let samples: Result<Vec<f32>, hound::Error> = reader
+        .into_samples::<i16>()
+        .map(|s| s.map(|v| v as f32 / 32_768.0))
+        .collect();
+    let samples = match samples {
+        Ok(s) => s,
+        Err(source) => return Err(ClipReadError::Wav { path, source }),
+    };
+    if samples.len() != record.samples {
+        return Err(ClipReadError::Length {
+            path,
+            found: samples.len(),
+            expected: record.samples,
+        });
+    }
+    Ok(samples)
+}
+
 /// Reads every record of `root/manifest.jsonl`.
 pub fn read_manifest(root: &Path) -> std::io::Result<Vec<ClipRecord>> {
     let path = root.join(MANIFEST_FILE);

@@ -19,7 +19,7 @@ const TIMGM: &str = "/usr/share/sounds/sf2/TimGM6mb.sf2";
 
 /// Deterministic Gaussian noise (Box-Muller over SplitMix64).
 fn noise(len: usize, sigma: f32, seed: u64) -> Vec<f32> {
-    let mut rng = dataset::SplitMix64::new(seed);
+    let mut rng = timbreswap_training::rng::SplitMix64::new(seed);
     (0..len)
         .map(|_| {
             let u1 = rng.unit().max(1e-12);

@@ -37,10 +37,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::dataset::{self, DatasetError, SplitMix64};
+use crate::dataset::{self, DatasetError};
 use crate::instruments::Instrument;
 use crate::knn::{self, K};
-use crate::manifest::{self, ClipRecord, Set, Split};
+use crate::manifest::{self, ClipReadError, ClipRecord, Set, Split};
+use crate::rng::{mix64, SplitMix64};
 
 mod classifier;
 mod features;
@@ -81,6 +82,9 @@ pub const MAX_FIT_FRAMES_PER_CLIP: usize = 200;
 /// Why the transfer table could not be computed.
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
+    /// A clip's audio does not match its manifest record.
+    #[error(transparent)]
+    Clip(#[from] ClipReadError),
     /// The manifest could not be read or parsed.
     #[error("cannot read the manifest in {path}: {source}")]
     Manifest {
@@ -92,46 +96,6 @@ pub enum TransferError {
     /// The SoundFont could not be loaded.
     #[error(transparent)]
     SoundFont(#[from] DatasetError),
-    /// A WAV file could not be opened or decoded.
-    #[error("{path}: {source}")]
-    Wav {
-        /// Audio file.
-        path: PathBuf,
-        /// Underlying error.
-        source: hound::Error,
-    },
-    /// A WAV file is not mono 16-bit integer PCM.
-    #[error("{path}: expected mono 16-bit integer PCM, found {channels} channel(s) of {bits}-bit {format}")]
-    WavFormat {
-        /// Audio file.
-        path: PathBuf,
-        /// Channels in the file.
-        channels: u16,
-        /// Bits per sample.
-        bits: u16,
-        /// Sample format.
-        format: String,
-    },
-    /// A clip is not at the dataset's sample rate.
-    #[error("{path}: sample rate {found} Hz, the dataset's sources are at {expected} Hz")]
-    SampleRate {
-        /// Audio file.
-        path: PathBuf,
-        /// Rate of the file or record, in Hz.
-        found: u32,
-        /// Rate of the sources, in Hz.
-        expected: u32,
-    },
-    /// The file does not hold the number of samples the manifest says.
-    #[error("{path}: {found} samples in the file, the manifest says {expected}")]
-    Length {
-        /// Audio file.
-        path: PathBuf,
-        /// Samples in the file.
-        found: usize,
-        /// Samples in the record.
-        expected: usize,
-    },
     /// There is no test-split phrase (or `max_sources` is 0).
     #[error("no test-split phrases to use as sources")]
     NoSources,
@@ -531,7 +495,7 @@ pub fn plan_pairs(
             .map(|v| {
                 let mut v = v.clone();
                 // Seeded order inside an instrument; taken from the back.
-                v.sort_by_key(|&i| std::cmp::Reverse(knn::mix64(seed ^ key(i))));
+                v.sort_by_key(|&i| std::cmp::Reverse(mix64(seed ^ key(i))));
                 v
             })
             .collect();
@@ -565,7 +529,7 @@ pub fn plan_pairs(
             if others.is_empty() {
                 return Err(TransferError::NoReference { program: a });
             }
-            let mut rng = SplitMix64::new(knn::mix64(seed ^ key(s)));
+            let mut rng = SplitMix64::new(mix64(seed ^ key(s)));
             let b = others[rng.int(0, others.len() as i32 - 1) as usize];
             let clips = &refs[&b];
             let preferred: Vec<usize> = clips
@@ -598,58 +562,6 @@ pub fn plan_pairs(
             Ok((s, r))
         })
         .collect()
-}
-
-/// Reads a mono 16-bit WAV into `-1..1` samples and checks it against its record and the
-/// expected rate.
-fn read_clip(root: &Path, record: &ClipRecord, rate: u32) -> Result<Vec<f32>, TransferError> {
-    let path = record.audio_path(root);
-    if record.sample_rate != rate {
-        return Err(TransferError::SampleRate {
-            path,
-            found: record.sample_rate,
-            expected: rate,
-        });
-    }
-    let reader = match hound::WavReader::open(&path) {
-        Ok(r) => r,
-        Err(source) => return Err(TransferError::Wav { path, source }),
-    };
-    let spec = reader.spec();
-    if spec.channels != 1
-        || spec.bits_per_sample != 16
-        || spec.sample_format != hound::SampleFormat::Int
-    {
-        return Err(TransferError::WavFormat {
-            path,
-            channels: spec.channels,
-            bits: spec.bits_per_sample,
-            format: format!("{:?}", spec.sample_format),
-        });
-    }
-    if spec.sample_rate != rate {
-        return Err(TransferError::SampleRate {
-            path,
-            found: spec.sample_rate,
-            expected: rate,
-        });
-    }
-    let samples: Result<Vec<f32>, hound::Error> = reader
-        .into_samples::<i16>()
-        .map(|s| s.map(|v| v as f32 / 32_768.0))
-        .collect();
-    let samples = match samples {
-        Ok(s) => s,
-        Err(source) => return Err(TransferError::Wav { path, source }),
-    };
-    if samples.len() != record.samples {
-        return Err(TransferError::Length {
-            path,
-            found: samples.len(),
-            expected: record.samples,
-        });
-    }
-    Ok(samples)
 }
 
 /// Runs `f` over `items` on `threads` threads; results in item order; the error of the
@@ -713,7 +625,7 @@ fn fit_rows(
     extractor: &FeatureExtractor,
     seed: u64,
 ) -> Result<Vec<f32>, TransferError> {
-    let samples = read_clip(root, record, extractor.sample_rate())?;
+    let samples = manifest::read_clip_audio(root, record, extractor.sample_rate())?;
     let features = extractor.analyse(&samples);
     let hop = record.hop.max(1);
     let labelled = |f: usize| {
@@ -727,7 +639,7 @@ fn fit_rows(
         .collect();
     if active.len() > MAX_FIT_FRAMES_PER_CLIP {
         // Partial Fisher-Yates shuffle, seeded per clip.
-        let mut rng = SplitMix64::new(knn::mix64(seed ^ knn::mix64(index as u64 + 1)));
+        let mut rng = SplitMix64::new(mix64(seed ^ mix64(index as u64 + 1)));
         for i in 0..MAX_FIT_FRAMES_PER_CLIP {
             let j = rng.int(i as i32, active.len() as i32 - 1) as usize;
             active.swap(i, j);
@@ -842,8 +754,8 @@ impl Context<'_> {
     fn process(&self, &(s, r): &(usize, usize)) -> Result<SourceOutcome, TransferError> {
         let src_rec = &self.records[s];
         let ref_rec = &self.records[r];
-        let source = read_clip(self.root, src_rec, self.rate)?;
-        let reference = read_clip(self.root, ref_rec, self.rate)?;
+        let source = manifest::read_clip_audio(self.root, src_rec, self.rate)?;
+        let reference = manifest::read_clip_audio(self.root, ref_rec, self.rate)?;
         let (fmin, fmax) = self.range_hz(src_rec);
         let pitch_err = |message| TransferError::Pitch {
             path: src_rec.path.clone(),
