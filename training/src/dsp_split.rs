@@ -59,12 +59,25 @@ impl ClipFeatures {
     }
 }
 
+/// Fills `frame` with the clip's samples around `centre`: sample `centre + i - frame.len() / 2`
+/// for each `i`, zero outside the clip (the shared frame convention: frame `f` is centred on
+/// sample `f * hop`).
+pub fn centred_frame(samples: &[f32], centre: usize, frame: &mut [f32]) {
+    let pad = frame.len() / 2;
+    for (i, x) in frame.iter_mut().enumerate() {
+        *x = (centre + i)
+            .checked_sub(pad)
+            .and_then(|j| samples.get(j))
+            .copied()
+            .unwrap_or(0.0);
+    }
+}
+
 /// Analyses `samples` (mono, at `cfg.sample_rate`) with the engine's STFT and cepstrum.
 /// Allocates the whole spectrogram of the clip (four `frames x bins` matrices).
 pub fn analyse_clip(samples: &[f32], cfg: &StftConfig) -> ClipFeatures {
     let n = cfg.n_fft;
     let bins = cfg.n_bins();
-    let pad = n / 2;
     let frames = samples.len() / cfg.hop + 1;
     let mut stft = Stft::new(cfg);
     let mut cepstrum = Cepstrum::new(cfg);
@@ -76,14 +89,7 @@ pub fn analyse_clip(samples: &[f32], cfg: &StftConfig) -> ClipFeatures {
     let mut log_mag = vec![0.0f32; frames * bins];
     let mut frame_db = Vec::with_capacity(frames);
     for f in 0..frames {
-        // Padded sample `f * hop + i` is clip sample `f * hop + i - pad`.
-        for (i, x) in frame.iter_mut().enumerate() {
-            *x = (f * cfg.hop + i)
-                .checked_sub(pad)
-                .and_then(|j| samples.get(j))
-                .copied()
-                .unwrap_or(0.0);
-        }
+        centred_frame(samples, f * cfg.hop, &mut frame);
         stft.analyse(&frame, &mut spectrum);
         let rows = f * bins..(f + 1) * bins;
         let lm = &mut log_mag[rows.clone()];

@@ -39,12 +39,6 @@ mod tests {
     use super::super::probes::*;
     use super::super::Effect;
 
-    fn apply(effect: &Effect, x: &[f32]) -> Vec<f32> {
-        let mut y = x.to_vec();
-        effect.apply(&mut y, RATE);
-        y
-    }
-
     /// Driving 20 dB into the waveshaper flattens the peaks (crest factor down by more than
     /// 25 %), adds upper harmonics (centroid up), keeps the peak and the note.
     #[test]

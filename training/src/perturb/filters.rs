@@ -123,12 +123,6 @@ mod tests {
     use super::super::Effect;
     use super::*;
 
-    fn apply(effect: &Effect, x: &[f32]) -> Vec<f32> {
-        let mut y = x.to_vec();
-        effect.apply(&mut y, RATE);
-        y
-    }
-
     /// The steady part used for measurements (after filter start-up).
     fn steady(x: &[f32]) -> &[f32] {
         &x[8000..]

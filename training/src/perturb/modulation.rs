@@ -97,12 +97,6 @@ mod tests {
     use super::super::probes::*;
     use super::super::Effect;
 
-    fn apply(effect: &Effect, x: &[f32]) -> Vec<f32> {
-        let mut y = x.to_vec();
-        effect.apply(&mut y, RATE);
-        y
-    }
-
     /// The chorus makes the steady tone's harmonic amplitudes fluctuate over time (mean
     /// coefficient of variation from under 0.01 to over 0.1) and keeps the note.
     #[test]

@@ -5,6 +5,8 @@
 
 use std::f64::consts::PI;
 
+use super::Effect;
+
 /// Test sample rate, Hz (the model rate).
 pub const RATE: u32 = 32_000;
 /// Test fundamental, Hz.
@@ -274,4 +276,11 @@ fn probes_measure_known_signals() {
     assert!((spectral_centroid(&harmonic_tone(1000.0, 1, 1.0, RATE), RATE) - 1000.0).abs() < 5.0);
     assert!(harmonic_to_noise_db(&tone, RATE, F0) > 40.0);
     assert!(harmonic_modulation(&tone, RATE, F0) < 0.01);
+}
+
+/// `x` with `effect` applied at [`RATE`] (a copy; `x` is kept as the dry reference).
+pub fn apply(effect: &Effect, x: &[f32]) -> Vec<f32> {
+    let mut y = x.to_vec();
+    effect.apply(&mut y, RATE);
+    y
 }

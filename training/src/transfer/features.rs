@@ -288,7 +288,6 @@ impl FeatureExtractor {
     pub fn power_spectrogram(&self, samples: &[f32]) -> (Vec<f32>, usize) {
         let n = FEATURE_FFT;
         let bins = n / 2 + 1;
-        let pad = n / 2;
         let frames = samples.len() / FEATURE_HOP + 1;
         let mut stft = Stft::new(&self.cfg);
         let mut frame = vec![0.0f32; n];
@@ -296,14 +295,7 @@ impl FeatureExtractor {
         let mut spectrum = vec![Default::default(); bins];
         let mut power = Vec::with_capacity(frames * bins);
         for f in 0..frames {
-            // Padded sample `f * hop + i` is clip sample `f * hop + i - pad`.
-            for (i, x) in frame.iter_mut().enumerate() {
-                *x = (f * FEATURE_HOP + i)
-                    .checked_sub(pad)
-                    .and_then(|j| samples.get(j))
-                    .copied()
-                    .unwrap_or(0.0);
-            }
+            crate::dsp_split::centred_frame(samples, f * FEATURE_HOP, &mut frame);
             stft.analyse(&frame, &mut spectrum);
             power.extend(spectrum.iter().map(|c| c.norm_sqr()));
         }
