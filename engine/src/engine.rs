@@ -224,8 +224,7 @@ impl Engine {
             let latency = delay_model as usize;
             (latency, Resampler::new(model, host, 0.0, block_model))
         } else {
-            let probe = Resampler::new(model, host, 0.5, 1);
-            let half_out = probe.half_width() as f64;
+            let half_out = Resampler::sinc_half_width(model, host) as f64;
             let half_in = down.half_width() as f64;
             let latency =
                 ((delay_model as f64 + half_out + 1.0) * rho + half_in).ceil() as usize + 1;

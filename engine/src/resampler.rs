@@ -78,13 +78,12 @@ impl Resampler {
         let half = if bypass {
             0
         } else {
-            let cutoff = 0.5 * ROLLOFF * (to as f64 / from as f64).min(1.0);
-            (ZERO_CROSSINGS / (2.0 * cutoff)).ceil() as usize
+            Self::sinc_half_width(from, to)
         };
         let table = if bypass {
             Vec::new()
         } else {
-            let cutoff = 0.5 * ROLLOFF * (to as f64 / from as f64).min(1.0);
+            let cutoff = Self::cutoff(from, to);
             let taps = 2 * half;
             let norm = bessel_i0(KAISER_BETA);
             let mut table = vec![0.0f32; (OVERSAMPLE + 1) * taps];
@@ -120,6 +119,17 @@ impl Resampler {
             pushed: 0,
             produced: 0,
         }
+    }
+
+    /// Cut-off of the anti-aliasing/interpolation filter, in cycles per input sample.
+    fn cutoff(from: u32, to: u32) -> f64 {
+        0.5 * ROLLOFF * (to as f64 / from as f64).min(1.0)
+    }
+
+    /// Kernel half-width, in input samples, of a resampler from `from` Hz to `to` Hz that is
+    /// not a bypass (a fractional offset, or different rates). Computes without building it.
+    pub fn sinc_half_width(from: u32, to: u32) -> usize {
+        (ZERO_CROSSINGS / (2.0 * Self::cutoff(from, to))).ceil() as usize
     }
 
     /// Kernel half-width, in input samples: how far past an output's position the input must
