@@ -4,7 +4,8 @@
 //! - `dataset` renders the protocol's notes and phrases from a General MIDI SoundFont;
 //! - `eval` scores disentanglement (k-NN protocol) on a rendered dataset;
 //! - `eval-transfer` scores timbre transfer (the protocol's transfer table) on a rendered dataset;
-//! - `knn-bench` times the k-NN classifier on random data.
+//! - `knn-bench` times the k-NN classifier on random data;
+//! - `train` trains the three-factor model (checkpointed, resumable) and exports it.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -15,7 +16,7 @@ use timbreswap_engine::clip::{decode_file, load_reference};
 use timbreswap_engine::render::{render, write_wav, RenderOptions};
 use timbreswap_engine::StftConfig;
 use timbreswap_training::dataset::{render_dataset, DatasetOptions, SetChoice};
-use timbreswap_training::eval::{evaluate, EvalOptions, DEFAULT_MAX_TRAIN_FRAMES};
+use timbreswap_training::eval::{evaluate_models, EvalOptions, DEFAULT_MAX_TRAIN_FRAMES};
 use timbreswap_training::manifest::Set;
 use timbreswap_training::{instruments, knn};
 
@@ -101,6 +102,44 @@ enum Command {
         #[arg(long, default_value_t = timbreswap_training::dataset::PHRASES_PER_INSTRUMENT)]
         phrases: u32,
     },
+    /// Train the three-factor model on a rendered dataset and export the best validation epoch
+    /// to RUN_DIR/model.safetensors. Writes train.jsonl, loss.png and a checkpoint after every
+    /// epoch; --resume continues an interrupted run to the same result.
+    Train {
+        /// Dataset folder (with manifest.jsonl).
+        #[arg(long)]
+        data: PathBuf,
+        /// Run folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Training config (JSON, any subset of the fields; see docs/model.md).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Continue from RUN_DIR/checkpoint (only --epochs may differ).
+        #[arg(long)]
+        resume: bool,
+        /// Epochs (overrides the config).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Seed (overrides the config).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Ablation: no random pitch shift of the timbre/variation input.
+        #[arg(long)]
+        no_pitch_shift: bool,
+        /// Ablation: no random timbre distortion of the pitch input.
+        #[arg(long)]
+        no_timbre_distortion: bool,
+        /// Ablation: no cepstral split (every encoder sees the whole log-magnitude).
+        #[arg(long)]
+        no_cepstrum: bool,
+        /// Ablation: no re-entry pass.
+        #[arg(long)]
+        no_reentry: bool,
+        /// Ablation: two factors (no variation latent).
+        #[arg(long)]
+        no_variation: bool,
+    },
     /// Score disentanglement on a rendered dataset: the protocol's k-NN table (DSP split and
     /// chance rows until a model exists), as markdown on stdout and JSON with --json.
     Eval {
@@ -123,6 +162,9 @@ enum Command {
         /// labelled by instrument) into PNGs named PREFIX-<model>.png.
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// A trained model file to score as a row (repeatable; NAME=FILE names the row).
+        #[arg(long = "model")]
+        models: Vec<String>,
     },
     /// Score timbre transfer on a rendered dataset: the protocol's transfer table (dry, oracle
     /// and classic rows; sources are the test-split phrases), as markdown on stdout and JSON
@@ -279,6 +321,76 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Command::Train {
+            data,
+            out,
+            config,
+            resume,
+            epochs,
+            seed,
+            no_pitch_shift,
+            no_timbre_distortion,
+            no_cepstrum,
+            no_reentry,
+            no_variation,
+        } => {
+            use timbreswap_training::train::{train, TrainConfig};
+            let mut tc: TrainConfig = match &config {
+                Some(path) => serde_json::from_str(
+                    &std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                )
+                .with_context(|| format!("parsing {}", path.display()))?,
+                None => TrainConfig::default(),
+            };
+            if let Some(e) = epochs {
+                tc.epochs = e;
+            }
+            if let Some(s) = seed {
+                tc.seed = s;
+            }
+            tc.pitch_shift &= !no_pitch_shift;
+            tc.timbre_distortion &= !no_timbre_distortion;
+            tc.reentry &= !no_reentry;
+            tc.model.cepstrum &= !no_cepstrum;
+            tc.model.variation &= !no_variation;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            std::fs::write(
+                out.join("train-config.json"),
+                serde_json::to_string_pretty(&tc)?,
+            )?;
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "epoch {prefix} {bar:30} {pos}/{len} {elapsed_precise} {msg}",
+                )
+                .context("progress bar template")?,
+            );
+            let summary = train(&data, &out, &tc, resume, &|epoch, done, total, msg| {
+                bar.set_prefix(format!("{}/{}", epoch + 1, tc.epochs));
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+                if msg.starts_with("epoch ") {
+                    bar.println(msg);
+                } else {
+                    bar.set_message(msg.to_string());
+                }
+            })?;
+            bar.finish_and_clear();
+            println!(
+                "{} epochs, {} steps, {} parameters; best epoch {} (valid loss {:.3}); {:.0} frames/s; {:.0} s wall in all sessions -> {}",
+                summary.epochs,
+                summary.steps,
+                summary.parameters,
+                summary.best_epoch,
+                summary.best_valid,
+                summary.frames_per_s,
+                summary.wall_s,
+                summary.model_path.display()
+            );
+            println!("command: `{command_line}`");
+            Ok(())
+        }
         Command::Eval {
             data,
             set,
@@ -286,6 +398,7 @@ fn main() -> Result<()> {
             seed,
             json,
             plot,
+            models,
         } => {
             let set = match set {
                 SetArg::Notes => Set::Notes,
@@ -293,12 +406,39 @@ fn main() -> Result<()> {
                 SetArg::All => bail!("eval scores one set at a time: --set notes or --set phrases"),
             };
             let started = Instant::now();
-            let report = evaluate(&EvalOptions {
-                data,
-                set,
-                max_train_frames,
-                seed,
-            })?;
+            let mut neural = Vec::new();
+            for m in &models {
+                let (name, path) = match m.split_once('=') {
+                    Some((n, p)) => (n.to_string(), PathBuf::from(p)),
+                    None => {
+                        let p = PathBuf::from(m);
+                        let stem = p
+                            .file_stem()
+                            .map_or("model".into(), |s| s.to_string_lossy().to_string());
+                        (stem, p)
+                    }
+                };
+                let file = timbreswap_training::model::file::load(&path)
+                    .with_context(|| format!("loading {}", path.display()))?;
+                neural.push(timbreswap_training::model::latents::NeuralLatents { name, file });
+            }
+            let mut rows: Vec<&dyn timbreswap_training::eval::LatentModel> =
+                vec![&timbreswap_training::eval::DspSplit];
+            rows.extend(
+                neural
+                    .iter()
+                    .map(|n| n as &dyn timbreswap_training::eval::LatentModel),
+            );
+            let report = evaluate_models(
+                &EvalOptions {
+                    data,
+                    set,
+                    max_train_frames,
+                    seed,
+                },
+                &StftConfig::default(),
+                &rows,
+            )?;
             println!("{}", report.to_markdown());
             println!(
                 "command: `{command_line}`; wall time {:.1} s",

@@ -38,6 +38,10 @@ pub struct Projection {
     pub coords: Vec<(f64, f64)>,
     /// Share of the total variance each axis explains, 0..=1.
     pub explained: [f64; 2],
+    /// Mean of the points (`dim` values), subtracted before projecting.
+    pub mean: Vec<f64>,
+    /// The two unit principal axes (`dim` values each).
+    pub axes: [Vec<f64>; 2],
 }
 
 /// First two principal axes of `points` (row-major, `n x dim`).
@@ -109,7 +113,110 @@ pub fn pca_2d(points: &[f32], dim: usize) -> Result<Projection, PlotError> {
             (proj(&axes[0]), proj(&axes[1]))
         })
         .collect();
-    Ok(Projection { coords, explained })
+    let second = axes.pop().unwrap_or_default();
+    let first = axes.pop().unwrap_or_default();
+    Ok(Projection {
+        coords,
+        explained,
+        mean,
+        axes: [first, second],
+    })
+}
+
+/// Registers [`FONT_PATH`] as plotters' "sans-serif" (once per process).
+fn register_label_font() -> Result<(), PlotError> {
+    static REGISTERED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    REGISTERED
+        .get_or_init(|| {
+            let font = std::fs::read(FONT_PATH).map_err(|e| e.to_string())?;
+            let font: &'static [u8] = Box::leak(font.into_boxed_slice());
+            register_font("sans-serif", FontStyle::Normal, font)
+                .map_err(|_| "not a usable TrueType font".to_string())
+        })
+        .clone()
+        .map_err(PlotError::Font)
+}
+
+/// One named curve of a line chart: `(x, y)` points.
+pub type Series = (String, Vec<(f64, f64)>);
+
+/// Draws `series` as lines into a PNG of `size` pixels; with `log_y` the y axis is
+/// logarithmic (non-positive values are skipped).
+pub fn lines_png(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    series: &[Series],
+    log_y: bool,
+    size: (u32, u32),
+) -> Result<(), PlotError> {
+    register_label_font()?;
+    let draw_err = |e: String| PlotError::Draw {
+        path: path.display().to_string(),
+        detail: e,
+    };
+    let usable = |y: f64| y.is_finite() && (!log_y || y > 0.0);
+    let points = series
+        .iter()
+        .flat_map(|(_, p)| p.iter())
+        .filter(|(_, y)| usable(*y));
+    let (xmin, xmax, ymin, ymax) = points.fold(
+        (f64::MAX, f64::MIN, f64::MAX, f64::MIN),
+        |(a, b, c, d), (x, y)| (a.min(*x), b.max(*x), c.min(*y), d.max(*y)),
+    );
+    if xmin > xmax {
+        return Err(PlotError::TooFew);
+    }
+    let xmax = if xmax > xmin { xmax } else { xmin + 1.0 };
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| draw_err(e.to_string()))?;
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc(x_desc)
+                .draw()
+                .map_err(|e| draw_err(e.to_string()))?;
+            for (i, (name, pts)) in series.iter().enumerate() {
+                let colour = Palette99::pick(i).to_rgba();
+                chart
+                    .draw_series(LineSeries::new(
+                        pts.iter().copied().filter(|(_, y)| usable(*y)),
+                        colour.stroke_width(2),
+                    ))
+                    .map_err(|e| draw_err(e.to_string()))?
+                    .label(name.as_str())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour));
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| draw_err(e.to_string()))?;
+        }};
+    }
+    if log_y {
+        let ymax = if ymax > ymin { ymax } else { ymin * 10.0 };
+        draw!(ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(xmin..xmax, (ymin..ymax).log_scale())
+            .map_err(|e| draw_err(e.to_string()))?);
+    } else {
+        let pad = (ymax - ymin).max(1e-9) * 0.05;
+        draw!(ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(xmin..xmax, (ymin - pad)..(ymax + pad))
+            .map_err(|e| draw_err(e.to_string()))?);
+    }
+    root.present().map_err(|e| draw_err(e.to_string()))
 }
 
 /// One labelled group of points (an instrument).
@@ -133,11 +240,10 @@ pub fn scatter_png(
     groups: &[Group],
     size: (u32, u32),
 ) -> Result<[f64; 2], PlotError> {
-    let font = std::fs::read(FONT_PATH).map_err(|e| PlotError::Font(e.to_string()))?;
-    let font: &'static [u8] = Box::leak(font.into_boxed_slice());
-    register_font("sans-serif", FontStyle::Normal, font)
-        .map_err(|_| PlotError::Font("not a usable TrueType font".into()))?;
-    let Projection { coords, explained } = pca_2d(points, dim)?;
+    register_label_font()?;
+    let Projection {
+        coords, explained, ..
+    } = pca_2d(points, dim)?;
     let draw_err = |e: String| PlotError::Draw {
         path: path.display().to_string(),
         detail: e,
@@ -224,7 +330,9 @@ mod tests {
             let noise = ((i * 37 % 11) as f32 - 5.0) * 0.01;
             points.extend_from_slice(&[3.0 * t + noise, t - noise, 2.0]);
         }
-        let Projection { coords, explained } = pca_2d(&points, 3).unwrap();
+        let Projection {
+            coords, explained, ..
+        } = pca_2d(&points, 3).unwrap();
         assert!(explained[0] > 0.99, "{explained:?}");
         // Projection onto PC 1 is +-sqrt(10) * t.
         let scale = (coords[99].0 - coords[0].0).abs() / 9.9;

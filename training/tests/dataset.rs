@@ -5,50 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use pyin::{Framing, PYINExecutor, PadMode};
-use timbreswap_training::dataset::{render_dataset, DatasetError, DatasetOptions, SetChoice};
-use timbreswap_training::instruments::Instrument;
+use timbreswap_training::dataset::{render_dataset, DatasetError};
 use timbreswap_training::manifest::{note_key, read_manifest, split_of, Set};
 
-const TIMGM: &str = "/usr/share/sounds/sf2/TimGM6mb.sf2";
+mod common;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("timbreswap-dataset-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn options(out: PathBuf) -> DatasetOptions {
-    assert!(
-        Path::new(TIMGM).exists(),
-        "install timgm6mb-soundfont ({TIMGM})"
-    );
-    DatasetOptions {
-        soundfont: PathBuf::from(TIMGM),
-        out,
-        set: SetChoice::All,
-        rate: 32_000,
-        seed: 1,
-        instruments: vec![
-            Instrument {
-                program: 73,
-                name: "Flute".into(),
-                family: "pipe".into(),
-                low: 67,
-                high: 70,
-            },
-            Instrument {
-                program: 71,
-                name: "Clarinet".into(),
-                family: "reed".into(),
-                low: 55,
-                high: 57,
-            },
-        ],
-        phrases: 2,
-        threads: 2,
-    }
-}
+use common::{temp_dir, tiny_dataset as options, TIMGM};
 
 fn read_wav(path: &Path) -> Vec<f32> {
     let mut r = hound::WavReader::open(path).unwrap();

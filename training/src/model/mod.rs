@@ -1,0 +1,555 @@
+//! The three-factor model (after Tanaka et al.): a global timbre latent `z_t`, and per-frame
+//! variation `z_v` and pitch `z_p` latents, from log-magnitude STFT frames split by cepstral
+//! liftering.
+//!
+//! One definition, candle-transformers style: [`Config`] (serde, with `Default`) and
+//! [`ThreeFactor::new`]`(cfg, vb)`; weight names come only from `vb.pp(...)`:
+//!
+//! - `features.{log_mag_mean, envelope_mean, fine_mean}` `[bins]` and `features.scale` `[3]`:
+//!   the input normalisation measured on the training data (not trained);
+//! - `timbre.frames.*` (a per-frame stack, kernel 1) and `timbre.head.*`: envelope frames ->
+//!   weighted mean over the active frames -> mean and log-variance of `z_t`;
+//! - `variation.*`: causal stack, `[envelope, z_t]` -> mean and log-variance of `z_v`;
+//! - `pitch.*`: causal stack, fine structure -> mean and log-variance of `z_p`;
+//! - `decoder.*`: causal stack, `[z_t, z_v, z_p]` -> normalised log-magnitude.
+//!
+//! Each stack is [`layers::CausalStack`]. Tensors are `(batch, frames, values)`.
+
+pub mod features;
+pub mod file;
+pub mod latents;
+pub mod layers;
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+use timbreswap_engine::StftConfig;
+
+use layers::{CausalStack, StackShape, StackState};
+
+/// Version of the model file format and config schema written by this crate.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Variance of the Gaussian likelihood on the (normalised) log-magnitude (the paper's 0.5).
+pub const LIKELIHOOD_VARIANCE: f64 = 0.5;
+
+/// Log-variances are clamped to this range before use (numerical safety; the posterior
+/// standard deviations it allows, 0.0067..20, are far outside what training reaches).
+pub const LOG_VAR_RANGE: (f32, f32) = (-10.0, 6.0);
+
+/// Frames within this many dB of a clip's loudest frame are pooled by the timbre encoder (the
+/// protocol's activity range).
+pub const POOLING_RANGE_DB: f32 = 60.0;
+
+/// Everything that fixes the shape and meaning of a model; written into the model file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Format version of the file and this schema ([`FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// Model sample rate, in Hz.
+    pub sample_rate: u32,
+    /// FFT size and Hann window length, in samples.
+    pub n_fft: usize,
+    /// Hop between frames, in samples.
+    pub hop: usize,
+    /// Cepstral lifter cut-off, in quefrency samples (coefficients below it are the envelope).
+    pub cepstral_cutoff: usize,
+    /// Floor added to magnitudes before the natural log (unnormalised FFT of the windowed
+    /// frame; a full-scale sine peaks near 128 at n_fft 512, so 1e-3 keeps about 100 dB).
+    pub mag_floor: f32,
+    /// Dimensions of the timbre latent.
+    pub z_t: usize,
+    /// Dimensions of the variation latent (unused when `variation` is false).
+    pub z_v: usize,
+    /// Dimensions of the pitch latent.
+    pub z_p: usize,
+    /// Hidden channels of every stack.
+    pub hidden: usize,
+    /// Taps of each causal convolution.
+    pub kernel: usize,
+    /// Dilation (frames) of each residual block of the variation, pitch and decoder stacks.
+    pub dilations: Vec<usize>,
+    /// Residual per-frame blocks of the timbre encoder before pooling.
+    pub timbre_layers: usize,
+    /// Three factors (true) or two (no variation latent; `--no-variation`).
+    pub variation: bool,
+    /// Cepstral split of the encoder inputs (false: every encoder sees the whole log-magnitude;
+    /// `--no-cepstrum`).
+    pub cepstrum: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let stft = StftConfig::default();
+        Self {
+            format_version: FORMAT_VERSION,
+            sample_rate: stft.sample_rate,
+            n_fft: stft.n_fft,
+            hop: stft.hop,
+            cepstral_cutoff: stft.cepstral_cutoff,
+            mag_floor: 1e-3,
+            z_t: 64,
+            z_v: 64,
+            z_p: 32,
+            hidden: 192,
+            kernel: 2,
+            dilations: vec![1, 2, 4, 8],
+            timbre_layers: 2,
+            variation: true,
+            cepstrum: true,
+        }
+    }
+}
+
+/// A config that cannot describe a model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid model config: {0}")]
+pub struct ConfigError(pub String);
+
+/// Largest value accepted for any size in a config (guards allocations from hostile files).
+const MAX_SIZE: usize = 4096;
+
+impl Config {
+    /// The analysis settings of the model.
+    pub fn stft(&self) -> StftConfig {
+        StftConfig {
+            sample_rate: self.sample_rate,
+            n_fft: self.n_fft,
+            hop: self.hop,
+            cepstral_cutoff: self.cepstral_cutoff,
+        }
+    }
+
+    /// Bins per frame, `n_fft / 2 + 1`.
+    pub fn bins(&self) -> usize {
+        self.n_fft / 2 + 1
+    }
+
+    /// Variation dimensions actually present (0 for a two-factor model).
+    pub fn z_v_dims(&self) -> usize {
+        if self.variation {
+            self.z_v
+        } else {
+            0
+        }
+    }
+
+    /// Checks every value is usable (version, sizes, the STFT settings).
+    pub fn validate(&self) -> std::result::Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError(m));
+        if self.format_version != FORMAT_VERSION {
+            return bad(format!(
+                "format version {} (this build reads {FORMAT_VERSION})",
+                self.format_version
+            ));
+        }
+        if let Err(e) = self.stft().validate() {
+            return bad(e.to_string());
+        }
+        if self.n_fft > 16_384 {
+            return bad(format!("n_fft {} is larger than 16384", self.n_fft));
+        }
+        if !(self.mag_floor.is_finite() && self.mag_floor > 0.0) {
+            return bad(format!("mag_floor {} must be positive", self.mag_floor));
+        }
+        let sizes = [
+            ("z_t", self.z_t),
+            ("z_p", self.z_p),
+            ("hidden", self.hidden),
+            ("kernel", self.kernel),
+        ];
+        for (name, v) in sizes {
+            if v == 0 || v > MAX_SIZE {
+                return bad(format!("{name} = {v} (must be 1..={MAX_SIZE})"));
+            }
+        }
+        if self.variation && (self.z_v == 0 || self.z_v > MAX_SIZE) {
+            return bad(format!("z_v = {} (must be 1..={MAX_SIZE})", self.z_v));
+        }
+        if self.kernel > 16 || self.timbre_layers > 64 || self.dilations.len() > 64 {
+            return bad("too many layers or taps".into());
+        }
+        if self.dilations.iter().any(|&d| d == 0 || d > 1024) {
+            return bad(format!("dilations {:?} must be 1..=1024", self.dilations));
+        }
+        Ok(())
+    }
+
+    /// Look-back of the causal stacks, in frames (their receptive field minus one).
+    pub fn look_back(&self) -> usize {
+        (self.kernel - 1) * self.dilations.iter().sum::<usize>()
+    }
+
+    /// The stacks and their shapes, by weight prefix (written into the model file).
+    pub fn layers(&self) -> Vec<(String, StackShape)> {
+        let bins = self.bins();
+        let mut list = vec![(
+            "timbre.frames".to_string(),
+            StackShape {
+                input: bins,
+                hidden: self.hidden,
+                output: self.hidden,
+                kernel: 1,
+                dilations: vec![1; self.timbre_layers],
+            },
+        )];
+        let causal = |input: usize, output: usize| StackShape {
+            input,
+            hidden: self.hidden,
+            output,
+            kernel: self.kernel,
+            dilations: self.dilations.clone(),
+        };
+        if self.variation {
+            list.push(("variation".into(), causal(bins + self.z_t, 2 * self.z_v)));
+        }
+        list.push(("pitch".into(), causal(bins, 2 * self.z_p)));
+        list.push((
+            "decoder".into(),
+            causal(self.z_t + self.z_v_dims() + self.z_p, bins),
+        ));
+        list
+    }
+}
+
+/// The input normalisation of a model (`features.*`): per-bin means and one global scale
+/// each for log-magnitude, envelope and fine structure (natural-log units).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureStats {
+    /// Mean log-magnitude of each bin.
+    pub log_mag_mean: Vec<f32>,
+    /// Mean envelope of each bin.
+    pub envelope_mean: Vec<f32>,
+    /// Mean fine structure of each bin.
+    pub fine_mean: Vec<f32>,
+    /// Standard deviations (about the per-bin means) of log-magnitude, envelope and fine
+    /// structure.
+    pub scale: [f32; 3],
+}
+
+impl FeatureStats {
+    /// No normalisation (zero means, unit scales), for tests.
+    pub fn identity(bins: usize) -> Self {
+        Self {
+            log_mag_mean: vec![0.0; bins],
+            envelope_mean: vec![0.0; bins],
+            fine_mean: vec![0.0; bins],
+            scale: [1.0; 3],
+        }
+    }
+
+    /// Puts the statistics into `varmap` as the `features.*` variables, so that a model built
+    /// from it uses them.
+    pub fn insert_into(&self, varmap: &candle_nn::VarMap) -> Result<()> {
+        let dev = Device::Cpu;
+        let mut data = varmap
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("var map poisoned".into()))?;
+        for (name, values) in [
+            ("log_mag_mean", &self.log_mag_mean[..]),
+            ("envelope_mean", &self.envelope_mean[..]),
+            ("fine_mean", &self.fine_mean[..]),
+            ("scale", &self.scale[..]),
+        ] {
+            let t = Tensor::from_slice(values, values.len(), &dev)?;
+            data.insert(
+                format!("features.{name}"),
+                candle_core::Var::from_tensor(&t)?,
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A diagonal Gaussian posterior: mean and log-variance, same shape.
+#[derive(Debug, Clone)]
+pub struct Posterior {
+    /// Mean.
+    pub mean: Tensor,
+    /// Log-variance (clamped to [`LOG_VAR_RANGE`]).
+    pub log_var: Tensor,
+}
+
+impl Posterior {
+    /// Splits the last dimension of `x` (`2 n` values) into mean and log-variance.
+    fn from_stats(x: &Tensor) -> Result<Self> {
+        let n = x.dim(D::Minus1)? / 2;
+        let mean = x.narrow(D::Minus1, 0, n)?;
+        let log_var = x
+            .narrow(D::Minus1, n, n)?
+            .clamp(LOG_VAR_RANGE.0, LOG_VAR_RANGE.1)?;
+        Ok(Self { mean, log_var })
+    }
+
+    /// A reparameterised sample `mean + exp(log_var / 2) * noise` (`noise` standard normal).
+    pub fn sample(&self, noise: &Tensor) -> Result<Tensor> {
+        &self.mean + (&self.log_var * 0.5)?.exp()?.mul(noise)?
+    }
+
+    /// KL divergence to N(0, I), summed over the last dimension (one value per row).
+    pub fn kl(&self) -> Result<Tensor> {
+        let terms = ((self.mean.sqr()? + self.log_var.exp()?)? - &self.log_var)?;
+        (terms - 1.0)?.sum(D::Minus1)? * 0.5
+    }
+}
+
+/// The three-factor model. See the module docs for the weight names.
+#[derive(Debug, Clone)]
+pub struct ThreeFactor {
+    cfg: Config,
+    log_mag_mean: Tensor,
+    envelope_mean: Tensor,
+    fine_mean: Tensor,
+    /// Global scales of log-magnitude, envelope and fine structure.
+    scale: [f64; 3],
+    lifter: Tensor,
+    timbre_frames: CausalStack,
+    timbre_head: Linear,
+    variation: Option<CausalStack>,
+    pitch: CausalStack,
+    decoder: CausalStack,
+}
+
+/// Streaming state of the per-frame parts (variation, pitch, decoder).
+#[derive(Debug, Clone)]
+pub struct StreamState {
+    variation: Option<StackState>,
+    pitch: StackState,
+    decoder: StackState,
+}
+
+/// Latents of one step or sequence.
+#[derive(Debug, Clone)]
+pub struct LocalPosteriors {
+    /// Variation posterior (absent in a two-factor model).
+    pub variation: Option<Posterior>,
+    /// Pitch posterior.
+    pub pitch: Posterior,
+}
+
+impl ThreeFactor {
+    /// Builds the model for `cfg` with weights from `vb` (a `VarMap` for training, a file's
+    /// tensors for inference).
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        cfg.validate().map_err(candle_core::Error::wrap)?;
+        let bins = cfg.bins();
+        let fv = vb.pp("features");
+        let log_mag_mean = fv.get(bins, "log_mag_mean")?;
+        let envelope_mean = fv.get(bins, "envelope_mean")?;
+        let fine_mean = fv.get(bins, "fine_mean")?;
+        let scale_t = fv.get(3, "scale")?;
+        let s = scale_t.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        if s.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+            return Err(candle_core::Error::Msg(format!(
+                "features.scale must be positive, got {s:?}"
+            )));
+        }
+        let layers = cfg.layers();
+        let shape = |name: &str| {
+            layers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, s)| s.clone())
+        };
+        let timbre_frames = CausalStack::new(
+            &shape("timbre.frames").expect("listed"),
+            vb.pp("timbre").pp("frames"),
+        )?;
+        let timbre_head = layers::linear(cfg.hidden, 2 * cfg.z_t, vb.pp("timbre").pp("head"))?;
+        let variation = match shape("variation") {
+            Some(s) => Some(CausalStack::new(&s, vb.pp("variation"))?),
+            None => None,
+        };
+        let pitch = CausalStack::new(&shape("pitch").expect("listed"), vb.pp("pitch"))?;
+        let decoder = CausalStack::new(&shape("decoder").expect("listed"), vb.pp("decoder"))?;
+        let lifter = Tensor::from_vec(
+            features::lifter_matrix(&cfg.stft()),
+            (bins, bins),
+            vb.device(),
+        )?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            log_mag_mean,
+            envelope_mean,
+            fine_mean,
+            scale: [s[0], s[1], s[2]],
+            lifter,
+            timbre_frames,
+            timbre_head,
+            variation,
+            pitch,
+            decoder,
+        })
+    }
+
+    /// The model's config.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        self.log_mag_mean.device()
+    }
+
+    /// Normalised log-magnitude: `(log_mag - log_mag_mean) / scale[0]`.
+    pub fn normalise_log_mag(&self, log_mag: &Tensor) -> Result<Tensor> {
+        log_mag.broadcast_sub(&self.log_mag_mean)? / self.scale[0]
+    }
+
+    /// Log-magnitude from its normalised form (inverse of [`Self::normalise_log_mag`]).
+    pub fn denormalise_log_mag(&self, y: &Tensor) -> Result<Tensor> {
+        (y * self.scale[0])?.broadcast_add(&self.log_mag_mean)
+    }
+
+    /// Encoder inputs `(timbre/variation input, pitch input)` from natural-log features, all
+    /// `(batch, frames, bins)`. Without the cepstral split both are the normalised
+    /// log-magnitude.
+    pub fn encoder_inputs(
+        &self,
+        log_mag: &Tensor,
+        envelope: &Tensor,
+        fine: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        if !self.cfg.cepstrum {
+            let n = self.normalise_log_mag(log_mag)?;
+            return Ok((n.clone(), n));
+        }
+        let env = (envelope.broadcast_sub(&self.envelope_mean)? / self.scale[1])?;
+        let fin = (fine.broadcast_sub(&self.fine_mean)? / self.scale[2])?;
+        Ok((env, fin))
+    }
+
+    /// Encoder inputs from a normalised log-magnitude `y` (the re-entry pass): the cepstral
+    /// split is applied in the graph with the lifter matrix.
+    pub fn encoder_inputs_from_normalised(&self, y: &Tensor) -> Result<(Tensor, Tensor)> {
+        if !self.cfg.cepstrum {
+            return Ok((y.clone(), y.clone()));
+        }
+        let log_mag = self.denormalise_log_mag(y)?;
+        let (b, t, k) = log_mag.dims3()?;
+        let envelope = log_mag
+            .reshape((b * t, k))?
+            .matmul(&self.lifter)?
+            .reshape((b, t, k))?;
+        let fine = (&log_mag - &envelope)?;
+        self.encoder_inputs(&log_mag, &envelope, &fine)
+    }
+
+    /// Timbre posterior `(batch, z_t)` of `input` `(batch, frames, bins)` pooled with
+    /// `weights` `(batch, frames)` (rows sum to 1).
+    pub fn encode_timbre(&self, input: &Tensor, weights: &Tensor) -> Result<Posterior> {
+        let h = self.timbre_frames.forward(input)?;
+        let pooled = h.broadcast_mul(&weights.unsqueeze(2)?)?.sum(1)?;
+        Posterior::from_stats(&self.timbre_head.forward(&pooled)?)
+    }
+
+    /// `z_t` `(batch, z)` repeated over `frames`.
+    fn tile(z_t: &Tensor, frames: usize) -> Result<Tensor> {
+        let (b, z) = z_t.dims2()?;
+        z_t.unsqueeze(1)?.broadcast_as((b, frames, z))?.contiguous()
+    }
+
+    /// Variation and pitch posteriors of a whole sequence: `tv_input` and `p_input`
+    /// `(batch, frames, bins)`, `z_t` `(batch, z_t)`.
+    pub fn encode_local(
+        &self,
+        tv_input: &Tensor,
+        p_input: &Tensor,
+        z_t: &Tensor,
+    ) -> Result<LocalPosteriors> {
+        let variation = match &self.variation {
+            Some(stack) => {
+                let frames = tv_input.dim(1)?;
+                let x = Tensor::cat(&[tv_input, &Self::tile(z_t, frames)?], D::Minus1)?;
+                Some(Posterior::from_stats(&stack.forward(&x)?)?)
+            }
+            None => None,
+        };
+        let pitch = Posterior::from_stats(&self.pitch.forward(p_input)?)?;
+        Ok(LocalPosteriors { variation, pitch })
+    }
+
+    /// Normalised log-magnitude `(batch, frames, bins)` from `z_t` `(batch, z_t)` and the
+    /// per-frame `z_v` (ignored by a two-factor model) and `z_p`.
+    pub fn decode(&self, z_t: &Tensor, z_v: Option<&Tensor>, z_p: &Tensor) -> Result<Tensor> {
+        let frames = z_p.dim(1)?;
+        let tiled = Self::tile(z_t, frames)?;
+        let x = match (&self.variation, z_v) {
+            (Some(_), Some(z_v)) => Tensor::cat(&[&tiled, z_v, z_p], D::Minus1)?,
+            (Some(_), None) => {
+                return Err(candle_core::Error::Msg(
+                    "a three-factor model needs z_v".into(),
+                ))
+            }
+            (None, _) => Tensor::cat(&[&tiled, z_p], D::Minus1)?,
+        };
+        self.decoder.forward(&x)
+    }
+
+    /// A fresh streaming state.
+    pub fn stream_state(&self) -> StreamState {
+        StreamState {
+            variation: self.variation.as_ref().map(CausalStack::state),
+            pitch: self.pitch.state(),
+            decoder: self.decoder.state(),
+        }
+    }
+
+    /// One frame of [`Self::encode_local`] then [`Self::decode`] with the posterior means:
+    /// `tv_input`, `p_input` `(batch, bins)`, `z_t_enc` the timbre that conditions the
+    /// variation encoder and `z_t_dec` the one decoded with (the timbre swap), both
+    /// `(batch, z_t)`. Returns the local posteriors and the normalised log-magnitude.
+    pub fn step(
+        &self,
+        tv_input: &Tensor,
+        p_input: &Tensor,
+        z_t_enc: &Tensor,
+        z_t_dec: &Tensor,
+        state: &mut StreamState,
+    ) -> Result<(LocalPosteriors, Tensor)> {
+        let variation = match (&self.variation, state.variation.as_mut()) {
+            (Some(stack), Some(st)) => {
+                let x = Tensor::cat(&[tv_input, z_t_enc], D::Minus1)?;
+                Some(Posterior::from_stats(&stack.step(&x, st)?)?)
+            }
+            _ => None,
+        };
+        let pitch = Posterior::from_stats(&self.pitch.step(p_input, &mut state.pitch)?)?;
+        let x = match &variation {
+            Some(v) => Tensor::cat(&[z_t_dec, &v.mean, &pitch.mean], D::Minus1)?,
+            None => Tensor::cat(&[z_t_dec, &pitch.mean], D::Minus1)?,
+        };
+        let y = self.decoder.step(&x, &mut state.decoder)?;
+        Ok((LocalPosteriors { variation, pitch }, y))
+    }
+
+    /// Number of trained values (the feature normalisation excluded).
+    pub fn trainable_parameters(cfg: &Config) -> usize {
+        let stack = |s: &StackShape| {
+            s.input * s.hidden
+                + s.hidden
+                + s.dilations.len() * (s.kernel * s.hidden * s.hidden + s.hidden)
+                + s.hidden * s.output
+                + s.output
+        };
+        cfg.layers().iter().map(|(_, s)| stack(s)).sum::<usize>()
+            + cfg.hidden * 2 * cfg.z_t
+            + 2 * cfg.z_t
+    }
+
+    /// Multiply-adds per frame of the streaming path (variation, pitch and decoder stacks).
+    pub fn macs_per_frame(cfg: &Config) -> usize {
+        cfg.layers()
+            .iter()
+            .filter(|(n, _)| n != "timbre.frames")
+            .map(|(_, s)| {
+                s.input * s.hidden
+                    + s.dilations.len() * s.kernel * s.hidden * s.hidden
+                    + s.hidden * s.output
+            })
+            .sum()
+    }
+}

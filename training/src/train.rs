@@ -1,0 +1,1209 @@
+//! Training of the three-factor model (`timbreswap train`).
+//!
+//! Each step draws one random crop of `crop_frames` frames from each of `batch` training clips
+//! and perturbs it (training only): a random pitch shift for the timbre and variation encoders,
+//! a random two-effect timbre distortion for the pitch encoder. The loss per frame is the
+//! Gaussian negative log-likelihood (variance [`LIKELIHOOD_VARIANCE`]) of the clean,
+//! normalised log-magnitude plus `beta` times the KL divergences of the three posteriors to
+//! N(0, I) (`z_t`'s counted once per crop); `beta` follows a cyclical schedule, a linear ramp
+//! from 0 to 1 over the first `kl_ramp` of every `kl_cycle_epochs` epochs, then 1. With
+//! re-entry the same network is applied a second time to the first reconstruction (its
+//! cepstral split taken in the graph) and that pass's loss is added (Tanaka et al.).
+//!
+//! Everything random is a pure function of the seed, the epoch and the step (crops,
+//! perturbations, reparameterisation noise, initial weights), so a run resumed from its
+//! checkpoint (written after every epoch) ends bit-identical to an uninterrupted one.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::{self, ClipRecord, Set, Split};
+use crate::model::features::{pooling_weights, FeatureExtractor, FrameFeatures};
+use crate::model::file::{self, MapInstrument, TimbreMap};
+use crate::model::{Config, FeatureStats, ThreeFactor, LIKELIHOOD_VARIANCE, POOLING_RANGE_DB};
+use crate::perturb;
+use crate::rng::{mix64, SplitMix64};
+
+/// Samples of extra context perturbed on each side of a crop (so the pitch shift and the
+/// effects have settled inside it).
+const CROP_MARGIN: usize = 2048;
+
+/// Files of a run folder.
+pub const LOG_FILE: &str = "train.jsonl";
+/// Loss-curve picture.
+pub const PLOT_FILE: &str = "loss.png";
+/// Checkpoint folder (weights, optimiser, state), rewritten after every epoch.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+/// Weights of the best validation epoch so far.
+pub const BEST_FILE: &str = "best-weights.safetensors";
+/// The exported model (best validation epoch).
+pub const MODEL_FILE: &str = "model.safetensors";
+
+/// Everything that fixes a training run; stored in its checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The model.
+    pub model: Config,
+    /// Epochs to train; one epoch is one crop of every training clip.
+    pub epochs: usize,
+    /// Crops per step.
+    pub batch: usize,
+    /// Frames per crop.
+    pub crop_frames: usize,
+    /// Adam learning rate at epoch 0.
+    pub learning_rate: f64,
+    /// Learning-rate factor per epoch (exponential decay).
+    pub lr_decay: f64,
+    /// Epochs per KL annealing cycle.
+    pub kl_cycle_epochs: usize,
+    /// Share of a cycle over which the KL weight ramps from 0 to 1.
+    pub kl_ramp: f64,
+    /// Largest global gradient norm (larger gradients are scaled down).
+    pub grad_clip: f64,
+    /// Seed of every random draw.
+    pub seed: u64,
+    /// Random pitch shift of the timbre/variation encoder input (`--no-pitch-shift`).
+    pub pitch_shift: bool,
+    /// Random timbre distortion of the pitch encoder input (`--no-timbre-distortion`).
+    pub timbre_distortion: bool,
+    /// Re-entry training (`--no-reentry`).
+    pub reentry: bool,
+    /// Dataset sets trained on.
+    pub sets: Vec<Set>,
+    /// Validation crops (fixed, unperturbed).
+    pub valid_crops: usize,
+    /// Training clips measured for the input normalisation.
+    pub norm_clips: usize,
+    /// At most this many training clips (0: all), for quick runs and tests.
+    pub max_clips: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            model: Config::default(),
+            epochs: 30,
+            batch: 32,
+            crop_frames: 80,
+            learning_rate: 1e-3,
+            lr_decay: 0.95,
+            kl_cycle_epochs: 10,
+            kl_ramp: 0.5,
+            grad_clip: 10.0,
+            seed: 1,
+            pitch_shift: true,
+            timbre_distortion: true,
+            reentry: true,
+            sets: vec![Set::Notes, Set::Phrases],
+            valid_crops: 256,
+            norm_clips: 300,
+            max_clips: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The KL weight at `epoch` plus `fraction` (0..1) of it.
+    pub fn kl_weight(&self, epoch: usize, fraction: f64) -> f64 {
+        let cycle = self.kl_cycle_epochs.max(1) as f64;
+        let pos = ((epoch as f64 + fraction) % cycle) / cycle;
+        if self.kl_ramp <= 0.0 {
+            1.0
+        } else {
+            (pos / self.kl_ramp).min(1.0)
+        }
+    }
+
+    /// The learning rate during `epoch`.
+    pub fn lr(&self, epoch: usize) -> f64 {
+        self.learning_rate * self.lr_decay.powi(epoch as i32)
+    }
+
+    /// The same run with a different epoch count (what `--resume` may change).
+    fn same_run(&self, other: &TrainConfig) -> bool {
+        let mut a = self.clone();
+        a.epochs = other.epochs;
+        a == *other
+    }
+}
+
+/// Why training could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A file or folder could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The dataset is unusable.
+    #[error("dataset: {0}")]
+    Data(String),
+    /// The config is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::model::ConfigError),
+    /// The checkpoint cannot be resumed.
+    #[error("cannot resume: {0}")]
+    Resume(String),
+    /// A tensor operation failed.
+    #[error("tensor: {0}")]
+    Tensor(#[from] candle_core::Error),
+    /// Exporting failed.
+    #[error(transparent)]
+    Export(#[from] file::ModelFileError),
+    /// The loss is no longer finite.
+    #[error("loss became {0} at step {1}; lower the learning rate")]
+    Diverged(f64, u64),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The clips of one split, in memory.
+pub struct ClipSet {
+    /// Their records.
+    pub records: Vec<ClipRecord>,
+    /// Their audio, mono, at the model rate.
+    pub audio: Vec<Vec<f32>>,
+}
+
+/// Reads the clips of `split` in `sets` (at most `max` when non-zero, a seeded choice).
+pub fn load_clips(
+    data: &Path,
+    split: Split,
+    sets: &[Set],
+    rate: u32,
+    max: usize,
+    seed: u64,
+) -> Result<ClipSet, TrainError> {
+    let all = manifest::read_manifest(data).map_err(io_err(&data.join(manifest::MANIFEST_FILE)))?;
+    let mut records: Vec<ClipRecord> = all
+        .into_iter()
+        .filter(|r| r.split == split && sets.contains(&r.set))
+        .collect();
+    if max > 0 && records.len() > max {
+        shuffle(&mut records, seed);
+        records.truncate(max);
+        records.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+    if records.is_empty() {
+        return Err(TrainError::Data(format!(
+            "no {split:?} clips of {sets:?} in {}",
+            data.display()
+        )));
+    }
+    let audio = records
+        .iter()
+        .map(|r| {
+            manifest::read_clip_audio(data, r, rate).map_err(|e| TrainError::Data(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ClipSet { records, audio })
+}
+
+/// Fisher-Yates shuffle with a seeded SplitMix64.
+fn shuffle<T>(items: &mut [T], seed: u64) {
+    let mut rng = SplitMix64::new(seed);
+    for i in (1..items.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// Standard normal values from `rng` (Box-Muller).
+fn normals(rng: &mut SplitMix64, n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        let u1 = rng.unit().max(1e-300);
+        let u2 = rng.unit();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let a = std::f64::consts::TAU * u2;
+        out.push((r * a.cos()) as f32);
+        out.push((r * a.sin()) as f32);
+    }
+    out.truncate(n);
+    out
+}
+
+/// One crop's features, row-major `frames x bins`.
+struct Crop {
+    /// Clean crop: the target and the timbre pooling weights.
+    clean: FrameFeatures,
+    /// Pitch-shifted crop (timbre and variation encoders).
+    shifted: FrameFeatures,
+    /// Distorted crop (pitch encoder).
+    distorted: FrameFeatures,
+}
+
+/// Cuts, perturbs and analyses a crop of `clip` chosen by `rng`.
+fn make_crop(
+    clip: &[f32],
+    tc: &TrainConfig,
+    extractor: &mut FeatureExtractor,
+    rng: &mut SplitMix64,
+    perturbed: bool,
+) -> Crop {
+    let cfg = &tc.model;
+    let frames_total = clip.len() / cfg.hop + 1;
+    let t = tc.crop_frames;
+    let f0 = if frames_total > t {
+        rng.below((frames_total - t + 1) as u64) as usize
+    } else {
+        0
+    };
+    let pad = cfg.n_fft / 2 + CROP_MARGIN;
+    let len = (t - 1) * cfg.hop + 2 * pad;
+    let mut seg = vec![0.0f32; len];
+    for (i, s) in seg.iter_mut().enumerate() {
+        let j = (f0 * cfg.hop + i) as isize - pad as isize;
+        if j >= 0 && (j as usize) < clip.len() {
+            *s = clip[j as usize];
+        }
+    }
+    let clean = extractor.frames(&seg, pad, t);
+    if !perturbed {
+        return Crop {
+            shifted: clean.clone(),
+            distorted: clean.clone(),
+            clean,
+        };
+    }
+    let shifted = if tc.pitch_shift {
+        let (mut s, _) = perturb::random_pitch_shift(&seg, cfg.sample_rate, rng);
+        s.resize(len, 0.0);
+        extractor.frames(&s, pad, t)
+    } else {
+        clean.clone()
+    };
+    let distorted = if tc.timbre_distortion {
+        let mut d = seg.clone();
+        perturb::distort(&mut d, cfg.sample_rate, rng);
+        extractor.frames(&d, pad, t)
+    } else {
+        clean.clone()
+    };
+    Crop {
+        clean,
+        shifted,
+        distorted,
+    }
+}
+
+/// Crops of `picks` (`(clip, seed)`), made on two threads; order follows `picks`.
+fn make_crops(
+    clips: &ClipSet,
+    picks: &[(usize, u64)],
+    tc: &TrainConfig,
+    perturbed: bool,
+) -> Vec<Crop> {
+    let threads = 2.min(picks.len()).max(1);
+    let chunk = picks.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = picks
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut ex = FeatureExtractor::new(&tc.model.stft(), tc.model.mag_floor);
+                    part.iter()
+                        .map(|&(clip, seed)| {
+                            let mut rng = SplitMix64::new(seed);
+                            make_crop(&clips.audio[clip], tc, &mut ex, &mut rng, perturbed)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("crop worker panicked"))
+            .collect()
+    })
+}
+
+/// A batch as tensors `(batch, frames, bins)` (weights `(batch, frames)`).
+struct Batch {
+    target_log_mag: Tensor,
+    weights: Tensor,
+    shifted: [Tensor; 3],
+    distorted: [Tensor; 3],
+}
+
+fn stack(
+    crops: &[Crop],
+    pick: impl Fn(&Crop) -> &[f32],
+    bins: usize,
+    dev: &Device,
+) -> candle_core::Result<Tensor> {
+    let b = crops.len();
+    let t = crops[0].clean.frames;
+    let mut v = Vec::with_capacity(b * t * bins);
+    for c in crops {
+        v.extend_from_slice(pick(c));
+    }
+    Tensor::from_vec(v, (b, t, bins), dev)
+}
+
+fn to_batch(crops: &[Crop], bins: usize, dev: &Device) -> candle_core::Result<Batch> {
+    let b = crops.len();
+    let t = crops[0].clean.frames;
+    let mut w = Vec::with_capacity(b * t);
+    for c in crops {
+        w.extend(pooling_weights(&c.clean.frame_db, POOLING_RANGE_DB));
+    }
+    Ok(Batch {
+        target_log_mag: stack(crops, |c| &c.clean.log_mag, bins, dev)?,
+        weights: Tensor::from_vec(w, (b, t), dev)?,
+        shifted: [
+            stack(crops, |c| &c.shifted.log_mag, bins, dev)?,
+            stack(crops, |c| &c.shifted.envelope, bins, dev)?,
+            stack(crops, |c| &c.shifted.fine, bins, dev)?,
+        ],
+        distorted: [
+            stack(crops, |c| &c.distorted.log_mag, bins, dev)?,
+            stack(crops, |c| &c.distorted.envelope, bins, dev)?,
+            stack(crops, |c| &c.distorted.fine, bins, dev)?,
+        ],
+    })
+}
+
+/// Loss terms of one pass (means per frame; `kl_t` per crop divided by its frames).
+struct PassLoss {
+    recon: Tensor,
+    kl_t: Tensor,
+    kl_v: Option<Tensor>,
+    kl_p: Tensor,
+    output: Tensor,
+}
+
+impl PassLoss {
+    fn kl(&self) -> candle_core::Result<Tensor> {
+        let mut k = (&self.kl_t + &self.kl_p)?;
+        if let Some(v) = &self.kl_v {
+            k = (k + v)?;
+        }
+        Ok(k)
+    }
+}
+
+/// One pass of the network: encoders, sampling (`noise` seeds it; `None` takes the means),
+/// decoder, loss against `target` (normalised log-magnitude).
+fn run_pass(
+    model: &ThreeFactor,
+    tv_in: &Tensor,
+    p_in: &Tensor,
+    weights: &Tensor,
+    target: &Tensor,
+    noise: Option<&mut SplitMix64>,
+) -> candle_core::Result<PassLoss> {
+    let cfg = model.config();
+    let (b, t, _) = target.dims3()?;
+    let dev = target.device();
+    let timbre = model.encode_timbre(tv_in, weights)?;
+    let mut noise = noise;
+    let mut draw = |shape: &[usize], mean: &Tensor| -> candle_core::Result<Option<Tensor>> {
+        match noise.as_deref_mut() {
+            Some(rng) => {
+                let n: usize = shape.iter().product();
+                Ok(Some(Tensor::from_vec(normals(rng, n), shape, dev)?))
+            }
+            None => {
+                let _ = mean;
+                Ok(None)
+            }
+        }
+    };
+    let sample = |post: &crate::model::Posterior, eps: Option<Tensor>| match eps {
+        Some(e) => post.sample(&e),
+        None => Ok(post.mean.clone()),
+    };
+    let eps_t = draw(&[b, cfg.z_t], &timbre.mean)?;
+    let z_t = sample(&timbre, eps_t)?;
+    let local = model.encode_local(tv_in, p_in, &z_t)?;
+    let z_v = match &local.variation {
+        Some(v) => {
+            let eps = draw(&[b, t, cfg.z_v], &v.mean)?;
+            Some(sample(v, eps)?)
+        }
+        None => None,
+    };
+    let eps_p = draw(&[b, t, cfg.z_p], &local.pitch.mean)?;
+    let z_p = sample(&local.pitch, eps_p)?;
+    let output = model.decode(&z_t, z_v.as_ref(), &z_p)?;
+    let recon =
+        ((&output - target)?.sqr()?.sum(D::Minus1)?.mean_all()? / (2.0 * LIKELIHOOD_VARIANCE))?;
+    let kl_t = (timbre.kl()?.mean_all()? / t as f64)?;
+    let kl_v = match &local.variation {
+        Some(v) => Some(v.kl()?.mean_all()?),
+        None => None,
+    };
+    let kl_p = local.pitch.kl()?.mean_all()?;
+    Ok(PassLoss {
+        recon,
+        kl_t,
+        kl_v,
+        kl_p,
+        output,
+    })
+}
+
+/// Adam (Kingma & Ba) over named variables, with its moments saved in checkpoints.
+pub struct Adam {
+    vars: Vec<(String, Var)>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    t: u64,
+}
+
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+const ADAM_EPS: f64 = 1e-8;
+
+impl Adam {
+    /// An optimiser of `vars` (sorted by name) with zero moments.
+    pub fn new(mut vars: Vec<(String, Var)>) -> candle_core::Result<Self> {
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let m = vars
+            .iter()
+            .map(|(_, v)| v.as_tensor().zeros_like())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let v = m.clone();
+        Ok(Self { vars, m, v, t: 0 })
+    }
+
+    /// One update with learning rate `lr`; gradients are scaled by `grad_scale`.
+    pub fn step(
+        &mut self,
+        grads: &candle_core::backprop::GradStore,
+        lr: f64,
+        grad_scale: f64,
+    ) -> candle_core::Result<()> {
+        self.t += 1;
+        let c1 = 1.0 - BETA1.powi(self.t as i32);
+        let c2 = 1.0 - BETA2.powi(self.t as i32);
+        for (i, (_, var)) in self.vars.iter().enumerate() {
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            let g = (g * grad_scale)?;
+            self.m[i] = ((&self.m[i] * BETA1)? + (&g * (1.0 - BETA1))?)?;
+            self.v[i] = ((&self.v[i] * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
+            let m_hat = (&self.m[i] / c1)?;
+            let v_hat = (&self.v[i] / c2)?;
+            let update = (m_hat / (v_hat.sqrt()? + ADAM_EPS)?)?;
+            var.set(&(var.as_tensor() - (update * lr)?)?)?;
+        }
+        Ok(())
+    }
+
+    /// Global norm of the gradients of the optimised variables.
+    pub fn grad_norm(&self, grads: &candle_core::backprop::GradStore) -> candle_core::Result<f64> {
+        let mut sum = 0.0f64;
+        for (_, var) in &self.vars {
+            if let Some(g) = grads.get(var.as_tensor()) {
+                sum += g
+                    .sqr()?
+                    .sum_all()?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()?;
+            }
+        }
+        Ok(sum.sqrt())
+    }
+
+    fn tensors(&self) -> HashMap<String, Tensor> {
+        let mut out = HashMap::new();
+        for (i, (name, _)) in self.vars.iter().enumerate() {
+            out.insert(format!("m.{name}"), self.m[i].clone());
+            out.insert(format!("v.{name}"), self.v[i].clone());
+        }
+        out
+    }
+
+    fn restore(&mut self, tensors: &HashMap<String, Tensor>, t: u64) -> Result<(), TrainError> {
+        for (i, (name, var)) in self.vars.iter().enumerate() {
+            for (key, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
+                let k = format!("{key}.{name}");
+                let value = tensors
+                    .get(&k)
+                    .ok_or_else(|| TrainError::Resume(format!("optimiser state lacks {k}")))?;
+                if value.dims() != var.dims() {
+                    return Err(TrainError::Resume(format!("{k} has the wrong shape")));
+                }
+                *slot = value.clone();
+            }
+        }
+        self.t = t;
+        Ok(())
+    }
+}
+
+/// Checkpoint bookkeeping, `checkpoint/state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    config: TrainConfig,
+    epochs_done: usize,
+    step: u64,
+    adam_t: u64,
+    best_epoch: Option<usize>,
+    best_valid: f64,
+    wall_s: f64,
+}
+
+/// Per-epoch validation figures (unperturbed crops, posterior means, KL weight 1).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct ValidFigures {
+    /// Negative ELBO per frame (reconstruction + all KL terms).
+    pub loss: f64,
+    /// Reconstruction term per frame.
+    pub recon: f64,
+    /// KL terms per frame.
+    pub kl: f64,
+    /// Mean squared error of the log-magnitude, natural-log units squared, per value.
+    pub mse_ln: f64,
+}
+
+/// What a finished (or resumed and finished) run reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    /// Epochs trained in total.
+    pub epochs: usize,
+    /// Steps in total.
+    pub steps: u64,
+    /// Epoch of the exported weights.
+    pub best_epoch: usize,
+    /// Its validation figures.
+    pub best_valid: f64,
+    /// Training throughput, crop frames per second (both passes per frame).
+    pub frames_per_s: f64,
+    /// Wall time of all sessions of the run, in seconds.
+    pub wall_s: f64,
+    /// Trained values.
+    pub parameters: usize,
+    /// The exported model.
+    pub model_path: PathBuf,
+}
+
+/// Progress callback: `(epoch, step in epoch, steps per epoch, message)`.
+pub type Progress<'a> = &'a dyn Fn(usize, usize, usize, &str);
+
+/// Runs (or with `resume`, continues) training into `out`.
+pub fn train(
+    data: &Path,
+    out: &Path,
+    tc: &TrainConfig,
+    resume: bool,
+    progress: Progress<'_>,
+) -> Result<TrainSummary, TrainError> {
+    tc.model.validate()?;
+    if tc.batch == 0 || tc.crop_frames == 0 || tc.epochs == 0 {
+        return Err(TrainError::Data(
+            "batch, crop_frames and epochs must be positive".into(),
+        ));
+    }
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    let dev = Device::Cpu;
+    let cfg = &tc.model;
+    let bins = cfg.bins();
+    let train_set = load_clips(
+        data,
+        Split::Train,
+        &tc.sets,
+        cfg.sample_rate,
+        tc.max_clips,
+        tc.seed,
+    )?;
+    let valid_set = load_clips(
+        data,
+        Split::Valid,
+        &tc.sets,
+        cfg.sample_rate,
+        if tc.max_clips > 0 {
+            tc.max_clips.div_ceil(4)
+        } else {
+            0
+        },
+        tc.seed,
+    )?;
+
+    // Model, with the normalisation measured on the training data and seeded weights.
+    let stats = normalisation(&train_set, tc);
+    let (varmap, model) = initial_model(cfg, &stats, tc.seed)?;
+    let trainable = trainable_vars(&varmap);
+    let mut adam = Adam::new(trainable)?;
+    let parameters = ThreeFactor::trainable_parameters(cfg);
+
+    let ckpt = out.join(CHECKPOINT_DIR);
+    let mut state = CheckpointState {
+        config: tc.clone(),
+        epochs_done: 0,
+        step: 0,
+        adam_t: 0,
+        best_epoch: None,
+        best_valid: f64::INFINITY,
+        wall_s: 0.0,
+    };
+    if resume && ckpt.join("state.json").exists() {
+        let text = std::fs::read_to_string(ckpt.join("state.json")).map_err(io_err(&ckpt))?;
+        let saved: CheckpointState =
+            serde_json::from_str(&text).map_err(|e| TrainError::Resume(e.to_string()))?;
+        if !saved.config.same_run(tc) {
+            return Err(TrainError::Resume(
+                "the checkpoint was trained with another config (only `epochs` may change)".into(),
+            ));
+        }
+        let weights = candle_core::safetensors::load(ckpt.join("weights.safetensors"), &dev)?;
+        let data = varmap.data().lock().expect("var map");
+        for (name, var) in data.iter() {
+            let w = weights
+                .get(name)
+                .ok_or_else(|| TrainError::Resume(format!("checkpoint lacks {name}")))?;
+            var.set(w)?;
+        }
+        drop(data);
+        let moments = candle_core::safetensors::load(ckpt.join("adam.safetensors"), &dev)?;
+        adam.restore(&moments, saved.adam_t)?;
+        state = saved;
+        state.config = tc.clone();
+        truncate_log(&out.join(LOG_FILE), state.epochs_done)?;
+    } else {
+        let _ = std::fs::remove_file(out.join(LOG_FILE));
+    }
+    let mut log = BufWriter::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out.join(LOG_FILE))
+            .map_err(io_err(out))?,
+    );
+
+    // Fixed validation crops.
+    let valid_picks: Vec<(usize, u64)> = (0..tc.valid_crops)
+        .map(|i| {
+            let s = mix64(tc.seed ^ 0x5641_4C49_4400_0000 ^ i as u64);
+            ((s % valid_set.audio.len() as u64) as usize, mix64(s))
+        })
+        .collect();
+    let valid_crops = make_crops(&valid_set, &valid_picks, tc, false);
+
+    let steps_per_epoch = train_set.audio.len().div_ceil(tc.batch);
+    let session_start = Instant::now();
+    let wall_before = state.wall_s;
+    let mut frames_done = 0u64;
+    let mut train_time = 0.0f64;
+    for epoch in state.epochs_done..tc.epochs {
+        let mut order: Vec<usize> = (0..train_set.audio.len()).collect();
+        shuffle(
+            &mut order,
+            mix64(tc.seed ^ 0x4550_4F43_4800_0000 ^ epoch as u64),
+        );
+        let lr = tc.lr(epoch);
+        let mut sums = [0.0f64; 6];
+        for (i, chunk) in order.chunks(tc.batch).enumerate() {
+            let t0 = Instant::now();
+            let step = state.step;
+            let picks: Vec<(usize, u64)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(j, &c)| (c, mix64(tc.seed ^ mix64(step) ^ (j as u64) << 48)))
+                .collect();
+            let crops = make_crops(&train_set, &picks, tc, true);
+            let batch = to_batch(&crops, bins, &dev)?;
+            let beta = tc.kl_weight(epoch, i as f64 / steps_per_epoch as f64);
+            let mut noise = SplitMix64::new(mix64(tc.seed ^ 0x4E4F_4953_4500_0000 ^ step));
+            let target = model.normalise_log_mag(&batch.target_log_mag)?;
+            let (tv1, _) =
+                model.encoder_inputs(&batch.shifted[0], &batch.shifted[1], &batch.shifted[2])?;
+            let (_, p1) = model.encoder_inputs(
+                &batch.distorted[0],
+                &batch.distorted[1],
+                &batch.distorted[2],
+            )?;
+            let first = run_pass(&model, &tv1, &p1, &batch.weights, &target, Some(&mut noise))?;
+            let mut loss = (&first.recon + (first.kl()? * beta)?)?;
+            let second = if tc.reentry {
+                let (tv2, p2) = model.encoder_inputs_from_normalised(&first.output)?;
+                let pass = run_pass(&model, &tv2, &p2, &batch.weights, &target, Some(&mut noise))?;
+                loss = (loss + (&pass.recon + (pass.kl()? * beta)?)?)?;
+                Some(pass)
+            } else {
+                None
+            };
+            let grads = loss.backward()?;
+            let norm = adam.grad_norm(&grads)?;
+            let loss_v = loss.to_scalar::<f32>()? as f64;
+            if !loss_v.is_finite() || !norm.is_finite() {
+                return Err(TrainError::Diverged(loss_v, step));
+            }
+            let scale = if norm > tc.grad_clip {
+                tc.grad_clip / norm
+            } else {
+                1.0
+            };
+            adam.step(&grads, lr, scale)?;
+            state.step += 1;
+            let dt = t0.elapsed().as_secs_f64();
+            let frames = (chunk.len() * tc.crop_frames) as u64;
+            frames_done += frames;
+            train_time += dt;
+            let scalar =
+                |t: &Tensor| -> candle_core::Result<f64> { Ok(t.to_scalar::<f32>()? as f64) };
+            let rec1 = scalar(&first.recon)?;
+            let rec2 = match &second {
+                Some(p) => scalar(&p.recon)?,
+                None => f64::NAN,
+            };
+            let kl_t = scalar(&first.kl_t)?;
+            let kl_v = match &first.kl_v {
+                Some(v) => scalar(v)?,
+                None => 0.0,
+            };
+            let kl_p = scalar(&first.kl_p)?;
+            for (s, v) in sums.iter_mut().zip([loss_v, rec1, rec2, kl_t, kl_v, kl_p]) {
+                *s += v;
+            }
+            let record = serde_json::json!({
+                "kind": "step", "epoch": epoch, "step": step, "loss": loss_v, "recon": rec1,
+                "recon_reentry": if rec2.is_finite() { Some(rec2) } else { None },
+                "kl_t": kl_t, "kl_v": kl_v, "kl_p": kl_p, "beta": beta, "lr": lr,
+                "grad_norm": norm, "frames_per_s": frames as f64 / dt,
+            });
+            writeln!(log, "{record}").map_err(io_err(out))?;
+            progress(
+                epoch,
+                i + 1,
+                steps_per_epoch,
+                &format!(
+                    "loss {loss_v:.1} recon {rec1:.1}{} KL t {kl_t:.2} v {kl_v:.2} p {kl_p:.2} beta {beta:.2} {:.0} frames/s",
+                    if rec2.is_finite() { format!(" re-entry {rec2:.1}") } else { String::new() },
+                    frames_done as f64 / train_time
+                ),
+            );
+        }
+        let valid = validate(&model, &valid_crops, tc, &dev)?;
+        let n = steps_per_epoch as f64;
+        let improved = valid.loss < state.best_valid;
+        if improved {
+            state.best_valid = valid.loss;
+            state.best_epoch = Some(epoch);
+            save_vars(&varmap, &out.join(BEST_FILE))?;
+        }
+        state.epochs_done = epoch + 1;
+        state.adam_t = adam.t;
+        state.wall_s = wall_before + session_start.elapsed().as_secs_f64();
+        let record = serde_json::json!({
+            "kind": "epoch", "epoch": epoch, "step": state.step, "lr": lr,
+            "train_loss": sums[0] / n, "train_recon": sums[1] / n,
+            "train_recon_reentry": if tc.reentry { Some(sums[2] / n) } else { None },
+            "train_kl_t": sums[3] / n, "train_kl_v": sums[4] / n, "train_kl_p": sums[5] / n,
+            "valid": valid, "best": improved, "wall_s": state.wall_s,
+            "frames_per_s": frames_done as f64 / train_time,
+        });
+        writeln!(log, "{record}").map_err(io_err(out))?;
+        log.flush().map_err(io_err(out))?;
+        write_checkpoint(&ckpt, &varmap, &adam, &state)?;
+        let _ = plot_log(&out.join(LOG_FILE), &out.join(PLOT_FILE));
+        progress(
+            epoch,
+            steps_per_epoch,
+            steps_per_epoch,
+            &format!(
+                "epoch {epoch}: valid loss {:.2} (recon {:.2}, KL {:.2}, MSE {:.3} ln^2){}",
+                valid.loss,
+                valid.recon,
+                valid.kl,
+                valid.mse_ln,
+                if improved { " best" } else { "" }
+            ),
+        );
+    }
+
+    // Export the best epoch.
+    let best_epoch = state
+        .best_epoch
+        .ok_or_else(|| TrainError::Data("no epoch was validated".into()))?;
+    let best = candle_core::safetensors::load(out.join(BEST_FILE), &dev)?;
+    let best_model = ThreeFactor::new(
+        cfg,
+        VarBuilder::from_tensors(best.clone(), DType::F32, &dev),
+    )?;
+    let map = timbre_map(&best_model, data, tc)?;
+    let frames_per_s = if train_time > 0.0 {
+        frames_done as f64 / train_time
+    } else {
+        f64::NAN
+    };
+    let training = serde_json::json!({
+        "data": data.display().to_string(),
+        "train_config": tc,
+        "epochs": state.epochs_done,
+        "steps": state.step,
+        "best_epoch": best_epoch,
+        "best_valid_loss": state.best_valid,
+        "wall_s": state.wall_s,
+        "parameters": parameters,
+        "train_clips": train_set.audio.len(),
+    });
+    let model_path = out.join(MODEL_FILE);
+    file::save(&model_path, cfg, &best, &map, &training)?;
+    Ok(TrainSummary {
+        epochs: state.epochs_done,
+        steps: state.step,
+        best_epoch,
+        best_valid: state.best_valid,
+        frames_per_s,
+        wall_s: state.wall_s,
+        parameters,
+        model_path,
+    })
+}
+
+/// A model of `cfg` with normalisation `stats` and seeded initial weights ([`init_weights`]),
+/// its variables in the returned map.
+pub fn initial_model(
+    cfg: &Config,
+    stats: &FeatureStats,
+    seed: u64,
+) -> Result<(VarMap, ThreeFactor), TrainError> {
+    cfg.validate()?;
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    stats.insert_into(&varmap)?;
+    let model = ThreeFactor::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    init_weights(&trainable_vars(&varmap), seed)?;
+    Ok((varmap, model))
+}
+
+/// The trained variables of `varmap` (everything but `features.*`), sorted by name.
+pub fn trainable_vars(varmap: &VarMap) -> Vec<(String, Var)> {
+    let data = varmap.data().lock().expect("var map");
+    let mut vars: Vec<(String, Var)> = data
+        .iter()
+        .filter(|(k, _)| !k.starts_with("features."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+/// Every variable of `varmap` as a tensor, by name (what a model file holds).
+pub fn weights_of(varmap: &VarMap) -> HashMap<String, Tensor> {
+    let data = varmap.data().lock().expect("var map");
+    data.iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect()
+}
+
+/// Measures [`FeatureStats`] on the first `norm_clips` training clips (of a seeded order).
+fn normalisation(set: &ClipSet, tc: &TrainConfig) -> FeatureStats {
+    let cfg = &tc.model;
+    let bins = cfg.bins();
+    let mut order: Vec<usize> = (0..set.audio.len()).collect();
+    shuffle(&mut order, mix64(tc.seed ^ 0x4E4F_524D));
+    order.truncate(tc.norm_clips.max(1));
+    let mut ex = FeatureExtractor::new(&cfg.stft(), cfg.mag_floor);
+    let feats: Vec<FrameFeatures> = order.iter().map(|&i| ex.clip(&set.audio[i])).collect();
+    let frames: usize = feats.iter().map(|f| f.frames).sum();
+    let mean_and_scale = |pick: fn(&FrameFeatures) -> &Vec<f32>| {
+        let mut mean = vec![0.0f64; bins];
+        for f in &feats {
+            for row in pick(f).chunks_exact(bins) {
+                for (m, v) in mean.iter_mut().zip(row) {
+                    *m += *v as f64;
+                }
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= frames as f64);
+        let mut var = 0.0f64;
+        for f in &feats {
+            for row in pick(f).chunks_exact(bins) {
+                for (m, v) in mean.iter().zip(row) {
+                    var += (*v as f64 - m).powi(2);
+                }
+            }
+        }
+        let scale = (var / (frames * bins) as f64).sqrt().max(1e-6) as f32;
+        (
+            mean.into_iter().map(|m| m as f32).collect::<Vec<f32>>(),
+            scale,
+        )
+    };
+    let (log_mag_mean, s0) = mean_and_scale(|f| &f.log_mag);
+    let (envelope_mean, s1) = mean_and_scale(|f| &f.envelope);
+    let (fine_mean, s2) = mean_and_scale(|f| &f.fine);
+    FeatureStats {
+        log_mag_mean,
+        envelope_mean,
+        fine_mean,
+        scale: [s0, s1, s2],
+    }
+}
+
+/// Seeded initial weights: `N(0, gain^2 / fan_in)` for matrices (gain 1, or 0.5 inside
+/// residual blocks), zero biases; the same for every run with the same seed.
+fn init_weights(vars: &[(String, Var)], seed: u64) -> candle_core::Result<()> {
+    let mut sorted: Vec<&(String, Var)> = vars.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    for (i, (name, var)) in sorted.into_iter().enumerate() {
+        let dims = var.dims().to_vec();
+        let n: usize = dims.iter().product();
+        let values = if dims.len() == 2 {
+            let gain = if name.contains(".blocks.") { 0.5 } else { 1.0 };
+            let std = gain / (dims[1] as f64).sqrt();
+            let mut rng = SplitMix64::new(mix64(seed ^ mix64(i as u64 + 1)));
+            normals(&mut rng, n)
+                .into_iter()
+                .map(|v| v * std as f32)
+                .collect()
+        } else {
+            vec![0.0f32; n]
+        };
+        var.set(&Tensor::from_vec(values, dims, var.device())?)?;
+    }
+    Ok(())
+}
+
+/// Validation figures of `model` on `crops` (unperturbed, posterior means, KL weight 1).
+fn validate(
+    model: &ThreeFactor,
+    crops: &[Crop],
+    tc: &TrainConfig,
+    dev: &Device,
+) -> Result<ValidFigures, TrainError> {
+    let bins = tc.model.bins();
+    let mut fig = ValidFigures::default();
+    let mut batches = 0.0;
+    let scale = {
+        let s = model.normalise_log_mag(&Tensor::ones(bins, DType::F32, dev)?)?;
+        let z = model.normalise_log_mag(&Tensor::zeros(bins, DType::F32, dev)?)?;
+        (s - z)?.mean_all()?.to_scalar::<f32>()? as f64
+    };
+    for chunk in crops.chunks(tc.batch) {
+        let batch = to_batch(chunk, bins, dev)?;
+        let target = model.normalise_log_mag(&batch.target_log_mag)?;
+        let (tv, p) =
+            model.encoder_inputs(&batch.shifted[0], &batch.shifted[1], &batch.shifted[2])?;
+        let pass = run_pass(model, &tv, &p, &batch.weights, &target, None)?;
+        let recon = pass.recon.to_scalar::<f32>()? as f64;
+        let kl = pass.kl()?.to_scalar::<f32>()? as f64;
+        let mse_n = (&pass.output - &target)?
+            .sqr()?
+            .mean_all()?
+            .to_scalar::<f32>()? as f64;
+        fig.recon += recon;
+        fig.kl += kl;
+        fig.mse_ln += mse_n / (scale * scale);
+        batches += 1.0;
+    }
+    fig.recon /= batches;
+    fig.kl /= batches;
+    fig.mse_ln /= batches;
+    fig.loss = fig.recon + fig.kl;
+    Ok(fig)
+}
+
+fn save_vars(varmap: &VarMap, path: &Path) -> Result<(), TrainError> {
+    let tensors = weights_of(varmap);
+    let tmp = path.with_extension("partial");
+    candle_core::safetensors::save(&tensors, &tmp)?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// Writes the checkpoint into a fresh folder, then swaps it in (an interrupted write leaves
+/// the previous checkpoint intact).
+fn write_checkpoint(
+    dir: &Path,
+    varmap: &VarMap,
+    adam: &Adam,
+    state: &CheckpointState,
+) -> Result<(), TrainError> {
+    let tmp = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    save_vars(varmap, &tmp.join("weights.safetensors"))?;
+    candle_core::safetensors::save(&adam.tensors(), tmp.join("adam.safetensors"))?;
+    let text = serde_json::to_string_pretty(state).map_err(|e| TrainError::Data(e.to_string()))?;
+    std::fs::write(tmp.join("state.json"), text).map_err(io_err(&tmp))?;
+    let old = dir.with_extension("old");
+    let _ = std::fs::remove_dir_all(&old);
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(io_err(dir))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// Keeps the log records of epochs before `epochs_done` (a resumed run rewrites the rest).
+fn truncate_log(path: &Path, epochs_done: usize) -> Result<(), TrainError> {
+    let Ok(f) = File::open(path) else {
+        return Ok(());
+    };
+    let kept: Vec<String> = BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("epoch").and_then(|e| e.as_u64()))
+                .is_some_and(|e| (e as usize) < epochs_done)
+        })
+        .collect();
+    let mut text = kept.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(io_err(path))
+}
+
+/// Draws the loss curves of a run's log: training loss per step (averaged over 20 steps),
+/// validation loss per epoch.
+pub fn plot_log(log: &Path, png: &Path) -> Result<(), TrainError> {
+    let f = File::open(log).map_err(io_err(log))?;
+    let mut train = Vec::new();
+    let mut recon = Vec::new();
+    let mut valid = Vec::new();
+    let mut acc = (0.0, 0.0, 0usize);
+    for line in BufReader::new(f).lines().map_while(Result::ok) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let step = v.get("step").and_then(|s| s.as_f64()).unwrap_or(0.0);
+        match v.get("kind").and_then(|k| k.as_str()) {
+            Some("step") => {
+                acc.0 += v.get("loss").and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
+                acc.1 += v.get("recon").and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
+                acc.2 += 1;
+                if acc.2 == 20 {
+                    train.push((step, acc.0 / 20.0));
+                    recon.push((step, acc.1 / 20.0));
+                    acc = (0.0, 0.0, 0);
+                }
+            }
+            Some("epoch") => {
+                if let Some(l) = v.pointer("/valid/loss").and_then(|x| x.as_f64()) {
+                    valid.push((step, l));
+                }
+            }
+            _ => {}
+        }
+    }
+    let series = vec![
+        ("training loss (both passes)".to_string(), train),
+        ("training reconstruction (first pass)".to_string(), recon),
+        ("validation loss (KL weight 1)".to_string(), valid),
+    ];
+    crate::plot::lines_png(
+        png,
+        "Three-factor model: loss per frame",
+        "step",
+        &series,
+        true,
+        (900, 540),
+    )
+    .map_err(|e| TrainError::Data(e.to_string()))
+}
+
+/// The timbre map of `model`: the mean `z_t` of each training instrument's notes and the 2-D
+/// PCA of those means.
+pub fn timbre_map(
+    model: &ThreeFactor,
+    data: &Path,
+    tc: &TrainConfig,
+) -> Result<TimbreMap, TrainError> {
+    let cfg = model.config();
+    let set = load_clips(
+        data,
+        Split::Train,
+        &[Set::Notes],
+        cfg.sample_rate,
+        tc.max_clips,
+        tc.seed,
+    )?;
+    let mut by_program: std::collections::BTreeMap<u8, (MapInstrument, Vec<f64>, usize)> =
+        Default::default();
+    let mut ex = FeatureExtractor::new(&cfg.stft(), cfg.mag_floor);
+    for (record, audio) in set.records.iter().zip(&set.audio) {
+        let z = encode_timbre_clip(model, &mut ex, audio)?;
+        let entry = by_program.entry(record.program).or_insert_with(|| {
+            (
+                MapInstrument {
+                    program: record.program,
+                    name: record.instrument.clone(),
+                    family: record.family.clone(),
+                },
+                vec![0.0; cfg.z_t],
+                0,
+            )
+        });
+        for (s, v) in entry.1.iter_mut().zip(&z) {
+            *s += *v as f64;
+        }
+        entry.2 += 1;
+    }
+    let mut instruments = Vec::new();
+    let mut z_t = Vec::new();
+    for (_, (inst, sum, n)) in by_program {
+        instruments.push(inst);
+        z_t.extend(sum.iter().map(|s| (s / n as f64) as f32));
+    }
+    let (pca_mean, pca_basis) = if instruments.len() >= 2 && cfg.z_t >= 2 {
+        let p = crate::plot::pca_2d(&z_t, cfg.z_t).map_err(|e| TrainError::Data(e.to_string()))?;
+        (
+            p.mean.iter().map(|v| *v as f32).collect(),
+            p.axes.iter().flatten().map(|v| *v as f32).collect(),
+        )
+    } else {
+        let mut basis = vec![0.0f32; 2 * cfg.z_t];
+        basis[0] = 1.0;
+        if cfg.z_t > 1 {
+            basis[cfg.z_t + 1] = 1.0;
+        }
+        (z_t[..cfg.z_t].to_vec(), basis)
+    };
+    Ok(TimbreMap {
+        instruments,
+        z_t,
+        pca_mean,
+        pca_basis,
+    })
+}
+
+/// Posterior-mean `z_t` of a whole clip (pooled over its frames within
+/// [`POOLING_RANGE_DB`] of the loudest).
+pub fn encode_timbre_clip(
+    model: &ThreeFactor,
+    ex: &mut FeatureExtractor,
+    audio: &[f32],
+) -> candle_core::Result<Vec<f32>> {
+    let f = ex.clip(audio);
+    let dev = model.device();
+    let shape = (1, f.frames, f.bins);
+    let lm = Tensor::from_slice(&f.log_mag, shape, dev)?;
+    let env = Tensor::from_slice(&f.envelope, shape, dev)?;
+    let fine = Tensor::from_slice(&f.fine, shape, dev)?;
+    let (tv, _) = model.encoder_inputs(&lm, &env, &fine)?;
+    let w = Tensor::from_vec(
+        pooling_weights(&f.frame_db, POOLING_RANGE_DB),
+        (1, f.frames),
+        dev,
+    )?;
+    model
+        .encode_timbre(&tv, &w)?
+        .mean
+        .flatten_all()?
+        .to_vec1::<f32>()
+}

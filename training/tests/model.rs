@@ -1,0 +1,448 @@
+//! The three-factor model with tiny configs: streaming equals whole-sequence output, the model
+//! file round-trips bit-exactly and refuses malformed files, the loss falls on a few notes,
+//! and a resumed run ends where an uninterrupted one does.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use timbreswap_training::dataset::render_dataset;
+use timbreswap_training::model::file::{self, MapInstrument, ModelFileError, TimbreMap};
+use timbreswap_training::model::layers::{CausalStack, StackShape};
+use timbreswap_training::model::{Config, FeatureStats, ThreeFactor};
+use timbreswap_training::rng::SplitMix64;
+use timbreswap_training::train::{
+    initial_model, train, weights_of, TrainConfig, LOG_FILE, MODEL_FILE,
+};
+
+fn tiny_config() -> Config {
+    Config {
+        z_t: 6,
+        z_v: 5,
+        z_p: 4,
+        hidden: 16,
+        kernel: 3,
+        dilations: vec![1, 2, 4],
+        timbre_layers: 1,
+        ..Config::default()
+    }
+}
+
+fn random(shape: &[usize], seed: u64) -> Tensor {
+    let mut rng = SplitMix64::new(seed);
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.range(-2.0, 2.0) as f32).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn max_abs(a: &Tensor) -> f32 {
+    a.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// Streams `x` `(batch, frames, in)` through `step`, one frame at a time, and stacks the
+/// outputs along frames.
+fn stream(x: &Tensor, mut step: impl FnMut(&Tensor) -> Tensor) -> Tensor {
+    let frames = x.dim(1).unwrap();
+    let outs: Vec<Tensor> = (0..frames)
+        .map(|t| {
+            let frame = x.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
+            step(&frame).unsqueeze(1).unwrap()
+        })
+        .collect();
+    Tensor::cat(&outs, 1).unwrap()
+}
+
+#[test]
+fn every_causal_stack_streams_like_the_whole_sequence() {
+    for (kernel, dilations) in [(2, vec![1, 2, 4, 8]), (3, vec![1, 3]), (1, vec![1, 1])] {
+        let shape = StackShape {
+            input: 7,
+            hidden: 12,
+            output: 5,
+            kernel,
+            dilations,
+        };
+        let varmap = VarMap::new();
+        let stack = CausalStack::new(
+            &shape,
+            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let x = random(&[3, 37, 7], kernel as u64);
+        let whole = stack.forward(&x).unwrap();
+        let mut state = stack.state();
+        let streamed = stream(&x, |f| stack.step(f, &mut state).unwrap());
+        let err = max_abs_diff(&whole, &streamed);
+        assert!(
+            err <= 1e-5 * max_abs(&whole).max(1.0),
+            "kernel {kernel}: streaming differs by {err}"
+        );
+        // Causality: changing a late frame leaves every earlier output unchanged.
+        let late = x.narrow(1, 0, 30).unwrap().pad_with_zeros(1, 0, 7).unwrap();
+        let out_late = stack.forward(&late).unwrap();
+        assert_eq!(
+            max_abs_diff(
+                &whole.narrow(1, 0, 30).unwrap(),
+                &out_late.narrow(1, 0, 30).unwrap()
+            ),
+            0.0
+        );
+    }
+}
+
+#[test]
+fn the_model_streams_like_the_whole_sequence() {
+    for variation in [true, false] {
+        let cfg = Config {
+            variation,
+            ..tiny_config()
+        };
+        let (_, model) = initial_model(&cfg, &FeatureStats::identity(cfg.bins()), 5).unwrap();
+        let frames = 23;
+        let tv = random(&[2, frames, cfg.bins()], 11);
+        let p = random(&[2, frames, cfg.bins()], 12);
+        let weights =
+            (Tensor::ones((2, frames), DType::F32, &Device::Cpu).unwrap() / frames as f64).unwrap();
+        let z_t = model.encode_timbre(&tv, &weights).unwrap().mean;
+        let z_swap = random(&[2, cfg.z_t], 13);
+        let local = model.encode_local(&tv, &p, &z_t).unwrap();
+        let y = model
+            .decode(
+                &z_swap,
+                local.variation.as_ref().map(|v| &v.mean),
+                &local.pitch.mean,
+            )
+            .unwrap();
+        let mut state = model.stream_state();
+        let mut pitch = Vec::new();
+        let mut outs = Vec::new();
+        for t in 0..frames {
+            let f = |x: &Tensor| x.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
+            let (post, out) = model
+                .step(&f(&tv), &f(&p), &z_t, &z_swap, &mut state)
+                .unwrap();
+            assert_eq!(post.variation.is_some(), variation);
+            pitch.push(post.pitch.mean.unsqueeze(1).unwrap());
+            outs.push(out.unsqueeze(1).unwrap());
+        }
+        let pitch = Tensor::cat(&pitch, 1).unwrap();
+        let outs = Tensor::cat(&outs, 1).unwrap();
+        let tol = |t: &Tensor| 1e-5 * max_abs(t).max(1.0);
+        assert!(max_abs_diff(&pitch, &local.pitch.mean) <= tol(&pitch));
+        assert!(max_abs_diff(&outs, &y) <= tol(&y), "decoder output differs");
+    }
+}
+
+fn tiny_map(cfg: &Config) -> TimbreMap {
+    TimbreMap {
+        instruments: vec![
+            MapInstrument {
+                program: 0,
+                name: "Piano".into(),
+                family: "piano".into(),
+            },
+            MapInstrument {
+                program: 40,
+                name: "Violin".into(),
+                family: "strings".into(),
+            },
+        ],
+        z_t: (0..2 * cfg.z_t).map(|i| i as f32 * 0.25 - 1.0).collect(),
+        pca_mean: vec![0.5; cfg.z_t],
+        pca_basis: (0..2 * cfg.z_t).map(|i| (i % 3) as f32 - 1.0).collect(),
+    }
+}
+
+fn saved_tiny_model(dir: &Path) -> (std::path::PathBuf, HashMap<String, Tensor>, ThreeFactor) {
+    let cfg = tiny_config();
+    let (varmap, model) = initial_model(&cfg, &FeatureStats::identity(cfg.bins()), 9).unwrap();
+    let weights = weights_of(&varmap);
+    let path = dir.join("tiny.safetensors");
+    file::save(
+        &path,
+        &cfg,
+        &weights,
+        &tiny_map(&cfg),
+        &serde_json::json!({"note": "test"}),
+    )
+    .unwrap();
+    (path, weights, model)
+}
+
+#[test]
+fn export_and_load_round_trip_bit_exactly() {
+    let dir = common::temp_dir("model-roundtrip");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (path, weights, model) = saved_tiny_model(&dir);
+    let loaded = file::load(&path).unwrap();
+    assert_eq!(loaded.model.config(), model.config());
+    assert_eq!(loaded.map, tiny_map(model.config()));
+    assert_eq!(loaded.training["note"], "test");
+    let raw = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    for (name, t) in &weights {
+        let a = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = raw[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{name} changed"
+        );
+    }
+    // Same outputs, bit for bit.
+    let cfg = model.config();
+    let tv = random(&[1, 19, cfg.bins()], 1);
+    let p = random(&[1, 19, cfg.bins()], 2);
+    let w = (Tensor::ones((1, 19), DType::F32, &Device::Cpu).unwrap() / 19.0).unwrap();
+    let run = |m: &ThreeFactor| {
+        let z_t = m.encode_timbre(&tv, &w).unwrap().mean;
+        let l = m.encode_local(&tv, &p, &z_t).unwrap();
+        m.decode(&z_t, l.variation.as_ref().map(|v| &v.mean), &l.pitch.mean)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let (a, b) = (run(&model), run(&loaded.model));
+    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+}
+
+#[test]
+fn malformed_and_mismatched_model_files_are_refused() {
+    let dir = common::temp_dir("model-bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (path, weights, model) = saved_tiny_model(&dir);
+    let good = std::fs::read(&path).unwrap();
+    let cfg = model.config().clone();
+
+    // Damaged bytes.
+    assert!(matches!(
+        file::load_bytes(&good[..good.len() / 2]),
+        Err(ModelFileError::Safetensors(_))
+    ));
+    assert!(matches!(
+        file::load_bytes(b"definitely not a model"),
+        Err(ModelFileError::Safetensors(_))
+    ));
+    assert!(matches!(
+        file::load(&dir.join("missing.safetensors")),
+        Err(ModelFileError::Io { .. })
+    ));
+
+    // A plain safetensors file without our metadata.
+    let plain = dir.join("plain.safetensors");
+    candle_core::safetensors::save(&weights, &plain).unwrap();
+    assert!(matches!(
+        file::load(&plain),
+        Err(ModelFileError::MissingMetadata(_))
+    ));
+
+    // Rewrites the file with one metadata value changed.
+    let with_meta = |key: &str, value: &str| -> Vec<u8> {
+        let (_, header) = safetensors::SafeTensors::read_metadata(&good).unwrap();
+        let mut meta = header.metadata().clone().unwrap();
+        meta.insert(key.to_string(), value.to_string());
+        let st = safetensors::SafeTensors::deserialize(&good).unwrap();
+        let tensors: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
+        safetensors::serialize(tensors, Some(meta)).unwrap()
+    };
+    assert!(matches!(
+        file::load_bytes(&with_meta("format", "someone-elses-model")),
+        Err(ModelFileError::WrongFormat(_))
+    ));
+    assert!(matches!(
+        file::load_bytes(&with_meta("format_version", "99")),
+        Err(ModelFileError::Version { .. })
+    ));
+    assert!(matches!(
+        file::load_bytes(&with_meta("config", "{not json")),
+        Err(ModelFileError::Config(_))
+    ));
+    // A config whose shapes do not match the weights.
+    let bigger = Config {
+        hidden: cfg.hidden + 1,
+        ..cfg.clone()
+    };
+    assert!(matches!(
+        file::load_bytes(&with_meta(
+            "config",
+            &serde_json::to_string(&bigger).unwrap()
+        )),
+        Err(ModelFileError::Weights(_))
+    ));
+    // A two-factor config over three-factor weights: the variation weights are foreign.
+    let two = Config {
+        variation: false,
+        ..cfg.clone()
+    };
+    assert!(matches!(
+        file::load_bytes(&with_meta("config", &serde_json::to_string(&two).unwrap())),
+        Err(ModelFileError::Weights(_))
+    ));
+    let invalid = Config {
+        kernel: 0,
+        ..cfg.clone()
+    };
+    assert!(matches!(
+        file::load_bytes(&with_meta(
+            "config",
+            &serde_json::to_string(&invalid).unwrap()
+        )),
+        Err(ModelFileError::Config(_))
+    ));
+
+    // Missing and non-finite weights.
+    let save_with = |edit: &dyn Fn(&mut HashMap<String, Tensor>)| -> Result<_, ModelFileError> {
+        let mut w = weights.clone();
+        edit(&mut w);
+        let p = dir.join("edited.safetensors");
+        file::save(&p, &cfg, &w, &tiny_map(&cfg), &serde_json::Value::Null)?;
+        file::load(&p)
+    };
+    assert!(matches!(
+        save_with(&|w| {
+            w.remove("pitch.output.weight");
+        }),
+        Err(ModelFileError::Weights(_))
+    ));
+    assert!(matches!(
+        save_with(&|w| {
+            let t = &w["decoder.output.bias"];
+            let mut v = t.to_vec1::<f32>().unwrap();
+            v[0] = f32::NAN;
+            let n = v.len();
+            w.insert(
+                "decoder.output.bias".into(),
+                Tensor::from_vec(v, n, &Device::Cpu).unwrap(),
+            );
+        }),
+        Err(ModelFileError::Weights(_))
+    ));
+    assert!(matches!(
+        save_with(&|w| {
+            w.insert(
+                "features.scale".into(),
+                Tensor::new(&[1.0f32, -1.0, 1.0], &Device::Cpu).unwrap(),
+            );
+        }),
+        Err(ModelFileError::Weights(_))
+    ));
+    // The good file still loads.
+    assert!(file::load_bytes(&good).is_ok());
+}
+
+/// A tiny run on the TimGM6mb fixture dataset.
+fn tiny_run(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        model: Config {
+            hidden: 24,
+            dilations: vec![1, 2],
+            z_t: 8,
+            z_v: 8,
+            z_p: 6,
+            ..Config::default()
+        },
+        epochs,
+        batch: 4,
+        crop_frames: 24,
+        learning_rate: 3e-3,
+        kl_cycle_epochs: 4,
+        valid_crops: 8,
+        norm_clips: 8,
+        ..TrainConfig::default()
+    }
+}
+
+fn step_losses(run: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(run.join(LOG_FILE))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "step")
+        .map(|v| (v["step"].as_u64().unwrap(), v["recon"].as_f64().unwrap()))
+        .collect()
+}
+
+fn epoch_records(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join(LOG_FILE))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "epoch")
+        .map(|mut v| {
+            // Timing fields differ between runs.
+            for k in ["wall_s", "frames_per_s"] {
+                v.as_object_mut().unwrap().remove(k);
+            }
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn training_lowers_the_loss_and_resumes_to_the_same_result() {
+    let data = common::temp_dir("model-data");
+    render_dataset(&common::tiny_dataset(data.clone()), &|_, _| {}).unwrap();
+
+    // Uninterrupted: 8 epochs.
+    let full = common::temp_dir("model-full");
+    let summary = train(&data, &full, &tiny_run(8), false, &|_, _, _, _| {}).unwrap();
+    assert_eq!(summary.epochs, 8);
+    let losses = step_losses(&full);
+    assert_eq!(losses.len() as u64, summary.steps);
+    let n = 5.min(losses.len() / 3);
+    let first: f64 = losses[..n].iter().map(|l| l.1).sum::<f64>() / n as f64;
+    let last: f64 = losses[losses.len() - n..].iter().map(|l| l.1).sum::<f64>() / n as f64;
+    assert!(
+        last < 0.5 * first,
+        "reconstruction term went from {first:.1} to {last:.1} over {} steps",
+        losses.len()
+    );
+    assert!(full.join("loss.png").exists());
+    let exported = file::load(&full.join(MODEL_FILE)).unwrap();
+    assert_eq!(exported.map.instruments.len(), 2);
+
+    // Interrupted after 3 epochs, then resumed to 8.
+    let parts = common::temp_dir("model-resumed");
+    train(&data, &parts, &tiny_run(3), false, &|_, _, _, _| {}).unwrap();
+    let resumed = train(&data, &parts, &tiny_run(8), true, &|_, _, _, _| {}).unwrap();
+    assert_eq!(resumed.steps, summary.steps);
+    assert_eq!(epoch_records(&parts), epoch_records(&full));
+    let a = candle_core::safetensors::load(full.join(MODEL_FILE), &Device::Cpu).unwrap();
+    let b = candle_core::safetensors::load(parts.join(MODEL_FILE), &Device::Cpu).unwrap();
+    assert_eq!(a.len(), b.len());
+    for (name, t) in &a {
+        let x = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let y = b[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(
+            x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()),
+            "{name} differs after resuming"
+        );
+    }
+    // A resume with another config is refused.
+    let mut other = tiny_run(8);
+    other.learning_rate *= 2.0;
+    assert!(train(&data, &parts, &other, true, &|_, _, _, _| {}).is_err());
+}
