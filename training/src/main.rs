@@ -165,6 +165,10 @@ enum Command {
         /// A trained model file to score as a row (repeatable; NAME=FILE names the row).
         #[arg(long = "model")]
         models: Vec<String>,
+        /// Leave the DSP-split row out (its figures do not depend on the models; its 257-value
+        /// frames are most of the k-NN time).
+        #[arg(long)]
+        no_dsp_row: bool,
     },
     /// Score timbre transfer on a rendered dataset: the protocol's transfer table (dry, oracle
     /// and classic rows; sources are the test-split phrases), as markdown on stdout and JSON
@@ -191,6 +195,10 @@ enum Command {
         /// Write the report as JSON here too.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// A trained model file to score as an offline neural-swap row (repeatable; NAME=FILE
+        /// names the row).
+        #[arg(long = "model")]
+        models: Vec<String>,
     },
     /// Time the k-NN classifier (k = 5) on random data.
     KnnBench {
@@ -204,6 +212,29 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         dim: usize,
     },
+}
+
+/// Loads each `--model` argument (`FILE` or `NAME=FILE`; the name defaults to the file stem).
+fn load_models(
+    args: &[String],
+) -> Result<Vec<(String, timbreswap_training::model::file::ModelFile)>> {
+    args.iter()
+        .map(|m| {
+            let (name, path) = match m.split_once('=') {
+                Some((n, p)) => (n.to_string(), PathBuf::from(p)),
+                None => {
+                    let p = PathBuf::from(m);
+                    let stem = p
+                        .file_stem()
+                        .map_or("model".into(), |s| s.to_string_lossy().to_string());
+                    (stem, p)
+                }
+            };
+            let file = timbreswap_training::model::file::load(&path)
+                .with_context(|| format!("loading model {}", path.display()))?;
+            Ok((name, file))
+        })
+        .collect()
 }
 
 /// Draws every timbre cloud of `report` to `PREFIX-<model>.png`.
@@ -378,13 +409,13 @@ fn main() -> Result<()> {
             })?;
             bar.finish_and_clear();
             println!(
-                "{} epochs, {} steps, {} parameters; best epoch {} (valid loss {:.3}); {:.0} frames/s; {:.0} s wall in all sessions -> {}",
+                "{} epochs, {} steps, {} parameters; best epoch {} (valid loss {:.3}); {}; {:.0} s wall in all sessions -> {}",
                 summary.epochs,
                 summary.steps,
                 summary.parameters,
                 summary.best_epoch,
                 summary.best_valid,
-                summary.frames_per_s,
+                summary.frames_per_s.map_or("no step trained in this session".to_string(), |f| format!("{f:.0} frames/s")),
                 summary.wall_s,
                 summary.model_path.display()
             );
@@ -399,6 +430,7 @@ fn main() -> Result<()> {
             json,
             plot,
             models,
+            no_dsp_row,
         } => {
             let set = match set {
                 SetArg::Notes => Set::Notes,
@@ -406,24 +438,20 @@ fn main() -> Result<()> {
                 SetArg::All => bail!("eval scores one set at a time: --set notes or --set phrases"),
             };
             let started = Instant::now();
-            let mut neural = Vec::new();
-            for m in &models {
-                let (name, path) = match m.split_once('=') {
-                    Some((n, p)) => (n.to_string(), PathBuf::from(p)),
-                    None => {
-                        let p = PathBuf::from(m);
-                        let stem = p
-                            .file_stem()
-                            .map_or("model".into(), |s| s.to_string_lossy().to_string());
-                        (stem, p)
-                    }
-                };
-                let file = timbreswap_training::model::file::load(&path)
-                    .with_context(|| format!("loading {}", path.display()))?;
-                neural.push(timbreswap_training::model::latents::NeuralLatents { name, file });
+            let neural: Vec<timbreswap_training::model::latents::NeuralLatents> =
+                load_models(&models)?
+                    .into_iter()
+                    .map(
+                        |(name, file)| timbreswap_training::model::latents::NeuralLatents {
+                            name,
+                            file,
+                        },
+                    )
+                    .collect();
+            let mut rows: Vec<&dyn timbreswap_training::eval::LatentModel> = Vec::new();
+            if !no_dsp_row {
+                rows.push(&timbreswap_training::eval::DspSplit);
             }
-            let mut rows: Vec<&dyn timbreswap_training::eval::LatentModel> =
-                vec![&timbreswap_training::eval::DspSplit];
             rows.extend(
                 neural
                     .iter()
@@ -463,8 +491,23 @@ fn main() -> Result<()> {
             phrase_seed,
             pitch_range,
             json,
+            models,
         } => {
-            use timbreswap_training::transfer::{evaluate_transfer, TransferOptions};
+            use timbreswap_training::transfer::{
+                evaluate_transfer, TransferOptions, TransferSystem,
+            };
+            let neural: Vec<timbreswap_training::model::swap::NeuralTransfer> =
+                load_models(&models)?
+                    .into_iter()
+                    .map(
+                        |(name, file)| timbreswap_training::model::swap::NeuralTransfer {
+                            name,
+                            file,
+                        },
+                    )
+                    .collect();
+            let extra: Vec<&dyn TransferSystem> =
+                neural.iter().map(|n| n as &dyn TransferSystem).collect();
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -480,7 +523,7 @@ fn main() -> Result<()> {
                 phrase_seed,
                 pitch_range,
             };
-            let mut report = evaluate_transfer(&opts, &|stage, done, total| {
+            let mut report = evaluate_transfer(&opts, &extra, &|stage, done, total| {
                 bar.set_message(stage.to_string());
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);

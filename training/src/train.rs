@@ -587,8 +587,9 @@ pub struct TrainSummary {
     pub best_epoch: usize,
     /// Its validation figures.
     pub best_valid: f64,
-    /// Training throughput, crop frames per second (both passes per frame).
-    pub frames_per_s: f64,
+    /// Training throughput of this session, crop frames per second (both passes per frame);
+    /// `None` when this session trained no step (a resume that only exports).
+    pub frames_per_s: Option<f64>,
     /// Wall time of all sessions of the run, in seconds.
     pub wall_s: f64,
     /// Trained values.
@@ -841,11 +842,7 @@ pub fn train(
         VarBuilder::from_tensors(best.clone(), DType::F32, &dev),
     )?;
     let map = timbre_map(&best_model, data, tc)?;
-    let frames_per_s = if train_time > 0.0 {
-        frames_done as f64 / train_time
-    } else {
-        f64::NAN
-    };
+    let frames_per_s = (frames_done > 0).then(|| frames_done as f64 / train_time);
     let training = serde_json::json!({
         "data": data.display().to_string(),
         "train_config": tc,

@@ -19,6 +19,7 @@ pub mod features;
 pub mod file;
 pub mod latents;
 pub mod layers;
+pub mod swap;
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};

@@ -851,6 +851,7 @@ fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
 /// The protocol's transfer table with the dry, oracle and classic rows.
 pub fn evaluate_transfer(
     opts: &TransferOptions,
+    extra: &[&dyn TransferSystem],
     progress: &(dyn Fn(&str, usize, usize) + Sync),
 ) -> Result<TransferReport, TransferError> {
     let records =
@@ -864,7 +865,9 @@ pub fn evaluate_transfer(
         instruments_from_manifest(&records),
     );
     let classic = Classic::default();
-    evaluate_systems(opts, &[&Dry, &oracle, &classic], progress)
+    let mut systems: Vec<&dyn TransferSystem> = vec![&Dry, &oracle, &classic];
+    systems.extend_from_slice(extra);
+    evaluate_systems(opts, &systems, progress)
 }
 
 /// The transfer table with the given rows (in this order). `progress` is called with a stage
