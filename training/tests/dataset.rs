@@ -10,7 +10,7 @@ use timbreswap_training::manifest::{note_key, read_manifest, split_of, Set};
 
 mod common;
 
-use common::{temp_dir, tiny_dataset as options, TIMGM};
+use common::{temp_dir, tiny_dataset as options};
 
 fn read_wav(path: &Path) -> Vec<f32> {
     let mut r = hound::WavReader::open(path).unwrap();

@@ -37,7 +37,7 @@ impl FeatureExtractor {
     /// An extractor for `cfg` with `ln(|X| + mag_floor)`.
     pub fn new(cfg: &StftConfig, mag_floor: f32) -> Self {
         Self {
-            cfg: cfg.clone(),
+            cfg: *cfg,
             mag_floor,
             stft: Stft::new(cfg),
             cepstrum: Cepstrum::new(cfg),

@@ -66,8 +66,9 @@ impl NeuralLatents {
             .to_vec1::<f32>()?;
         let mut err = SquaredError::default();
         for &a in clip.active {
-            for k in a * f.bins..(a + 1) * f.bins {
-                err.sum += ((y[k] - f.log_mag[k]) as f64).powi(2);
+            let rows = a * f.bins..(a + 1) * f.bins;
+            for (p, x) in y[rows.clone()].iter().zip(&f.log_mag[rows]) {
+                err.sum += ((p - x) as f64).powi(2);
                 err.count += 1;
             }
         }
