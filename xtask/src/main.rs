@@ -45,6 +45,7 @@ fn run(args: Vec<String>) -> Result<ExitCode> {
         "examples" => examples::run(rest).map(|()| ExitCode::SUCCESS),
         "demo" => demo::run(rest).map(|()| ExitCode::SUCCESS),
         "test" => run_tests(rest),
+        "default-model" => default_model(rest).map(|()| ExitCode::SUCCESS),
         "help" | "-h" | "--help" => {
             print_usage();
             Ok(ExitCode::SUCCESS)
@@ -66,8 +67,67 @@ fn print_usage() {
       bundle the plugin and run every example input through it with every example
       reference, into target/demo/
   {COMMAND_NAME} test [ARGS...]
-      bundle the plugin, then run `cargo test --workspace --release [ARGS...]`"
+      bundle the plugin, then run `cargo test --workspace --release [ARGS...]`
+  {COMMAND_NAME} default-model [--data DIR] [--run DIR]
+      render the FluidR3 dataset (skips clips already there; default data/fluidr3), train
+      the default model with --resume (re-run to continue after an interruption; default
+      runs/default), and copy it to {DEFAULT_MODEL}"
     );
+}
+
+/// The shipped model, relative to the workspace root.
+const DEFAULT_MODEL: &str = "assets/models/default.safetensors";
+
+/// Epochs of the default model (two KL-annealing cycles of 10 epochs).
+const DEFAULT_MODEL_EPOCHS: &str = "20";
+
+/// `cargo xtask default-model`: dataset, training (resumable) and the copy into `assets/`.
+fn default_model(args: &[String]) -> Result<()> {
+    let mut data = std::path::PathBuf::from("data/fluidr3");
+    let mut run = std::path::PathBuf::from("runs/default");
+    for pair in args.chunks(2) {
+        let value = pair
+            .get(1)
+            .with_context(|| format!("{} needs a folder", pair[0]))?;
+        match pair[0].as_str() {
+            "--data" => data = value.into(),
+            "--run" => run = value.into(),
+            other => anyhow::bail!("unknown argument {other} (expected --data DIR or --run DIR)"),
+        }
+    }
+    let timbreswap = |args: &[&std::ffi::OsStr]| -> Result<()> {
+        let status = Command::new(cargo_program())
+            .args([
+                "run",
+                "--release",
+                "-p",
+                "timbreswap-training",
+                "--bin",
+                "timbreswap",
+                "--",
+            ])
+            .args(args)
+            .status()
+            .context("could not run cargo")?;
+        anyhow::ensure!(status.success(), "timbreswap {:?} failed", args);
+        Ok(())
+    };
+    timbreswap(&["dataset".as_ref(), "--out".as_ref(), data.as_os_str()])?;
+    timbreswap(&[
+        "train".as_ref(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--out".as_ref(),
+        run.as_os_str(),
+        "--epochs".as_ref(),
+        DEFAULT_MODEL_EPOCHS.as_ref(),
+        "--resume".as_ref(),
+    ])?;
+    std::fs::create_dir_all("assets/models").context("creating assets/models")?;
+    std::fs::copy(run.join("model.safetensors"), DEFAULT_MODEL)
+        .with_context(|| format!("copying the model to {DEFAULT_MODEL}"))?;
+    println!("{DEFAULT_MODEL} updated; record the run in assets/models/default.md");
+    Ok(())
 }
 
 /// Builds and bundles the plugin in release mode, as `cargo xtask bundle timbreswap --release`
