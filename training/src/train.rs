@@ -407,41 +407,28 @@ fn run_pass(
     p_in: &Tensor,
     weights: &Tensor,
     target: &Tensor,
-    noise: Option<&mut SplitMix64>,
+    mut noise: Option<&mut SplitMix64>,
 ) -> candle_core::Result<PassLoss> {
-    let cfg = model.config();
-    let (b, t, _) = target.dims3()?;
+    let t = target.dim(1)?;
     let dev = target.device();
     let timbre = model.encode_timbre(tv_in, weights)?;
-    let mut noise = noise;
-    let mut draw = |shape: &[usize], mean: &Tensor| -> candle_core::Result<Option<Tensor>> {
+    // A reparameterised sample when `noise` is given, the mean otherwise.
+    let mut sample = |post: &crate::model::Posterior| -> candle_core::Result<Tensor> {
         match noise.as_deref_mut() {
             Some(rng) => {
-                let n: usize = shape.iter().product();
-                Ok(Some(Tensor::from_vec(normals(rng, n), shape, dev)?))
+                let eps = normals(rng, post.mean.elem_count());
+                post.sample(&Tensor::from_vec(eps, post.mean.dims(), dev)?)
             }
-            None => {
-                let _ = mean;
-                Ok(None)
-            }
+            None => Ok(post.mean.clone()),
         }
     };
-    let sample = |post: &crate::model::Posterior, eps: Option<Tensor>| match eps {
-        Some(e) => post.sample(&e),
-        None => Ok(post.mean.clone()),
-    };
-    let eps_t = draw(&[b, cfg.z_t], &timbre.mean)?;
-    let z_t = sample(&timbre, eps_t)?;
+    let z_t = sample(&timbre)?;
     let local = model.encode_local(tv_in, p_in, &z_t)?;
     let z_v = match &local.variation {
-        Some(v) => {
-            let eps = draw(&[b, t, cfg.z_v], &v.mean)?;
-            Some(sample(v, eps)?)
-        }
+        Some(v) => Some(sample(v)?),
         None => None,
     };
-    let eps_p = draw(&[b, t, cfg.z_p], &local.pitch.mean)?;
-    let z_p = sample(&local.pitch, eps_p)?;
+    let z_p = sample(&local.pitch)?;
     let output = model.decode(&z_t, z_v.as_ref(), &z_p)?;
     let recon =
         ((&output - target)?.sqr()?.sum(D::Minus1)?.mean_all()? / (2.0 * LIKELIHOOD_VARIANCE))?;
@@ -983,11 +970,7 @@ fn validate(
     let bins = tc.model.bins();
     let mut fig = ValidFigures::default();
     let mut batches = 0.0;
-    let scale = {
-        let s = model.normalise_log_mag(&Tensor::ones(bins, DType::F32, dev)?)?;
-        let z = model.normalise_log_mag(&Tensor::zeros(bins, DType::F32, dev)?)?;
-        (s - z)?.mean_all()?.to_scalar::<f32>()? as f64
-    };
+    let scale = model.log_mag_scale();
     for chunk in crops.chunks(tc.batch) {
         let batch = to_batch(chunk, bins, dev)?;
         let target = model.normalise_log_mag(&batch.target_log_mag)?;
@@ -1132,9 +1115,8 @@ pub fn timbre_map(
     )?;
     let mut by_program: std::collections::BTreeMap<u8, (MapInstrument, Vec<f64>, usize)> =
         Default::default();
-    let mut ex = FeatureExtractor::new(&cfg.stft(), cfg.mag_floor);
     for (record, audio) in set.records.iter().zip(&set.audio) {
-        let z = encode_timbre_clip(model, &mut ex, audio)?;
+        let z = model.clip_timbre(audio)?;
         let entry = by_program.entry(record.program).or_insert_with(|| {
             (
                 MapInstrument {
@@ -1177,30 +1159,4 @@ pub fn timbre_map(
         pca_mean,
         pca_basis,
     })
-}
-
-/// Posterior-mean `z_t` of a whole clip (pooled over its frames within
-/// [`POOLING_RANGE_DB`] of the loudest).
-pub fn encode_timbre_clip(
-    model: &ThreeFactor,
-    ex: &mut FeatureExtractor,
-    audio: &[f32],
-) -> candle_core::Result<Vec<f32>> {
-    let f = ex.clip(audio);
-    let dev = model.device();
-    let shape = (1, f.frames, f.bins);
-    let lm = Tensor::from_slice(&f.log_mag, shape, dev)?;
-    let env = Tensor::from_slice(&f.envelope, shape, dev)?;
-    let fine = Tensor::from_slice(&f.fine, shape, dev)?;
-    let (tv, _) = model.encoder_inputs(&lm, &env, &fine)?;
-    let w = Tensor::from_vec(
-        pooling_weights(&f.frame_db, POOLING_RANGE_DB),
-        (1, f.frames),
-        dev,
-    )?;
-    model
-        .encode_timbre(&tv, &w)?
-        .mean
-        .flatten_all()?
-        .to_vec1::<f32>()
 }

@@ -23,11 +23,7 @@ impl NeuralLatents {
         let mut ex = FeatureExtractor::new(&cfg.stft(), cfg.mag_floor);
         let f = ex.clip(clip.samples);
         let dev = model.device();
-        let shape = (1, f.frames, f.bins);
-        let lm = Tensor::from_slice(&f.log_mag, shape, dev)?;
-        let env = Tensor::from_slice(&f.envelope, shape, dev)?;
-        let fine = Tensor::from_slice(&f.fine, shape, dev)?;
-        let (tv, p) = model.encoder_inputs(&lm, &env, &fine)?;
+        let (tv, p) = model.clip_inputs(&f)?;
         // Timbre pooled over the protocol's active frames (all loud frames if none).
         let weights = if clip.active.is_empty() {
             pooling_weights(&f.frame_db, POOLING_RANGE_DB)

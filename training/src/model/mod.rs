@@ -423,6 +423,36 @@ impl ThreeFactor {
         Ok((env, fin))
     }
 
+    /// Encoder inputs `(timbre/variation, pitch)`, each `(1, frames, bins)`, of one clip's
+    /// features.
+    pub fn clip_inputs(&self, f: &features::FrameFeatures) -> Result<(Tensor, Tensor)> {
+        let dev = self.device();
+        let shape = (1, f.frames, f.bins);
+        let log_mag = Tensor::from_slice(&f.log_mag, shape, dev)?;
+        let envelope = Tensor::from_slice(&f.envelope, shape, dev)?;
+        let fine = Tensor::from_slice(&f.fine, shape, dev)?;
+        self.encoder_inputs(&log_mag, &envelope, &fine)
+    }
+
+    /// Posterior-mean `z_t` of a whole clip (mono, at the model rate), pooled over its frames
+    /// within [`POOLING_RANGE_DB`] of the loudest.
+    pub fn clip_timbre(&self, audio: &[f32]) -> Result<Vec<f32>> {
+        let f = features::FeatureExtractor::new(&self.cfg.stft(), self.cfg.mag_floor).clip(audio);
+        let (tv, _) = self.clip_inputs(&f)?;
+        let w = features::pooling_weights(&f.frame_db, POOLING_RANGE_DB);
+        let w = Tensor::from_vec(w, (1, f.frames), self.device())?;
+        self.encode_timbre(&tv, &w)?
+            .mean
+            .flatten_all()?
+            .to_vec1::<f32>()
+    }
+
+    /// The global scale of the log-magnitude normalisation (natural-log units per normalised
+    /// unit).
+    pub fn log_mag_scale(&self) -> f64 {
+        self.scale[0]
+    }
+
     /// Encoder inputs from a normalised log-magnitude `y` (the re-entry pass): the cepstral
     /// split is applied in the graph with the lifter matrix.
     pub fn encoder_inputs_from_normalised(&self, y: &Tensor) -> Result<(Tensor, Tensor)> {

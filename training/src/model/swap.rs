@@ -12,14 +12,6 @@ use super::{ThreeFactor, POOLING_RANGE_DB};
 use crate::dsp_split::centred_frame;
 use crate::transfer::{TransferPair, TransferSystem};
 
-/// Posterior-mean `z_t` of a whole clip (mono, at the model rate), pooled over its frames
-/// within [`POOLING_RANGE_DB`] of the loudest.
-pub fn clip_timbre(model: &ThreeFactor, audio: &[f32]) -> candle_core::Result<Vec<f32>> {
-    let cfg = model.config();
-    let mut ex = FeatureExtractor::new(&cfg.stft(), cfg.mag_floor);
-    crate::train::encode_timbre_clip(model, &mut ex, audio)
-}
-
 /// `source` (mono, at the model rate) decoded with the timbre `z_t`; same length as the source.
 pub fn swap(model: &ThreeFactor, source: &[f32], z_t: &[f32]) -> candle_core::Result<Vec<f32>> {
     let cfg = model.config();
@@ -27,11 +19,7 @@ pub fn swap(model: &ThreeFactor, source: &[f32], z_t: &[f32]) -> candle_core::Re
     let mut ex = FeatureExtractor::new(&stft_cfg, cfg.mag_floor);
     let f = ex.clip(source);
     let dev = model.device();
-    let shape = (1, f.frames, f.bins);
-    let lm = Tensor::from_slice(&f.log_mag, shape, dev)?;
-    let env = Tensor::from_slice(&f.envelope, shape, dev)?;
-    let fine = Tensor::from_slice(&f.fine, shape, dev)?;
-    let (tv, p) = model.encoder_inputs(&lm, &env, &fine)?;
+    let (tv, p) = model.clip_inputs(&f)?;
     let w = Tensor::from_vec(
         pooling_weights(&f.frame_db, POOLING_RANGE_DB),
         (1, f.frames),
@@ -142,7 +130,9 @@ impl TransferSystem for NeuralTransfer {
                 pair.sample_rate
             ));
         }
-        let z_t = clip_timbre(model, pair.reference).map_err(|e| e.to_string())?;
+        let z_t = model
+            .clip_timbre(pair.reference)
+            .map_err(|e| e.to_string())?;
         let out = swap(model, pair.source, &z_t).map_err(|e| e.to_string())?;
         if out.iter().all(|v| v.is_finite()) {
             Ok(out)
