@@ -73,11 +73,7 @@ fn bench_mode(
             pos += BLOCK;
             engine.process(
                 &mut [&mut left[..], &mut right[..]],
-                &BlockParams {
-                    mix: &mix,
-                    gain: &gain,
-                    morph: &morph,
-                },
+                &BlockParams::new(&mix, &gain, &morph),
             );
             std::hint::black_box(left[0]);
         })

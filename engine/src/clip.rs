@@ -30,6 +30,9 @@ pub struct DecodedAudio {
     pub sample_rate: u32,
     /// One vector per channel, all the same length.
     pub channels: Vec<Vec<f32>>,
+    /// Whether the file was longer than the limit it was decoded with and only its beginning
+    /// is here ([`decode_file_cut`]).
+    pub truncated: bool,
 }
 
 impl DecodedAudio {
@@ -52,8 +55,18 @@ impl DecodedAudio {
 /// longer than `max_seconds`. Never panics: a decoder panic on a malformed file becomes
 /// [`ClipError::Corrupt`].
 pub fn decode_file(path: &Path, max_seconds: f64) -> Result<DecodedAudio, ClipError> {
+    decode_checked(path, max_seconds, false)
+}
+
+/// Like [`decode_file`], but a file longer than `max_seconds` is cut there instead of refused
+/// (`truncated` says so).
+pub fn decode_file_cut(path: &Path, max_seconds: f64) -> Result<DecodedAudio, ClipError> {
+    decode_checked(path, max_seconds, true)
+}
+
+fn decode_checked(path: &Path, max_seconds: f64, cut: bool) -> Result<DecodedAudio, ClipError> {
     let path_buf = path.to_path_buf();
-    match catch_unwind(AssertUnwindSafe(|| decode_inner(path, max_seconds))) {
+    match catch_unwind(AssertUnwindSafe(|| decode_inner(path, max_seconds, cut))) {
         Ok(result) => result,
         Err(_) => Err(ClipError::Corrupt {
             path: path_buf,
@@ -62,7 +75,7 @@ pub fn decode_file(path: &Path, max_seconds: f64) -> Result<DecodedAudio, ClipEr
     }
 }
 
-fn decode_inner(path: &Path, max_seconds: f64) -> Result<DecodedAudio, ClipError> {
+fn decode_inner(path: &Path, max_seconds: f64, cut: bool) -> Result<DecodedAudio, ClipError> {
     let p = || path.to_path_buf();
     let file = File::open(path).map_err(|source| ClipError::Io { path: p(), source })?;
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
@@ -98,6 +111,7 @@ fn decode_inner(path: &Path, max_seconds: f64) -> Result<DecodedAudio, ClipError
     let mut channels: Vec<Vec<f32>> = Vec::new();
     let mut sample_buf: Option<SampleBuffer<f32>> = None;
     let mut decode_errors = 0usize;
+    let mut truncated = false;
     loop {
         let packet = match format.next_packet() {
             Ok(packet) => packet,
@@ -147,10 +161,18 @@ fn decode_inner(path: &Path, max_seconds: f64) -> Result<DecodedAudio, ClipError
             }
         }
         if rate > 0 && channels[0].len() as f64 > max_seconds * rate as f64 {
-            return Err(ClipError::TooLong {
-                path: p(),
-                limit_s: max_seconds,
-            });
+            if !cut {
+                return Err(ClipError::TooLong {
+                    path: p(),
+                    limit_s: max_seconds,
+                });
+            }
+            let keep = (max_seconds * rate as f64) as usize;
+            for c in &mut channels {
+                c.truncate(keep);
+            }
+            truncated = true;
+            break;
         }
     }
     if !(1_000..=768_000).contains(&rate) {
@@ -162,6 +184,7 @@ fn decode_inner(path: &Path, max_seconds: f64) -> Result<DecodedAudio, ClipError
     Ok(DecodedAudio {
         sample_rate: rate,
         channels,
+        truncated,
     })
 }
 
@@ -213,19 +236,61 @@ pub fn descriptor_from_audio(
     cfg: &StftConfig,
 ) -> Result<TimbreDescriptor, ClipError> {
     check_audio(path, audio)?;
+    let at_model_rate = mono_at(audio, cfg.sample_rate);
+    descriptor_from_mono(path, &at_model_rate, cfg)
+}
+
+/// The channel average of `audio` resampled to `rate`. Allocates.
+pub fn mono_at(audio: &DecodedAudio, rate: u32) -> Vec<f32> {
     let mono = audio.mono();
-    let at_model_rate = if audio.sample_rate == cfg.sample_rate {
+    if audio.sample_rate == rate {
         mono
     } else {
-        resample_all(&mono, audio.sample_rate, cfg.sample_rate)
-    };
+        resample_all(&mono, audio.sample_rate, rate)
+    }
+}
+
+/// The descriptor of checked mono audio at the model rate (`path` names it and is recorded as
+/// its source).
+fn descriptor_from_mono(
+    path: &Path,
+    at_model_rate: &[f32],
+    cfg: &StftConfig,
+) -> Result<TimbreDescriptor, ClipError> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
-    analyse(&at_model_rate, cfg, &name).ok_or_else(|| ClipError::Silent {
+    let mut descriptor = analyse(at_model_rate, cfg, &name).ok_or_else(|| ClipError::Silent {
         path: path.to_path_buf(),
         threshold_db: SILENCE_DBFS,
+    })?;
+    descriptor.source = Some(path.display().to_string());
+    Ok(descriptor)
+}
+
+/// A reference clip ready for both modes: its classic descriptor and its mono audio at the
+/// model rate (for the neural timbre encoder).
+#[derive(Debug, Clone)]
+pub struct ReferenceClip {
+    /// The classic timbre descriptor (with `source` set to the file).
+    pub descriptor: TimbreDescriptor,
+    /// Mono audio at the model rate, at most [`MAX_CLIP_SECONDS`] long.
+    pub samples: Vec<f32>,
+    /// Whether the file was longer than [`MAX_CLIP_SECONDS`] and was cut there.
+    pub truncated: bool,
+}
+
+/// Decodes, checks and analyses a reference clip; a clip longer than [`MAX_CLIP_SECONDS`] is
+/// cut there (and `truncated` says so). Not realtime-safe (file I/O, allocation).
+pub fn load_reference_clip(path: &Path, cfg: &StftConfig) -> Result<ReferenceClip, ClipError> {
+    let audio = decode_file_cut(path, MAX_CLIP_SECONDS)?;
+    check_audio(path, &audio)?;
+    let samples = mono_at(&audio, cfg.sample_rate);
+    Ok(ReferenceClip {
+        descriptor: descriptor_from_mono(path, &samples, cfg)?,
+        samples,
+        truncated: audio.truncated,
     })
 }
 

@@ -21,7 +21,9 @@ use crate::error::{EngineError, TimbreError};
 use crate::messages::{
     AudioToWorkerMsg, ControlToProcessorMsg, ProcessorToControlMsg, Slot, WorkerToAudioMsg,
 };
-use crate::processor::FrameProcessor;
+use crate::network::Network;
+use crate::neural::{NeuralProcessor, PhaseMode};
+use crate::processor::{FrameParams, FrameProcessor, SwapMode, LOOKAHEAD_FRAMES};
 use crate::resampler::Resampler;
 use crate::stats::EngineStats;
 use crate::stft::{hann, synthesis_window};
@@ -62,6 +64,41 @@ pub struct BlockParams<'a> {
     pub gain: &'a [f32],
     /// Morph position A -> B, 0..=1.
     pub morph: &'a [f32],
+    /// Neural: variation amount, 0..=2 (1 = as played); empty = 1 throughout.
+    pub variation: &'a [f32],
+    /// Neural: transposition, semitones, -12..=12; empty = 0 throughout.
+    pub transpose: &'a [f32],
+    /// Classic or neural, for the whole block.
+    pub mode: SwapMode,
+    /// Neural: phase reconstruction, for the whole block.
+    pub phase: PhaseMode,
+}
+
+impl<'a> BlockParams<'a> {
+    /// Classic-mode parameters (the neural controls at their defaults).
+    pub fn new(mix: &'a [f32], gain: &'a [f32], morph: &'a [f32]) -> Self {
+        Self {
+            mix,
+            gain,
+            morph,
+            variation: &[],
+            transpose: &[],
+            mode: SwapMode::Classic,
+            phase: PhaseMode::Reconstruct,
+        }
+    }
+
+    /// The controls of sample `j` of the block.
+    #[inline]
+    fn at(&self, j: usize) -> FrameParams {
+        FrameParams {
+            morph: self.morph[j],
+            variation: self.variation.get(j).copied().unwrap_or(1.0),
+            transpose: self.transpose.get(j).copied().unwrap_or(0.0),
+            mode: self.mode,
+            phase: self.phase,
+        }
+    }
 }
 
 /// Why the control side could not hand something to the engine.
@@ -73,12 +110,30 @@ pub enum ControlError {
     /// Too many changes are waiting for the engine; try again shortly.
     #[error("the engine is busy; try again")]
     QueueFull,
+    /// The model analyses audio differently from this engine.
+    #[error("the model expects {model:?}, the engine runs {engine:?}")]
+    ModelMismatch {
+        /// The model's analysis settings.
+        model: StftConfig,
+        /// The engine's.
+        engine: StftConfig,
+    },
+    /// A timbre latent of the wrong size for the loaded model.
+    #[error("a timbre latent of {found} values does not fit a model of {expected}")]
+    LatentSize {
+        /// Values given.
+        found: usize,
+        /// Values the model needs.
+        expected: usize,
+    },
 }
 
 /// The control side's handle on a running engine: sets timbres, frees what the engine hands
 /// back. Not realtime-safe; use from the GUI, a background task or the main thread.
 pub struct EngineControl {
     stft: StftConfig,
+    /// Latent size of the loaded model, if any.
+    z_t: Option<usize>,
     tx: Producer<ControlToProcessorMsg>,
     garbage: Consumer<ProcessorToControlMsg>,
 }
@@ -100,6 +155,72 @@ impl EngineControl {
         };
         self.tx
             .push(ControlToProcessorMsg::SetTimbre { slot, envelope })
+            .map_err(|_| ControlError::QueueFull)
+    }
+
+    /// Loads a neural model (`None` unloads it) with the timbre latents of slots A and B
+    /// (`z_t` values of this model each, `None` for an empty slot). The processor is built
+    /// here; the engine swaps it in between two frames and hands the old one back to be freed
+    /// here. Not realtime-safe.
+    pub fn set_model(
+        &mut self,
+        model: Option<Arc<Network>>,
+        timbre_a: Option<&[f32]>,
+        timbre_b: Option<&[f32]>,
+    ) -> Result<(), ControlError> {
+        self.collect_garbage();
+        let processor = match model {
+            Some(net) => {
+                if net.stft() != self.stft {
+                    return Err(ControlError::ModelMismatch {
+                        model: net.stft(),
+                        engine: self.stft,
+                    });
+                }
+                let expected = net.config().z_t;
+                for z in [timbre_a, timbre_b].into_iter().flatten() {
+                    if z.len() != expected {
+                        return Err(ControlError::LatentSize {
+                            found: z.len(),
+                            expected,
+                        });
+                    }
+                }
+                self.z_t = Some(expected);
+                let boxed = |z: Option<&[f32]>| z.map(|z| z.to_vec().into_boxed_slice());
+                Some(Box::new(NeuralProcessor::new(
+                    net,
+                    boxed(timbre_a),
+                    boxed(timbre_b),
+                )))
+            }
+            None => {
+                self.z_t = None;
+                None
+            }
+        };
+        self.tx
+            .push(ControlToProcessorMsg::SetModel(processor))
+            .map_err(|_| ControlError::QueueFull)
+    }
+
+    /// Puts a timbre latent of the loaded model into `slot` (`None` empties it). Not
+    /// realtime-safe.
+    pub fn set_latent(&mut self, slot: Slot, z_t: Option<&[f32]>) -> Result<(), ControlError> {
+        self.collect_garbage();
+        if let (Some(z), Some(expected)) = (z_t, self.z_t) {
+            if z.len() != expected {
+                return Err(ControlError::LatentSize {
+                    found: z.len(),
+                    expected,
+                });
+            }
+        }
+        self.tx
+            .push(ControlToProcessorMsg::SetLatent {
+                slot,
+                z_t: z_t.map(|z| z.to_vec().into_boxed_slice()),
+            })
             .map_err(|_| ControlError::QueueFull)
     }
 
@@ -171,8 +292,10 @@ pub struct Engine {
     history: Ring,
     /// Overlap-add accumulator, indexed by model output position.
     ola: Ring,
-    /// Morph value of each frame, indexed by frame number.
-    frame_morph: Vec<f32>,
+    /// Controls of each frame, indexed by frame number.
+    frame_params: Vec<FrameParams>,
+    /// Offline mode: the next frame to hand to the inline processor.
+    inline_next: u64,
     /// Model samples pushed since reset.
     n_in: u64,
     /// Model output samples produced since reset.
@@ -218,7 +341,7 @@ impl Engine {
             ProcessingMode::Offline => h,
             ProcessingMode::Realtime => h.max((settings.max_block as f64 / rho).ceil() as usize),
         };
-        let delay_model = (n - 1 + slack) as u64;
+        let delay_model = (n - 1 + slack + LOOKAHEAD_FRAMES * h) as u64;
         let down = Resampler::new(host, model, 0.0, settings.max_block);
         let (latency, up) = if host == model {
             let latency = delay_model as usize;
@@ -236,6 +359,7 @@ impl Engine {
         let (garbage_tx, garbage_rx) = RingBuffer::<ProcessorToControlMsg>::new(64);
         let mut control = EngineControl {
             stft: cfg,
+            z_t: None,
             tx: ctl_tx,
             garbage: garbage_rx,
         };
@@ -244,7 +368,7 @@ impl Engine {
             if timbre.is_some() {
                 control.set_timbre(slot, timbre).map_err(|e| match e {
                     ControlError::Timbre(t) => EngineError::Timbre(t),
-                    ControlError::QueueFull => EngineError::Worker("control queue full".into()),
+                    other => EngineError::Worker(other.to_string()),
                 })?;
             }
         }
@@ -310,7 +434,11 @@ impl Engine {
                 up,
                 history: Ring::new(history_len),
                 ola: Ring::new(n + 1),
-                frame_morph: vec![0.0; (history_len / h + 2).next_power_of_two()],
+                frame_params: vec![
+                    FrameParams::default();
+                    (history_len / h + 2).next_power_of_two()
+                ],
+                inline_next: 0,
                 n_in: 0,
                 n_out: 0,
                 next_grain: 0,
@@ -355,6 +483,7 @@ impl Engine {
         self.n_in = 0;
         self.n_out = 0;
         self.next_grain = 0;
+        self.inline_next = 0;
         if let Backend::Inline(p) = &mut self.backend {
             p.reset();
         }
@@ -401,7 +530,7 @@ impl Engine {
             self.down.push(sum * inv_channels);
             while self.down.ready() {
                 let x = self.down.pop();
-                self.push_model(x, p.morph[j]);
+                self.push_model(x, p.at(j));
             }
         }
         // 2. Output: pull model-rate output through the output resampler, mix with dry.
@@ -428,14 +557,14 @@ impl Engine {
 
     /// Appends one model-rate input sample; hands a completed frame to the backend.
     #[inline]
-    fn push_model(&mut self, x: f32, morph: f32) {
+    fn push_model(&mut self, x: f32, params: FrameParams) {
         *self.history.at(self.n_in) = x;
         self.n_in += 1;
         let n = self.n_fft as u64;
         if self.n_in >= n && (self.n_in - n).is_multiple_of(self.hop as u64) {
             let frame = (self.n_in - n) / self.hop as u64;
-            let slot = (frame as usize) & (self.frame_morph.len() - 1);
-            self.frame_morph[slot] = morph;
+            let slot = (frame as usize) & (self.frame_params.len() - 1);
+            self.frame_params[slot] = params;
             if let Backend::Worker {
                 headers, frames, ..
             } = &mut self.backend
@@ -453,7 +582,7 @@ impl Engine {
                         let _ = headers.push(AudioToWorkerMsg::Frame {
                             epoch: self.epoch,
                             index: frame,
-                            morph,
+                            params,
                         });
                         self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
                     }
@@ -493,12 +622,23 @@ impl Engine {
         let mut have = false;
         match &mut self.backend {
             Backend::Inline(processor) => {
-                for (i, v) in self.frame_buf.iter_mut().enumerate() {
-                    *v = self.history.get(first + i as u64);
+                // The grain of frame `f` comes with frame `f + LOOKAHEAD_FRAMES` (complete by
+                // now: the delay includes the look-ahead).
+                let last = f + LOOKAHEAD_FRAMES as u64;
+                while self.inline_next <= last {
+                    let g = self.inline_next;
+                    self.inline_next += 1;
+                    let start = g * self.hop as u64;
+                    for (i, v) in self.frame_buf.iter_mut().enumerate() {
+                        *v = self.history.get(start + i as u64);
+                    }
+                    let slot = (g as usize) & (self.frame_params.len() - 1);
+                    have = processor.process(
+                        &self.frame_buf,
+                        &self.frame_params[slot],
+                        &mut self.grain_buf,
+                    );
                 }
-                let slot = (f as usize) & (self.frame_morph.len() - 1);
-                processor.process(&self.frame_buf, self.frame_morph[slot], &mut self.grain_buf);
-                have = true;
             }
             Backend::Worker {
                 grain_headers,

@@ -9,13 +9,26 @@
 //!   processor and frees the old ones, never on the audio thread.
 //! - [`clip`] decodes and analyses reference clips off the audio thread; [`render`] runs the
 //!   whole engine over a file, as the `timbreswap render` command does.
+//! - The neural mode: [`model_config`] and [`model_file`] describe and check the three-factor
+//!   model's file, [`features`] computes its inputs, [`network`] runs its encoders and decoder
+//!   frame by frame with the SIMD [`kernels`], [`phase`] reconstructs phase (RTPGHI), and
+//!   [`neural`] is the per-frame neural processor the worker runs; [`griffin_lim`] is the
+//!   offline Griffin-Lim reference RTPGHI is measured against.
 
 pub mod cepstrum;
 pub mod clip;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod features;
+pub mod griffin_lim;
+pub mod kernels;
 pub mod messages;
+pub mod model_config;
+pub mod model_file;
+pub mod network;
+pub mod neural;
+pub mod phase;
 pub mod processor;
 pub mod render;
 pub mod resampler;

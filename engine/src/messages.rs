@@ -2,6 +2,9 @@
 //! tasks). Everything here is plain data; the rings they travel on are `rtrb` queues sized when
 //! the engine is built.
 
+use crate::neural::NeuralProcessor;
+use crate::processor::FrameParams;
+
 /// One of the two reference slots that the Morph parameter blends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Slot {
@@ -20,8 +23,8 @@ pub enum AudioToWorkerMsg {
         epoch: u32,
         /// Frame number since the last reset.
         index: u64,
-        /// Morph position A -> B for this frame, 0..=1.
-        morph: f32,
+        /// The controls for this frame.
+        params: FrameParams,
     },
 }
 
@@ -39,7 +42,6 @@ pub enum WorkerToAudioMsg {
 
 /// Control side -> frame processor (which runs on the worker, or inline on the audio thread in
 /// offline mode).
-#[derive(Debug)]
 pub enum ControlToProcessorMsg {
     /// Replace the envelope of a slot (`None` empties it). The envelope has one natural-log
     /// magnitude per bin of the engine's [`crate::StftConfig`].
@@ -49,11 +51,22 @@ pub enum ControlToProcessorMsg {
         /// The new envelope.
         envelope: Option<Box<[f32]>>,
     },
+    /// Replace the neural timbre latent of a slot (`None` empties it); `z_t` values of the
+    /// loaded model.
+    SetLatent {
+        /// Which slot.
+        slot: Slot,
+        /// The new latent.
+        z_t: Option<Box<[f32]>>,
+    },
+    /// Replace the neural model (`None` unloads it), built with its slots' latents.
+    SetModel(Option<Box<NeuralProcessor>>),
 }
 
 /// Frame processor -> control side: objects to free off the audio thread.
-#[derive(Debug)]
 pub enum ProcessorToControlMsg {
-    /// A replaced envelope.
+    /// A replaced envelope or timbre latent.
     Garbage(Box<[f32]>),
+    /// A replaced neural model.
+    Model(Box<NeuralProcessor>),
 }

@@ -1,6 +1,10 @@
-//! Per-frame spectral processing: FFT, cepstral split, classic envelope swap with level
+//! Per-frame spectral processing: FFT, then the classic envelope swap or the neural model, level
 //! matching, inverse FFT. Runs on the worker thread (realtime mode) or inline on the audio
 //! thread (offline mode); either way it never allocates after construction.
+//!
+//! Every path answers frame `f` with the grain of frame `f` ([`LOOKAHEAD_FRAMES`] = 0): the
+//! neural path reconstructs phase without look-ahead, so the classic, neural and dry paths share
+//! one latency and Mode can switch (and be automated) without a change of latency.
 
 use realfft::num_complex::Complex32;
 use rtrb::{Consumer, Producer};
@@ -8,13 +12,103 @@ use rtrb::{Consumer, Producer};
 use crate::cepstrum::Cepstrum;
 use crate::config::StftConfig;
 use crate::messages::{ControlToProcessorMsg, ProcessorToControlMsg, Slot};
+use crate::neural::{NeuralProcessor, PhaseMode};
 use crate::stft::Stft;
 use crate::timbre::MAG_FLOOR;
+
+/// Frames between a frame's arrival and the grain it completes (the grain of frame `f` comes
+/// back with frame `f + LOOKAHEAD_FRAMES`). The engine's timing supports a look-ahead; every
+/// path currently answers at once, which keeps the default latency within 25 ms.
+pub const LOOKAHEAD_FRAMES: usize = 0;
 
 /// Per-frame smoothing of the level-matching gain (share of the new value taken each frame).
 const LEVEL_SMOOTHING: f32 = 0.5;
 /// Largest level-matching boost, in dB (protects against near-empty target envelopes).
 const MAX_BOOST_DB: f32 = 40.0;
+
+/// Which timbre-transfer algorithm processes a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SwapMode {
+    /// Cepstral envelope swap: the input's fine structure and phase with the reference's
+    /// average envelope.
+    #[default]
+    Classic,
+    /// The three-factor model: the input's pitch and variation latents decoded with the
+    /// reference's timbre latent. Falls back to Classic while no model is loaded.
+    Neural,
+}
+
+/// The controls that apply to one frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameParams {
+    /// Morph position A -> B, 0..=1.
+    pub morph: f32,
+    /// Neural: scale of `z_v` around its prior mean, 0..=2 (1 = as played).
+    pub variation: f32,
+    /// Neural: transposition of the pitch encoder's input, semitones, -12..=12.
+    pub transpose: f32,
+    /// Classic or neural.
+    pub mode: SwapMode,
+    /// Neural: where the output phase comes from.
+    pub phase: PhaseMode,
+}
+
+impl Default for FrameParams {
+    fn default() -> Self {
+        Self {
+            morph: 0.0,
+            variation: 1.0,
+            transpose: 0.0,
+            mode: SwapMode::Classic,
+            phase: PhaseMode::Reconstruct,
+        }
+    }
+}
+
+/// What produced the last grain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Dry,
+    Classic,
+    Neural,
+}
+
+/// Smoothed per-frame level matching: the output frame gets the input frame's spectral energy.
+#[derive(Debug, Clone, Copy)]
+struct LevelMatch {
+    /// Smoothed gain, in dB; `None` until the first non-silent frame after a reset.
+    gain_db: Option<f32>,
+    /// Frame energy (sum of squared bin magnitudes) below which a frame counts as silent:
+    /// about -120 dB re a full-scale sine.
+    silence_energy: f32,
+}
+
+impl LevelMatch {
+    /// Scales `out` to `energy_in`, smoothed over frames. A silent frame says nothing about the
+    /// right gain, so it holds the previous one (an onset after silence then starts at a
+    /// sensible gain instead of fading in).
+    fn apply(&mut self, energy_in: f32, out: &mut [Complex32]) {
+        let energy_out: f32 = out.iter().map(|c| c.norm_sqr()).sum();
+        let silent = energy_in < self.silence_energy || energy_out <= 0.0;
+        let gain_db = match (self.gain_db, silent) {
+            (Some(prev), true) => prev,
+            (None, true) => 0.0,
+            (prev, false) => {
+                let frame_gain_db = (10.0 * (energy_in / energy_out).log10()).min(MAX_BOOST_DB);
+                match prev {
+                    Some(prev) => prev + LEVEL_SMOOTHING * (frame_gain_db - prev),
+                    None => frame_gain_db,
+                }
+            }
+        };
+        let gain_db = if gain_db.is_finite() { gain_db } else { 0.0 };
+        self.gain_db = Some(gain_db);
+        let gain = 10f32.powf(gain_db / 20.0);
+        for c in out.iter_mut() {
+            *c *= gain;
+        }
+    }
+}
 
 /// The worker's per-frame signal processor.
 pub struct FrameProcessor {
@@ -22,9 +116,11 @@ pub struct FrameProcessor {
     cepstrum: Cepstrum,
     /// Spectrum of the current frame, `n_bins` bins.
     spectrum: Vec<Complex32>,
-    /// Natural-log magnitude of the current frame.
+    /// The output spectrum being built.
+    output: Vec<Complex32>,
+    /// Natural-log magnitude of the current frame (classic path).
     log_mag: Vec<f32>,
-    /// Cepstral envelope of the current frame.
+    /// Cepstral envelope of that frame.
     envelope: Vec<f32>,
     /// Target envelope (morph of the slots).
     target: Vec<f32>,
@@ -32,11 +128,11 @@ pub struct FrameProcessor {
     timbre_a: Option<Box<[f32]>>,
     /// Envelope of slot B, if loaded.
     timbre_b: Option<Box<[f32]>>,
-    /// Smoothed level-matching gain, in dB; `None` until the first frame after a reset.
-    gain_db: Option<f32>,
-    /// Frame energy (sum of squared bin magnitudes) below which a frame counts as silent:
-    /// about -120 dB re a full-scale sine.
-    silence_energy: f32,
+    /// The neural model with its slots' timbre latents, if one is loaded.
+    neural: Option<Box<NeuralProcessor>>,
+    level: LevelMatch,
+    /// Path of the previous grain (a change resets the neural stream).
+    last_path: Path,
     control: Consumer<ControlToProcessorMsg>,
     garbage: Producer<ProcessorToControlMsg>,
 }
@@ -53,13 +149,18 @@ impl FrameProcessor {
             stft: Stft::new(cfg),
             cepstrum: Cepstrum::new(cfg),
             spectrum: vec![Complex32::default(); bins],
+            output: vec![Complex32::default(); bins],
             log_mag: vec![0.0; bins],
             envelope: vec![0.0; bins],
             target: vec![0.0; bins],
             timbre_a: None,
             timbre_b: None,
-            gain_db: None,
-            silence_energy: (cfg.n_fft as f32 / 4.0).powi(2) * 1e-12,
+            neural: None,
+            level: LevelMatch {
+                gain_db: None,
+                silence_energy: (cfg.n_fft as f32 / 4.0).powi(2) * 1e-12,
+            },
+            last_path: Path::Dry,
             control,
             garbage,
         }
@@ -70,12 +171,22 @@ impl FrameProcessor {
         &self.stft
     }
 
-    /// Forgets the level smoothing state. Realtime-safe.
+    /// Forgets the stream: the level smoothing and the neural histories. Realtime-safe.
     pub fn reset(&mut self) {
-        self.gain_db = None;
+        self.level.gain_db = None;
+        if let Some(n) = &mut self.neural {
+            n.reset();
+        }
     }
 
-    /// Applies pending control messages. Realtime-safe: replaced envelopes are handed back to
+    /// Hands an object back to the control side to be freed there.
+    fn discard(&mut self, garbage: ProcessorToControlMsg) {
+        // If the control side has stopped draining, freeing here is the only option left; it
+        // does not happen while the engine is used as designed.
+        let _ = self.garbage.push(garbage);
+    }
+
+    /// Applies pending control messages. Realtime-safe: replaced objects are handed back to
     /// the control side to be freed there.
     pub fn poll_control(&mut self) {
         while let Ok(msg) = self.control.pop() {
@@ -87,34 +198,93 @@ impl FrameProcessor {
                         Slot::B => std::mem::replace(&mut self.timbre_b, envelope),
                     };
                     if let Some(old) = old {
-                        // If the control side has stopped draining, freeing here is the only
-                        // option left; it does not happen while the engine is used as designed.
-                        let _ = self.garbage.push(ProcessorToControlMsg::Garbage(old));
+                        self.discard(ProcessorToControlMsg::Garbage(old));
+                    }
+                }
+                ControlToProcessorMsg::SetLatent { slot, z_t } => {
+                    let old = match &mut self.neural {
+                        Some(n) => n.set_timbre(slot, z_t),
+                        None => z_t,
+                    };
+                    if let Some(old) = old {
+                        self.discard(ProcessorToControlMsg::Garbage(old));
+                    }
+                }
+                ControlToProcessorMsg::SetModel(model) => {
+                    let old = std::mem::replace(&mut self.neural, model);
+                    // The new model starts its stream with the next frame.
+                    if self.last_path == Path::Neural {
+                        self.last_path = Path::Dry;
+                    }
+                    if let Some(old) = old {
+                        self.discard(ProcessorToControlMsg::Model(old));
                     }
                 }
             }
         }
     }
 
-    /// Whether any slot holds a timbre (otherwise frames pass through unchanged).
+    /// Whether any slot holds a classic timbre.
     pub fn has_timbre(&self) -> bool {
         self.timbre_a.is_some() || self.timbre_b.is_some()
     }
 
-    /// Processes one frame (`n_fft` samples, unwindowed) with morph position `morph` (0 = A,
-    /// 1 = B) into a synthesis-windowed `grain` of `n_fft` samples. Realtime-safe.
-    pub fn process(&mut self, frame: &[f32], morph: f32, grain: &mut [f32]) {
+    /// Whether a neural model is loaded.
+    pub fn has_model(&self) -> bool {
+        self.neural.is_some()
+    }
+
+    /// Processes frame `f` (`n_fft` samples, unwindowed) with `params` into the
+    /// synthesis-windowed `grain` of frame `f - LOOKAHEAD_FRAMES`. Returns false (grain
+    /// untouched) when no grain is complete yet. Realtime-safe.
+    pub fn process(&mut self, frame: &[f32], params: &FrameParams, grain: &mut [f32]) -> bool {
         self.poll_control();
+        let neural_ready = self.neural.as_ref().is_some_and(|n| n.has_timbre());
+        let path = match params.mode {
+            SwapMode::Neural if neural_ready => Path::Neural,
+            _ if self.has_timbre() => Path::Classic,
+            _ => Path::Dry,
+        };
+        let switched = path != self.last_path;
+        self.last_path = path;
+        if path == Path::Dry {
+            self.stft.identity_grain(frame, grain);
+            return true;
+        }
+        self.stft.analyse(frame, &mut self.spectrum);
+        let energy_in: f32 = self.spectrum.iter().map(|c| c.norm_sqr()).sum();
+        match (path, self.neural.as_mut()) {
+            (Path::Neural, Some(neural)) => {
+                if switched {
+                    // The model's causal histories start again from silence.
+                    neural.reset();
+                }
+                if !neural.process(&self.spectrum, params, &mut self.output) {
+                    return false;
+                }
+            }
+            _ => self.classic(params.morph),
+        }
+        self.level.apply(energy_in, &mut self.output);
+        self.stft.synthesise(&mut self.output, grain);
+        for g in grain.iter_mut() {
+            if !g.is_finite() {
+                *g = 0.0;
+            }
+        }
+        true
+    }
+
+    /// Classic swap of the current frame into `self.output`: keep its fine structure and
+    /// phase, `Y = X * exp(target - envelope)`.
+    fn classic(&mut self, morph: f32) {
         let morph = if morph.is_finite() {
             morph.clamp(0.0, 1.0)
         } else {
             0.0
         };
         match (&self.timbre_a, &self.timbre_b) {
-            (None, None) => {
-                self.stft.identity_grain(frame, grain);
-                return;
-            }
+            (None, None) => {}
             (Some(a), None) => self.target.copy_from_slice(a),
             (None, Some(b)) => self.target.copy_from_slice(b),
             (Some(a), Some(b)) => {
@@ -123,50 +293,18 @@ impl FrameProcessor {
                 }
             }
         }
-        self.stft.analyse(frame, &mut self.spectrum);
         for (l, c) in self.log_mag.iter_mut().zip(&self.spectrum) {
             *l = (c.norm() + MAG_FLOOR).ln();
         }
         self.cepstrum.envelope(&self.log_mag, &mut self.envelope);
-        // Keep the fine structure and the phase: Y = X * exp(target - envelope).
-        let mut energy_in = 0.0f32;
-        let mut energy_out = 0.0f32;
-        for ((c, t), e) in self
-            .spectrum
+        for (((o, c), t), e) in self
+            .output
             .iter_mut()
+            .zip(&self.spectrum)
             .zip(&self.target)
             .zip(&self.envelope)
         {
-            energy_in += c.norm_sqr();
-            *c *= (t - e).clamp(-80.0, 80.0).exp();
-            energy_out += c.norm_sqr();
-        }
-        // Level matching: same spectral energy as the input frame, smoothed over frames. A
-        // silent frame says nothing about the right gain, so it holds the previous one (an
-        // onset after silence then starts at a sensible gain instead of fading in).
-        let silent = energy_in < self.silence_energy || energy_out <= 0.0;
-        let gain_db = match (self.gain_db, silent) {
-            (Some(prev), true) => prev,
-            (None, true) => 0.0,
-            (prev, false) => {
-                let frame_gain_db = (10.0 * (energy_in / energy_out).log10()).min(MAX_BOOST_DB);
-                match prev {
-                    Some(prev) => prev + LEVEL_SMOOTHING * (frame_gain_db - prev),
-                    None => frame_gain_db,
-                }
-            }
-        };
-        let gain_db = if gain_db.is_finite() { gain_db } else { 0.0 };
-        self.gain_db = Some(gain_db);
-        let gain = 10f32.powf(gain_db / 20.0);
-        for c in self.spectrum.iter_mut() {
-            *c *= gain;
-        }
-        self.stft.synthesise(&mut self.spectrum, grain);
-        for g in grain.iter_mut() {
-            if !g.is_finite() {
-                *g = 0.0;
-            }
+            *o = c * (t - e).clamp(-80.0, 80.0).exp();
         }
     }
 }

@@ -8,6 +8,9 @@ use crate::clip::DecodedAudio;
 use crate::config::StftConfig;
 use crate::engine::{BlockParams, Engine, EngineSettings, ProcessingMode};
 use crate::error::EngineError;
+use crate::network::Network;
+use crate::neural::PhaseMode;
+use crate::processor::SwapMode;
 use crate::stats::EngineStats;
 use crate::timbre::TimbreDescriptor;
 
@@ -28,6 +31,20 @@ pub struct RenderOptions<'a> {
     pub block: usize,
     /// Internal STFT settings.
     pub stft: StftConfig,
+    /// Classic or neural.
+    pub mode: SwapMode,
+    /// The neural model (Neural mode falls back to Classic without one).
+    pub model: Option<Arc<Network>>,
+    /// Timbre latent of slot A for the model (`z_t` values).
+    pub latent_a: Option<&'a [f32]>,
+    /// Timbre latent of slot B for the model.
+    pub latent_b: Option<&'a [f32]>,
+    /// Neural: variation amount, 0..=2.
+    pub variation: f32,
+    /// Neural: transposition, semitones.
+    pub transpose: f32,
+    /// Neural: phase reconstruction.
+    pub phase: PhaseMode,
 }
 
 impl Default for RenderOptions<'_> {
@@ -40,6 +57,13 @@ impl Default for RenderOptions<'_> {
             output_db: 0.0,
             block: 512,
             stft: StftConfig::default(),
+            mode: SwapMode::Classic,
+            model: None,
+            latent_a: None,
+            latent_b: None,
+            variation: 1.0,
+            transpose: 0.0,
+            phase: PhaseMode::Reconstruct,
         }
     }
 }
@@ -65,12 +89,17 @@ pub fn render(input: &DecodedAudio, opts: &RenderOptions) -> Result<Rendered, En
         mode: ProcessingMode::Offline,
         stft: opts.stft,
     };
-    let (mut engine, _control) = Engine::new(
+    let (mut engine, mut control) = Engine::new(
         settings,
         Arc::new(EngineStats::default()),
         opts.timbre_a,
         opts.timbre_b,
     )?;
+    if opts.model.is_some() {
+        control
+            .set_model(opts.model.clone(), opts.latent_a, opts.latent_b)
+            .map_err(|e| EngineError::Worker(e.to_string()))?;
+    }
     let latency = engine.latency_samples() as usize;
     let len = input.channels.first().map_or(0, Vec::len);
     let total = len + latency;
@@ -84,10 +113,16 @@ pub fn render(input: &DecodedAudio, opts: &RenderOptions) -> Result<Rendered, En
     let mix = vec![opts.mix.clamp(0.0, 1.0); block];
     let gain = vec![10f32.powf(opts.output_db / 20.0); block];
     let morph = vec![opts.morph.clamp(0.0, 1.0); block];
+    let variation = vec![opts.variation; block];
+    let transpose = vec![opts.transpose; block];
     let params = BlockParams {
         mix: &mix,
         gain: &gain,
         morph: &morph,
+        variation: &variation,
+        transpose: &transpose,
+        mode: opts.mode,
+        phase: opts.phase,
     };
     let mut start = 0;
     while start < total {
@@ -103,6 +138,7 @@ pub fn render(input: &DecodedAudio, opts: &RenderOptions) -> Result<Rendered, En
         audio: DecodedAudio {
             sample_rate: input.sample_rate,
             channels: out,
+            truncated: false,
         },
         latency: latency as u32,
     })

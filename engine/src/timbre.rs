@@ -39,6 +39,22 @@ pub struct TimbreDescriptor {
     pub frames: usize,
     /// Length of the analysed audio, in seconds.
     pub duration_s: f32,
+    /// The clip's timbre latent for the neural mode, measured with one model (absent in
+    /// states saved before the neural mode, and for models it was not measured with).
+    #[serde(default)]
+    pub latent: Option<TimbreLatent>,
+    /// Where the clip was loaded from, so another model can measure its latent again.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// A timbre latent `z_t` and the model it belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimbreLatent {
+    /// [`crate::network::Network::id`] of the model that measured it.
+    pub model_id: String,
+    /// The posterior mean of `z_t`.
+    pub z_t: Vec<f32>,
 }
 
 impl TimbreDescriptor {
@@ -69,6 +85,17 @@ impl TimbreDescriptor {
             .any(|v| !v.is_finite() || v.abs() > 1e4)
         {
             return Err(TimbreError::NonFinite);
+        }
+        if let Some(latent) = &self.latent {
+            if latent.z_t.is_empty() || latent.z_t.len() > 4096 {
+                return Err(TimbreError::Malformed(format!(
+                    "a timbre latent of {} values",
+                    latent.z_t.len()
+                )));
+            }
+            if latent.z_t.iter().any(|v| !v.is_finite() || v.abs() > 1e4) {
+                return Err(TimbreError::NonFinite);
+            }
         }
         Ok(())
     }
@@ -158,6 +185,8 @@ pub fn analyse(samples: &[f32], cfg: &StftConfig, name: &str) -> Option<TimbreDe
         envelope: sum.iter().map(|s| (*s / count as f64) as f32).collect(),
         frames: count,
         duration_s: samples.len() as f32 / cfg.sample_rate as f32,
+        latent: None,
+        source: None,
     })
 }
 

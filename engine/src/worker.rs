@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rtrb::{Consumer, Producer};
 
 use crate::messages::{AudioToWorkerMsg, WorkerToAudioMsg};
-use crate::processor::FrameProcessor;
+use crate::processor::{FrameProcessor, LOOKAHEAD_FRAMES};
 use crate::stats::EngineStats;
 
 /// Flags shared between the engine and its worker.
@@ -52,7 +52,7 @@ pub(crate) fn spawn(
                 let Ok(AudioToWorkerMsg::Frame {
                     epoch: frame_epoch,
                     index,
-                    morph,
+                    params,
                 }) = rings.headers.pop()
                 else {
                     processor.poll_control();
@@ -72,8 +72,15 @@ pub(crate) fn spawn(
                     epoch = Some(frame_epoch);
                 }
                 let started = Instant::now();
-                processor.process(&frame, morph, &mut grain);
+                let wrote = processor.process(&frame, &params, &mut grain);
                 let elapsed = started.elapsed();
+                // The grain is the previous frame's (the processor's look-ahead).
+                let Some(grain_index) =
+                    index.checked_sub(LOOKAHEAD_FRAMES as u64).filter(|_| wrote)
+                else {
+                    stats.add_worker_time(elapsed);
+                    continue;
+                };
                 if rings.grain_headers.slots() == 0 {
                     stats.add_worker_time(elapsed);
                     continue;
@@ -89,7 +96,7 @@ pub(crate) fn spawn(
                 chunk.commit_all();
                 let _ = rings.grain_headers.push(WorkerToAudioMsg::Grain {
                     epoch: frame_epoch,
-                    index,
+                    index: grain_index,
                 });
                 stats.add_worker_time(elapsed);
             }

@@ -57,11 +57,7 @@ fn run(
     let mixv = vec![mix; max];
     let gain = vec![1.0; max];
     let morphv = vec![morph; max];
-    let params = BlockParams {
-        mix: &mixv,
-        gain: &gain,
-        morph: &morphv,
-    };
+    let params = BlockParams::new(&mixv, &gain, &morphv);
     let mut out = input.to_vec();
     let len = out[0].len();
     let mut start = 0;
@@ -276,14 +272,7 @@ fn process_does_not_allocate() {
             );
             assert_no_alloc(|| {
                 let mut io: [&mut [f32]; 2] = [l, r];
-                e.process(
-                    &mut io,
-                    &BlockParams {
-                        mix: &mix,
-                        gain: &gain,
-                        morph: &morph,
-                    },
-                );
+                e.process(&mut io, &BlockParams::new(&mix, &gain, &morph));
                 if i == 100 {
                     e.reset();
                 }
@@ -432,14 +421,7 @@ fn missed_deadlines_play_aligned_dry_and_count_dropouts() {
     for (i, chunk) in x.chunks(128).enumerate() {
         wait_for_worker();
         let mut buf = chunk.to_vec();
-        e.process(
-            &mut [&mut buf[..]],
-            &BlockParams {
-                mix: &mix,
-                gain: &gain,
-                morph: &morph,
-            },
-        );
+        e.process(&mut [&mut buf[..]], &BlockParams::new(&mix, &gain, &morph));
         out.extend_from_slice(&buf);
         // The frames queued while the worker was paused drain in the first blocks.
         if i == 40 {

@@ -1,6 +1,7 @@
-//! A minimal egui editor: the two reference slots, the parameters, and a status line with
-//! latency, dropouts, worker load and the last error. Drag-and-drop, file dialogs and the live
-//! view come with the editor issue.
+//! A minimal egui editor: the two reference slots (a clip file or a model preset each), the
+//! neural model, the parameters, and a status line with latency, dropouts, worker load, the
+//! model's name and the last error. Drag-and-drop, file dialogs and the live view come with the
+//! editor issue.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -23,7 +24,7 @@ use crate::shared::{slot_name, Shared};
 use crate::Timbreswap;
 
 /// Editor size, in logical pixels.
-const EDITOR_SIZE: (u32, u32) = (520, 360);
+const EDITOR_SIZE: (u32, u32) = (560, 500);
 /// How often the status line refreshes while the editor is open.
 const REFRESH: Duration = Duration::from_millis(150);
 
@@ -40,6 +41,8 @@ pub struct TimbreswapApp {
     gui: Option<GuiContext>,
     /// Path typed (or pasted) for each slot, A then B.
     paths: [String; 2],
+    /// Path typed for a model file.
+    model_path: String,
 }
 
 /// Creates the editor.
@@ -55,6 +58,7 @@ pub fn create(
         executor,
         gui: None,
         paths: [String::new(), String::new()],
+        model_path: String::new(),
     };
     create_egui_editor(
         state,
@@ -107,6 +111,67 @@ impl TimbreswapApp {
                     .execute_background(Task::ClearReference { slot });
             }
         });
+        if let Some(net) = self.shared.network() {
+            let mut chosen: Option<usize> = None;
+            egui::ComboBox::from_id_salt(("preset", index))
+                .selected_text("Preset: a training instrument...")
+                .width(330.0)
+                .show_ui(ui, |ui| {
+                    for (i, instrument) in net.map().instruments.iter().enumerate() {
+                        if ui
+                            .selectable_label(false, &instrument.name)
+                            .on_hover_text(format!("{} family", instrument.family))
+                            .clicked()
+                        {
+                            chosen = Some(i);
+                        }
+                    }
+                })
+                .response
+                .on_hover_text(
+                    "Use the timbre the model learned for one of its training instruments",
+                );
+            if let Some(i) = chosen {
+                self.executor
+                    .execute_background(Task::LoadPreset { slot, index: i });
+            }
+        }
+    }
+
+    fn model_row(&mut self, ui: &mut egui::Ui) {
+        let name = self
+            .shared
+            .network()
+            .map_or_else(|| "none loaded yet".to_string(), |n| n.name().to_string());
+        ui.horizontal(|ui| {
+            ui.label(RichText::new("Model").strong());
+            ui.label(name);
+        });
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::TextEdit::singleline(&mut self.model_path)
+                    .hint_text("path to a .safetensors model from `timbreswap train`")
+                    .desired_width(300.0),
+            );
+            let path = self.model_path.trim().to_string();
+            if ui
+                .add_enabled(!path.is_empty(), egui::Button::new("Load model"))
+                .on_hover_text("Check and load this model off the audio thread; the references are measured again with it")
+                .clicked()
+            {
+                self.executor.execute_background(Task::LoadModel {
+                    path: Some(PathBuf::from(path)),
+                });
+            }
+            if ui
+                .button("Built-in")
+                .on_hover_text("Go back to the model that ships with the plugin")
+                .clicked()
+            {
+                self.executor
+                    .execute_background(Task::LoadModel { path: None });
+            }
+        });
     }
 }
 
@@ -131,6 +196,8 @@ impl NiceEguiApp for TimbreswapApp {
         self.slot_row(ui, Slot::A);
         ui.add_space(4.0);
         self.slot_row(ui, Slot::B);
+        ui.add_space(4.0);
+        self.model_row(ui);
         ui.separator();
         egui::Grid::new("params").num_columns(2).show(ui, |ui| {
             ui.label("Mix")
@@ -144,9 +211,25 @@ impl NiceEguiApp for TimbreswapApp {
                 .on_hover_text("Blend of the two references' timbres");
             ui.add(ParamSlider::for_param(&self.params.morph, &setter));
             ui.end_row();
-            ui.label("Mode")
-                .on_hover_text("Classic: cepstral envelope swap. Neural: learned model");
+            ui.label("Mode").on_hover_text(
+                "Classic: the reference's average spectral envelope on your sound. Neural: the learned model re-plays your notes and expression with the reference's timbre",
+            );
             ui.add(ParamSlider::for_param(&self.params.mode, &setter));
+            ui.end_row();
+            ui.label("Variation").on_hover_text(
+                "Neural: how much of your playing's expression is kept. 0 % flat, 100 % as played, 200 % exaggerated",
+            );
+            ui.add(ParamSlider::for_param(&self.params.variation, &setter));
+            ui.end_row();
+            ui.label("Transpose").on_hover_text(
+                "Neural: shifts the pitch the model hears, in semitones; use Phase = Reconstruct with it",
+            );
+            ui.add(ParamSlider::for_param(&self.params.transpose, &setter));
+            ui.end_row();
+            ui.label("Phase").on_hover_text(
+                "Neural: Input keeps your sound's phase (tightest transients); Reconstruct rebuilds it from the new spectrum (follows Transpose)",
+            );
+            ui.add(ParamSlider::for_param(&self.params.phase, &setter));
             ui.end_row();
         });
         ui.separator();
@@ -160,10 +243,22 @@ impl NiceEguiApp for TimbreswapApp {
         ));
         let status = self.shared.status();
         if self.params.mode.value() == Mode::Neural {
-            ui.colored_label(
-                Color32::YELLOW,
-                "Neural mode needs a trained model, which this release does not ship: Classic is playing.",
-            );
+            let measured = [Slot::A, Slot::B].iter().any(|slot| {
+                self.params
+                    .timbre(*slot)
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_ref()
+                    .is_some_and(|d| d.latent.is_some())
+            });
+            if self.shared.network().is_none() {
+                ui.colored_label(Color32::YELLOW, "No model is loaded: Classic is playing.");
+            } else if !measured {
+                ui.colored_label(
+                    Color32::YELLOW,
+                    "Neural needs a reference or a preset measured with this model: Classic is playing.",
+                );
+            }
         }
         match status.last_error {
             Some(error) => {

@@ -15,6 +15,7 @@ use timbreswap_engine::{
 
 pub mod editor;
 pub mod loader;
+pub mod model;
 pub mod params;
 pub mod shared;
 
@@ -37,6 +38,10 @@ pub struct Timbreswap {
     gain: Vec<f32>,
     /// Per-sample Morph values of the current block (0..=1); sized in `activate`.
     morph: Vec<f32>,
+    /// Per-sample Variation values of the current block (0..=2); sized in `activate`.
+    variation: Vec<f32>,
+    /// Per-sample Transpose values of the current block (semitones); sized in `activate`.
+    transpose: Vec<f32>,
     /// Editor window state.
     editor_state: Arc<nice_plug_egui::EguiEditorState>,
 }
@@ -51,6 +56,8 @@ impl Default for Timbreswap {
             mix: Vec::new(),
             gain: Vec::new(),
             morph: Vec::new(),
+            variation: Vec::new(),
+            transpose: Vec::new(),
             editor_state: editor::default_state(),
         }
     }
@@ -74,6 +81,38 @@ impl Timbreswap {
             _ => self.last_good[index].clone_from(&stored),
         }
         stored.clone()
+    }
+}
+
+impl Timbreswap {
+    /// The instance's neural model: the one in use, else the saved model file, else the
+    /// built-in default (a saved file that cannot be read is reported). Main thread.
+    fn network(&mut self) -> Option<Arc<timbreswap_engine::network::Network>> {
+        if let Some(net) = self.shared.network() {
+            return Some(net);
+        }
+        let path = self
+            .params
+            .model_path
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let net = match model::load_network(path.as_deref().map(std::path::Path::new)) {
+            Ok(net) => Some(net),
+            Err(e) => {
+                self.shared
+                    .report_error(format!("{e}; using the built-in model"));
+                model::default_network()
+                    .map_err(|e| self.shared.report_error(e))
+                    .ok()
+            }
+        };
+        *self
+            .shared
+            .model
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = net.clone();
+        net
     }
 }
 
@@ -143,6 +182,7 @@ impl Plugin for Timbreswap {
         };
         let timbre_a = self.restored_timbre(Slot::A);
         let timbre_b = self.restored_timbre(Slot::B);
+        let net = self.network();
         // Stop the old engine (joins its worker) before starting the new one.
         self.engine = None;
         *self
@@ -164,6 +204,23 @@ impl Plugin for Timbreswap {
                 self.shared
                     .sample_rate
                     .store(buffer_config.sample_rate.round() as u32, Ordering::Relaxed);
+                let mut control = control;
+                if let Some(net) = &net {
+                    let latent_a = timbre_a.as_ref().and_then(|d| model::latent_for(d, net));
+                    let latent_b = timbre_b.as_ref().and_then(|d| model::latent_for(d, net));
+                    if let Err(e) = control.set_model(Some(net.clone()), latent_a, latent_b) {
+                        self.shared
+                            .report_error(format!("Model {}: {e}", net.name()));
+                    }
+                    // References saved with another model are measured again in the background.
+                    let stale = [&timbre_a, &timbre_b].iter().any(|d| {
+                        d.as_ref()
+                            .is_some_and(|d| model::latent_for(d, net).is_none())
+                    });
+                    if stale {
+                        context.execute(Task::RefreshLatents);
+                    }
+                }
                 *self
                     .shared
                     .control
@@ -173,6 +230,8 @@ impl Plugin for Timbreswap {
                 self.mix = vec![0.0; max_block];
                 self.gain = vec![0.0; max_block];
                 self.morph = vec![0.0; max_block];
+                self.variation = vec![1.0; max_block];
+                self.transpose = vec![0.0; max_block];
                 true
             }
             Err(e) => {
@@ -204,6 +263,14 @@ impl Plugin for Timbreswap {
             self.params.mix.smoothed.next_block(&mut self.mix, len);
             self.params.output.smoothed.next_block(&mut self.gain, len);
             self.params.morph.smoothed.next_block(&mut self.morph, len);
+            self.params
+                .variation
+                .smoothed
+                .next_block(&mut self.variation, len);
+            self.params
+                .transpose
+                .smoothed
+                .next_block(&mut self.transpose, len);
             let mut channels: [&mut [f32]; 2] = [&mut [], &mut []];
             let mut count = 0;
             for (slot, channel) in channels.iter_mut().zip(block.iter_mut()) {
@@ -216,6 +283,10 @@ impl Plugin for Timbreswap {
                     mix: &self.mix[..len],
                     gain: &self.gain[..len],
                     morph: &self.morph[..len],
+                    variation: &self.variation[..len],
+                    transpose: &self.transpose[..len],
+                    mode: self.params.mode.value().engine(),
+                    phase: self.params.phase.value().engine(),
                 },
             );
         }

@@ -1,11 +1,13 @@
-//! Background tasks: loading reference clips off the audio thread.
+//! Background tasks: loading reference clips, presets and models off the audio thread.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError};
 
-use timbreswap_engine::clip::load_reference;
+use timbreswap_engine::clip::{decode_file_cut, load_reference_clip, mono_at, MAX_CLIP_SECONDS};
+use timbreswap_engine::network::Network;
 use timbreswap_engine::{Slot, StftConfig, TimbreDescriptor};
 
+use crate::model::{latent_for, load_network, measure, preset};
 use crate::params::TimbreswapParams;
 use crate::shared::{slot_name, Shared};
 
@@ -19,51 +21,202 @@ pub enum Task {
         /// The audio file.
         path: PathBuf,
     },
+    /// Use training instrument `index` of the model's timbre map as the timbre of `slot`.
+    LoadPreset {
+        /// Target slot.
+        slot: Slot,
+        /// Row of the model's timbre map.
+        index: usize,
+    },
     /// Empty a slot.
     ClearReference {
         /// Target slot.
         slot: Slot,
     },
+    /// Switch to the model file at `path` (`None`: the built-in default model); the loaded
+    /// references are measured again with it.
+    LoadModel {
+        /// The `.safetensors` file.
+        path: Option<PathBuf>,
+    },
+    /// Measure the references again with the current model (after a saved state from another
+    /// model was restored).
+    RefreshLatents,
 }
 
-/// Runs one task (on nice-plug's background thread). On failure the previous timbre keeps
+/// Runs one task (on nice-plug's background thread). On failure the previous state keeps
 /// playing and the error is shown in the editor.
 pub fn run(task: Task, params: &TimbreswapParams, shared: &Shared) {
     match task {
-        Task::LoadReference { slot, path } => match load_reference(&path, &StftConfig::default()) {
-            Ok(descriptor) => install(slot, Some(descriptor), params, shared),
-            Err(e) => shared.report_error(format!("Slot {}: {e}", slot_name(slot))),
+        Task::LoadReference { slot, path } => {
+            match load_reference_clip(&path, &StftConfig::default()) {
+                Ok(clip) => {
+                    let mut descriptor = clip.descriptor;
+                    if let Some(net) = shared.network() {
+                        descriptor.latent = Some(measure(&net, &at_rate(&clip.samples, &net)));
+                    }
+                    let note = if clip.truncated {
+                        format!(
+                            " (only its first {} minutes are used)",
+                            MAX_CLIP_SECONDS / 60.0
+                        )
+                    } else {
+                        String::new()
+                    };
+                    install(slot, Some(descriptor), &note, params, shared);
+                }
+                Err(e) => shared.report_error(format!("Slot {}: {e}", slot_name(slot))),
+            }
+        }
+        Task::LoadPreset { slot, index } => {
+            let Some(net) = shared.network() else {
+                shared.report_error("No model is loaded, so there are no presets");
+                return;
+            };
+            match preset(&net, index) {
+                Some(descriptor) => install(slot, Some(descriptor), "", params, shared),
+                None => shared.report_error(format!("The model has no preset {index}")),
+            }
+        }
+        Task::ClearReference { slot } => install(slot, None, "", params, shared),
+        Task::LoadModel { path } => match load_network(path.as_deref()) {
+            Ok(net) => {
+                let message = format!("Model: {}", net.name());
+                if use_model(net, params, shared) {
+                    *params
+                        .model_path
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner) =
+                        path.map(|p| p.display().to_string());
+                    shared.report_ok(message);
+                }
+            }
+            Err(e) => shared.report_error(format!("{e}; keeping the current model")),
         },
-        Task::ClearReference { slot } => install(slot, None, params, shared),
+        Task::RefreshLatents => {
+            if let Some(net) = shared.network() {
+                use_model(net, params, shared);
+            }
+        }
     }
 }
 
-/// Hands a timbre to the running engine and records it in the persisted state.
+/// `samples` (at the engine's rate) at the model's rate.
+fn at_rate(samples: &[f32], net: &Network) -> Vec<f32> {
+    let engine_rate = StftConfig::default().sample_rate;
+    let model_rate = net.stft().sample_rate;
+    if engine_rate == model_rate {
+        samples.to_vec()
+    } else {
+        timbreswap_engine::resampler::resample_all(samples, engine_rate, model_rate)
+    }
+}
+
+/// The latent of a slot's descriptor for `net`: kept if measured with it, else measured again
+/// from the clip's file or the preset it came from; `None` (with a message) if neither exists.
+fn remeasure(
+    slot: Slot,
+    descriptor: &TimbreDescriptor,
+    net: &Network,
+    shared: &Shared,
+) -> Option<Vec<f32>> {
+    if let Some(z) = latent_for(descriptor, net) {
+        return Some(z.to_vec());
+    }
+    if let Some(source) = &descriptor.source {
+        let path = Path::new(source);
+        match decode_file_cut(path, MAX_CLIP_SECONDS) {
+            Ok(audio) => {
+                return Some(measure(net, &mono_at(&audio, net.stft().sample_rate)).z_t);
+            }
+            Err(e) => shared.report_error(format!(
+                "Slot {}: cannot measure {} with this model ({e}); Neural plays it as Classic",
+                slot_name(slot),
+                descriptor.name
+            )),
+        }
+    } else if let Some(index) = descriptor
+        .name
+        .strip_suffix(" (model preset)")
+        .and_then(|n| net.map().instruments.iter().position(|i| i.name == n))
+    {
+        return net.map().instrument_z_t(index).map(<[f32]>::to_vec);
+    }
+    None
+}
+
+/// Makes `net` the instance's model: measures both slots with it, hands it to the running
+/// engine and records the new latents in the saved state. False if the engine refused it.
+pub fn use_model(net: Arc<Network>, params: &TimbreswapParams, shared: &Shared) -> bool {
+    let mut latents: [Option<Vec<f32>>; 2] = [None, None];
+    for slot in [Slot::A, Slot::B] {
+        let field = params.timbre(slot);
+        let mut stored = field.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(descriptor) = stored.as_mut() {
+            let z = remeasure(slot, descriptor, &net, shared);
+            descriptor.latent = z
+                .clone()
+                .map(|z_t| timbreswap_engine::timbre::TimbreLatent {
+                    model_id: net.id().to_string(),
+                    z_t,
+                });
+            latents[slot as usize] = z;
+        }
+    }
+    let mut control = shared
+        .control
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(control) = control.as_mut() {
+        if let Err(e) = control.set_model(
+            Some(net.clone()),
+            latents[0].as_deref(),
+            latents[1].as_deref(),
+        ) {
+            shared.report_error(format!("Model {}: {e}", net.name()));
+            return false;
+        }
+    }
+    *shared.model.write().unwrap_or_else(PoisonError::into_inner) = Some(net);
+    true
+}
+
+/// Hands a timbre to the running engine (both modes) and records it in the persisted state.
 fn install(
     slot: Slot,
     descriptor: Option<TimbreDescriptor>,
+    note: &str,
     params: &TimbreswapParams,
     shared: &Shared,
 ) {
     {
+        let net = shared.network();
         let mut control = shared
             .control
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(control) = control.as_mut() {
-            if let Err(e) = control.set_timbre(slot, descriptor.as_ref()) {
+            let latent = match (&descriptor, &net) {
+                (Some(d), Some(net)) => latent_for(d, net),
+                _ => None,
+            };
+            let result = control
+                .set_timbre(slot, descriptor.as_ref())
+                .and_then(|()| control.set_latent(slot, latent));
+            if let Err(e) = result {
                 shared.report_error(format!("Slot {}: {e}", slot_name(slot)));
                 return;
             }
         }
     }
     let message = match &descriptor {
-        Some(d) => format!(
-            "Loaded {}: {} ({:.1} s)",
+        Some(d) if d.duration_s > 0.0 => format!(
+            "Loaded {}: {} ({:.1} s){note}",
             slot_name(slot),
             d.name,
             d.duration_s
         ),
+        Some(d) => format!("Loaded {}: {}", slot_name(slot), d.name),
         None => format!("Cleared {}", slot_name(slot)),
     };
     *params

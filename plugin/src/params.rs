@@ -4,6 +4,8 @@
 use std::sync::{Arc, RwLock};
 
 use nice_plug::prelude::*;
+use timbreswap_engine::neural::{PhaseMode, MAX_TRANSPOSE};
+use timbreswap_engine::processor::SwapMode;
 use timbreswap_engine::{Slot, TimbreDescriptor};
 
 /// Which timbre-transfer algorithm runs.
@@ -14,11 +16,45 @@ pub enum Mode {
     #[id = "classic"]
     #[name = "Classic"]
     Classic,
-    /// The learned three-factor model. Not available in this release: selecting it keeps
-    /// Classic running and says so in the editor.
+    /// The learned three-factor model: the input's pitch and expression decoded with the
+    /// reference's timbre latent. Plays Classic while no model or reference is loaded.
     #[id = "neural"]
     #[name = "Neural"]
     Neural,
+}
+
+impl Mode {
+    /// The engine's mode.
+    pub fn engine(self) -> SwapMode {
+        match self {
+            Mode::Classic => SwapMode::Classic,
+            Mode::Neural => SwapMode::Neural,
+        }
+    }
+}
+
+/// Where the neural mode's output phase comes from.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The input's own phase (most faithful transients; best without Transpose).
+    #[id = "input"]
+    #[name = "Input"]
+    Input,
+    /// Rebuilt from the decoded magnitudes by phase-gradient heap integration (follows
+    /// Transpose and the new timbre's partials).
+    #[id = "reconstruct"]
+    #[name = "Reconstruct"]
+    Reconstruct,
+}
+
+impl Phase {
+    /// The engine's phase mode.
+    pub fn engine(self) -> PhaseMode {
+        match self {
+            Phase::Input => PhaseMode::Input,
+            Phase::Reconstruct => PhaseMode::Reconstruct,
+        }
+    }
 }
 
 /// All parameters and persisted data of one plugin instance.
@@ -36,6 +72,19 @@ pub struct TimbreswapParams {
     /// Classic (DSP) or Neural (learned model).
     #[id = "mode"]
     pub mode: EnumParam<Mode>,
+    /// Neural: how much of the performance's expression (the variation latent) is kept,
+    /// 0..=2 (shown in %): 0 % flat, 100 % as played, 200 % exaggerated.
+    #[id = "variation"]
+    pub variation: FloatParam,
+    /// Neural: transposition of the pitch the model hears, in semitones (-12..=12).
+    #[id = "transpose"]
+    pub transpose: FloatParam,
+    /// Neural: output phase from the input or reconstructed.
+    #[id = "phase"]
+    pub phase: EnumParam<Phase>,
+    /// The neural model file the user chose (`None`: the built-in default model).
+    #[persist = "model-path"]
+    pub model_path: Arc<RwLock<Option<String>>>,
     /// Timbre descriptor of reference A, saved with the project so it sounds the same without
     /// the original file.
     #[persist = "timbre-a"]
@@ -75,6 +124,25 @@ impl Default for TimbreswapParams {
                 .with_value_to_string(formatters::v2s_f32_percentage(0))
                 .with_string_to_value(formatters::s2v_f32_percentage()),
             mode: EnumParam::new("Mode", Mode::Classic),
+            variation: FloatParam::new("Variation", 1.0, FloatRange::Linear { min: 0.0, max: 2.0 })
+                .with_smoother(SmoothingStyle::Linear(SMOOTHING_MS))
+                .with_unit(" %")
+                .with_value_to_string(formatters::v2s_f32_percentage(0))
+                .with_string_to_value(formatters::s2v_f32_percentage()),
+            transpose: FloatParam::new(
+                "Transpose",
+                0.0,
+                FloatRange::Linear {
+                    min: -MAX_TRANSPOSE,
+                    max: MAX_TRANSPOSE,
+                },
+            )
+            .with_smoother(SmoothingStyle::Linear(SMOOTHING_MS))
+            .with_step_size(0.01)
+            .with_unit(" st")
+            .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            phase: EnumParam::new("Phase", Phase::Reconstruct),
+            model_path: Arc::new(RwLock::new(None)),
             timbre_a: Arc::new(RwLock::new(None)),
             timbre_b: Arc::new(RwLock::new(None)),
         }

@@ -1,8 +1,9 @@
 //! State shared between the plugin (main/audio thread), its background tasks and the editor.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use timbreswap_engine::network::Network;
 use timbreswap_engine::{EngineControl, EngineStats, Slot};
 
 /// What the editor shows about the instance. Only touched off the audio thread.
@@ -28,6 +29,8 @@ pub struct Shared {
     pub control: Mutex<Option<EngineControl>>,
     /// Status line contents.
     pub status: Mutex<Status>,
+    /// The neural model in use (`None` until the first activation loads it).
+    pub model: RwLock<Option<Arc<Network>>>,
 }
 
 impl Shared {
@@ -52,6 +55,14 @@ impl Shared {
     pub fn status(&self) -> Status {
         self.status
             .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The neural model in use, if loaded. Not realtime-safe.
+    pub fn network(&self) -> Option<Arc<Network>> {
+        self.model
+            .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }

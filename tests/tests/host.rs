@@ -1,12 +1,20 @@
 //! The built plugin (`target/bundled/Timbreswap.clap`) in a real CLAP host: activation at common
-//! rates, every block size, exact latency, automation, state round trips and broken state.
+//! rates, every block size, exact latency, automation, state round trips and broken state, each
+//! in Classic and in Neural mode (with the built-in model).
 //!
 //! Build the bundle first: `cargo xtask bundle timbreswap --release` (`cargo xtask test` does).
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
-use timbreswap_engine::clip::load_reference;
+use timbreswap_engine::clip::load_reference_clip;
+use timbreswap_engine::kernels::Kernels;
+use timbreswap_engine::model_file;
+use timbreswap_engine::network::Network;
+use timbreswap_engine::neural::PhaseMode;
+use timbreswap_engine::processor::SwapMode;
 use timbreswap_engine::render::{render, RenderOptions};
+use timbreswap_engine::timbre::TimbreLatent;
 use timbreswap_engine::{clip::DecodedAudio, Slot, StftConfig, TimbreDescriptor};
 use timbreswap_tests::bundle_path;
 use timbreswap_tests::host::PluginHost;
@@ -16,9 +24,34 @@ fn examples() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/examples"))
 }
 
-fn reference(name: &str) -> TimbreDescriptor {
-    load_reference(&examples().join(name), &StftConfig::default()).expect("example reference")
+/// The built-in model (the file the plugin embeds).
+fn network() -> Arc<Network> {
+    static NET: OnceLock<Arc<Network>> = OnceLock::new();
+    NET.get_or_init(|| {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/models/default.safetensors");
+        let file = model_file::load(&path).expect("the default model");
+        Arc::new(Network::new(&file, "default", Kernels::best()).unwrap())
+    })
+    .clone()
 }
+
+/// An example clip's descriptor, with its timbre latent measured with the built-in model (as
+/// the plugin's loader does), so Neural mode can use it.
+fn reference(name: &str) -> TimbreDescriptor {
+    let clip = load_reference_clip(&examples().join(name), &StftConfig::default())
+        .expect("example reference");
+    let net = network();
+    let mut descriptor = clip.descriptor;
+    descriptor.latent = Some(TimbreLatent {
+        model_id: net.id().to_string(),
+        z_t: net.clip_timbre(&clip.samples),
+    });
+    descriptor
+}
+
+/// The Mode parameter's normalised values: Classic, Neural.
+const MODES: [(&str, f64); 2] = [("Classic", 0.0), ("Neural", 1.0)];
 
 fn load_plugin() -> PluginHost {
     let path = bundle_path();
@@ -77,9 +110,13 @@ fn random_blocks(max: usize, seed: u64) -> Vec<usize> {
 #[test]
 fn processes_every_block_size_at_common_rates() {
     let trumpet = reference("ref-trumpet.wav");
-    for rate in [44_100.0, 48_000.0, 96_000.0] {
+    for (rate, (mode, value)) in [44_100.0, 48_000.0, 96_000.0]
+        .into_iter()
+        .flat_map(|r| MODES.map(|m| (r, m)))
+    {
         let mut host = load_plugin();
         set_timbres(&mut host, Some(&trumpet), None);
+        set(&mut host, "Mode", value);
         assert!(
             host.set_offline(true).unwrap(),
             "the plugin supports offline rendering"
@@ -99,7 +136,12 @@ fn processes_every_block_size_at_common_rates() {
             host.activate(rate, 4096).unwrap();
             let out = host.process_signal(&input, &blocks).unwrap();
             assert!(out.iter().flatten().all(|v| v.is_finite()));
-            assert_eq!(out, reference_out, "{rate} Hz, blocks {:?}", &blocks[..1]);
+            assert_eq!(
+                out,
+                reference_out,
+                "{mode}, {rate} Hz, blocks {:?}",
+                &blocks[..1]
+            );
         }
     }
 }
@@ -109,9 +151,10 @@ fn processes_every_block_size_at_common_rates() {
 #[test]
 fn reported_latency_equals_measured_impulse_delay() {
     for rate in [44_100.0, 48_000.0, 96_000.0] {
-        for mix in [1.0, 0.0] {
+        for (mix, (mode, value)) in [1.0, 0.0].into_iter().flat_map(|m| MODES.map(|d| (m, d))) {
             let mut host = load_plugin();
             set(&mut host, "Mix", mix);
+            set(&mut host, "Mode", value);
             host.set_offline(true).unwrap();
             host.activate(rate, 512).unwrap();
             let latency = host.latency().unwrap() as usize;
@@ -125,17 +168,26 @@ fn reported_latency_equals_measured_impulse_delay() {
                 .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
                 .unwrap()
                 .0;
-            assert_eq!(peak - at, latency, "{rate} Hz, mix {mix}");
+            assert_eq!(peak - at, latency, "{mode}, {rate} Hz, mix {mix}");
         }
     }
-    // Realtime at 48 kHz with 128-sample blocks: at most 25 ms.
-    let mut host = load_plugin();
-    host.set_offline(false).unwrap();
-    host.activate(48_000.0, 128).unwrap();
-    let latency = host.latency().unwrap();
-    assert!(latency as f64 / 48.0 <= 25.0, "latency {latency} samples");
-    let out = host.process_signal(&signal(48_000.0, 1.0), &[128]).unwrap();
-    assert!(out.iter().flatten().all(|v| v.is_finite()));
+    // Realtime at 48 kHz with 128-sample blocks: at most 25 ms, in both modes (with a
+    // reference, so Neural runs the model).
+    let violin = reference("ref-violin.wav");
+    for (mode, value) in MODES {
+        let mut host = load_plugin();
+        set_timbres(&mut host, Some(&violin), None);
+        set(&mut host, "Mode", value);
+        host.set_offline(false).unwrap();
+        host.activate(48_000.0, 128).unwrap();
+        let latency = host.latency().unwrap();
+        assert!(
+            latency as f64 / 48.0 <= 25.0,
+            "{mode}: latency {latency} samples"
+        );
+        let out = host.process_signal(&signal(48_000.0, 1.0), &[128]).unwrap();
+        assert!(out.iter().flatten().all(|v| v.is_finite()));
+    }
 }
 
 /// Automation of Mix inside a block takes effect: once it has settled at 0 % the output is the
@@ -143,40 +195,43 @@ fn reported_latency_equals_measured_impulse_delay() {
 #[test]
 fn mix_automation_takes_effect() {
     let cello = reference("ref-cello.wav");
-    let mut host = load_plugin();
-    set_timbres(&mut host, Some(&cello), None);
-    host.set_offline(true).unwrap();
-    let rate = 48_000.0;
-    host.activate(rate, 1024).unwrap();
-    let latency = host.latency().unwrap() as usize;
-    let mix = host.param_id("Mix").unwrap();
-    let input = signal(rate, 1.0);
-    let mut out: Vec<Vec<f32>> = vec![Vec::new(), Vec::new()];
-    for (i, start) in (0..input[0].len()).step_by(1024).enumerate() {
-        let end = (start + 1024).min(input[0].len());
-        let block: Vec<Vec<f32>> = input.iter().map(|c| c[start..end].to_vec()).collect();
-        // Mix to 0 % at sample 100 of block 10; back to 100 % at block 30.
-        let events: Vec<(u32, f64, u32)> = match i {
-            10 => vec![(mix, 0.0, 100)],
-            30 => vec![(mix, 1.0, 0)],
-            _ => vec![],
-        };
-        let processed = host.process(&block, &events).unwrap();
-        for (o, p) in out.iter_mut().zip(processed) {
-            o.extend(p);
+    for (mode, value) in MODES {
+        let mut host = load_plugin();
+        set_timbres(&mut host, Some(&cello), None);
+        set(&mut host, "Mode", value);
+        host.set_offline(true).unwrap();
+        let rate = 48_000.0;
+        host.activate(rate, 1024).unwrap();
+        let latency = host.latency().unwrap() as usize;
+        let mix = host.param_id("Mix").unwrap();
+        let input = signal(rate, 1.0);
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(), Vec::new()];
+        for (i, start) in (0..input[0].len()).step_by(1024).enumerate() {
+            let end = (start + 1024).min(input[0].len());
+            let block: Vec<Vec<f32>> = input.iter().map(|c| c[start..end].to_vec()).collect();
+            // Mix to 0 % at sample 100 of block 10; back to 100 % at block 30.
+            let events: Vec<(u32, f64, u32)> = match i {
+                10 => vec![(mix, 0.0, 100)],
+                30 => vec![(mix, 1.0, 0)],
+                _ => vec![],
+            };
+            let processed = host.process(&block, &events).unwrap();
+            for (o, p) in out.iter_mut().zip(processed) {
+                o.extend(p);
+            }
         }
+        assert_eq!(host.param_value(mix).unwrap(), 1.0);
+        // Settled dry region: blocks 12..29 (smoothing takes 20 ms < 2 blocks).
+        for n in 12 * 1024..29 * 1024 {
+            assert_eq!(out[0][n], input[0][n - latency], "sample {n}");
+            assert_eq!(out[1][n], input[1][n - latency], "sample {n}");
+        }
+        // Wet region before the change differs clearly from the dry signal.
+        let diff: f32 = (4 * 1024..9 * 1024)
+            .map(|n| (out[0][n] - input[0][n - latency]).abs())
+            .sum();
+        assert!(diff > 10.0, "{mode}: wet output equals the dry input");
     }
-    assert_eq!(host.param_value(mix).unwrap(), 1.0);
-    // Settled dry region: blocks 12..29 (smoothing takes 20 ms < 2 blocks).
-    for n in 12 * 1024..29 * 1024 {
-        assert_eq!(out[0][n], input[0][n - latency], "sample {n}");
-        assert_eq!(out[1][n], input[1][n - latency], "sample {n}");
-    }
-    // Wet region before the change differs clearly from the dry signal.
-    let diff: f32 = (4 * 1024..9 * 1024)
-        .map(|n| (out[0][n] - input[0][n - latency]).abs())
-        .sum();
-    assert!(diff > 10.0, "wet output equals the dry input");
 }
 
 /// Saving the state and loading it into a fresh instance reproduces the output bit for bit.
@@ -185,22 +240,27 @@ fn state_round_trip_reproduces_output() {
     let (a, b) = (reference("ref-clarinet.wav"), reference("ref-violin.wav"));
     let rate = 44_100.0;
     let input = signal(rate, 0.6);
-    let mut host = load_plugin();
-    set_timbres(&mut host, Some(&a), Some(&b));
-    set(&mut host, "Morph", 0.3);
-    set(&mut host, "Mix", 0.8);
-    host.set_offline(true).unwrap();
-    host.activate(rate, 256).unwrap();
-    let first = host.process_signal(&input, &[256]).unwrap();
-    let saved = host.save_state().unwrap();
-    drop(host);
+    for (mode, value) in MODES {
+        let mut host = load_plugin();
+        set_timbres(&mut host, Some(&a), Some(&b));
+        set(&mut host, "Morph", 0.3);
+        set(&mut host, "Mix", 0.8);
+        set(&mut host, "Mode", value);
+        set(&mut host, "Variation", 0.7);
+        set(&mut host, "Transpose", 0.6);
+        host.set_offline(true).unwrap();
+        host.activate(rate, 256).unwrap();
+        let first = host.process_signal(&input, &[256]).unwrap();
+        let saved = host.save_state().unwrap();
+        drop(host);
 
-    let mut restored = load_plugin();
-    restored.load_state(&saved).unwrap();
-    restored.set_offline(true).unwrap();
-    restored.activate(rate, 256).unwrap();
-    let second = restored.process_signal(&input, &[256]).unwrap();
-    assert_eq!(first, second);
+        let mut restored = load_plugin();
+        restored.load_state(&saved).unwrap();
+        restored.set_offline(true).unwrap();
+        restored.activate(rate, 256).unwrap();
+        let second = restored.process_signal(&input, &[256]).unwrap();
+        assert_eq!(first, second, "{mode}");
+    }
 }
 
 /// A broken saved state (malformed JSON in a field, or a well-formed but inconsistent timbre)
@@ -210,26 +270,29 @@ fn broken_state_keeps_previous_timbre() {
     let trumpet = reference("ref-trumpet.wav");
     let rate = 48_000.0;
     let input = signal(rate, 0.4);
-    let mut host = load_plugin();
-    set_timbres(&mut host, Some(&trumpet), None);
-    host.set_offline(true).unwrap();
-    host.activate(rate, 512).unwrap();
-    let good = host.process_signal(&input, &[512]).unwrap();
-
-    let mut truncated = trumpet.clone();
-    truncated.envelope.truncate(10);
-    let saved = host.save_state().unwrap();
-    for broken in [
-        with_raw_field(&saved, Slot::A, "{\"version\": 1, \"name\": ").unwrap(),
-        with_timbre(&saved, Slot::A, Some(&truncated)).unwrap(),
-        b"this is not a plugin state".to_vec(),
-    ] {
-        // Loading may be refused outright; either way nothing crashes and the sound is kept.
-        let _ = host.load_state(&broken);
-        host.deactivate();
+    for (mode, value) in MODES {
+        let mut host = load_plugin();
+        set_timbres(&mut host, Some(&trumpet), None);
+        set(&mut host, "Mode", value);
+        host.set_offline(true).unwrap();
         host.activate(rate, 512).unwrap();
-        let out = host.process_signal(&input, &[512]).unwrap();
-        assert_eq!(out, good);
+        let good = host.process_signal(&input, &[512]).unwrap();
+
+        let mut truncated = trumpet.clone();
+        truncated.envelope.truncate(10);
+        let saved = host.save_state().unwrap();
+        for broken in [
+            with_raw_field(&saved, Slot::A, "{\"version\": 1, \"name\": ").unwrap(),
+            with_timbre(&saved, Slot::A, Some(&truncated)).unwrap(),
+            b"this is not a plugin state".to_vec(),
+        ] {
+            // Loading may be refused outright; either way nothing crashes and the sound is kept.
+            let _ = host.load_state(&broken);
+            host.deactivate();
+            host.activate(rate, 512).unwrap();
+            let out = host.process_signal(&input, &[512]).unwrap();
+            assert_eq!(out, good, "{mode}");
+        }
     }
 }
 
@@ -240,36 +303,49 @@ fn offline_render_matches_plugin_bit_for_bit() {
     let violin = reference("ref-violin.wav");
     let rate = 44_100.0;
     let input = signal(rate, 0.5);
-    let rendered = render(
-        &DecodedAudio {
-            sample_rate: rate as u32,
-            channels: input.clone(),
-        },
-        &RenderOptions {
-            timbre_a: Some(&violin),
-            block: 300,
-            ..RenderOptions::default()
-        },
-    )
-    .unwrap();
-    for blocks in [vec![1024], random_blocks(1024, 7)] {
-        let mut host = load_plugin();
-        set_timbres(&mut host, Some(&violin), None);
-        host.set_offline(true).unwrap();
-        host.activate(rate, 1024).unwrap();
-        let latency = host.latency().unwrap() as usize;
-        assert_eq!(latency as u32, rendered.latency);
-        let padded: Vec<Vec<f32>> = input
-            .iter()
-            .map(|c| {
-                let mut v = c.clone();
-                v.resize(c.len() + latency, 0.0);
-                v
-            })
-            .collect();
-        let out = host.process_signal(&padded, &blocks).unwrap();
-        for (o, r) in out.iter().zip(&rendered.audio.channels) {
-            assert_eq!(&o[latency..], &r[..]);
+    for (mode, value) in MODES {
+        let neural = value > 0.5;
+        let rendered = render(
+            &DecodedAudio {
+                sample_rate: rate as u32,
+                channels: input.clone(),
+                truncated: false,
+            },
+            &RenderOptions {
+                timbre_a: Some(&violin),
+                block: 300,
+                mode: if neural {
+                    SwapMode::Neural
+                } else {
+                    SwapMode::Classic
+                },
+                model: Some(network()),
+                latent_a: violin.latent.as_ref().map(|l| l.z_t.as_slice()),
+                phase: PhaseMode::Reconstruct,
+                ..RenderOptions::default()
+            },
+        )
+        .unwrap();
+        for blocks in [vec![1024], random_blocks(1024, 7)] {
+            let mut host = load_plugin();
+            set_timbres(&mut host, Some(&violin), None);
+            set(&mut host, "Mode", value);
+            host.set_offline(true).unwrap();
+            host.activate(rate, 1024).unwrap();
+            let latency = host.latency().unwrap() as usize;
+            assert_eq!(latency as u32, rendered.latency);
+            let padded: Vec<Vec<f32>> = input
+                .iter()
+                .map(|c| {
+                    let mut v = c.clone();
+                    v.resize(c.len() + latency, 0.0);
+                    v
+                })
+                .collect();
+            let out = host.process_signal(&padded, &blocks).unwrap();
+            for (o, r) in out.iter().zip(&rendered.audio.channels) {
+                assert_eq!(&o[latency..], &r[..], "{mode}");
+            }
         }
     }
 }

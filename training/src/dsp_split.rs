@@ -59,19 +59,7 @@ impl ClipFeatures {
     }
 }
 
-/// Fills `frame` with the clip's samples around `centre`: sample `centre + i - frame.len() / 2`
-/// for each `i`, zero outside the clip (the shared frame convention: frame `f` is centred on
-/// sample `f * hop`).
-pub fn centred_frame(samples: &[f32], centre: usize, frame: &mut [f32]) {
-    let pad = frame.len() / 2;
-    for (i, x) in frame.iter_mut().enumerate() {
-        *x = (centre + i)
-            .checked_sub(pad)
-            .and_then(|j| samples.get(j))
-            .copied()
-            .unwrap_or(0.0);
-    }
-}
+pub use timbreswap_engine::features::centred_frame;
 
 /// Analyses `samples` (mono, at `cfg.sample_rate`) with the engine's STFT and cepstrum.
 /// Allocates the whole spectrogram of the clip (four `frames x bins` matrices).

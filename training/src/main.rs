@@ -12,7 +12,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use timbreswap_engine::clip::{decode_file, load_reference};
+use std::sync::Arc;
+
+use timbreswap_engine::clip::{decode_file, load_reference_clip};
+use timbreswap_engine::kernels::Kernels;
+use timbreswap_engine::network::Network;
+use timbreswap_engine::neural::PhaseMode;
+use timbreswap_engine::processor::SwapMode;
 use timbreswap_engine::render::{render, write_wav, RenderOptions};
 use timbreswap_engine::StftConfig;
 use timbreswap_training::dataset::{render_dataset, DatasetOptions, SetChoice};
@@ -24,6 +30,27 @@ use timbreswap_training::{instruments, knn};
 const DEFAULT_SOUNDFONT: &str = "/usr/share/sounds/sf2/FluidR3_GM.sf2";
 
 /// `--set` values.
+/// The built-in default model (what the plugin embeds).
+const DEFAULT_MODEL: &[u8] = include_bytes!("../../assets/models/default.safetensors");
+
+/// `--mode` of `render`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModeArg {
+    /// Cepstral envelope swap.
+    Classic,
+    /// The three-factor model.
+    Neural,
+}
+
+/// `--phase` of `render`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PhaseArg {
+    /// The input's phase.
+    Input,
+    /// RTPGHI reconstruction.
+    Reconstruct,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum SetArg {
     /// Isolated notes.
@@ -73,6 +100,21 @@ enum Command {
         /// Processing block size, in samples (the result does not depend on it).
         #[arg(long, default_value_t = 512)]
         block: usize,
+        /// Classic (cepstral envelope swap) or neural (the three-factor model).
+        #[arg(long, value_enum, default_value_t = ModeArg::Classic)]
+        mode: ModeArg,
+        /// Neural model file (default: the built-in model, assets/models/default.safetensors).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Neural: expression kept, 0..2 (1 = as played).
+        #[arg(long, default_value_t = 1.0)]
+        variation: f32,
+        /// Neural: transposition, semitones (-12..12).
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        transpose: f32,
+        /// Neural: output phase.
+        #[arg(long, value_enum, default_value_t = PhaseArg::Reconstruct)]
+        phase: PhaseArg,
         /// Output WAV file (32-bit float, same rate and channels as the input).
         #[arg(long)]
         out: PathBuf,
@@ -555,8 +597,19 @@ fn main() -> Result<()> {
             mix,
             output_db,
             block,
+            mode,
+            model,
+            variation,
+            transpose,
+            phase,
             out,
         } => {
+            if !(0.0..=2.0).contains(&variation) {
+                bail!("--variation must be within 0..2 (got {variation})");
+            }
+            if !(-12.0..=12.0).contains(&transpose) {
+                bail!("--transpose must be within -12..12 semitones (got {transpose})");
+            }
             for (name, v) in [("--morph", morph), ("--mix", mix)] {
                 if !(0.0..=1.0).contains(&v) {
                     bail!("{name} must be within 0..1 (got {v})");
@@ -566,22 +619,58 @@ fn main() -> Result<()> {
                 bail!("--block must be at least 1");
             }
             let cfg = StftConfig::default();
-            let a = load_reference(&timbre, &cfg).context("reference --timbre")?;
+            let a = load_reference_clip(&timbre, &cfg).context("reference --timbre")?;
             let b = timbre_b
-                .map(|p| load_reference(&p, &cfg).context("reference --timbre-b"))
+                .map(|p| load_reference_clip(&p, &cfg).context("reference --timbre-b"))
                 .transpose()?;
+            let net = match mode {
+                ModeArg::Classic => None,
+                ModeArg::Neural => Some(Arc::new(match &model {
+                    Some(path) => {
+                        let file = timbreswap_engine::model_file::load(path)
+                            .with_context(|| format!("--model {}", path.display()))?;
+                        Network::new(&file, &path.display().to_string(), Kernels::best())?
+                    }
+                    None => Network::new(
+                        &timbreswap_engine::model_file::parse(DEFAULT_MODEL)?,
+                        "default",
+                        Kernels::best(),
+                    )?,
+                })),
+            };
+            if net.as_ref().is_some_and(|n| n.stft() != cfg) {
+                bail!("the model analyses audio differently from the engine ({cfg:?})");
+            }
+            let latent_a = net.as_ref().map(|n| n.clip_timbre(&a.samples));
+            let latent_b = net
+                .as_ref()
+                .zip(b.as_ref())
+                .map(|(n, b)| n.clip_timbre(&b.samples));
             let audio = decode_file(&input, MAX_INPUT_SECONDS).context("--input")?;
             let started = Instant::now();
             let rendered = render(
                 &audio,
                 &RenderOptions {
-                    timbre_a: Some(&a),
-                    timbre_b: b.as_ref(),
+                    timbre_a: Some(&a.descriptor),
+                    timbre_b: b.as_ref().map(|b| &b.descriptor),
                     morph,
                     mix,
                     output_db,
                     block,
                     stft: cfg,
+                    mode: match mode {
+                        ModeArg::Classic => SwapMode::Classic,
+                        ModeArg::Neural => SwapMode::Neural,
+                    },
+                    model: net,
+                    latent_a: latent_a.as_deref(),
+                    latent_b: latent_b.as_deref(),
+                    variation,
+                    transpose,
+                    phase: match phase {
+                        PhaseArg::Input => PhaseMode::Input,
+                        PhaseArg::Reconstruct => PhaseMode::Reconstruct,
+                    },
                 },
             )?;
             let seconds = started.elapsed().as_secs_f64();

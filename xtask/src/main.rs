@@ -812,6 +812,7 @@ mod demo {
         let audio = DecodedAudio {
             sample_rate: input.sample_rate,
             channels: rendered,
+            truncated: false,
         };
         write_wav(&output, &audio)
             .with_context(|| format!("could not write {}", output.display()))?;

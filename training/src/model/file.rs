@@ -14,54 +14,10 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use serde::{Deserialize, Serialize};
+pub use timbreswap_engine::model_config::FORMAT_NAME;
+pub use timbreswap_engine::model_file::{MapInstrument, ModelFileError, TimbreMap, MAX_FILE_BYTES};
 
 use super::{Config, ThreeFactor, FORMAT_VERSION};
-
-/// Value of the `format` metadata key.
-pub const FORMAT_NAME: &str = "timbreswap-three-factor";
-
-/// Largest model file read, in bytes.
-pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
-
-/// An instrument of the timbre map.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MapInstrument {
-    /// General MIDI program, 0-based.
-    pub program: u8,
-    /// Instrument name.
-    pub name: String,
-    /// Instrument family.
-    pub family: String,
-}
-
-/// The timbre space of the training instruments and its 2-D projection.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TimbreMap {
-    /// The instruments, in row order of `z_t`.
-    pub instruments: Vec<MapInstrument>,
-    /// Mean timbre latent of each instrument's training notes, row-major
-    /// `instruments x z_t`.
-    pub z_t: Vec<f32>,
-    /// Mean subtracted before projecting, `z_t` values.
-    pub pca_mean: Vec<f32>,
-    /// The two principal axes, row-major `2 x z_t`.
-    pub pca_basis: Vec<f32>,
-}
-
-impl TimbreMap {
-    /// 2-D map position of a timbre latent.
-    pub fn project(&self, z_t: &[f32]) -> [f32; 2] {
-        let dim = self.pca_mean.len();
-        let mut out = [0.0f32; 2];
-        for (axis, o) in out.iter_mut().enumerate() {
-            *o = (0..dim)
-                .map(|i| (z_t[i] - self.pca_mean[i]) * self.pca_basis[axis * dim + i])
-                .sum();
-        }
-        out
-    }
-}
 
 /// A loaded model file.
 #[derive(Debug, Clone)]
@@ -72,49 +28,6 @@ pub struct ModelFile {
     pub map: TimbreMap,
     /// The `training` metadata.
     pub training: serde_json::Value,
-}
-
-/// Why a model file could not be written or read.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelFileError {
-    /// The file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// Larger than [`MAX_FILE_BYTES`].
-    #[error("{bytes} bytes is larger than the {MAX_FILE_BYTES}-byte limit for a model file")]
-    TooLarge {
-        /// Size of the file.
-        bytes: u64,
-    },
-    /// Not a safetensors file, or a damaged one.
-    #[error("not a valid safetensors file: {0}")]
-    Safetensors(String),
-    /// A safetensors file without Timbreswap's metadata.
-    #[error("not a Timbreswap model: metadata key `{0}` is missing")]
-    MissingMetadata(&'static str),
-    /// Another format name.
-    #[error("not a Timbreswap three-factor model (format `{0}`)")]
-    WrongFormat(String),
-    /// A version this build does not read.
-    #[error("model format version {found}; this build reads version {FORMAT_VERSION}")]
-    Version {
-        /// The file's version string.
-        found: String,
-    },
-    /// The config is not valid JSON or not a usable config.
-    #[error("model config: {0}")]
-    Config(String),
-    /// Weights are missing, of the wrong shape or type, or not finite.
-    #[error("model weights: {0}")]
-    Weights(String),
-    /// The timbre map is malformed.
-    #[error("timbre map: {0}")]
-    Map(String),
 }
 
 fn candle_err(e: candle_core::Error) -> ModelFileError {
@@ -180,12 +93,20 @@ pub fn save(
 }
 
 /// `v` as JSON text (config-like values always serialise).
-fn to_json<T: Serialize>(v: &T) -> String {
+fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-/// Names of every weight tensor a model of `cfg` has (`features.*` included).
+/// Names of every weight tensor a model of `cfg` registers with candle (`features.*`
+/// included); the engine's [`Config::weight_shapes`] must list the same.
 pub fn weight_names(cfg: &Config) -> Result<std::collections::BTreeSet<String>, ModelFileError> {
+    Ok(registered_weights(cfg)?.into_keys().collect())
+}
+
+/// Every weight tensor a model of `cfg` registers with candle, with its shape.
+pub fn registered_weights(
+    cfg: &Config,
+) -> Result<std::collections::BTreeMap<String, Vec<usize>>, ModelFileError> {
     let varmap = candle_nn::VarMap::new();
     super::FeatureStats::identity(cfg.bins())
         .insert_into(&varmap)
@@ -196,140 +117,37 @@ pub fn weight_names(cfg: &Config) -> Result<std::collections::BTreeSet<String>, 
         .data()
         .lock()
         .map_err(|_| ModelFileError::Weights("weight registry poisoned".into()))?;
-    Ok(data.keys().cloned().collect())
+    Ok(data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().dims().to_vec()))
+        .collect())
 }
 
-/// Reads and checks the model file at `path`.
+/// Reads and checks the model file at `path` (the engine's checks, then the candle model).
 pub fn load(path: &Path) -> Result<ModelFile, ModelFileError> {
-    let io = |source| ModelFileError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let bytes = std::fs::metadata(path).map_err(io)?.len();
-    if bytes > MAX_FILE_BYTES {
-        return Err(ModelFileError::TooLarge { bytes });
-    }
-    let data = std::fs::read(path).map_err(io)?;
-    load_bytes(&data)
+    from_checked(timbreswap_engine::model_file::load(path)?)
 }
 
 /// Reads and checks a model file held in memory.
 pub fn load_bytes(data: &[u8]) -> Result<ModelFile, ModelFileError> {
-    if data.len() as u64 > MAX_FILE_BYTES {
-        return Err(ModelFileError::TooLarge {
-            bytes: data.len() as u64,
-        });
-    }
-    // A library bug must not take the caller down with it: everything below is checked, and a
-    // panic is still reported as a damaged file.
-    match std::panic::catch_unwind(|| load_checked(data)) {
-        Ok(r) => r,
-        Err(_) => Err(ModelFileError::Safetensors(
-            "the file could not be parsed".into(),
-        )),
-    }
+    from_checked(timbreswap_engine::model_file::parse(data)?)
 }
 
-fn load_checked(data: &[u8]) -> Result<ModelFile, ModelFileError> {
-    let (_, header) = safetensors::SafeTensors::read_metadata(data)
-        .map_err(|e| ModelFileError::Safetensors(e.to_string()))?;
-    let meta = header
-        .metadata()
-        .clone()
-        .ok_or(ModelFileError::MissingMetadata("format"))?;
-    let get = |key: &'static str| meta.get(key).ok_or(ModelFileError::MissingMetadata(key));
-    let format = get("format")?;
-    if format != FORMAT_NAME {
-        return Err(ModelFileError::WrongFormat(format.clone()));
-    }
-    let version = get("format_version")?;
-    if version.trim() != FORMAT_VERSION.to_string() {
-        return Err(ModelFileError::Version {
-            found: version.clone(),
-        });
-    }
-    let cfg: Config =
-        serde_json::from_str(get("config")?).map_err(|e| ModelFileError::Config(e.to_string()))?;
-    cfg.validate()
-        .map_err(|e| ModelFileError::Config(e.to_string()))?;
-    let instruments: Vec<MapInstrument> = serde_json::from_str(get("instruments")?)
-        .map_err(|e| ModelFileError::Map(format!("instrument list: {e}")))?;
-    let training: serde_json::Value = meta
-        .get("training")
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or(serde_json::Value::Null);
-
+/// The candle model of a file the engine has checked.
+fn from_checked(
+    file: timbreswap_engine::model_file::ModelFile,
+) -> Result<ModelFile, ModelFileError> {
     let dev = Device::Cpu;
-    let tensors = candle_core::safetensors::load_buffer(data, &dev)
-        .map_err(|e| ModelFileError::Safetensors(e.to_string()))?;
-    for (name, t) in &tensors {
-        if t.dtype() != DType::F32 {
-            return Err(ModelFileError::Weights(format!(
-                "{name} is {:?}, expected f32",
-                t.dtype()
-            )));
-        }
-        let finite = t
-            .flatten_all()
-            .and_then(|f| f.to_vec1::<f32>())
-            .map_err(candle_err)?
-            .iter()
-            .all(|v| v.is_finite());
-        if !finite {
-            return Err(ModelFileError::Weights(format!(
-                "{name} has NaN or Inf values"
-            )));
-        }
+    let mut tensors = HashMap::new();
+    for (name, t) in file.weights {
+        let tensor = Tensor::from_vec(t.data, t.shape, &dev).map_err(candle_err)?;
+        tensors.insert(name, tensor);
     }
-    let expected = weight_names(&cfg)?;
-    let missing: Vec<&String> = expected
-        .iter()
-        .filter(|n| !tensors.contains_key(*n))
-        .collect();
-    if !missing.is_empty() {
-        return Err(ModelFileError::Weights(format!(
-            "{} tensors the config needs are missing (first: {})",
-            missing.len(),
-            missing[0]
-        )));
-    }
-    let unexpected: Vec<&String> = tensors
-        .keys()
-        .filter(|n| !n.starts_with("map.") && !expected.contains(*n))
-        .collect();
-    if !unexpected.is_empty() {
-        return Err(ModelFileError::Weights(format!(
-            "{} tensors do not belong to a model of this config (first: {})",
-            unexpected.len(),
-            unexpected[0]
-        )));
-    }
-    let map_vec = |name: &str, shape: &[usize]| -> Result<Vec<f32>, ModelFileError> {
-        let t = tensors
-            .get(name)
-            .ok_or_else(|| ModelFileError::Map(format!("tensor {name} is missing")))?;
-        if t.dims() != shape {
-            return Err(ModelFileError::Map(format!(
-                "{name} has shape {:?}, expected {shape:?}",
-                t.dims()
-            )));
-        }
-        t.flatten_all()
-            .and_then(|f| f.to_vec1::<f32>())
-            .map_err(candle_err)
-    };
-    let z = cfg.z_t;
-    let map = TimbreMap {
-        z_t: map_vec("map.z_t", &[instruments.len(), z])?,
-        pca_mean: map_vec("map.pca_mean", &[z])?,
-        pca_basis: map_vec("map.pca_basis", &[2, z])?,
-        instruments,
-    };
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
-    let model = ThreeFactor::new(&cfg, vb).map_err(candle_err)?;
+    let model = ThreeFactor::new(&file.config, vb).map_err(candle_err)?;
     Ok(ModelFile {
         model,
-        map,
-        training,
+        map: file.map,
+        training: file.training,
     })
 }

@@ -15,8 +15,10 @@ use std::collections::VecDeque;
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
+pub use timbreswap_engine::model_config::StackShape;
+
 /// Slope of the leaky ReLU used after every hidden layer (cheap and exact in the engine).
-pub const LEAKY_SLOPE: f64 = 0.1;
+pub const LEAKY_SLOPE: f64 = timbreswap_engine::model_config::LEAKY_SLOPE as f64;
 
 /// Leaky ReLU: `max(x, LEAKY_SLOPE * x)`.
 pub fn leaky_relu(x: &Tensor) -> Result<Tensor> {
@@ -105,21 +107,6 @@ impl CausalBlock {
         }
         Ok(y)
     }
-}
-
-/// Shape of a [`CausalStack`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StackShape {
-    /// Input values per frame.
-    pub input: usize,
-    /// Hidden channels.
-    pub hidden: usize,
-    /// Output values per frame.
-    pub output: usize,
-    /// Taps per causal convolution.
-    pub kernel: usize,
-    /// Dilation of each residual block, in frames.
-    pub dilations: Vec<usize>,
 }
 
 /// Input projection, residual causal blocks, output projection:

@@ -23,196 +23,15 @@ pub mod swap;
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
-use serde::{Deserialize, Serialize};
-use timbreswap_engine::StftConfig;
+use layers::{CausalStack, StackState};
 
-use layers::{CausalStack, StackShape, StackState};
-
-/// Version of the model file format and config schema written by this crate.
-pub const FORMAT_VERSION: u32 = 1;
+pub use timbreswap_engine::model_config::{
+    ModelConfig as Config, ModelConfigError as ConfigError, StackShape, FORMAT_VERSION,
+    LOG_VAR_RANGE, POOLING_RANGE_DB,
+};
 
 /// Variance of the Gaussian likelihood on the (normalised) log-magnitude (the paper's 0.5).
 pub const LIKELIHOOD_VARIANCE: f64 = 0.5;
-
-/// Log-variances are clamped to this range before use (numerical safety; the posterior
-/// standard deviations it allows, 0.0067..20, are far outside what training reaches).
-pub const LOG_VAR_RANGE: (f32, f32) = (-10.0, 6.0);
-
-/// Frames within this many dB of a clip's loudest frame are pooled by the timbre encoder (the
-/// protocol's activity range).
-pub const POOLING_RANGE_DB: f32 = 60.0;
-
-/// Everything that fixes the shape and meaning of a model; written into the model file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    /// Format version of the file and this schema ([`FORMAT_VERSION`]).
-    pub format_version: u32,
-    /// Model sample rate, in Hz.
-    pub sample_rate: u32,
-    /// FFT size and Hann window length, in samples.
-    pub n_fft: usize,
-    /// Hop between frames, in samples.
-    pub hop: usize,
-    /// Cepstral lifter cut-off, in quefrency samples (coefficients below it are the envelope).
-    pub cepstral_cutoff: usize,
-    /// Floor added to magnitudes before the natural log (unnormalised FFT of the windowed
-    /// frame; a full-scale sine peaks near 128 at n_fft 512, so 1e-3 keeps about 100 dB).
-    pub mag_floor: f32,
-    /// Dimensions of the timbre latent.
-    pub z_t: usize,
-    /// Dimensions of the variation latent (unused when `variation` is false).
-    pub z_v: usize,
-    /// Dimensions of the pitch latent.
-    pub z_p: usize,
-    /// Hidden channels of every stack.
-    pub hidden: usize,
-    /// Taps of each causal convolution.
-    pub kernel: usize,
-    /// Dilation (frames) of each residual block of the variation, pitch and decoder stacks.
-    pub dilations: Vec<usize>,
-    /// Residual per-frame blocks of the timbre encoder before pooling.
-    pub timbre_layers: usize,
-    /// Three factors (true) or two (no variation latent; `--no-variation`).
-    pub variation: bool,
-    /// Cepstral split of the encoder inputs (false: every encoder sees the whole log-magnitude;
-    /// `--no-cepstrum`).
-    pub cepstrum: bool,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        let stft = StftConfig::default();
-        Self {
-            format_version: FORMAT_VERSION,
-            sample_rate: stft.sample_rate,
-            n_fft: stft.n_fft,
-            hop: stft.hop,
-            cepstral_cutoff: stft.cepstral_cutoff,
-            mag_floor: 1e-3,
-            z_t: 64,
-            z_v: 64,
-            z_p: 32,
-            hidden: 192,
-            kernel: 2,
-            dilations: vec![1, 2, 4, 8],
-            timbre_layers: 2,
-            variation: true,
-            cepstrum: true,
-        }
-    }
-}
-
-/// A config that cannot describe a model.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid model config: {0}")]
-pub struct ConfigError(pub String);
-
-/// Largest value accepted for any size in a config (guards allocations from hostile files).
-const MAX_SIZE: usize = 4096;
-
-impl Config {
-    /// The analysis settings of the model.
-    pub fn stft(&self) -> StftConfig {
-        StftConfig {
-            sample_rate: self.sample_rate,
-            n_fft: self.n_fft,
-            hop: self.hop,
-            cepstral_cutoff: self.cepstral_cutoff,
-        }
-    }
-
-    /// Bins per frame, `n_fft / 2 + 1`.
-    pub fn bins(&self) -> usize {
-        self.n_fft / 2 + 1
-    }
-
-    /// Variation dimensions actually present (0 for a two-factor model).
-    pub fn z_v_dims(&self) -> usize {
-        if self.variation {
-            self.z_v
-        } else {
-            0
-        }
-    }
-
-    /// Checks every value is usable (version, sizes, the STFT settings).
-    pub fn validate(&self) -> std::result::Result<(), ConfigError> {
-        let bad = |m: String| Err(ConfigError(m));
-        if self.format_version != FORMAT_VERSION {
-            return bad(format!(
-                "format version {} (this build reads {FORMAT_VERSION})",
-                self.format_version
-            ));
-        }
-        if let Err(e) = self.stft().validate() {
-            return bad(e.to_string());
-        }
-        if self.n_fft > 16_384 {
-            return bad(format!("n_fft {} is larger than 16384", self.n_fft));
-        }
-        if !(self.mag_floor.is_finite() && self.mag_floor > 0.0) {
-            return bad(format!("mag_floor {} must be positive", self.mag_floor));
-        }
-        let sizes = [
-            ("z_t", self.z_t),
-            ("z_p", self.z_p),
-            ("hidden", self.hidden),
-            ("kernel", self.kernel),
-        ];
-        for (name, v) in sizes {
-            if v == 0 || v > MAX_SIZE {
-                return bad(format!("{name} = {v} (must be 1..={MAX_SIZE})"));
-            }
-        }
-        if self.variation && (self.z_v == 0 || self.z_v > MAX_SIZE) {
-            return bad(format!("z_v = {} (must be 1..={MAX_SIZE})", self.z_v));
-        }
-        if self.kernel > 16 || self.timbre_layers > 64 || self.dilations.len() > 64 {
-            return bad("too many layers or taps".into());
-        }
-        if self.dilations.iter().any(|&d| d == 0 || d > 1024) {
-            return bad(format!("dilations {:?} must be 1..=1024", self.dilations));
-        }
-        Ok(())
-    }
-
-    /// Look-back of the causal stacks, in frames (their receptive field minus one).
-    pub fn look_back(&self) -> usize {
-        (self.kernel - 1) * self.dilations.iter().sum::<usize>()
-    }
-
-    /// The stacks and their shapes, by weight prefix (written into the model file).
-    pub fn layers(&self) -> Vec<(String, StackShape)> {
-        let bins = self.bins();
-        let mut list = vec![(
-            "timbre.frames".to_string(),
-            StackShape {
-                input: bins,
-                hidden: self.hidden,
-                output: self.hidden,
-                kernel: 1,
-                dilations: vec![1; self.timbre_layers],
-            },
-        )];
-        let causal = |input: usize, output: usize| StackShape {
-            input,
-            hidden: self.hidden,
-            output,
-            kernel: self.kernel,
-            dilations: self.dilations.clone(),
-        };
-        if self.variation {
-            list.push(("variation".into(), causal(bins + self.z_t, 2 * self.z_v)));
-        }
-        list.push(("pitch".into(), causal(bins, 2 * self.z_p)));
-        list.push((
-            "decoder".into(),
-            causal(self.z_t + self.z_v_dims() + self.z_p, bins),
-        ));
-        list
-    }
-}
 
 /// The input normalisation of a model (`features.*`): per-bin means and one global scale
 /// each for log-magnitude, envelope and fine structure (natural-log units).
@@ -559,28 +378,11 @@ impl ThreeFactor {
 
     /// Number of trained values (the feature normalisation excluded).
     pub fn trainable_parameters(cfg: &Config) -> usize {
-        let stack = |s: &StackShape| {
-            s.input * s.hidden
-                + s.hidden
-                + s.dilations.len() * (s.kernel * s.hidden * s.hidden + s.hidden)
-                + s.hidden * s.output
-                + s.output
-        };
-        cfg.layers().iter().map(|(_, s)| stack(s)).sum::<usize>()
-            + cfg.hidden * 2 * cfg.z_t
-            + 2 * cfg.z_t
+        cfg.trainable_parameters()
     }
 
     /// Multiply-adds per frame of the streaming path (variation, pitch and decoder stacks).
     pub fn macs_per_frame(cfg: &Config) -> usize {
-        cfg.layers()
-            .iter()
-            .filter(|(n, _)| n != "timbre.frames")
-            .map(|(_, s)| {
-                s.input * s.hidden
-                    + s.dilations.len() * s.kernel * s.hidden * s.hidden
-                    + s.hidden * s.output
-            })
-            .sum()
+        cfg.macs_per_frame()
     }
 }

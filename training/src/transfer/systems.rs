@@ -117,12 +117,14 @@ impl TransferSystem for Classic {
         let reference = DecodedAudio {
             sample_rate: pair.sample_rate,
             channels: vec![pair.reference.to_vec()],
+            truncated: false,
         };
         let descriptor = descriptor_from_audio(&pair.reference_record.path, &reference, &self.stft)
             .map_err(|e| e.to_string())?;
         let input = DecodedAudio {
             sample_rate: pair.sample_rate,
             channels: vec![pair.source.to_vec()],
+            truncated: false,
         };
         let rendered = render(
             &input,

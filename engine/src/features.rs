@@ -1,0 +1,197 @@
+//! The neural model's input features from audio (training data, evaluation clips, reference
+//! clips): log-magnitude STFT frames with the model's floor, split by cepstral liftering into
+//! envelope (low quefrency) and fine structure (high quefrency). Shared by the training crate
+//! and the engine so both see exactly the same numbers. Everything here allocates: call it off
+//! the audio thread.
+
+use crate::cepstrum::Cepstrum;
+use crate::config::StftConfig;
+use crate::stft::Stft;
+
+/// Fills `frame` with the clip's samples around `centre`: sample `centre + i - frame.len() / 2`
+/// for each `i`, zero outside the clip (the shared frame convention: frame `f` is centred on
+/// sample `f * hop`).
+pub fn centred_frame(samples: &[f32], centre: usize, frame: &mut [f32]) {
+    let pad = frame.len() / 2;
+    for (i, x) in frame.iter_mut().enumerate() {
+        *x = (centre + i)
+            .checked_sub(pad)
+            .and_then(|j| samples.get(j))
+            .copied()
+            .unwrap_or(0.0);
+    }
+}
+
+/// Frames of a clip as the model sees them; row-major `frames x bins`, natural logs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameFeatures {
+    /// `ln(|X| + mag_floor)` of every frame (unnormalised FFT of the Hann-windowed frame).
+    pub log_mag: Vec<f32>,
+    /// Cepstral envelope of `log_mag`.
+    pub envelope: Vec<f32>,
+    /// `log_mag - envelope`.
+    pub fine: Vec<f32>,
+    /// Frame energy in dB (`10 log10 sum |X|^2`, floor 1e-30).
+    pub frame_db: Vec<f32>,
+    /// Frames.
+    pub frames: usize,
+    /// Bins per frame.
+    pub bins: usize,
+}
+
+/// Reusable analysis for one [`StftConfig`] and magnitude floor. Not realtime-safe.
+pub struct FeatureExtractor {
+    cfg: StftConfig,
+    mag_floor: f32,
+    stft: Stft,
+    cepstrum: Cepstrum,
+}
+
+impl FeatureExtractor {
+    /// An extractor for `cfg` with `ln(|X| + mag_floor)`.
+    pub fn new(cfg: &StftConfig, mag_floor: f32) -> Self {
+        Self {
+            cfg: *cfg,
+            mag_floor,
+            stft: Stft::new(cfg),
+            cepstrum: Cepstrum::new(cfg),
+        }
+    }
+
+    /// `frames` frames of `samples` (mono, at the model rate); frame `f` is centred on sample
+    /// `offset + f * hop` (zeros outside the clip).
+    pub fn frames(&mut self, samples: &[f32], offset: usize, frames: usize) -> FrameFeatures {
+        let bins = self.cfg.n_bins();
+        let mut frame = vec![0.0f32; self.cfg.n_fft];
+        let mut spectrum = vec![Default::default(); bins];
+        let mut log_mag = vec![0.0f32; frames * bins];
+        let mut envelope = vec![0.0f32; frames * bins];
+        let mut fine = vec![0.0f32; frames * bins];
+        let mut frame_db = Vec::with_capacity(frames);
+        for f in 0..frames {
+            centred_frame(samples, offset + f * self.cfg.hop, &mut frame);
+            self.stft.analyse(&frame, &mut spectrum);
+            let rows = f * bins..(f + 1) * bins;
+            let mut energy = 0.0f32;
+            for (l, c) in log_mag[rows.clone()].iter_mut().zip(&spectrum) {
+                energy += c.norm_sqr();
+                *l = (c.norm() + self.mag_floor).ln();
+            }
+            frame_db.push(10.0 * (energy + 1e-30).log10());
+            self.cepstrum
+                .envelope(&log_mag[rows.clone()], &mut envelope[rows.clone()]);
+            for k in rows {
+                fine[k] = log_mag[k] - envelope[k];
+            }
+        }
+        FrameFeatures {
+            log_mag,
+            envelope,
+            fine,
+            frame_db,
+            frames,
+            bins,
+        }
+    }
+
+    /// Only the frame energies of [`FeatureExtractor::frames`] (`10 log10 sum |X|^2`, in dB),
+    /// without the log-magnitudes and the cepstral split.
+    pub fn frame_db(&mut self, samples: &[f32], offset: usize, frames: usize) -> Vec<f32> {
+        let mut frame = vec![0.0f32; self.cfg.n_fft];
+        let mut spectrum = vec![Default::default(); self.cfg.n_bins()];
+        (0..frames)
+            .map(|f| {
+                centred_frame(samples, offset + f * self.cfg.hop, &mut frame);
+                self.stft.analyse(&frame, &mut spectrum);
+                let energy: f32 = spectrum
+                    .iter()
+                    .map(|c: &realfft::num_complex::Complex32| c.norm_sqr())
+                    .sum();
+                10.0 * (energy + 1e-30).log10()
+            })
+            .collect()
+    }
+
+    /// All `len / hop + 1` frames of a clip (the dataset's frame convention).
+    pub fn clip(&mut self, samples: &[f32]) -> FrameFeatures {
+        let frames = samples.len() / self.cfg.hop + 1;
+        self.frames(samples, 0, frames)
+    }
+}
+
+/// The cepstral liftering as a matrix: `envelope_row = log_mag_row * lifter`, row-major
+/// `bins x bins` (the engine's [`Cepstrum::envelope`] is linear; column `k` of the
+/// transposed map is the envelope of the unit vector `e_k`).
+pub fn lifter_matrix(cfg: &StftConfig) -> Vec<f32> {
+    let bins = cfg.n_bins();
+    let mut cepstrum = Cepstrum::new(cfg);
+    let mut unit = vec![0.0f32; bins];
+    let mut row = vec![0.0f32; bins];
+    let mut m = vec![0.0f32; bins * bins];
+    for i in 0..bins {
+        unit.fill(0.0);
+        unit[i] = 1.0;
+        cepstrum.envelope(&unit, &mut row);
+        m[i * bins..(i + 1) * bins].copy_from_slice(&row);
+    }
+    m
+}
+
+/// Per-frame pooling weights for the timbre encoder: frames within `range_db` of the loudest
+/// frame get equal weight, the others none; weights sum to 1 (all frames equal if none is
+/// active, e.g. digital silence).
+pub fn pooling_weights(frame_db: &[f32], range_db: f32) -> Vec<f32> {
+    let peak = frame_db.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut w: Vec<f32> = frame_db
+        .iter()
+        .map(|&db| if db >= peak - range_db { 1.0 } else { 0.0 })
+        .collect();
+    let n: f32 = w.iter().sum();
+    if n > 0.0 {
+        w.iter_mut().for_each(|x| *x /= n);
+    } else if !w.is_empty() {
+        let u = 1.0 / w.len() as f32;
+        w.fill(u);
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifter_matrix_reproduces_the_engine_envelope() {
+        let cfg = StftConfig::default();
+        let bins = cfg.n_bins();
+        let m = lifter_matrix(&cfg);
+        // A deterministic pseudo-random spectrum in -8..4.
+        let mut state = 3u64;
+        let x: Vec<f32> = (0..bins)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                -8.0 + 12.0 * (state >> 40) as f32 / (1u64 << 24) as f32
+            })
+            .collect();
+        let mut expected = vec![0.0f32; bins];
+        Cepstrum::new(&cfg).envelope(&x, &mut expected);
+        for k in 0..bins {
+            let y: f32 = (0..bins).map(|i| x[i] * m[i * bins + k]).sum();
+            assert!(
+                (y - expected[k]).abs() < 1e-4,
+                "bin {k}: {y} vs {}",
+                expected[k]
+            );
+        }
+    }
+
+    #[test]
+    fn pooling_weights_cover_the_active_frames() {
+        let w = pooling_weights(&[-100.0, 0.0, -10.0, -70.0], 60.0);
+        assert_eq!(w, vec![0.0, 0.5, 0.5, 0.0]);
+        let silent = pooling_weights(&[-300.0, -300.0], 60.0);
+        assert_eq!(silent, vec![0.5, 0.5]);
+    }
+}

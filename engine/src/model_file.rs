@@ -1,0 +1,328 @@
+//! Reading the model file: one `.safetensors` with the weights, the config and the timbre map,
+//! as the training crate exports it.
+//!
+//! Metadata (all strings): `format` = [`FORMAT_NAME`], `format_version`, `config` (the
+//! [`ModelConfig`] as JSON), `layers` (every stack's prefix and shape, JSON, informative),
+//! `instruments` (the map's instruments, JSON) and `training` (free-form JSON).
+//! Tensors, all `f32`: the weights listed by [`ModelConfig::weight_shapes`], plus `map.z_t`
+//! `[instruments, z_t]` (the timbre latent of every training instrument), `map.pca_mean`
+//! `[z_t]` and `map.pca_basis` `[2, z_t]` (the 2-D PCA of the timbre space).
+//!
+//! [`parse`] checks every name, dtype, shape and value against the config and refuses a bad
+//! file with a [`ModelFileError`], never a panic. Everything here allocates: call it off the
+//! audio thread.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model_config::{ModelConfig, FORMAT_NAME, FORMAT_VERSION};
+
+/// Largest model file read, in bytes.
+pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// An instrument of the timbre map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapInstrument {
+    /// General MIDI program, 0-based.
+    pub program: u8,
+    /// Instrument name.
+    pub name: String,
+    /// Instrument family.
+    pub family: String,
+}
+
+/// The timbre space of the training instruments and its 2-D projection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimbreMap {
+    /// The instruments, in row order of `z_t`.
+    pub instruments: Vec<MapInstrument>,
+    /// Mean timbre latent of each instrument's training notes, row-major
+    /// `instruments x z_t`.
+    pub z_t: Vec<f32>,
+    /// Mean subtracted before projecting, `z_t` values.
+    pub pca_mean: Vec<f32>,
+    /// The two principal axes, row-major `2 x z_t`.
+    pub pca_basis: Vec<f32>,
+}
+
+impl TimbreMap {
+    /// Dimensions of the timbre latent.
+    pub fn dims(&self) -> usize {
+        self.pca_mean.len()
+    }
+
+    /// The timbre latent of instrument `index`, if there is one.
+    pub fn instrument_z_t(&self, index: usize) -> Option<&[f32]> {
+        let d = self.dims();
+        self.z_t.get(index * d..(index + 1) * d)
+    }
+
+    /// 2-D map position of a timbre latent (`dims()` values).
+    pub fn project(&self, z_t: &[f32]) -> [f32; 2] {
+        let dim = self.dims();
+        let mut out = [0.0f32; 2];
+        for (axis, o) in out.iter_mut().enumerate() {
+            *o = z_t
+                .iter()
+                .zip(&self.pca_mean)
+                .zip(&self.pca_basis[axis * dim..(axis + 1) * dim])
+                .map(|((z, m), b)| (z - m) * b)
+                .sum();
+        }
+        out
+    }
+}
+
+/// One weight tensor, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightTensor {
+    /// Dimensions, outermost first.
+    pub shape: Vec<usize>,
+    /// The values (`shape` product of them).
+    pub data: Vec<f32>,
+}
+
+/// A checked model file.
+#[derive(Debug, Clone)]
+pub struct ModelFile {
+    /// The model's configuration.
+    pub config: ModelConfig,
+    /// Every weight of [`ModelConfig::weight_shapes`], by name, with exactly that shape; all
+    /// values finite.
+    pub weights: BTreeMap<String, WeightTensor>,
+    /// The timbre map.
+    pub map: TimbreMap,
+    /// The `training` metadata (`Null` when absent or not JSON).
+    pub training: serde_json::Value,
+    /// Identity of the file's contents: 16 hex digits of a 64-bit FNV-1a hash of its bytes.
+    /// Timbre latents computed with one model are only used with the same model.
+    pub id: String,
+}
+
+impl ModelFile {
+    /// The weight called `name`'s values (present in every checked file for every name of
+    /// [`ModelConfig::weight_shapes`]).
+    pub fn weight(&self, name: &str) -> Option<&[f32]> {
+        self.weights.get(name).map(|t| t.data.as_slice())
+    }
+}
+
+/// Why a model file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelFileError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Larger than [`MAX_FILE_BYTES`].
+    #[error("{bytes} bytes is larger than the {MAX_FILE_BYTES}-byte limit for a model file")]
+    TooLarge {
+        /// Size of the file.
+        bytes: u64,
+    },
+    /// Not a safetensors file, or a damaged (e.g. truncated) one.
+    #[error("not a valid safetensors file: {0}")]
+    Safetensors(String),
+    /// A safetensors file without Timbreswap's metadata.
+    #[error("not a Timbreswap model: metadata key `{0}` is missing")]
+    MissingMetadata(&'static str),
+    /// Another format name.
+    #[error("not a Timbreswap three-factor model (format `{0}`)")]
+    WrongFormat(String),
+    /// A version this build does not read.
+    #[error("model format version {found}; this build reads version {FORMAT_VERSION}")]
+    Version {
+        /// The file's version string.
+        found: String,
+    },
+    /// The config is not valid JSON or not a usable config.
+    #[error("model config: {0}")]
+    Config(String),
+    /// Weights are missing, unexpected, of the wrong shape or type, or not finite.
+    #[error("model weights: {0}")]
+    Weights(String),
+    /// The timbre map is malformed.
+    #[error("timbre map: {0}")]
+    Map(String),
+}
+
+/// Reads and checks the model file at `path`.
+pub fn load(path: &Path) -> Result<ModelFile, ModelFileError> {
+    let io = |source| ModelFileError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let bytes = std::fs::metadata(path).map_err(io)?.len();
+    if bytes > MAX_FILE_BYTES {
+        return Err(ModelFileError::TooLarge { bytes });
+    }
+    let data = std::fs::read(path).map_err(io)?;
+    parse(&data)
+}
+
+/// Checks a model file held in memory.
+pub fn parse(data: &[u8]) -> Result<ModelFile, ModelFileError> {
+    if data.len() as u64 > MAX_FILE_BYTES {
+        return Err(ModelFileError::TooLarge {
+            bytes: data.len() as u64,
+        });
+    }
+    // Everything below is checked; a panic in a library is still reported as a damaged file
+    // rather than taking the host down.
+    match std::panic::catch_unwind(|| parse_checked(data)) {
+        Ok(r) => r,
+        Err(_) => Err(ModelFileError::Safetensors(
+            "the file could not be parsed".into(),
+        )),
+    }
+}
+
+/// 64-bit FNV-1a of `data`, as 16 hex digits.
+pub fn content_id(data: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn parse_checked(data: &[u8]) -> Result<ModelFile, ModelFileError> {
+    let (_, header) = safetensors::SafeTensors::read_metadata(data)
+        .map_err(|e| ModelFileError::Safetensors(e.to_string()))?;
+    let meta = header
+        .metadata()
+        .clone()
+        .ok_or(ModelFileError::MissingMetadata("format"))?;
+    let get = |key: &'static str| meta.get(key).ok_or(ModelFileError::MissingMetadata(key));
+    let format = get("format")?;
+    if format != FORMAT_NAME {
+        return Err(ModelFileError::WrongFormat(format.clone()));
+    }
+    let version = get("format_version")?;
+    if version.trim() != FORMAT_VERSION.to_string() {
+        return Err(ModelFileError::Version {
+            found: version.clone(),
+        });
+    }
+    let config: ModelConfig =
+        serde_json::from_str(get("config")?).map_err(|e| ModelFileError::Config(e.to_string()))?;
+    config
+        .validate()
+        .map_err(|e| ModelFileError::Config(e.to_string()))?;
+    let instruments: Vec<MapInstrument> = serde_json::from_str(get("instruments")?)
+        .map_err(|e| ModelFileError::Map(format!("instrument list: {e}")))?;
+    let training: serde_json::Value = meta
+        .get("training")
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(serde_json::Value::Null);
+
+    let file = safetensors::SafeTensors::deserialize(data)
+        .map_err(|e| ModelFileError::Safetensors(e.to_string()))?;
+    let mut tensors: BTreeMap<String, WeightTensor> = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(ModelFileError::Weights(format!(
+                "{name} is {:?}, expected F32",
+                view.dtype()
+            )));
+        }
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        if values.len() != view.shape().iter().product::<usize>() {
+            return Err(ModelFileError::Safetensors(format!(
+                "{name}: data does not match its shape"
+            )));
+        }
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(ModelFileError::Weights(format!(
+                "{name} has NaN or Inf values"
+            )));
+        }
+        tensors.insert(
+            name,
+            WeightTensor {
+                shape: view.shape().to_vec(),
+                data: values,
+            },
+        );
+    }
+
+    let expected = config.weight_shapes();
+    let missing: Vec<&String> = expected
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| !tensors.contains_key(*n))
+        .collect();
+    if let Some(first) = missing.first() {
+        return Err(ModelFileError::Weights(format!(
+            "{} tensors the config needs are missing (first: {first})",
+            missing.len()
+        )));
+    }
+    let unexpected: Vec<&String> = tensors
+        .keys()
+        .filter(|n| !n.starts_with("map.") && !expected.iter().any(|(e, _)| e == *n))
+        .collect();
+    if let Some(first) = unexpected.first() {
+        return Err(ModelFileError::Weights(format!(
+            "{} tensors do not belong to a model of this config (first: {first})",
+            unexpected.len()
+        )));
+    }
+    for (name, shape) in &expected {
+        let found = &tensors[name].shape;
+        if found != shape {
+            return Err(ModelFileError::Weights(format!(
+                "{name} has shape {found:?}, the config needs {shape:?}"
+            )));
+        }
+    }
+    if let Some(s) = tensors.get("features.scale") {
+        if s.data.iter().any(|v| *v <= 0.0) {
+            return Err(ModelFileError::Weights(format!(
+                "features.scale must be positive, got {:?}",
+                s.data
+            )));
+        }
+    }
+
+    let z = config.z_t;
+    let mut map_vec = |name: &str, shape: &[usize]| -> Result<Vec<f32>, ModelFileError> {
+        let t = tensors
+            .remove(name)
+            .ok_or_else(|| ModelFileError::Map(format!("tensor {name} is missing")))?;
+        if t.shape != shape {
+            return Err(ModelFileError::Map(format!(
+                "{name} has shape {:?}, expected {shape:?}",
+                t.shape
+            )));
+        }
+        Ok(t.data)
+    };
+    let map = TimbreMap {
+        z_t: map_vec("map.z_t", &[instruments.len(), z])?,
+        pca_mean: map_vec("map.pca_mean", &[z])?,
+        pca_basis: map_vec("map.pca_basis", &[2, z])?,
+        instruments,
+    };
+    if let Some(extra) = tensors.keys().find(|n| n.starts_with("map.")) {
+        return Err(ModelFileError::Map(format!("unknown map tensor {extra}")));
+    }
+    Ok(ModelFile {
+        config,
+        weights: tensors,
+        map,
+        training,
+        id: content_id(data),
+    })
+}

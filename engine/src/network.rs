@@ -1,0 +1,529 @@
+//! The three-factor network without candle: the same arithmetic as the training crate's
+//! `ThreeFactor`, run one frame at a time with the SIMD [`Kernels`] and preallocated state.
+//!
+//! - [`Network`] holds the weights (immutable after [`Network::new`]; share it with `Arc`).
+//! - [`NetworkState`] holds one stream's causal histories and scratch buffers; [`Network::step`]
+//!   advances it by one frame without allocating (realtime-safe).
+//! - [`Network::clip_timbre`] runs the timbre encoder over a whole clip (allocates; call it off
+//!   the audio thread).
+//!
+//! A stack is `output(blocks(leaky(input(x))))`; a residual causal block is
+//! `h[t] += leaky(W [h[t], h[t-d], ..., h[t-(k-1)d]] + b)`, its past inputs kept in a ring
+//! (zeros before the first frame, as the training's zero padding).
+
+use crate::config::StftConfig;
+use crate::features::{pooling_weights, FeatureExtractor};
+use crate::kernels::Kernels;
+use crate::model_config::{ModelConfig, StackShape, LEAKY_SLOPE, POOLING_RANGE_DB};
+use crate::model_file::{ModelFile, ModelFileError, TimbreMap};
+
+/// Frames analysed per batch by [`Network::clip_timbre`] (bounds its memory on long clips).
+const CLIP_CHUNK_FRAMES: usize = 1024;
+
+/// A linear layer `y = W x + b`, `W` row-major `[rows, cols]`.
+#[derive(Debug, Clone)]
+struct Linear {
+    w: Box<[f32]>,
+    b: Box<[f32]>,
+    rows: usize,
+    cols: usize,
+}
+
+impl Linear {
+    fn from_file(file: &ModelFile, prefix: &str) -> Result<Self, ModelFileError> {
+        let get = |name: String| {
+            file.weights
+                .get(&name)
+                .ok_or_else(|| ModelFileError::Weights(format!("{name} is missing")))
+        };
+        let w = get(format!("{prefix}.weight"))?;
+        let b = get(format!("{prefix}.bias"))?;
+        let (rows, cols) = match w.shape[..] {
+            [r, c] if b.shape == [r] => (r, c),
+            _ => {
+                return Err(ModelFileError::Weights(format!(
+                    "{prefix}: weight {:?} and bias {:?} do not form a linear layer",
+                    w.shape, b.shape
+                )))
+            }
+        };
+        Ok(Self {
+            w: w.data.clone().into_boxed_slice(),
+            b: b.data.clone().into_boxed_slice(),
+            rows,
+            cols,
+        })
+    }
+
+    #[inline]
+    fn apply(&self, k: &Kernels, x: &[f32], y: &mut [f32]) {
+        k.matvec_bias(&self.w, &self.b, &x[..self.cols], &mut y[..self.rows]);
+    }
+}
+
+/// A residual causal convolution.
+#[derive(Debug, Clone)]
+struct Block {
+    conv: Linear,
+    kernel: usize,
+    dilation: usize,
+}
+
+impl Block {
+    /// Frames of past input the block keeps.
+    fn history(&self) -> usize {
+        (self.kernel - 1) * self.dilation
+    }
+}
+
+/// Input projection, residual causal blocks, output projection.
+#[derive(Debug, Clone)]
+struct Stack {
+    input: Linear,
+    blocks: Vec<Block>,
+    output: Linear,
+    hidden: usize,
+}
+
+impl Stack {
+    fn from_file(
+        file: &ModelFile,
+        prefix: &str,
+        shape: &StackShape,
+    ) -> Result<Self, ModelFileError> {
+        let blocks = shape
+            .dilations
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| {
+                Ok(Block {
+                    conv: Linear::from_file(file, &format!("{prefix}.blocks.{i}.conv"))?,
+                    kernel: shape.kernel,
+                    dilation: d,
+                })
+            })
+            .collect::<Result<Vec<_>, ModelFileError>>()?;
+        Ok(Self {
+            input: Linear::from_file(file, &format!("{prefix}.input"))?,
+            blocks,
+            output: Linear::from_file(file, &format!("{prefix}.output"))?,
+            hidden: shape.hidden,
+        })
+    }
+
+    fn state(&self) -> StackState {
+        StackState {
+            rings: self
+                .blocks
+                .iter()
+                .map(|b| vec![0.0; b.history() * self.hidden].into_boxed_slice())
+                .collect(),
+            frame: 0,
+            h: vec![0.0; self.hidden].into_boxed_slice(),
+            taps: vec![0.0; self.blocks.iter().map(|b| b.kernel).max().unwrap_or(1) * self.hidden]
+                .into_boxed_slice(),
+            conv: vec![0.0; self.hidden].into_boxed_slice(),
+        }
+    }
+
+    /// One frame `x` (`input.cols` values) to `out` (`output.rows` values). Realtime-safe.
+    fn step(&self, k: &Kernels, st: &mut StackState, x: &[f32], out: &mut [f32]) {
+        let hid = self.hidden;
+        self.input.apply(k, x, &mut st.h);
+        k.leaky_relu(&mut st.h, LEAKY_SLOPE);
+        for (block, ring) in self.blocks.iter().zip(st.rings.iter_mut()) {
+            let hist = block.history();
+            let taps = &mut st.taps[..block.kernel * hid];
+            taps[..hid].copy_from_slice(&st.h);
+            for j in 1..block.kernel {
+                let back = j * block.dilation;
+                // Slot of frame `frame - back` (`back <= hist`); never-written slots are the
+                // zeros before the first frame.
+                let slot = ((st.frame + (hist - back) as u64) % hist as u64) as usize;
+                taps[j * hid..(j + 1) * hid].copy_from_slice(&ring[slot * hid..(slot + 1) * hid]);
+            }
+            if hist > 0 {
+                let slot = (st.frame % hist as u64) as usize;
+                ring[slot * hid..(slot + 1) * hid].copy_from_slice(&taps[..hid]);
+            }
+            block.conv.apply(k, taps, &mut st.conv);
+            k.add_leaky_relu(&mut st.h, &st.conv, LEAKY_SLOPE);
+        }
+        self.output.apply(k, &st.h, out);
+        st.frame += 1;
+    }
+
+    /// `frames` frames at once through a stack whose blocks have no history (the timbre
+    /// encoder's per-frame stack): `x` row-major `frames x input`, `out` `frames x output`.
+    /// Allocates scratch.
+    fn forward_frames(&self, k: &Kernels, x: &[f32], frames: usize, out: &mut [f32]) {
+        let hid = self.hidden;
+        let mut h = vec![0.0f32; frames * hid];
+        let mut conv = vec![0.0f32; frames * hid];
+        k.matmul_bias(&self.input.w, &self.input.b, x, frames, &mut h);
+        k.leaky_relu(&mut h, LEAKY_SLOPE);
+        for block in &self.blocks {
+            k.matmul_bias(&block.conv.w, &block.conv.b, &h, frames, &mut conv);
+            k.add_leaky_relu(&mut h, &conv, LEAKY_SLOPE);
+        }
+        k.matmul_bias(&self.output.w, &self.output.b, &h, frames, out);
+    }
+}
+
+/// Streaming state of one causal stack: each block's past inputs and scratch.
+#[derive(Debug, Clone)]
+struct StackState {
+    /// Per block: a ring of its last `history` inputs, `history x hidden` values.
+    rings: Vec<Box<[f32]>>,
+    /// Frames stepped since the state was made or reset.
+    frame: u64,
+    h: Box<[f32]>,
+    taps: Box<[f32]>,
+    conv: Box<[f32]>,
+}
+
+impl StackState {
+    fn reset(&mut self) {
+        for r in &mut self.rings {
+            r.fill(0.0);
+        }
+        self.frame = 0;
+    }
+}
+
+/// One stream's state: causal histories of the variation, pitch and decoder stacks and the
+/// per-frame buffers. Made by [`Network::state`]; sized for its network.
+#[derive(Debug, Clone)]
+pub struct NetworkState {
+    variation: Option<StackState>,
+    pitch: StackState,
+    decoder: StackState,
+    timbre: StackState,
+    /// `[envelope input, z_t]`.
+    variation_input: Box<[f32]>,
+    /// Mean and log-variance of `z_v`.
+    variation_stats: Box<[f32]>,
+    /// Mean and log-variance of `z_p`.
+    pitch_stats: Box<[f32]>,
+    /// `[z_t, z_v, z_p]`.
+    decoder_input: Box<[f32]>,
+    /// Mean and log-variance of `z_t` (timbre head output).
+    timbre_stats: Box<[f32]>,
+}
+
+impl NetworkState {
+    /// Clears every history (as a fresh state: silence before the next frame). Realtime-safe.
+    pub fn reset(&mut self) {
+        if let Some(v) = &mut self.variation {
+            v.reset();
+        }
+        self.pitch.reset();
+        self.decoder.reset();
+    }
+
+    /// Posterior mean of `z_v` of the last step (empty for a two-factor model).
+    pub fn z_v(&self) -> &[f32] {
+        &self.variation_stats[..self.variation_stats.len() / 2]
+    }
+
+    /// Posterior mean of `z_p` of the last step.
+    pub fn z_p(&self) -> &[f32] {
+        &self.pitch_stats[..self.pitch_stats.len() / 2]
+    }
+}
+
+/// The per-frame inputs of one [`Network::step`].
+#[derive(Debug, Clone, Copy)]
+pub struct StepInput<'a> {
+    /// Normalised envelope (or log-magnitude without the cepstral split), `bins` values: the
+    /// variation encoder's input.
+    pub envelope: &'a [f32],
+    /// Normalised fine structure (or log-magnitude), `bins` values: the pitch encoder's input.
+    pub fine: &'a [f32],
+    /// The timbre that conditions the variation encoder (the input's own), `z_t` values.
+    pub z_t_encode: &'a [f32],
+    /// The timbre decoded with (the reference's), `z_t` values.
+    pub z_t_decode: &'a [f32],
+    /// Scale of `z_v` around its prior mean 0: 0 = flat, 1 = as played, 2 = exaggerated.
+    pub variation: f32,
+}
+
+/// The three-factor network, ready to stream. Immutable; share it between threads with `Arc`.
+#[derive(Debug, Clone)]
+pub struct Network {
+    config: ModelConfig,
+    kernels: Kernels,
+    id: String,
+    name: String,
+    log_mag_mean: Box<[f32]>,
+    envelope_mean: Box<[f32]>,
+    fine_mean: Box<[f32]>,
+    /// Global scales of log-magnitude, envelope and fine structure (natural-log units per
+    /// normalised unit).
+    scale: [f32; 3],
+    timbre_frames: Stack,
+    timbre_head: Linear,
+    variation: Option<Stack>,
+    pitch: Stack,
+    decoder: Stack,
+    map: TimbreMap,
+}
+
+impl Network {
+    /// Builds the network of a checked model file, with `kernels` (usually
+    /// [`Kernels::best`]); `name` is what the user sees. Allocates; not realtime-safe.
+    pub fn new(file: &ModelFile, name: &str, kernels: Kernels) -> Result<Self, ModelFileError> {
+        let cfg = &file.config;
+        let vector = |n: &str| -> Result<Box<[f32]>, ModelFileError> {
+            file.weight(n)
+                .map(|v| v.to_vec().into_boxed_slice())
+                .ok_or_else(|| ModelFileError::Weights(format!("{n} is missing")))
+        };
+        let s = vector("features.scale")?;
+        let layers = cfg.layers();
+        let stack = |prefix: &str| -> Result<Option<Stack>, ModelFileError> {
+            layers
+                .iter()
+                .find(|(n, _)| n == prefix)
+                .map(|(n, shape)| Stack::from_file(file, n, shape))
+                .transpose()
+        };
+        let required = |prefix: &str| {
+            stack(prefix)?.ok_or_else(|| ModelFileError::Config(format!("no {prefix} stack")))
+        };
+        Ok(Self {
+            config: cfg.clone(),
+            kernels,
+            id: file.id.clone(),
+            name: name.to_string(),
+            log_mag_mean: vector("features.log_mag_mean")?,
+            envelope_mean: vector("features.envelope_mean")?,
+            fine_mean: vector("features.fine_mean")?,
+            scale: [s[0], s[1], s[2]],
+            timbre_frames: required("timbre.frames")?,
+            timbre_head: Linear::from_file(file, "timbre.head")?,
+            variation: stack("variation")?,
+            pitch: required("pitch")?,
+            decoder: required("decoder")?,
+            map: file.map.clone(),
+        })
+    }
+
+    /// The model's config.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The analysis settings the model was trained with.
+    pub fn stft(&self) -> StftConfig {
+        self.config.stft()
+    }
+
+    /// Identity of the model file's contents (see [`ModelFile::id`]).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The name the user knows the model by (file name, or "default").
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The kernels the network runs with.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    /// The timbre map of the training instruments.
+    pub fn map(&self) -> &TimbreMap {
+        &self.map
+    }
+
+    /// A fresh streaming state. Allocates; not realtime-safe.
+    pub fn state(&self) -> NetworkState {
+        let c = &self.config;
+        let bins = c.bins();
+        NetworkState {
+            variation: self.variation.as_ref().map(Stack::state),
+            pitch: self.pitch.state(),
+            decoder: self.decoder.state(),
+            timbre: self.timbre_frames.state(),
+            variation_input: vec![0.0; bins + c.z_t].into_boxed_slice(),
+            variation_stats: vec![0.0; 2 * c.z_v_dims()].into_boxed_slice(),
+            pitch_stats: vec![0.0; 2 * c.z_p].into_boxed_slice(),
+            decoder_input: vec![0.0; c.z_t + c.z_v_dims() + c.z_p].into_boxed_slice(),
+            timbre_stats: vec![0.0; 2 * c.z_t].into_boxed_slice(),
+        }
+    }
+
+    /// Normalises one frame's natural-log features in place into the encoders' inputs:
+    /// `envelope` becomes the variation/timbre input and `fine` the pitch input (both the
+    /// normalised log-magnitude when the model has no cepstral split). Realtime-safe.
+    pub fn normalise(&self, log_mag: &[f32], envelope: &mut [f32], fine: &mut [f32]) {
+        if self.config.cepstrum {
+            let (se, sf) = (1.0 / self.scale[1], 1.0 / self.scale[2]);
+            for (e, m) in envelope.iter_mut().zip(self.envelope_mean.iter()) {
+                *e = (*e - m) * se;
+            }
+            for (f, m) in fine.iter_mut().zip(self.fine_mean.iter()) {
+                *f = (*f - m) * sf;
+            }
+        } else {
+            let s = 1.0 / self.scale[0];
+            for ((e, f), (l, m)) in envelope
+                .iter_mut()
+                .zip(fine.iter_mut())
+                .zip(log_mag.iter().zip(self.log_mag_mean.iter()))
+            {
+                *e = (l - m) * s;
+                *f = *e;
+            }
+        }
+    }
+
+    /// Mean of the pitch encoder's raw input (fine structure, or log-magnitude without the
+    /// split) per bin: what [`Network::normalise`] maps to 0.
+    pub fn pitch_input_mean(&self) -> &[f32] {
+        if self.config.cepstrum {
+            &self.fine_mean
+        } else {
+            &self.log_mag_mean
+        }
+    }
+
+    /// The pitch encoder's input from its raw natural-log feature (fine structure, or
+    /// log-magnitude without the cepstral split), `bins` values. Realtime-safe.
+    pub fn normalise_pitch(&self, raw: &[f32], out: &mut [f32]) {
+        let s = 1.0
+            / if self.config.cepstrum {
+                self.scale[2]
+            } else {
+                self.scale[0]
+            };
+        for ((o, r), m) in out.iter_mut().zip(raw).zip(self.pitch_input_mean()) {
+            *o = (r - m) * s;
+        }
+    }
+
+    /// Natural-log magnitude from the decoder's normalised output, in place. Realtime-safe.
+    pub fn denormalise(&self, y: &mut [f32]) {
+        for (v, m) in y.iter_mut().zip(self.log_mag_mean.iter()) {
+            *v = *v * self.scale[0] + m;
+        }
+    }
+
+    /// One frame: variation and pitch encoders (posterior means), then the decoder. Writes the
+    /// normalised log-magnitude (`bins` values) into `out`. Realtime-safe: no allocation.
+    pub fn step(&self, st: &mut NetworkState, input: &StepInput, out: &mut [f32]) {
+        let k = &self.kernels;
+        let c = &self.config;
+        let bins = c.bins();
+        let zv = c.z_v_dims();
+        if let (Some(stack), Some(vs)) = (&self.variation, st.variation.as_mut()) {
+            st.variation_input[..bins].copy_from_slice(&input.envelope[..bins]);
+            st.variation_input[bins..].copy_from_slice(&input.z_t_encode[..c.z_t]);
+            stack.step(k, vs, &st.variation_input, &mut st.variation_stats);
+        }
+        self.pitch
+            .step(k, &mut st.pitch, &input.fine[..bins], &mut st.pitch_stats);
+        let variation = if input.variation.is_finite() {
+            input.variation
+        } else {
+            1.0
+        };
+        let d = &mut st.decoder_input;
+        d[..c.z_t].copy_from_slice(&input.z_t_decode[..c.z_t]);
+        for (o, v) in d[c.z_t..c.z_t + zv]
+            .iter_mut()
+            .zip(&st.variation_stats[..zv])
+        {
+            *o = v * variation;
+        }
+        d[c.z_t + zv..].copy_from_slice(&st.pitch_stats[..c.z_p]);
+        self.decoder
+            .step(k, &mut st.decoder, &st.decoder_input, out);
+    }
+
+    /// The timbre encoder's per-frame hidden vector of one normalised envelope frame (`bins`
+    /// values) into `hidden` (`hidden` values). Realtime-safe.
+    pub fn timbre_frame(&self, st: &mut NetworkState, envelope: &[f32], hidden: &mut [f32]) {
+        self.timbre_frames
+            .step(&self.kernels, &mut st.timbre, envelope, hidden);
+    }
+
+    /// Posterior mean of `z_t` from pooled timbre hidden vectors into `z_t`. Realtime-safe.
+    pub fn timbre_head(&self, st: &mut NetworkState, pooled: &[f32], z_t: &mut [f32]) {
+        self.timbre_head
+            .apply(&self.kernels, pooled, &mut st.timbre_stats);
+        let n = self.config.z_t;
+        z_t[..n].copy_from_slice(&st.timbre_stats[..n]);
+    }
+
+    /// An average spectral envelope for a timbre latent (natural-log magnitude per bin, the
+    /// engine's cepstral envelope): the decoder's steady output with neutral (zero) variation
+    /// and pitch latents. Lets a latent-only timbre (a training-instrument preset) drive the
+    /// classic mode too. Allocates; call it off the audio thread.
+    pub fn envelope_of(&self, z_t: &[f32]) -> Vec<f32> {
+        let c = &self.config;
+        let bins = c.bins();
+        let mut st = self.state();
+        let mut input = vec![0.0f32; c.z_t + c.z_v_dims() + c.z_p];
+        for (i, z) in input.iter_mut().zip(z_t) {
+            *i = *z;
+        }
+        let mut y = vec![0.0f32; bins];
+        // Past the receptive field the output no longer changes.
+        for _ in 0..=c.look_back() {
+            self.decoder
+                .step(&self.kernels, &mut st.decoder, &input, &mut y);
+        }
+        self.denormalise(&mut y);
+        let mut envelope = vec![0.0f32; bins];
+        crate::cepstrum::Cepstrum::new(&c.stft()).envelope(&y, &mut envelope);
+        envelope
+    }
+
+    /// Posterior-mean `z_t` of a whole clip (mono, at the model rate): the training's
+    /// pooling, frames within [`POOLING_RANGE_DB`] of the loudest weighted equally. Works
+    /// through the clip in chunks, so memory stays small for long clips. Allocates; call it
+    /// off the audio thread.
+    pub fn clip_timbre(&self, audio: &[f32]) -> Vec<f32> {
+        let c = &self.config;
+        let (bins, hid) = (c.bins(), c.hidden);
+        let mut ex = FeatureExtractor::new(&c.stft(), c.mag_floor);
+        let frames = audio.len() / c.hop + 1;
+        let weights = pooling_weights(&ex.frame_db(audio, 0, frames), POOLING_RANGE_DB);
+        let mut pooled = vec![0.0f64; hid];
+        let mut hidden = vec![0.0f32; CLIP_CHUNK_FRAMES * hid];
+        let mut start = 0;
+        while start < frames {
+            let n = CLIP_CHUNK_FRAMES.min(frames - start);
+            let mut f = ex.frames(audio, start * c.hop, n);
+            for t in 0..n {
+                let rows = t * bins..(t + 1) * bins;
+                let (env, fine) = (&mut f.envelope[rows.clone()], &mut f.fine[rows.clone()]);
+                self.normalise(&f.log_mag[rows], env, fine);
+            }
+            self.timbre_frames.forward_frames(
+                &self.kernels,
+                &f.envelope,
+                n,
+                &mut hidden[..n * hid],
+            );
+            for t in 0..n {
+                let w = weights[start + t] as f64;
+                if w > 0.0 {
+                    for (p, h) in pooled.iter_mut().zip(&hidden[t * hid..(t + 1) * hid]) {
+                        *p += w * *h as f64;
+                    }
+                }
+            }
+            start += n;
+        }
+        let pooled: Vec<f32> = pooled.iter().map(|v| *v as f32).collect();
+        let mut stats = vec![0.0f32; 2 * c.z_t];
+        self.timbre_head.apply(&self.kernels, &pooled, &mut stats);
+        stats.truncate(c.z_t);
+        stats
+    }
+}

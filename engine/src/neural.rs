@@ -1,0 +1,375 @@
+//! The neural frame processor: the three-factor model's timbre swap, one STFT frame at a time.
+//!
+//! For each input frame `X[f]` (the engine's STFT) it computes the model's features
+//! (`ln(|X| + mag_floor)`, cepstral envelope and fine structure), optionally transposes the fine
+//! structure fed to the pitch encoder, runs the variation and pitch encoders and the decoder
+//! with the reference timbre, and gives the decoded magnitude a phase: the input frame's, or
+//! RTPGHI's reconstruction without look-ahead (so the neural path adds no latency).
+//!
+//! The variation encoder is conditioned on the input's own timbre, which streaming cannot pool
+//! over the whole clip as training does: a [`TimbreTracker`] pools the timbre encoder's
+//! per-frame features over the recent active frames instead (an exponentially weighted mean).
+//!
+//! Built off the audio thread ([`NeuralProcessor::new`] allocates); everything else is
+//! realtime-safe.
+
+use std::sync::Arc;
+
+use realfft::num_complex::Complex32;
+
+use crate::cepstrum::Cepstrum;
+use crate::model_config::POOLING_RANGE_DB;
+use crate::network::{Network, NetworkState, StepInput};
+use crate::phase::Rtpghi;
+use crate::processor::FrameParams;
+
+/// Time constant of the input-timbre tracker's pooling, in seconds.
+pub const TRACKER_SECONDS: f32 = 2.0;
+
+/// Largest transposition, in semitones (either way).
+pub const MAX_TRANSPOSE: f32 = 12.0;
+
+/// How the output's phase is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PhaseMode {
+    /// The input frame's phase with the decoded magnitude (no transposition of the partials'
+    /// phases: best without Transpose).
+    Input,
+    /// Real-time phase gradient heap integration from the decoded magnitudes.
+    #[default]
+    Reconstruct,
+}
+
+/// Streaming estimate of the input's timbre latent: the timbre encoder's per-frame features
+/// pooled over recent frames within [`POOLING_RANGE_DB`] of the (slowly decaying) loudest one,
+/// weighted by `exp(-age / TRACKER_SECONDS)`.
+#[derive(Debug, Clone)]
+pub struct TimbreTracker {
+    /// Weighted sum of the active frames' features.
+    sum: Box<[f32]>,
+    /// Sum of the weights.
+    weight: f32,
+    /// Running loudest frame, dB, decaying by `decay_db` per frame.
+    peak_db: f32,
+    /// Per-frame forgetting factor.
+    forget: f32,
+    /// Peak decay per frame, dB.
+    decay_db: f32,
+    /// Current frame's features.
+    hidden: Box<[f32]>,
+    /// Pooled features.
+    pooled: Box<[f32]>,
+}
+
+impl TimbreTracker {
+    /// A tracker for `hidden` features at `frames_per_second`. Allocates.
+    pub fn new(hidden: usize, frames_per_second: f32) -> Self {
+        let per_frame = 1.0 / (TRACKER_SECONDS * frames_per_second);
+        Self {
+            sum: vec![0.0; hidden].into_boxed_slice(),
+            weight: 0.0,
+            peak_db: f32::NEG_INFINITY,
+            forget: (-per_frame).exp(),
+            decay_db: POOLING_RANGE_DB * per_frame,
+            hidden: vec![0.0; hidden].into_boxed_slice(),
+            pooled: vec![0.0; hidden].into_boxed_slice(),
+        }
+    }
+
+    /// Forgets everything. Realtime-safe.
+    pub fn reset(&mut self) {
+        self.sum.fill(0.0);
+        self.weight = 0.0;
+        self.peak_db = f32::NEG_INFINITY;
+    }
+
+    /// Adds one frame (normalised envelope, energy in dB) and writes the input's current
+    /// `z_t` estimate. Realtime-safe.
+    fn update(
+        &mut self,
+        net: &Network,
+        st: &mut NetworkState,
+        envelope: &[f32],
+        frame_db: f32,
+        z_t: &mut [f32],
+    ) {
+        net.timbre_frame(st, envelope, &mut self.hidden);
+        self.peak_db = frame_db.max(self.peak_db - self.decay_db);
+        for s in self.sum.iter_mut() {
+            *s *= self.forget;
+        }
+        self.weight *= self.forget;
+        if frame_db >= self.peak_db - POOLING_RANGE_DB {
+            for (s, h) in self.sum.iter_mut().zip(self.hidden.iter()) {
+                *s += h;
+            }
+            self.weight += 1.0;
+        }
+        if self.weight > 1e-6 {
+            let inv = 1.0 / self.weight;
+            for (p, s) in self.pooled.iter_mut().zip(self.sum.iter()) {
+                *p = s * inv;
+            }
+        } else {
+            self.pooled.copy_from_slice(&self.hidden);
+        }
+        net.timbre_head(st, &self.pooled, z_t);
+    }
+}
+
+/// The neural processor of one engine: a network, its streaming state and the two reference
+/// timbres. Built on the control side and handed to the engine whole.
+pub struct NeuralProcessor {
+    net: Arc<Network>,
+    state: NetworkState,
+    cepstrum: Cepstrum,
+    rtpghi: Rtpghi,
+    tracker: TimbreTracker,
+    /// `z_t` of slot A and B (`None`: empty).
+    timbre_a: Option<Box<[f32]>>,
+    timbre_b: Option<Box<[f32]>>,
+    /// Input features of the current frame: `ln(|X| + mag_floor)`, envelope, fine structure.
+    log_mag: Box<[f32]>,
+    envelope: Box<[f32]>,
+    fine: Box<[f32]>,
+    /// Transposed pitch-encoder feature, then its normalised form.
+    pitch_raw: Box<[f32]>,
+    pitch_in: Box<[f32]>,
+    /// The input's own and the target timbre.
+    z_own: Box<[f32]>,
+    z_target: Box<[f32]>,
+    /// Decoded log-magnitude of the current frame.
+    decoded: Box<[f32]>,
+}
+
+impl NeuralProcessor {
+    /// A processor for `net` with the slots' timbre latents (`z_t` values each; wrong-length
+    /// ones are dropped). Allocates; not realtime-safe.
+    pub fn new(
+        net: Arc<Network>,
+        timbre_a: Option<Box<[f32]>>,
+        timbre_b: Option<Box<[f32]>>,
+    ) -> Self {
+        let cfg = net.config().clone();
+        let bins = cfg.bins();
+        let stft = cfg.stft();
+        let z = cfg.z_t;
+        let frames_per_second = cfg.sample_rate as f32 / cfg.hop as f32;
+        let fits = |t: Option<Box<[f32]>>| t.filter(|t| t.len() == z);
+        Self {
+            state: net.state(),
+            cepstrum: Cepstrum::new(&stft),
+            rtpghi: Rtpghi::new(&stft, cfg.mag_floor, 0, 0x7469_6d62),
+            tracker: TimbreTracker::new(cfg.hidden, frames_per_second),
+            timbre_a: fits(timbre_a),
+            timbre_b: fits(timbre_b),
+            log_mag: vec![0.0; bins].into_boxed_slice(),
+            envelope: vec![0.0; bins].into_boxed_slice(),
+            fine: vec![0.0; bins].into_boxed_slice(),
+            pitch_raw: vec![0.0; bins].into_boxed_slice(),
+            pitch_in: vec![0.0; bins].into_boxed_slice(),
+            z_own: vec![0.0; z].into_boxed_slice(),
+            z_target: vec![0.0; z].into_boxed_slice(),
+            decoded: vec![0.0; bins].into_boxed_slice(),
+            net,
+        }
+    }
+
+    /// The network.
+    pub fn network(&self) -> &Arc<Network> {
+        &self.net
+    }
+
+    /// Whether a slot holds a timbre (otherwise the neural path has nothing to decode with).
+    pub fn has_timbre(&self) -> bool {
+        self.timbre_a.is_some() || self.timbre_b.is_some()
+    }
+
+    /// Replaces the latent of one slot (wrong-length ones empty it); returns the old one for
+    /// the caller to free off the audio thread. Realtime-safe.
+    pub fn set_timbre(&mut self, slot: crate::Slot, z_t: Option<Box<[f32]>>) -> Option<Box<[f32]>> {
+        let z = self.z_target.len();
+        let z_t = z_t.filter(|t| t.len() == z);
+        match slot {
+            crate::Slot::A => std::mem::replace(&mut self.timbre_a, z_t),
+            crate::Slot::B => std::mem::replace(&mut self.timbre_b, z_t),
+        }
+    }
+
+    /// Forgets the stream (histories, tracker, phase). Realtime-safe.
+    pub fn reset(&mut self) {
+        self.state.reset();
+        self.tracker.reset();
+        self.rtpghi.reset();
+    }
+
+    /// Takes one input frame's spectrum `input` (the engine's STFT) and writes the output
+    /// spectrum into `out`. Returns false (and writes nothing) when no output frame is ready
+    /// (never, without look-ahead). Realtime-safe.
+    pub fn process(
+        &mut self,
+        input: &[Complex32],
+        params: &FrameParams,
+        out: &mut [Complex32],
+    ) -> bool {
+        let cfg = self.net.config();
+        let floor = cfg.mag_floor;
+        let mut energy = 0.0f32;
+        for (l, c) in self.log_mag.iter_mut().zip(input) {
+            energy += c.norm_sqr();
+            *l = (c.norm() + floor).ln();
+        }
+        let frame_db = 10.0 * (energy + 1e-30).log10();
+        self.cepstrum.envelope(&self.log_mag, &mut self.envelope);
+        for ((f, l), e) in self
+            .fine
+            .iter_mut()
+            .zip(self.log_mag.iter())
+            .zip(self.envelope.iter())
+        {
+            *f = l - e;
+        }
+        // The pitch encoder's feature, transposed along frequency (log-magnitude without the
+        // cepstral split), before normalisation, as the training's pitch shift sees it.
+        let raw: &[f32] = if cfg.cepstrum {
+            &self.fine
+        } else {
+            &self.log_mag
+        };
+        transpose(
+            raw,
+            self.net.pitch_input_mean(),
+            params.transpose,
+            &mut self.pitch_raw,
+        );
+        self.net
+            .normalise_pitch(&self.pitch_raw, &mut self.pitch_in);
+        self.net
+            .normalise(&self.log_mag, &mut self.envelope, &mut self.fine);
+
+        self.tracker.update(
+            &self.net,
+            &mut self.state,
+            &self.envelope,
+            frame_db,
+            &mut self.z_own,
+        );
+        let morph = if params.morph.is_finite() {
+            params.morph.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        match (&self.timbre_a, &self.timbre_b) {
+            (Some(a), Some(b)) => {
+                for ((t, a), b) in self.z_target.iter_mut().zip(a.iter()).zip(b.iter()) {
+                    *t = a + (b - a) * morph;
+                }
+            }
+            (Some(only), None) | (None, Some(only)) => self.z_target.copy_from_slice(only),
+            (None, None) => self.z_target.copy_from_slice(&self.z_own),
+        }
+        let variation = if params.variation.is_finite() {
+            params.variation.clamp(0.0, 2.0)
+        } else {
+            1.0
+        };
+        self.net.step(
+            &mut self.state,
+            &StepInput {
+                envelope: &self.envelope,
+                fine: &self.pitch_in,
+                z_t_encode: &self.z_own,
+                z_t_decode: &self.z_target,
+                variation,
+            },
+            &mut self.decoded,
+        );
+        self.net.denormalise(&mut self.decoded);
+        for d in self.decoded.iter_mut() {
+            if !d.is_finite() {
+                *d = floor.ln();
+            }
+        }
+        // RTPGHI runs on every frame, so its phase stays continuous when Phase changes.
+        let wrote = self.rtpghi.push(&self.decoded, out);
+        if wrote {
+            match params.phase {
+                PhaseMode::Reconstruct => {}
+                PhaseMode::Input => {
+                    for ((o, x), l) in out.iter_mut().zip(input).zip(self.decoded.iter()) {
+                        let mag = (l.exp() - floor).max(0.0);
+                        let norm = x.norm();
+                        *o = if norm > 1e-20 {
+                            *x * (mag / norm)
+                        } else {
+                            Complex32::new(mag, 0.0)
+                        };
+                    }
+                }
+            }
+        }
+        wrote
+    }
+}
+
+/// `out[k] = raw[k / r]` (linear interpolation along bins) with `r = 2^(semitones / 12)`,
+/// clamped to ±[`MAX_TRANSPOSE`]; bins whose source lies beyond the last bin take `neutral[k]`
+/// (the feature's mean, i.e. "nothing there"). Realtime-safe.
+pub fn transpose(raw: &[f32], neutral: &[f32], semitones: f32, out: &mut [f32]) {
+    let semitones = if semitones.is_finite() {
+        semitones.clamp(-MAX_TRANSPOSE, MAX_TRANSPOSE)
+    } else {
+        0.0
+    };
+    if semitones == 0.0 {
+        out.copy_from_slice(raw);
+        return;
+    }
+    let inv_ratio = (-semitones / 12.0).exp2();
+    let last = raw.len().saturating_sub(1);
+    for (k, (o, n)) in out.iter_mut().zip(neutral).enumerate() {
+        let pos = k as f32 * inv_ratio;
+        let i = pos as usize;
+        *o = if i >= last {
+            if i == last && pos == last as f32 {
+                raw[last]
+            } else {
+                *n
+            }
+        } else {
+            let t = pos - i as f32;
+            raw[i] * (1.0 - t) + raw[i + 1] * t
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_moves_a_peak_by_the_ratio() {
+        let bins = 257;
+        let mut raw = vec![0.0f32; bins];
+        raw[40] = 1.0;
+        let neutral = vec![-5.0f32; bins];
+        let mut out = vec![0.0f32; bins];
+        // An octave up: the peak at bin 40 lands on bin 80.
+        transpose(&raw, &neutral, 12.0, &mut out);
+        let peak = out
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0;
+        assert_eq!(peak, 80);
+        assert_eq!(out[80], 1.0);
+        // An octave down: bin 20; the top half has no source and is neutral.
+        transpose(&raw, &neutral, -12.0, &mut out);
+        assert_eq!(out[20], 1.0);
+        assert_eq!(out[200], -5.0);
+        // Zero and non-finite shifts copy.
+        transpose(&raw, &neutral, f32::NAN, &mut out);
+        assert_eq!(out, raw);
+    }
+}

@@ -1,0 +1,383 @@
+//! The neural mode in the engine, with the shipped default model: loading refuses bad files,
+//! the per-frame step and `Engine::process` never allocate (with model and timbre swaps in
+//! flight), the latency does not depend on Mode, output is independent of block sizes, and the
+//! swap moves the input's spectrum towards the reference's.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nice_assert_no_alloc::{assert_no_alloc, violation_count, AllocDisabler};
+use rtrb::RingBuffer;
+use timbreswap_engine::kernels::Kernels;
+use timbreswap_engine::model_file::{self, ModelFileError};
+use timbreswap_engine::network::Network;
+use timbreswap_engine::neural::PhaseMode;
+use timbreswap_engine::processor::{FrameParams, FrameProcessor, SwapMode};
+use timbreswap_engine::{
+    BlockParams, ControlError, Engine, EngineSettings, EngineStats, ProcessingMode, Slot,
+    StftConfig,
+};
+
+#[global_allocator]
+static ALLOC: AllocDisabler = AllocDisabler;
+
+fn asset(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+fn network() -> Arc<Network> {
+    let file = model_file::load(&asset("assets/models/default.safetensors")).unwrap();
+    Arc::new(Network::new(&file, "default", Kernels::best()).unwrap())
+}
+
+fn clip(name: &str) -> Vec<f32> {
+    let audio =
+        timbreswap_engine::clip::decode_file(&asset(&format!("assets/examples/{name}")), 60.0)
+            .unwrap();
+    audio.mono()
+}
+
+fn settings(rate: f64, max_block: usize, mode: ProcessingMode) -> EngineSettings {
+    EngineSettings {
+        host_rate: rate,
+        max_block,
+        channels: 1,
+        mode,
+        stft: StftConfig::default(),
+    }
+}
+
+/// Runs `x` through `engine` in blocks cycling through `blocks`, with constant controls.
+fn run(engine: &mut Engine, x: &[f32], blocks: &[usize], p: FrameParams) -> Vec<f32> {
+    let max = engine.settings().max_block;
+    let (mix, gain) = (vec![1.0; max], vec![1.0; max]);
+    let (morph, variation, transpose) = (
+        vec![p.morph; max],
+        vec![p.variation; max],
+        vec![p.transpose; max],
+    );
+    let params = BlockParams {
+        mix: &mix,
+        gain: &gain,
+        morph: &morph,
+        variation: &variation,
+        transpose: &transpose,
+        mode: p.mode,
+        phase: p.phase,
+    };
+    let mut out = x.to_vec();
+    let mut start = 0;
+    let mut i = 0;
+    while start < out.len() {
+        let end = (start + blocks[i % blocks.len()].min(max)).min(out.len());
+        engine.process(&mut [&mut out[start..end]], &params);
+        start = end;
+        i += 1;
+    }
+    out
+}
+
+fn neural(phase: PhaseMode) -> FrameParams {
+    FrameParams {
+        mode: SwapMode::Neural,
+        phase,
+        ..FrameParams::default()
+    }
+}
+
+#[test]
+fn malformed_model_files_are_refused_with_typed_errors() {
+    let good = std::fs::read(asset("assets/models/default.safetensors")).unwrap();
+    assert!(model_file::parse(&good).is_ok());
+    // Truncated anywhere: never a panic, always an error.
+    for cut in [0, 7, 8, 100, good.len() / 2, good.len() - 1] {
+        assert!(
+            matches!(
+                model_file::parse(&good[..cut]),
+                Err(ModelFileError::Safetensors(_))
+            ),
+            "cut at {cut}"
+        );
+    }
+    // Garbage and a missing file.
+    assert!(model_file::parse(&[0xff; 64]).is_err());
+    assert!(matches!(
+        model_file::load(Path::new("/nonexistent/model.safetensors")),
+        Err(ModelFileError::Io { .. })
+    ));
+    // A flipped byte in the JSON header (inside the config) is refused, not misread.
+    let header_len = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(good[8..8 + header_len].to_vec()).unwrap();
+    let edited = header.replace("\\\"hidden\\\":192", "\\\"hidden\\\":193");
+    assert_ne!(edited, header, "the config is in the header");
+    let mut bad = good.clone();
+    bad[8..8 + header_len].copy_from_slice(edited.as_bytes());
+    let err = model_file::parse(&bad).unwrap_err();
+    assert!(matches!(err, ModelFileError::Weights(_)), "{err}");
+}
+
+#[test]
+fn a_model_for_another_stft_is_refused_by_the_engine() {
+    let net = network();
+    let other = StftConfig {
+        n_fft: 1024,
+        hop: 320,
+        ..StftConfig::default()
+    };
+    let (_, mut control) = Engine::new(
+        EngineSettings {
+            stft: other,
+            ..settings(48_000.0, 128, ProcessingMode::Offline)
+        },
+        Arc::new(EngineStats::default()),
+        None,
+        None,
+    )
+    .unwrap();
+    assert!(matches!(
+        control.set_model(Some(net.clone()), None, None),
+        Err(ControlError::ModelMismatch { .. })
+    ));
+    let (_, mut control) = Engine::new(
+        settings(48_000.0, 128, ProcessingMode::Offline),
+        Arc::new(EngineStats::default()),
+        None,
+        None,
+    )
+    .unwrap();
+    assert!(matches!(
+        control.set_model(Some(net), Some(&[0.0; 3]), None),
+        Err(ControlError::LatentSize { .. })
+    ));
+}
+
+/// The worker's per-frame step (the frame processor in neural mode, both phase modes, with a
+/// transposition and a model swap) does not touch the allocator.
+#[test]
+fn neural_frame_step_does_not_allocate() {
+    let net = network();
+    let cfg = StftConfig::default();
+    let (mut tx, rx) = RingBuffer::new(8);
+    let (garbage_tx, mut garbage) = RingBuffer::new(8);
+    let mut processor = FrameProcessor::new(&cfg, rx, garbage_tx);
+    let z = net.map().instrument_z_t(0).unwrap().to_vec();
+    let x = clip("input-flute.wav");
+    let mut grain = vec![0.0f32; cfg.n_fft];
+    let before = violation_count();
+    for (f, frame) in x.windows(cfg.n_fft).step_by(cfg.hop).take(200).enumerate() {
+        if f == 0 || f == 120 {
+            // Built off the "audio" thread, swapped in by the processor.
+            let model = timbreswap_engine::neural::NeuralProcessor::new(
+                net.clone(),
+                Some(z.clone().into_boxed_slice()),
+                None,
+            );
+            let _ = tx.push(
+                timbreswap_engine::messages::ControlToProcessorMsg::SetModel(Some(Box::new(model))),
+            );
+        }
+        let params = FrameParams {
+            transpose: if f > 60 { 3.5 } else { 0.0 },
+            variation: 1.5,
+            ..neural(if f % 50 < 25 {
+                PhaseMode::Reconstruct
+            } else {
+                PhaseMode::Input
+            })
+        };
+        let mut wrote = false;
+        assert_no_alloc(|| wrote = processor.process(frame, &params, &mut grain));
+        assert!(wrote);
+        assert!(grain.iter().all(|g| g.is_finite()));
+        while garbage.pop().is_ok() {}
+    }
+    assert_eq!(violation_count(), before, "allocation in the neural step");
+}
+
+/// `Engine::process` in neural mode, realtime and offline, with the model loaded and timbres
+/// changed from the control side while it plays, does not allocate.
+#[test]
+fn neural_process_does_not_allocate() {
+    let net = network();
+    let z_a = net.map().instrument_z_t(1).unwrap().to_vec();
+    let z_b = net.map().instrument_z_t(7).unwrap().to_vec();
+    let x = clip("input-voice.wav");
+    for mode in [ProcessingMode::Offline, ProcessingMode::Realtime] {
+        let (mut e, mut control) = Engine::new(
+            settings(48_000.0, 128, mode),
+            Arc::new(EngineStats::default()),
+            None,
+            None,
+        )
+        .unwrap();
+        control
+            .set_model(Some(net.clone()), Some(&z_a), None)
+            .unwrap();
+        let (mix, gain, morph) = (vec![1.0; 128], vec![1.0; 128], vec![0.5; 128]);
+        let variation: Vec<f32> = (0..128).map(|i| i as f32 / 64.0).collect();
+        let transpose = vec![-5.0; 128];
+        let mut buf = vec![0.0f32; 128];
+        let before = violation_count();
+        for (i, chunk) in x.chunks_exact(128).take(300).enumerate() {
+            match i {
+                40 => control.set_latent(Slot::B, Some(&z_b)).unwrap(),
+                80 => control
+                    .set_model(Some(net.clone()), Some(&z_b), Some(&z_a))
+                    .unwrap(),
+                120 => control.set_latent(Slot::A, None).unwrap(),
+                _ => {}
+            }
+            buf.copy_from_slice(chunk);
+            let params = BlockParams {
+                mix: &mix,
+                gain: &gain,
+                morph: &morph,
+                variation: &variation,
+                transpose: &transpose,
+                mode: if i % 100 < 70 {
+                    SwapMode::Neural
+                } else {
+                    SwapMode::Classic
+                },
+                phase: if i % 30 < 15 {
+                    PhaseMode::Reconstruct
+                } else {
+                    PhaseMode::Input
+                },
+            };
+            assert_no_alloc(|| {
+                e.process(&mut [&mut buf[..]], &params);
+                if i == 200 {
+                    e.reset();
+                }
+            });
+            assert!(buf.iter().all(|v| v.is_finite()));
+            if mode == ProcessingMode::Realtime {
+                std::thread::sleep(Duration::from_micros(300));
+            }
+        }
+        assert_eq!(
+            violation_count(),
+            before,
+            "{mode:?}: allocation inside process"
+        );
+        control.collect_garbage();
+    }
+}
+
+/// Offline neural output does not depend on how the host slices the blocks.
+#[test]
+fn neural_output_is_independent_of_block_sizes() {
+    let net = network();
+    let z = net.map().instrument_z_t(2).unwrap().to_vec();
+    let x: Vec<f32> = clip("input-synth-lead.wav")
+        .into_iter()
+        .take(48_000)
+        .collect();
+    let render = |blocks: &[usize], max: usize| {
+        let (mut e, mut control) = Engine::new(
+            settings(32_000.0, max, ProcessingMode::Offline),
+            Arc::new(EngineStats::default()),
+            None,
+            None,
+        )
+        .unwrap();
+        control
+            .set_model(Some(net.clone()), Some(&z), None)
+            .unwrap();
+        run(&mut e, &x, blocks, neural(PhaseMode::Reconstruct))
+    };
+    let reference = render(&[4096], 4096);
+    for (blocks, max) in [
+        (vec![1], 64),
+        (vec![64], 64),
+        (vec![480], 480),
+        (vec![7, 300, 33], 512),
+    ] {
+        assert_eq!(render(&blocks, max), reference, "blocks {blocks:?}");
+    }
+}
+
+/// Latency is the same in Classic and Neural mode (the neural path has no look-ahead), and an
+/// onset in the input comes out at the reported latency in neural mode too.
+#[test]
+fn neural_mode_keeps_the_reported_latency() {
+    let net = network();
+    let z = net.map().instrument_z_t(0).unwrap().to_vec();
+    let rate = 48_000.0;
+    let (mut e, mut control) = Engine::new(
+        settings(rate, 256, ProcessingMode::Offline),
+        Arc::new(EngineStats::default()),
+        None,
+        None,
+    )
+    .unwrap();
+    control.set_model(Some(net), Some(&z), None).unwrap();
+    let lat = e.latency_samples() as usize;
+    assert!(lat as f64 / rate <= 0.025, "latency {lat}");
+    // A tone burst that starts at `onset`: the output's energy envelope rises within a hop
+    // of `onset + latency`.
+    let onset = 24_000;
+    let x: Vec<f32> = (0..72_000)
+        .map(|n| {
+            if n < onset {
+                0.0
+            } else {
+                0.3 * (std::f32::consts::TAU * 330.0 * n as f32 / rate as f32).sin()
+            }
+        })
+        .collect();
+    let y = run(&mut e, &x, &[256], neural(PhaseMode::Reconstruct));
+    let first_loud = y.iter().position(|v| v.abs() > 0.01).unwrap();
+    let expected = onset + lat;
+    let hop = (rate * 0.005) as usize;
+    assert!(
+        first_loud + 2 * hop >= expected && first_loud <= expected + hop,
+        "first output at {first_loud}, expected about {expected}"
+    );
+}
+
+/// Decoding the flute with the trumpet preset's timbre moves its average spectral envelope
+/// towards the trumpet's (measured with the engine's classic analysis, independent of the
+/// model), for both phase modes.
+#[test]
+fn neural_swap_moves_the_envelope_towards_the_reference() {
+    let net = network();
+    let cfg = StftConfig::default();
+    let reference = clip("ref-trumpet.wav");
+    let source = clip("input-flute.wav");
+    let z = net.clip_timbre(&reference);
+    let env = |x: &[f32]| {
+        timbreswap_engine::timbre::analyse(x, &cfg, "x")
+            .unwrap()
+            .envelope
+    };
+    let (env_ref, env_src) = (env(&reference), env(&source));
+    // Shape distance over 250 Hz - 8 kHz, level removed.
+    let distance = |a: &[f32], b: &[f32]| {
+        let d: Vec<f32> = (4..128).map(|k| a[k] - b[k]).collect();
+        let m = d.iter().sum::<f32>() / d.len() as f32;
+        (d.iter().map(|v| (v - m).powi(2)).sum::<f32>() / d.len() as f32).sqrt()
+    };
+    let before = distance(&env_src, &env_ref);
+    for phase in [PhaseMode::Reconstruct, PhaseMode::Input] {
+        let (mut e, mut control) = Engine::new(
+            settings(32_000.0, 512, ProcessingMode::Offline),
+            Arc::new(EngineStats::default()),
+            None,
+            None,
+        )
+        .unwrap();
+        control
+            .set_model(Some(net.clone()), Some(&z), None)
+            .unwrap();
+        let lat = e.latency_samples() as usize;
+        let mut padded = source.clone();
+        padded.resize(source.len() + lat, 0.0);
+        let y = run(&mut e, &padded, &[512], neural(phase));
+        let after = distance(&env(&y[lat..]), &env_ref);
+        println!("{phase:?}: envelope distance to the trumpet {before:.2} -> {after:.2}");
+        assert!(after < 0.7 * before, "{phase:?}: {before} -> {after}");
+    }
+}
