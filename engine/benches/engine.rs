@@ -5,6 +5,13 @@
 //! - `offline/identity`: the same with no timbre loaded (resampling + framing + overlap-add).
 //! - `realtime/audio-thread`: what the host's audio thread itself spends when the worker thread
 //!   does the FFT work.
+//! - `offline/neural-reconstruct`, `offline/neural-input`: the whole neural path (the built-in
+//!   model, RTPGHI or input phase) on one thread; `realtime/audio-thread-neural` its audio-thread
+//!   share.
+//! - `network/frame`: one streaming step of the network (variation, pitch, decoder, input-timbre
+//!   tracker excluded) per kernel set.
+//! - `reference-clip/10s`: analysing a 10 s reference clip off the audio thread: the classic
+//!   descriptor and the neural `z_t`.
 //!
 //! Run: `cargo bench -p timbreswap-engine --bench engine`.
 
@@ -12,10 +19,37 @@ use std::f32::consts::PI;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use timbreswap_engine::kernels::Kernels;
+use timbreswap_engine::model_file;
+use timbreswap_engine::network::{Network, StepInput};
+use timbreswap_engine::neural::PhaseMode;
+use timbreswap_engine::processor::SwapMode;
 use timbreswap_engine::timbre::analyse;
 use timbreswap_engine::{
     BlockParams, Engine, EngineSettings, EngineStats, ProcessingMode, StftConfig, TimbreDescriptor,
 };
+
+/// The built-in model's network with `kernels`.
+fn network(kernels: Kernels) -> Arc<Network> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../assets/models/default.safetensors");
+    let file = model_file::load(&path).unwrap();
+    Arc::new(Network::new(&file, "default", kernels).unwrap())
+}
+
+/// An example clip (mono, 32 kHz) repeated to `seconds`.
+fn clip(name: &str, seconds: f64) -> Vec<f32> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../assets/examples")
+        .join(name);
+    let audio = timbreswap_engine::clip::decode_file(&path, 60.0).unwrap();
+    let mono = audio.mono();
+    let len = (seconds * audio.sample_rate as f64) as usize;
+    mono.iter().cycle().take(len).copied().collect()
+}
+
+/// Neural settings for [`bench_mode`]: the model, a slot-A latent and the phase mode.
+type Neural = (Arc<Network>, Vec<f32>, PhaseMode);
 
 const RATE: f64 = 48_000.0;
 const BLOCK: usize = 128;
@@ -43,6 +77,7 @@ fn bench_mode(
     name: &str,
     mode: ProcessingMode,
     timbre: Option<&TimbreDescriptor>,
+    neural: Option<Neural>,
 ) {
     let settings = EngineSettings {
         host_rate: RATE,
@@ -51,8 +86,15 @@ fn bench_mode(
         mode,
         stft: StftConfig::default(),
     };
-    let (mut engine, _control) =
+    let (mut engine, mut control) =
         Engine::new(settings, Arc::new(EngineStats::default()), timbre, None).unwrap();
+    let (swap, phase) = match &neural {
+        Some((net, z, phase)) => {
+            control.set_model(Some(net.clone()), Some(z), None).unwrap();
+            (SwapMode::Neural, *phase)
+        }
+        None => (SwapMode::Classic, PhaseMode::Reconstruct),
+    };
     // Two seconds of input, cycled, so the timed work is only `process`.
     let input = tone(RATE, 2 * RATE as usize, 220.0, 1.0);
     let mut left = vec![0.0f32; BLOCK];
@@ -73,7 +115,11 @@ fn bench_mode(
             pos += BLOCK;
             engine.process(
                 &mut [&mut left[..], &mut right[..]],
-                &BlockParams::new(&mix, &gain, &morph),
+                &BlockParams {
+                    mode: swap,
+                    phase,
+                    ..BlockParams::new(&mix, &gain, &morph)
+                },
             );
             std::hint::black_box(left[0]);
         })
@@ -83,15 +129,96 @@ fn bench_mode(
 
 fn engine_blocks(c: &mut Criterion) {
     let t = timbre();
-    bench_mode(c, "offline/classic", ProcessingMode::Offline, Some(&t));
-    bench_mode(c, "offline/identity", ProcessingMode::Offline, None);
+    bench_mode(
+        c,
+        "offline/classic",
+        ProcessingMode::Offline,
+        Some(&t),
+        None,
+    );
+    bench_mode(c, "offline/identity", ProcessingMode::Offline, None, None);
     bench_mode(
         c,
         "realtime/audio-thread",
         ProcessingMode::Realtime,
         Some(&t),
+        None,
+    );
+    let net = network(Kernels::best());
+    let z = net.clip_timbre(&clip("ref-trumpet.wav", 3.0));
+    for (name, phase) in [
+        ("offline/neural-reconstruct", PhaseMode::Reconstruct),
+        ("offline/neural-input", PhaseMode::Input),
+    ] {
+        let neural = Some((net.clone(), z.clone(), phase));
+        bench_mode(c, name, ProcessingMode::Offline, Some(&t), neural);
+    }
+    bench_mode(
+        c,
+        "realtime/audio-thread-neural",
+        ProcessingMode::Realtime,
+        Some(&t),
+        Some((net, z, PhaseMode::Reconstruct)),
     );
 }
 
-criterion_group!(benches, engine_blocks);
+/// One network step per kernel set, on normalised inputs from a real clip.
+fn network_frame(c: &mut Criterion) {
+    let mut group = c.benchmark_group("network");
+    for isa in Kernels::available() {
+        let net = network(Kernels::for_isa(isa).unwrap());
+        let cfg = net.config().clone();
+        let audio = clip("input-voice.wav", 2.0);
+        let f = timbreswap_engine::features::FeatureExtractor::new(&cfg.stft(), cfg.mag_floor)
+            .clip(&audio);
+        let bins = cfg.bins();
+        let (mut env, mut fine) = (f.envelope.clone(), f.fine.clone());
+        for t in 0..f.frames {
+            let r = t * bins..(t + 1) * bins;
+            let (e, fi) = (&mut env[r.clone()], &mut fine[r.clone()]);
+            net.normalise(&f.log_mag[r], e, fi);
+        }
+        let z = net.map().instrument_z_t(0).unwrap().to_vec();
+        let mut state = net.state();
+        let mut out = vec![0.0f32; bins];
+        let mut t = 0;
+        group.bench_function(format!("frame/{isa}"), |b| {
+            b.iter(|| {
+                let r = t * bins..(t + 1) * bins;
+                net.step(
+                    &mut state,
+                    &StepInput {
+                        envelope: &env[r.clone()],
+                        fine: &fine[r],
+                        z_t_encode: &z,
+                        z_t_decode: &z,
+                        variation: 1.0,
+                    },
+                    &mut out,
+                );
+                t = (t + 1) % f.frames;
+                std::hint::black_box(out[0]);
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Analysing a 10 s reference clip (already decoded, at the model rate).
+fn reference_clip(c: &mut Criterion) {
+    let net = network(Kernels::best());
+    let audio = clip("ref-cello.wav", 10.0);
+    let cfg = StftConfig::default();
+    let mut group = c.benchmark_group("reference-clip");
+    group.sample_size(20);
+    group.bench_function("10s/classic-descriptor", |b| {
+        b.iter(|| std::hint::black_box(analyse(&audio, &cfg, "clip").unwrap().frames))
+    });
+    group.bench_function("10s/neural-z_t", |b| {
+        b.iter(|| std::hint::black_box(net.clip_timbre(&audio)[0]))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, engine_blocks, network_frame, reference_clip);
 criterion_main!(benches);

@@ -1,0 +1,145 @@
+//! Plays the engine in realtime mode the way a host's audio callback does, paced by the clock,
+//! and reports dropouts: the real-time safety check of the neural (or classic) path.
+//!
+//! `cargo run --release -p timbreswap-engine --example realtime_stress -- [SECONDS] [BLOCK]
+//! [RATE] [neural|classic] [busy|idle]` (defaults: 60 s, 64 samples, 48 kHz, neural, busy).
+//! With `busy`, one extra thread spins for the whole run, so on a 2-core machine the audio
+//! thread and the engine's worker share the other core.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use timbreswap_engine::kernels::Kernels;
+use timbreswap_engine::model_file;
+use timbreswap_engine::network::Network;
+use timbreswap_engine::neural::PhaseMode;
+use timbreswap_engine::processor::SwapMode;
+use timbreswap_engine::resampler::resample_all;
+use timbreswap_engine::{
+    BlockParams, Engine, EngineSettings, EngineStats, ProcessingMode, Slot, StftConfig,
+};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.into());
+    let seconds: f64 = arg(0, "60").parse().expect("SECONDS");
+    let block: usize = arg(1, "64").parse().expect("BLOCK");
+    let rate: f64 = arg(2, "48000").parse().expect("RATE");
+    let neural = arg(3, "neural") == "neural";
+    let busy = arg(4, "busy") == "busy";
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let file = model_file::load(&root.join("assets/models/default.safetensors")).unwrap();
+    let net = Arc::new(Network::new(&file, "default", Kernels::best()).unwrap());
+    let reference = timbreswap_engine::clip::load_reference_clip(
+        &root.join("assets/examples/ref-trumpet.wav"),
+        &StftConfig::default(),
+    )
+    .unwrap();
+    let z = net.clip_timbre(&reference.samples);
+    let voice =
+        timbreswap_engine::clip::decode_file(&root.join("assets/examples/input-voice.wav"), 60.0)
+            .unwrap();
+    let input = resample_all(&voice.mono(), voice.sample_rate, rate as u32);
+
+    let stats = Arc::new(EngineStats::default());
+    let (mut engine, mut control) = Engine::new(
+        EngineSettings {
+            host_rate: rate,
+            max_block: block,
+            channels: 2,
+            mode: ProcessingMode::Realtime,
+            stft: StftConfig::default(),
+        },
+        stats.clone(),
+        Some(&reference.descriptor),
+        None,
+    )
+    .unwrap();
+    control
+        .set_model(Some(net.clone()), Some(&z), None)
+        .unwrap();
+    control.set_latent(Slot::A, Some(&z)).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinner = busy.then(|| {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut x = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                std::hint::black_box(x);
+            }
+        })
+    });
+
+    let (mix, gain, morph) = (
+        vec![1.0f32; block],
+        vec![1.0f32; block],
+        vec![0.0f32; block],
+    );
+    let params = BlockParams {
+        mode: if neural {
+            SwapMode::Neural
+        } else {
+            SwapMode::Classic
+        },
+        phase: PhaseMode::Reconstruct,
+        ..BlockParams::new(&mix, &gain, &morph)
+    };
+    let blocks = (seconds * rate / block as f64) as usize;
+    let period = Duration::from_secs_f64(block as f64 / rate);
+    let (mut left, mut right) = (vec![0.0f32; block], vec![0.0f32; block]);
+    let mut times = Vec::with_capacity(blocks);
+    let mut late_callbacks = 0usize;
+    let start = Instant::now();
+    let mut pos = 0;
+    for i in 0..blocks {
+        // The host calls back once per block period.
+        let due = start + period * i as u32;
+        let now = Instant::now();
+        if now < due {
+            std::thread::sleep(due - now);
+        } else if now > due + period {
+            late_callbacks += 1;
+        }
+        for (l, r) in left.iter_mut().zip(right.iter_mut()) {
+            *l = input[pos];
+            *r = input[pos];
+            pos = (pos + 1) % input.len();
+        }
+        let t0 = Instant::now();
+        engine.process(&mut [&mut left[..], &mut right[..]], &params);
+        times.push(t0.elapsed());
+    }
+    let wall = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    if let Some(s) = spinner {
+        let _ = s.join();
+    }
+    times.sort();
+    let frames = stats.frames.load(Ordering::Relaxed);
+    let dropouts = stats.dropouts();
+    println!(
+        "{} mode, {seconds} s at {rate} Hz in {block}-sample blocks ({}), wall {:.1} s",
+        if neural { "neural" } else { "classic" },
+        if busy {
+            "other core busy"
+        } else {
+            "idle machine"
+        },
+        wall.as_secs_f64()
+    );
+    println!(
+        "frames {frames}, dropouts {dropouts}, late callbacks {late_callbacks}, worker load {:.1} %",
+        stats.worker_load(StftConfig::default().hop as f64 / StftConfig::default().sample_rate as f64) * 100.0
+    );
+    println!(
+        "audio-thread time per block: median {:.1} us, p99 {:.1} us, max {:.1} us (period {:.0} us)",
+        times[times.len() / 2].as_secs_f64() * 1e6,
+        times[times.len() * 99 / 100].as_secs_f64() * 1e6,
+        times[times.len() - 1].as_secs_f64() * 1e6,
+        period.as_secs_f64() * 1e6
+    );
+}
