@@ -85,6 +85,7 @@ fn bench_mode(
         channels: 2,
         mode,
         stft: StftConfig::default(),
+        worker_priority: Default::default(),
     };
     let (mut engine, mut control) =
         Engine::new(settings, Arc::new(EngineStats::default()), timbre, None).unwrap();
@@ -217,7 +218,32 @@ fn reference_clip(c: &mut Criterion) {
     group.bench_function("10s/neural-z_t", |b| {
         b.iter(|| std::hint::black_box(net.clip_timbre(&audio)[0]))
     });
+    // What the plugin's loader does with a file: decode a 10 s, 44.1 kHz stereo WAV, resample
+    // to the model rate, the classic descriptor, then the neural z_t.
+    let path = std::env::temp_dir().join(format!("timbreswap-bench-{}.wav", std::process::id()));
+    let stereo = clip("ref-cello.wav", 10.0);
+    let at_44k1 = timbreswap_engine::resampler::resample_all(&stereo, 32_000, 44_100);
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 44_100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(&path, spec).unwrap();
+    for v in &at_44k1 {
+        let s = (v.clamp(-1.0, 1.0) * 32_767.0) as i16;
+        writer.write_sample(s).unwrap();
+        writer.write_sample(s).unwrap();
+    }
+    writer.finalize().unwrap();
+    group.bench_function("10s/file-to-both-timbres", |b| {
+        b.iter(|| {
+            let clip = timbreswap_engine::clip::load_reference_clip(&path, &cfg).unwrap();
+            std::hint::black_box(net.clip_timbre(&clip.samples)[0])
+        })
+    });
     group.finish();
+    let _ = std::fs::remove_file(&path);
 }
 
 criterion_group!(benches, engine_blocks, network_frame, reference_clip);

@@ -2,9 +2,12 @@
 //! and reports dropouts: the real-time safety check of the neural (or classic) path.
 //!
 //! `cargo run --release -p timbreswap-engine --example realtime_stress -- [SECONDS] [BLOCK]
-//! [RATE] [neural|classic] [busy|idle]` (defaults: 60 s, 64 samples, 48 kHz, neural, busy).
-//! With `busy`, one extra thread spins for the whole run, so on a 2-core machine the audio
-//! thread and the engine's worker share the other core.
+//! [RATE] [neural|classic] [busy|idle] [realtime|normal]` (defaults: 60 s, 64 samples, 48 kHz,
+//! neural, busy, realtime). With `busy`, one extra thread spins for the whole run, so on a
+//! 2-core machine the audio thread and the engine's worker share the other core. The last
+//! argument is the worker's requested priority (what the plugin asks for is `realtime`; it is
+//! only granted where the OS permits). The pacing thread plays the host's audio thread and, like
+//! a DAW's, asks for real-time priority (SCHED_FIFO 10, above the worker's 5) where permitted.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,7 +21,24 @@ use timbreswap_engine::processor::SwapMode;
 use timbreswap_engine::resampler::resample_all;
 use timbreswap_engine::{
     BlockParams, Engine, EngineSettings, EngineStats, ProcessingMode, Slot, StftConfig,
+    WorkerPriority,
 };
+
+/// Gives the calling thread SCHED_FIFO priority `priority` if the OS permits; true if granted.
+#[cfg(unix)]
+fn realtime_thread(priority: i32) -> bool {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: `pthread_self` is the calling thread's valid handle and `param` is a fully
+    // initialised `sched_param` that outlives the call; only this thread's scheduling changes.
+    unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) == 0 }
+}
+
+#[cfg(not(unix))]
+fn realtime_thread(_priority: i32) -> bool {
+    false
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,6 +48,11 @@ fn main() {
     let rate: f64 = arg(2, "48000").parse().expect("RATE");
     let neural = arg(3, "neural") == "neural";
     let busy = arg(4, "busy") == "busy";
+    let worker_priority = if arg(5, "realtime") == "realtime" {
+        WorkerPriority::Realtime
+    } else {
+        WorkerPriority::Normal
+    };
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let file = model_file::load(&root.join("assets/models/default.safetensors")).unwrap();
@@ -51,6 +76,7 @@ fn main() {
             channels: 2,
             mode: ProcessingMode::Realtime,
             stft: StftConfig::default(),
+            worker_priority,
         },
         stats.clone(),
         Some(&reference.descriptor),
@@ -88,6 +114,7 @@ fn main() {
         phase: PhaseMode::Reconstruct,
         ..BlockParams::new(&mix, &gain, &morph)
     };
+    let host_realtime = realtime_thread(10);
     let blocks = (seconds * rate / block as f64) as usize;
     let period = Duration::from_secs_f64(block as f64 / rate);
     let (mut left, mut right) = (vec![0.0f32; block], vec![0.0f32; block]);
@@ -130,6 +157,22 @@ fn main() {
             "idle machine"
         },
         wall.as_secs_f64()
+    );
+    println!(
+        "host audio thread: {}",
+        if host_realtime {
+            "real-time (SCHED_FIFO 10)"
+        } else {
+            "normal"
+        }
+    );
+    println!(
+        "worker priority: {}",
+        if stats.worker_realtime.load(Ordering::Relaxed) {
+            "real-time (SCHED_FIFO)"
+        } else {
+            "normal"
+        }
     );
     println!(
         "frames {frames}, dropouts {dropouts}, late callbacks {late_callbacks}, worker load {:.1} %",

@@ -52,6 +52,20 @@ pub struct EngineSettings {
     pub mode: ProcessingMode,
     /// Internal STFT settings.
     pub stft: StftConfig,
+    /// Scheduling the worker thread asks for (realtime mode).
+    pub worker_priority: WorkerPriority,
+}
+
+/// Scheduling of the worker thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WorkerPriority {
+    /// Ask the OS for real-time scheduling (`SCHED_FIFO` on Unix) so frames are not delayed by
+    /// ordinary busy threads; where that is not permitted (no `RLIMIT_RTPRIO`, other OS) the
+    /// worker keeps normal priority. [`EngineStats::worker_realtime`] says which it got.
+    #[default]
+    Realtime,
+    /// Normal priority.
+    Normal,
 }
 
 /// Per-sample parameter values for one `process` call; each slice is at least as long as the
@@ -387,6 +401,7 @@ impl Engine {
                 let hop_s = h as f64 / model as f64;
                 let poll = Duration::from_secs_f64((hop_s / 4.0).min(0.001));
                 let thread = worker::spawn(
+                    settings.worker_priority,
                     processor,
                     WorkerRings {
                         headers: headers_rx,

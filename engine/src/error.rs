@@ -52,6 +52,9 @@ pub enum EngineError {
     /// A timbre descriptor handed to the engine is invalid.
     #[error(transparent)]
     Timbre(#[from] TimbreError),
+    /// The neural model (or a timbre latent for it) cannot be used with this engine.
+    #[error("the neural model cannot be used: {0}")]
+    Model(String),
 }
 
 /// A timbre descriptor (saved in plugin state or made from a clip) that cannot be used.

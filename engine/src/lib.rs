@@ -40,6 +40,7 @@ mod worker;
 pub use config::StftConfig;
 pub use engine::{
     BlockParams, ControlError, Engine, EngineControl, EngineSettings, ProcessingMode,
+    WorkerPriority,
 };
 pub use error::{ClipError, ConfigError, EngineError, TimbreError};
 pub use messages::Slot;

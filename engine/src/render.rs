@@ -88,6 +88,7 @@ pub fn render(input: &DecodedAudio, opts: &RenderOptions) -> Result<Rendered, En
         channels,
         mode: ProcessingMode::Offline,
         stft: opts.stft,
+        worker_priority: Default::default(),
     };
     let (mut engine, mut control) = Engine::new(
         settings,
@@ -98,7 +99,7 @@ pub fn render(input: &DecodedAudio, opts: &RenderOptions) -> Result<Rendered, En
     if opts.model.is_some() {
         control
             .set_model(opts.model.clone(), opts.latent_a, opts.latent_b)
-            .map_err(|e| EngineError::Worker(e.to_string()))?;
+            .map_err(|e| EngineError::Model(e.to_string()))?;
     }
     let latency = engine.latency_samples() as usize;
     let len = input.channels.first().map_or(0, Vec::len);

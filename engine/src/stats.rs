@@ -1,7 +1,7 @@
 //! Counters the engine publishes for the editor and the tests (atomics: readable from any
 //! thread, written without locks).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Live statistics of one engine instance.
@@ -19,6 +19,8 @@ pub struct EngineStats {
     pub frames_sent: AtomicU64,
     /// Input samples that were NaN or infinite and were replaced by silence.
     pub nonfinite_inputs: AtomicU64,
+    /// Whether the worker thread runs with real-time scheduling.
+    pub worker_realtime: AtomicBool,
 }
 
 impl EngineStats {

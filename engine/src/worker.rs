@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use rtrb::{Consumer, Producer};
 
+use crate::engine::WorkerPriority;
 use crate::messages::{AudioToWorkerMsg, WorkerToAudioMsg};
 use crate::processor::{FrameProcessor, LOOKAHEAD_FRAMES};
 use crate::stats::EngineStats;
@@ -29,8 +30,31 @@ pub(crate) struct WorkerRings {
     pub grains: Producer<f32>,
 }
 
+/// Real-time priority the worker asks for (`SCHED_FIFO`, 1..=99): low, so it never competes
+/// with a host's own audio threads (usually higher), yet above every normal thread.
+const WORKER_RT_PRIORITY: i32 = 5;
+
+/// Asks for real-time scheduling of the calling thread; true if granted.
+#[cfg(unix)]
+fn promote_to_realtime() -> bool {
+    let param = libc::sched_param {
+        sched_priority: WORKER_RT_PRIORITY,
+    };
+    // SAFETY: `pthread_self` returns the calling thread's valid handle, `param` is a fully
+    // initialised `sched_param` that outlives the call, and the call only changes this thread's
+    // scheduling (it fails with EPERM, leaving it unchanged, where not permitted).
+    unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) == 0 }
+}
+
+/// Asks for real-time scheduling of the calling thread; not implemented on this OS.
+#[cfg(not(unix))]
+fn promote_to_realtime() -> bool {
+    false
+}
+
 /// Starts the worker thread. `poll` is how long it sleeps when it finds no frame.
 pub(crate) fn spawn(
+    priority: WorkerPriority,
     mut processor: FrameProcessor,
     mut rings: WorkerRings,
     n_fft: usize,
@@ -41,6 +65,8 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("timbreswap-worker".into())
         .spawn(move || {
+            let realtime = priority == WorkerPriority::Realtime && promote_to_realtime();
+            stats.worker_realtime.store(realtime, Ordering::Relaxed);
             let mut frame = vec![0.0f32; n_fft];
             let mut grain = vec![0.0f32; n_fft];
             let mut epoch: Option<u32> = None;
@@ -74,7 +100,7 @@ pub(crate) fn spawn(
                 let started = Instant::now();
                 let wrote = processor.process(&frame, &params, &mut grain);
                 let elapsed = started.elapsed();
-                // The grain is the previous frame's (the processor's look-ahead).
+                // The grain belongs to frame `index - LOOKAHEAD_FRAMES`.
                 let Some(grain_index) =
                     index.checked_sub(LOOKAHEAD_FRAMES as u64).filter(|_| wrote)
                 else {

@@ -144,4 +144,12 @@ fn empty_silent_nonfinite_and_too_long_clips_are_refused() {
     // The length limit (10 minutes for references) applies while decoding.
     let err = decode_file(&fixture("tone.wav"), 0.1).unwrap_err();
     assert!(matches!(err, ClipError::TooLong { .. }), "{err}");
+    // References are cut at the limit instead, and say so.
+    let full = decode_file(&fixture("tone.wav"), 600.0).unwrap();
+    assert!(!full.truncated);
+    let cut = timbreswap_engine::clip::decode_file_cut(&fixture("tone.wav"), 0.1).unwrap();
+    assert!(cut.truncated);
+    let keep = (0.1 * cut.sample_rate as f64) as usize;
+    assert_eq!(cut.channels[0].len(), keep);
+    assert_eq!(cut.channels[0][..], full.channels[0][..keep]);
 }

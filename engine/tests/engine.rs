@@ -41,6 +41,7 @@ fn settings(rate: f64, max_block: usize, channels: usize, mode: ProcessingMode) 
         channels,
         mode,
         stft: StftConfig::default(),
+        worker_priority: Default::default(),
     }
 }
 

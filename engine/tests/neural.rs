@@ -45,6 +45,7 @@ fn settings(rate: f64, max_block: usize, mode: ProcessingMode) -> EngineSettings
         channels: 1,
         mode,
         stft: StftConfig::default(),
+        worker_priority: Default::default(),
     }
 }
 
@@ -128,6 +129,7 @@ fn a_model_for_another_stft_is_refused_by_the_engine() {
     let (_, mut control) = Engine::new(
         EngineSettings {
             stft: other,
+            worker_priority: Default::default(),
             ..settings(48_000.0, 128, ProcessingMode::Offline)
         },
         Arc::new(EngineStats::default()),

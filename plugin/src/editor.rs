@@ -235,12 +235,18 @@ impl NiceEguiApp for TimbreswapApp {
         ui.separator();
         let stats = &self.shared.stats;
         ui.label(format!(
-            "Latency {:.1} ms ({} samples)   Dropouts {}   Worker load {:.1} %",
+            "Latency {:.1} ms ({} samples)   Dropouts {}   Worker load {:.1} %{}",
             self.shared.latency_ms(),
             self.shared.latency.load(Ordering::Relaxed),
             stats.dropouts(),
             stats.worker_load(0.005) * 100.0,
-        ));
+            if stats.worker_realtime.load(Ordering::Relaxed) {
+                " (real-time priority)"
+            } else {
+                ""
+            },
+        ))
+        .on_hover_text("The worker asks the OS for real-time scheduling; without it (no rtprio permission) a busy machine can cause dropouts");
         let status = self.shared.status();
         if self.params.mode.value() == Mode::Neural {
             let measured = [Slot::A, Slot::B].iter().any(|slot| {

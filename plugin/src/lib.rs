@@ -179,6 +179,7 @@ impl Plugin for Timbreswap {
             channels,
             mode,
             stft: StftConfig::default(),
+            worker_priority: Default::default(),
         };
         let timbre_a = self.restored_timbre(Slot::A);
         let timbre_b = self.restored_timbre(Slot::B);

@@ -241,6 +241,10 @@ enum Command {
         /// names the row).
         #[arg(long = "model")]
         models: Vec<String>,
+        /// For each --model also score the plugin engine's streaming neural mode (rows
+        /// `NAME engine/reconstruct` and `NAME engine/input`).
+        #[arg(long)]
+        engine: bool,
     },
     /// Time the k-NN classifier (k = 5) on random data.
     KnnBench {
@@ -257,21 +261,27 @@ enum Command {
 }
 
 /// Loads each `--model` argument (`FILE` or `NAME=FILE`; the name defaults to the file stem).
+/// The row name and file of a `--model` argument (`FILE` or `NAME=FILE`; the name defaults to
+/// the file stem).
+fn model_arg(spec: &str) -> (String, PathBuf) {
+    match spec.split_once('=') {
+        Some((n, p)) => (n.to_string(), PathBuf::from(p)),
+        None => {
+            let p = PathBuf::from(spec);
+            let stem = p
+                .file_stem()
+                .map_or("model".into(), |s| s.to_string_lossy().to_string());
+            (stem, p)
+        }
+    }
+}
+
 fn load_models(
     args: &[String],
 ) -> Result<Vec<(String, timbreswap_training::model::file::ModelFile)>> {
     args.iter()
         .map(|m| {
-            let (name, path) = match m.split_once('=') {
-                Some((n, p)) => (n.to_string(), PathBuf::from(p)),
-                None => {
-                    let p = PathBuf::from(m);
-                    let stem = p
-                        .file_stem()
-                        .map_or("model".into(), |s| s.to_string_lossy().to_string());
-                    (stem, p)
-                }
-            };
+            let (name, path) = model_arg(m);
             let file = timbreswap_training::model::file::load(&path)
                 .with_context(|| format!("loading model {}", path.display()))?;
             Ok((name, file))
@@ -534,10 +544,30 @@ fn main() -> Result<()> {
             pitch_range,
             json,
             models,
+            engine,
         } => {
             use timbreswap_training::transfer::{
-                evaluate_transfer, TransferOptions, TransferSystem,
+                evaluate_transfer, EngineNeural, TransferOptions, TransferSystem,
             };
+            let mut engine_rows: Vec<EngineNeural> = Vec::new();
+            if engine {
+                for spec in &models {
+                    let (name, path) = model_arg(spec);
+                    let file = timbreswap_engine::model_file::load(&path)
+                        .with_context(|| format!("--model {}", path.display()))?;
+                    let net = Arc::new(Network::new(&file, &name, Kernels::best())?);
+                    for (suffix, phase) in [
+                        ("reconstruct", PhaseMode::Reconstruct),
+                        ("input", PhaseMode::Input),
+                    ] {
+                        engine_rows.push(EngineNeural {
+                            name: format!("{name} engine/{suffix}"),
+                            net: net.clone(),
+                            phase,
+                        });
+                    }
+                }
+            }
             let neural: Vec<timbreswap_training::model::swap::NeuralTransfer> =
                 load_models(&models)?
                     .into_iter()
@@ -548,8 +578,11 @@ fn main() -> Result<()> {
                         },
                     )
                     .collect();
-            let extra: Vec<&dyn TransferSystem> =
-                neural.iter().map(|n| n as &dyn TransferSystem).collect();
+            let extra: Vec<&dyn TransferSystem> = neural
+                .iter()
+                .map(|n| n as &dyn TransferSystem)
+                .chain(engine_rows.iter().map(|n| n as &dyn TransferSystem))
+                .collect();
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(

@@ -4,7 +4,8 @@
 //!   the plugin, e.g. `cargo xtask bundle timbreswap --release`.
 //! - `examples` renders the example clips in `assets/examples/` from a General MIDI SoundFont.
 //! - `demo` bundles the plugin, loads it in a CLAP host and runs every example input through it
-//!   with every example reference, writing the results to `target/demo/`.
+//!   with every example reference, in Classic and in Neural mode, writing the results to
+//!   `target/demo/`.
 //! - `test` bundles the plugin and runs the workspace tests (which load the bundle).
 
 use std::env;
@@ -634,7 +635,11 @@ mod demo {
 
     use anyhow::{bail, ensure, Context, Result};
     use timbreswap_engine::clip::{self, DecodedAudio, MAX_CLIP_SECONDS};
+    use timbreswap_engine::kernels::Kernels;
+    use timbreswap_engine::model_file;
+    use timbreswap_engine::network::Network;
     use timbreswap_engine::render::write_wav;
+    use timbreswap_engine::timbre::TimbreLatent;
     use timbreswap_engine::{Slot, StftConfig, TimbreDescriptor};
     use timbreswap_tests::host::PluginHost;
     use timbreswap_tests::state::with_timbre;
@@ -646,6 +651,12 @@ mod demo {
 
     /// Largest accepted difference between output and input RMS levels, in dB.
     const MAX_LEVEL_DIFFERENCE_DB: f64 = 6.0;
+
+    /// The plugin's modes: file-name suffix and normalised value of the Mode parameter.
+    const MODES: [(&str, f64); 2] = [("classic", 0.0), ("neural", 1.0)];
+
+    /// The built-in model (the file the plugin embeds), for measuring the references' latents.
+    const DEFAULT_MODEL: &str = "assets/models/default.safetensors";
 
     /// A reference clip and its analysed timbre.
     struct Reference {
@@ -712,9 +723,12 @@ mod demo {
         ensure!(bundle.exists(), "{} was not bundled", bundle.display());
 
         let inputs = example_files("input-")?;
+        let file = model_file::load(Path::new(DEFAULT_MODEL))
+            .with_context(|| format!("could not load {DEFAULT_MODEL}"))?;
+        let net = Network::new(&file, "default", Kernels::best())?;
         let references = example_files("ref-")?
             .iter()
-            .map(|path| analyse_reference(path))
+            .map(|path| analyse_reference(path, &net))
             .collect::<Result<Vec<_>>>()?;
         let out_dir = target_dir().join("demo");
         fs::create_dir_all(&out_dir)
@@ -726,11 +740,26 @@ mod demo {
                 .with_context(|| format!("could not decode {}", input_path.display()))?;
             let stem = file_stem(input_path);
             for reference in &references {
-                let output = out_dir.join(format!("{stem}__{}.wav", reference.stem));
-                let report = render(&bundle, &input, reference, output)?;
-                report.print(input.sample_rate);
-                reports.push(report);
+                for (mode, value) in MODES {
+                    let output = out_dir.join(format!("{stem}__{}__{mode}.wav", reference.stem));
+                    let report = render(&bundle, &input, reference, value, output)?;
+                    report.print(input.sample_rate);
+                    reports.push(report);
+                }
             }
+        }
+        for (mode, _) in MODES {
+            let suffix = format!("__{mode}.wav");
+            let subset: Vec<&Report> = reports
+                .iter()
+                .filter(|r| r.output.to_string_lossy().ends_with(&suffix))
+                .collect();
+            let mut factors: Vec<f64> = subset.iter().map(|r| r.real_time_factor).collect();
+            println!(
+                "{mode}: {} renders, median real-time factor {:.4}",
+                subset.len(),
+                median(&mut factors)
+            );
         }
         summarise(&reports)
     }
@@ -770,10 +799,16 @@ mod demo {
             .unwrap_or_default()
     }
 
-    /// Analyses a reference clip as the plugin's loader would.
-    fn analyse_reference(path: &Path) -> Result<Reference> {
-        let descriptor = clip::load_reference(path, &StftConfig::default())
+    /// Analyses a reference clip as the plugin's loader would: the classic descriptor and the
+    /// timbre latent measured with the built-in model.
+    fn analyse_reference(path: &Path, net: &Network) -> Result<Reference> {
+        let reference = clip::load_reference_clip(path, &StftConfig::default())
             .with_context(|| format!("could not analyse reference {}", path.display()))?;
+        let mut descriptor = reference.descriptor;
+        descriptor.latent = Some(TimbreLatent {
+            model_id: net.id().to_string(),
+            z_t: net.clip_timbre(&reference.samples),
+        });
         Ok(Reference {
             stem: file_stem(path),
             descriptor,
@@ -786,11 +821,17 @@ mod demo {
         bundle: &Path,
         input: &DecodedAudio,
         reference: &Reference,
+        mode: f64,
         output: PathBuf,
     ) -> Result<Report> {
         let mut host = PluginHost::load(bundle, None)
             .with_context(|| format!("could not load {}", bundle.display()))?;
         set_timbre_a(&mut host, &reference.descriptor)?;
+        let mode_id = host
+            .param_id("Mode")
+            .context("the plugin has no Mode parameter")?;
+        host.set_param(mode_id, mode)
+            .context("could not set the Mode parameter")?;
         host.set_offline(true)
             .context("could not switch the plugin to offline rendering")?;
         host.activate(f64::from(input.sample_rate), BLOCK as u32)

@@ -1,12 +1,15 @@
 //! The rows of the table: the [`TransferSystem`] trait, the pair a row sees
 //! ([`TransferPair`]), closures as rows ([`FnSystem`]) and the built-in rows [`Dry`],
-//! [`Classic`] and [`Oracle`].
+//! [`Classic`], [`EngineNeural`] and [`Oracle`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rustysynth::{SoundFont, Synthesizer, SynthesizerSettings};
 use timbreswap_engine::clip::{descriptor_from_audio, DecodedAudio};
+use timbreswap_engine::network::Network;
+use timbreswap_engine::neural::PhaseMode;
+use timbreswap_engine::processor::SwapMode;
 use timbreswap_engine::render::{render, RenderOptions};
 use timbreswap_engine::StftConfig;
 
@@ -132,6 +135,65 @@ impl TransferSystem for Classic {
                 timbre_a: Some(&descriptor),
                 mix: 1.0,
                 stft: self.stft,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        rendered
+            .audio
+            .channels
+            .into_iter()
+            .next()
+            .ok_or_else(|| "the engine returned no channel".to_string())
+    }
+}
+
+/// A neural row rendered by the plugin's engine (the streaming neural mode, same code as the
+/// plugin): the reference clip's `z_t` in slot A, mix 1, the given phase mode.
+pub struct EngineNeural {
+    /// Row name.
+    pub name: String,
+    /// The model.
+    pub net: Arc<Network>,
+    /// Phase reconstruction.
+    pub phase: PhaseMode,
+}
+
+impl TransferSystem for EngineNeural {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        vec![format!(
+            "{}: the engine's offline render in Neural mode (streaming encoders with the input-timbre tracker, the reference clip's z_t, {:?} phase, level matched), mix 1, variation 1, no transposition.",
+            self.name, self.phase
+        )]
+    }
+
+    fn transfer(&self, pair: &TransferPair<'_>) -> Result<Vec<f32>, String> {
+        let stft = self.net.stft();
+        if pair.sample_rate != stft.sample_rate {
+            return Err(format!(
+                "the model runs at {} Hz, the data is {} Hz",
+                stft.sample_rate, pair.sample_rate
+            ));
+        }
+        let z_t = self.net.clip_timbre(pair.reference);
+        let input = DecodedAudio {
+            sample_rate: pair.sample_rate,
+            channels: vec![pair.source.to_vec()],
+            truncated: false,
+        };
+        let rendered = render(
+            &input,
+            &RenderOptions {
+                mix: 1.0,
+                stft,
+                mode: SwapMode::Neural,
+                model: Some(self.net.clone()),
+                latent_a: Some(&z_t),
+                phase: self.phase,
                 ..Default::default()
             },
         )
