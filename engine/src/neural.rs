@@ -346,6 +346,70 @@ pub fn transpose(raw: &[f32], neutral: &[f32], semitones: f32, out: &mut [f32]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::Kernels;
+
+    fn network() -> Network {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../assets/models/default.safetensors");
+        let file = crate::model_file::load(&path).unwrap();
+        Network::new(&file, "default", Kernels::best()).unwrap()
+    }
+
+    /// The tracker pools the active frames' features: a steady input gives exactly the timbre
+    /// head of that frame's features (whatever the weights), frames 60 dB below the loudest do
+    /// not count, and two alternating frames give the head of their mean.
+    #[test]
+    fn tracker_pools_active_frames() {
+        let net = network();
+        let cfg = net.config().clone();
+        let bins = cfg.bins();
+        let mut st = net.state();
+        let a: Vec<f32> = (0..bins).map(|k| (k as f32 * 0.05).sin()).collect();
+        let b: Vec<f32> = (0..bins).map(|k| (k as f32 * 0.11).cos() - 0.5).collect();
+        let head_of = |st: &mut NetworkState, hidden: &[f32]| {
+            let mut z = vec![0.0f32; cfg.z_t];
+            net.timbre_head(st, hidden, &mut z);
+            z
+        };
+        let hidden_of = |st: &mut NetworkState, frame: &[f32]| {
+            let mut h = vec![0.0f32; cfg.hidden];
+            net.timbre_frame(st, frame, &mut h);
+            h
+        };
+        let (ha, hb) = (hidden_of(&mut st, &a), hidden_of(&mut st, &b));
+        let close = |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(p, q)| (p - q).abs() < 1e-4);
+
+        let mut tracker = TimbreTracker::new(cfg.hidden, 200.0);
+        let mut z = vec![0.0f32; cfg.z_t];
+        for _ in 0..50 {
+            tracker.update(&net, &mut st, &a, -10.0, &mut z);
+        }
+        assert!(close(&z, &head_of(&mut st, &ha)));
+        // A quiet frame (more than 60 dB down) is not pooled.
+        tracker.update(&net, &mut st, &b, -90.0, &mut z);
+        assert!(close(&z, &head_of(&mut st, &ha)));
+
+        // Alternating loud frames pool to (nearly) their mean: the newer frame weighs
+        // `1 / forget` more, so the result lies within a fraction of a percent of the mean.
+        tracker.reset();
+        for i in 0..400 {
+            let frame = if i % 2 == 0 { &a } else { &b };
+            tracker.update(&net, &mut st, frame, -10.0, &mut z);
+        }
+        let mean: Vec<f32> = ha.iter().zip(&hb).map(|(x, y)| 0.5 * (x + y)).collect();
+        let expected = head_of(&mut st, &mean);
+        let err = z
+            .iter()
+            .zip(&expected)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max);
+        let spread = head_of(&mut st, &ha)
+            .iter()
+            .zip(&head_of(&mut st, &hb))
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max);
+        assert!(err < 0.01 * spread, "error {err}, spread {spread}");
+    }
 
     #[test]
     fn transpose_moves_a_peak_by_the_ratio() {
