@@ -86,6 +86,12 @@ pub struct BlockParams<'a> {
     pub mode: SwapMode,
     /// Neural: phase reconstruction, for the whole block.
     pub phase: PhaseMode,
+    /// Neural: timbre-map point X, normalised map coordinates (-1..=1); empty = 0 throughout.
+    pub map_x: &'a [f32],
+    /// Neural: timbre-map point Y; empty = 0 throughout.
+    pub map_y: &'a [f32],
+    /// Neural: share of the map point against the A/B morph, 0..=1; empty = 0 throughout.
+    pub map_amount: &'a [f32],
 }
 
 impl<'a> BlockParams<'a> {
@@ -98,7 +104,10 @@ impl<'a> BlockParams<'a> {
             variation: &[],
             transpose: &[],
             mode: SwapMode::Classic,
-            phase: PhaseMode::Reconstruct,
+            phase: PhaseMode::Input,
+            map_x: &[],
+            map_y: &[],
+            map_amount: &[],
         }
     }
 
@@ -111,6 +120,11 @@ impl<'a> BlockParams<'a> {
             transpose: self.transpose.get(j).copied().unwrap_or(0.0),
             mode: self.mode,
             phase: self.phase,
+            map_point: [
+                self.map_x.get(j).copied().unwrap_or(0.0),
+                self.map_y.get(j).copied().unwrap_or(0.0),
+            ],
+            map_amount: self.map_amount.get(j).copied().unwrap_or(0.0),
         }
     }
 }

@@ -12,7 +12,8 @@
 //! - The neural mode: [`model_config`] and [`model_file`] describe and check the three-factor
 //!   model's file, [`features`] computes its inputs, [`network`] runs its encoders and decoder
 //!   frame by frame with the SIMD [`kernels`], [`phase`] reconstructs phase (RTPGHI), and
-//!   [`neural`] is the per-frame neural processor the worker runs; [`griffin_lim`] is the
+//!   [`neural`] is the per-frame neural processor the worker runs; [`timbre_map`] turns a point
+//!   of the model's timbre map back into a timbre; [`griffin_lim`] is the
 //!   offline Griffin-Lim reference RTPGHI is measured against.
 
 pub mod cepstrum;
@@ -35,6 +36,7 @@ pub mod resampler;
 pub mod stats;
 pub mod stft;
 pub mod timbre;
+pub mod timbre_map;
 mod worker;
 
 pub use config::StftConfig;

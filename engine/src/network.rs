@@ -16,6 +16,7 @@ use crate::features::{pooling_weights, FeatureExtractor};
 use crate::kernels::Kernels;
 use crate::model_config::{ModelConfig, StackShape, LEAKY_SLOPE, POOLING_RANGE_DB};
 use crate::model_file::{ModelFile, ModelFileError, TimbreMap};
+use crate::timbre_map::MapBlender;
 
 /// Frames analysed per batch by [`Network::clip_timbre`] (bounds its memory on long clips).
 const CLIP_CHUNK_FRAMES: usize = 1024;
@@ -267,6 +268,7 @@ pub struct Network {
     pitch: Stack,
     decoder: Stack,
     map: TimbreMap,
+    blender: MapBlender,
 }
 
 impl Network {
@@ -306,6 +308,7 @@ impl Network {
             pitch: required("pitch")?,
             decoder: required("decoder")?,
             map: file.map.clone(),
+            blender: MapBlender::new(&file.map),
         })
     }
 
@@ -337,6 +340,11 @@ impl Network {
     /// The timbre map of the training instruments.
     pub fn map(&self) -> &TimbreMap {
         &self.map
+    }
+
+    /// The timbre map's anchors and inverse projection.
+    pub fn blender(&self) -> &MapBlender {
+        &self.blender
     }
 
     /// A fresh streaming state. Allocates; not realtime-safe.

@@ -32,11 +32,13 @@ pub const MAX_TRANSPOSE: f32 = 12.0;
 /// How the output's phase is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PhaseMode {
-    /// The input frame's phase with the decoded magnitude (no transposition of the partials'
-    /// phases: best without Transpose).
-    Input,
-    /// Real-time phase gradient heap integration from the decoded magnitudes.
+    /// The input frame's phase with the decoded magnitude (the default: measured best for
+    /// pitch and timbre, see `docs/quality.md`; the partials keep the input's frequencies, so
+    /// Transpose changes the timbre the decoder draws but not the sounding pitch).
     #[default]
+    Input,
+    /// Real-time phase gradient heap integration from the decoded magnitudes (follows
+    /// Transpose; less stable pitch with the shipped model's smooth magnitudes).
     Reconstruct,
 }
 
@@ -135,9 +137,10 @@ pub struct NeuralProcessor {
     /// Transposed pitch-encoder feature, then its normalised form.
     pitch_raw: Box<[f32]>,
     pitch_in: Box<[f32]>,
-    /// The input's own and the target timbre.
+    /// The input's own and the target timbre, and the timbre-map point's.
     z_own: Box<[f32]>,
     z_target: Box<[f32]>,
+    z_map: Box<[f32]>,
     /// Decoded log-magnitude of the current frame.
     decoded: Box<[f32]>,
 }
@@ -170,6 +173,7 @@ impl NeuralProcessor {
             pitch_in: vec![0.0; bins].into_boxed_slice(),
             z_own: vec![0.0; z].into_boxed_slice(),
             z_target: vec![0.0; z].into_boxed_slice(),
+            z_map: vec![0.0; z].into_boxed_slice(),
             decoded: vec![0.0; bins].into_boxed_slice(),
             net,
         }
@@ -267,6 +271,20 @@ impl NeuralProcessor {
             }
             (Some(only), None) | (None, Some(only)) => self.z_target.copy_from_slice(only),
             (None, None) => self.z_target.copy_from_slice(&self.z_own),
+        }
+        // The timbre map: blended with the A/B morph by Map amount (the map alone when no
+        // slot is loaded).
+        let amount = if params.map_amount.is_finite() {
+            params.map_amount.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        if amount > 0.0 {
+            self.net.blender().blend(params.map_point, &mut self.z_map);
+            let amount = if self.has_timbre() { amount } else { 1.0 };
+            for (t, m) in self.z_target.iter_mut().zip(self.z_map.iter()) {
+                *t += (m - *t) * amount;
+            }
         }
         let variation = if params.variation.is_finite() {
             params.variation.clamp(0.0, 2.0)

@@ -51,6 +51,10 @@ pub struct FrameParams {
     pub mode: SwapMode,
     /// Neural: where the output phase comes from.
     pub phase: PhaseMode,
+    /// Neural: the timbre-map point, normalised map coordinates (-1..=1 each).
+    pub map_point: [f32; 2],
+    /// Neural: share of the map point's timbre against the A/B morph, 0..=1.
+    pub map_amount: f32,
 }
 
 impl Default for FrameParams {
@@ -60,7 +64,9 @@ impl Default for FrameParams {
             variation: 1.0,
             transpose: 0.0,
             mode: SwapMode::Classic,
-            phase: PhaseMode::Reconstruct,
+            phase: PhaseMode::Input,
+            map_point: [0.0; 2],
+            map_amount: 0.0,
         }
     }
 }
@@ -239,7 +245,10 @@ impl FrameProcessor {
     /// untouched) when no grain is complete yet. Realtime-safe.
     pub fn process(&mut self, frame: &[f32], params: &FrameParams, grain: &mut [f32]) -> bool {
         self.poll_control();
-        let neural_ready = self.neural.as_ref().is_some_and(|n| n.has_timbre());
+        let neural_ready = self
+            .neural
+            .as_ref()
+            .is_some_and(|n| n.has_timbre() || params.map_amount > 0.0);
         let path = match params.mode {
             SwapMode::Neural if neural_ready => Path::Neural,
             _ if self.has_timbre() => Path::Classic,

@@ -63,7 +63,7 @@ impl Default for RenderOptions<'_> {
             latent_b: None,
             variation: 1.0,
             transpose: 0.0,
-            phase: PhaseMode::Reconstruct,
+            phase: PhaseMode::Input,
         }
     }
 }
@@ -124,6 +124,9 @@ pub fn render(input: &DecodedAudio, opts: &RenderOptions) -> Result<Rendered, En
         transpose: &transpose,
         mode: opts.mode,
         phase: opts.phase,
+        map_x: &[],
+        map_y: &[],
+        map_amount: &[],
     };
     let mut start = 0;
     while start < total {

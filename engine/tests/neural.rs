@@ -66,6 +66,9 @@ fn run(engine: &mut Engine, x: &[f32], blocks: &[usize], p: FrameParams) -> Vec<
         transpose: &transpose,
         mode: p.mode,
         phase: p.phase,
+        map_x: &[],
+        map_y: &[],
+        map_amount: &[],
     };
     let mut out = x.to_vec();
     let mut start = 0;
@@ -197,8 +200,8 @@ fn neural_frame_step_does_not_allocate() {
     assert_eq!(violation_count(), before, "allocation in the neural step");
 }
 
-/// `Engine::process` in neural mode, realtime and offline, with the model loaded and timbres
-/// changed from the control side while it plays, does not allocate.
+/// `Engine::process` in neural mode, realtime and offline, with the model loaded, timbres
+/// changed from the control side and the timbre map in use while it plays, does not allocate.
 #[test]
 fn neural_process_does_not_allocate() {
     let net = network();
@@ -219,6 +222,7 @@ fn neural_process_does_not_allocate() {
         let (mix, gain, morph) = (vec![1.0; 128], vec![1.0; 128], vec![0.5; 128]);
         let variation: Vec<f32> = (0..128).map(|i| i as f32 / 64.0).collect();
         let transpose = vec![-5.0; 128];
+        let (map_x, map_y, map_amount) = (vec![0.3; 128], vec![-0.4; 128], vec![0.6; 128]);
         let mut buf = vec![0.0f32; 128];
         let before = violation_count();
         for (i, chunk) in x.chunks_exact(128).take(300).enumerate() {
@@ -247,6 +251,9 @@ fn neural_process_does_not_allocate() {
                 } else {
                     PhaseMode::Input
                 },
+                map_x: &map_x,
+                map_y: &map_y,
+                map_amount: if i % 50 < 25 { &map_amount } else { &[] },
             };
             assert_no_alloc(|| {
                 e.process(&mut [&mut buf[..]], &params);
@@ -382,4 +389,51 @@ fn neural_swap_moves_the_envelope_towards_the_reference() {
         println!("{phase:?}: envelope distance to the trumpet {before:.2} -> {after:.2}");
         assert!(after < 0.7 * before, "{phase:?}: {before} -> {after}");
     }
+}
+
+/// With no reference loaded, Map amount 100 % at an instrument's anchor plays exactly what that
+/// instrument's preset latent in slot A plays (the inverse projection returns the anchor's
+/// latent there).
+#[test]
+fn map_point_at_an_anchor_plays_that_instrument() {
+    let net = network();
+    let index = 5;
+    let anchor = net.blender().anchors()[index];
+    let z = net.map().instrument_z_t(index).unwrap().to_vec();
+    let x: Vec<f32> = clip("input-flute.wav").into_iter().take(32_000).collect();
+    let render = |latent: Option<&[f32]>, amount: f32| {
+        let (mut e, mut control) = Engine::new(
+            settings(32_000.0, 512, ProcessingMode::Offline),
+            Arc::new(EngineStats::default()),
+            None,
+            None,
+        )
+        .unwrap();
+        control.set_model(Some(net.clone()), latent, None).unwrap();
+        let (mix, gain, morph) = (vec![1.0; 512], vec![1.0; 512], vec![0.0; 512]);
+        let (mx, my, ma) = (vec![anchor[0]; 512], vec![anchor[1]; 512], vec![amount; 512]);
+        let params = BlockParams {
+            mode: SwapMode::Neural,
+            map_x: &mx,
+            map_y: &my,
+            map_amount: &ma,
+            ..BlockParams::new(&mix, &gain, &morph)
+        };
+        let mut out = x.clone();
+        for chunk in out.chunks_mut(512) {
+            e.process(&mut [chunk], &params);
+        }
+        out
+    };
+    let from_map = render(None, 1.0);
+    let from_preset = render(Some(&z), 0.0);
+    let err = from_map
+        .iter()
+        .zip(&from_preset)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    let peak = from_preset.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(peak > 0.01, "silent render");
+    // The anchor's weight is 1 - O(EPS / d^2) of the neighbours: tiny differences only.
+    assert!(err < 1e-3 * peak, "max difference {err} (peak {peak})");
 }

@@ -18,13 +18,15 @@ use nice_plug_egui::{
 };
 use timbreswap_engine::Slot;
 
+mod timbre_map;
+
 use crate::loader::Task;
 use crate::params::{Mode, TimbreswapParams};
 use crate::shared::{slot_name, Shared};
 use crate::Timbreswap;
 
 /// Editor size, in logical pixels.
-const EDITOR_SIZE: (u32, u32) = (560, 500);
+const EDITOR_SIZE: (u32, u32) = (560, 780);
 /// How often the status line refreshes while the editor is open.
 const REFRESH: Duration = Duration::from_millis(150);
 
@@ -199,6 +201,26 @@ impl NiceEguiApp for TimbreswapApp {
         ui.add_space(4.0);
         self.model_row(ui);
         ui.separator();
+        let net = self.shared.network();
+        let latents: [Option<Vec<f32>>; 2] = [Slot::A, Slot::B].map(|slot| {
+            let stored = self
+                .params
+                .timbre(slot)
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            stored.zip(net.as_deref()).and_then(|(d, net)| {
+                crate::model::latent_for(&d, net).map(<[f32]>::to_vec)
+            })
+        });
+        timbre_map::show(
+            ui,
+            net.as_deref(),
+            [latents[0].as_deref(), latents[1].as_deref()],
+            &self.params,
+            &setter,
+        );
+        ui.separator();
         egui::Grid::new("params").num_columns(2).show(ui, |ui| {
             ui.label("Mix")
                 .on_hover_text("0 %: dry input (latency-aligned); 100 %: the swapped timbre only");
@@ -222,9 +244,14 @@ impl NiceEguiApp for TimbreswapApp {
             ui.add(ParamSlider::for_param(&self.params.variation, &setter));
             ui.end_row();
             ui.label("Transpose").on_hover_text(
-                "Neural: shifts the pitch the model hears, in semitones; use Phase = Reconstruct with it",
+                "Neural: shifts the pitch the model hears, in semitones; with Phase = Reconstruct the sounding pitch follows",
             );
             ui.add(ParamSlider::for_param(&self.params.transpose, &setter));
+            ui.end_row();
+            ui.label("Map amount").on_hover_text(
+                "Neural: 0 % plays the A/B morph, 100 % the timbre of the point on the map (with no reference loaded, the map point alone)",
+            );
+            ui.add(ParamSlider::for_param(&self.params.map_amount, &setter));
             ui.end_row();
             ui.label("Phase").on_hover_text(
                 "Neural: Input keeps your sound's phase (tightest transients); Reconstruct rebuilds it from the new spectrum (follows Transpose)",
@@ -259,10 +286,10 @@ impl NiceEguiApp for TimbreswapApp {
             });
             if self.shared.network().is_none() {
                 ui.colored_label(Color32::YELLOW, "No model is loaded: Classic is playing.");
-            } else if !measured {
+            } else if !measured && self.params.map_amount.value() <= 0.0 {
                 ui.colored_label(
                     Color32::YELLOW,
-                    "Neural needs a reference or a preset measured with this model: Classic is playing.",
+                    "Neural needs a reference or a preset measured with this model, or Map amount above 0 %: Classic is playing.",
                 );
             }
         }

@@ -42,6 +42,9 @@ pub struct Timbreswap {
     variation: Vec<f32>,
     /// Per-sample Transpose values of the current block (semitones); sized in `activate`.
     transpose: Vec<f32>,
+    /// Per-sample timbre-map point and amount of the current block (normalised map
+    /// coordinates, 0..=1); sized in `activate`.
+    map: [Vec<f32>; 3],
     /// Editor window state.
     editor_state: Arc<nice_plug_egui::EguiEditorState>,
 }
@@ -58,6 +61,7 @@ impl Default for Timbreswap {
             morph: Vec::new(),
             variation: Vec::new(),
             transpose: Vec::new(),
+            map: [Vec::new(), Vec::new(), Vec::new()],
             editor_state: editor::default_state(),
         }
     }
@@ -233,6 +237,7 @@ impl Plugin for Timbreswap {
                 self.morph = vec![0.0; max_block];
                 self.variation = vec![1.0; max_block];
                 self.transpose = vec![0.0; max_block];
+                self.map = [vec![0.0; max_block], vec![0.0; max_block], vec![0.0; max_block]];
                 true
             }
             Err(e) => {
@@ -272,6 +277,10 @@ impl Plugin for Timbreswap {
                 .transpose
                 .smoothed
                 .next_block(&mut self.transpose, len);
+            let [map_x, map_y, map_amount] = &mut self.map;
+            self.params.timbre_x.smoothed.next_block(map_x, len);
+            self.params.timbre_y.smoothed.next_block(map_y, len);
+            self.params.map_amount.smoothed.next_block(map_amount, len);
             let mut channels: [&mut [f32]; 2] = [&mut [], &mut []];
             let mut count = 0;
             for (slot, channel) in channels.iter_mut().zip(block.iter_mut()) {
@@ -288,6 +297,9 @@ impl Plugin for Timbreswap {
                     transpose: &self.transpose[..len],
                     mode: self.params.mode.value().engine(),
                     phase: self.params.phase.value().engine(),
+                    map_x: &self.map[0][..len],
+                    map_y: &self.map[1][..len],
+                    map_amount: &self.map[2][..len],
                 },
             );
         }

@@ -36,12 +36,12 @@ impl Mode {
 /// Where the neural mode's output phase comes from.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// The input's own phase (most faithful transients; best without Transpose).
+    /// The input's own phase (the default: steadiest pitch and most faithful transients).
     #[id = "input"]
     #[name = "Input"]
     Input,
     /// Rebuilt from the decoded magnitudes by phase-gradient heap integration (follows
-    /// Transpose and the new timbre's partials).
+    /// Transpose; less stable pitch with the shipped model).
     #[id = "reconstruct"]
     #[name = "Reconstruct"]
     Reconstruct,
@@ -82,6 +82,16 @@ pub struct TimbreswapParams {
     /// Neural: output phase from the input or reconstructed.
     #[id = "phase"]
     pub phase: EnumParam<Phase>,
+    /// Neural: X of the point on the timbre map, normalised map coordinates (-1..=1 spans the
+    /// model's training instruments).
+    #[id = "timbre-x"]
+    pub timbre_x: FloatParam,
+    /// Neural: Y of the point on the timbre map (-1..=1).
+    #[id = "timbre-y"]
+    pub timbre_y: FloatParam,
+    /// Neural: how much the map point's timbre replaces the A/B morph, 0..=1 (shown in %).
+    #[id = "map-amount"]
+    pub map_amount: FloatParam,
     /// The neural model file the user chose (`None`: the built-in default model).
     #[persist = "model-path"]
     pub model_path: Arc<RwLock<Option<String>>>,
@@ -141,7 +151,22 @@ impl Default for TimbreswapParams {
             .with_step_size(0.01)
             .with_unit(" st")
             .with_value_to_string(formatters::v2s_f32_rounded(2)),
-            phase: EnumParam::new("Phase", Phase::Reconstruct),
+            phase: EnumParam::new("Phase", Phase::Input),
+            timbre_x: FloatParam::new("Timbre X", 0.0, FloatRange::Linear { min: -1.0, max: 1.0 })
+                .with_smoother(SmoothingStyle::Linear(SMOOTHING_MS))
+                .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            timbre_y: FloatParam::new("Timbre Y", 0.0, FloatRange::Linear { min: -1.0, max: 1.0 })
+                .with_smoother(SmoothingStyle::Linear(SMOOTHING_MS))
+                .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            map_amount: FloatParam::new(
+                "Map amount",
+                0.0,
+                FloatRange::Linear { min: 0.0, max: 1.0 },
+            )
+            .with_smoother(SmoothingStyle::Linear(SMOOTHING_MS))
+            .with_unit(" %")
+            .with_value_to_string(formatters::v2s_f32_percentage(0))
+            .with_string_to_value(formatters::s2v_f32_percentage()),
             model_path: Arc::new(RwLock::new(None)),
             timbre_a: Arc::new(RwLock::new(None)),
             timbre_b: Arc::new(RwLock::new(None)),

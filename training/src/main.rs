@@ -113,7 +113,7 @@ enum Command {
         #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
         transpose: f32,
         /// Neural: output phase.
-        #[arg(long, value_enum, default_value_t = PhaseArg::Reconstruct)]
+        #[arg(long, value_enum, default_value_t = PhaseArg::Input)]
         phase: PhaseArg,
         /// Output WAV file (32-bit float, same rate and channels as the input).
         #[arg(long)]
