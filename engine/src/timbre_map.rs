@@ -185,10 +185,16 @@ mod tests {
         // with equal weights.
         b.blend([0.0, 0.0], &mut z);
         let (x, y) = (z[0], z[1]);
-        assert!((x - 2.0 / 3.0).abs() < 1e-4 && (y - 1.0 / 3.0).abs() < 1e-4, "{z:?}");
+        assert!(
+            (x - 2.0 / 3.0).abs() < 1e-4 && (y - 1.0 / 3.0).abs() < 1e-4,
+            "{z:?}"
+        );
         // Far outside, still a convex mix of real instruments.
         b.blend([50.0, -50.0], &mut z);
-        assert!((0.0..=2.0).contains(&z[0]) && (0.0..=1.0).contains(&z[1]), "{z:?}");
+        assert!(
+            (0.0..=2.0).contains(&z[0]) && (0.0..=1.0).contains(&z[1]),
+            "{z:?}"
+        );
         b.blend([f32::NAN, 0.0], &mut z);
         assert!(z.iter().all(|v| v.is_finite()));
     }

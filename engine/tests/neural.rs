@@ -411,7 +411,11 @@ fn map_point_at_an_anchor_plays_that_instrument() {
         .unwrap();
         control.set_model(Some(net.clone()), latent, None).unwrap();
         let (mix, gain, morph) = (vec![1.0; 512], vec![1.0; 512], vec![0.0; 512]);
-        let (mx, my, ma) = (vec![anchor[0]; 512], vec![anchor[1]; 512], vec![amount; 512]);
+        let (mx, my, ma) = (
+            vec![anchor[0]; 512],
+            vec![anchor[1]; 512],
+            vec![amount; 512],
+        );
         let params = BlockParams {
             mode: SwapMode::Neural,
             map_x: &mx,

@@ -209,9 +209,9 @@ impl NiceEguiApp for TimbreswapApp {
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            stored.zip(net.as_deref()).and_then(|(d, net)| {
-                crate::model::latent_for(&d, net).map(<[f32]>::to_vec)
-            })
+            stored
+                .zip(net.as_deref())
+                .and_then(|(d, net)| crate::model::latent_for(&d, net).map(<[f32]>::to_vec))
         });
         timbre_map::show(
             ui,

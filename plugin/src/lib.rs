@@ -237,7 +237,11 @@ impl Plugin for Timbreswap {
                 self.morph = vec![0.0; max_block];
                 self.variation = vec![1.0; max_block];
                 self.transpose = vec![0.0; max_block];
-                self.map = [vec![0.0; max_block], vec![0.0; max_block], vec![0.0; max_block]];
+                self.map = [
+                    vec![0.0; max_block],
+                    vec![0.0; max_block],
+                    vec![0.0; max_block],
+                ];
                 true
             }
             Err(e) => {

@@ -152,12 +152,26 @@ impl Default for TimbreswapParams {
             .with_unit(" st")
             .with_value_to_string(formatters::v2s_f32_rounded(2)),
             phase: EnumParam::new("Phase", Phase::Input),
-            timbre_x: FloatParam::new("Timbre X", 0.0, FloatRange::Linear { min: -1.0, max: 1.0 })
-                .with_smoother(SmoothingStyle::Linear(SMOOTHING_MS))
-                .with_value_to_string(formatters::v2s_f32_rounded(2)),
-            timbre_y: FloatParam::new("Timbre Y", 0.0, FloatRange::Linear { min: -1.0, max: 1.0 })
-                .with_smoother(SmoothingStyle::Linear(SMOOTHING_MS))
-                .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            timbre_x: FloatParam::new(
+                "Timbre X",
+                0.0,
+                FloatRange::Linear {
+                    min: -1.0,
+                    max: 1.0,
+                },
+            )
+            .with_smoother(SmoothingStyle::Linear(SMOOTHING_MS))
+            .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            timbre_y: FloatParam::new(
+                "Timbre Y",
+                0.0,
+                FloatRange::Linear {
+                    min: -1.0,
+                    max: 1.0,
+                },
+            )
+            .with_smoother(SmoothingStyle::Linear(SMOOTHING_MS))
+            .with_value_to_string(formatters::v2s_f32_rounded(2)),
             map_amount: FloatParam::new(
                 "Map amount",
                 0.0,

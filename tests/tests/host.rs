@@ -321,7 +321,8 @@ fn offline_render_matches_plugin_bit_for_bit() {
                 },
                 model: Some(network()),
                 latent_a: violin.latent.as_ref().map(|l| l.z_t.as_slice()),
-                phase: PhaseMode::Reconstruct,
+                // The plugin's default Phase.
+                phase: PhaseMode::Input,
                 ..RenderOptions::default()
             },
         )

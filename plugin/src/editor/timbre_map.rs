@@ -29,9 +29,9 @@ fn from_screen(rect: Rect, pos: Pos2) -> [f32; 2] {
 
 /// A stable colour per instrument family.
 fn family_colour(family: &str) -> Color32 {
-    let hash = family
-        .bytes()
-        .fold(2_166_136_261u32, |h, b| (h ^ b as u32).wrapping_mul(16_777_619));
+    let hash = family.bytes().fold(2_166_136_261u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(16_777_619)
+    });
     let hue = (hash % 360) as f32 / 360.0;
     egui::ecolor::Hsva::new(hue, 0.55, 0.9, 1.0).into()
 }
@@ -113,8 +113,16 @@ pub fn show(
     let amount = params.map_amount.value();
     let point = to_screen(rect, [params.timbre_x.value(), params.timbre_y.value()]);
     let alpha = (80.0 + 175.0 * amount) as u8;
-    painter.circle_filled(point, 6.0, Color32::from_rgba_unmultiplied(255, 200, 60, alpha));
-    painter.circle_stroke(point, 9.0, Stroke::new(1.5, Color32::from_rgb(255, 200, 60)));
+    painter.circle_filled(
+        point,
+        6.0,
+        Color32::from_rgba_unmultiplied(255, 200, 60, alpha),
+    );
+    painter.circle_stroke(
+        point,
+        9.0,
+        Stroke::new(1.5, Color32::from_rgb(255, 200, 60)),
+    );
     response.on_hover_text(
         "The model's timbre space: each dot is a training instrument, A and B are your references. Drag the point to a place on the map; Map amount sets how much it replaces the A/B morph.",
     );
