@@ -138,7 +138,7 @@ pub enum ControlError {
     /// Too many changes are waiting for the engine; try again shortly.
     #[error("the engine is busy; try again")]
     QueueFull,
-    /// The model analyses audio differently from this engine.
+    /// The model frames audio differently from this engine (rate, FFT size or hop).
     #[error("the model expects {model:?}, the engine runs {engine:?}")]
     ModelMismatch {
         /// The model's analysis settings.
@@ -199,7 +199,12 @@ impl EngineControl {
         self.collect_garbage();
         let processor = match model {
             Some(net) => {
-                if net.stft() != self.stft {
+                // The framing must agree; the cepstral cut-off is the model's own business
+                // (its processor lifters with its own).
+                let m = net.stft();
+                if (m.sample_rate, m.n_fft, m.hop)
+                    != (self.stft.sample_rate, self.stft.n_fft, self.stft.hop)
+                {
                     return Err(ControlError::ModelMismatch {
                         model: net.stft(),
                         engine: self.stft,

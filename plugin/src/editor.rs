@@ -79,7 +79,13 @@ impl TimbreswapApp {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .map(|d| format!("{} ({:.1} s)", d.name, d.duration_s));
+            .map(|d| {
+                if d.duration_s > 0.0 {
+                    format!("{} ({:.1} s)", d.name, d.duration_s)
+                } else {
+                    d.name.clone()
+                }
+            });
         ui.horizontal(|ui| {
             ui.label(RichText::new(format!("Reference {}", slot_name(slot))).strong());
             ui.label(loaded.unwrap_or_else(|| "empty: the input passes unchanged".into()));

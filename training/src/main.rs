@@ -671,8 +671,10 @@ fn main() -> Result<()> {
                     )?,
                 })),
             };
-            if net.as_ref().is_some_and(|n| n.stft() != cfg) {
-                bail!("the model analyses audio differently from the engine ({cfg:?})");
+            if let Some(m) = net.as_ref().map(|n| n.stft()) {
+                if (m.sample_rate, m.n_fft, m.hop) != (cfg.sample_rate, cfg.n_fft, cfg.hop) {
+                    bail!("the model frames audio differently ({m:?}) from the engine ({cfg:?})");
+                }
             }
             let latent_a = net.as_ref().map(|n| n.clip_timbre(&a.samples));
             let latent_b = net

@@ -66,6 +66,10 @@ pub struct TrainConfig {
     pub kl_cycle_epochs: usize,
     /// Share of a cycle over which the KL weight ramps from 0 to 1.
     pub kl_ramp: f64,
+    /// Weight of `z_v`'s KL term relative to the other two (1: the paper's objective; above 1
+    /// limits what the variation latent may carry, against timbre and pitch leaking into it;
+    /// `--kl-variation`). Validation always reports the plain negative ELBO.
+    pub kl_variation_weight: f64,
     /// Largest global gradient norm (larger gradients are scaled down).
     pub grad_clip: f64,
     /// Seed of every random draw.
@@ -97,6 +101,7 @@ impl Default for TrainConfig {
             lr_decay: 0.95,
             kl_cycle_epochs: 10,
             kl_ramp: 0.5,
+            kl_variation_weight: 1.0,
             grad_clip: 10.0,
             seed: 1,
             pitch_shift: true,
@@ -390,10 +395,11 @@ struct PassLoss {
 }
 
 impl PassLoss {
-    fn kl(&self) -> candle_core::Result<Tensor> {
+    /// The KL terms, `z_v`'s weighted by `variation_weight`.
+    fn kl(&self, variation_weight: f64) -> candle_core::Result<Tensor> {
         let mut k = (&self.kl_t + &self.kl_p)?;
         if let Some(v) = &self.kl_v {
-            k = (k + v)?;
+            k = (k + (v * variation_weight)?)?;
         }
         Ok(k)
     }
@@ -721,11 +727,12 @@ pub fn train(
                 &batch.distorted[2],
             )?;
             let first = run_pass(&model, &tv1, &p1, &batch.weights, &target, Some(&mut noise))?;
-            let mut loss = (&first.recon + (first.kl()? * beta)?)?;
+            let kl_v_weight = tc.kl_variation_weight;
+            let mut loss = (&first.recon + (first.kl(kl_v_weight)? * beta)?)?;
             let second = if tc.reentry {
                 let (tv2, p2) = model.encoder_inputs_from_normalised(&first.output)?;
                 let pass = run_pass(&model, &tv2, &p2, &batch.weights, &target, Some(&mut noise))?;
-                loss = (loss + (&pass.recon + (pass.kl()? * beta)?)?)?;
+                loss = (loss + (&pass.recon + (pass.kl(kl_v_weight)? * beta)?)?)?;
                 Some(pass)
             } else {
                 None
@@ -978,7 +985,7 @@ fn validate(
             model.encoder_inputs(&batch.shifted[0], &batch.shifted[1], &batch.shifted[2])?;
         let pass = run_pass(model, &tv, &p, &batch.weights, &target, None)?;
         let recon = pass.recon.to_scalar::<f32>()? as f64;
-        let kl = pass.kl()?.to_scalar::<f32>()? as f64;
+        let kl = pass.kl(1.0)?.to_scalar::<f32>()? as f64;
         let mse_n = (&pass.output - &target)?
             .sqr()?
             .mean_all()?
