@@ -25,6 +25,7 @@ use crate::network::Network;
 use crate::neural::{NeuralProcessor, PhaseMode};
 use crate::processor::{FrameParams, FrameProcessor, SwapMode, LOOKAHEAD_FRAMES};
 use crate::resampler::Resampler;
+use crate::spectrum_view::{spectrum_pair, SpectrumView};
 use crate::stats::EngineStats;
 use crate::stft::{hann, synthesis_window};
 use crate::timbre::TimbreDescriptor;
@@ -164,9 +165,16 @@ pub struct EngineControl {
     z_t: Option<usize>,
     tx: Producer<ControlToProcessorMsg>,
     garbage: Consumer<ProcessorToControlMsg>,
+    spectra: SpectrumView,
 }
 
 impl EngineControl {
+    /// The live view's spectra (open it with [`SpectrumView::set_open`], read the newest with
+    /// [`SpectrumView::update`]). Not realtime-safe.
+    pub fn spectra(&mut self) -> &mut SpectrumView {
+        &mut self.spectra
+    }
+
     /// Puts `timbre` into `slot` (`None` empties it). Not realtime-safe.
     pub fn set_timbre(
         &mut self,
@@ -390,13 +398,16 @@ impl Engine {
 
         let (ctl_tx, ctl_rx) = RingBuffer::<ControlToProcessorMsg>::new(64);
         let (garbage_tx, garbage_rx) = RingBuffer::<ProcessorToControlMsg>::new(64);
+        let (tap, spectra) = spectrum_pair(cfg.n_bins(), cfg.n_fft);
         let mut control = EngineControl {
             stft: cfg,
             z_t: None,
             tx: ctl_tx,
             garbage: garbage_rx,
+            spectra,
         };
         let mut processor = FrameProcessor::new(&cfg, ctl_rx, garbage_tx);
+        processor.set_tap(tap);
         for (slot, timbre) in [(Slot::A, timbre_a), (Slot::B, timbre_b)] {
             if timbre.is_some() {
                 control.set_timbre(slot, timbre).map_err(|e| match e {

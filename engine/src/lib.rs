@@ -15,6 +15,7 @@
 //!   [`neural`] is the per-frame neural processor the worker runs; [`timbre_map`] turns a point
 //!   of the model's timbre map back into a timbre; [`griffin_lim`] is the
 //!   offline Griffin-Lim reference RTPGHI is measured against.
+//! - [`spectrum_view`] hands input and output spectra to the editor's live view.
 
 pub mod cepstrum;
 pub mod clip;
@@ -33,6 +34,7 @@ pub mod phase;
 pub mod processor;
 pub mod render;
 pub mod resampler;
+pub mod spectrum_view;
 pub mod stats;
 pub mod stft;
 pub mod timbre;

@@ -13,6 +13,7 @@ use crate::cepstrum::Cepstrum;
 use crate::config::StftConfig;
 use crate::messages::{ControlToProcessorMsg, ProcessorToControlMsg, Slot};
 use crate::neural::{NeuralProcessor, PhaseMode};
+use crate::spectrum_view::SpectrumTap;
 use crate::stft::Stft;
 use crate::timbre::MAG_FLOOR;
 
@@ -139,6 +140,8 @@ pub struct FrameProcessor {
     level: LevelMatch,
     /// Path of the previous grain (a change resets the neural stream).
     last_path: Path,
+    /// Where spectra go for the editor's live view, if anywhere.
+    tap: Option<SpectrumTap>,
     control: Consumer<ControlToProcessorMsg>,
     garbage: Producer<ProcessorToControlMsg>,
 }
@@ -167,9 +170,15 @@ impl FrameProcessor {
                 silence_energy: (cfg.n_fft as f32 / 4.0).powi(2) * 1e-12,
             },
             last_path: Path::Dry,
+            tap: None,
             control,
             garbage,
         }
+    }
+
+    /// Publishes spectra to `tap` from now on (the editor's live view). Not realtime-safe.
+    pub fn set_tap(&mut self, tap: SpectrumTap) {
+        self.tap = Some(tap);
     }
 
     /// The STFT windows this processor uses (for dry substitution on the audio thread).
@@ -256,7 +265,14 @@ impl FrameProcessor {
         };
         let switched = path != self.last_path;
         self.last_path = path;
+        let view = self.tap.as_mut().is_some_and(SpectrumTap::wants_frame);
         if path == Path::Dry {
+            if view {
+                self.stft.analyse(frame, &mut self.spectrum);
+                if let Some(tap) = self.tap.as_mut() {
+                    tap.publish(&self.spectrum, &self.spectrum);
+                }
+            }
             self.stft.identity_grain(frame, grain);
             return true;
         }
@@ -275,6 +291,11 @@ impl FrameProcessor {
             _ => self.classic(params.morph),
         }
         self.level.apply(energy_in, &mut self.output);
+        if view {
+            if let Some(tap) = self.tap.as_mut() {
+                tap.publish(&self.spectrum, &self.output);
+            }
+        }
         self.stft.synthesise(&mut self.output, grain);
         for g in grain.iter_mut() {
             if !g.is_finite() {

@@ -224,6 +224,9 @@ fn neural_process_does_not_allocate() {
         let transpose = vec![-5.0; 128];
         let (map_x, map_y, map_amount) = (vec![0.3; 128], vec![-0.4; 128], vec![0.6; 128]);
         let mut buf = vec![0.0f32; 128];
+        // The editor's live view is open: spectra are handed over while processing.
+        control.spectra().set_open(true);
+        let mut spectra_seen = 0;
         let before = violation_count();
         for (i, chunk) in x.chunks_exact(128).take(300).enumerate() {
             match i {
@@ -265,12 +268,22 @@ fn neural_process_does_not_allocate() {
             if mode == ProcessingMode::Realtime {
                 std::thread::sleep(Duration::from_micros(300));
             }
+            if i % 10 == 9 && control.spectra().update() {
+                spectra_seen += 1;
+            }
         }
         assert_eq!(
             violation_count(),
             before,
             "{mode:?}: allocation inside process"
         );
+        // A voice at a sensible level shows up in both spectra.
+        assert!(spectra_seen > 10, "{mode:?}: {spectra_seen} spectra");
+        let view = control.spectra();
+        for db in [&view.input_db, &view.output_db] {
+            assert!(db.iter().all(|v| v.is_finite()));
+            assert!(db.iter().any(|v| *v > -60.0), "{mode:?}: empty spectrum");
+        }
         control.collect_garbage();
     }
 }

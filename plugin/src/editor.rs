@@ -1,7 +1,8 @@
-//! A minimal egui editor: the two reference slots (a clip file or a model preset each), the
-//! neural model, the parameters, and a status line with latency, dropouts, worker load, the
-//! model's name and the last error. Drag-and-drop, file dialogs and the live view come with the
-//! editor issue.
+//! The egui editor: the two reference slots (a clip file or a model preset each), the neural
+//! model, the timbre map (`editor/timbre_map.rs`), the parameters, the live view of input and
+//! output spectra with the output meter (`editor/live_view.rs`), and a status line with
+//! latency, dropouts, worker load, the model's name and the last error. Drag-and-drop and file
+//! dialogs are still to come (editor issue).
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -18,6 +19,7 @@ use nice_plug_egui::{
 };
 use timbreswap_engine::Slot;
 
+mod live_view;
 mod timbre_map;
 
 use crate::loader::Task;
@@ -26,9 +28,9 @@ use crate::shared::{slot_name, Shared};
 use crate::Timbreswap;
 
 /// Editor size, in logical pixels.
-const EDITOR_SIZE: (u32, u32) = (560, 780);
-/// How often the status line refreshes while the editor is open.
-const REFRESH: Duration = Duration::from_millis(150);
+const EDITOR_SIZE: (u32, u32) = (560, 920);
+/// How often the editor redraws while open (live view, meter, status line).
+const REFRESH: Duration = Duration::from_millis(33);
 
 /// The initial editor state.
 pub fn default_state() -> Arc<EguiEditorState> {
@@ -45,6 +47,8 @@ pub struct TimbreswapApp {
     paths: [String; 2],
     /// Path typed for a model file.
     model_path: String,
+    /// Output meter, dBFS, with a falling peak hold.
+    meter_db: f32,
 }
 
 /// Creates the editor.
@@ -61,6 +65,7 @@ pub fn create(
         gui: None,
         paths: [String::new(), String::new()],
         model_path: String::new(),
+        meter_db: timbreswap_engine::spectrum_view::VIEW_FLOOR_DB,
     };
     create_egui_editor(
         state,
@@ -143,6 +148,34 @@ impl TimbreswapApp {
                 self.executor
                     .execute_background(Task::LoadPreset { slot, index: i });
             }
+        }
+    }
+
+    /// Spectra and meter; keeps the engine's spectrum hand-off open while drawn.
+    fn live_view(&mut self, ui: &mut egui::Ui) {
+        // The meter falls 1.5 dB per refresh unless a louder peak arrives.
+        let peak = self.shared.take_output_peak();
+        let peak_db = 20.0 * (peak + 1e-9).log10();
+        self.meter_db = peak_db.max(self.meter_db - 1.5);
+        let mut control = self
+            .shared
+            .control
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let bin_hz = timbreswap_engine::StftConfig::default().bin_hz(1) as f32;
+        match control.as_mut() {
+            Some(control) => {
+                let view = control.spectra();
+                view.set_open(true);
+                view.update();
+                live_view::show(
+                    ui,
+                    Some((&view.input_db, &view.output_db)),
+                    bin_hz,
+                    self.meter_db,
+                );
+            }
+            None => live_view::show(ui, None, bin_hz, self.meter_db),
         }
     }
 
@@ -266,6 +299,8 @@ impl NiceEguiApp for TimbreswapApp {
             ui.end_row();
         });
         ui.separator();
+        self.live_view(ui);
+        ui.separator();
         let stats = &self.shared.stats;
         ui.label(format!(
             "Latency {:.1} ms ({} samples)   Dropouts {}   Worker load {:.1} %{}",
@@ -313,5 +348,14 @@ impl NiceEguiApp for TimbreswapApp {
 
     fn editor_closed(&mut self) {
         self.gui = None;
+        if let Some(control) = self
+            .shared
+            .control
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            control.spectra().set_open(false);
+        }
     }
 }

@@ -306,6 +306,15 @@ impl Plugin for Timbreswap {
                     map_amount: &self.map[2][..len],
                 },
             );
+            let peak = channels[..count]
+                .iter()
+                .flat_map(|c| c.iter())
+                .fold(0.0f32, |m, v| m.max(v.abs()));
+            if peak.is_finite() {
+                self.shared
+                    .output_peak
+                    .fetch_max(peak.to_bits(), Ordering::Relaxed);
+            }
         }
         ProcessStatus::Normal
     }

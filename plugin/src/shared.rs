@@ -31,6 +31,9 @@ pub struct Shared {
     pub status: Mutex<Status>,
     /// The neural model in use (`None` until the first activation loads it).
     pub model: RwLock<Option<Arc<Network>>>,
+    /// Largest absolute output sample since the editor last read it, as `f32` bits (written by
+    /// the audio thread with `fetch_max`, which orders non-negative floats correctly).
+    pub output_peak: AtomicU32,
 }
 
 impl Shared {
@@ -65,6 +68,11 @@ impl Shared {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The output peak since the last call, linear, and resets it. Any thread.
+    pub fn take_output_peak(&self) -> f32 {
+        f32::from_bits(self.output_peak.swap(0, Ordering::Relaxed))
     }
 
     /// Latency in milliseconds (0 while inactive).

@@ -1,0 +1,130 @@
+//! The live view: input and output spectra (handed over by the engine while the editor is
+//! open), and the output level meter.
+
+use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Vec2};
+use timbreswap_engine::spectrum_view::VIEW_FLOOR_DB;
+
+/// Height of the spectrum plot, in logical pixels.
+const HEIGHT: f32 = 120.0;
+/// Frequency range shown, in Hz (logarithmic axis).
+const F_MIN: f32 = 50.0;
+const F_MAX: f32 = 16_000.0;
+/// Level range shown, in dB re full-scale sine.
+const DB_MIN: f32 = -100.0;
+const DB_MAX: f32 = 0.0;
+
+/// x position of `hz` in `rect` on the logarithmic frequency axis.
+fn x_of(rect: Rect, hz: f32) -> f32 {
+    let t = (hz.max(F_MIN).ln() - F_MIN.ln()) / (F_MAX.ln() - F_MIN.ln());
+    rect.left() + t.clamp(0.0, 1.0) * rect.width()
+}
+
+/// y position of `db` in `rect`.
+fn y_of(rect: Rect, db: f32) -> f32 {
+    let t = (db.clamp(DB_MIN, DB_MAX) - DB_MIN) / (DB_MAX - DB_MIN);
+    rect.bottom() - t * rect.height()
+}
+
+/// The polyline of one spectrum (`bin_hz` Hz per bin), skipping bins below [`F_MIN`].
+fn curve(rect: Rect, db: &[f32], bin_hz: f32) -> Vec<Pos2> {
+    db.iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(k, _)| *k as f32 * bin_hz >= F_MIN && *k as f32 * bin_hz <= F_MAX)
+        .map(|(k, v)| Pos2::new(x_of(rect, k as f32 * bin_hz), y_of(rect, *v)))
+        .collect()
+}
+
+/// Draws both spectra (`None`: no engine yet) and the output meter (`level_db`, dBFS peak).
+pub fn show(ui: &mut egui::Ui, spectra: Option<(&[f32], &[f32])>, bin_hz: f32, level_db: f32) {
+    let width = ui.available_width();
+    let (rect, response) = ui.allocate_exact_size(Vec2::new(width - 28.0, HEIGHT), Sense::hover());
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, 4.0, Color32::from_gray(20));
+    for hz in [100.0, 1_000.0, 10_000.0] {
+        let x = x_of(rect, hz);
+        painter.line_segment(
+            [Pos2::new(x, rect.top()), Pos2::new(x, rect.bottom())],
+            Stroke::new(1.0, Color32::from_gray(45)),
+        );
+        painter.text(
+            Pos2::new(x + 2.0, rect.bottom() - 2.0),
+            Align2::LEFT_BOTTOM,
+            if hz < 1_000.0 {
+                "100 Hz"
+            } else if hz < 10_000.0 {
+                "1 kHz"
+            } else {
+                "10 kHz"
+            },
+            FontId::proportional(9.0),
+            Color32::from_gray(110),
+        );
+    }
+    match spectra {
+        Some((input, output)) => {
+            painter.add(egui::Shape::line(
+                curve(rect, input, bin_hz),
+                Stroke::new(1.0, Color32::from_gray(150)),
+            ));
+            painter.add(egui::Shape::line(
+                curve(rect, output, bin_hz),
+                Stroke::new(1.5, Color32::from_rgb(255, 170, 60)),
+            ));
+        }
+        None => {
+            painter.text(
+                rect.center(),
+                Align2::CENTER_CENTER,
+                "The spectra appear while the plugin is processing",
+                FontId::proportional(12.0),
+                Color32::GRAY,
+            );
+        }
+    }
+    response.on_hover_text("Grey: input spectrum; orange: output spectrum (dB re full scale)");
+
+    // Output meter to the right: peak level, -60..0 dBFS.
+    let meter = Rect::from_min_size(
+        Pos2::new(rect.right() + 8.0, rect.top()),
+        Vec2::new(14.0, HEIGHT),
+    );
+    let painter = ui.painter_at(meter);
+    painter.rect_filled(meter, 2.0, Color32::from_gray(20));
+    let t = ((level_db + 60.0) / 60.0).clamp(0.0, 1.0);
+    let filled = Rect::from_min_max(
+        Pos2::new(meter.left(), meter.bottom() - t * meter.height()),
+        meter.max,
+    );
+    let colour = if level_db > -1.0 {
+        Color32::from_rgb(230, 70, 60)
+    } else {
+        Color32::from_rgb(90, 200, 110)
+    };
+    painter.rect_filled(filled, 2.0, colour);
+    ui.label(if level_db > VIEW_FLOOR_DB {
+        format!("Output peak {level_db:.1} dBFS")
+    } else {
+        "Output peak: silence".to_string()
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axes_map_the_ranges_onto_the_rect() {
+        let rect = Rect::from_min_size(Pos2::new(0.0, 0.0), Vec2::new(100.0, 50.0));
+        assert!((x_of(rect, F_MIN) - 0.0).abs() < 1e-4);
+        assert!((x_of(rect, F_MAX) - 100.0).abs() < 1e-3);
+        // Octaves are equally spaced.
+        let a = x_of(rect, 200.0) - x_of(rect, 100.0);
+        let b = x_of(rect, 4_000.0) - x_of(rect, 2_000.0);
+        assert!((a - b).abs() < 1e-3);
+        assert_eq!(y_of(rect, DB_MAX), 0.0);
+        assert_eq!(y_of(rect, -500.0), 50.0);
+        // 62.5 Hz bins: bin 0 and those above 16 kHz are not drawn.
+        assert_eq!(curve(rect, &[0.0; 257], 62.5).len(), 256);
+    }
+}
