@@ -127,4 +127,25 @@ mod tests {
         // 62.5 Hz bins: bin 0 and those above 16 kHz are not drawn.
         assert_eq!(curve(rect, &[0.0; 257], 62.5).len(), 256);
     }
+
+    /// Headless: both spectra are drawn as lines of one point per shown bin.
+    #[test]
+    fn draws_both_spectra_headless() {
+        let ctx = egui::Context::default();
+        let input: Vec<f32> = (0..257).map(|k| -20.0 - k as f32 * 0.2).collect();
+        let output: Vec<f32> = input.iter().map(|v| v - 6.0).collect();
+        let out = ctx.run_ui(egui::RawInput::default(), |ui| {
+            show(ui, Some((&input, &output)), 62.5, -12.0);
+        });
+        let lines: Vec<usize> = out
+            .shapes
+            .iter()
+            .filter_map(|s| match &s.shape {
+                egui::Shape::Path(p) if p.points.len() > 100 => Some(p.points.len()),
+                _ => None,
+            })
+            .collect();
+        out.drop_without_applying_deltas();
+        assert_eq!(lines, vec![256, 256]);
+    }
 }

@@ -131,6 +131,139 @@ pub fn show(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    use nice_plug::context::gui::GuiContextInner;
+    use nice_plug::params::internals::ParamPtr;
+
+    /// Records what the widget asks the host to do with parameters.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Mutex<Vec<(&'static str, ParamPtr, f32)>>,
+    }
+
+    // SAFETY (test double): only used on the test thread; the pointers are compared, never
+    // dereferenced.
+    unsafe impl Send for Recorder {}
+    unsafe impl Sync for Recorder {}
+
+    impl GuiContextInner for Recorder {
+        fn plugin_api(&self) -> PluginApi {
+            PluginApi::Clap
+        }
+        unsafe fn raw_begin_set_parameter(&self, param: ParamPtr) {
+            self.calls.lock().unwrap().push(("begin", param, 0.0));
+        }
+        unsafe fn raw_set_parameter_normalized(&self, param: ParamPtr, normalized: f32) {
+            self.calls.lock().unwrap().push(("set", param, normalized));
+        }
+        unsafe fn raw_end_set_parameter(&self, param: ParamPtr) {
+            self.calls.lock().unwrap().push(("end", param, 0.0));
+        }
+        fn get_state(&self) -> nice_plug::plugin::PluginState {
+            unreachable!("the map does not read the state")
+        }
+        fn set_state(&self, _state: nice_plug::plugin::PluginState) {}
+        fn request_restart(&self) {}
+    }
+
+    /// One egui frame of the map with the pointer `events`; returns the painted shapes.
+    fn frame(
+        ctx: &egui::Context,
+        net: &Network,
+        params: &TimbreswapParams,
+        setter: &ParamSetter,
+        events: Vec<egui::Event>,
+    ) -> usize {
+        let input = egui::RawInput {
+            screen_rect: Some(Rect::from_min_size(Pos2::ZERO, Vec2::new(600.0, 300.0))),
+            events,
+            ..Default::default()
+        };
+        let z = net.map().instrument_z_t(0).map(<[f32]>::to_vec);
+        let out = ctx.run_ui(input, |ui| {
+            show(ui, Some(net), [z.as_deref(), None], params, setter);
+        });
+        let shapes = out.shapes.len();
+        // No renderer here: the font atlas uploads are dropped on purpose.
+        out.drop_without_applying_deltas();
+        shapes
+    }
+
+    /// Headless: the map draws every anchor plus reference A and the point, and a drag sets
+    /// Timbre X / Y inside one begin/end gesture, to where the pointer is.
+    #[test]
+    fn map_draws_anchors_and_drags_the_point() {
+        let net = crate::model::default_network().unwrap();
+        let params = TimbreswapParams::default();
+        let recorder = Recorder::default();
+        let setter = ParamSetter::new(&recorder);
+        let ctx = egui::Context::default();
+        let shapes = frame(&ctx, &net, &params, &setter, vec![]);
+        // Background, a dot and a label per instrument, A's ring and letter, the point's two.
+        let anchors = net.map().instruments.len();
+        assert!(
+            shapes > 2 * anchors + 4,
+            "{shapes} shapes for {anchors} anchors"
+        );
+        assert!(recorder.calls.lock().unwrap().is_empty());
+
+        // The map fills the root's width from the top: aim at a point inside it.
+        let at = Pos2::new(400.0, 60.0);
+        let press = |pressed| egui::Event::PointerButton {
+            pos: at,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: Default::default(),
+        };
+        frame(
+            &ctx,
+            &net,
+            &params,
+            &setter,
+            vec![egui::Event::PointerMoved(at), press(true)],
+        );
+        for dx in [10.0, 20.0, 30.0] {
+            let to = Pos2::new(at.x + dx, at.y);
+            frame(
+                &ctx,
+                &net,
+                &params,
+                &setter,
+                vec![egui::Event::PointerMoved(to)],
+            );
+        }
+        let end = Pos2::new(at.x + 30.0, at.y);
+        frame(
+            &ctx,
+            &net,
+            &params,
+            &setter,
+            vec![egui::Event::PointerButton {
+                pos: end,
+                button: egui::PointerButton::Primary,
+                pressed: false,
+                modifiers: Default::default(),
+            }],
+        );
+        let calls = recorder.calls.lock().unwrap();
+        let x = params.timbre_x.as_ptr();
+        let y = params.timbre_y.as_ptr();
+        let kinds: Vec<&str> = calls.iter().filter(|c| c.1 == x).map(|c| c.0).collect();
+        assert_eq!(kinds.first(), Some(&"begin"), "{kinds:?}");
+        assert_eq!(kinds.last(), Some(&"end"), "{kinds:?}");
+        assert_eq!(kinds.iter().filter(|k| **k == "begin").count(), 1);
+        assert!(kinds.iter().filter(|k| **k == "set").count() >= 2);
+        assert!(calls.iter().any(|c| c.1 == y && c.0 == "set"));
+        // Moving right raises X: the last X is larger than the first.
+        let xs: Vec<f32> = calls
+            .iter()
+            .filter(|c| c.1 == x && c.0 == "set")
+            .map(|c| c.2)
+            .collect();
+        assert!(xs.last() > xs.first(), "{xs:?}");
+        assert!(xs.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
 
     #[test]
     fn screen_and_map_coordinates_round_trip() {
