@@ -82,6 +82,17 @@ fn run(engine: &mut Engine, x: &[f32], blocks: &[usize], p: FrameParams) -> Vec<
     out
 }
 
+/// A fresh engine for `s` with the model loaded and `z` as slot A's latent.
+fn engine_with(
+    net: &Arc<Network>,
+    s: EngineSettings,
+    z: Option<&[f32]>,
+) -> (Engine, timbreswap_engine::EngineControl) {
+    let (e, mut control) = Engine::new(s, Arc::new(EngineStats::default()), None, None).unwrap();
+    control.set_model(Some(net.clone()), z, None).unwrap();
+    (e, control)
+}
+
 fn neural(phase: PhaseMode) -> FrameParams {
     FrameParams {
         mode: SwapMode::Neural,
@@ -209,16 +220,7 @@ fn neural_process_does_not_allocate() {
     let z_b = net.map().instrument_z_t(7).unwrap().to_vec();
     let x = clip("input-voice.wav");
     for mode in [ProcessingMode::Offline, ProcessingMode::Realtime] {
-        let (mut e, mut control) = Engine::new(
-            settings(48_000.0, 128, mode),
-            Arc::new(EngineStats::default()),
-            None,
-            None,
-        )
-        .unwrap();
-        control
-            .set_model(Some(net.clone()), Some(&z_a), None)
-            .unwrap();
+        let (mut e, mut control) = engine_with(&net, settings(48_000.0, 128, mode), Some(&z_a));
         let (mix, gain, morph) = (vec![1.0; 128], vec![1.0; 128], vec![0.5; 128]);
         let variation: Vec<f32> = (0..128).map(|i| i as f32 / 64.0).collect();
         let transpose = vec![-5.0; 128];
@@ -298,16 +300,11 @@ fn neural_output_is_independent_of_block_sizes() {
         .take(48_000)
         .collect();
     let render = |blocks: &[usize], max: usize| {
-        let (mut e, mut control) = Engine::new(
+        let (mut e, _control) = engine_with(
+            &net,
             settings(32_000.0, max, ProcessingMode::Offline),
-            Arc::new(EngineStats::default()),
-            None,
-            None,
-        )
-        .unwrap();
-        control
-            .set_model(Some(net.clone()), Some(&z), None)
-            .unwrap();
+            Some(&z),
+        );
         run(&mut e, &x, blocks, neural(PhaseMode::Reconstruct))
     };
     let reference = render(&[4096], 4096);
@@ -328,14 +325,8 @@ fn neural_mode_keeps_the_reported_latency() {
     let net = network();
     let z = net.map().instrument_z_t(0).unwrap().to_vec();
     let rate = 48_000.0;
-    let (mut e, mut control) = Engine::new(
-        settings(rate, 256, ProcessingMode::Offline),
-        Arc::new(EngineStats::default()),
-        None,
-        None,
-    )
-    .unwrap();
-    control.set_model(Some(net), Some(&z), None).unwrap();
+    let (mut e, _control) =
+        engine_with(&net, settings(rate, 256, ProcessingMode::Offline), Some(&z));
     let lat = e.latency_samples() as usize;
     assert!(lat as f64 / rate <= 0.025, "latency {lat}");
     // A tone burst that starts at `onset`: the output's energy envelope rises within a hop
@@ -384,16 +375,11 @@ fn neural_swap_moves_the_envelope_towards_the_reference() {
     };
     let before = distance(&env_src, &env_ref);
     for phase in [PhaseMode::Reconstruct, PhaseMode::Input] {
-        let (mut e, mut control) = Engine::new(
+        let (mut e, _control) = engine_with(
+            &net,
             settings(32_000.0, 512, ProcessingMode::Offline),
-            Arc::new(EngineStats::default()),
-            None,
-            None,
-        )
-        .unwrap();
-        control
-            .set_model(Some(net.clone()), Some(&z), None)
-            .unwrap();
+            Some(&z),
+        );
         let lat = e.latency_samples() as usize;
         let mut padded = source.clone();
         padded.resize(source.len() + lat, 0.0);
@@ -415,14 +401,11 @@ fn map_point_at_an_anchor_plays_that_instrument() {
     let z = net.map().instrument_z_t(index).unwrap().to_vec();
     let x: Vec<f32> = clip("input-flute.wav").into_iter().take(32_000).collect();
     let render = |latent: Option<&[f32]>, amount: f32| {
-        let (mut e, mut control) = Engine::new(
+        let (mut e, _control) = engine_with(
+            &net,
             settings(32_000.0, 512, ProcessingMode::Offline),
-            Arc::new(EngineStats::default()),
-            None,
-            None,
-        )
-        .unwrap();
-        control.set_model(Some(net.clone()), latent, None).unwrap();
+            latent,
+        );
         let (mix, gain, morph) = (vec![1.0; 512], vec![1.0; 512], vec![0.0; 512]);
         let (mx, my, ma) = (
             vec![anchor[0]; 512],

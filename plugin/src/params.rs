@@ -152,26 +152,8 @@ impl Default for TimbreswapParams {
             .with_unit(" st")
             .with_value_to_string(formatters::v2s_f32_rounded(2)),
             phase: EnumParam::new("Phase", Phase::Input),
-            timbre_x: FloatParam::new(
-                "Timbre X",
-                0.0,
-                FloatRange::Linear {
-                    min: -1.0,
-                    max: 1.0,
-                },
-            )
-            .with_smoother(SmoothingStyle::Linear(SMOOTHING_MS))
-            .with_value_to_string(formatters::v2s_f32_rounded(2)),
-            timbre_y: FloatParam::new(
-                "Timbre Y",
-                0.0,
-                FloatRange::Linear {
-                    min: -1.0,
-                    max: 1.0,
-                },
-            )
-            .with_smoother(SmoothingStyle::Linear(SMOOTHING_MS))
-            .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            timbre_x: map_axis("Timbre X"),
+            timbre_y: map_axis("Timbre Y"),
             map_amount: FloatParam::new(
                 "Map amount",
                 0.0,
@@ -186,6 +168,20 @@ impl Default for TimbreswapParams {
             timbre_b: Arc::new(RwLock::new(None)),
         }
     }
+}
+
+/// A timbre-map coordinate: -1..=1 across the model's training instruments, smoothed.
+fn map_axis(name: &str) -> FloatParam {
+    FloatParam::new(
+        name,
+        0.0,
+        FloatRange::Linear {
+            min: -1.0,
+            max: 1.0,
+        },
+    )
+    .with_smoother(SmoothingStyle::Linear(SMOOTHING_MS))
+    .with_value_to_string(formatters::v2s_f32_rounded(2))
 }
 
 impl TimbreswapParams {

@@ -95,6 +95,22 @@ impl TransferSystem for Dry {
     }
 }
 
+/// The pair's source phrase through the engine's offline render with `opts`.
+fn render_source(pair: &TransferPair<'_>, opts: &RenderOptions) -> Result<Vec<f32>, String> {
+    let input = DecodedAudio {
+        sample_rate: pair.sample_rate,
+        channels: vec![pair.source.to_vec()],
+        truncated: false,
+    };
+    render(&input, opts)
+        .map_err(|e| e.to_string())?
+        .audio
+        .channels
+        .into_iter()
+        .next()
+        .ok_or_else(|| "the engine returned no channel".to_string())
+}
+
 /// The `classic` row: the plugin engine's offline render (same code as the plugin) with the
 /// reference's timbre descriptor in slot A, mix 1.
 #[derive(Debug, Clone, Copy, Default)]
@@ -124,13 +140,8 @@ impl TransferSystem for Classic {
         };
         let descriptor = descriptor_from_audio(&pair.reference_record.path, &reference, &self.stft)
             .map_err(|e| e.to_string())?;
-        let input = DecodedAudio {
-            sample_rate: pair.sample_rate,
-            channels: vec![pair.source.to_vec()],
-            truncated: false,
-        };
-        let rendered = render(
-            &input,
+        render_source(
+            pair,
             &RenderOptions {
                 timbre_a: Some(&descriptor),
                 mix: 1.0,
@@ -138,13 +149,6 @@ impl TransferSystem for Classic {
                 ..Default::default()
             },
         )
-        .map_err(|e| e.to_string())?;
-        rendered
-            .audio
-            .channels
-            .into_iter()
-            .next()
-            .ok_or_else(|| "the engine returned no channel".to_string())
     }
 }
 
@@ -180,13 +184,8 @@ impl TransferSystem for EngineNeural {
             ));
         }
         let z_t = self.net.clip_timbre(pair.reference);
-        let input = DecodedAudio {
-            sample_rate: pair.sample_rate,
-            channels: vec![pair.source.to_vec()],
-            truncated: false,
-        };
-        let rendered = render(
-            &input,
+        render_source(
+            pair,
             &RenderOptions {
                 mix: 1.0,
                 stft,
@@ -197,13 +196,6 @@ impl TransferSystem for EngineNeural {
                 ..Default::default()
             },
         )
-        .map_err(|e| e.to_string())?;
-        rendered
-            .audio
-            .channels
-            .into_iter()
-            .next()
-            .ok_or_else(|| "the engine returned no channel".to_string())
     }
 }
 
