@@ -23,7 +23,7 @@ use crate::messages::{
 };
 use crate::network::Network;
 use crate::neural::{NeuralProcessor, PhaseMode};
-use crate::processor::{FrameParams, FrameProcessor, SwapMode, LOOKAHEAD_FRAMES};
+use crate::processor::{FrameParams, FrameProcessor, SwapMode};
 use crate::resampler::Resampler;
 use crate::spectrum_view::{spectrum_pair, SpectrumView};
 use crate::stats::EngineStats;
@@ -335,8 +335,6 @@ pub struct Engine {
     ola: Ring,
     /// Controls of each frame, indexed by frame number.
     frame_params: Vec<FrameParams>,
-    /// Offline mode: the next frame to hand to the inline processor.
-    inline_next: u64,
     /// Model samples pushed since reset.
     n_in: u64,
     /// Model output samples produced since reset.
@@ -382,7 +380,7 @@ impl Engine {
             ProcessingMode::Offline => h,
             ProcessingMode::Realtime => h.max((settings.max_block as f64 / rho).ceil() as usize),
         };
-        let delay_model = (n - 1 + slack + LOOKAHEAD_FRAMES * h) as u64;
+        let delay_model = (n - 1 + slack) as u64;
         let down = Resampler::new(host, model, 0.0, settings.max_block);
         let (latency, up) = if host == model {
             let latency = delay_model as usize;
@@ -483,7 +481,6 @@ impl Engine {
                     FrameParams::default();
                     (history_len / h + 2).next_power_of_two()
                 ],
-                inline_next: 0,
                 n_in: 0,
                 n_out: 0,
                 next_grain: 0,
@@ -528,7 +525,6 @@ impl Engine {
         self.n_in = 0;
         self.n_out = 0;
         self.next_grain = 0;
-        self.inline_next = 0;
         if let Backend::Inline(p) = &mut self.backend {
             p.reset();
         }
@@ -667,23 +663,15 @@ impl Engine {
         let mut have = false;
         match &mut self.backend {
             Backend::Inline(processor) => {
-                // The grain of frame `f` comes with frame `f + LOOKAHEAD_FRAMES` (complete by
-                // now: the delay includes the look-ahead).
-                let last = f + LOOKAHEAD_FRAMES as u64;
-                while self.inline_next <= last {
-                    let g = self.inline_next;
-                    self.inline_next += 1;
-                    let start = g * self.hop as u64;
-                    for (i, v) in self.frame_buf.iter_mut().enumerate() {
-                        *v = self.history.get(start + i as u64);
-                    }
-                    let slot = (g as usize) & (self.frame_params.len() - 1);
-                    have = processor.process(
-                        &self.frame_buf,
-                        &self.frame_params[slot],
-                        &mut self.grain_buf,
-                    );
+                for (i, v) in self.frame_buf.iter_mut().enumerate() {
+                    *v = self.history.get(first + i as u64);
                 }
+                let slot = (f as usize) & (self.frame_params.len() - 1);
+                have = processor.process(
+                    &self.frame_buf,
+                    &self.frame_params[slot],
+                    &mut self.grain_buf,
+                );
             }
             Backend::Worker {
                 grain_headers,

@@ -368,23 +368,32 @@ impl Network {
     /// `envelope` becomes the variation/timbre input and `fine` the pitch input (both the
     /// normalised log-magnitude when the model has no cepstral split). Realtime-safe.
     pub fn normalise(&self, log_mag: &[f32], envelope: &mut [f32], fine: &mut [f32]) {
+        self.normalise_envelope(log_mag, envelope);
         if self.config.cepstrum {
-            let (se, sf) = (1.0 / self.scale[1], 1.0 / self.scale[2]);
-            for (e, m) in envelope.iter_mut().zip(self.envelope_mean.iter()) {
-                *e = (*e - m) * se;
-            }
+            let sf = 1.0 / self.scale[2];
             for (f, m) in fine.iter_mut().zip(self.fine_mean.iter()) {
                 *f = (*f - m) * sf;
             }
         } else {
+            fine.copy_from_slice(envelope);
+        }
+    }
+
+    /// Only the variation/timbre input of [`Network::normalise`]: `envelope` in place (the
+    /// normalised log-magnitude without the cepstral split). Realtime-safe.
+    pub fn normalise_envelope(&self, log_mag: &[f32], envelope: &mut [f32]) {
+        if self.config.cepstrum {
+            let se = 1.0 / self.scale[1];
+            for (e, m) in envelope.iter_mut().zip(self.envelope_mean.iter()) {
+                *e = (*e - m) * se;
+            }
+        } else {
             let s = 1.0 / self.scale[0];
-            for ((e, f), (l, m)) in envelope
+            for (e, (l, m)) in envelope
                 .iter_mut()
-                .zip(fine.iter_mut())
                 .zip(log_mag.iter().zip(self.log_mag_mean.iter()))
             {
                 *e = (l - m) * s;
-                *f = *e;
             }
         }
     }

@@ -248,8 +248,9 @@ impl NeuralProcessor {
         );
         self.net
             .normalise_pitch(&self.pitch_raw, &mut self.pitch_in);
+        // The pitch input was made above from the raw features; only the envelope is left.
         self.net
-            .normalise(&self.log_mag, &mut self.envelope, &mut self.fine);
+            .normalise_envelope(&self.log_mag, &mut self.envelope);
 
         self.tracker.update(
             &self.net,

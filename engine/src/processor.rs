@@ -2,9 +2,9 @@
 //! matching, inverse FFT. Runs on the worker thread (realtime mode) or inline on the audio
 //! thread (offline mode); either way it never allocates after construction.
 //!
-//! Every path answers frame `f` with the grain of frame `f` ([`LOOKAHEAD_FRAMES`] = 0): the
-//! neural path reconstructs phase without look-ahead, so the classic, neural and dry paths share
-//! one latency and Mode can switch (and be automated) without a change of latency.
+//! Every path answers a frame with its own grain: the neural path reconstructs phase without
+//! look-ahead, so the classic, neural and dry paths share one latency and Mode can switch (and
+//! be automated) without a change of latency.
 
 use realfft::num_complex::Complex32;
 use rtrb::{Consumer, Producer};
@@ -16,11 +16,6 @@ use crate::neural::{NeuralProcessor, PhaseMode};
 use crate::spectrum_view::SpectrumTap;
 use crate::stft::Stft;
 use crate::timbre::MAG_FLOOR;
-
-/// Frames between a frame's arrival and the grain it completes (the grain of frame `f` comes
-/// back with frame `f + LOOKAHEAD_FRAMES`). The engine's timing supports a look-ahead; every
-/// path currently answers at once, which keeps the default latency within 25 ms.
-pub const LOOKAHEAD_FRAMES: usize = 0;
 
 /// Per-frame smoothing of the level-matching gain (share of the new value taken each frame).
 const LEVEL_SMOOTHING: f32 = 0.5;
@@ -249,9 +244,9 @@ impl FrameProcessor {
         self.neural.is_some()
     }
 
-    /// Processes frame `f` (`n_fft` samples, unwindowed) with `params` into the
-    /// synthesis-windowed `grain` of frame `f - LOOKAHEAD_FRAMES`. Returns false (grain
-    /// untouched) when no grain is complete yet. Realtime-safe.
+    /// Processes one frame (`n_fft` samples, unwindowed) with `params` into its
+    /// synthesis-windowed `grain`. Returns false (grain untouched) when the neural path has no
+    /// output for it (the engine then plays the dry grain). Realtime-safe.
     pub fn process(&mut self, frame: &[f32], params: &FrameParams, grain: &mut [f32]) -> bool {
         self.poll_control();
         let neural_ready = self

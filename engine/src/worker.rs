@@ -10,7 +10,7 @@ use rtrb::{Consumer, Producer};
 
 use crate::engine::WorkerPriority;
 use crate::messages::{AudioToWorkerMsg, WorkerToAudioMsg};
-use crate::processor::{FrameProcessor, LOOKAHEAD_FRAMES};
+use crate::processor::FrameProcessor;
 use crate::stats::EngineStats;
 
 /// Flags shared between the engine and its worker.
@@ -100,14 +100,7 @@ pub(crate) fn spawn(
                 let started = Instant::now();
                 let wrote = processor.process(&frame, &params, &mut grain);
                 let elapsed = started.elapsed();
-                // The grain belongs to frame `index - LOOKAHEAD_FRAMES`.
-                let Some(grain_index) =
-                    index.checked_sub(LOOKAHEAD_FRAMES as u64).filter(|_| wrote)
-                else {
-                    stats.add_worker_time(elapsed);
-                    continue;
-                };
-                if rings.grain_headers.slots() == 0 {
+                if !wrote || rings.grain_headers.slots() == 0 {
                     stats.add_worker_time(elapsed);
                     continue;
                 }
@@ -122,7 +115,7 @@ pub(crate) fn spawn(
                 chunk.commit_all();
                 let _ = rings.grain_headers.push(WorkerToAudioMsg::Grain {
                     epoch: frame_epoch,
-                    index: grain_index,
+                    index,
                 });
                 stats.add_worker_time(elapsed);
             }
