@@ -46,7 +46,7 @@ pub struct Timbreswap {
     /// coordinates, 0..=1); sized in `activate`.
     map: [Vec<f32>; 3],
     /// Editor window state.
-    editor_state: Arc<nice_plug_egui::EguiEditorState>,
+    editor_state: Arc<editor::EditorState>,
 }
 
 impl Default for Timbreswap {
@@ -62,7 +62,7 @@ impl Default for Timbreswap {
             variation: Vec::new(),
             transpose: Vec::new(),
             map: [Vec::new(), Vec::new(), Vec::new()],
-            editor_state: editor::default_state(),
+            editor_state: Arc::new(editor::EditorState::default()),
         }
     }
 }
@@ -144,7 +144,7 @@ impl Plugin for Timbreswap {
 
     type SysExMessage = ();
     type BackgroundTask = Task;
-    type Editor = nice_plug_egui::EguiEditor<editor::TimbreswapApp>;
+    type Editor = editor::TimbreswapEditor;
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()

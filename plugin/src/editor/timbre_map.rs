@@ -59,10 +59,12 @@ pub fn show(
         );
         return;
     };
+    // The plane sits inside a margin so the labels of edge anchors stay readable.
+    let plane = rect.shrink2(Vec2::new(44.0, 16.0));
     let blender = net.blender();
     let map = net.map();
     for (instrument, anchor) in map.instruments.iter().zip(blender.anchors()) {
-        let pos = to_screen(rect, *anchor);
+        let pos = to_screen(plane, *anchor);
         painter.circle_filled(pos, 3.5, family_colour(&instrument.family));
         painter.text(
             pos + Vec2::new(0.0, -4.0),
@@ -74,7 +76,7 @@ pub fn show(
     }
     for (label, z) in ["A", "B"].iter().zip(references) {
         if let Some(z) = z {
-            let pos = to_screen(rect, blender.to_normalised(map.project(z)));
+            let pos = to_screen(plane, blender.to_normalised(map.project(z)));
             painter.circle_stroke(pos, 7.0, Stroke::new(2.0, Color32::WHITE));
             painter.text(
                 pos,
@@ -93,7 +95,7 @@ pub fn show(
     }
     if response.dragged() || response.clicked() {
         if let Some(pos) = response.interact_pointer_pos() {
-            let [x, y] = from_screen(rect, pos);
+            let [x, y] = from_screen(plane, pos);
             if response.clicked() {
                 setter.begin_set_parameter(&params.timbre_x);
                 setter.begin_set_parameter(&params.timbre_y);
@@ -111,7 +113,7 @@ pub fn show(
         setter.end_set_parameter(&params.timbre_y);
     }
     let amount = params.map_amount.value();
-    let point = to_screen(rect, [params.timbre_x.value(), params.timbre_y.value()]);
+    let point = to_screen(plane, [params.timbre_x.value(), params.timbre_y.value()]);
     let alpha = (80.0 + 175.0 * amount) as u8;
     painter.circle_filled(
         point,
@@ -131,41 +133,7 @@ pub fn show(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-
-    use nice_plug::context::gui::GuiContextInner;
-    use nice_plug::params::internals::ParamPtr;
-
-    /// Records what the widget asks the host to do with parameters.
-    #[derive(Default)]
-    struct Recorder {
-        calls: Mutex<Vec<(&'static str, ParamPtr, f32)>>,
-    }
-
-    // SAFETY (test double): only used on the test thread; the pointers are compared, never
-    // dereferenced.
-    unsafe impl Send for Recorder {}
-    unsafe impl Sync for Recorder {}
-
-    impl GuiContextInner for Recorder {
-        fn plugin_api(&self) -> PluginApi {
-            PluginApi::Clap
-        }
-        unsafe fn raw_begin_set_parameter(&self, param: ParamPtr) {
-            self.calls.lock().unwrap().push(("begin", param, 0.0));
-        }
-        unsafe fn raw_set_parameter_normalized(&self, param: ParamPtr, normalized: f32) {
-            self.calls.lock().unwrap().push(("set", param, normalized));
-        }
-        unsafe fn raw_end_set_parameter(&self, param: ParamPtr) {
-            self.calls.lock().unwrap().push(("end", param, 0.0));
-        }
-        fn get_state(&self) -> nice_plug::plugin::PluginState {
-            unreachable!("the map does not read the state")
-        }
-        fn set_state(&self, _state: nice_plug::plugin::PluginState) {}
-        fn request_restart(&self) {}
-    }
+    use crate::editor::test_support::Recorder;
 
     /// One egui frame of the map with the pointer `events`; returns the painted shapes.
     fn frame(
