@@ -731,12 +731,13 @@ impl EditorApp for TimbreswapApp {
     fn ui(&mut self, ui: &mut egui::Ui) {
         if let Some(choice) = self.dialogs.poll() {
             match (choice.target, choice.path) {
-                (Target::Reference(slot), Some(path)) => self.load(slot, path),
-                (Target::Model, Some(path)) => self.load(MODEL_ZONE, path),
-                (_, None) => {
-                    self.notice = Some(
-                        "No file chosen (without a desktop file chooser, drop the file or type its path)".into(),
-                    );
+                (Target::Reference(slot), Ok(Some(path))) => self.load(slot, path),
+                (Target::Model, Ok(Some(path))) => self.load(MODEL_ZONE, path),
+                (_, Ok(None)) => self.notice = None,
+                (_, Err(reason)) => {
+                    self.notice = Some(format!(
+                        "The file chooser could not open ({reason}): drop the file on the editor or type its path"
+                    ));
                 }
             }
         }
@@ -941,7 +942,7 @@ mod tests {
         let ctx = egui::Context::default();
         app.dialogs.inject(dialog::Choice {
             target: Target::Reference(0),
-            path: Some(PathBuf::from("/clips/violin.flac")),
+            path: Ok(Some(PathBuf::from("/clips/violin.flac"))),
         });
         assert_eq!(app.dialogs.open(), Some(Target::Reference(0)));
         run_raw_frames(&ctx, &mut |ui| app.ui(ui), vec![egui::RawInput::default()]);
@@ -953,11 +954,19 @@ mod tests {
         tasks.lock().unwrap().clear();
         app.dialogs.inject(dialog::Choice {
             target: Target::Model,
-            path: None,
+            path: Ok(None),
         });
         run_raw_frames(&ctx, &mut |ui| app.ui(ui), vec![egui::RawInput::default()]);
         assert!(tasks.lock().unwrap().is_empty());
-        assert!(app.notice.is_some());
+        assert!(app.notice.is_none(), "cancelling is not an error");
+        app.dialogs.inject(dialog::Choice {
+            target: Target::Reference(1),
+            path: Err("no D-Bus session".into()),
+        });
+        run_raw_frames(&ctx, &mut |ui| app.ui(ui), vec![egui::RawInput::default()]);
+        assert!(tasks.lock().unwrap().is_empty());
+        assert!(app.notice.as_deref().unwrap().contains("no D-Bus session"));
+        assert_eq!(app.dialogs.open(), None, "the Load... buttons work again");
     }
 }
 

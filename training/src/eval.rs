@@ -438,6 +438,8 @@ struct FrameStore {
     /// Label counts of every frame seen (before subsampling): instrument, pitch.
     instrument_counts: BTreeMap<u32, usize>,
     pitch_counts: BTreeMap<u32, usize>,
+    /// Joint counts of every frame seen: (pitch, instrument).
+    joint_counts: BTreeMap<(u32, u32), usize>,
 }
 
 impl FrameStore {
@@ -457,6 +459,7 @@ impl FrameStore {
                 .collect(),
             instrument_counts: BTreeMap::new(),
             pitch_counts: BTreeMap::new(),
+            joint_counts: BTreeMap::new(),
         }
     }
 
@@ -465,6 +468,10 @@ impl FrameStore {
         self.seen += 1;
         *self.instrument_counts.entry(labels.instrument).or_default() += 1;
         *self.pitch_counts.entry(labels.pitch).or_default() += 1;
+        *self
+            .joint_counts
+            .entry((labels.pitch, labels.instrument))
+            .or_default() += 1;
         if self.cap == 0 {
             return;
         }
@@ -638,6 +645,42 @@ fn chance(train: &BTreeMap<u32, usize>, test: &BTreeMap<u32, usize>) -> Option<f
             })
             .sum(),
     )
+}
+
+/// Instrument accuracy on test frames of the best guess from the frame's note alone: for each
+/// note, the instrument most common among the train frames of that note (ties: the lower
+/// program; a note never seen in training: the most common train instrument). This is what a
+/// latent holding exactly the pitch and nothing else would score on "instrument on z_p" with an
+/// ideal classifier: the floor of that column, set by how the instruments' ranges overlap.
+fn instrument_from_pitch(
+    train: &BTreeMap<(u32, u32), usize>,
+    test: &BTreeMap<(u32, u32), usize>,
+) -> Option<f64> {
+    let total: usize = test.values().sum();
+    if total == 0 {
+        return None;
+    }
+    let mut by_instrument: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut best: BTreeMap<u32, (usize, u32)> = BTreeMap::new();
+    for (&(pitch, instrument), &n) in train {
+        *by_instrument.entry(instrument).or_default() += n;
+        let entry = best.entry(pitch).or_insert((0, instrument));
+        if n > entry.0 {
+            *entry = (n, instrument);
+        }
+    }
+    let fallback = by_instrument
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        .map(|(&i, _)| i)?;
+    let correct: usize = test
+        .iter()
+        .filter(|((pitch, instrument), _)| {
+            best.get(pitch).map_or(fallback, |&(_, i)| i) == *instrument
+        })
+        .map(|(_, &n)| n)
+        .sum();
+    Some(correct as f64 / total as f64)
 }
 
 fn counts_of(values: impl Iterator<Item = u32>) -> BTreeMap<u32, usize> {
@@ -907,6 +950,22 @@ pub fn evaluate_models(
         pitch_on_z_v: frame_pitch,
         pitch_on_z_p: frame_pitch,
     });
+    rows.push(EvalRow {
+        model: "pitch label only".to_string(),
+        mse: None,
+        instr_on_z_t: None,
+        instr_on_z_v: None,
+        instr_on_z_p: instrument_from_pitch(&train_frames.joint_counts, &test_frames.joint_counts),
+        pitch_on_z_t: None,
+        pitch_on_z_v: None,
+        pitch_on_z_p: None,
+    });
+    notes.push(
+        "pitch label only: instrument on z_p of a latent that holds exactly the frame's note and \
+         nothing else, with the best classifier (per note, the most common train instrument of \
+         that note; all active frames): the floor of that column, since instrument ranges differ."
+            .to_string(),
+    );
     notes.push(
         "chance: sum over labels of p_train * p_test (random guesses with the train label \
          frequencies; frame columns use all active train frames)."
@@ -1092,7 +1151,7 @@ mod tests {
             seed: 1,
         };
         let report = evaluate(&opts).unwrap();
-        assert_eq!(report.rows.len(), 2);
+        assert_eq!(report.rows.len(), 3);
         let dsp = &report.rows[0];
         let chance_row = &report.rows[1];
         assert_eq!(dsp.model, "DSP split");
@@ -1159,6 +1218,48 @@ mod tests {
         assert!(close(chance_row.pitch_on_z_v, pitch_frame));
         assert!(close(chance_row.pitch_on_z_p, pitch_frame));
         assert_eq!(chance_row.mse, None);
+
+        // The pitch-label floor, computed here from the same frame labels: each test frame is
+        // guessed as the majority train instrument of its note.
+        let (train_i, test_i) = &frame_labels[0];
+        let (train_p, test_p) = &frame_labels[1];
+        let guess = |note: u32| -> u32 {
+            let mut votes: Vec<(usize, u32)> = Vec::new();
+            for instrument in train_i.iter().copied() {
+                if !votes.iter().any(|v| v.1 == instrument) {
+                    let n = train_i
+                        .iter()
+                        .zip(train_p)
+                        .filter(|(i, p)| **i == instrument && **p == note)
+                        .count();
+                    votes.push((n, instrument));
+                }
+            }
+            // Most votes, then the lower program; a note never heard in training: the most
+            // common train instrument.
+            votes.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            if votes[0].0 > 0 {
+                return votes[0].1;
+            }
+            let mut overall: Vec<(usize, u32)> = votes
+                .iter()
+                .map(|v| (train_i.iter().filter(|i| **i == v.1).count(), v.1))
+                .collect();
+            overall.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            overall[0].1
+        };
+        let right = test_i
+            .iter()
+            .zip(test_p)
+            .filter(|(i, p)| guess(**p) == **i)
+            .count();
+        let floor = &report.rows[2];
+        assert_eq!(floor.model, "pitch label only");
+        assert!(close(
+            floor.instr_on_z_p,
+            right as f64 / test_i.len() as f64
+        ));
+        assert_eq!((floor.instr_on_z_t, floor.pitch_on_z_p), (None, None));
 
         let md = report.to_markdown();
         assert!(md.starts_with(TABLE_HEADER), "{md}");
@@ -1262,7 +1363,7 @@ mod tests {
         let cfg = StftConfig::default();
         let report = evaluate_models(&opts, &cfg, &[&LevelOnly]).unwrap();
         let names: Vec<&str> = report.rows.iter().map(|r| r.model.as_str()).collect();
-        assert_eq!(names, ["level", "chance"]);
+        assert_eq!(names, ["level", "chance", "pitch label only"]);
         let row = &report.rows[0];
         assert!(row.instr_on_z_v.is_some() && row.pitch_on_z_v.is_some());
         assert_eq!(

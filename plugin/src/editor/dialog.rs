@@ -1,6 +1,8 @@
 //! The Load... buttons' file dialogs: the system's file chooser (on Linux through the XDG
-//! desktop portal, so no GTK is loaded into the host), opened on a thread of its own so the
-//! editor keeps drawing, with the chosen file returned through a channel.
+//! desktop portal over D-Bus, so no GTK is loaded into the host), opened on a thread of its own
+//! (with its own small async runtime for the D-Bus connection) so the editor keeps drawing,
+//! with the chosen file returned through a channel. A chooser that fails (no D-Bus session, no
+//! portal) returns an error message instead of a file; it never takes the editor down.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
@@ -21,8 +23,9 @@ pub enum Target {
 pub struct Choice {
     /// What the dialog was for.
     pub target: Target,
-    /// The chosen file, `None` if the user cancelled or no file chooser is available.
-    pub path: Option<PathBuf>,
+    /// The chosen file, `Ok(None)` if the user cancelled, `Err` with the reason if no file
+    /// chooser could be shown.
+    pub path: Result<Option<PathBuf>, String>,
 }
 
 /// Runs at most one file dialog at a time (GUI thread side).
@@ -60,7 +63,8 @@ impl Dialogs {
         let spawned = std::thread::Builder::new()
             .name("timbreswap file dialog".into())
             .spawn(move || {
-                let path = run_dialog(target);
+                let path = std::panic::catch_unwind(|| run_dialog(target))
+                    .unwrap_or_else(|_| Err("the file chooser failed".to_string()));
                 let _ = sender.send(Choice { target, path });
             });
         if spawned.is_ok() {
@@ -89,7 +93,7 @@ impl Dialogs {
 }
 
 /// Shows the system's file chooser and waits for it (dialog thread).
-fn run_dialog(target: Target) -> Option<PathBuf> {
+fn run_dialog(target: Target) -> Result<Option<PathBuf>, String> {
     let dialog = match target {
         Target::Reference(slot) => rfd::AsyncFileDialog::new()
             .set_title(format!(
@@ -101,5 +105,58 @@ fn run_dialog(target: Target) -> Option<PathBuf> {
             .set_title("Timbreswap model")
             .add_filter("Timbreswap model", &[MODEL_EXTENSION]),
     };
-    pollster::block_on(dialog.pick_file()).map(|file| file.path().to_path_buf())
+    if cfg!(target_os = "linux") && std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
+        return Err("no D-Bus session for the desktop's file chooser".into());
+    }
+    // rfd reaches the portal through zbus, which runs on Tokio: a current-thread runtime that
+    // lives as long as this dialog.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("no file chooser: {e}"))?;
+    let shown = std::time::Instant::now();
+    let chosen = runtime
+        .block_on(dialog.pick_file())
+        .map(|file| file.path().to_path_buf());
+    // rfd answers "nothing chosen" both for a cancel and for a portal that is not there; no
+    // one cancels a dialog within a quarter of a second.
+    if cfg!(target_os = "linux") && chosen.is_none() && shown.elapsed() < NO_CHOOSER {
+        return Err("the desktop's file chooser (XDG portal) did not answer".into());
+    }
+    Ok(chosen)
+}
+
+/// A dialog that comes back empty faster than this never opened (Linux: no portal service).
+const NO_CHOOSER: std::time::Duration = std::time::Duration::from_millis(250);
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// Where no file chooser can open (a D-Bus address with nothing behind it, as on a
+    /// headless machine), the dialog thread reports why within moments instead of hanging,
+    /// and the Load... buttons are free again.
+    #[test]
+    fn a_missing_chooser_is_reported_not_hung() {
+        // Only this test of the binary reads the D-Bus address.
+        std::env::set_var(
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent/timbreswap-test-bus",
+        );
+        let mut dialogs = Dialogs::default();
+        assert!(dialogs.pick(Target::Reference(1)));
+        assert_eq!(dialogs.open(), Some(Target::Reference(1)));
+        assert!(!dialogs.pick(Target::Model), "one dialog at a time");
+        let start = std::time::Instant::now();
+        let choice = loop {
+            if let Some(choice) = dialogs.poll() {
+                break choice;
+            }
+            assert!(start.elapsed().as_secs() < 10, "the dialog thread hung");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert_eq!(choice.target, Target::Reference(1));
+        assert!(choice.path.is_err(), "{:?}", choice.path);
+        assert_eq!(dialogs.open(), None);
+    }
 }
