@@ -963,7 +963,8 @@ pub fn evaluate_models(
     notes.push(
         "pitch label only: instrument on z_p of a latent that holds exactly the frame's note and \
          nothing else, with the best classifier (per note, the most common train instrument of \
-         that note; all active frames): the floor of that column, since instrument ranges differ."
+         that note; all active frames). Near or below chance, the instrument-on-z_p column \
+         measures leakage of timbre into z_p, not the overlap of the instruments' ranges."
             .to_string(),
     );
     notes.push(
