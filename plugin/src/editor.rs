@@ -195,12 +195,16 @@ impl Editor for TimbreswapEditor {
             self.executor.clone(),
             gui_context,
         );
-        let settings = window_settings(
-            &self.state,
-            parent.as_ref(),
-            wait_for_parent,
-            fallback_scale_factor,
-        );
+        // baseview panics on a parent handle it cannot use; the host gets an error instead.
+        let settings = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            window_settings(
+                &self.state,
+                parent.as_ref(),
+                wait_for_parent,
+                fallback_scale_factor,
+            )
+        }))
+        .map_err(|_| "the host's parent window handle cannot hold the editor")?;
         let host = host.map(|h| {
             baseview::host::Host::new()
                 .with_callbacks(HostCallbacksAdapter(h.callbacks))
@@ -999,7 +1003,7 @@ mod screenshot_tests {
 
     /// Under Xvfb: the editor opens in a real window with OpenGL, draws a loaded model, a
     /// preset and a clip, and its picture is neither blank nor uniform. The picture is saved to
-    /// `target/editor-screenshot.png` (and to `docs/editor.png` with
+    /// `$TMPDIR/timbreswap-editor-screenshot.png` (and to `docs/editor.png` with
     /// `TIMBRESWAP_UPDATE_SCREENSHOT=1`); the README shows the committed one.
     #[test]
     fn editor_renders_under_xvfb() {
@@ -1072,8 +1076,9 @@ mod screenshot_tests {
             .count();
         assert!(vivid > 500, "{vivid} coloured pixels");
 
-        let out = workspace().join("target/editor-screenshot.png");
+        let out = std::env::temp_dir().join("timbreswap-editor-screenshot.png");
         write_png(&out, &shot);
+        eprintln!("editor screenshot: {}", out.display());
         if std::env::var_os("TIMBRESWAP_UPDATE_SCREENSHOT").is_some() {
             write_png(&workspace().join(README_SHOT), &shot);
         }

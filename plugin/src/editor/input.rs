@@ -133,9 +133,23 @@ impl InputState {
         }
     }
 
-    fn move_pointer(&mut self, pos: Pos2) {
+    /// The pointer is at `position` (physical pixels) with `modifiers` held.
+    fn pointer_at(
+        &mut self,
+        position: baseview::dpi::PhysicalPosition<f64>,
+        modifiers: keyboard_types::Modifiers,
+    ) {
+        self.set_modifiers(modifiers);
+        let pos = self.to_points(position.x, position.y);
         self.pointer = Some(pos);
         self.raw.events.push(egui::Event::PointerMoved(pos));
+    }
+
+    /// The pointer (or a drag) left the window.
+    fn pointer_gone(&mut self) -> EventStatus {
+        self.pointer = None;
+        self.raw.events.push(egui::Event::PointerGone);
+        EventStatus::Captured
     }
 
     /// Handles one baseview event; the returned status is what baseview should answer the
@@ -164,9 +178,7 @@ impl InputState {
                 position,
                 modifiers,
             } => {
-                self.set_modifiers(*modifiers);
-                let pos = self.to_points(position.x, position.y);
-                self.move_pointer(pos);
+                self.pointer_at(*position, *modifiers);
                 EventStatus::Captured
             }
             MouseEvent::ButtonPressed { button, modifiers }
@@ -202,11 +214,7 @@ impl InputState {
                 EventStatus::Captured
             }
             MouseEvent::CursorEntered => EventStatus::Captured,
-            MouseEvent::CursorLeft => {
-                self.pointer = None;
-                self.raw.events.push(egui::Event::PointerGone);
-                EventStatus::Captured
-            }
+            MouseEvent::CursorLeft => self.pointer_gone(),
             MouseEvent::DragEntered {
                 position,
                 modifiers,
@@ -217,9 +225,7 @@ impl InputState {
                 modifiers,
                 data,
             } => {
-                self.set_modifiers(*modifiers);
-                let pos = self.to_points(position.x, position.y);
-                self.move_pointer(pos);
+                self.pointer_at(*position, *modifiers);
                 let usable = usable_files(data);
                 self.raw.hovered_files = usable
                     .iter()
@@ -232,18 +238,14 @@ impl InputState {
             }
             MouseEvent::DragLeft => {
                 self.raw.hovered_files.clear();
-                self.pointer = None;
-                self.raw.events.push(egui::Event::PointerGone);
-                EventStatus::Captured
+                self.pointer_gone()
             }
             MouseEvent::DragDropped {
                 position,
                 modifiers,
                 data,
             } => {
-                self.set_modifiers(*modifiers);
-                let pos = self.to_points(position.x, position.y);
-                self.move_pointer(pos);
+                self.pointer_at(*position, *modifiers);
                 self.raw.hovered_files.clear();
                 let usable = usable_files(data);
                 self.raw.dropped_files.extend(

@@ -293,11 +293,21 @@ impl<A: EditorApp> Inner<A> {
 impl<A: EditorApp> WindowHandler for EguiWindow<A> {
     fn draw(&self) -> Result<(), HandlerError> {
         let time = self.start.elapsed().as_secs_f64();
-        self.inner.borrow_mut().frame(&self.window, time)
+        // A platform that re-enters the handler mid-frame gets the frame again later rather
+        // than a panic in the host.
+        match self.inner.try_borrow_mut() {
+            Ok(mut inner) => inner.frame(&self.window, time),
+            Err(_) => {
+                self.window.request_redraw();
+                Ok(())
+            }
+        }
     }
 
     fn resized(&self, new_size: WindowSize) -> Result<(), HandlerError> {
-        let mut inner = self.inner.borrow_mut();
+        let Ok(mut inner) = self.inner.try_borrow_mut() else {
+            return Err(HandlerError::from_boxed("resized while drawing".into()));
+        };
         inner.size = new_size;
         inner.app.resized(new_size);
         let zoom = inner.zoom;
@@ -309,7 +319,11 @@ impl<A: EditorApp> WindowHandler for EguiWindow<A> {
     }
 
     fn on_event(&self, event: Event) -> EventStatus {
-        let mut inner = self.inner.borrow_mut();
+        // An event delivered while a frame is being drawn (re-entrant platform call) is
+        // dropped rather than panicking in the host.
+        let Ok(mut inner) = self.inner.try_borrow_mut() else {
+            return EventStatus::Ignored;
+        };
         if inner.input.is_paste(&event) {
             let text = inner
                 .clipboard
