@@ -410,7 +410,7 @@ impl TimbreswapApp {
     /// Sends a file to the loader: `zone` 0/1 are the slots, [`MODEL_ZONE`] the model.
     fn load(&mut self, zone: usize, path: PathBuf) {
         match (zone, input::file_kind(&path)) {
-            (MODEL_ZONE, Some(FileKind::Model)) | (_, Some(FileKind::Model)) => {
+            (_, Some(FileKind::Model)) => {
                 self.model_path = path.display().to_string();
                 self.executor
                     .execute_background(Task::LoadModel { path: Some(path) });
@@ -823,11 +823,9 @@ mod tests {
     use super::input::InputState;
     use super::test_support::{run_raw_frames, Recorder, SCREEN};
 
-    /// An editor app whose background tasks are recorded instead of run.
-    fn app(
-        params: Arc<TimbreswapParams>,
-        shared: Arc<Shared>,
-    ) -> (TimbreswapApp, Arc<Mutex<Vec<Task>>>) {
+    /// An editor app with default parameters and no model, whose background tasks are
+    /// recorded instead of run.
+    fn app() -> (TimbreswapApp, Arc<Mutex<Vec<Task>>>) {
         let tasks = Arc::new(Mutex::new(Vec::new()));
         let sink = tasks.clone();
         let executor = AsyncExecutor::new(
@@ -836,8 +834,8 @@ mod tests {
         );
         let gui = GuiContext::new(Arc::new(Recorder::default()));
         let app = TimbreswapApp::new(
-            params,
-            shared,
+            Arc::new(TimbreswapParams::default()),
+            Arc::new(Shared::default()),
             Arc::new(EditorState::default()),
             executor,
             gui,
@@ -869,10 +867,7 @@ mod tests {
     /// clip dropped outside the zones loads nothing and says where to drop.
     #[test]
     fn drops_reach_the_slot_under_the_pointer() {
-        let (mut app, tasks) = app(
-            Arc::new(TimbreswapParams::default()),
-            Arc::new(Shared::default()),
-        );
+        let (mut app, tasks) = app();
         let ctx = egui::Context::default();
         let mut input = InputState::new(SCREEN, 1.0);
         let frame = |app: &mut TimbreswapApp, input: &mut InputState| {
@@ -939,10 +934,7 @@ mod tests {
     /// A Load... dialog's answer goes to the loader for its slot; a cancelled one loads nothing.
     #[test]
     fn dialog_choices_go_to_the_loader() {
-        let (mut app, tasks) = app(
-            Arc::new(TimbreswapParams::default()),
-            Arc::new(Shared::default()),
-        );
+        let (mut app, tasks) = app();
         let ctx = egui::Context::default();
         app.dialogs.inject(dialog::Choice {
             target: Target::Reference(0),

@@ -106,11 +106,10 @@ impl InputState {
     }
 
     /// Takes the input gathered since the last frame, stamped with `time` (seconds). Hovered
-    /// files stay until the drag leaves or drops.
+    /// files stay until the drag leaves or drops (egui's `RawInput::take` keeps them).
     pub fn take(&mut self, time: f64) -> egui::RawInput {
         let mut raw = self.raw.take();
         raw.time = Some(time);
-        self.raw.hovered_files.clone_from(&raw.hovered_files);
         raw
     }
 

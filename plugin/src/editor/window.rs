@@ -121,8 +121,7 @@ impl<A: EditorApp> EguiWindow<A> {
         ctx.set_zoom_factor(zoom);
         let waker = window.waker();
         ctx.set_request_repaint_callback(move |info| waker.request_redraw_after(info.delay));
-        let mut input = InputState::new(points(size, zoom), pixels_per_point(size, zoom));
-        input.set_wants_keyboard(false);
+        let input = InputState::new(points(size, zoom), pixels_per_point(size, zoom));
         Ok(Self {
             window,
             start: Instant::now(),
