@@ -31,6 +31,15 @@ use crate::stft::{hann, synthesis_window};
 use crate::timbre::TimbreDescriptor;
 use crate::worker::{self, WorkerFlags, WorkerRings};
 
+/// Slots of the control ring (control side to processor) and of the garbage ring (back).
+///
+/// One size for both is what keeps the audio side from ever freeing: every control message
+/// yields at most one object to free, and every push onto the control ring is preceded by
+/// [`EngineControl::collect_garbage`]. So the objects waiting in the garbage ring come from
+/// messages that were in the control ring at the last collection or were pushed after it,
+/// and the control ring never holds more than this many.
+const MESSAGE_RING_SLOTS: usize = 64;
+
 /// How the host is running the plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProcessingMode {
@@ -394,8 +403,8 @@ impl Engine {
             (latency, Resampler::new(model, host, offset, block_model))
         };
 
-        let (ctl_tx, ctl_rx) = RingBuffer::<ControlToProcessorMsg>::new(64);
-        let (garbage_tx, garbage_rx) = RingBuffer::<ProcessorToControlMsg>::new(64);
+        let (ctl_tx, ctl_rx) = RingBuffer::<ControlToProcessorMsg>::new(MESSAGE_RING_SLOTS);
+        let (garbage_tx, garbage_rx) = RingBuffer::<ProcessorToControlMsg>::new(MESSAGE_RING_SLOTS);
         let (tap, spectra) = spectrum_pair(cfg.n_bins(), cfg.n_fft);
         let mut control = EngineControl {
             stft: cfg,

@@ -191,8 +191,9 @@ impl FrameProcessor {
 
     /// Hands an object back to the control side to be freed there.
     fn discard(&mut self, garbage: ProcessorToControlMsg) {
-        // If the control side has stopped draining, freeing here is the only option left; it
-        // does not happen while the engine is used as designed.
+        // The push cannot fail: the garbage ring is as large as the control ring and the
+        // control side empties it before every message it sends (see `MESSAGE_RING_SLOTS` in
+        // `engine.rs`). Were it ever full, the object would be freed here.
         let _ = self.garbage.push(garbage);
     }
 

@@ -5,7 +5,8 @@
 //! a random two-effect timbre distortion for the pitch encoder. The loss per frame is the
 //! Gaussian negative log-likelihood (variance [`LIKELIHOOD_VARIANCE`]) of the clean,
 //! normalised log-magnitude plus `beta` times the KL divergences of the three posteriors to
-//! N(0, I) (`z_t`'s counted once per crop); `beta` follows a cyclical schedule, a linear ramp
+//! N(0, I) (`z_t`'s counted once per crop; `z_v`'s and `z_p`'s scaled by their configured
+//! weights); `beta` follows a cyclical schedule, a linear ramp
 //! from 0 to 1 over the first `kl_ramp` of every `kl_cycle_epochs` epochs, then 1. With
 //! re-entry the same network is applied a second time to the first reconstruction (its
 //! cepstral split taken in the graph) and that pass's loss is added (Tanaka et al.).
@@ -70,6 +71,10 @@ pub struct TrainConfig {
     /// limits what the variation latent may carry, against timbre and pitch leaking into it;
     /// `--kl-variation`). Validation always reports the plain negative ELBO.
     pub kl_variation_weight: f64,
+    /// Weight of `z_p`'s KL term relative to `z_t`'s (1: the paper's objective; above 1 narrows
+    /// the pitch latent, so the decoder has less room to take timbre cues of the fine structure
+    /// from it). Validation always reports the plain negative ELBO.
+    pub kl_pitch_weight: f64,
     /// Largest global gradient norm (larger gradients are scaled down).
     pub grad_clip: f64,
     /// Seed of every random draw.
@@ -102,6 +107,7 @@ impl Default for TrainConfig {
             kl_cycle_epochs: 10,
             kl_ramp: 0.5,
             kl_variation_weight: 1.0,
+            kl_pitch_weight: 1.0,
             grad_clip: 10.0,
             seed: 1,
             pitch_shift: true,
@@ -395,9 +401,9 @@ struct PassLoss {
 }
 
 impl PassLoss {
-    /// The KL terms, `z_v`'s weighted by `variation_weight`.
-    fn kl(&self, variation_weight: f64) -> candle_core::Result<Tensor> {
-        let mut k = (&self.kl_t + &self.kl_p)?;
+    /// The KL terms, `z_v`'s weighted by `variation_weight` and `z_p`'s by `pitch_weight`.
+    fn kl(&self, variation_weight: f64, pitch_weight: f64) -> candle_core::Result<Tensor> {
+        let mut k = (&self.kl_t + (&self.kl_p * pitch_weight)?)?;
         if let Some(v) = &self.kl_v {
             k = (k + (v * variation_weight)?)?;
         }
@@ -727,12 +733,12 @@ pub fn train(
                 &batch.distorted[2],
             )?;
             let first = run_pass(&model, &tv1, &p1, &batch.weights, &target, Some(&mut noise))?;
-            let kl_v_weight = tc.kl_variation_weight;
-            let mut loss = (&first.recon + (first.kl(kl_v_weight)? * beta)?)?;
+            let (kl_v_weight, kl_p_weight) = (tc.kl_variation_weight, tc.kl_pitch_weight);
+            let mut loss = (&first.recon + (first.kl(kl_v_weight, kl_p_weight)? * beta)?)?;
             let second = if tc.reentry {
                 let (tv2, p2) = model.encoder_inputs_from_normalised(&first.output)?;
                 let pass = run_pass(&model, &tv2, &p2, &batch.weights, &target, Some(&mut noise))?;
-                loss = (loss + (&pass.recon + (pass.kl(kl_v_weight)? * beta)?)?)?;
+                loss = (loss + (&pass.recon + (pass.kl(kl_v_weight, kl_p_weight)? * beta)?)?)?;
                 Some(pass)
             } else {
                 None
@@ -985,7 +991,7 @@ fn validate(
             model.encoder_inputs(&batch.shifted[0], &batch.shifted[1], &batch.shifted[2])?;
         let pass = run_pass(model, &tv, &p, &batch.weights, &target, None)?;
         let recon = pass.recon.to_scalar::<f32>()? as f64;
-        let kl = pass.kl(1.0)?.to_scalar::<f32>()? as f64;
+        let kl = pass.kl(1.0, 1.0)?.to_scalar::<f32>()? as f64;
         let mse_n = (&pass.output - &target)?
             .sqr()?
             .mean_all()?
