@@ -71,16 +71,17 @@ fn print_usage() {
       bundle the plugin, then run `cargo test --workspace --release [ARGS...]`
   {COMMAND_NAME} default-model [--data DIR] [--run DIR]
       render the FluidR3 dataset (skips clips already there; default data/fluidr3), train
-      the default model with --resume (re-run to continue after an interruption; default
-      runs/default), and copy it to {DEFAULT_MODEL}"
+      the default model with {DEFAULT_MODEL_CONFIG} and --resume (re-run to continue
+      after an interruption; default runs/default), and copy it to {DEFAULT_MODEL}"
     );
 }
 
 /// The shipped model, relative to the workspace root.
 const DEFAULT_MODEL: &str = "assets/models/default.safetensors";
 
-/// Epochs of the default model (two KL-annealing cycles of 10 epochs).
-const DEFAULT_MODEL_EPOCHS: &str = "20";
+/// The training config of the shipped model (`timbreswap train --config`), relative to the
+/// workspace root.
+const DEFAULT_MODEL_CONFIG: &str = "assets/models/default-train.json";
 
 /// `cargo xtask default-model`: dataset, training (resumable) and the copy into `assets/`.
 fn default_model(args: &[String]) -> Result<()> {
@@ -120,8 +121,8 @@ fn default_model(args: &[String]) -> Result<()> {
         data.as_os_str(),
         "--out".as_ref(),
         run.as_os_str(),
-        "--epochs".as_ref(),
-        DEFAULT_MODEL_EPOCHS.as_ref(),
+        "--config".as_ref(),
+        DEFAULT_MODEL_CONFIG.as_ref(),
         "--resume".as_ref(),
     ])?;
     std::fs::create_dir_all("assets/models").context("creating assets/models")?;
