@@ -68,8 +68,8 @@ pub struct TrainConfig {
     /// Share of a cycle over which the KL weight ramps from 0 to 1.
     pub kl_ramp: f64,
     /// Weight of `z_v`'s KL term relative to the other two (1: the paper's objective; above 1
-    /// limits what the variation latent may carry, against timbre and pitch leaking into it;
-    /// `--kl-variation`). Validation always reports the plain negative ELBO.
+    /// limits what the variation latent may carry, against timbre and pitch leaking into it).
+    /// Validation always reports the plain negative ELBO.
     pub kl_variation_weight: f64,
     /// Weight of `z_p`'s KL term relative to `z_t`'s (1: the paper's objective; above 1 narrows
     /// the pitch latent, so the decoder has less room to take timbre cues of the fine structure

@@ -466,3 +466,22 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
     other.learning_rate *= 2.0;
     assert!(train(&data, &parts, &other, true, &|_, _, _, _| {}).is_err());
 }
+
+/// `cargo xtask default-model` retrains the shipped model from the committed config: that
+/// config must be the one the shipped file records as trained with.
+#[test]
+fn the_committed_training_config_is_the_shipped_models() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let committed: TrainConfig = serde_json::from_str(
+        &std::fs::read_to_string(root.join("assets/models/default-train.json")).unwrap(),
+    )
+    .unwrap();
+    let shipped = file::load(&root.join("assets/models/default.safetensors")).unwrap();
+    let recorded: TrainConfig =
+        serde_json::from_value(shipped.training["train_config"].clone()).unwrap();
+    assert_eq!(committed, recorded);
+    assert_eq!(
+        shipped.training["epochs"].as_u64(),
+        Some(committed.epochs as u64)
+    );
+}
