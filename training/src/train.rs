@@ -75,6 +75,12 @@ pub struct TrainConfig {
     /// the pitch latent, so the decoder has less room to take timbre cues of the fine structure
     /// from it). Validation always reports the plain negative ELBO.
     pub kl_pitch_weight: f64,
+    /// Weight of the pitch-invariance term (0: the paper's objective): the squared distance
+    /// between the posterior means of `z_p` of the clean and of the distorted crop, relative
+    /// to the spread of the clean means over the batch (both over active frames). It asks the
+    /// pitch encoder for the same point whatever the timbre, where the paper only hides the
+    /// timbre from it; needs the timbre distortion. Validation reports the plain negative ELBO.
+    pub pitch_invariance_weight: f64,
     /// Largest global gradient norm (larger gradients are scaled down).
     pub grad_clip: f64,
     /// Seed of every random draw.
@@ -108,6 +114,7 @@ impl Default for TrainConfig {
             kl_ramp: 0.5,
             kl_variation_weight: 1.0,
             kl_pitch_weight: 1.0,
+            pitch_invariance_weight: 0.0,
             grad_clip: 10.0,
             seed: 1,
             pitch_shift: true,
@@ -351,6 +358,9 @@ struct Batch {
     weights: Tensor,
     shifted: [Tensor; 3],
     distorted: [Tensor; 3],
+    /// Clean `[envelope, fine structure]` (for the pitch-invariance term, which every run with
+    /// the timbre distortion logs).
+    clean_split: Option<[Tensor; 2]>,
 }
 
 fn stack(
@@ -368,7 +378,12 @@ fn stack(
     Tensor::from_vec(v, (b, t, bins), dev)
 }
 
-fn to_batch(crops: &[Crop], bins: usize, dev: &Device) -> candle_core::Result<Batch> {
+fn to_batch(
+    crops: &[Crop],
+    bins: usize,
+    with_clean_split: bool,
+    dev: &Device,
+) -> candle_core::Result<Batch> {
     let b = crops.len();
     let t = crops[0].clean.frames;
     let mut w = Vec::with_capacity(b * t);
@@ -388,6 +403,14 @@ fn to_batch(crops: &[Crop], bins: usize, dev: &Device) -> candle_core::Result<Ba
             stack(crops, |c| &c.distorted.envelope, bins, dev)?,
             stack(crops, |c| &c.distorted.fine, bins, dev)?,
         ],
+        clean_split: if with_clean_split {
+            Some([
+                stack(crops, |c| &c.clean.envelope, bins, dev)?,
+                stack(crops, |c| &c.clean.fine, bins, dev)?,
+            ])
+        } else {
+            None
+        },
     })
 }
 
@@ -397,6 +420,8 @@ struct PassLoss {
     kl_t: Tensor,
     kl_v: Option<Tensor>,
     kl_p: Tensor,
+    /// Posterior mean of `z_p` `(batch, frames, z_p)`.
+    pitch_mean: Tensor,
     output: Tensor,
 }
 
@@ -441,6 +466,7 @@ fn run_pass(
         None => None,
     };
     let z_p = sample(&local.pitch)?;
+    let pitch_mean = local.pitch.mean.clone();
     let output = model.decode(&z_t, z_v.as_ref(), &z_p)?;
     let recon =
         ((&output - target)?.sqr()?.sum(D::Minus1)?.mean_all()? / (2.0 * LIKELIHOOD_VARIANCE))?;
@@ -455,8 +481,35 @@ fn run_pass(
         kl_t,
         kl_v,
         kl_p,
+        pitch_mean,
         output,
     })
+}
+
+/// The pitch-invariance term: the weighted mean squared distance between `clean` and
+/// `distorted` posterior means `(batch, frames, z_p)`, divided by the weighted spread (mean
+/// squared distance to their weighted mean) of the clean means; `weights` `(batch, frames)`,
+/// rows summing to 1. Scale-free, so shrinking the latent does not lower it.
+fn pitch_invariance(
+    clean: &Tensor,
+    distorted: &Tensor,
+    weights: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let b = clean.dim(0)? as f64;
+    let w = weights.unsqueeze(2)?;
+    let gap = (clean - distorted)?
+        .sqr()?
+        .broadcast_mul(&w)?
+        .sum_all()?
+        .affine(1.0 / b, 0.0)?;
+    let centre = (clean.broadcast_mul(&w)?.sum((0, 1))? / b)?;
+    let spread = clean
+        .broadcast_sub(&centre)?
+        .sqr()?
+        .broadcast_mul(&w)?
+        .sum_all()?
+        .affine(1.0 / b, 1e-6)?;
+    gap / spread
 }
 
 /// Adam (Kingma & Ba) over named variables, with its moments saved in checkpoints.
@@ -711,7 +764,7 @@ pub fn train(
             mix64(tc.seed ^ 0x4550_4F43_4800_0000 ^ epoch as u64),
         );
         let lr = tc.lr(epoch);
-        let mut sums = [0.0f64; 6];
+        let mut sums = [0.0f64; 7];
         for (i, chunk) in order.chunks(tc.batch).enumerate() {
             let t0 = Instant::now();
             let step = state.step;
@@ -721,7 +774,7 @@ pub fn train(
                 .map(|(j, &c)| (c, mix64(tc.seed ^ mix64(step) ^ (j as u64) << 48)))
                 .collect();
             let crops = make_crops(&train_set, &picks, tc, true);
-            let batch = to_batch(&crops, bins, &dev)?;
+            let batch = to_batch(&crops, bins, tc.timbre_distortion, &dev)?;
             let beta = tc.kl_weight(epoch, i as f64 / steps_per_epoch as f64);
             let mut noise = SplitMix64::new(mix64(tc.seed ^ 0x4E4F_4953_4500_0000 ^ step));
             let target = model.normalise_log_mag(&batch.target_log_mag)?;
@@ -735,6 +788,24 @@ pub fn train(
             let first = run_pass(&model, &tv1, &p1, &batch.weights, &target, Some(&mut noise))?;
             let (kl_v_weight, kl_p_weight) = (tc.kl_variation_weight, tc.kl_pitch_weight);
             let mut loss = (&first.recon + (first.kl(kl_v_weight, kl_p_weight)? * beta)?)?;
+            let inv = match &batch.clean_split {
+                Some([envelope, fine]) => {
+                    let (_, p_clean) =
+                        model.encoder_inputs(&batch.target_log_mag, envelope, fine)?;
+                    if tc.pitch_invariance_weight > 0.0 {
+                        let clean = model.encode_pitch(&p_clean)?.mean;
+                        let term = pitch_invariance(&clean, &first.pitch_mean, &batch.weights)?;
+                        loss = (loss + (&term * tc.pitch_invariance_weight)?)?;
+                        Some(term)
+                    } else {
+                        // Measured only (the log compares runs by it), outside the graph.
+                        let clean = model.encode_pitch(&p_clean.detach())?.mean.detach();
+                        let distorted = first.pitch_mean.detach();
+                        Some(pitch_invariance(&clean, &distorted, &batch.weights)?)
+                    }
+                }
+                None => None,
+            };
             let second = if tc.reentry {
                 let (tv2, p2) = model.encoder_inputs_from_normalised(&first.output)?;
                 let pass = run_pass(&model, &tv2, &p2, &batch.weights, &target, Some(&mut noise))?;
@@ -773,13 +844,22 @@ pub fn train(
                 None => 0.0,
             };
             let kl_p = scalar(&first.kl_p)?;
-            for (s, v) in sums.iter_mut().zip([loss_v, rec1, rec2, kl_t, kl_v, kl_p]) {
+            let inv = match &inv {
+                Some(t) => scalar(t)?,
+                None => f64::NAN,
+            };
+            for (s, v) in sums
+                .iter_mut()
+                .zip([loss_v, rec1, rec2, kl_t, kl_v, kl_p, inv])
+            {
                 *s += v;
             }
             let record = serde_json::json!({
                 "kind": "step", "epoch": epoch, "step": step, "loss": loss_v, "recon": rec1,
                 "recon_reentry": if rec2.is_finite() { Some(rec2) } else { None },
-                "kl_t": kl_t, "kl_v": kl_v, "kl_p": kl_p, "beta": beta, "lr": lr,
+                "kl_t": kl_t, "kl_v": kl_v, "kl_p": kl_p,
+                "pitch_invariance": if inv.is_finite() { Some(inv) } else { None },
+                "beta": beta, "lr": lr,
                 "grad_norm": norm, "frames_per_s": frames as f64 / dt,
             });
             writeln!(log, "{record}").map_err(io_err(out))?;
@@ -788,8 +868,9 @@ pub fn train(
                 i + 1,
                 steps_per_epoch,
                 &format!(
-                    "loss {loss_v:.1} recon {rec1:.1}{} KL t {kl_t:.2} v {kl_v:.2} p {kl_p:.2} beta {beta:.2} {:.0} frames/s",
+                    "loss {loss_v:.1} recon {rec1:.1}{} KL t {kl_t:.2} v {kl_v:.2} p {kl_p:.2}{} beta {beta:.2} {:.0} frames/s",
                     if rec2.is_finite() { format!(" re-entry {rec2:.1}") } else { String::new() },
+                    if inv.is_finite() { format!(" inv {inv:.3}") } else { String::new() },
                     frames_done as f64 / train_time
                 ),
             );
@@ -810,6 +891,7 @@ pub fn train(
             "train_loss": sums[0] / n, "train_recon": sums[1] / n,
             "train_recon_reentry": if tc.reentry { Some(sums[2] / n) } else { None },
             "train_kl_t": sums[3] / n, "train_kl_v": sums[4] / n, "train_kl_p": sums[5] / n,
+            "train_pitch_invariance": if sums[6].is_finite() { Some(sums[6] / n) } else { None },
             "valid": valid, "best": improved, "wall_s": state.wall_s,
             "frames_per_s": frames_done as f64 / train_time,
         });
@@ -985,7 +1067,7 @@ fn validate(
     let mut batches = 0.0;
     let scale = model.log_mag_scale();
     for chunk in crops.chunks(tc.batch) {
-        let batch = to_batch(chunk, bins, dev)?;
+        let batch = to_batch(chunk, bins, false, dev)?;
         let target = model.normalise_log_mag(&batch.target_log_mag)?;
         let (tv, p) =
             model.encoder_inputs(&batch.shifted[0], &batch.shifted[1], &batch.shifted[2])?;
@@ -1172,4 +1254,50 @@ pub fn timbre_map(
         pca_mean,
         pca_basis,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(v: Vec<f32>, shape: (usize, usize, usize)) -> Tensor {
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// The term against its definition worked by hand: two crops of two frames, 2-D means.
+    #[test]
+    fn pitch_invariance_is_the_gap_over_the_spread() {
+        // Clean means (crop, frame): (0,0) = [1, 0], (0,1) = [3, 0], (1,0) = [0, 2], (1,1) = [0, 2].
+        let clean = tensor(vec![1., 0., 3., 0., 0., 2., 0., 2.], (2, 2, 2));
+        // Crop 0 weighs its frames 1/4, 3/4; crop 1 only its first frame.
+        let weights =
+            Tensor::from_vec(vec![0.25f32, 0.75, 1.0, 0.0], (2, 2), &Device::Cpu).unwrap();
+        // Distorted: the first coordinate moved by 1 everywhere (frame (1,1) by 10, weight 0).
+        let distorted = tensor(vec![2., 0., 4., 0., 1., 2., 10., 2.], (2, 2, 2));
+        // Gap: (0.25 + 0.75 + 1) * 1 / 2 crops = 1.
+        // Centre: ([0.25 + 2.25, 0] + [0, 2]) / 2 = [1.25, 1].
+        // Spread: (0.25 * (0.0625 + 1) + 0.75 * (3.0625 + 1) + 1 * (1.5625 + 1)) / 2 = 2.9375.
+        let got = pitch_invariance(&clean, &distorted, &weights)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let want = 1.0 / (2.9375 + 1e-6);
+        assert!((got - want).abs() < 1e-6, "{got} against {want}");
+
+        // Scale-free: scaling both means leaves it; identical means give 0.
+        let scaled = pitch_invariance(
+            &(&clean * 5.0).unwrap(),
+            &(&distorted * 5.0).unwrap(),
+            &weights,
+        )
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+        assert!((scaled - want).abs() < 1e-5, "{scaled} against {want}");
+        let same = pitch_invariance(&clean, &clean, &weights)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(same, 0.0);
+    }
 }

@@ -318,8 +318,14 @@ impl ThreeFactor {
             }
             None => None,
         };
-        let pitch = Posterior::from_stats(&self.pitch.forward(p_input)?)?;
+        let pitch = self.encode_pitch(p_input)?;
         Ok(LocalPosteriors { variation, pitch })
+    }
+
+    /// Pitch posterior of a whole sequence `p_input` `(batch, frames, bins)` (the pitch encoder
+    /// depends on nothing else).
+    pub fn encode_pitch(&self, p_input: &Tensor) -> Result<Posterior> {
+        Posterior::from_stats(&self.pitch.forward(p_input)?)
     }
 
     /// Normalised log-magnitude `(batch, frames, bins)` from `z_t` `(batch, z_t)` and the
