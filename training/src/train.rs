@@ -9,7 +9,9 @@
 //! weights); `beta` follows a cyclical schedule, a linear ramp
 //! from 0 to 1 over the first `kl_ramp` of every `kl_cycle_epochs` epochs, then 1. With
 //! re-entry the same network is applied a second time to the first reconstruction (its
-//! cepstral split taken in the graph) and that pass's loss is added (Tanaka et al.).
+//! cepstral split taken in the graph) and that pass's loss is added (Tanaka et al.). With
+//! `pitch_invariance_weight` above 0 the pitch encoder also encodes the clean crop and the loss
+//! adds the gap between its two answers (not in the paper; see [`TrainConfig`]).
 //!
 //! Everything random is a pure function of the seed, the epoch and the step (crops,
 //! perturbations, reparameterisation noise, initial weights), so a run resumed from its
