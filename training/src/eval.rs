@@ -49,6 +49,11 @@ pub struct EvalOptions {
     pub max_train_frames: usize,
     /// Seed of the train-frame subsampling.
     pub seed: u64,
+    /// Score only the test clips whose (instrument, note) has no train clip at any velocity
+    /// (notes set only). A SoundFont plays every velocity of a note from the same sample, so
+    /// the protocol's test frames find train frames of that very recording; this diagnostic
+    /// takes them away. Off in the protocol's table.
+    pub unseen_notes: bool,
 }
 
 impl EvalOptions {
@@ -59,6 +64,7 @@ impl EvalOptions {
             set,
             max_train_frames: DEFAULT_MAX_TRAIN_FRAMES,
             seed: 0,
+            unseen_notes: false,
         }
     }
 }
@@ -116,6 +122,9 @@ pub enum EvalError {
     /// A k-NN index could not be built.
     #[error(transparent)]
     Knn(#[from] knn::KnnError),
+    /// `unseen_notes` was asked of a set whose clips have no single note.
+    #[error("scoring unseen notes needs the notes set (phrases have no single note)")]
+    UnseenNotesNeedNotes,
 }
 
 /// Dimensions of a model's latents; `None` for a latent the model does not have (its columns
@@ -729,10 +738,29 @@ pub fn evaluate_models(
         path: opts.data.clone(),
         source,
     })?;
-    let records: Vec<&ClipRecord> = all
+    let mut records: Vec<&ClipRecord> = all
         .iter()
         .filter(|r| r.set == opts.set && matches!(r.split, Split::Train | Split::Test))
         .collect();
+    let mut unseen_note = None;
+    if opts.unseen_notes {
+        if opts.set != Set::Notes {
+            return Err(EvalError::UnseenNotesNeedNotes);
+        }
+        let seen: std::collections::BTreeSet<(u8, Option<u8>)> = records
+            .iter()
+            .filter(|r| r.split == Split::Train)
+            .map(|r| (r.program, r.note))
+            .collect();
+        let tests = records.iter().filter(|r| r.split == Split::Test).count();
+        records.retain(|r| r.split == Split::Train || !seen.contains(&(r.program, r.note)));
+        let kept = records.iter().filter(|r| r.split == Split::Test).count();
+        unseen_note = Some(format!(
+            "Unseen notes only: the {kept} of {tests} test clips whose (instrument, note) has no \
+             train clip at any velocity (a SoundFont plays every velocity of a note from one \
+             sample); not the protocol's table."
+        ));
+    }
     let dims: Vec<LatentDims> = models.iter().map(|m| m.dims(cfg)).collect();
     // Frame columns: per model, z_v then z_p.
     let frame_dims: Vec<Option<usize>> = dims.iter().flat_map(|d| [d.z_v, d.z_p]).collect();
@@ -975,6 +1003,7 @@ pub fn evaluate_models(
     if !clip_pitch {
         notes.push("pitch on z_t: N/A (clips without a single MIDI note).".to_string());
     }
+    notes.extend(unseen_note);
 
     let counts = EvalCounts {
         train_clips: train_clips.labels.len(),
@@ -1150,6 +1179,7 @@ mod tests {
             set: Set::Notes,
             max_train_frames: 600,
             seed: 1,
+            unseen_notes: false,
         };
         let report = evaluate(&opts).unwrap();
         assert_eq!(report.rows.len(), 3);
@@ -1281,6 +1311,56 @@ mod tests {
         assert!(!all.counts.subsampled);
         assert_eq!(all.counts.train_frames_used, all.counts.train_frames);
         assert!(!all.to_markdown().contains("subsampled"));
+    }
+
+    /// `unseen_notes` keeps the test clips whose (instrument, note) has no train clip, counted
+    /// here from the manifest, and refuses the phrases.
+    #[test]
+    fn unseen_notes_keeps_the_test_notes_without_a_train_velocity() {
+        let dir = temp_dir("unseen");
+        let root = dir.0.clone();
+        let mut records = dataset(&root);
+        // Every instrument's lowest note loses its train clips (they become validation clips).
+        for r in records.iter_mut() {
+            if r.note == Some(NOTES[0]) && r.split == Split::Train {
+                r.split = Split::Valid;
+            }
+        }
+        write_manifest(&root, &records).unwrap();
+        let train: std::collections::BTreeSet<_> = records
+            .iter()
+            .filter(|r| r.split == Split::Train)
+            .map(|r| (r.program, r.note))
+            .collect();
+        let expected = records
+            .iter()
+            .filter(|r| r.split == Split::Test && !train.contains(&(r.program, r.note)))
+            .count();
+        assert_eq!(expected, PROGRAMS.len());
+        let opts = EvalOptions {
+            max_train_frames: 300,
+            unseen_notes: true,
+            ..EvalOptions::new(root.clone(), Set::Notes)
+        };
+        let report = evaluate(&opts).unwrap();
+        assert_eq!(report.counts.test_clips, expected);
+        let all_tests = records.iter().filter(|r| r.split == Split::Test).count();
+        assert!(report
+            .to_markdown()
+            .contains(&format!("the {expected} of {all_tests} test clips")));
+        let plain = evaluate(&EvalOptions {
+            unseen_notes: false,
+            ..opts.clone()
+        })
+        .unwrap();
+        assert_eq!(plain.counts.test_clips, all_tests);
+        assert!(matches!(
+            evaluate(&EvalOptions {
+                set: Set::Phrases,
+                ..opts
+            }),
+            Err(EvalError::UnseenNotesNeedNotes)
+        ));
     }
 
     #[test]

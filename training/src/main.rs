@@ -211,6 +211,10 @@ enum Command {
         /// frames are most of the k-NN time).
         #[arg(long)]
         no_dsp_row: bool,
+        /// Diagnostic, notes only: score only the test clips whose (instrument, note) has no
+        /// train clip at any velocity (every velocity of a note plays one SoundFont sample).
+        #[arg(long)]
+        unseen_notes: bool,
     },
     /// Score timbre transfer on a rendered dataset: the protocol's transfer table (dry, oracle
     /// and classic rows; sources are the test-split phrases), as markdown on stdout and JSON
@@ -483,6 +487,7 @@ fn main() -> Result<()> {
             plot,
             models,
             no_dsp_row,
+            unseen_notes,
         } => {
             let set = match set {
                 SetArg::Notes => Set::Notes,
@@ -515,6 +520,7 @@ fn main() -> Result<()> {
                     set,
                     max_train_frames,
                     seed,
+                    unseen_notes,
                 },
                 &StftConfig::default(),
                 &rows,
