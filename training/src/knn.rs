@@ -63,6 +63,9 @@ pub enum KnnError {
     },
 }
 
+/// The group of a row that [`KnnIndex::nearest_excluding`] excludes nothing for.
+pub const NO_GROUP: u32 = u32::MAX;
+
 /// Training rows and labels, ready for [`KnnIndex::classify`].
 #[derive(Debug, Clone)]
 pub struct KnnIndex {
@@ -295,6 +298,31 @@ impl KnnIndex {
     ///
     /// If `test.len()` is not a multiple of the index's dimension.
     pub fn nearest(&self, test: &[f32]) -> Vec<Neighbours> {
+        self.nearest_excluding(test, None)
+    }
+
+    /// [`KnnIndex::nearest`], where `groups = Some((test_groups, train_groups))` (one group per
+    /// test row, one per training row) keeps every test row from the training rows of its own
+    /// group; [`NO_GROUP`] excludes nothing. Lets a diagnostic ask what a latent finds
+    /// when, say, the other recordings of the same note are out of reach.
+    ///
+    /// # Panics
+    ///
+    /// If `test.len()` is not a multiple of the index's dimension, or a group list has the
+    /// wrong length.
+    pub fn nearest_excluding(
+        &self,
+        test: &[f32],
+        groups: Option<(&[u32], &[u32])>,
+    ) -> Vec<Neighbours> {
+        if let Some((te, tr)) = groups {
+            assert_eq!(
+                te.len() * self.dim,
+                test.len(),
+                "k-NN: one group per test row"
+            );
+            assert_eq!(tr.len(), self.len(), "k-NN: one group per training row");
+        }
         assert!(
             test.len().is_multiple_of(self.dim),
             "k-NN: {} test values are not rows of dimension {}",
@@ -311,9 +339,13 @@ impl KnnIndex {
             let start = b * TEST_BLOCK * self.dim;
             &test[start..start + len * self.dim]
         };
+        let block_groups = |b: usize, len: usize| {
+            groups.map(|(te, tr)| (&te[b * TEST_BLOCK..b * TEST_BLOCK + len], tr))
+        };
         if threads <= 1 {
             for (b, block_out) in out.chunks_mut(TEST_BLOCK).enumerate() {
-                self.nearest_block(rows(b, block_out.len()), block_out);
+                let len = block_out.len();
+                self.nearest_block(rows(b, len), block_groups(b, len), block_out);
             }
             return out;
         }
@@ -325,7 +357,8 @@ impl KnnIndex {
                 scope.spawn(|| loop {
                     let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
                     let Some((b, block_out)) = next else { break };
-                    self.nearest_block(rows(b, block_out.len()), block_out);
+                    let len = block_out.len();
+                    self.nearest_block(rows(b, len), block_groups(b, len), block_out);
                 });
             }
         });
@@ -333,8 +366,14 @@ impl KnnIndex {
     }
 
     /// Finds the neighbours of up to [`TEST_BLOCK`] test rows (row-major, unpadded), written
-    /// into `out` (one fresh [`Neighbours`] per row).
-    fn nearest_block(&self, test: &[f32], out: &mut [Neighbours]) {
+    /// into `out` (one fresh [`Neighbours`] per row), leaving out the training rows of each
+    /// test row's group when `groups` (this block's test groups, all training groups) is given.
+    fn nearest_block(
+        &self,
+        test: &[f32],
+        groups: Option<(&[u32], &[u32])>,
+        out: &mut [Neighbours],
+    ) {
         let dim = self.dim;
         let rows = out.len();
         let zeros = vec![0.0f32; dim];
@@ -375,7 +414,16 @@ impl KnnIndex {
                         // Rows come in ascending index order, so an equal distance loses.
                         for (l, &dl) in d.iter().enumerate() {
                             if dl < bound[r] {
-                                local[r].offer(dl, (p * PANEL + l) as u32);
+                                let index = p * PANEL + l;
+                                if let Some((te, tr)) = groups {
+                                    // Padding rows (past the end) never get here: their
+                                    // distance is infinite.
+                                    let g = te.get(base + r).copied().unwrap_or(NO_GROUP);
+                                    if g != NO_GROUP && tr.get(index) == Some(&g) {
+                                        continue;
+                                    }
+                                }
+                                local[r].offer(dl, index as u32);
                                 bound[r] = local[r].bound();
                             }
                         }
@@ -527,6 +575,40 @@ mod tests {
                 let got = index.classify(&test);
                 let want = reference(&train, &labels, dim, &test);
                 assert_eq!(got, want, "dim {dim}, integer {integer}");
+            }
+        }
+    }
+
+    /// Excluding a group equals the plain search over the training rows outside that group.
+    #[test]
+    fn excluding_a_group_matches_the_search_without_its_rows() {
+        let mut rng = SplitMix64::new(11);
+        for &dim in &[3usize, 9, 64] {
+            let (train, labels, test) = data(&mut rng, 400, 90, dim, false, 4);
+            let train_groups: Vec<u32> = (0..400).map(|_| rng.below(6) as u32).collect();
+            let test_groups: Vec<u32> = (0..90)
+                .map(|i| {
+                    if i % 10 == 0 {
+                        NO_GROUP
+                    } else {
+                        rng.below(6) as u32
+                    }
+                })
+                .collect();
+            let index = KnnIndex::new(train.clone(), labels.clone(), dim).unwrap();
+            let got: Vec<u32> = index
+                .nearest_excluding(&test, Some((&test_groups, &train_groups)))
+                .iter()
+                .map(|n| n.vote(&labels))
+                .collect();
+            for (q, (&g, &pred)) in test.chunks(dim).zip(test_groups.iter().zip(&got)) {
+                let keep: Vec<usize> = (0..400).filter(|&i| train_groups[i] != g).collect();
+                let sub: Vec<f32> = keep
+                    .iter()
+                    .flat_map(|&i| train[i * dim..(i + 1) * dim].iter().copied())
+                    .collect();
+                let sub_labels: Vec<u32> = keep.iter().map(|&i| labels[i]).collect();
+                assert_eq!(pred, reference(&sub, &sub_labels, dim, q)[0], "dim {dim}");
             }
         }
     }

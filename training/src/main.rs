@@ -211,10 +211,10 @@ enum Command {
         /// frames are most of the k-NN time).
         #[arg(long)]
         no_dsp_row: bool,
-        /// Diagnostic, notes only: score only the test clips whose (instrument, note) has no
-        /// train clip at any velocity (every velocity of a note plays one SoundFont sample).
+        /// Diagnostic: keep every test frame and clip from the train frames and clips of its own
+        /// instrument and note (every velocity of a note plays one SoundFont sample).
         #[arg(long)]
-        unseen_notes: bool,
+        exclude_same_note: bool,
     },
     /// Score timbre transfer on a rendered dataset: the protocol's transfer table (dry, oracle
     /// and classic rows; sources are the test-split phrases), as markdown on stdout and JSON
@@ -487,7 +487,7 @@ fn main() -> Result<()> {
             plot,
             models,
             no_dsp_row,
-            unseen_notes,
+            exclude_same_note,
         } => {
             let set = match set {
                 SetArg::Notes => Set::Notes,
@@ -520,7 +520,7 @@ fn main() -> Result<()> {
                     set,
                     max_train_frames,
                     seed,
-                    unseen_notes,
+                    exclude_same_note,
                 },
                 &StftConfig::default(),
                 &rows,
