@@ -1327,7 +1327,7 @@ mod tests {
     /// depend on the note, so the DSP split's z_t still names the instrument from other
     /// notes.
     #[test]
-    fn excluding_the_same_note_keeps_the_timbre_and_drops_the_sample() {
+    fn excluding_the_same_note_keeps_the_timbre_and_every_test_clip() {
         let dir = temp_dir("exclude");
         let root = dir.0.clone();
         dataset(&root);
