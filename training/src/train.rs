@@ -801,7 +801,7 @@ pub fn train(
                         Some(term)
                     } else {
                         // Measured only (the log compares runs by it), outside the graph.
-                        let clean = model.encode_pitch(&p_clean.detach())?.mean.detach();
+                        let clean = model.encode_pitch(&p_clean)?.mean.detach();
                         let distorted = first.pitch_mean.detach();
                         Some(pitch_invariance(&clean, &distorted, &batch.weights)?)
                     }
