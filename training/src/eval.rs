@@ -233,6 +233,59 @@ impl LatentModel for DspSplit {
     }
 }
 
+/// Diagnostic row: a one-value "pitch latent" that holds the frame's sounding F0 (in cents,
+/// MIDI note × 100, measured by [`crate::f0::f0_near`] around the frame's labelled note) and
+/// nothing else: no timbre, no level, no time. Its "instrument on z_p" is what the column
+/// scores for a latent that knows the pitch as finely as the decoder needs it, and no more.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SoundingF0;
+
+impl LatentModel for SoundingF0 {
+    fn name(&self) -> String {
+        "sounding F0 only".to_string()
+    }
+
+    fn dims(&self, _cfg: &StftConfig) -> LatentDims {
+        LatentDims {
+            z_t: None,
+            z_v: None,
+            z_p: Some(1),
+        }
+    }
+
+    fn notes(&self) -> Vec<String> {
+        vec![
+            "sounding F0 only: z_p is one value, the frame's F0 in cents (100 x MIDI note), \
+             measured to a fraction of a cent from the audio around the labelled note \
+             (normalised cross-correlation refined to a fraction of a sample; training/src/f0.rs; a frame \
+             with no period to measure, its sound ending inside it, holds the note's nominal \
+             pitch); no z_t, no z_v, no reconstruction. Its instrument on z_p is what a latent holding the pitch \
+             exactly, and nothing else, scores in that column."
+                .to_string(),
+        ]
+    }
+
+    fn encode(&self, clip: &ClipInput<'_>) -> Result<ClipLatents, String> {
+        let sr = clip.cfg.sample_rate;
+        let mut z_p = Vec::with_capacity(clip.active.len());
+        for &f in clip.active {
+            let note = clip.record.frame_notes[f];
+            let nominal = 440.0 * 2f64.powf((note as f64 - 69.0) / 12.0);
+            // An active frame whose sound ends (or starts) inside it may leave no period to
+            // measure: it holds the note's nominal pitch, which carries no instrument.
+            let hz =
+                crate::f0::f0_near(clip.samples, sr, f * clip.cfg.hop, nominal).unwrap_or(nominal);
+            z_p.push((6900.0 + 1200.0 * (hz / 440.0).log2()) as f32);
+        }
+        Ok(ClipLatents {
+            z_t: None,
+            z_v: None,
+            z_p: Some(z_p),
+            reconstruction: None,
+        })
+    }
+}
+
 /// One row of the table. Accuracies are shares in 0..=1 (the markdown shows percent); `None`
 /// reads N/A.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -1052,8 +1105,9 @@ mod tests {
     const RATE: u32 = 32_000;
 
     /// Harmonic tone at MIDI `note` (detuned by `cents`) with partial amplitudes `h^-tilt`,
-    /// sounding from 0.05 s to 0.45 s of a 0.5 s clip.
-    fn tone(note: u8, cents: f32, tilt: f32, gain: f32) -> Vec<f32> {
+    /// sounding from 0.05 s to 0.45 s of a 0.5 s clip, faded in and out over `fade` samples
+    /// (raised cosine; 0: hard edges).
+    fn tone(note: u8, cents: f32, tilt: f32, gain: f32, fade: usize) -> Vec<f32> {
         let f0 = 440.0 * 2f32.powf((note as f32 - 69.0 + cents / 100.0) / 12.0);
         let len = RATE as usize / 2;
         let (on, off) = (RATE as usize / 20, 9 * RATE as usize / 20);
@@ -1068,7 +1122,13 @@ mod tests {
                     return 0.0;
                 }
                 let t = i as f32 / RATE as f32;
-                gain / norm
+                let edge = (i - on).min(off - 1 - i);
+                let ramp = if edge < fade {
+                    0.5 - 0.5 * (std::f32::consts::PI * edge as f32 / fade as f32).cos()
+                } else {
+                    1.0
+                };
+                ramp * gain / norm
                     * partials
                         .iter()
                         .map(|(f, a)| a * (2.0 * std::f32::consts::PI * f * t).sin())
@@ -1115,8 +1175,19 @@ mod tests {
     const TILTS: [f32; 3] = [0.2, 1.0, 2.2];
     const NOTES: [u8; 4] = [55, 60, 64, 67];
 
-    /// 3 instruments (spectral tilts) x 4 notes x 4 variants (train, train, test, valid).
+    /// 3 instruments (spectral tilts) x 4 notes x 4 variants (train, train, test, valid);
+    /// variant `v` is detuned by `[-2, 1, 2, 0][v]` cents whatever the instrument.
     fn dataset(root: &Path) -> Vec<ClipRecord> {
+        dataset_detuned(root, |_, v| [-2.0, 1.0, 2.0, 0.0][v], 0)
+    }
+
+    /// As [`dataset`], with instrument `i`'s variant `v` detuned by `detune(i, v)` cents and
+    /// every tone faded in and out over `fade` samples.
+    fn dataset_detuned(
+        root: &Path,
+        detune: impl Fn(usize, usize) -> f32,
+        fade: usize,
+    ) -> Vec<ClipRecord> {
         let cfg = StftConfig::default();
         let mut records = Vec::new();
         for (i, (&program, &tilt)) in PROGRAMS.iter().zip(&TILTS).enumerate() {
@@ -1125,9 +1196,9 @@ mod tests {
                     .into_iter()
                     .enumerate()
                 {
-                    let cents = [-2.0, 1.0, 2.0, 0.0][v];
+                    let cents = detune(i, v);
                     let gain = [0.3, 0.22, 0.26, 0.3][v];
-                    let samples = tone(note, cents, tilt, gain);
+                    let samples = tone(note, cents, tilt, gain, fade);
                     let path = PathBuf::from(format!("i{i}_n{note}_v{v}.wav"));
                     write_wav(&root.join(&path), &samples);
                     let (on, off) = (RATE as usize / 20, 9 * RATE as usize / 20);
@@ -1351,6 +1422,51 @@ mod tests {
         assert!(dsp_plain.pitch_on_z_t.unwrap() >= 0.9, "{dsp_plain:?}");
         assert!(report.to_markdown().contains("Same note excluded"));
         assert!(!plain.to_markdown().contains("Same note excluded"));
+    }
+
+    /// The "sounding F0 only" row on data where, as in a SoundFont, every variant of an
+    /// instrument's note shares that instrument's tuning (-20, 0 or +20 cents): the F0 alone
+    /// finds the test frame's instrument through its train variants, and with the same note
+    /// excluded the nearest frames are the other instruments' same note, 20 or 40 cents away,
+    /// never the instrument's own other notes, 300 cents or more away. Either way the
+    /// neighbours play the test frame's note. The first active frame of a tone, whose window
+    /// is mostly the silence before it, may read far off; every other frame must not, so at
+    /// most one frame per test clip may go against that expectation.
+    #[test]
+    fn the_sounding_f0_row_finds_a_shared_tuning_and_nothing_else() {
+        let dir = temp_dir("f0");
+        let root = dir.0.clone();
+        dataset_detuned(&root, |i, _| [-20.0, 0.0, 20.0][i], RATE as usize / 50);
+        let opts = EvalOptions {
+            max_train_frames: 100_000,
+            ..EvalOptions::new(root, Set::Notes)
+        };
+        let cfg = StftConfig::default();
+        let plain = evaluate_models(&opts, &cfg, &[&SoundingF0]).unwrap();
+        let excluded = evaluate_models(
+            &EvalOptions {
+                exclude_same_note: true,
+                ..opts.clone()
+            },
+            &cfg,
+            &[&SoundingF0],
+        )
+        .unwrap();
+        for (report, instrument) in [(&plain, 1.0), (&excluded, 0.0)] {
+            let row = &report.rows[0];
+            assert_eq!(row.model, "sounding F0 only");
+            assert_eq!(
+                (row.mse, row.instr_on_z_t, row.instr_on_z_v),
+                (None, None, None)
+            );
+            let frames = report.counts.test_frames as f64;
+            let off = |share: Option<f64>, expected: f64| {
+                ((share.unwrap() - expected).abs() * frames).round() as usize
+            };
+            assert_eq!(report.counts.test_clips, 12);
+            assert!(off(row.instr_on_z_p, instrument) <= 12, "{row:?}");
+            assert!(off(row.pitch_on_z_p, 1.0) <= 12, "{row:?}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod dataset;
 pub mod dsp_split;
 pub mod eval;
+pub mod f0;
 pub mod instruments;
 pub mod knn;
 pub mod manifest;

@@ -215,6 +215,15 @@ enum Command {
         /// instrument and note (every velocity of a note plays one SoundFont sample).
         #[arg(long)]
         exclude_same_note: bool,
+        /// Diagnostic: add the "sounding F0 only" row, a one-value pitch latent holding the
+        /// frame's F0 to a fraction of a cent and nothing else.
+        #[arg(long)]
+        f0_row: bool,
+        /// Cepstral cut-off of the DSP-split row, in quefrency samples: lower quefrencies are
+        /// its timbre (envelope), the rest its pitch (fine structure). Default: the engine's.
+        /// Model rows analyse with their own settings.
+        #[arg(long)]
+        cepstral_cutoff: Option<usize>,
     },
     /// Score timbre transfer on a rendered dataset: the protocol's transfer table (dry, oracle
     /// and classic rows; sources are the test-split phrases), as markdown on stdout and JSON
@@ -488,7 +497,16 @@ fn main() -> Result<()> {
             models,
             no_dsp_row,
             exclude_same_note,
+            f0_row,
+            cepstral_cutoff,
         } => {
+            let mut analysis = StftConfig::default();
+            if let Some(cutoff) = cepstral_cutoff {
+                analysis.cepstral_cutoff = cutoff;
+                analysis
+                    .validate()
+                    .context("--cepstral-cutoff does not fit the analysis")?;
+            }
             let set = match set {
                 SetArg::Notes => Set::Notes,
                 SetArg::Phrases => Set::Phrases,
@@ -509,6 +527,9 @@ fn main() -> Result<()> {
             if !no_dsp_row {
                 rows.push(&timbreswap_training::eval::DspSplit);
             }
+            if f0_row {
+                rows.push(&timbreswap_training::eval::SoundingF0);
+            }
             rows.extend(
                 neural
                     .iter()
@@ -522,7 +543,7 @@ fn main() -> Result<()> {
                     seed,
                     exclude_same_note,
                 },
-                &StftConfig::default(),
+                &analysis,
                 &rows,
             )?;
             println!("{}", report.to_markdown());
