@@ -2,6 +2,7 @@
 //! disentanglement with the evaluation protocol (`../shared/eval-protocol.md`), and later
 //! training the three-factor model. Nothing here runs in the plugin.
 
+pub mod copies;
 pub mod dataset;
 pub mod dsp_split;
 pub mod eval;

@@ -225,6 +225,20 @@ enum Command {
         #[arg(long)]
         cepstral_cutoff: Option<usize>,
     },
+    /// Count the notes set's test clips that have a copy in the train split: the same
+    /// instrument and note at another velocity, equal up to a gain (a SoundFont that plays every
+    /// velocity from one sample renders such copies).
+    Copies {
+        /// Dataset folder (with manifest.jsonl).
+        #[arg(long)]
+        data: PathBuf,
+        /// Largest residual after the best gain that still counts as a copy, dB.
+        #[arg(long, default_value_t = timbreswap_training::copies::DEFAULT_THRESHOLD_DB, allow_hyphen_values = true)]
+        threshold_db: f64,
+        /// Write the report as JSON here too.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Score timbre transfer on a rendered dataset: the protocol's transfer table (dry, oracle
     /// and classic rows; sources are the test-split phrases), as markdown on stdout and JSON
     /// with --json.
@@ -554,6 +568,26 @@ fn main() -> Result<()> {
             if let Some(prefix) = plot {
                 plot_timbres(&report, &prefix)?;
             }
+            if let Some(path) = json {
+                let mut value = serde_json::to_value(&report)?;
+                value["command"] = serde_json::Value::String(command_line);
+                std::fs::write(&path, serde_json::to_string_pretty(&value)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
+        Command::Copies {
+            data,
+            threshold_db,
+            json,
+        } => {
+            let started = Instant::now();
+            let report = timbreswap_training::copies::count_copies(&data, threshold_db)?;
+            println!("{}", report.to_markdown());
+            println!(
+                "command: `{command_line}`; wall time {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
             if let Some(path) = json {
                 let mut value = serde_json::to_value(&report)?;
                 value["command"] = serde_json::Value::String(command_line);
