@@ -308,6 +308,26 @@ pub struct EvalRow {
     pub pitch_on_z_p: Option<f64>,
 }
 
+/// Instrument accuracies of one model on the test items of one instrument (same k-NN as the
+/// table; shares in 0..=1, `None` where the model has no such latent).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstrumentRow {
+    /// Model name.
+    pub model: String,
+    /// GM program of the test items.
+    pub program: u32,
+    /// Test clips of the instrument (the `z_t` column's items).
+    pub test_clips: usize,
+    /// Test frames of the instrument (the `z_v` and `z_p` columns' items).
+    pub test_frames: usize,
+    /// Share of its test clips whose `z_t` names it.
+    pub instr_on_z_t: Option<f64>,
+    /// Share of its test frames whose `z_v` names it.
+    pub instr_on_z_v: Option<f64>,
+    /// Share of its test frames whose `z_p` names it.
+    pub instr_on_z_p: Option<f64>,
+}
+
 /// What the table was computed on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EvalCounts {
@@ -359,6 +379,8 @@ pub struct EvalReport {
     pub timings: EvalTimings,
     /// Remarks printed under the table.
     pub notes: Vec<String>,
+    /// The instrument columns split by the test items' instrument, per model (JSON only).
+    pub by_instrument: Vec<InstrumentRow>,
     /// Clip-level timbre vectors of each model with a `z_t` (train and test clips), for the
     /// timbre-space plot. Not part of the JSON report.
     #[serde(skip)]
@@ -750,9 +772,12 @@ fn counts_of(values: impl Iterator<Item = u32>) -> BTreeMap<u32, usize> {
     m
 }
 
+/// Hits and items of each test label under the first labelling of [`knn_accuracies`].
+type LabelHits = BTreeMap<u32, (usize, usize)>;
+
 /// Fits on `train` (row-major, `dim` per row; consumed to save a copy), scores `test`, and
-/// returns the accuracy under
-/// each labelling `(train labels, test labels)`; `None` for an empty side. `groups`
+/// returns the accuracy under each labelling `(train labels, test labels)` (`None` for an
+/// empty side) and, for the first labelling, the hits and items of each test label. `groups`
 /// (`(test groups, train groups)`) keeps each test row from the train rows of its group.
 fn knn_accuracies(
     train: Vec<f32>,
@@ -760,24 +785,34 @@ fn knn_accuracies(
     dim: usize,
     labellings: &[(Vec<u32>, Vec<u32>)],
     groups: Option<&(Vec<u32>, Vec<u32>)>,
-) -> Result<Vec<Option<f64>>, EvalError> {
+) -> Result<(Vec<Option<f64>>, LabelHits), EvalError> {
     if labellings.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), LabelHits::new()));
     }
     let (first_train, _) = &labellings[0];
     if first_train.is_empty() || test.is_empty() {
-        return Ok(vec![None; labellings.len()]);
+        return Ok((vec![None; labellings.len()], LabelHits::new()));
     }
     let index = KnnIndex::new(train, first_train.clone(), dim)?;
     let neighbours =
         index.nearest_excluding(test, groups.map(|(te, tr)| (te.as_slice(), tr.as_slice())));
-    Ok(labellings
+    let mut hits = LabelHits::new();
+    let accuracies = labellings
         .iter()
-        .map(|(tr, te)| {
+        .enumerate()
+        .map(|(l, (tr, te))| {
             let pred: Vec<u32> = neighbours.iter().map(|n| n.vote(tr)).collect();
+            if l == 0 {
+                for (p, t) in pred.iter().zip(te) {
+                    let entry = hits.entry(*t).or_default();
+                    entry.0 += usize::from(p == t);
+                    entry.1 += 1;
+                }
+            }
             Some(knn::accuracy(&pred, te))
         })
-        .collect())
+        .collect();
+    Ok((accuracies, hits))
 }
 
 /// The protocol's table for `opts`: one row per model in `models`, then chance level, at the
@@ -946,9 +981,14 @@ pub fn evaluate_models(
 
     let knn_start = Instant::now();
     let mut rows = Vec::with_capacity(models.len() + 1);
+    let mut by_instrument = Vec::new();
+    let clip_counts = counts_of(test_clips.labels.iter().map(|l| l.instrument));
+    let frame_counts = counts_of(test_frames.labels.iter().map(|l| l.instrument));
     let mut timbres = Vec::new();
     let mut notes = Vec::new();
     for (m, model) in models.iter().enumerate() {
+        // Per-label hits of the instrument labelling: z_t, z_v, z_p.
+        let mut per_label: [LabelHits; 3] = Default::default();
         let mut row = EvalRow {
             model: model.name(),
             mse: (reconstruction[m].count > 0)
@@ -974,13 +1014,14 @@ pub fn evaluate_models(
                     .collect(),
                 vectors,
             });
-            let acc = knn_accuracies(
+            let (acc, hits) = knn_accuracies(
                 std::mem::take(&mut train_clips.z_t[m]),
                 &test_clips.z_t[m],
                 dim,
                 &clip_labellings,
                 clip_groups.as_ref(),
             )?;
+            per_label[0] = hits;
             row.instr_on_z_t = acc[0];
             row.pitch_on_z_t = acc.get(1).copied().flatten();
         }
@@ -990,16 +1031,30 @@ pub fn evaluate_models(
         ] {
             let c = 2 * m + kind;
             if let Some(dim) = frame_dims[c] {
-                let acc = knn_accuracies(
+                let (acc, hits) = knn_accuracies(
                     std::mem::take(&mut train_frames.columns[c].data),
                     &test_frames.columns[c].data,
                     dim,
                     &frame_labellings,
                     frame_groups.as_ref(),
                 )?;
+                per_label[1 + kind] = hits;
                 *instr_cell = acc[0];
                 *pitch_cell = acc[1];
             }
+        }
+        let share =
+            |hits: &LabelHits, program: u32| hits.get(&program).map(|&(h, n)| h as f64 / n as f64);
+        for (&program, &clips) in &clip_counts {
+            by_instrument.push(InstrumentRow {
+                model: model.name(),
+                program,
+                test_clips: clips,
+                test_frames: frame_counts.get(&program).copied().unwrap_or(0),
+                instr_on_z_t: share(&per_label[0], program),
+                instr_on_z_v: share(&per_label[1], program),
+                instr_on_z_p: share(&per_label[2], program),
+            });
         }
         rows.push(row);
         notes.extend(model.notes());
@@ -1093,6 +1148,7 @@ pub fn evaluate_models(
         counts,
         timings: EvalTimings { features_s, knn_s },
         notes,
+        by_instrument,
         timbres,
     })
 }
@@ -1371,6 +1427,40 @@ mod tests {
             right as f64 / test_i.len() as f64
         ));
         assert_eq!((floor.instr_on_z_t, floor.pitch_on_z_p), (None, None));
+
+        // Split by instrument: every test item once, and the item-weighted mean of the
+        // per-instrument shares is the table's figure.
+        let split: Vec<&InstrumentRow> = report
+            .by_instrument
+            .iter()
+            .filter(|r| r.model == "DSP split")
+            .collect();
+        assert_eq!(
+            split.iter().map(|r| r.program).collect::<Vec<_>>(),
+            PROGRAMS.map(u32::from)
+        );
+        assert_eq!(split.iter().map(|r| r.test_clips).sum::<usize>(), 12);
+        assert_eq!(
+            split.iter().map(|r| r.test_frames).sum::<usize>(),
+            c.test_frames
+        );
+        let weighted = |share: fn(&InstrumentRow) -> Option<f64>,
+                        items: fn(&InstrumentRow) -> usize| {
+            split
+                .iter()
+                .map(|r| share(r).unwrap() * items(r) as f64)
+                .sum::<f64>()
+                / split.iter().map(|r| items(r)).sum::<usize>() as f64
+        };
+        assert!(close(
+            dsp.instr_on_z_t,
+            weighted(|r| r.instr_on_z_t, |r| r.test_clips)
+        ));
+        assert!(close(
+            dsp.instr_on_z_p,
+            weighted(|r| r.instr_on_z_p, |r| r.test_frames)
+        ));
+        assert!(split.iter().all(|r| r.instr_on_z_v.is_none()));
 
         let md = report.to_markdown();
         assert!(md.starts_with(TABLE_HEADER), "{md}");
