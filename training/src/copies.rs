@@ -1,13 +1,16 @@
 //! Which test clips of a rendered set have a copy in the train split: a train clip of the same
-//! instrument and note whose waveform is the test clip's up to a gain. A SoundFont that plays
-//! every velocity of a note from one sample, with no velocity-dependent filter, renders such
-//! copies, and the protocol's split (a hash of program, note and velocity) sends the copies of a
-//! test note to train. A frame-wise k-NN on any latent that is a function of the gain-normalised
-//! input then finds the test frame's own copy, whatever the latent means
-//! (`docs/quality.md`, "Copies across velocities").
+//! instrument and note whose waveform is the test clip's through a linear filter (a gain, a
+//! tone control). A SoundFont that plays every velocity of a note from one sample, with at
+//! most a velocity-dependent gain and filter, renders such copies, and the protocol's split (a
+//! hash of program, note and velocity) sends the copies of a test note to train. A frame-wise
+//! k-NN on a latent that keeps anything of the recording beyond its envelope then finds the
+//! test frame's own copy (`docs/quality.md`, "Copies across velocities").
 //!
-//! Residual of the best gain: `min_g Σ (a - g·b)² / Σ a² = 1 - ρ²`, with `ρ` the zero-lag
-//! correlation coefficient of the two clips (every note of the set starts at the same time).
+//! Measure: the power-weighted magnitude-squared coherence `C` of the two clips (Welch:
+//! [`COHERENCE_FFT`]-point Hann frames, half overlapping, over their common length), and the
+//! residual `1 - C` in dB: the share of the test clip's energy that no linear time-invariant
+//! filter of the train clip explains. A copy through any static filter scores `-inf` (floored
+//! at -200 dB); unrelated recordings score near 0 dB.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,7 +75,7 @@ impl CopiesReport {
         let share = |n: usize| 100.0 * n as f64 / self.test_clips.max(1) as f64;
         let mut out = format!(
             "{} of {} test notes ({:.1} %) have a copy in train (the same instrument and note at \
-             another velocity, equal up to a gain within {} dB); {} ({:.1} %) have the same note \
+             another velocity, equal through a linear filter to within {} dB); {} ({:.1} %) have the same note \
              in train at all.\n\n| program | instrument | test notes | with a copy |\n|---|---|---|---|\n",
             self.with_copy,
             self.test_clips,
@@ -91,23 +94,88 @@ impl CopiesReport {
     }
 }
 
-/// `10 log10(1 - ρ²)` of two clips over their common length: the energy left after subtracting
-/// the best gain-scaled `b` from `a`, relative to `a`'s, in dB. `None` when either is silent.
+/// Frame length of the coherence estimate, in samples (32 ms at 32 kHz).
+pub const COHERENCE_FFT: usize = 1024;
+
+/// `10 log10(1 - C)` of two clips over their common length, `C` the power-weighted
+/// magnitude-squared coherence (`Σ_f w_f |S_ab|² / (S_aa S_bb)`, `w_f = S_aa(f) / Σ S_aa`):
+/// how much of `a`'s energy, in dB, no linear time-invariant filter of `b` explains. `None`
+/// when the clips are shorter than one frame or either is silent.
 pub fn copy_residual_db(a: &[f32], b: &[f32]) -> Option<f64> {
     let n = a.len().min(b.len());
-    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
-    for (&x, &y) in a[..n].iter().zip(&b[..n]) {
-        let (x, y) = (x as f64, y as f64);
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    if aa == 0.0 || bb == 0.0 {
+    if n < COHERENCE_FFT {
         return None;
     }
-    let rho2 = (ab * ab / (aa * bb)).min(1.0);
-    // 1 - ρ² underflows for exact copies; -200 dB stands for "exact".
-    Some(10.0 * (1.0 - rho2).max(1e-20).log10())
+    let mut planner = realfft::RealFftPlanner::<f64>::new();
+    let fft = planner.plan_fft_forward(COHERENCE_FFT);
+    let window: Vec<f64> = (0..COHERENCE_FFT)
+        .map(|i| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / COHERENCE_FFT as f64).cos())
+        .collect();
+    let bins = COHERENCE_FFT / 2 + 1;
+    let (mut saa, mut sbb) = (vec![0.0f64; bins], vec![0.0f64; bins]);
+    let mut sab = vec![realfft::num_complex::Complex64::new(0.0, 0.0); bins];
+    let mut frame = fft.make_input_vec();
+    let (mut fa, mut fb) = (fft.make_output_vec(), fft.make_output_vec());
+    let hop = COHERENCE_FFT / 2;
+    let mut start = 0;
+    while start + COHERENCE_FFT <= n {
+        for (spectrum, x) in [(&mut fa, a), (&mut fb, b)] {
+            for ((f, &v), w) in frame.iter_mut().zip(&x[start..]).zip(&window) {
+                *f = v as f64 * w;
+            }
+            // The lengths come from the plan, so the transform cannot fail.
+            let _ = fft.process(&mut frame, spectrum);
+        }
+        for k in 0..bins {
+            saa[k] += fa[k].norm_sqr();
+            sbb[k] += fb[k].norm_sqr();
+            sab[k] += fa[k] * fb[k].conj();
+        }
+        start += hop;
+    }
+    let total: f64 = saa.iter().sum();
+    if total == 0.0 || sbb.iter().sum::<f64>() == 0.0 {
+        return None;
+    }
+    let coherence: f64 = (0..bins)
+        .filter(|&k| saa[k] > 0.0 && sbb[k] > 0.0)
+        .map(|k| saa[k] / total * sab[k].norm_sqr() / (saa[k] * sbb[k]))
+        .sum();
+    Some(10.0 * (1.0 - coherence.min(1.0)).max(1e-20).log10())
+}
+
+/// Whether each test clip of the notes set in `records` (a manifest of the dataset in `data`)
+/// has a copy in train, by its path: a train clip of the same instrument and note whose
+/// residual after the best gain is at or below `threshold_db` ([`copy_residual_db`]).
+pub fn copy_flags(
+    data: &Path,
+    records: &[ClipRecord],
+    threshold_db: f64,
+) -> Result<BTreeMap<PathBuf, bool>, CopiesError> {
+    let mut groups: BTreeMap<(u8, u8), Vec<&ClipRecord>> = BTreeMap::new();
+    for r in records {
+        if let (Set::Notes, Some(note), Split::Train | Split::Test) = (r.set, r.note, r.split) {
+            groups.entry((r.program, note)).or_default().push(r);
+        }
+    }
+    let mut flags = BTreeMap::new();
+    for clips in groups.values() {
+        let (train, test): (Vec<&ClipRecord>, Vec<&ClipRecord>) =
+            clips.iter().partition(|r| r.split == Split::Train);
+        let train_audio = train
+            .iter()
+            .map(|r| manifest::read_clip_audio(data, r, r.sample_rate))
+            .collect::<Result<Vec<_>, _>>()?;
+        for t in test {
+            let audio = manifest::read_clip_audio(data, t, t.sample_rate)?;
+            let copy = train_audio
+                .iter()
+                .filter_map(|b| copy_residual_db(&audio, b))
+                .any(|db| db <= threshold_db);
+            flags.insert(t.path.clone(), copy);
+        }
+    }
+    Ok(flags)
 }
 
 /// Counts the test clips of the notes set in `data` that have a copy in train.
@@ -116,45 +184,33 @@ pub fn count_copies(data: &Path, threshold_db: f64) -> Result<CopiesReport, Copi
         path: data.to_path_buf(),
         source,
     })?;
-    let mut groups: BTreeMap<(u8, u8), Vec<&ClipRecord>> = BTreeMap::new();
+    let flags = copy_flags(data, &records, threshold_db)?;
+    let mut same_note_keys = std::collections::BTreeSet::new();
     for r in &records {
-        if let (Set::Notes, Some(note), Split::Train | Split::Test) = (r.set, r.note, r.split) {
-            groups.entry((r.program, note)).or_default().push(r);
+        if let (Set::Notes, Some(note), Split::Train) = (r.set, r.note, r.split) {
+            same_note_keys.insert((r.program, note));
         }
     }
     let mut per: BTreeMap<u8, InstrumentCopies> = BTreeMap::new();
     let (mut test_clips, mut same_note, mut with_copy) = (0, 0, 0);
-    for ((program, _), clips) in &groups {
-        let train: Vec<&ClipRecord> = clips
-            .iter()
-            .copied()
-            .filter(|r| r.split == Split::Train)
-            .collect();
-        let train_audio = train
-            .iter()
-            .map(|r| manifest::read_clip_audio(data, r, r.sample_rate))
-            .collect::<Result<Vec<_>, _>>()?;
-        for test in clips.iter().filter(|r| r.split == Split::Test) {
-            let entry = per.entry(*program).or_insert_with(|| InstrumentCopies {
-                program: *program,
-                instrument: test.instrument.clone(),
-                test_clips: 0,
-                with_copy: 0,
-            });
-            entry.test_clips += 1;
-            test_clips += 1;
-            if !train.is_empty() {
-                same_note += 1;
-            }
-            let audio = manifest::read_clip_audio(data, test, test.sample_rate)?;
-            let copy = train_audio
-                .iter()
-                .filter_map(|b| copy_residual_db(&audio, b))
-                .any(|db| db <= threshold_db);
-            if copy {
-                entry.with_copy += 1;
-                with_copy += 1;
-            }
+    for r in &records {
+        let Some(&copy) = flags.get(&r.path) else {
+            continue;
+        };
+        let entry = per.entry(r.program).or_insert_with(|| InstrumentCopies {
+            program: r.program,
+            instrument: r.instrument.clone(),
+            test_clips: 0,
+            with_copy: 0,
+        });
+        entry.test_clips += 1;
+        entry.with_copy += usize::from(copy);
+        test_clips += 1;
+        with_copy += usize::from(copy);
+        if r.note
+            .is_some_and(|n| same_note_keys.contains(&(r.program, n)))
+        {
+            same_note += 1;
         }
     }
     if test_clips == 0 {
@@ -183,18 +239,33 @@ mod tests {
             .collect()
     }
 
+    fn noise(seed: u64, len: usize) -> Vec<f32> {
+        let mut rng = crate::rng::SplitMix64::new(seed);
+        (0..len).map(|_| rng.range(-0.5, 0.5) as f32).collect()
+    }
+
     #[test]
-    fn the_residual_is_that_of_the_best_gain() {
-        let a = tone(220.0, 8000, 0.5);
-        // A scaled copy: 1 - ρ² is 0 up to rounding.
-        assert!(copy_residual_db(&a, &tone(220.0, 8000, 0.1)).unwrap() < -100.0);
-        // a + 0.1·n with n uncorrelated with a and as loud: 1 - ρ² = 0.01 / 1.01 (-20.04 dB).
-        // 220/440 Hz and 332/664 Hz complete whole cycles in 8000 samples: orthogonal.
-        let n: Vec<f32> = tone(332.0, 8000, 0.5);
-        let b: Vec<f32> = a.iter().zip(&n).map(|(x, y)| x + 0.1 * y).collect();
-        let db = copy_residual_db(&a, &b).unwrap();
-        assert!((db - 10.0 * (0.01f64 / 1.01).log10()).abs() < 0.05, "{db}");
-        assert_eq!(copy_residual_db(&a, &vec![0.0; 100]), None);
+    fn filtered_copies_are_copies_and_added_noise_is_the_residual() {
+        let a = tone(220.0, 16_000, 0.5);
+        // A scaled copy, and a copy through a comb filter (a static tone change).
+        assert!(copy_residual_db(&a, &tone(220.0, 16_000, 0.1)).unwrap() < -100.0);
+        let mut comb = a.clone();
+        for i in (3..comb.len()).rev() {
+            comb[i] += 0.5 * comb[i - 3];
+        }
+        let db = copy_residual_db(&a, &comb).unwrap();
+        assert!(db < -40.0, "filtered copy: {db} dB");
+        // White noise w1 against w1 + 0.1·w2 (w2 independent, as loud): in every bin
+        // C = 1 / (1 + 0.01), so 1 - C = 0.01 / 1.01 (-20.04 dB), up to the estimate's
+        // spread over 124 frames.
+        let (w1, w2) = (noise(1, 64_000), noise(2, 64_000));
+        let b: Vec<f32> = w1.iter().zip(&w2).map(|(x, y)| x + 0.1 * y).collect();
+        let db = copy_residual_db(&w1, &b).unwrap();
+        assert!((db - 10.0 * (0.01f64 / 1.01).log10()).abs() < 0.5, "{db}");
+        // Unrelated recordings: no filter explains one by the other.
+        assert!(copy_residual_db(&w1, &w2).unwrap() > -1.0);
+        assert_eq!(copy_residual_db(&a, &vec![0.0; 2000]), None);
+        assert_eq!(copy_residual_db(&a[..500], &a[..500]), None);
     }
 
     #[test]
@@ -258,6 +329,8 @@ mod tests {
             .map(|i| (i.program, i.test_clips, i.with_copy))
             .collect();
         assert_eq!(per, [(0, 1, 1), (1, 1, 0), (2, 1, 0)]);
-        assert!(report.to_markdown().contains("1 of 3 test notes (33.3 %)"));
+        assert!(report
+            .to_markdown()
+            .contains("1 of 3 test notes (33.3 %) have a copy"));
     }
 }

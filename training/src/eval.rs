@@ -38,7 +38,7 @@ pub const DEFAULT_MAX_TRAIN_FRAMES: usize = 200_000;
 pub const TABLE_HEADER: &str = "| model | MSE | instr. on z_t (up) | instr. on z_v (down) | instr. on z_p (down) | pitch on z_t (down) | pitch on z_v (down) | pitch on z_p (up) |";
 
 /// What to evaluate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EvalOptions {
     /// Dataset folder (holding `manifest.jsonl` and the audio it names).
     pub data: PathBuf,
@@ -54,6 +54,10 @@ pub struct EvalOptions {
     /// protocol's table a test frame finds train frames of that very recording; this
     /// diagnostic takes them out of reach. Off in the protocol's table.
     pub exclude_same_note: bool,
+    /// Also split the instrument columns by whether the test item's clip has a copy in train
+    /// (notes set: the same instrument and note at another velocity, equal up to a gain within
+    /// this many dB; [`crate::copies`]), into [`EvalReport::by_copy`]. Off in the protocol.
+    pub copy_threshold_db: Option<f64>,
 }
 
 impl EvalOptions {
@@ -65,6 +69,7 @@ impl EvalOptions {
             max_train_frames: DEFAULT_MAX_TRAIN_FRAMES,
             seed: 0,
             exclude_same_note: false,
+            copy_threshold_db: None,
         }
     }
 }
@@ -75,6 +80,9 @@ pub enum EvalError {
     /// A clip's audio does not match its manifest record.
     #[error(transparent)]
     Clip(#[from] ClipReadError),
+    /// Finding the test clips' copies failed.
+    #[error(transparent)]
+    Copies(#[from] crate::copies::CopiesError),
     /// The manifest could not be read or parsed.
     #[error("cannot read the manifest in {path}: {source}")]
     Manifest {
@@ -316,6 +324,9 @@ pub struct InstrumentRow {
     pub model: String,
     /// GM program of the test items.
     pub program: u32,
+    /// With a copy split ([`EvalOptions::copy_threshold_db`]): whether these test items' clips
+    /// have a copy in train.
+    pub copy: Option<bool>,
     /// Test clips of the instrument (the `z_t` column's items).
     pub test_clips: usize,
     /// Test frames of the instrument (the `z_v` and `z_p` columns' items).
@@ -325,6 +336,26 @@ pub struct InstrumentRow {
     /// Share of its test frames whose `z_v` names it.
     pub instr_on_z_v: Option<f64>,
     /// Share of its test frames whose `z_p` names it.
+    pub instr_on_z_p: Option<f64>,
+}
+
+/// Instrument accuracies of one model on the test items whose clips have (or have not) a copy
+/// in train ([`EvalOptions::copy_threshold_db`]); shares in 0..=1.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CopyRow {
+    /// Model name.
+    pub model: String,
+    /// Whether the test items' clips have a copy in train.
+    pub copy: bool,
+    /// Test clips.
+    pub test_clips: usize,
+    /// Test frames.
+    pub test_frames: usize,
+    /// Share of the test clips whose `z_t` names their instrument.
+    pub instr_on_z_t: Option<f64>,
+    /// Share of the test frames whose `z_v` names their instrument.
+    pub instr_on_z_v: Option<f64>,
+    /// Share of the test frames whose `z_p` names their instrument.
     pub instr_on_z_p: Option<f64>,
 }
 
@@ -381,6 +412,9 @@ pub struct EvalReport {
     pub notes: Vec<String>,
     /// The instrument columns split by the test items' instrument, per model (JSON only).
     pub by_instrument: Vec<InstrumentRow>,
+    /// The instrument columns split by whether the test item's clip has a copy in train, per
+    /// model (with [`EvalOptions::copy_threshold_db`]; empty otherwise).
+    pub by_copy: Vec<CopyRow>,
     /// Clip-level timbre vectors of each model with a `z_t` (train and test clips), for the
     /// timbre-space plot. Not part of the JSON report.
     #[serde(skip)]
@@ -465,6 +499,27 @@ impl EvalReport {
         for n in &self.notes {
             let _ = writeln!(s, "\n- {n}");
         }
+        if !self.by_copy.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nInstrument columns split by whether the test clip has a copy in train:\n\n\
+                 | model | test clips with a copy | clips | frames | instr. on z_t | instr. on z_v | instr. on z_p |\n\
+                 |---|---|---|---|---|---|---|"
+            );
+            for r in &self.by_copy {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    r.model,
+                    if r.copy { "yes" } else { "no" },
+                    r.test_clips,
+                    r.test_frames,
+                    percent(r.instr_on_z_t),
+                    percent(r.instr_on_z_v),
+                    percent(r.instr_on_z_p)
+                );
+            }
+        }
         s
     }
 }
@@ -484,6 +539,8 @@ struct Labels {
     frame: u32,
     /// GM program.
     instrument: u32,
+    /// Whether the clip has a copy in train (test clips, with a copy split only).
+    copy: bool,
     /// MIDI note (clip-level: the clip's note, `u32::MAX` when none).
     pitch: u32,
 }
@@ -772,19 +829,21 @@ fn counts_of(values: impl Iterator<Item = u32>) -> BTreeMap<u32, usize> {
     m
 }
 
-/// Hits and items of each test label under the first labelling of [`knn_accuracies`].
+/// Hits and items under the first labelling of [`knn_accuracies`], by breakdown key.
 type LabelHits = BTreeMap<u32, (usize, usize)>;
 
 /// Fits on `train` (row-major, `dim` per row; consumed to save a copy), scores `test`, and
 /// returns the accuracy under each labelling `(train labels, test labels)` (`None` for an
-/// empty side) and, for the first labelling, the hits and items of each test label. `groups`
-/// (`(test groups, train groups)`) keeps each test row from the train rows of its group.
+/// empty side) and, for the first labelling, the hits and items of the test rows of each
+/// breakdown key (`keys`, one per test row). `groups` (`(test groups, train groups)`) keeps
+/// each test row from the train rows of its group.
 fn knn_accuracies(
     train: Vec<f32>,
     test: &[f32],
     dim: usize,
     labellings: &[(Vec<u32>, Vec<u32>)],
     groups: Option<&(Vec<u32>, Vec<u32>)>,
+    keys: &[u32],
 ) -> Result<(Vec<Option<f64>>, LabelHits), EvalError> {
     if labellings.is_empty() {
         return Ok((Vec::new(), LabelHits::new()));
@@ -803,8 +862,8 @@ fn knn_accuracies(
         .map(|(l, (tr, te))| {
             let pred: Vec<u32> = neighbours.iter().map(|n| n.vote(tr)).collect();
             if l == 0 {
-                for (p, t) in pred.iter().zip(te) {
-                    let entry = hits.entry(*t).or_default();
+                for ((p, t), key) in pred.iter().zip(te).zip(keys) {
+                    let entry = hits.entry(*key).or_default();
                     entry.0 += usize::from(p == t);
                     entry.1 += 1;
                 }
@@ -847,6 +906,11 @@ pub fn evaluate_models(
     let mut reconstruction = vec![SquaredError::default(); models.len()];
 
     let start = Instant::now();
+    // Test clips with a copy in train, for the copy split.
+    let copies = match opts.copy_threshold_db {
+        Some(db) => Some(crate::copies::copy_flags(&opts.data, &all, db)?),
+        None => None,
+    };
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(records.len())
@@ -893,10 +957,14 @@ pub fn evaluate_models(
                 Split::Train => (&mut train_frames, &mut train_clips),
                 _ => (&mut test_frames, &mut test_clips),
             };
+            let copy = copies
+                .as_ref()
+                .is_some_and(|c| c.get(&records[clip.index].path) == Some(&true));
             let clip_labels = Labels {
                 clip: clip.index as u32,
                 frame: 0,
                 instrument: clip.program,
+                copy,
                 pitch: clip.note.unwrap_or(u32::MAX),
             };
             clips.labels.push(clip_labels);
@@ -920,6 +988,7 @@ pub fn evaluate_models(
                 let labels = Labels {
                     clip: clip.index as u32,
                     frame,
+                    copy,
                     instrument: clip.program,
                     pitch: note,
                 };
@@ -981,9 +1050,14 @@ pub fn evaluate_models(
 
     let knn_start = Instant::now();
     let mut rows = Vec::with_capacity(models.len() + 1);
+    // Breakdown of the instrument columns: by instrument, and by copy with a copy split.
+    let key = |l: &Labels| 2 * l.instrument + u32::from(l.copy);
+    let clip_keys: Vec<u32> = test_clips.labels.iter().map(key).collect();
+    let frame_keys: Vec<u32> = test_frames.labels.iter().map(key).collect();
+    let clip_counts = counts_of(clip_keys.iter().copied());
+    let frame_counts = counts_of(frame_keys.iter().copied());
     let mut by_instrument = Vec::new();
-    let clip_counts = counts_of(test_clips.labels.iter().map(|l| l.instrument));
-    let frame_counts = counts_of(test_frames.labels.iter().map(|l| l.instrument));
+    let mut by_copy = Vec::new();
     let mut timbres = Vec::new();
     let mut notes = Vec::new();
     for (m, model) in models.iter().enumerate() {
@@ -1020,6 +1094,7 @@ pub fn evaluate_models(
                 dim,
                 &clip_labellings,
                 clip_groups.as_ref(),
+                &clip_keys,
             )?;
             per_label[0] = hits;
             row.instr_on_z_t = acc[0];
@@ -1037,24 +1112,53 @@ pub fn evaluate_models(
                     dim,
                     &frame_labellings,
                     frame_groups.as_ref(),
+                    &frame_keys,
                 )?;
                 per_label[1 + kind] = hits;
                 *instr_cell = acc[0];
                 *pitch_cell = acc[1];
             }
         }
-        let share =
-            |hits: &LabelHits, program: u32| hits.get(&program).map(|&(h, n)| h as f64 / n as f64);
-        for (&program, &clips) in &clip_counts {
+        let share = |hits: &LabelHits, keys: &[u32]| {
+            let (h, n) = keys
+                .iter()
+                .filter_map(|k| hits.get(k))
+                .fold((0, 0), |(h, n), &(a, b)| (h + a, n + b));
+            (n > 0).then(|| h as f64 / n as f64)
+        };
+        let count = |counts: &BTreeMap<u32, usize>, keys: &[u32]| -> usize {
+            keys.iter().filter_map(|k| counts.get(k)).sum()
+        };
+        for &k in clip_counts.keys() {
+            let keys = [k];
             by_instrument.push(InstrumentRow {
                 model: model.name(),
-                program,
-                test_clips: clips,
-                test_frames: frame_counts.get(&program).copied().unwrap_or(0),
-                instr_on_z_t: share(&per_label[0], program),
-                instr_on_z_v: share(&per_label[1], program),
-                instr_on_z_p: share(&per_label[2], program),
+                program: k / 2,
+                copy: opts.copy_threshold_db.map(|_| k % 2 == 1),
+                test_clips: count(&clip_counts, &keys),
+                test_frames: count(&frame_counts, &keys),
+                instr_on_z_t: share(&per_label[0], &keys),
+                instr_on_z_v: share(&per_label[1], &keys),
+                instr_on_z_p: share(&per_label[2], &keys),
             });
+        }
+        if opts.copy_threshold_db.is_some() {
+            for copy in [false, true] {
+                let keys: Vec<u32> = clip_counts
+                    .keys()
+                    .copied()
+                    .filter(|k| (k % 2 == 1) == copy)
+                    .collect();
+                by_copy.push(CopyRow {
+                    model: model.name(),
+                    copy,
+                    test_clips: count(&clip_counts, &keys),
+                    test_frames: count(&frame_counts, &keys),
+                    instr_on_z_t: share(&per_label[0], &keys),
+                    instr_on_z_v: share(&per_label[1], &keys),
+                    instr_on_z_p: share(&per_label[2], &keys),
+                });
+            }
         }
         rows.push(row);
         notes.extend(model.notes());
@@ -1149,6 +1253,7 @@ pub fn evaluate_models(
         timings: EvalTimings { features_s, knn_s },
         notes,
         by_instrument,
+        by_copy,
         timbres,
     })
 }
@@ -1316,6 +1421,7 @@ mod tests {
             max_train_frames: 600,
             seed: 1,
             exclude_same_note: false,
+            copy_threshold_db: None,
         };
         let report = evaluate(&opts).unwrap();
         assert_eq!(report.rows.len(), 3);
@@ -1557,6 +1663,66 @@ mod tests {
             assert!(off(row.instr_on_z_p, instrument) <= 12, "{row:?}");
             assert!(off(row.pitch_on_z_p, 1.0) <= 12, "{row:?}");
         }
+    }
+
+    /// The copy split on data where instrument 0 plays every variant of a note identically
+    /// (its test clips are gain-scaled copies of its train clips) and the others detune each
+    /// variant differently (no copies): the split counts each group's items, the groups add
+    /// up to the table's figures, and the copies are found by the fine structure.
+    #[test]
+    fn the_copy_split_counts_and_adds_up() {
+        let dir = temp_dir("copies");
+        let root = dir.0.clone();
+        dataset_detuned(
+            &root,
+            |i, v| {
+                if i == 0 {
+                    0.0
+                } else {
+                    [-2.0, 1.0, 2.0, 0.0][v]
+                }
+            },
+            0,
+        );
+        let report = evaluate(&EvalOptions {
+            max_train_frames: 100_000,
+            copy_threshold_db: Some(-40.0),
+            ..EvalOptions::new(root, Set::Notes)
+        })
+        .unwrap();
+        let dsp = &report.rows[0];
+        let split: Vec<&CopyRow> = report
+            .by_copy
+            .iter()
+            .filter(|r| r.model == "DSP split")
+            .collect();
+        assert_eq!(
+            split
+                .iter()
+                .map(|r| (r.copy, r.test_clips))
+                .collect::<Vec<_>>(),
+            [(false, 8), (true, 4)]
+        );
+        assert_eq!(
+            split.iter().map(|r| r.test_frames).sum::<usize>(),
+            report.counts.test_frames
+        );
+        let frames = report.counts.test_frames as f64;
+        let weighted: f64 = split
+            .iter()
+            .map(|r| r.instr_on_z_p.unwrap() * r.test_frames as f64)
+            .sum::<f64>()
+            / frames;
+        assert!((weighted - dsp.instr_on_z_p.unwrap()).abs() < 1e-12);
+        // Per instrument, program 0's rows are all copies, the others' none.
+        for r in report
+            .by_instrument
+            .iter()
+            .filter(|r| r.model == "DSP split")
+        {
+            assert_eq!(r.copy, Some(r.program == 0), "{r:?}");
+        }
+        assert!(report.to_markdown().contains("| DSP split | yes | 4 |"));
     }
 
     #[test]

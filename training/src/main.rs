@@ -224,6 +224,11 @@ enum Command {
         /// Model rows analyse with their own settings.
         #[arg(long)]
         cepstral_cutoff: Option<usize>,
+        /// Diagnostic (notes set): also split the instrument columns by whether the test
+        /// clip has a copy in train (the same instrument and note at another velocity, equal up
+        /// to a gain within this many dB, as `timbreswap copies` counts them).
+        #[arg(long, allow_hyphen_values = true)]
+        copy_threshold_db: Option<f64>,
     },
     /// Count the notes set's test clips that have a copy in the train split: the same
     /// instrument and note at another velocity, equal up to a gain (a SoundFont that plays every
@@ -513,6 +518,7 @@ fn main() -> Result<()> {
             exclude_same_note,
             f0_row,
             cepstral_cutoff,
+            copy_threshold_db,
         } => {
             let mut analysis = StftConfig::default();
             if let Some(cutoff) = cepstral_cutoff {
@@ -556,6 +562,7 @@ fn main() -> Result<()> {
                     max_train_frames,
                     seed,
                     exclude_same_note,
+                    copy_threshold_db,
                 },
                 &analysis,
                 &rows,
