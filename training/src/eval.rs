@@ -58,6 +58,10 @@ pub struct EvalOptions {
     /// (notes set: the same instrument and note at another velocity, equal up to a gain within
     /// this many dB; [`crate::copies`]), into [`EvalReport::by_copy`]. Off in the protocol.
     pub copy_threshold_db: Option<f64>,
+    /// Score the test split of this second dataset (the same set and programs rendered from
+    /// another library) instead of `data`'s, against `data`'s train split: the protocol's
+    /// test of generalisation, where no test note has a copy in train. Off in the protocol.
+    pub test_data: Option<PathBuf>,
 }
 
 impl EvalOptions {
@@ -70,6 +74,7 @@ impl EvalOptions {
             seed: 0,
             exclude_same_note: false,
             copy_threshold_db: None,
+            test_data: None,
         }
     }
 }
@@ -885,10 +890,32 @@ pub fn evaluate_models(
         path: opts.data.clone(),
         source,
     })?;
-    let records: Vec<&ClipRecord> = all
-        .iter()
-        .filter(|r| r.set == opts.set && matches!(r.split, Split::Train | Split::Test))
-        .collect();
+    let other = match &opts.test_data {
+        Some(dir) => manifest::read_manifest(dir).map_err(|source| EvalError::Manifest {
+            path: dir.clone(),
+            source,
+        })?,
+        None => Vec::new(),
+    };
+    // (dataset folder, record): train from `data`, test from `test_data` when given.
+    let records: Vec<(&Path, &ClipRecord)> = match &opts.test_data {
+        None => all
+            .iter()
+            .filter(|r| r.set == opts.set && matches!(r.split, Split::Train | Split::Test))
+            .map(|r| (opts.data.as_path(), r))
+            .collect(),
+        Some(dir) => all
+            .iter()
+            .filter(|r| r.set == opts.set && r.split == Split::Train)
+            .map(|r| (opts.data.as_path(), r))
+            .chain(
+                other
+                    .iter()
+                    .filter(|r| r.set == opts.set && r.split == Split::Test)
+                    .map(|r| (dir.as_path(), r)),
+            )
+            .collect(),
+    };
     let dims: Vec<LatentDims> = models.iter().map(|m| m.dims(cfg)).collect();
     // Frame columns: per model, z_v then z_p.
     let frame_dims: Vec<Option<usize>> = dims.iter().flat_map(|d| [d.z_v, d.z_p]).collect();
@@ -906,7 +933,7 @@ pub fn evaluate_models(
     let mut reconstruction = vec![SquaredError::default(); models.len()];
 
     let start = Instant::now();
-    // Test clips with a copy in train, for the copy split.
+    // Test clips with a copy in train, for the copy split (test clips of `data` only).
     let copies = match opts.copy_threshold_db {
         Some(db) => Some(crate::copies::copy_flags(&opts.data, &all, db)?),
         None => None,
@@ -926,8 +953,10 @@ pub fn evaluate_models(
             scope.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(record) = records.get(i) else { break };
-                    let result = process_clip(&opts.data, i, record, cfg, models, dims);
+                    let Some(&(root, record)) = records.get(i) else {
+                        break;
+                    };
+                    let result = process_clip(root, i, record, cfg, models, dims);
                     if result.is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }
@@ -959,7 +988,7 @@ pub fn evaluate_models(
             };
             let copy = copies
                 .as_ref()
-                .is_some_and(|c| c.get(&records[clip.index].path) == Some(&true));
+                .is_some_and(|c| c.get(&records[clip.index].1.path) == Some(&true));
             let clip_labels = Labels {
                 clip: clip.index as u32,
                 frame: 0,
@@ -1422,6 +1451,7 @@ mod tests {
             seed: 1,
             exclude_same_note: false,
             copy_threshold_db: None,
+            test_data: None,
         };
         let report = evaluate(&opts).unwrap();
         assert_eq!(report.rows.len(), 3);
@@ -1723,6 +1753,38 @@ mod tests {
             assert_eq!(r.copy, Some(r.program == 0), "{r:?}");
         }
         assert!(report.to_markdown().contains("| DSP split | yes | 4 |"));
+    }
+
+    /// Scoring a second dataset's test split against the first's train split: with an
+    /// identical copy of the dataset as the second, the table is the plain one (all train
+    /// frames kept: the subsample is drawn by clip position, which the second list changes).
+    #[test]
+    fn a_second_dataset_as_test_split() {
+        let dir = temp_dir("second");
+        let (first, second) = (dir.0.join("a"), dir.0.join("b"));
+        std::fs::create_dir_all(&first).unwrap();
+        std::fs::create_dir_all(&second).unwrap();
+        dataset(&first);
+        dataset(&second);
+        let opts = EvalOptions {
+            max_train_frames: 100_000,
+            ..EvalOptions::new(first, Set::Notes)
+        };
+        let plain = evaluate(&opts).unwrap();
+        let crossed = evaluate(&EvalOptions {
+            test_data: Some(second.clone()),
+            ..opts.clone()
+        })
+        .unwrap();
+        assert_eq!(crossed.rows, plain.rows);
+        assert_eq!(crossed.counts, plain.counts);
+        // Without the second dataset's files, its clips cannot be read.
+        std::fs::remove_file(second.join("i0_n55_v2.wav")).unwrap();
+        assert!(evaluate(&EvalOptions {
+            test_data: Some(second),
+            ..opts
+        })
+        .is_err());
     }
 
     #[test]

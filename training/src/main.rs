@@ -229,6 +229,10 @@ enum Command {
         /// to a gain within this many dB, as `timbreswap copies` counts them).
         #[arg(long, allow_hyphen_values = true)]
         copy_threshold_db: Option<f64>,
+        /// Generalisation test: score the test split of this dataset (the same set rendered
+        /// from another SoundFont) against the train split of --data.
+        #[arg(long)]
+        test_data: Option<PathBuf>,
     },
     /// Count the notes set's test clips that have a copy in the train split: the same
     /// instrument and note at another velocity, equal up to a gain (a SoundFont that plays every
@@ -519,7 +523,11 @@ fn main() -> Result<()> {
             f0_row,
             cepstral_cutoff,
             copy_threshold_db,
+            test_data,
         } => {
+            if test_data.is_some() && copy_threshold_db.is_some() {
+                bail!("--copy-threshold-db looks for copies within --data; it does not combine with --test-data");
+            }
             let mut analysis = StftConfig::default();
             if let Some(cutoff) = cepstral_cutoff {
                 analysis.cepstral_cutoff = cutoff;
@@ -563,6 +571,7 @@ fn main() -> Result<()> {
                     seed,
                     exclude_same_note,
                     copy_threshold_db,
+                    test_data,
                 },
                 &analysis,
                 &rows,
