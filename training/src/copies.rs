@@ -2,9 +2,9 @@
 //! instrument and note whose waveform is the test clip's through a linear filter (a gain, a
 //! tone control). A SoundFont that plays every velocity of a note from one sample, with at
 //! most a velocity-dependent gain and filter, renders such copies, and the protocol's split (a
-//! hash of program, note and velocity) sends the copies of a test note to train. A frame-wise
-//! k-NN on a latent that keeps anything of the recording beyond its envelope then finds the
-//! test frame's own copy (`docs/quality.md`, "Copies across velocities").
+//! hash of program, note and velocity) sends the copies of a test note to train, where a
+//! frame-wise k-NN can find them; `timbreswap eval --copy-threshold-db` splits the table by
+//! them (`docs/quality.md`, "What instrument on z_p is made of").
 //!
 //! Measure: the power-weighted magnitude-squared coherence `C` of the two clips (Welch:
 //! [`COHERENCE_FFT`]-point Hann frames, half overlapping, over their common length), and the
@@ -146,7 +146,8 @@ pub fn copy_residual_db(a: &[f32], b: &[f32]) -> Option<f64> {
 
 /// Whether each test clip of the notes set in `records` (a manifest of the dataset in `data`)
 /// has a copy in train, by its path: a train clip of the same instrument and note whose
-/// residual after the best gain is at or below `threshold_db` ([`copy_residual_db`]).
+/// residual through the best static filter is at or below `threshold_db`
+/// ([`copy_residual_db`]).
 pub fn copy_flags(
     data: &Path,
     records: &[ClipRecord],

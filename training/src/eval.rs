@@ -55,8 +55,9 @@ pub struct EvalOptions {
     /// diagnostic takes them out of reach. Off in the protocol's table.
     pub exclude_same_note: bool,
     /// Also split the instrument columns by whether the test item's clip has a copy in train
-    /// (notes set: the same instrument and note at another velocity, equal up to a gain within
-    /// this many dB; [`crate::copies`]), into [`EvalReport::by_copy`]. Off in the protocol.
+    /// (notes set: the same instrument and note at another velocity, the same waveform through
+    /// a static linear filter to within this many dB; [`crate::copies`]), into
+    /// [`EvalReport::by_copy`]. Off in the protocol.
     pub copy_threshold_db: Option<f64>,
     /// Score the test split of this second dataset (the same set and programs rendered from
     /// another library) instead of `data`'s, against `data`'s train split: the protocol's

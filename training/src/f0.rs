@@ -17,9 +17,9 @@ pub const SEARCH_SEMITONES: f64 = 1.0;
 pub const MIN_LAG: f64 = 256.0;
 /// Most periods measured at once. Keeps the lag range of a whole number `m` of periods
 /// (`m · P · 2^(±SEARCH_SEMITONES / 12)`) clear of `(m ± 1/2) · P`, where a tone whose second
-/// partial dominates has dips too (at 4 periods they are 204 cents away, the range is 100).
+/// partial dominates correlates too (at 4 periods they are 204 cents away, the range is 100).
 pub const MAX_PERIODS: usize = 4;
-/// Shortest integration window of the difference function, in samples.
+/// Shortest window the correlation is summed over, in samples (16 ms at 32 kHz).
 pub const MIN_WINDOW: usize = 512;
 
 /// F0 in Hz of the frame of `samples` (at `sample_rate` Hz) centred on sample `centre`,

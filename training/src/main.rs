@@ -225,8 +225,9 @@ enum Command {
         #[arg(long)]
         cepstral_cutoff: Option<usize>,
         /// Diagnostic (notes set): also split the instrument columns by whether the test
-        /// clip has a copy in train (the same instrument and note at another velocity, equal up
-        /// to a gain within this many dB, as `timbreswap copies` counts them).
+        /// clip has a copy in train (the same instrument and note at another velocity, the same
+        /// waveform through a static linear filter to within this many dB, as `timbreswap
+        /// copies` counts them).
         #[arg(long, allow_hyphen_values = true)]
         copy_threshold_db: Option<f64>,
         /// Generalisation test: score the test split of this dataset (the same set rendered
@@ -235,13 +236,14 @@ enum Command {
         test_data: Option<PathBuf>,
     },
     /// Count the notes set's test clips that have a copy in the train split: the same
-    /// instrument and note at another velocity, equal up to a gain (a SoundFont that plays every
-    /// velocity from one sample renders such copies).
+    /// instrument and note at another velocity, the same waveform through a static linear
+    /// filter (a SoundFont that plays every velocity from one sample renders such copies).
     Copies {
         /// Dataset folder (with manifest.jsonl).
         #[arg(long)]
         data: PathBuf,
-        /// Largest residual after the best gain that still counts as a copy, dB.
+        /// Largest residual that still counts as a copy, dB: the share of the test clip's
+        /// energy that no linear filter of the train clip explains (1 - coherence).
         #[arg(long, default_value_t = timbreswap_training::copies::DEFAULT_THRESHOLD_DB, allow_hyphen_values = true)]
         threshold_db: f64,
         /// Write the report as JSON here too.
