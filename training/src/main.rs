@@ -7,7 +7,7 @@
 //! - `knn-bench` times the k-NN classifier on random data;
 //! - `train` trains the three-factor model (checkpointed, resumable) and exports it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -392,6 +392,18 @@ fn plot_timbres(
     Ok(())
 }
 
+/// Writes `report` as pretty JSON to `path`, with the command line that made it as `command`.
+fn write_report_json(
+    path: &Path,
+    report: &impl serde::Serialize,
+    command_line: String,
+) -> Result<()> {
+    let mut value = serde_json::to_value(report)?;
+    value["command"] = serde_json::Value::String(command_line);
+    std::fs::write(path, serde_json::to_string_pretty(&value)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 fn main() -> Result<()> {
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     match Cli::parse().command {
@@ -587,10 +599,7 @@ fn main() -> Result<()> {
                 plot_timbres(&report, &prefix)?;
             }
             if let Some(path) = json {
-                let mut value = serde_json::to_value(&report)?;
-                value["command"] = serde_json::Value::String(command_line);
-                std::fs::write(&path, serde_json::to_string_pretty(&value)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
+                write_report_json(&path, &report, command_line)?;
             }
             Ok(())
         }
@@ -607,10 +616,7 @@ fn main() -> Result<()> {
                 started.elapsed().as_secs_f64()
             );
             if let Some(path) = json {
-                let mut value = serde_json::to_value(&report)?;
-                value["command"] = serde_json::Value::String(command_line);
-                std::fs::write(&path, serde_json::to_string_pretty(&value)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
+                write_report_json(&path, &report, command_line)?;
             }
             Ok(())
         }
