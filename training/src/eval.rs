@@ -271,10 +271,11 @@ impl LatentModel for SoundingF0 {
         vec![
             "sounding F0 only: z_p is one value, the frame's F0 in cents (100 x MIDI note), \
              measured to a fraction of a cent from the audio around the labelled note \
-             (normalised cross-correlation refined to a fraction of a sample; training/src/f0.rs; a frame \
-             with no period to measure, its sound ending inside it, holds the note's nominal \
-             pitch); no z_t, no z_v, no reconstruction. Its instrument on z_p is what a latent holding the pitch \
-             exactly, and nothing else, scores in that column."
+             (normalised cross-correlation refined to a fraction of a sample; \
+             training/src/f0.rs; a frame with no period to measure, its sound ending inside \
+             it, holds the note's nominal pitch); no z_t, no z_v, no reconstruction. Its \
+             instrument on z_p is what a latent holding the pitch exactly, and nothing else, \
+             scores in that column."
                 .to_string(),
         ]
     }
@@ -1246,6 +1247,14 @@ pub fn evaluate_models(
     if !clip_pitch {
         notes.push("pitch on z_t: N/A (clips without a single MIDI note).".to_string());
     }
+    if let Some(dir) = &opts.test_data {
+        notes.push(format!(
+            "Generalisation test: the test clips are those of the test split of {}, scored \
+             against the train split of {}.",
+            dir.display(),
+            opts.data.display()
+        ));
+    }
     if opts.exclude_same_note {
         notes.push(
             "Same note excluded: every test frame's neighbours are drawn from the train frames \
@@ -1779,6 +1788,7 @@ mod tests {
         .unwrap();
         assert_eq!(crossed.rows, plain.rows);
         assert_eq!(crossed.counts, plain.counts);
+        assert!(crossed.to_markdown().contains("Generalisation test"));
         // Without the second dataset's files, its clips cannot be read.
         std::fs::remove_file(second.join("i0_n55_v2.wav")).unwrap();
         assert!(evaluate(&EvalOptions {
