@@ -61,7 +61,8 @@ pub struct EvalOptions {
     pub copy_threshold_db: Option<f64>,
     /// Score the test split of this second dataset (the same set and programs rendered from
     /// another library) instead of `data`'s, against `data`'s train split: the protocol's
-    /// test of generalisation, where no test note has a copy in train. Off in the protocol.
+    /// test of generalisation, where no test note has a copy in train (a copy split then puts
+    /// every test item under "no copy"). Off in the protocol.
     pub test_data: Option<PathBuf>,
 }
 
@@ -935,10 +936,11 @@ pub fn evaluate_models(
     let mut reconstruction = vec![SquaredError::default(); models.len()];
 
     let start = Instant::now();
-    // Test clips with a copy in train, for the copy split (test clips of `data` only).
-    let copies = match opts.copy_threshold_db {
-        Some(db) => Some(crate::copies::copy_flags(&opts.data, &all, db)?),
-        None => None,
+    // Test clips with a copy in train, for the copy split. Copies are looked for within
+    // `data`: with a second dataset as the test split, no test clip has one.
+    let copies = match (opts.copy_threshold_db, &opts.test_data) {
+        (Some(db), None) => Some(crate::copies::copy_flags(&opts.data, &all, db)?),
+        _ => None,
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
