@@ -108,9 +108,7 @@ pub fn copy_residual_db(a: &[f32], b: &[f32]) -> Option<f64> {
     }
     let mut planner = realfft::RealFftPlanner::<f64>::new();
     let fft = planner.plan_fft_forward(COHERENCE_FFT);
-    let window: Vec<f64> = (0..COHERENCE_FFT)
-        .map(|i| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / COHERENCE_FFT as f64).cos())
-        .collect();
+    let window = timbreswap_engine::stft::hann(COHERENCE_FFT);
     let bins = COHERENCE_FFT / 2 + 1;
     let (mut saa, mut sbb) = (vec![0.0f64; bins], vec![0.0f64; bins]);
     let mut sab = vec![realfft::num_complex::Complex64::new(0.0, 0.0); bins];
@@ -121,7 +119,7 @@ pub fn copy_residual_db(a: &[f32], b: &[f32]) -> Option<f64> {
     while start + COHERENCE_FFT <= n {
         for (spectrum, x) in [(&mut fa, a), (&mut fb, b)] {
             for ((f, &v), w) in frame.iter_mut().zip(&x[start..]).zip(&window) {
-                *f = v as f64 * w;
+                *f = v as f64 * *w as f64;
             }
             // The lengths come from the plan, so the transform cannot fail.
             let _ = fft.process(&mut frame, spectrum);
@@ -163,6 +161,10 @@ pub fn copy_flags(
     for clips in groups.values() {
         let (train, test): (Vec<&ClipRecord>, Vec<&ClipRecord>) =
             clips.iter().partition(|r| r.split == Split::Train);
+        // Most notes have no test clip: their train audio is not needed.
+        if test.is_empty() {
+            continue;
+        }
         let train_audio = train
             .iter()
             .map(|r| manifest::read_clip_audio(data, r, r.sample_rate))

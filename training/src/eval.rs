@@ -286,7 +286,7 @@ impl LatentModel for SoundingF0 {
         let mut z_p = Vec::with_capacity(clip.active.len());
         for &f in clip.active {
             let note = clip.record.frame_notes[f];
-            let nominal = 440.0 * 2f64.powf((note as f64 - 69.0) / 12.0);
+            let nominal = crate::transfer::midi_to_hz(note as f64);
             // An active frame whose sound ends (or starts) inside it may leave no period to
             // measure: it holds the note's nominal pitch, which carries no instrument.
             let hz =

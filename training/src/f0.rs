@@ -97,10 +97,25 @@ pub const UPSAMPLE: usize = 4;
 /// counts as silence). Output `UPSAMPLE * i` is `x[i]` exactly.
 fn upsample(x: &[f32]) -> Vec<f32> {
     let taps = 2 * MARGIN;
-    // kernel[p][k]: weight of x[i + k - MARGIN + 1] for phase p.
-    let kernel: Vec<Vec<f32>> = (0..UPSAMPLE)
+    let kernel = &*UPSAMPLE_KERNEL;
+    let mut padded = vec![0.0f32; x.len() + taps];
+    padded[MARGIN - 1..MARGIN - 1 + x.len()].copy_from_slice(x);
+    let mut out = vec![0.0f32; x.len() * UPSAMPLE];
+    for (i, chunk) in out.chunks_exact_mut(UPSAMPLE).enumerate() {
+        let src = &padded[i..i + taps];
+        for (o, h) in chunk.iter_mut().zip(kernel) {
+            *o = src.iter().zip(h).map(|(a, b)| a * b).sum();
+        }
+    }
+    out
+}
+
+/// [`upsample`]'s filter, built once: `UPSAMPLE_KERNEL[p][k]` weighs `x[i + k - MARGIN + 1]`
+/// for output phase `p`.
+static UPSAMPLE_KERNEL: std::sync::LazyLock<Vec<Vec<f32>>> = std::sync::LazyLock::new(|| {
+    (0..UPSAMPLE)
         .map(|p| {
-            (0..taps)
+            (0..2 * MARGIN)
                 .map(|k| {
                     let t = (k as f64 - (MARGIN - 1) as f64) - p as f64 / UPSAMPLE as f64;
                     let sinc = if t == 0.0 {
@@ -116,18 +131,8 @@ fn upsample(x: &[f32]) -> Vec<f32> {
                 })
                 .collect()
         })
-        .collect();
-    let mut padded = vec![0.0f32; x.len() + taps];
-    padded[MARGIN - 1..MARGIN - 1 + x.len()].copy_from_slice(x);
-    let mut out = vec![0.0f32; x.len() * UPSAMPLE];
-    for (i, chunk) in out.chunks_exact_mut(UPSAMPLE).enumerate() {
-        let src = &padded[i..i + taps];
-        for (o, h) in chunk.iter_mut().zip(&kernel) {
-            *o = src.iter().zip(h).map(|(a, b)| a * b).sum();
-        }
-    }
-    out
-}
+        .collect()
+});
 
 /// `1 - ρ`, where `ρ = Σ a·b / √(Σ a² · Σ b²)` is the normalised cross-correlation of two
 /// equally long slices (eight lanes); `None` when either is silent. Unlike the plain difference
@@ -159,12 +164,9 @@ fn dissimilarity(a: &[f32], b: &[f32]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transfer::midi_to_hz;
 
     const SR: u32 = 32_000;
-
-    fn midi_to_hz(note: f64) -> f64 {
-        440.0 * 2f64.powf((note - 69.0) / 12.0)
-    }
 
     fn cents(a: f64, b: f64) -> f64 {
         1200.0 * (a / b).log2()
