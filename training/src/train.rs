@@ -32,7 +32,7 @@ use crate::model::features::{pooling_weights, FeatureExtractor, FrameFeatures};
 use crate::model::file::{self, MapInstrument, TimbreMap};
 use crate::model::{Config, FeatureStats, ThreeFactor, LIKELIHOOD_VARIANCE, POOLING_RANGE_DB};
 use crate::perturb;
-use crate::rng::{mix64, SplitMix64};
+use crate::rng::{mix64, normals, SplitMix64};
 
 /// Samples of extra context perturbed on each side of a crop (so the pitch shift and the
 /// effects have settled inside it).
@@ -91,6 +91,11 @@ pub struct TrainConfig {
     pub pitch_shift: bool,
     /// Random timbre distortion of the pitch encoder input (`--no-timbre-distortion`).
     pub timbre_distortion: bool,
+    /// After the timbre distortion, also a random instrument body ([`perturb::Body`]) on the
+    /// pitch encoder input, giving every partial its own random level (off: the paper's
+    /// distortion). It hides the partial-by-partial balance, which the cepstral envelope is too
+    /// smooth to carry, from the pitch encoder; needs the timbre distortion.
+    pub body_filter: bool,
     /// Re-entry training (`--no-reentry`).
     pub reentry: bool,
     /// Dataset sets trained on.
@@ -121,6 +126,7 @@ impl Default for TrainConfig {
             seed: 1,
             pitch_shift: true,
             timbre_distortion: true,
+            body_filter: false,
             reentry: true,
             sets: vec![Set::Notes, Set::Phrases],
             valid_crops: 256,
@@ -244,21 +250,6 @@ fn shuffle<T>(items: &mut [T], seed: u64) {
     }
 }
 
-/// Standard normal values from `rng` (Box-Muller).
-fn normals(rng: &mut SplitMix64, n: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(n + 1);
-    while out.len() < n {
-        let u1 = rng.unit().max(1e-300);
-        let u2 = rng.unit();
-        let r = (-2.0 * u1.ln()).sqrt();
-        let a = std::f64::consts::TAU * u2;
-        out.push((r * a.cos()) as f32);
-        out.push((r * a.sin()) as f32);
-    }
-    out.truncate(n);
-    out
-}
-
 /// One crop's features, row-major `frames x bins`.
 struct Crop {
     /// Clean crop: the target and the timbre pooling weights.
@@ -312,6 +303,9 @@ fn make_crop(
     let distorted = if tc.timbre_distortion {
         let mut d = seg.clone();
         perturb::distort(&mut d, cfg.sample_rate, rng);
+        if tc.body_filter {
+            perturb::Body::random(rng).apply(&mut d, cfg.sample_rate);
+        }
         extractor.frames(&d, pad, t)
     } else {
         clean.clone()

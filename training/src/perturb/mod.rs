@@ -12,6 +12,9 @@
 //!   detune by at most [`MAX_CHORUS_DETUNE_CENTS`].
 //! - [`random_distortion`] draws [`DISTORTION_EFFECTS`] effects of distinct kinds with random
 //!   parameters; [`distort`] draws and applies them.
+//! - [`Body`]: a random instrument body (a short decaying noise impulse response) that gives
+//!   every partial its own random level; outside the ten-effect pool, switched on by the
+//!   training config's `body_filter`.
 //!
 //! Everything is a pure function of its inputs and the [`SplitMix64`] state: the same seed
 //! gives the same numbers. Levels are in dB, frequencies in Hz, times in milliseconds or
@@ -19,6 +22,7 @@
 //! (distortion, bit crush, compressor) work relative to the clip's peak, so what they do does
 //! not depend on the clip's level. Every effect runs on the whole clip at once (offline).
 
+mod body;
 mod distortion;
 mod dynamics;
 mod filters;
@@ -28,6 +32,7 @@ mod pitch_shift;
 mod probes;
 mod reverb;
 
+pub use body::{Body, BODY_DECAY_MS};
 pub use pitch_shift::{pitch_shift, random_pitch_shift, random_semitones, MAX_SHIFT_SEMITONES};
 
 use crate::rng::SplitMix64;
