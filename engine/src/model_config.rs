@@ -66,6 +66,10 @@ pub struct ModelConfig {
     /// Cepstral split of the encoder inputs (false: every encoder sees the whole log-magnitude;
     /// `--no-cepstrum`).
     pub cepstrum: bool,
+    /// Experimental (training crate only): `z_p` is a binary code, the sign of the pitch
+    /// encoder's mean head (straight-through in training, no KL term).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pitch_binary: bool,
 }
 
 impl Default for ModelConfig {
@@ -87,6 +91,7 @@ impl Default for ModelConfig {
             timbre_layers: 2,
             variation: true,
             cepstrum: true,
+            pitch_binary: false,
         }
     }
 }
