@@ -66,6 +66,12 @@ pub struct ModelConfig {
     /// Cepstral split of the encoder inputs (false: every encoder sees the whole log-magnitude;
     /// `--no-cepstrum`).
     pub cepstrum: bool,
+    /// `z_p` is a binary code: each value is the sign (+-1) of the pitch encoder's mean head,
+    /// 0 counting as +1 (training passes `tanh`'s gradient straight through and has no KL
+    /// term for `z_p`). Off: the paper's Gaussian `z_p`. Written to a file only when on, so
+    /// files without it read as before.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pitch_binary: bool,
 }
 
 impl Default for ModelConfig {
@@ -87,6 +93,7 @@ impl Default for ModelConfig {
             timbre_layers: 2,
             variation: true,
             cepstrum: true,
+            pitch_binary: false,
         }
     }
 }

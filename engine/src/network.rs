@@ -443,6 +443,12 @@ impl Network {
         }
         self.pitch
             .step(k, &mut st.pitch, &input.fine[..bins], &mut st.pitch_stats);
+        if c.pitch_binary {
+            // The code is the sign of the mean head (0 counts as positive, as in training).
+            for z in &mut st.pitch_stats[..c.z_p] {
+                *z = if *z >= 0.0 { 1.0 } else { -1.0 };
+            }
+        }
         let variation = if input.variation.is_finite() {
             input.variation
         } else {

@@ -461,7 +461,13 @@ fn run_pass(
         Some(v) => Some(sample(v)?),
         None => None,
     };
-    let z_p = sample(&local.pitch)?;
+    // A binary code is deterministic: no sample, no KL term.
+    let binary = model.config().pitch_binary;
+    let z_p = if binary {
+        local.pitch.mean.clone()
+    } else {
+        sample(&local.pitch)?
+    };
     let pitch_mean = local.pitch.mean.clone();
     let output = model.decode(&z_t, z_v.as_ref(), &z_p)?;
     let recon =
@@ -471,7 +477,11 @@ fn run_pass(
         Some(v) => Some(v.kl()?.mean_all()?),
         None => None,
     };
-    let kl_p = local.pitch.kl()?.mean_all()?;
+    let kl_p = if binary {
+        Tensor::zeros((), DType::F32, dev)?
+    } else {
+        local.pitch.kl()?.mean_all()?
+    };
     Ok(PassLoss {
         recon,
         kl_t,

@@ -15,7 +15,7 @@ use timbreswap_training::model::layers::{CausalStack, StackShape};
 use timbreswap_training::model::{Config, FeatureStats, ThreeFactor};
 use timbreswap_training::rng::SplitMix64;
 use timbreswap_training::train::{
-    initial_model, train, weights_of, TrainConfig, LOG_FILE, MODEL_FILE,
+    initial_model, train, trainable_vars, weights_of, TrainConfig, LOG_FILE, MODEL_FILE,
 };
 
 fn tiny_config() -> Config {
@@ -353,6 +353,45 @@ fn malformed_and_mismatched_model_files_are_refused() {
     assert!(file::load_bytes(&good).is_ok());
 }
 
+/// A binary pitch code is exactly +-1, streams like the whole sequence, and passes gradients
+/// straight through the sign to every weight of the pitch encoder (else it could not learn).
+#[test]
+fn a_binary_pitch_code_is_signs_and_passes_gradients_through() {
+    let cfg = Config {
+        pitch_binary: true,
+        ..tiny_config()
+    };
+    let bins = cfg.bins();
+    let (varmap, model) = initial_model(&cfg, &FeatureStats::identity(bins), 3).unwrap();
+    let p = random(&[2, 30, bins], 4);
+    let code = model.encode_pitch(&p).unwrap().mean;
+    let values = code.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(values.iter().all(|&v| v == 1.0 || v == -1.0));
+    let positive = values.iter().filter(|&&v| v > 0.0).count();
+    assert!(positive > 0 && positive < values.len(), "a constant code");
+    // Streaming: the same signs frame by frame (the pitch encoder reads only `p`).
+    let z_t = random(&[2, cfg.z_t], 5);
+    let tv_frame = Tensor::zeros((2, bins), DType::F32, &Device::Cpu).unwrap();
+    let mut state = model.stream_state();
+    let streamed = stream(&p, |frame| {
+        let (local, _) = model
+            .step(&tv_frame, frame, &z_t, &z_t, &mut state)
+            .unwrap();
+        local.pitch.mean
+    });
+    assert_eq!(max_abs_diff(&streamed, &code), 0.0);
+    // Gradients: a random linear function of the code.
+    let r = random(code.dims(), 7);
+    let loss = (&code * &r).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    for (name, var) in trainable_vars(&varmap) {
+        if name.starts_with("pitch.") {
+            let g = grads.get(var.as_tensor()).expect(&name);
+            assert!(max_abs(g) > 0.0, "{name} gets no gradient");
+        }
+    }
+}
+
 /// A tiny run on the TimGM6mb fixture dataset.
 fn tiny_run(epochs: usize) -> TrainConfig {
     TrainConfig {
@@ -476,6 +515,27 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
     assert!(
         weighted < 0.5 * plain,
         "{key}: {weighted:.4} with weight 10 against {plain:.4} with weight 0"
+    );
+
+    // A binary pitch code trains too: no KL term for `z_p`, and the reconstruction falls as
+    // in the plain run.
+    let binary = common::temp_dir("model-binary");
+    let mut config = tiny_run(8);
+    config.model.pitch_binary = true;
+    train(&data, &binary, &config, false, &|_, _, _, _| {}).unwrap();
+    assert!(epoch_records(&binary)
+        .iter()
+        .all(|e| e["train_kl_p"].as_f64() == Some(0.0)));
+    let losses = step_losses(&binary);
+    let first: f64 = losses[..n].iter().map(|l| l.1).sum::<f64>() / n as f64;
+    let last: f64 = losses[losses.len() - n..].iter().map(|l| l.1).sum::<f64>() / n as f64;
+    assert!(last < 0.5 * first, "binary: {first:.1} -> {last:.1}");
+    assert!(
+        file::load(&binary.join(MODEL_FILE))
+            .unwrap()
+            .model
+            .config()
+            .pitch_binary
     );
 
     // A resume with another config is refused.

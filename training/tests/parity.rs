@@ -213,6 +213,59 @@ fn engine_network_matches_candle_on_a_tiny_two_factor_model() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A binary pitch code: the engine takes the sign of the pitch head as candle does, so the
+/// codes (+-1) and the decoded frames match; every code value is exactly +-1.
+#[test]
+fn engine_network_matches_candle_on_a_tiny_binary_pitch_model() {
+    let cfg = Config {
+        z_t: 6,
+        z_v: 5,
+        z_p: 8,
+        hidden: 16,
+        kernel: 2,
+        dilations: vec![1, 2],
+        timbre_layers: 1,
+        pitch_binary: true,
+        ..Config::default()
+    };
+    let bins = cfg.bins();
+    let stats = FeatureStats::identity(bins);
+    let (varmap, model) = initial_model(&cfg, &stats, 6).unwrap();
+    let dir = common::temp_dir("parity-binary");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("binary.safetensors");
+    let map = TimbreMap {
+        instruments: vec![MapInstrument {
+            program: 0,
+            name: "Piano".into(),
+            family: "piano".into(),
+        }],
+        z_t: vec![0.5; cfg.z_t],
+        pca_mean: vec![0.0; cfg.z_t],
+        pca_basis: vec![1.0; 2 * cfg.z_t],
+    };
+    file::save(
+        &path,
+        &cfg,
+        &weights_of(&varmap),
+        &map,
+        &serde_json::Value::Null,
+    )
+    .unwrap();
+    let loaded = model_file::load(&path).unwrap();
+    assert!(loaded.config.pitch_binary);
+    let net = Network::new(&loaded, "binary", Kernels::best()).unwrap();
+    let z: Vec<f32> = (0..cfg.z_t).map(|i| i as f32 * 0.3 - 0.7).collect();
+    let (tv, p) = (random(40, bins, 8), random(40, bins, 9));
+    let codes = rows(&model.encode_pitch(&p).unwrap().mean);
+    assert!(codes.iter().flatten().all(|&v| v == 1.0 || v == -1.0));
+    let positive = codes.iter().flatten().filter(|&&v| v > 0.0).count();
+    assert!(positive > 0 && positive < 40 * cfg.z_p, "a constant code");
+    let (worst, _) = compare(&net, &model, &tv, &p, &z, &z);
+    assert!(worst <= TOLERANCE, "{worst}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn engine_expects_exactly_the_weights_candle_registers() {
     for cfg in [

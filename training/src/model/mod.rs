@@ -322,10 +322,25 @@ impl ThreeFactor {
         Ok(LocalPosteriors { variation, pitch })
     }
 
+    /// With `pitch_binary`, the posterior's mean becomes the sign of the mean head (+-1), with
+    /// the gradient of `tanh` (straight-through); otherwise `post` unchanged.
+    fn pitch_posterior(&self, post: Posterior) -> Result<Posterior> {
+        if !self.cfg.pitch_binary {
+            return Ok(post);
+        }
+        let soft = post.mean.tanh()?;
+        let hard = ((post.mean.ge(0.0)?.to_dtype(DType::F32)? * 2.0)? - 1.0)?;
+        let mean = (&soft + (hard - &soft)?.detach())?;
+        Ok(Posterior {
+            mean,
+            log_var: post.log_var,
+        })
+    }
+
     /// Pitch posterior of a whole sequence `p_input` `(batch, frames, bins)` (the pitch encoder
     /// depends on nothing else).
     pub fn encode_pitch(&self, p_input: &Tensor) -> Result<Posterior> {
-        Posterior::from_stats(&self.pitch.forward(p_input)?)
+        self.pitch_posterior(Posterior::from_stats(&self.pitch.forward(p_input)?)?)
     }
 
     /// Normalised log-magnitude `(batch, frames, bins)` from `z_t` `(batch, z_t)` and the
@@ -373,7 +388,9 @@ impl ThreeFactor {
             }
             _ => None,
         };
-        let pitch = Posterior::from_stats(&self.pitch.step(p_input, &mut state.pitch)?)?;
+        let pitch = self.pitch_posterior(Posterior::from_stats(
+            &self.pitch.step(p_input, &mut state.pitch)?,
+        )?)?;
         let x = match &variation {
             Some(v) => Tensor::cat(&[z_t_dec, &v.mean, &pitch.mean], D::Minus1)?,
             None => Tensor::cat(&[z_t_dec, &pitch.mean], D::Minus1)?,
