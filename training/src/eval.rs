@@ -324,8 +324,23 @@ pub struct EvalRow {
     pub pitch_on_z_p: Option<f64>,
 }
 
-/// Instrument accuracies of one model on the test items of one instrument (same k-NN as the
-/// table; shares in 0..=1, `None` where the model has no such latent).
+/// Instrument accuracies of one model on a group of test items (same k-NN as the table; shares
+/// in 0..=1, `None` where the model has no such latent or the group has no item).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstrumentShares {
+    /// Test clips of the group (the `z_t` column's items).
+    pub test_clips: usize,
+    /// Test frames of the group (the `z_v` and `z_p` columns' items).
+    pub test_frames: usize,
+    /// Share of the group's test clips whose `z_t` names their instrument.
+    pub instr_on_z_t: Option<f64>,
+    /// Share of the group's test frames whose `z_v` names their instrument.
+    pub instr_on_z_v: Option<f64>,
+    /// Share of the group's test frames whose `z_p` names their instrument.
+    pub instr_on_z_p: Option<f64>,
+}
+
+/// Instrument accuracies of one model on the test items of one instrument.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InstrumentRow {
     /// Model name.
@@ -335,36 +350,22 @@ pub struct InstrumentRow {
     /// With a copy split ([`EvalOptions::copy_threshold_db`]): whether these test items' clips
     /// have a copy in train.
     pub copy: Option<bool>,
-    /// Test clips of the instrument (the `z_t` column's items).
-    pub test_clips: usize,
-    /// Test frames of the instrument (the `z_v` and `z_p` columns' items).
-    pub test_frames: usize,
-    /// Share of its test clips whose `z_t` names it.
-    pub instr_on_z_t: Option<f64>,
-    /// Share of its test frames whose `z_v` names it.
-    pub instr_on_z_v: Option<f64>,
-    /// Share of its test frames whose `z_p` names it.
-    pub instr_on_z_p: Option<f64>,
+    /// The accuracies (inline in the JSON).
+    #[serde(flatten)]
+    pub shares: InstrumentShares,
 }
 
 /// Instrument accuracies of one model on the test items whose clips have (or have not) a copy
-/// in train ([`EvalOptions::copy_threshold_db`]); shares in 0..=1.
+/// in train ([`EvalOptions::copy_threshold_db`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CopyRow {
     /// Model name.
     pub model: String,
     /// Whether the test items' clips have a copy in train.
     pub copy: bool,
-    /// Test clips.
-    pub test_clips: usize,
-    /// Test frames.
-    pub test_frames: usize,
-    /// Share of the test clips whose `z_t` names their instrument.
-    pub instr_on_z_t: Option<f64>,
-    /// Share of the test frames whose `z_v` names their instrument.
-    pub instr_on_z_v: Option<f64>,
-    /// Share of the test frames whose `z_p` names their instrument.
-    pub instr_on_z_p: Option<f64>,
+    /// The accuracies (inline in the JSON).
+    #[serde(flatten)]
+    pub shares: InstrumentShares,
 }
 
 /// What the table was computed on.
@@ -520,11 +521,11 @@ impl EvalReport {
                     "| {} | {} | {} | {} | {} | {} | {} |",
                     r.model,
                     if r.copy { "yes" } else { "no" },
-                    r.test_clips,
-                    r.test_frames,
-                    percent(r.instr_on_z_t),
-                    percent(r.instr_on_z_v),
-                    percent(r.instr_on_z_p)
+                    r.shares.test_clips,
+                    r.shares.test_frames,
+                    percent(r.shares.instr_on_z_t),
+                    percent(r.shares.instr_on_z_v),
+                    percent(r.shares.instr_on_z_p)
                 );
             }
         }
@@ -1162,17 +1163,19 @@ pub fn evaluate_models(
         let count = |counts: &BTreeMap<u32, usize>, keys: &[u32]| -> usize {
             keys.iter().filter_map(|k| counts.get(k)).sum()
         };
+        let shares = |keys: &[u32]| InstrumentShares {
+            test_clips: count(&clip_counts, keys),
+            test_frames: count(&frame_counts, keys),
+            instr_on_z_t: share(&per_label[0], keys),
+            instr_on_z_v: share(&per_label[1], keys),
+            instr_on_z_p: share(&per_label[2], keys),
+        };
         for &k in clip_counts.keys() {
-            let keys = [k];
             by_instrument.push(InstrumentRow {
                 model: model.name(),
                 program: k / 2,
                 copy: opts.copy_threshold_db.map(|_| k % 2 == 1),
-                test_clips: count(&clip_counts, &keys),
-                test_frames: count(&frame_counts, &keys),
-                instr_on_z_t: share(&per_label[0], &keys),
-                instr_on_z_v: share(&per_label[1], &keys),
-                instr_on_z_p: share(&per_label[2], &keys),
+                shares: shares(&[k]),
             });
         }
         if opts.copy_threshold_db.is_some() {
@@ -1185,11 +1188,7 @@ pub fn evaluate_models(
                 by_copy.push(CopyRow {
                     model: model.name(),
                     copy,
-                    test_clips: count(&clip_counts, &keys),
-                    test_frames: count(&frame_counts, &keys),
-                    instr_on_z_t: share(&per_label[0], &keys),
-                    instr_on_z_v: share(&per_label[1], &keys),
-                    instr_on_z_p: share(&per_label[2], &keys),
+                    shares: shares(&keys),
                 });
             }
         }
@@ -1587,9 +1586,9 @@ mod tests {
             split.iter().map(|r| r.program).collect::<Vec<_>>(),
             PROGRAMS.map(u32::from)
         );
-        assert_eq!(split.iter().map(|r| r.test_clips).sum::<usize>(), 12);
+        assert_eq!(split.iter().map(|r| r.shares.test_clips).sum::<usize>(), 12);
         assert_eq!(
-            split.iter().map(|r| r.test_frames).sum::<usize>(),
+            split.iter().map(|r| r.shares.test_frames).sum::<usize>(),
             c.test_frames
         );
         let weighted = |share: fn(&InstrumentRow) -> Option<f64>,
@@ -1602,13 +1601,13 @@ mod tests {
         };
         assert!(close(
             dsp.instr_on_z_t,
-            weighted(|r| r.instr_on_z_t, |r| r.test_clips)
+            weighted(|r| r.shares.instr_on_z_t, |r| r.shares.test_clips)
         ));
         assert!(close(
             dsp.instr_on_z_p,
-            weighted(|r| r.instr_on_z_p, |r| r.test_frames)
+            weighted(|r| r.shares.instr_on_z_p, |r| r.shares.test_frames)
         ));
-        assert!(split.iter().all(|r| r.instr_on_z_v.is_none()));
+        assert!(split.iter().all(|r| r.shares.instr_on_z_v.is_none()));
 
         let md = report.to_markdown();
         assert!(md.starts_with(TABLE_HEADER), "{md}");
@@ -1741,18 +1740,18 @@ mod tests {
         assert_eq!(
             split
                 .iter()
-                .map(|r| (r.copy, r.test_clips))
+                .map(|r| (r.copy, r.shares.test_clips))
                 .collect::<Vec<_>>(),
             [(false, 8), (true, 4)]
         );
         assert_eq!(
-            split.iter().map(|r| r.test_frames).sum::<usize>(),
+            split.iter().map(|r| r.shares.test_frames).sum::<usize>(),
             report.counts.test_frames
         );
         let frames = report.counts.test_frames as f64;
         let weighted: f64 = split
             .iter()
-            .map(|r| r.instr_on_z_p.unwrap() * r.test_frames as f64)
+            .map(|r| r.shares.instr_on_z_p.unwrap() * r.shares.test_frames as f64)
             .sum::<f64>()
             / frames;
         assert!((weighted - dsp.instr_on_z_p.unwrap()).abs() < 1e-12);
@@ -1765,6 +1764,11 @@ mod tests {
             assert_eq!(r.copy, Some(r.program == 0), "{r:?}");
         }
         assert!(report.to_markdown().contains("| DSP split | yes | 4 |"));
+        // The JSON rows stay flat (the schema of the reports in docs/quality/).
+        let json = serde_json::to_value(split[1]).unwrap();
+        assert_eq!(json["copy"], true);
+        assert_eq!(json["test_clips"], 4);
+        assert!(json.get("shares").is_none());
     }
 
     /// Scoring a second dataset's test split against the first's train split: with an
