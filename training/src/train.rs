@@ -11,7 +11,9 @@
 //! re-entry the same network is applied a second time to the first reconstruction (its
 //! cepstral split taken in the graph) and that pass's loss is added (Tanaka et al.). With
 //! `pitch_invariance_weight` above 0 the pitch encoder also encodes the clean crop and the loss
-//! adds the gap between its two answers (not in the paper; see [`TrainConfig`]).
+//! adds the gap between its two answers; with `pitch_contrast_weight` above 0 it also encodes
+//! the pitch-shifted crop and the loss adds the gap to the distorted crop's answer over the gap
+//! to the shifted crop's (neither is in the paper; see [`TrainConfig`]).
 //!
 //! Everything random is a pure function of the seed, the epoch and the step (crops,
 //! perturbations, reparameterisation noise, initial weights), so a run resumed from its
@@ -83,6 +85,15 @@ pub struct TrainConfig {
     /// pitch encoder for the same point whatever the timbre, where the paper only hides the
     /// timbre from it; needs the timbre distortion. Validation reports the plain negative ELBO.
     pub pitch_invariance_weight: f64,
+    /// Weight of the pitch-contrast term (0: the paper's objective): the squared distance
+    /// between the `z_p` means of the clean and of the distorted crop (same notes, another
+    /// timbre) over the squared distance between those of the clean and of the pitch-shifted
+    /// crop (same timbre, other notes), both over active frames, the second over the crops
+    /// shifted by at least one semitone. Where the invariance term measures the gap against the
+    /// spread of the batch, which rewards codes that tell instruments apart as much as notes,
+    /// this one rewards telling notes apart only. Needs the timbre distortion and the pitch
+    /// shift. Validation reports the plain negative ELBO.
+    pub pitch_contrast_weight: f64,
     /// Largest global gradient norm (larger gradients are scaled down).
     pub grad_clip: f64,
     /// Seed of every random draw.
@@ -122,6 +133,7 @@ impl Default for TrainConfig {
             kl_variation_weight: 1.0,
             kl_pitch_weight: 1.0,
             pitch_invariance_weight: 0.0,
+            pitch_contrast_weight: 0.0,
             grad_clip: 10.0,
             seed: 1,
             pitch_shift: true,
@@ -258,6 +270,8 @@ struct Crop {
     shifted: FrameFeatures,
     /// Distorted crop (pitch encoder).
     distorted: FrameFeatures,
+    /// The pitch shift of `shifted`, semitones (0 when not shifted).
+    shift: f64,
 }
 
 /// Cuts, perturbs and analyses a crop of `clip` chosen by `rng`.
@@ -291,14 +305,15 @@ fn make_crop(
             shifted: clean.clone(),
             distorted: clean.clone(),
             clean,
+            shift: 0.0,
         };
     }
-    let shifted = if tc.pitch_shift {
-        let (mut s, _) = perturb::random_pitch_shift(&seg, cfg.sample_rate, rng);
+    let (shifted, shift) = if tc.pitch_shift {
+        let (mut s, semitones) = perturb::random_pitch_shift(&seg, cfg.sample_rate, rng);
         s.resize(len, 0.0);
-        extractor.frames(&s, pad, t)
+        (extractor.frames(&s, pad, t), semitones)
     } else {
-        clean.clone()
+        (clean.clone(), 0.0)
     };
     let distorted = if tc.timbre_distortion {
         let mut d = seg.clone();
@@ -314,6 +329,7 @@ fn make_crop(
         clean,
         shifted,
         distorted,
+        shift,
     }
 }
 
@@ -354,9 +370,11 @@ struct Batch {
     weights: Tensor,
     shifted: [Tensor; 3],
     distorted: [Tensor; 3],
-    /// Clean `[envelope, fine structure]` (for the pitch-invariance term, which every run with
-    /// the timbre distortion logs).
+    /// Clean `[envelope, fine structure]` (for the pitch-invariance and pitch-contrast terms,
+    /// which every run with the timbre distortion logs, the second when it also shifts).
     clean_split: Option<[Tensor; 2]>,
+    /// Per crop, 1 where its pitch shift is not 0, else 0.
+    moved: Vec<f32>,
 }
 
 fn stack(
@@ -407,6 +425,10 @@ fn to_batch(
         } else {
             None
         },
+        moved: crops
+            .iter()
+            .map(|c| if c.shift != 0.0 { 1.0 } else { 0.0 })
+            .collect(),
     })
 }
 
@@ -516,6 +538,33 @@ fn pitch_invariance(
         .sum_all()?
         .affine(1.0 / b, 1e-6)?;
     gap / spread
+}
+
+/// The pitch-contrast term: the weighted mean squared distance between `clean` and `distorted`
+/// posterior means `(batch, frames, z_p)` (per crop, then over crops), divided by that between
+/// `clean` and `shifted` over the crops whose `moved` entry is 1; `weights` `(batch, frames)`,
+/// rows summing to 1. Scale-free; 0 when no crop moved (nothing to compare against).
+fn pitch_contrast(
+    clean: &Tensor,
+    distorted: &Tensor,
+    shifted: &Tensor,
+    weights: &Tensor,
+    moved: &[f32],
+) -> candle_core::Result<Tensor> {
+    let n_moved: f32 = moved.iter().sum();
+    if n_moved == 0.0 {
+        return Tensor::zeros((), DType::F32, clean.device());
+    }
+    let w = weights.unsqueeze(2)?;
+    let per_crop = |other: &Tensor| -> candle_core::Result<Tensor> {
+        (clean - other)?.sqr()?.broadcast_mul(&w)?.sum((1, 2))
+    };
+    let same = per_crop(distorted)?.mean_all()?;
+    let mask = Tensor::from_slice(moved, moved.len(), clean.device())?;
+    let apart = (per_crop(shifted)? * mask)?
+        .sum_all()?
+        .affine(1.0 / n_moved as f64, 1e-6)?;
+    same / apart
 }
 
 /// Adam (Kingma & Ba) over named variables, with its moments saved in checkpoints.
@@ -673,6 +722,11 @@ pub fn train(
             "batch, crop_frames and epochs must be positive".into(),
         ));
     }
+    if tc.pitch_contrast_weight > 0.0 && !(tc.pitch_shift && tc.timbre_distortion) {
+        return Err(TrainError::Data(
+            "pitch_contrast_weight needs both the pitch shift and the timbre distortion".into(),
+        ));
+    }
     std::fs::create_dir_all(out).map_err(io_err(out))?;
     let dev = Device::Cpu;
     let cfg = &tc.model;
@@ -770,7 +824,7 @@ pub fn train(
             mix64(tc.seed ^ 0x4550_4F43_4800_0000 ^ epoch as u64),
         );
         let lr = tc.lr(epoch);
-        let mut sums = [0.0f64; 7];
+        let mut sums = [0.0f64; 8];
         for (i, chunk) in order.chunks(tc.batch).enumerate() {
             let t0 = Instant::now();
             let step = state.step;
@@ -784,7 +838,7 @@ pub fn train(
             let beta = tc.kl_weight(epoch, i as f64 / steps_per_epoch as f64);
             let mut noise = SplitMix64::new(mix64(tc.seed ^ 0x4E4F_4953_4500_0000 ^ step));
             let target = model.normalise_log_mag(&batch.target_log_mag)?;
-            let (tv1, _) =
+            let (tv1, p_shifted) =
                 model.encoder_inputs(&batch.shifted[0], &batch.shifted[1], &batch.shifted[2])?;
             let (_, p1) = model.encoder_inputs(
                 &batch.distorted[0],
@@ -794,23 +848,47 @@ pub fn train(
             let first = run_pass(&model, &tv1, &p1, &batch.weights, &target, Some(&mut noise))?;
             let (kl_v_weight, kl_p_weight) = (tc.kl_variation_weight, tc.kl_pitch_weight);
             let mut loss = (&first.recon + (first.kl(kl_v_weight, kl_p_weight)? * beta)?)?;
-            let inv = match &batch.clean_split {
+            let (inv, contrast) = match &batch.clean_split {
                 Some([envelope, fine]) => {
                     let (_, p_clean) =
                         model.encoder_inputs(&batch.target_log_mag, envelope, fine)?;
+                    let in_graph =
+                        tc.pitch_invariance_weight > 0.0 || tc.pitch_contrast_weight > 0.0;
+                    let clean = model.encode_pitch(&p_clean)?.mean;
+                    // Measured only (the log compares runs by it) unless weighted.
+                    let (clean, distorted) = if in_graph {
+                        (clean, first.pitch_mean.clone())
+                    } else {
+                        (clean.detach(), first.pitch_mean.detach())
+                    };
+                    let inv = pitch_invariance(&clean, &distorted, &batch.weights)?;
                     if tc.pitch_invariance_weight > 0.0 {
-                        let clean = model.encode_pitch(&p_clean)?.mean;
-                        let term = pitch_invariance(&clean, &first.pitch_mean, &batch.weights)?;
-                        loss = (loss + (&term * tc.pitch_invariance_weight)?)?;
+                        loss = (loss + (&inv * tc.pitch_invariance_weight)?)?;
+                    }
+                    let contrast = if tc.pitch_shift {
+                        let shifted = model.encode_pitch(&p_shifted)?.mean;
+                        let shifted = if tc.pitch_contrast_weight > 0.0 {
+                            shifted
+                        } else {
+                            shifted.detach()
+                        };
+                        let term = pitch_contrast(
+                            &clean,
+                            &distorted,
+                            &shifted,
+                            &batch.weights,
+                            &batch.moved,
+                        )?;
+                        if tc.pitch_contrast_weight > 0.0 {
+                            loss = (loss + (&term * tc.pitch_contrast_weight)?)?;
+                        }
                         Some(term)
                     } else {
-                        // Measured only (the log compares runs by it), outside the graph.
-                        let clean = model.encode_pitch(&p_clean)?.mean.detach();
-                        let distorted = first.pitch_mean.detach();
-                        Some(pitch_invariance(&clean, &distorted, &batch.weights)?)
-                    }
+                        None
+                    };
+                    (Some(inv), contrast)
                 }
-                None => None,
+                None => (None, None),
             };
             let second = if tc.reentry {
                 let (tv2, p2) = model.encoder_inputs_from_normalised(&first.output)?;
@@ -850,13 +928,13 @@ pub fn train(
                 None => 0.0,
             };
             let kl_p = scalar(&first.kl_p)?;
-            let inv = match &inv {
-                Some(t) => scalar(t)?,
-                None => f64::NAN,
+            let optional = |t: &Option<Tensor>| -> candle_core::Result<f64> {
+                t.as_ref().map_or(Ok(f64::NAN), scalar)
             };
+            let (inv, contrast) = (optional(&inv)?, optional(&contrast)?);
             for (s, v) in sums
                 .iter_mut()
-                .zip([loss_v, rec1, rec2, kl_t, kl_v, kl_p, inv])
+                .zip([loss_v, rec1, rec2, kl_t, kl_v, kl_p, inv, contrast])
             {
                 *s += v;
             }
@@ -865,6 +943,7 @@ pub fn train(
                 "recon_reentry": if rec2.is_finite() { Some(rec2) } else { None },
                 "kl_t": kl_t, "kl_v": kl_v, "kl_p": kl_p,
                 "pitch_invariance": if inv.is_finite() { Some(inv) } else { None },
+                "pitch_contrast": if contrast.is_finite() { Some(contrast) } else { None },
                 "beta": beta, "lr": lr,
                 "grad_norm": norm, "frames_per_s": frames as f64 / dt,
             });
@@ -874,9 +953,10 @@ pub fn train(
                 i + 1,
                 steps_per_epoch,
                 &format!(
-                    "loss {loss_v:.1} recon {rec1:.1}{} KL t {kl_t:.2} v {kl_v:.2} p {kl_p:.2}{} beta {beta:.2} {:.0} frames/s",
+                    "loss {loss_v:.1} recon {rec1:.1}{} KL t {kl_t:.2} v {kl_v:.2} p {kl_p:.2}{}{} beta {beta:.2} {:.0} frames/s",
                     if rec2.is_finite() { format!(" re-entry {rec2:.1}") } else { String::new() },
                     if inv.is_finite() { format!(" inv {inv:.3}") } else { String::new() },
+                    if contrast.is_finite() { format!(" contrast {contrast:.3}") } else { String::new() },
                     frames_done as f64 / train_time
                 ),
             );
@@ -898,6 +978,7 @@ pub fn train(
             "train_recon_reentry": if tc.reentry { Some(sums[2] / n) } else { None },
             "train_kl_t": sums[3] / n, "train_kl_v": sums[4] / n, "train_kl_p": sums[5] / n,
             "train_pitch_invariance": if sums[6].is_finite() { Some(sums[6] / n) } else { None },
+            "train_pitch_contrast": if sums[7].is_finite() { Some(sums[7] / n) } else { None },
             "valid": valid, "best": improved, "wall_s": state.wall_s,
             "frames_per_s": frames_done as f64 / train_time,
         });
@@ -1305,5 +1386,52 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert_eq!(same, 0.0);
+    }
+
+    /// The contrast term against its definition worked by hand: two crops of two frames, 2-D
+    /// means, only crop 0 shifted.
+    #[test]
+    fn pitch_contrast_is_the_distortion_gap_over_the_shift_gap() {
+        let clean = tensor(vec![1., 0., 3., 0., 0., 2., 0., 2.], (2, 2, 2));
+        let weights =
+            Tensor::from_vec(vec![0.25f32, 0.75, 1.0, 0.0], (2, 2), &Device::Cpu).unwrap();
+        // Distorted: the first coordinate moved by 1 everywhere (frame (1,1) by 10, weight 0).
+        let distorted = tensor(vec![2., 0., 4., 0., 1., 2., 10., 2.], (2, 2, 2));
+        // Shifted: crop 0's second coordinate moved by 2 (its squared gap 4 on both frames);
+        // crop 1 moved by 100, but it is not a shifted crop, so it must not count.
+        let shifted = tensor(vec![1., 2., 3., 2., 100., 2., 0., 2.], (2, 2, 2));
+        let moved = [1.0f32, 0.0];
+        // Distortion gap: crop 0 (0.25 + 0.75) * 1 = 1, crop 1 1 * 1 = 1; mean 1.
+        // Shift gap: crop 0 only, (0.25 + 0.75) * 4 = 4.
+        let got = pitch_contrast(&clean, &distorted, &shifted, &weights, &moved)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let want = 1.0 / (4.0 + 1e-6);
+        assert!((got - want).abs() < 1e-6, "{got} against {want}");
+
+        // Scale-free; identical distorted means give 0; no shifted crop gives 0.
+        let scaled = |t: &Tensor| (t * 3.0).unwrap();
+        let got = pitch_contrast(
+            &scaled(&clean),
+            &scaled(&distorted),
+            &scaled(&shifted),
+            &weights,
+            &moved,
+        )
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+        assert!((got - want).abs() < 1e-5, "{got} against {want}");
+        let same = pitch_contrast(&clean, &clean, &shifted, &weights, &moved)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(same, 0.0);
+        let none = pitch_contrast(&clean, &distorted, &shifted, &weights, &[0.0, 0.0])
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(none, 0.0);
     }
 }

@@ -517,6 +517,39 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
         "{key}: {weighted:.4} with weight 10 against {plain:.4} with weight 0"
     );
 
+    // The pitch-contrast term keeps the pitch encoder's answer for the distorted crop near its
+    // answer for the clean one and far from its answer for the pitch-shifted one: the same run
+    // with the term weighted ends with a far smaller ratio (every run with both perturbations
+    // logs it; the plain run only measures it).
+    let contrasted = common::temp_dir("model-contrasted");
+    let weighted = TrainConfig {
+        pitch_contrast_weight: 10.0,
+        ..tiny_run(8)
+    };
+    train(&data, &contrasted, &weighted, false, &|_, _, _, _| {}).unwrap();
+    let key = "train_pitch_contrast";
+    let (plain, weighted) = (last_of(&full, key), last_of(&contrasted, key));
+    println!("{key}: {plain:.4} with weight 0, {weighted:.4} with weight 10");
+    assert!(
+        weighted < 0.5 * plain,
+        "{key}: {weighted:.4} with weight 10 against {plain:.4} with weight 0"
+    );
+    // It needs both perturbations: without the pitch shift the run is refused before it starts.
+    let refused = TrainConfig {
+        pitch_contrast_weight: 10.0,
+        pitch_shift: false,
+        ..tiny_run(8)
+    };
+    let err = train(
+        &data,
+        &common::temp_dir("model-refused"),
+        &refused,
+        false,
+        &|_, _, _, _| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("pitch_contrast_weight"), "{err}");
+
     // A binary pitch code trains too: no KL term for `z_p`, and the reconstruction falls as
     // in the plain run.
     let binary = common::temp_dir("model-binary");
