@@ -46,6 +46,11 @@ pub struct TimbreDescriptor {
     /// Where the clip was loaded from, so another model can measure its latent again.
     #[serde(default)]
     pub source: Option<String>,
+    /// For a model preset (no clip behind it): the training instrument of the model's timbre
+    /// map it was taken from, so another model can look up its own latent for the same
+    /// instrument (absent for clips, and in states saved before presets recorded it).
+    #[serde(default)]
+    pub preset: Option<String>,
 }
 
 /// A timbre latent `z_t` and the model it belongs to.
@@ -187,6 +192,7 @@ pub fn analyse(samples: &[f32], cfg: &StftConfig, name: &str) -> Option<TimbreDe
         duration_s: samples.len() as f32 / cfg.sample_rate as f32,
         latent: None,
         source: None,
+        preset: None,
     })
 }
 

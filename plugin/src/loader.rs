@@ -7,7 +7,7 @@ use timbreswap_engine::clip::{decode_file_cut, load_reference_clip, mono_at, MAX
 use timbreswap_engine::network::Network;
 use timbreswap_engine::{Slot, StftConfig, TimbreDescriptor};
 
-use crate::model::{latent_for, load_network, measure, preset};
+use crate::model::{latent_for, load_network, measure, preset, PRESET_SUFFIX};
 use crate::params::TimbreswapParams;
 use crate::shared::{slot_name, Shared};
 
@@ -135,12 +135,29 @@ fn remeasure(
                 descriptor.name
             )),
         }
-    } else if let Some(index) = descriptor
-        .name
-        .strip_suffix(" (model preset)")
-        .and_then(|n| net.map().instruments.iter().position(|i| i.name == n))
-    {
-        return net.map().instrument_z_t(index).map(<[f32]>::to_vec);
+    } else {
+        // States saved before presets recorded their instrument only have the display name.
+        let instrument = descriptor
+            .preset
+            .as_deref()
+            .or_else(|| descriptor.name.strip_suffix(PRESET_SUFFIX));
+        let latent = instrument
+            .and_then(|n| net.map().instruments.iter().position(|i| i.name == n))
+            .and_then(|index| net.map().instrument_z_t(index));
+        match (instrument, latent) {
+            (_, Some(z)) => return Some(z.to_vec()),
+            (Some(name), None) => shared.report_error(format!(
+                "Slot {}: the model {} has no instrument {name}; Neural plays it as Classic",
+                slot_name(slot),
+                net.name()
+            )),
+            (None, None) => shared.report_error(format!(
+                "Slot {}: {} was saved without its file, so this model cannot measure it; \
+                 Neural plays it as Classic (load the clip again)",
+                slot_name(slot),
+                descriptor.name
+            )),
+        }
     }
     None
 }
@@ -232,4 +249,52 @@ pub fn executor(
     shared: Arc<Shared>,
 ) -> impl Fn(Task) + Send + 'static {
     move |task| run(task, &params, &shared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::default_network;
+
+    fn last_error(shared: &Shared) -> Option<String> {
+        shared.status.lock().unwrap().last_error.clone()
+    }
+
+    /// A preset measured with another model is looked up again by the instrument it records,
+    /// whatever its display name, and states saved before it recorded one fall back to the
+    /// display name; a preset of an instrument the model lacks, and a clip saved without its
+    /// file, say so instead of silently playing Classic.
+    #[test]
+    fn presets_are_looked_up_again_by_their_instrument() {
+        let net = default_network().unwrap();
+        let index = 3;
+        let want = net.map().instrument_z_t(index).unwrap().to_vec();
+        let mut descriptor = preset(&net, index).unwrap();
+        // As if another model had measured it: its latent no longer fits `net`.
+        descriptor.latent.as_mut().unwrap().model_id = "another model".into();
+        assert!(latent_for(&descriptor, &net).is_none());
+
+        let shared = Shared::default();
+        descriptor.name = "renamed by the user".into();
+        assert_eq!(
+            remeasure(Slot::A, &descriptor, &net, &shared),
+            Some(want.clone())
+        );
+
+        let mut legacy = preset(&net, index).unwrap();
+        legacy.latent = None;
+        legacy.preset = None;
+        assert_eq!(remeasure(Slot::A, &legacy, &net, &shared), Some(want));
+        assert_eq!(last_error(&shared), None);
+
+        descriptor.preset = Some("an instrument no model has".into());
+        assert_eq!(remeasure(Slot::B, &descriptor, &net, &shared), None);
+        let message = last_error(&shared).unwrap();
+        assert!(message.contains("an instrument no model has"), "{message}");
+
+        legacy.name = "a clip saved without its file".into();
+        assert_eq!(remeasure(Slot::B, &legacy, &net, &shared), None);
+        let message = last_error(&shared).unwrap();
+        assert!(message.contains("without its file"), "{message}");
+    }
 }

@@ -61,6 +61,9 @@ pub fn measure(net: &Network, samples: &[f32]) -> TimbreLatent {
     }
 }
 
+/// What a preset's display name adds to its instrument's name.
+pub const PRESET_SUFFIX: &str = " (model preset)";
+
 /// A descriptor for training instrument `index` of `net`'s timbre map: its latent, and for the
 /// classic mode the envelope the model decodes for it. `None` if there is no such instrument.
 pub fn preset(net: &Network, index: usize) -> Option<TimbreDescriptor> {
@@ -70,7 +73,7 @@ pub fn preset(net: &Network, index: usize) -> Option<TimbreDescriptor> {
     let stft = net.stft();
     Some(TimbreDescriptor {
         version: TIMBRE_FORMAT_VERSION,
-        name: format!("{} (model preset)", instrument.name),
+        name: format!("{}{PRESET_SUFFIX}", instrument.name),
         sample_rate: stft.sample_rate,
         n_fft: stft.n_fft,
         envelope: net.envelope_of(&z_t),
@@ -81,6 +84,7 @@ pub fn preset(net: &Network, index: usize) -> Option<TimbreDescriptor> {
             z_t,
         }),
         source: None,
+        preset: Some(instrument.name.clone()),
     })
 }
 
