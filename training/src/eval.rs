@@ -424,10 +424,60 @@ pub struct EvalReport {
     /// The instrument columns split by whether the test item's clip has a copy in train, per
     /// model (with [`EvalOptions::copy_threshold_db`]; empty otherwise).
     pub by_copy: Vec<CopyRow>,
+    /// Where each model's pitch-on-`z_p` votes land.
+    pub pitch_errors: Vec<PitchErrors>,
     /// Clip-level timbre vectors of each model with a `z_t` (train and test clips), for the
     /// timbre-space plot. Not part of the JSON report.
     #[serde(skip)]
     pub timbres: Vec<TimbreCloud>,
+}
+
+/// Where one model's pitch-on-`z_p` votes land relative to the test frame's note: shares of
+/// the test frames (0..=1) by the interval between the voted and the sounding note.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PitchErrors {
+    /// Model name.
+    pub model: String,
+    /// The sounding note (the table's pitch-on-`z_p` accuracy).
+    pub exact: f64,
+    /// One semitone off.
+    pub semitone: f64,
+    /// 2 to 11 semitones off.
+    pub within_octave: f64,
+    /// Exactly an octave off.
+    pub octave: f64,
+    /// More than an octave off.
+    pub beyond_octave: f64,
+}
+
+impl PitchErrors {
+    /// The shares of the votes `predicted` for the notes `truth` (MIDI numbers, same length);
+    /// `None` when there is no vote.
+    pub fn of(model: String, predicted: &[u32], truth: &[u32]) -> Option<Self> {
+        if predicted.is_empty() || predicted.len() != truth.len() {
+            return None;
+        }
+        let mut counts = [0usize; 5];
+        for (&p, &t) in predicted.iter().zip(truth) {
+            let slot = match p.abs_diff(t) {
+                0 => 0,
+                1 => 1,
+                2..=11 => 2,
+                12 => 3,
+                _ => 4,
+            };
+            counts[slot] += 1;
+        }
+        let share = |i: usize| counts[i] as f64 / predicted.len() as f64;
+        Some(Self {
+            model,
+            exact: share(0),
+            semitone: share(1),
+            within_octave: share(2),
+            octave: share(3),
+            beyond_octave: share(4),
+        })
+    }
 }
 
 /// Clip-level timbre vectors of one model, with the GM program of each clip.
@@ -507,6 +557,26 @@ impl EvalReport {
         );
         for n in &self.notes {
             let _ = writeln!(s, "\n- {n}");
+        }
+        if !self.pitch_errors.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nPitch on z_p: where the votes land, share of the test frames:\n\n\
+                 | model | right note | 1 semitone off | 2-11 off | an octave off | further |\n\
+                 |---|---|---|---|---|---|"
+            );
+            for e in &self.pitch_errors {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    e.model,
+                    percent(Some(e.exact)),
+                    percent(Some(e.semitone)),
+                    percent(Some(e.within_octave)),
+                    percent(Some(e.octave)),
+                    percent(Some(e.beyond_octave))
+                );
+            }
         }
         if !self.by_copy.is_empty() {
             let _ = writeln!(
@@ -841,10 +911,14 @@ fn counts_of(values: impl Iterator<Item = u32>) -> BTreeMap<u32, usize> {
 /// Hits and items under the first labelling of [`knn_accuracies`], by breakdown key.
 type LabelHits = BTreeMap<u32, (usize, usize)>;
 
+/// What [`knn_accuracies`] returns: per labelling the accuracy (`None` for an empty side) and
+/// the votes (one per test row; empty for an empty side), and the first labelling's hits.
+type KnnScores = (Vec<Option<f64>>, Vec<Vec<u32>>, LabelHits);
+
 /// Fits on `train` (row-major, `dim` per row; consumed to save a copy), scores `test`, and
-/// returns the accuracy under each labelling `(train labels, test labels)` (`None` for an
-/// empty side) and, for the first labelling, the hits and items of the test rows of each
-/// breakdown key (`keys`, one per test row). `groups` (`(test groups, train groups)`) keeps
+/// returns the accuracy and the votes under each labelling `(train labels, test labels)`
+/// (`None` and no votes for an empty side) and, for the first labelling, the hits and items of
+/// the test rows of each breakdown key (`keys`, one per test row). `groups` (`(test groups, train groups)`) keeps
 /// each test row from the train rows of its group.
 fn knn_accuracies(
     train: Vec<f32>,
@@ -853,34 +927,35 @@ fn knn_accuracies(
     labellings: &[(Vec<u32>, Vec<u32>)],
     groups: Option<&(Vec<u32>, Vec<u32>)>,
     keys: &[u32],
-) -> Result<(Vec<Option<f64>>, LabelHits), EvalError> {
+) -> Result<KnnScores, EvalError> {
     if labellings.is_empty() {
-        return Ok((Vec::new(), LabelHits::new()));
+        return Ok((Vec::new(), Vec::new(), LabelHits::new()));
     }
     let (first_train, _) = &labellings[0];
     if first_train.is_empty() || test.is_empty() {
-        return Ok((vec![None; labellings.len()], LabelHits::new()));
+        let n = labellings.len();
+        return Ok((vec![None; n], vec![Vec::new(); n], LabelHits::new()));
     }
     let index = KnnIndex::new(train, first_train.clone(), dim)?;
     let neighbours =
         index.nearest_excluding(test, groups.map(|(te, tr)| (te.as_slice(), tr.as_slice())));
     let mut hits = LabelHits::new();
-    let accuracies = labellings
+    let votes: Vec<Vec<u32>> = labellings
         .iter()
-        .enumerate()
-        .map(|(l, (tr, te))| {
-            let pred: Vec<u32> = neighbours.iter().map(|n| n.vote(tr)).collect();
-            if l == 0 {
-                for ((p, t), key) in pred.iter().zip(te).zip(keys) {
-                    let entry = hits.entry(*key).or_default();
-                    entry.0 += usize::from(p == t);
-                    entry.1 += 1;
-                }
-            }
-            Some(knn::accuracy(&pred, te))
-        })
+        .map(|(tr, _)| neighbours.iter().map(|n| n.vote(tr)).collect())
         .collect();
-    Ok((accuracies, hits))
+    let (_, first_test) = &labellings[0];
+    for ((p, t), key) in votes[0].iter().zip(first_test).zip(keys) {
+        let entry = hits.entry(*key).or_default();
+        entry.0 += usize::from(p == t);
+        entry.1 += 1;
+    }
+    let accuracies = votes
+        .iter()
+        .zip(labellings)
+        .map(|(pred, (_, te))| Some(knn::accuracy(pred, te)))
+        .collect();
+    Ok((accuracies, votes, hits))
 }
 
 /// The protocol's table for `opts`: one row per model in `models`, then chance level, at the
@@ -1092,6 +1167,7 @@ pub fn evaluate_models(
     let frame_counts = counts_of(frame_keys.iter().copied());
     let mut by_instrument = Vec::new();
     let mut by_copy = Vec::new();
+    let mut pitch_errors = Vec::new();
     let mut timbres = Vec::new();
     let mut notes = Vec::new();
     for (m, model) in models.iter().enumerate() {
@@ -1122,7 +1198,7 @@ pub fn evaluate_models(
                     .collect(),
                 vectors,
             });
-            let (acc, hits) = knn_accuracies(
+            let (acc, _, hits) = knn_accuracies(
                 std::mem::take(&mut train_clips.z_t[m]),
                 &test_clips.z_t[m],
                 dim,
@@ -1140,7 +1216,7 @@ pub fn evaluate_models(
         ] {
             let c = 2 * m + kind;
             if let Some(dim) = frame_dims[c] {
-                let (acc, hits) = knn_accuracies(
+                let (acc, votes, hits) = knn_accuracies(
                     std::mem::take(&mut train_frames.columns[c].data),
                     &test_frames.columns[c].data,
                     dim,
@@ -1148,6 +1224,13 @@ pub fn evaluate_models(
                     frame_groups.as_ref(),
                     &frame_keys,
                 )?;
+                if kind == 1 {
+                    pitch_errors.extend(PitchErrors::of(
+                        model.name(),
+                        &votes[1],
+                        &frame_labellings[1].1,
+                    ));
+                }
                 per_label[1 + kind] = hits;
                 *instr_cell = acc[0];
                 *pitch_cell = acc[1];
@@ -1294,6 +1377,7 @@ pub fn evaluate_models(
         notes,
         by_instrument,
         by_copy,
+        pitch_errors,
         timbres,
     })
 }
@@ -1448,6 +1532,26 @@ mod tests {
                 pt * ps
             })
             .sum()
+    }
+
+    /// Votes against notes worked by hand: one of each interval class, two right.
+    #[test]
+    fn pitch_errors_count_the_interval_of_each_vote() {
+        let truth = [60, 60, 60, 60, 60, 72];
+        let votes = [60, 61, 55, 48, 80, 72];
+        let e = PitchErrors::of("m".into(), &votes, &truth).unwrap();
+        assert_eq!(
+            (
+                e.exact,
+                e.semitone,
+                e.within_octave,
+                e.octave,
+                e.beyond_octave
+            ),
+            (2.0 / 6.0, 1.0 / 6.0, 1.0 / 6.0, 1.0 / 6.0, 1.0 / 6.0)
+        );
+        assert!(PitchErrors::of("m".into(), &[], &[]).is_none());
+        assert!(PitchErrors::of("m".into(), &[60], &[60, 61]).is_none());
     }
 
     #[test]
@@ -1608,6 +1712,15 @@ mod tests {
             weighted(|r| r.shares.instr_on_z_p, |r| r.shares.test_frames)
         ));
         assert!(split.iter().all(|r| r.shares.instr_on_z_v.is_none()));
+
+        // The votes' breakdown: its right-note share is the table's cell, and the shares
+        // cover every test frame.
+        assert_eq!(report.pitch_errors.len(), 1);
+        let e = &report.pitch_errors[0];
+        assert_eq!(e.model, "DSP split");
+        assert!(close(Some(e.exact), dsp.pitch_on_z_p.unwrap()));
+        let total = e.exact + e.semitone + e.within_octave + e.octave + e.beyond_octave;
+        assert!((total - 1.0).abs() < 1e-9, "{e:?}");
 
         let md = report.to_markdown();
         assert!(md.starts_with(TABLE_HEADER), "{md}");
