@@ -144,20 +144,22 @@ fn remeasure(
         let latent = instrument
             .and_then(|n| net.map().instruments.iter().position(|i| i.name == n))
             .and_then(|index| net.map().instrument_z_t(index));
-        match (instrument, latent) {
-            (_, Some(z)) => return Some(z.to_vec()),
-            (Some(name), None) => shared.report_error(format!(
+        if let Some(z) = latent {
+            return Some(z.to_vec());
+        }
+        shared.report_error(match instrument {
+            Some(name) => format!(
                 "Slot {}: the model {} has no instrument {name}; Neural plays it as Classic",
                 slot_name(slot),
                 net.name()
-            )),
-            (None, None) => shared.report_error(format!(
+            ),
+            None => format!(
                 "Slot {}: {} was saved without its file, so this model cannot measure it; \
                  Neural plays it as Classic (load the clip again)",
                 slot_name(slot),
                 descriptor.name
-            )),
-        }
+            ),
+        });
     }
     None
 }

@@ -451,8 +451,8 @@ pub struct PitchErrors {
 }
 
 impl PitchErrors {
-    /// The shares of the votes `predicted` for the notes `truth` (MIDI numbers, same length);
-    /// `None` when there is no vote.
+    /// The shares of the votes `predicted` for the notes `truth` (MIDI numbers); `None` when
+    /// there is no vote or the two lengths differ.
     pub fn of(model: String, predicted: &[u32], truth: &[u32]) -> Option<Self> {
         if predicted.is_empty() || predicted.len() != truth.len() {
             return None;
@@ -918,8 +918,8 @@ type KnnScores = (Vec<Option<f64>>, Vec<Vec<u32>>, LabelHits);
 /// Fits on `train` (row-major, `dim` per row; consumed to save a copy), scores `test`, and
 /// returns the accuracy and the votes under each labelling `(train labels, test labels)`
 /// (`None` and no votes for an empty side) and, for the first labelling, the hits and items of
-/// the test rows of each breakdown key (`keys`, one per test row). `groups` (`(test groups, train groups)`) keeps
-/// each test row from the train rows of its group.
+/// the test rows of each breakdown key (`keys`, one per test row). `groups` (`(test groups,
+/// train groups)`) keeps each test row from the train rows of its group.
 fn knn_accuracies(
     train: Vec<f32>,
     test: &[f32],

@@ -1351,87 +1351,74 @@ mod tests {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
-    /// The term against its definition worked by hand: two crops of two frames, 2-D means.
+    /// The value of a term.
+    fn value(term: candle_core::Result<Tensor>) -> f32 {
+        term.unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    /// Two crops of two frames with 2-D means: `(clean, distorted, weights)`.
+    /// Clean (crop, frame): (0,0) = [1, 0], (0,1) = [3, 0], (1,0) = [0, 2], (1,1) = [0, 2].
+    /// Distorted: the first coordinate moved by 1 everywhere (frame (1,1) by 10, weight 0).
+    /// Weights: crop 0 weighs its frames 1/4, 3/4; crop 1 only its first frame.
+    fn two_crops() -> (Tensor, Tensor, Tensor) {
+        (
+            tensor(vec![1., 0., 3., 0., 0., 2., 0., 2.], (2, 2, 2)),
+            tensor(vec![2., 0., 4., 0., 1., 2., 10., 2.], (2, 2, 2)),
+            Tensor::from_vec(vec![0.25f32, 0.75, 1.0, 0.0], (2, 2), &Device::Cpu).unwrap(),
+        )
+    }
+
+    /// The term against its definition worked by hand on [`two_crops`].
     #[test]
     fn pitch_invariance_is_the_gap_over_the_spread() {
-        // Clean means (crop, frame): (0,0) = [1, 0], (0,1) = [3, 0], (1,0) = [0, 2], (1,1) = [0, 2].
-        let clean = tensor(vec![1., 0., 3., 0., 0., 2., 0., 2.], (2, 2, 2));
-        // Crop 0 weighs its frames 1/4, 3/4; crop 1 only its first frame.
-        let weights =
-            Tensor::from_vec(vec![0.25f32, 0.75, 1.0, 0.0], (2, 2), &Device::Cpu).unwrap();
-        // Distorted: the first coordinate moved by 1 everywhere (frame (1,1) by 10, weight 0).
-        let distorted = tensor(vec![2., 0., 4., 0., 1., 2., 10., 2.], (2, 2, 2));
+        let (clean, distorted, weights) = two_crops();
         // Gap: (0.25 + 0.75 + 1) * 1 / 2 crops = 1.
         // Centre: ([0.25 + 2.25, 0] + [0, 2]) / 2 = [1.25, 1].
         // Spread: (0.25 * (0.0625 + 1) + 0.75 * (3.0625 + 1) + 1 * (1.5625 + 1)) / 2 = 2.9375.
-        let got = pitch_invariance(&clean, &distorted, &weights)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let got = value(pitch_invariance(&clean, &distorted, &weights));
         let want = 1.0 / (2.9375 + 1e-6);
         assert!((got - want).abs() < 1e-6, "{got} against {want}");
 
         // Scale-free: scaling both means leaves it; identical means give 0.
-        let scaled = pitch_invariance(
+        let scaled = value(pitch_invariance(
             &(&clean * 5.0).unwrap(),
             &(&distorted * 5.0).unwrap(),
             &weights,
-        )
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+        ));
         assert!((scaled - want).abs() < 1e-5, "{scaled} against {want}");
-        let same = pitch_invariance(&clean, &clean, &weights)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert_eq!(same, 0.0);
+        assert_eq!(value(pitch_invariance(&clean, &clean, &weights)), 0.0);
     }
 
-    /// The contrast term against its definition worked by hand: two crops of two frames, 2-D
-    /// means, only crop 0 shifted.
+    /// The contrast term against its definition worked by hand on [`two_crops`], only crop 0
+    /// shifted.
     #[test]
     fn pitch_contrast_is_the_distortion_gap_over_the_shift_gap() {
-        let clean = tensor(vec![1., 0., 3., 0., 0., 2., 0., 2.], (2, 2, 2));
-        let weights =
-            Tensor::from_vec(vec![0.25f32, 0.75, 1.0, 0.0], (2, 2), &Device::Cpu).unwrap();
-        // Distorted: the first coordinate moved by 1 everywhere (frame (1,1) by 10, weight 0).
-        let distorted = tensor(vec![2., 0., 4., 0., 1., 2., 10., 2.], (2, 2, 2));
+        let (clean, distorted, weights) = two_crops();
         // Shifted: crop 0's second coordinate moved by 2 (its squared gap 4 on both frames);
         // crop 1 moved by 100, but it is not a shifted crop, so it must not count.
         let shifted = tensor(vec![1., 2., 3., 2., 100., 2., 0., 2.], (2, 2, 2));
         let moved = [1.0f32, 0.0];
         // Distortion gap: crop 0 (0.25 + 0.75) * 1 = 1, crop 1 1 * 1 = 1; mean 1.
         // Shift gap: crop 0 only, (0.25 + 0.75) * 4 = 4.
-        let got = pitch_contrast(&clean, &distorted, &shifted, &weights, &moved)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let got = value(pitch_contrast(
+            &clean, &distorted, &shifted, &weights, &moved,
+        ));
         let want = 1.0 / (4.0 + 1e-6);
         assert!((got - want).abs() < 1e-6, "{got} against {want}");
 
         // Scale-free; identical distorted means give 0; no shifted crop gives 0.
         let scaled = |t: &Tensor| (t * 3.0).unwrap();
-        let got = pitch_contrast(
+        let got = value(pitch_contrast(
             &scaled(&clean),
             &scaled(&distorted),
             &scaled(&shifted),
             &weights,
             &moved,
-        )
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+        ));
         assert!((got - want).abs() < 1e-5, "{got} against {want}");
-        let same = pitch_contrast(&clean, &clean, &shifted, &weights, &moved)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert_eq!(same, 0.0);
-        let none = pitch_contrast(&clean, &distorted, &shifted, &weights, &[0.0, 0.0])
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert_eq!(none, 0.0);
+        let same = pitch_contrast(&clean, &clean, &shifted, &weights, &moved);
+        assert_eq!(value(same), 0.0);
+        let none = pitch_contrast(&clean, &distorted, &shifted, &weights, &[0.0, 0.0]);
+        assert_eq!(value(none), 0.0);
     }
 }

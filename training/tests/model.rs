@@ -500,40 +500,38 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
         );
     }
 
-    // The pitch-invariance term pulls the pitch encoder's answer for the distorted crop
-    // towards its answer for the clean one: the same run with the term weighted ends with a
-    // far smaller gap (every run logs the term; the plain run only measures it).
-    let invariant = common::temp_dir("model-invariant");
-    let weighted = TrainConfig {
-        pitch_invariance_weight: 10.0,
-        ..tiny_run(8)
-    };
-    train(&data, &invariant, &weighted, false, &|_, _, _, _| {}).unwrap();
-    let key = "train_pitch_invariance";
-    let (plain, weighted) = (last_of(&full, key), last_of(&invariant, key));
-    println!("{key}: {plain:.4} with weight 0, {weighted:.4} with weight 10");
-    assert!(
-        weighted < 0.5 * plain,
-        "{key}: {weighted:.4} with weight 10 against {plain:.4} with weight 0"
-    );
-
-    // The pitch-contrast term keeps the pitch encoder's answer for the distorted crop near its
-    // answer for the clean one and far from its answer for the pitch-shifted one: the same run
-    // with the term weighted ends with a far smaller ratio (every run with both perturbations
-    // logs it; the plain run only measures it).
-    let contrasted = common::temp_dir("model-contrasted");
-    let weighted = TrainConfig {
-        pitch_contrast_weight: 10.0,
-        ..tiny_run(8)
-    };
-    train(&data, &contrasted, &weighted, false, &|_, _, _, _| {}).unwrap();
-    let key = "train_pitch_contrast";
-    let (plain, weighted) = (last_of(&full, key), last_of(&contrasted, key));
-    println!("{key}: {plain:.4} with weight 0, {weighted:.4} with weight 10");
-    assert!(
-        weighted < 0.5 * plain,
-        "{key}: {weighted:.4} with weight 10 against {plain:.4} with weight 0"
-    );
+    // Each pitch term, weighted 10, ends far below what the plain run measures for it (every
+    // run logs both; the plain run only measures them). The invariance term pulls the pitch
+    // encoder's answer for the distorted crop towards its answer for the clean one; the
+    // contrast term also keeps it far from its answer for the pitch-shifted crop.
+    let weighted_terms = [
+        (
+            "model-invariant",
+            "train_pitch_invariance",
+            TrainConfig {
+                pitch_invariance_weight: 10.0,
+                ..tiny_run(8)
+            },
+        ),
+        (
+            "model-contrasted",
+            "train_pitch_contrast",
+            TrainConfig {
+                pitch_contrast_weight: 10.0,
+                ..tiny_run(8)
+            },
+        ),
+    ];
+    for (name, key, config) in weighted_terms {
+        let run = common::temp_dir(name);
+        train(&data, &run, &config, false, &|_, _, _, _| {}).unwrap();
+        let (plain, weighted) = (last_of(&full, key), last_of(&run, key));
+        println!("{key}: {plain:.4} with weight 0, {weighted:.4} with weight 10");
+        assert!(
+            weighted < 0.5 * plain,
+            "{key}: {weighted:.4} with weight 10 against {plain:.4} with weight 0"
+        );
+    }
     // It needs both perturbations: without the pitch shift the run is refused before it starts.
     let refused = TrainConfig {
         pitch_contrast_weight: 10.0,
