@@ -169,10 +169,23 @@ fn a_model_for_another_stft_is_refused_by_the_engine() {
 }
 
 /// The worker's per-frame step (the frame processor in neural mode, both phase modes, with a
-/// transposition and a model swap) does not touch the allocator.
+/// transposition and a model swap) does not touch the allocator, with the shipped model and
+/// with its binary-code reading (the same weights with `pitch_binary` set, so the step's sign
+/// loop over `z_p` runs too).
 #[test]
 fn neural_frame_step_does_not_allocate() {
-    let net = network();
+    let mut binary = model_file::load(&asset("assets/models/default.safetensors")).unwrap();
+    binary.config.pitch_binary = true;
+    let binary = Arc::new(Network::new(&binary, "binary", Kernels::best()).unwrap());
+    let plain = frame_steps_do_not_allocate(network());
+    let signed = frame_steps_do_not_allocate(binary);
+    // The sign loop ran: the two readings of the same weights sound different.
+    assert!(plain.iter().zip(&signed).any(|(a, b)| a != b));
+}
+
+/// Runs 200 frames of `input-flute.wav` through a frame processor with `net` and returns the
+/// grains it wrote, asserting that no step allocates.
+fn frame_steps_do_not_allocate(net: Arc<Network>) -> Vec<f32> {
     let cfg = StftConfig::default();
     let (mut tx, rx) = RingBuffer::new(8);
     let (garbage_tx, mut garbage) = RingBuffer::new(8);
@@ -180,6 +193,7 @@ fn neural_frame_step_does_not_allocate() {
     let z = net.map().instrument_z_t(0).unwrap().to_vec();
     let x = clip("input-flute.wav");
     let mut grain = vec![0.0f32; cfg.n_fft];
+    let mut grains = Vec::with_capacity(200 * cfg.n_fft);
     let before = violation_count();
     for (f, frame) in x.windows(cfg.n_fft).step_by(cfg.hop).take(200).enumerate() {
         if f == 0 || f == 120 {
@@ -206,9 +220,11 @@ fn neural_frame_step_does_not_allocate() {
         assert_no_alloc(|| wrote = processor.process(frame, &params, &mut grain));
         assert!(wrote);
         assert!(grain.iter().all(|g| g.is_finite()));
+        grains.extend_from_slice(&grain);
         while garbage.pop().is_ok() {}
     }
     assert_eq!(violation_count(), before, "allocation in the neural step");
+    grains
 }
 
 /// `Engine::process` in neural mode, realtime and offline, with the model loaded, timbres
