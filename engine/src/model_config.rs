@@ -72,6 +72,34 @@ pub struct ModelConfig {
     /// files without it read as before.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub pitch_binary: bool,
+    /// Semitone bins of the pitch classifier; 0: none (every value of `z_p` alike). Above 0,
+    /// `z_p`'s first value is a pitch ruler: the pitch stack also puts out one logit per
+    /// semitone from MIDI note [`PITCH_BIN_LOW`] up, and the ruler is the softmax-weighted
+    /// mean of those bins' notes, in semitones from middle C, times `pitch_ruler_scale`
+    /// ([`ModelConfig::pitch_ruler`]). The stack's output is then the mean and log-variance
+    /// heads of the other `z_p - 1` values, then the logits. The ruler is continuous in a
+    /// binary code and deterministic (no noise, no KL term) in a Gaussian one. Written to a
+    /// file only when above 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pitch_bins: usize,
+    /// Ruler units per semitone (only with `pitch_bins`). In a distance between two `z_p`, a
+    /// semitone on the ruler weighs as much as this squared over 4 flipped bits of a binary
+    /// code.
+    #[serde(skip_serializing_if = "is_one")]
+    pub pitch_ruler_scale: f32,
+}
+
+/// MIDI note of the pitch classifier's first bin (C1, 32.7 Hz).
+pub const PITCH_BIN_LOW: f32 = 24.0;
+/// MIDI note of middle C, the ruler's zero.
+pub const MIDDLE_C: f32 = 60.0;
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
+fn is_one(v: &f32) -> bool {
+    *v == 1.0
 }
 
 impl Default for ModelConfig {
@@ -94,6 +122,8 @@ impl Default for ModelConfig {
             variation: true,
             cepstrum: true,
             pitch_binary: false,
+            pitch_bins: 0,
+            pitch_ruler_scale: 1.0,
         }
     }
 }
@@ -129,6 +159,22 @@ impl ModelConfig {
         } else {
             0
         }
+    }
+
+    /// Whether `z_p`'s first value is a pitch ruler (`pitch_bins` above 0).
+    pub fn pitch_ruler(&self) -> bool {
+        self.pitch_bins > 0
+    }
+
+    /// Values of `z_p` with a mean and log-variance head: all but a ruler.
+    pub fn pitch_heads(&self) -> usize {
+        self.z_p - usize::from(self.pitch_ruler())
+    }
+
+    /// Values the pitch stack puts out per frame: the mean and log-variance heads, then the
+    /// classifier's logits.
+    pub fn pitch_outputs(&self) -> usize {
+        2 * self.pitch_heads() + self.pitch_bins
     }
 
     /// Checks every value is usable (version, sizes, the STFT settings).
@@ -169,6 +215,23 @@ impl ModelConfig {
         if self.dilations.iter().any(|&d| d == 0 || d > 1024) {
             return bad(format!("dilations {:?} must be 1..=1024", self.dilations));
         }
+        if self.pitch_bins > 0 {
+            if self.z_p < 2 {
+                return bad(format!(
+                    "a pitch ruler needs z_p of at least 2 (the ruler and one more), not {}",
+                    self.z_p
+                ));
+            }
+            if self.pitch_bins > 128 {
+                return bad(format!("pitch_bins {} (at most 128)", self.pitch_bins));
+            }
+            if !(self.pitch_ruler_scale.is_finite() && self.pitch_ruler_scale > 0.0) {
+                return bad(format!(
+                    "pitch_ruler_scale {} must be positive",
+                    self.pitch_ruler_scale
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -200,7 +263,7 @@ impl ModelConfig {
         if self.variation {
             list.push(("variation".into(), causal(bins + self.z_t, 2 * self.z_v)));
         }
-        list.push(("pitch".into(), causal(bins, 2 * self.z_p)));
+        list.push(("pitch".into(), causal(bins, self.pitch_outputs())));
         list.push((
             "decoder".into(),
             causal(self.z_t + self.z_v_dims() + self.z_p, bins),
@@ -368,8 +431,27 @@ mod tests {
                 n_fft: 511,
                 ..ok.clone()
             },
+            ModelConfig {
+                z_p: 1,
+                pitch_bins: 84,
+                ..ok.clone()
+            },
+            ModelConfig {
+                pitch_bins: 84,
+                pitch_ruler_scale: 0.0,
+                ..ok.clone()
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
+        // A ruler beside one more value is fine.
+        let ruler = ModelConfig {
+            z_p: 2,
+            pitch_bins: 84,
+            ..ok.clone()
+        };
+        ruler.validate().unwrap();
+        // Its pitch stack puts out one mean and log-variance and the 84 logits.
+        assert_eq!(ruler.pitch_outputs(), 2 + 84);
     }
 }

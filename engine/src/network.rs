@@ -14,7 +14,9 @@
 use crate::config::StftConfig;
 use crate::features::{pooling_weights, FeatureExtractor};
 use crate::kernels::Kernels;
-use crate::model_config::{ModelConfig, StackShape, LEAKY_SLOPE, POOLING_RANGE_DB};
+use crate::model_config::{
+    ModelConfig, StackShape, LEAKY_SLOPE, MIDDLE_C, PITCH_BIN_LOW, POOLING_RANGE_DB,
+};
 use crate::model_file::{ModelFile, ModelFileError, TimbreMap};
 use crate::timbre_map::MapBlender;
 
@@ -204,8 +206,12 @@ pub struct NetworkState {
     variation_input: Box<[f32]>,
     /// Mean and log-variance of `z_v`.
     variation_stats: Box<[f32]>,
-    /// Mean and log-variance of `z_p`.
+    /// The pitch stack's output: mean and log-variance heads of `z_p` (all but a ruler), then
+    /// a classifier's logits.
     pitch_stats: Box<[f32]>,
+    /// `z_p` of the last step: the ruler if any, then the heads' means (signs in a binary
+    /// code).
+    pitch_code: Box<[f32]>,
     /// `[z_t, z_v, z_p]`.
     decoder_input: Box<[f32]>,
     /// Mean and log-variance of `z_t` (timbre head output).
@@ -227,9 +233,9 @@ impl NetworkState {
         &self.variation_stats[..self.variation_stats.len() / 2]
     }
 
-    /// Posterior mean of `z_p` of the last step.
+    /// `z_p` of the last step (posterior means, a binary code's signs, a ruler's value).
     pub fn z_p(&self) -> &[f32] {
-        &self.pitch_stats[..self.pitch_stats.len() / 2]
+        &self.pitch_code
     }
 }
 
@@ -358,7 +364,8 @@ impl Network {
             timbre: self.timbre_frames.state(),
             variation_input: vec![0.0; bins + c.z_t].into_boxed_slice(),
             variation_stats: vec![0.0; 2 * c.z_v_dims()].into_boxed_slice(),
-            pitch_stats: vec![0.0; 2 * c.z_p].into_boxed_slice(),
+            pitch_stats: vec![0.0; c.pitch_outputs()].into_boxed_slice(),
+            pitch_code: vec![0.0; c.z_p].into_boxed_slice(),
             decoder_input: vec![0.0; c.z_t + c.z_v_dims() + c.z_p].into_boxed_slice(),
             timbre_stats: vec![0.0; 2 * c.z_t].into_boxed_slice(),
         }
@@ -443,11 +450,25 @@ impl Network {
         }
         self.pitch
             .step(k, &mut st.pitch, &input.fine[..bins], &mut st.pitch_stats);
-        if c.pitch_binary {
-            // The code is the sign of the mean head (0 counts as positive, as in training).
-            for z in &mut st.pitch_stats[..c.z_p] {
-                *z = if *z >= 0.0 { 1.0 } else { -1.0 };
-            }
+        let heads = c.pitch_heads();
+        let first = c.z_p - heads;
+        if c.pitch_ruler() {
+            st.pitch_code[0] = pitch_ruler(
+                &st.pitch_stats[2 * heads..2 * heads + c.pitch_bins],
+                c.pitch_ruler_scale,
+            );
+        }
+        for (z, m) in st.pitch_code[first..]
+            .iter_mut()
+            .zip(&st.pitch_stats[..heads])
+        {
+            // A binary code is the sign of the mean head (0 counts as positive, as in
+            // training).
+            *z = match (c.pitch_binary, *m >= 0.0) {
+                (false, _) => *m,
+                (true, true) => 1.0,
+                (true, false) => -1.0,
+            };
         }
         let variation = if input.variation.is_finite() {
             input.variation
@@ -462,7 +483,7 @@ impl Network {
         {
             *o = v * variation;
         }
-        d[c.z_t + zv..].copy_from_slice(&st.pitch_stats[..c.z_p]);
+        d[c.z_t + zv..].copy_from_slice(&st.pitch_code);
         self.decoder
             .step(k, &mut st.decoder, &st.decoder_input, out);
     }
@@ -548,5 +569,45 @@ impl Network {
         self.timbre_head.apply(&self.kernels, &pooled, &mut stats);
         stats.truncate(c.z_t);
         stats
+    }
+}
+
+/// The pitch ruler of a classifier's `logits` (one per semitone from [`PITCH_BIN_LOW`]): the
+/// softmax-weighted mean of the bins' notes, in semitones from middle C, times `scale`.
+/// Realtime-safe.
+pub fn pitch_ruler(logits: &[f32], scale: f32) -> f32 {
+    let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let (mut sum, mut weighted) = (0.0f32, 0.0f32);
+    for (k, l) in logits.iter().enumerate() {
+        let e = (l - top).exp();
+        sum += e;
+        weighted += e * k as f32;
+    }
+    if !(sum > 0.0 && sum.is_finite()) {
+        return 0.0;
+    }
+    scale * (weighted / sum + PITCH_BIN_LOW - MIDDLE_C)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ruler is the softmax-weighted mean note: one dominant bin gives that bin's note, equal
+    /// logits the middle of the bins, two equal bins their midpoint; all in semitones from
+    /// middle C times the scale. Logits that are not numbers give 0, not NaN.
+    #[test]
+    fn the_pitch_ruler_is_the_expected_note_of_the_classifier() {
+        let mut logits = vec![0.0f32; 84];
+        logits[45] = 60.0; // MIDI 24 + 45 = 69 (A4), 9 semitones above middle C.
+        assert!((pitch_ruler(&logits, 2.0) - 18.0).abs() < 1e-4);
+        let equal = vec![3.0f32; 84];
+        // The mean bin is 41.5, MIDI 65.5.
+        assert!((pitch_ruler(&equal, 1.0) - 5.5).abs() < 1e-4);
+        let mut two = vec![-1e4f32; 84];
+        two[36] = 1.0; // Middle C.
+        two[48] = 1.0; // An octave up.
+        assert!((pitch_ruler(&two, 1.0) - 6.0).abs() < 1e-4);
+        assert_eq!(pitch_ruler(&[f32::NAN; 4], 1.0), 0.0);
     }
 }

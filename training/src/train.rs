@@ -32,7 +32,10 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::{self, ClipRecord, Set, Split};
 use crate::model::features::{pooling_weights, FeatureExtractor, FrameFeatures};
 use crate::model::file::{self, MapInstrument, TimbreMap};
-use crate::model::{Config, FeatureStats, ThreeFactor, LIKELIHOOD_VARIANCE, POOLING_RANGE_DB};
+use crate::model::{
+    Config, FeatureStats, Posterior, ThreeFactor, LIKELIHOOD_VARIANCE, MIDDLE_C, PITCH_BIN_LOW,
+    POOLING_RANGE_DB,
+};
 use crate::perturb;
 use crate::rng::{mix64, normals, SplitMix64};
 
@@ -94,6 +97,16 @@ pub struct TrainConfig {
     /// this one rewards telling notes apart only. Needs the timbre distortion and the pitch
     /// shift. Validation reports the plain negative ELBO.
     pub pitch_contrast_weight: f64,
+    /// Weight of the pitch classifier's cross-entropy, which a model with a pitch ruler
+    /// (`pitch_bins` above 0) needs and only it allows. Its targets come from the audio, not
+    /// from the dataset's labels: pYIN's pitch of each clean frame (frames it finds unvoiced
+    /// are left out), spread over the semitone bins as a Gaussian of [`PITCH_TARGET_SPREAD`]
+    /// semitones. The classifier answers for the clean crop, the distorted crop (the same
+    /// target: the ruler ignores timbre) and the pitch-shifted crop (the target moved by the
+    /// shift: the ruler follows pitch), the pooling-weighted mean over frames, then crops, of
+    /// the three. Needs the pitch shift and the timbre distortion. Validation reports the plain
+    /// negative ELBO.
+    pub pitch_classifier_weight: f64,
     /// Largest global gradient norm (larger gradients are scaled down).
     pub grad_clip: f64,
     /// Seed of every random draw.
@@ -134,6 +147,7 @@ impl Default for TrainConfig {
             kl_pitch_weight: 1.0,
             pitch_invariance_weight: 0.0,
             pitch_contrast_weight: 0.0,
+            pitch_classifier_weight: 0.0,
             grad_clip: 10.0,
             seed: 1,
             pitch_shift: true,
@@ -272,6 +286,9 @@ struct Crop {
     distorted: FrameFeatures,
     /// The pitch shift of `shifted`, semitones (0 when not shifted).
     shift: f64,
+    /// pYIN's pitch of each clean frame in semitones from middle C, NaN where it finds none
+    /// (empty unless the model has a pitch ruler).
+    f0: Vec<f32>,
 }
 
 /// Cuts, perturbs and analyses a crop of `clip` chosen by `rng`.
@@ -306,8 +323,14 @@ fn make_crop(
             distorted: clean.clone(),
             clean,
             shift: 0.0,
+            f0: Vec::new(),
         };
     }
+    let f0 = if cfg.pitch_ruler() {
+        crop_f0(&seg, pad, t, cfg.sample_rate, cfg.hop)
+    } else {
+        Vec::new()
+    };
     let (shifted, shift) = if tc.pitch_shift {
         let (mut s, semitones) = perturb::random_pitch_shift(&seg, cfg.sample_rate, rng);
         s.resize(len, 0.0);
@@ -330,7 +353,42 @@ fn make_crop(
         shifted,
         distorted,
         shift,
+        f0,
     }
+}
+
+/// Lowest and highest pitch pYIN searches for the classifier's targets, in Hz.
+const RULER_F0_RANGE_HZ: (f64, f64) = (40.0, 2200.0);
+
+/// Frames between two pitch targets: pYIN runs at this many hops per frame (it costs more
+/// than the rest of a step at every frame), the frames between have no target.
+const PITCH_TARGET_STRIDE: usize = 4;
+
+/// pYIN's pitch of the `frames` frames of `seg` centred on `pad + j * hop`, in semitones from
+/// middle C, on every [`PITCH_TARGET_STRIDE`]th frame from the first; NaN on the others and
+/// where pYIN finds no pitch or fails.
+fn crop_f0(seg: &[f32], pad: usize, frames: usize, rate: u32, hop: usize) -> Vec<f32> {
+    let step = hop * PITCH_TARGET_STRIDE;
+    let (offset, first) = (pad % step, pad / step);
+    let (low, high) = RULER_F0_RANGE_HZ;
+    let track = crate::transfer::track_pitch(&seg[offset..], rate, step, low, high);
+    (0..frames)
+        .map(|j| {
+            let Ok(track) = &track else {
+                return f32::NAN;
+            };
+            if j % PITCH_TARGET_STRIDE != 0 {
+                return f32::NAN;
+            }
+            let f = first + j / PITCH_TARGET_STRIDE;
+            match (track.voiced.get(f), track.f0_hz.get(f)) {
+                (Some(true), Some(&hz)) if hz.is_finite() && hz > 0.0 => {
+                    (12.0 * (hz / 261.625_565_3).log2()) as f32
+                }
+                _ => f32::NAN,
+            }
+        })
+        .collect()
 }
 
 /// Crops of `picks` (`(clip, seed)`), made on two threads; order follows `picks`.
@@ -375,6 +433,8 @@ struct Batch {
     clean_split: Option<[Tensor; 2]>,
     /// Per crop, 1 where its pitch shift is not 0, else 0.
     moved: Vec<f32>,
+    /// The pitch classifier's targets (a model with a ruler only).
+    pitch_targets: Option<PitchTargets>,
 }
 
 fn stack(
@@ -392,10 +452,58 @@ fn stack(
     Tensor::from_vec(v, (b, t, bins), dev)
 }
 
+/// The pitch classifier's targets: pYIN's pitch of each clean frame as a (fractional) bin
+/// index, and the frames' weights (their pooling weights; 0 where pYIN finds no pitch or the
+/// target falls outside the bins), all `(batch, frames)`.
+struct PitchTargets {
+    /// Target bin of the clean and distorted crops.
+    clean: Tensor,
+    /// Weights of the clean and distorted crops.
+    clean_weights: Tensor,
+    /// Target bin of the shifted crop (the clean target plus the shift).
+    shifted: Tensor,
+    /// Weights of the shifted crop.
+    shifted_weights: Tensor,
+}
+
+impl PitchTargets {
+    fn new(
+        crops: &[Crop],
+        weights: &[f32],
+        bins: usize,
+        dev: &Device,
+    ) -> candle_core::Result<Self> {
+        let (b, t) = (crops.len(), crops[0].clean.frames);
+        let first = MIDDLE_C - PITCH_BIN_LOW;
+        let last = (bins - 1) as f32;
+        let mut v = [(); 4].map(|_| Vec::with_capacity(b * t));
+        for (i, c) in crops.iter().enumerate() {
+            for j in 0..t {
+                let w = weights[i * t + j];
+                let note = c.f0.get(j).copied().unwrap_or(f32::NAN) + first;
+                for (k, target) in [note, note + c.shift as f32].into_iter().enumerate() {
+                    let inside = target.is_finite() && (0.0..=last).contains(&target);
+                    v[2 * k].push(if inside { target } else { 0.0 });
+                    v[2 * k + 1].push(if inside { w } else { 0.0 });
+                }
+            }
+        }
+        let [clean, clean_weights, shifted, shifted_weights] =
+            v.map(|x| Tensor::from_vec(x, (b, t), dev));
+        Ok(Self {
+            clean: clean?,
+            clean_weights: clean_weights?,
+            shifted: shifted?,
+            shifted_weights: shifted_weights?,
+        })
+    }
+}
+
 fn to_batch(
     crops: &[Crop],
     bins: usize,
     with_clean_split: bool,
+    pitch_bins: usize,
     dev: &Device,
 ) -> candle_core::Result<Batch> {
     let b = crops.len();
@@ -406,7 +514,7 @@ fn to_batch(
     }
     Ok(Batch {
         target_log_mag: stack(crops, |c| &c.clean.log_mag, bins, dev)?,
-        weights: Tensor::from_vec(w, (b, t), dev)?,
+        weights: Tensor::from_slice(&w, (b, t), dev)?,
         shifted: [
             stack(crops, |c| &c.shifted.log_mag, bins, dev)?,
             stack(crops, |c| &c.shifted.envelope, bins, dev)?,
@@ -429,6 +537,11 @@ fn to_batch(
             .iter()
             .map(|c| if c.shift != 0.0 { 1.0 } else { 0.0 })
             .collect(),
+        pitch_targets: if pitch_bins > 0 {
+            Some(PitchTargets::new(crops, &w, pitch_bins, dev)?)
+        } else {
+            None
+        },
     })
 }
 
@@ -440,6 +553,8 @@ struct PassLoss {
     kl_p: Tensor,
     /// Posterior mean of `z_p` `(batch, frames, z_p)`.
     pitch_mean: Tensor,
+    /// The pitch classifier's logits (a model with a ruler only).
+    pitch_logits: Option<Tensor>,
     output: Tensor,
 }
 
@@ -483,12 +598,32 @@ fn run_pass(
         Some(v) => Some(sample(v)?),
         None => None,
     };
-    // A binary code is deterministic: no sample, no KL term.
+    // A binary code is deterministic: no sample, no KL term; so is a pitch ruler.
     let binary = model.config().pitch_binary;
+    let ruler = usize::from(model.config().pitch_ruler());
+    let z_p_dims = model.config().z_p;
+    let gaussian = Posterior {
+        mean: local
+            .pitch
+            .mean
+            .narrow(D::Minus1, ruler, z_p_dims - ruler)?,
+        log_var: local
+            .pitch
+            .log_var
+            .narrow(D::Minus1, ruler, z_p_dims - ruler)?,
+    };
     let z_p = if binary {
         local.pitch.mean.clone()
+    } else if ruler > 0 {
+        Tensor::cat(
+            &[
+                &local.pitch.mean.narrow(D::Minus1, 0, ruler)?,
+                &sample(&gaussian)?,
+            ],
+            D::Minus1,
+        )?
     } else {
-        sample(&local.pitch)?
+        sample(&gaussian)?
     };
     let pitch_mean = local.pitch.mean.clone();
     let output = model.decode(&z_t, z_v.as_ref(), &z_p)?;
@@ -502,7 +637,7 @@ fn run_pass(
     let kl_p = if binary {
         Tensor::zeros((), DType::F32, dev)?
     } else {
-        local.pitch.kl()?.mean_all()?
+        gaussian.kl()?.mean_all()?
     };
     Ok(PassLoss {
         recon,
@@ -510,6 +645,7 @@ fn run_pass(
         kl_v,
         kl_p,
         pitch_mean,
+        pitch_logits: local.pitch_logits.clone(),
         output,
     })
 }
@@ -565,6 +701,31 @@ fn pitch_contrast(
         .sum_all()?
         .affine(1.0 / n_moved as f64, 1e-6)?;
     same / apart
+}
+
+/// Spread (standard deviation) of the pitch classifier's target around pYIN's pitch, in
+/// semitones (bins).
+pub const PITCH_TARGET_SPREAD: f64 = 0.5;
+
+/// The pitch classifier's cross-entropy: logits `(batch, frames, bins)` against a Gaussian of
+/// [`PITCH_TARGET_SPREAD`] bins around `target` `(batch, frames)` (a fractional bin index),
+/// normalised over the bins; the `weights`-weighted sum over frames `(batch, frames)`, then the
+/// mean over crops.
+fn pitch_classifier(
+    logits: &Tensor,
+    target: &Tensor,
+    weights: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let (b, _, bins) = logits.dims3()?;
+    let index: Vec<f32> = (0..bins).map(|k| k as f32).collect();
+    let index = Tensor::from_vec(index, (1, 1, bins), logits.device())?;
+    let distance = index.broadcast_sub(&target.unsqueeze(2)?)?;
+    let density =
+        (distance.sqr()? * (-0.5 / (PITCH_TARGET_SPREAD * PITCH_TARGET_SPREAD)))?.exp()?;
+    let q = density.broadcast_div(&density.sum_keepdim(2)?)?;
+    let log_p = candle_nn::ops::log_softmax(logits, 2)?;
+    let ce = (q * log_p)?.sum(2)?.neg()?;
+    (ce * weights)?.sum_all()? / b as f64
 }
 
 /// Adam (Kingma & Ba) over named variables, with its moments saved in checkpoints.
@@ -727,6 +888,20 @@ pub fn train(
             "pitch_contrast_weight needs both the pitch shift and the timbre distortion".into(),
         ));
     }
+    if tc.model.pitch_ruler()
+        && !(tc.pitch_shift && tc.timbre_distortion && tc.pitch_classifier_weight > 0.0)
+    {
+        return Err(TrainError::Data(
+            "a pitch ruler needs the pitch shift, the timbre distortion and a positive \
+             pitch_classifier_weight"
+                .into(),
+        ));
+    }
+    if !tc.model.pitch_ruler() && tc.pitch_classifier_weight > 0.0 {
+        return Err(TrainError::Data(
+            "pitch_classifier_weight needs a model with pitch_bins above 0".into(),
+        ));
+    }
     std::fs::create_dir_all(out).map_err(io_err(out))?;
     let dev = Device::Cpu;
     let cfg = &tc.model;
@@ -824,7 +999,7 @@ pub fn train(
             mix64(tc.seed ^ 0x4550_4F43_4800_0000 ^ epoch as u64),
         );
         let lr = tc.lr(epoch);
-        let mut sums = [0.0f64; 8];
+        let mut sums = [0.0f64; 9];
         for (i, chunk) in order.chunks(tc.batch).enumerate() {
             let t0 = Instant::now();
             let step = state.step;
@@ -834,7 +1009,7 @@ pub fn train(
                 .map(|(j, &c)| (c, mix64(tc.seed ^ mix64(step) ^ (j as u64) << 48)))
                 .collect();
             let crops = make_crops(&train_set, &picks, tc, true);
-            let batch = to_batch(&crops, bins, tc.timbre_distortion, &dev)?;
+            let batch = to_batch(&crops, bins, tc.timbre_distortion, cfg.pitch_bins, &dev)?;
             let beta = tc.kl_weight(epoch, i as f64 / steps_per_epoch as f64);
             let mut noise = SplitMix64::new(mix64(tc.seed ^ 0x4E4F_4953_4500_0000 ^ step));
             let target = model.normalise_log_mag(&batch.target_log_mag)?;
@@ -848,47 +1023,78 @@ pub fn train(
             let first = run_pass(&model, &tv1, &p1, &batch.weights, &target, Some(&mut noise))?;
             let (kl_v_weight, kl_p_weight) = (tc.kl_variation_weight, tc.kl_pitch_weight);
             let mut loss = (&first.recon + (first.kl(kl_v_weight, kl_p_weight)? * beta)?)?;
-            let (inv, contrast) = match &batch.clean_split {
+            let (inv, contrast, ruler) = match &batch.clean_split {
                 Some([envelope, fine]) => {
                     let (_, p_clean) =
                         model.encoder_inputs(&batch.target_log_mag, envelope, fine)?;
+                    let (clean, clean_logits) = model.encode_pitch_with_logits(&p_clean)?;
+                    let clean = clean.mean;
+                    let (shifted, shifted_logits) = if tc.pitch_shift {
+                        let (post, logits) = model.encode_pitch_with_logits(&p_shifted)?;
+                        (Some(post.mean), logits)
+                    } else {
+                        (None, None)
+                    };
+                    // The classifier (validated: a ruler comes with both perturbations).
+                    let ruler = match (
+                        &batch.pitch_targets,
+                        &clean_logits,
+                        &first.pitch_logits,
+                        &shifted_logits,
+                    ) {
+                        (Some(targets), Some(clean), Some(distorted), Some(shifted)) => {
+                            let term = ((pitch_classifier(
+                                clean,
+                                &targets.clean,
+                                &targets.clean_weights,
+                            )? + pitch_classifier(
+                                distorted,
+                                &targets.clean,
+                                &targets.clean_weights,
+                            )?)? + pitch_classifier(
+                                shifted,
+                                &targets.shifted,
+                                &targets.shifted_weights,
+                            )?)?;
+                            loss = (loss + (&term * tc.pitch_classifier_weight)?)?;
+                            Some(term)
+                        }
+                        _ => None,
+                    };
+                    let first_code = usize::from(cfg.pitch_ruler());
+                    let code = |t: &Tensor, in_graph: bool| -> candle_core::Result<Tensor> {
+                        let c = t.narrow(D::Minus1, first_code, cfg.z_p - first_code)?;
+                        Ok(if in_graph { c } else { c.detach() })
+                    };
+                    // Measured only (the log compares runs by them) unless weighted.
                     let in_graph =
                         tc.pitch_invariance_weight > 0.0 || tc.pitch_contrast_weight > 0.0;
-                    let clean = model.encode_pitch(&p_clean)?.mean;
-                    // Measured only (the log compares runs by it) unless weighted.
-                    let (clean, distorted) = if in_graph {
-                        (clean, first.pitch_mean.clone())
-                    } else {
-                        (clean.detach(), first.pitch_mean.detach())
-                    };
+                    let clean = code(&clean, in_graph)?;
+                    let distorted = code(&first.pitch_mean, in_graph)?;
                     let inv = pitch_invariance(&clean, &distorted, &batch.weights)?;
                     if tc.pitch_invariance_weight > 0.0 {
                         loss = (loss + (&inv * tc.pitch_invariance_weight)?)?;
                     }
-                    let contrast = if tc.pitch_shift {
-                        let shifted = model.encode_pitch(&p_shifted)?.mean;
-                        let shifted = if tc.pitch_contrast_weight > 0.0 {
-                            shifted
-                        } else {
-                            shifted.detach()
-                        };
-                        let term = pitch_contrast(
-                            &clean,
-                            &distorted,
-                            &shifted,
-                            &batch.weights,
-                            &batch.moved,
-                        )?;
-                        if tc.pitch_contrast_weight > 0.0 {
-                            loss = (loss + (&term * tc.pitch_contrast_weight)?)?;
+                    let contrast = match &shifted {
+                        Some(shifted) => {
+                            let shifted = code(shifted, tc.pitch_contrast_weight > 0.0)?;
+                            let term = pitch_contrast(
+                                &clean,
+                                &distorted,
+                                &shifted,
+                                &batch.weights,
+                                &batch.moved,
+                            )?;
+                            if tc.pitch_contrast_weight > 0.0 {
+                                loss = (loss + (&term * tc.pitch_contrast_weight)?)?;
+                            }
+                            Some(term)
                         }
-                        Some(term)
-                    } else {
-                        None
+                        None => None,
                     };
-                    (Some(inv), contrast)
+                    (Some(inv), contrast, ruler)
                 }
-                None => (None, None),
+                None => (None, None, None),
             };
             let second = if tc.reentry {
                 let (tv2, p2) = model.encoder_inputs_from_normalised(&first.output)?;
@@ -931,10 +1137,10 @@ pub fn train(
             let optional = |t: &Option<Tensor>| -> candle_core::Result<f64> {
                 t.as_ref().map_or(Ok(f64::NAN), scalar)
             };
-            let (inv, contrast) = (optional(&inv)?, optional(&contrast)?);
+            let (inv, contrast, ruler) = (optional(&inv)?, optional(&contrast)?, optional(&ruler)?);
             for (s, v) in sums
                 .iter_mut()
-                .zip([loss_v, rec1, rec2, kl_t, kl_v, kl_p, inv, contrast])
+                .zip([loss_v, rec1, rec2, kl_t, kl_v, kl_p, inv, contrast, ruler])
             {
                 *s += v;
             }
@@ -944,6 +1150,7 @@ pub fn train(
                 "kl_t": kl_t, "kl_v": kl_v, "kl_p": kl_p,
                 "pitch_invariance": if inv.is_finite() { Some(inv) } else { None },
                 "pitch_contrast": if contrast.is_finite() { Some(contrast) } else { None },
+                "pitch_classifier": if ruler.is_finite() { Some(ruler) } else { None },
                 "beta": beta, "lr": lr,
                 "grad_norm": norm, "frames_per_s": frames as f64 / dt,
             });
@@ -953,10 +1160,11 @@ pub fn train(
                 i + 1,
                 steps_per_epoch,
                 &format!(
-                    "loss {loss_v:.1} recon {rec1:.1}{} KL t {kl_t:.2} v {kl_v:.2} p {kl_p:.2}{}{} beta {beta:.2} {:.0} frames/s",
+                    "loss {loss_v:.1} recon {rec1:.1}{} KL t {kl_t:.2} v {kl_v:.2} p {kl_p:.2}{}{}{} beta {beta:.2} {:.0} frames/s",
                     if rec2.is_finite() { format!(" re-entry {rec2:.1}") } else { String::new() },
                     if inv.is_finite() { format!(" inv {inv:.3}") } else { String::new() },
                     if contrast.is_finite() { format!(" contrast {contrast:.3}") } else { String::new() },
+                    if ruler.is_finite() { format!(" pitch CE {ruler:.3}") } else { String::new() },
                     frames_done as f64 / train_time
                 ),
             );
@@ -979,6 +1187,7 @@ pub fn train(
             "train_kl_t": sums[3] / n, "train_kl_v": sums[4] / n, "train_kl_p": sums[5] / n,
             "train_pitch_invariance": if sums[6].is_finite() { Some(sums[6] / n) } else { None },
             "train_pitch_contrast": if sums[7].is_finite() { Some(sums[7] / n) } else { None },
+            "train_pitch_classifier": if sums[8].is_finite() { Some(sums[8] / n) } else { None },
             "valid": valid, "best": improved, "wall_s": state.wall_s,
             "frames_per_s": frames_done as f64 / train_time,
         });
@@ -1154,7 +1363,7 @@ fn validate(
     let mut batches = 0.0;
     let scale = model.log_mag_scale();
     for chunk in crops.chunks(tc.batch) {
-        let batch = to_batch(chunk, bins, false, dev)?;
+        let batch = to_batch(chunk, bins, false, 0, dev)?;
         let target = model.normalise_log_mag(&batch.target_log_mag)?;
         let (tv, p) =
             model.encoder_inputs(&batch.shifted[0], &batch.shifted[1], &batch.shifted[2])?;
@@ -1387,6 +1596,33 @@ mod tests {
         ));
         assert!((scaled - want).abs() < 1e-5, "{scaled} against {want}");
         assert_eq!(value(pitch_invariance(&clean, &clean, &weights)), 0.0);
+    }
+
+    /// The classifier's targets are the pitch of the crop's own frames: a 440 Hz tone (A4, 9
+    /// semitones above middle C) in the middle of a segment laid out as `make_crop` lays it
+    /// out, silence before it; every fourth frame inside the tone reads 9, those in the silence
+    /// and the frames between none.
+    #[test]
+    fn pitch_targets_are_the_pitch_of_every_fourth_frame_in_semitones_from_middle_c() {
+        let (rate, hop, frames) = (32_000u32, 160usize, 60usize);
+        let pad = 256 + CROP_MARGIN;
+        let len = (frames - 1) * hop + 2 * pad;
+        let tone = crate::perturb::probes::harmonic_tone(440.0, 6, 1.0, rate);
+        // The tone starts at frame 30's centre.
+        let start = pad + 30 * hop;
+        let mut seg = vec![0.0f32; len];
+        for (s, t) in seg[start..].iter_mut().zip(&tone) {
+            *s = *t;
+        }
+        let f0 = crop_f0(&seg, pad, frames, rate, hop);
+        assert_eq!(f0.len(), frames);
+        for (j, v) in f0.iter().enumerate() {
+            if j % PITCH_TARGET_STRIDE != 0 || j < 20 {
+                assert!(v.is_nan(), "frame {j} reads {v}");
+            } else if j > 40 {
+                assert!((v - 9.0).abs() < 0.3, "frame {j} reads {v}");
+            }
+        }
     }
 
     /// The contrast term against its definition worked by hand on [`two_crops`], only crop 0

@@ -225,36 +225,58 @@ fn engine_network_matches_candle_on_a_tiny_two_factor_model() {
 }
 
 /// A binary pitch code: the engine takes the sign of the pitch head as candle does, so the
-/// codes (+-1) and the decoded frames match; every code value is exactly +-1.
+/// codes (+-1) and the decoded frames match; every code value is exactly +-1, except a pitch
+/// ruler's (the first value, the classifier's expected note), which both compute alike.
 #[test]
 fn engine_network_matches_candle_on_a_tiny_binary_pitch_model() {
-    let cfg = Config {
-        z_t: 6,
-        z_v: 5,
-        z_p: 8,
-        hidden: 16,
-        kernel: 2,
-        dilations: vec![1, 2],
-        timbre_layers: 1,
-        pitch_binary: true,
-        ..Config::default()
-    };
-    let bins = cfg.bins();
-    let stats = FeatureStats::identity(bins);
-    let (varmap, model) = initial_model(&cfg, &stats, 6).unwrap();
-    let (dir, path) = save_tiny(&cfg, &varmap, "parity-binary");
-    let loaded = model_file::load(&path).unwrap();
-    assert!(loaded.config.pitch_binary);
-    let net = Network::new(&loaded, "binary", Kernels::best()).unwrap();
-    let z: Vec<f32> = (0..cfg.z_t).map(|i| i as f32 * 0.3 - 0.7).collect();
-    let (tv, p) = (random(40, bins, 8), random(40, bins, 9));
-    let codes = rows(&model.encode_pitch(&p).unwrap().mean);
-    assert!(codes.iter().flatten().all(|&v| v == 1.0 || v == -1.0));
-    let positive = codes.iter().flatten().filter(|&&v| v > 0.0).count();
-    assert!(positive > 0 && positive < 40 * cfg.z_p, "a constant code");
-    let (worst, _) = compare(&net, &model, &tv, &p, &z, &z);
-    assert!(worst <= TOLERANCE, "{worst}");
-    let _ = std::fs::remove_dir_all(&dir);
+    for ruler in [false, true] {
+        let cfg = Config {
+            z_t: 6,
+            z_v: 5,
+            z_p: 8,
+            hidden: 16,
+            kernel: 2,
+            dilations: vec![1, 2],
+            timbre_layers: 1,
+            pitch_binary: true,
+            pitch_bins: if ruler { 12 } else { 0 },
+            ..Config::default()
+        };
+        let bins = cfg.bins();
+        let stats = FeatureStats::identity(bins);
+        let (varmap, model) = initial_model(&cfg, &stats, 6).unwrap();
+        let (dir, path) = save_tiny(&cfg, &varmap, "parity-binary");
+        let loaded = model_file::load(&path).unwrap();
+        assert!(loaded.config.pitch_binary);
+        assert_eq!(loaded.config.pitch_ruler(), ruler);
+        let net = Network::new(&loaded, "binary", Kernels::best()).unwrap();
+        let z: Vec<f32> = (0..cfg.z_t).map(|i| i as f32 * 0.3 - 0.7).collect();
+        let (tv, p) = (random(40, bins, 8), random(40, bins, 9));
+        let codes = rows(&model.encode_pitch(&p).unwrap().mean);
+        let first = usize::from(ruler);
+        assert!(codes
+            .iter()
+            .flat_map(|c| &c[first..])
+            .all(|&v| v == 1.0 || v == -1.0));
+        let positive = codes
+            .iter()
+            .flat_map(|c| &c[first..])
+            .filter(|&&v| v > 0.0)
+            .count();
+        assert!(
+            positive > 0 && positive < 40 * (cfg.z_p - first),
+            "a constant code"
+        );
+        if ruler {
+            assert!(
+                codes.iter().any(|c| c[0].abs() != 1.0),
+                "the ruler is signed too"
+            );
+        }
+        let (worst, _) = compare(&net, &model, &tv, &p, &z, &z);
+        assert!(worst <= TOLERANCE, "ruler {ruler}: {worst}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 #[test]
@@ -266,6 +288,10 @@ fn engine_expects_exactly_the_weights_candle_registers() {
             kernel: 3,
             dilations: vec![2, 5],
             timbre_layers: 0,
+            ..Config::default()
+        },
+        Config {
+            pitch_bins: 84,
             ..Config::default()
         },
     ] {

@@ -27,7 +27,7 @@ use layers::{CausalStack, StackState};
 
 pub use timbreswap_engine::model_config::{
     ModelConfig as Config, ModelConfigError as ConfigError, StackShape, FORMAT_VERSION,
-    LOG_VAR_RANGE, POOLING_RANGE_DB,
+    LOG_VAR_RANGE, MIDDLE_C, PITCH_BIN_LOW, POOLING_RANGE_DB,
 };
 
 /// Variance of the Gaussian likelihood on the (normalised) log-magnitude (the paper's 0.5).
@@ -145,8 +145,10 @@ pub struct StreamState {
 pub struct LocalPosteriors {
     /// Variation posterior (absent in a two-factor model).
     pub variation: Option<Posterior>,
-    /// Pitch posterior.
+    /// Pitch posterior (a ruler's value as the first mean, log-variance 0).
     pub pitch: Posterior,
+    /// The pitch classifier's logits `(.., pitch_bins)` (a model with a ruler only).
+    pub pitch_logits: Option<Tensor>,
 }
 
 impl ThreeFactor {
@@ -318,29 +320,63 @@ impl ThreeFactor {
             }
             None => None,
         };
-        let pitch = self.encode_pitch(p_input)?;
-        Ok(LocalPosteriors { variation, pitch })
+        let (pitch, pitch_logits) = self.encode_pitch_with_logits(p_input)?;
+        Ok(LocalPosteriors {
+            variation,
+            pitch,
+            pitch_logits,
+        })
     }
 
-    /// With `pitch_binary`, the posterior's mean becomes the sign of the mean head (+-1), with
-    /// the gradient of `tanh` (straight-through); otherwise `post` unchanged.
-    fn pitch_posterior(&self, post: Posterior) -> Result<Posterior> {
-        if !self.cfg.pitch_binary {
-            return Ok(post);
+    /// The pitch stack's output `out` `(.., pitch_outputs)` as the posterior of `z_p` and the
+    /// classifier's logits. With `pitch_binary`, the heads' means become their signs (+-1), with
+    /// the gradient of `tanh` (straight-through). With a ruler, the first mean is the ruler
+    /// ([`Self::pitch_ruler`]) and its log-variance 0 (it is never sampled).
+    fn pitch_output(&self, out: &Tensor) -> Result<(Posterior, Option<Tensor>)> {
+        let heads = self.cfg.pitch_heads();
+        let mut post = Posterior::from_stats(&out.narrow(D::Minus1, 0, 2 * heads)?)?;
+        if self.cfg.pitch_binary {
+            let soft = post.mean.tanh()?;
+            let hard = ((post.mean.ge(0.0)?.to_dtype(DType::F32)? * 2.0)? - 1.0)?;
+            post.mean = (&soft + (hard - &soft)?.detach())?;
         }
-        let soft = post.mean.tanh()?;
-        let hard = ((post.mean.ge(0.0)?.to_dtype(DType::F32)? * 2.0)? - 1.0)?;
-        let mean = (&soft + (hard - &soft)?.detach())?;
-        Ok(Posterior {
-            mean,
-            log_var: post.log_var,
-        })
+        if !self.cfg.pitch_ruler() {
+            return Ok((post, None));
+        }
+        let logits = out.narrow(D::Minus1, 2 * heads, self.cfg.pitch_bins)?;
+        let ruler = self.pitch_ruler(&logits)?;
+        let mean = Tensor::cat(&[&ruler, &post.mean], D::Minus1)?;
+        let log_var = Tensor::cat(&[&ruler.zeros_like()?, &post.log_var], D::Minus1)?;
+        Ok((Posterior { mean, log_var }, Some(logits)))
+    }
+
+    /// The pitch ruler `(.., 1)` of classifier logits `(.., pitch_bins)`: the softmax-weighted
+    /// mean of the bins' notes in semitones from middle C, times `pitch_ruler_scale` (the
+    /// engine's [`timbreswap_engine::network::pitch_ruler`]).
+    pub fn pitch_ruler(&self, logits: &Tensor) -> Result<Tensor> {
+        let bins = self.cfg.pitch_bins;
+        let offset = PITCH_BIN_LOW - MIDDLE_C;
+        let notes: Vec<f32> = (0..bins).map(|k| k as f32 + offset).collect();
+        let notes = Tensor::from_vec(notes, bins, logits.device())?;
+        let p = candle_nn::ops::softmax_last_dim(&logits.contiguous()?)?;
+        p.broadcast_mul(&notes)?
+            .sum_keepdim(D::Minus1)?
+            .affine(self.cfg.pitch_ruler_scale as f64, 0.0)
     }
 
     /// Pitch posterior of a whole sequence `p_input` `(batch, frames, bins)` (the pitch encoder
     /// depends on nothing else).
     pub fn encode_pitch(&self, p_input: &Tensor) -> Result<Posterior> {
-        self.pitch_posterior(Posterior::from_stats(&self.pitch.forward(p_input)?)?)
+        Ok(self.encode_pitch_with_logits(p_input)?.0)
+    }
+
+    /// [`Self::encode_pitch`] and, with a ruler, the classifier's logits `(batch, frames,
+    /// pitch_bins)`.
+    pub fn encode_pitch_with_logits(
+        &self,
+        p_input: &Tensor,
+    ) -> Result<(Posterior, Option<Tensor>)> {
+        self.pitch_output(&self.pitch.forward(p_input)?)
     }
 
     /// Normalised log-magnitude `(batch, frames, bins)` from `z_t` `(batch, z_t)` and the
@@ -388,15 +424,21 @@ impl ThreeFactor {
             }
             _ => None,
         };
-        let pitch = self.pitch_posterior(Posterior::from_stats(
-            &self.pitch.step(p_input, &mut state.pitch)?,
-        )?)?;
+        let (pitch, pitch_logits) =
+            self.pitch_output(&self.pitch.step(p_input, &mut state.pitch)?)?;
         let x = match &variation {
             Some(v) => Tensor::cat(&[z_t_dec, &v.mean, &pitch.mean], D::Minus1)?,
             None => Tensor::cat(&[z_t_dec, &pitch.mean], D::Minus1)?,
         };
         let y = self.decoder.step(&x, &mut state.decoder)?;
-        Ok((LocalPosteriors { variation, pitch }, y))
+        Ok((
+            LocalPosteriors {
+                variation,
+                pitch,
+                pitch_logits,
+            },
+            y,
+        ))
     }
 
     /// Number of trained values (the feature normalisation excluded).

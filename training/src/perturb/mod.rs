@@ -29,7 +29,7 @@ mod filters;
 mod modulation;
 mod pitch_shift;
 #[cfg(test)]
-mod probes;
+pub(crate) mod probes;
 mod reverb;
 
 pub use body::{Body, BODY_DECAY_MS};
