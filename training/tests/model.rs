@@ -379,7 +379,10 @@ fn a_binary_pitch_code_is_signs_and_passes_gradients_through() {
             // Semitones from middle C: bins 0..12 are MIDI 24..35, -36..-25.
             let ruler = code.narrow(2, 0, 1).unwrap().flatten_all().unwrap();
             let ruler = ruler.to_vec1::<f32>().unwrap();
-            assert!(ruler.iter().all(|&r| (-36.0..=-25.0).contains(&r)), "{ruler:?}");
+            assert!(
+                ruler.iter().all(|&r| (-36.0..=-25.0).contains(&r)),
+                "{ruler:?}"
+            );
         }
         // Streaming: the same code frame by frame (the pitch encoder reads only `p`).
         let z_t = random(&[2, cfg.z_t], 5);
