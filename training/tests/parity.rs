@@ -1,7 +1,8 @@
 //! The engine runs the model without candle: its frame-by-frame network must match candle's
-//! whole-sequence forward of the same weights (the shipped default model and a tiny random
-//! two-factor one), on random inputs and on a real clip, and it must expect exactly the
-//! weights candle registers.
+//! whole-sequence forward of the same weights (the shipped default model, tiny random
+//! two-factor and binary-code ones, with and without a pitch ruler), on random inputs and on a
+//! real clip, without allocating in any step, and it must expect exactly the weights candle
+//! registers.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
+use nice_assert_no_alloc::{assert_no_alloc, violation_count, AllocDisabler};
 use timbreswap_engine::features::FeatureExtractor;
 use timbreswap_engine::kernels::Kernels;
 use timbreswap_engine::model_file;
@@ -17,6 +19,9 @@ use timbreswap_training::model::file::{self, MapInstrument, TimbreMap};
 use timbreswap_training::model::{Config, FeatureStats, ThreeFactor};
 use timbreswap_training::rng::SplitMix64;
 use timbreswap_training::train::{initial_model, weights_of};
+
+#[global_allocator]
+static ALLOC: AllocDisabler = AllocDisabler;
 
 /// The parity bound of the neural-mode issue, on the normalised log-magnitude and the latents.
 const TOLERANCE: f32 = 1e-4;
@@ -68,17 +73,25 @@ fn compare(
     let mut state = net.state();
     let mut out = vec![0.0f32; y[0].len()];
     let (mut worst, mut peak) = (0.0f32, 0.0f32);
+    let allocations = violation_count();
     for t in 0..y.len() {
-        net.step(
-            &mut state,
-            &StepInput {
-                envelope: &tv[t],
-                fine: &p[t],
-                z_t_encode: z_enc,
-                z_t_decode: z_dec,
-                variation: 1.0,
-            },
-            &mut out,
+        assert_no_alloc(|| {
+            net.step(
+                &mut state,
+                &StepInput {
+                    envelope: &tv[t],
+                    fine: &p[t],
+                    z_t_encode: z_enc,
+                    z_t_decode: z_dec,
+                    variation: 1.0,
+                },
+                &mut out,
+            )
+        });
+        assert_eq!(
+            violation_count(),
+            allocations,
+            "the engine's step allocated"
         );
         let mut diff = |a: &[f32], b: &[f32]| {
             assert_eq!(a.len(), b.len());
