@@ -13,7 +13,9 @@
 //! `pitch_invariance_weight` above 0 the pitch encoder also encodes the clean crop and the loss
 //! adds the gap between its two answers; with `pitch_contrast_weight` above 0 it also encodes
 //! the pitch-shifted crop and the loss adds the gap to the distorted crop's answer over the gap
-//! to the shifted crop's (neither is in the paper; see [`TrainConfig`]).
+//! to the shifted crop's; a model with a pitch ruler adds its classifier's cross-entropy
+//! against pYIN's pitch for the clean, distorted and shifted crops (none of the three is in
+//! the paper; see [`TrainConfig`]).
 //!
 //! Everything random is a pure function of the seed, the epoch and the step (crops,
 //! perturbations, reparameterisation noise, initial weights), so a run resumed from its
@@ -99,8 +101,8 @@ pub struct TrainConfig {
     pub pitch_contrast_weight: f64,
     /// Weight of the pitch classifier's cross-entropy, which a model with a pitch ruler
     /// (`pitch_bins` above 0) needs and only it allows. Its targets come from the audio, not
-    /// from the dataset's labels: pYIN's pitch of each clean frame (frames it finds unvoiced
-    /// are left out), spread over the semitone bins as a Gaussian of [`PITCH_TARGET_SPREAD`]
+    /// from the dataset's labels: pYIN's pitch of every fourth clean frame (frames it finds
+    /// unvoiced are left out), spread over the semitone bins as a Gaussian of [`PITCH_TARGET_SPREAD`]
     /// semitones. The classifier answers for the clean crop, the distorted crop (the same
     /// target: the ruler ignores timbre) and the pitch-shifted crop (the target moved by the
     /// shift: the ruler follows pitch), the pooling-weighted mean over frames, then crops, of
@@ -1596,6 +1598,40 @@ mod tests {
         ));
         assert!((scaled - want).abs() < 1e-5, "{scaled} against {want}");
         assert_eq!(value(pitch_invariance(&clean, &clean, &weights)), 0.0);
+    }
+
+    /// The cross-entropy against its definition worked by hand: three bins, two crops of one
+    /// frame weighted 1 and 0.5.
+    #[test]
+    fn pitch_classifier_is_the_cross_entropy_to_a_gaussian_target() {
+        let logits = |v: Vec<f32>| Tensor::from_vec(v, (2, 1, 3), &Device::Cpu).unwrap();
+        let rows = |v: Vec<f32>| Tensor::from_vec(v, (2, 1), &Device::Cpu).unwrap();
+        let weights = rows(vec![1.0, 0.5]);
+        // Uniform logits: ln 3 per frame whatever the target; (1 + 0.5) ln 3 / 2 crops.
+        let got = value(pitch_classifier(
+            &logits(vec![0.0; 6]),
+            &rows(vec![1.0, 0.3]),
+            &weights,
+        ));
+        assert!((got - 0.75 * 3f32.ln()).abs() < 1e-6, "{got}");
+        // Logits equal to the log target (bin 1, spread 0.5: e^-2, 1, e^-2 normalised) give
+        // the target's entropy.
+        let q: Vec<f32> = [(-2f32).exp(), 1.0, (-2f32).exp()]
+            .iter()
+            .map(|v| v / (1.0 + 2.0 * (-2f32).exp()))
+            .collect();
+        let entropy: f32 = q.iter().map(|p| -p * p.ln()).sum();
+        let log_q: Vec<f32> = q.iter().chain(&q).map(|p| p.ln()).collect();
+        let got = value(pitch_classifier(
+            &logits(log_q),
+            &rows(vec![1.0, 1.0]),
+            &weights,
+        ));
+        assert!(
+            (got - 0.75 * entropy).abs() < 1e-5,
+            "{got} against {}",
+            0.75 * entropy
+        );
     }
 
     /// The classifier's targets are the pitch of the crop's own frames: a 440 Hz tone (A4, 9

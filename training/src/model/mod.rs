@@ -10,7 +10,9 @@
 //! - `timbre.frames.*` (a per-frame stack, kernel 1) and `timbre.head.*`: envelope frames ->
 //!   weighted mean over the active frames -> mean and log-variance of `z_t`;
 //! - `variation.*`: causal stack, `[envelope, z_t]` -> mean and log-variance of `z_v`;
-//! - `pitch.*`: causal stack, fine structure -> mean and log-variance of `z_p`;
+//! - `pitch.*`: causal stack, fine structure -> mean and log-variance of `z_p` (with a pitch
+//!   ruler, of all but its first value, then one logit per semitone bin; the ruler is their
+//!   softmax's expected note);
 //! - `decoder.*`: causal stack, `[z_t, z_v, z_p]` -> normalised log-magnitude.
 //!
 //! Each stack is [`layers::CausalStack`]. Tensors are `(batch, frames, values)`.
