@@ -288,8 +288,9 @@ struct Crop {
     distorted: FrameFeatures,
     /// The pitch shift of `shifted`, semitones (0 when not shifted).
     shift: f64,
-    /// pYIN's pitch of each clean frame in semitones from middle C, NaN where it finds none
-    /// (empty unless the model has a pitch ruler).
+    /// pYIN's pitch of the clean frames in semitones from middle C ([`crop_f0`]: every
+    /// [`PITCH_TARGET_STRIDE`]th frame, NaN elsewhere; empty unless the model has a pitch
+    /// ruler).
     f0: Vec<f32>,
 }
 
@@ -373,19 +374,18 @@ fn crop_f0(seg: &[f32], pad: usize, frames: usize, rate: u32, hop: usize) -> Vec
     let step = hop * PITCH_TARGET_STRIDE;
     let (offset, first) = (pad % step, pad / step);
     let (low, high) = RULER_F0_RANGE_HZ;
-    let track = crate::transfer::track_pitch(&seg[offset..], rate, step, low, high);
+    let Ok(track) = crate::transfer::track_pitch(&seg[offset..], rate, step, low, high) else {
+        return vec![f32::NAN; frames];
+    };
+    let middle_c_hz = crate::transfer::midi_to_hz(f64::from(MIDDLE_C));
     (0..frames)
         .map(|j| {
-            let Ok(track) = &track else {
-                return f32::NAN;
-            };
-            if j % PITCH_TARGET_STRIDE != 0 {
-                return f32::NAN;
-            }
             let f = first + j / PITCH_TARGET_STRIDE;
             match (track.voiced.get(f), track.f0_hz.get(f)) {
-                (Some(true), Some(&hz)) if hz.is_finite() && hz > 0.0 => {
-                    (12.0 * (hz / 261.625_565_3).log2()) as f32
+                (Some(true), Some(&hz))
+                    if j % PITCH_TARGET_STRIDE == 0 && hz.is_finite() && hz > 0.0 =>
+                {
+                    (12.0 * (hz / middle_c_hz).log2()) as f32
                 }
                 _ => f32::NAN,
             }
@@ -454,8 +454,8 @@ fn stack(
     Tensor::from_vec(v, (b, t, bins), dev)
 }
 
-/// The pitch classifier's targets: pYIN's pitch of each clean frame as a (fractional) bin
-/// index, and the frames' weights (their pooling weights; 0 where pYIN finds no pitch or the
+/// The pitch classifier's targets: pYIN's pitch of the clean frames that have one as a
+/// (fractional) bin index, and the frames' weights (their pooling weights; 0 where pYIN finds no pitch or the
 /// target falls outside the bins), all `(batch, frames)`.
 struct PitchTargets {
     /// Target bin of the clean and distorted crops.
@@ -602,17 +602,11 @@ fn run_pass(
     };
     // A binary code is deterministic: no sample, no KL term; so is a pitch ruler.
     let binary = model.config().pitch_binary;
-    let ruler = usize::from(model.config().pitch_ruler());
-    let z_p_dims = model.config().z_p;
+    let heads = model.config().pitch_heads();
+    let ruler = model.config().z_p - heads;
     let gaussian = Posterior {
-        mean: local
-            .pitch
-            .mean
-            .narrow(D::Minus1, ruler, z_p_dims - ruler)?,
-        log_var: local
-            .pitch
-            .log_var
-            .narrow(D::Minus1, ruler, z_p_dims - ruler)?,
+        mean: local.pitch.mean.narrow(D::Minus1, ruler, heads)?,
+        log_var: local.pitch.log_var.narrow(D::Minus1, ruler, heads)?,
     };
     let z_p = if binary {
         local.pitch.mean.clone()
@@ -1063,9 +1057,9 @@ pub fn train(
                         }
                         _ => None,
                     };
-                    let first_code = usize::from(cfg.pitch_ruler());
+                    let heads = cfg.pitch_heads();
                     let code = |t: &Tensor, in_graph: bool| -> candle_core::Result<Tensor> {
-                        let c = t.narrow(D::Minus1, first_code, cfg.z_p - first_code)?;
+                        let c = t.narrow(D::Minus1, cfg.z_p - heads, heads)?;
                         Ok(if in_graph { c } else { c.detach() })
                     };
                     // Measured only (the log compares runs by them) unless weighted.
