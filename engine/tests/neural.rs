@@ -169,17 +169,20 @@ fn a_model_for_another_stft_is_refused_by_the_engine() {
 }
 
 /// The worker's per-frame step (the frame processor in neural mode, both phase modes, with a
-/// transposition and a model swap) does not touch the allocator, with the shipped model and
-/// with its binary-code reading (the same weights with `pitch_binary` set, so the step's sign
-/// loop over `z_p` runs too).
+/// transposition and a model swap) does not touch the allocator, with the shipped model (a
+/// binary pitch code beside a pitch ruler, so the step's sign and ruler loops run) and with
+/// its Gaussian reading (the same weights with `pitch_binary` cleared, so the path that takes
+/// `z_p`'s posterior means as they are runs too).
 #[test]
 fn neural_frame_step_does_not_allocate() {
-    let mut binary = model_file::load(&asset("assets/models/default.safetensors")).unwrap();
-    binary.config.pitch_binary = true;
-    let binary = Arc::new(Network::new(&binary, "binary", Kernels::best()).unwrap());
-    let plain = frame_steps_do_not_allocate(network());
-    let signed = frame_steps_do_not_allocate(binary);
-    // The sign loop ran: the two readings of the same weights sound different.
+    let shipped = model_file::load(&asset("assets/models/default.safetensors")).unwrap();
+    assert!(shipped.config.pitch_binary && shipped.config.pitch_ruler());
+    let mut gaussian = shipped;
+    gaussian.config.pitch_binary = false;
+    let gaussian = Arc::new(Network::new(&gaussian, "gaussian", Kernels::best()).unwrap());
+    let signed = frame_steps_do_not_allocate(network());
+    let plain = frame_steps_do_not_allocate(gaussian);
+    // The two readings of the same weights sound different: the sign loop ran in one only.
     assert!(plain.iter().zip(&signed).any(|(a, b)| a != b));
 }
 
