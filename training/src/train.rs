@@ -851,7 +851,8 @@ pub struct TrainSummary {
     pub best_epoch: usize,
     /// Its validation figures.
     pub best_valid: f64,
-    /// Training throughput of this session, crop frames per second (both passes per frame);
+    /// Training throughput of this session, crop frames per second (a frame counts once
+    /// whether or not re-entry runs a second pass);
     /// `None` when this session trained no step (a resume that only exports).
     pub frames_per_s: Option<f64>,
     /// Wall time of all sessions of the run, in seconds.
@@ -1206,6 +1207,11 @@ pub fn train(
         );
     }
 
+    // A resume that trains nothing still redraws the plot, so it follows the plotting code.
+    if frames_done == 0 {
+        let _ = plot_log(&out.join(LOG_FILE), &out.join(PLOT_FILE));
+    }
+
     // Export the best epoch.
     let best_epoch = state
         .best_epoch
@@ -1436,8 +1442,9 @@ fn truncate_log(path: &Path, epochs_done: usize) -> Result<(), TrainError> {
     std::fs::write(path, text).map_err(io_err(path))
 }
 
-/// Draws the loss curves of a run's log: training loss per step (averaged over 20 steps),
-/// validation loss per epoch.
+/// Draws the loss curves of a run's log: training loss (every weighted term: reconstruction of
+/// both passes when re-entry is on, KL, pitch invariance, contrast and classifier) and the
+/// first pass's reconstruction per step (averaged over 20 steps), validation loss per epoch.
 pub fn plot_log(log: &Path, png: &Path) -> Result<(), TrainError> {
     let f = File::open(log).map_err(io_err(log))?;
     let mut train = Vec::new();
@@ -1469,7 +1476,7 @@ pub fn plot_log(log: &Path, png: &Path) -> Result<(), TrainError> {
         }
     }
     let series = vec![
-        ("training loss (both passes)".to_string(), train),
+        ("training loss (all weighted terms)".to_string(), train),
         ("training reconstruction (first pass)".to_string(), recon),
         ("validation loss (KL weight 1)".to_string(), valid),
     ];
