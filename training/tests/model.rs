@@ -176,6 +176,20 @@ fn tiny_map(cfg: &Config) -> TimbreMap {
     }
 }
 
+/// Asserts that every tensor of `expected` is in `got` with the same shape and the same bits;
+/// `what` ends the message naming the tensor that is not.
+fn assert_same_bits(expected: &HashMap<String, Tensor>, got: &HashMap<String, Tensor>, what: &str) {
+    for (name, t) in expected {
+        assert_eq!(t.dims(), got[name].dims(), "{name} {what}");
+        let x = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let y = got[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(
+            x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()),
+            "{name} {what}"
+        );
+    }
+}
+
 fn saved_tiny_model(dir: &Path) -> (std::path::PathBuf, HashMap<String, Tensor>, ThreeFactor) {
     let cfg = tiny_config();
     let (varmap, model) = initial_model(&cfg, &FeatureStats::identity(cfg.bins()), 9).unwrap();
@@ -202,14 +216,7 @@ fn export_and_load_round_trip_bit_exactly() {
     assert_eq!(loaded.map, tiny_map(model.config()));
     assert_eq!(loaded.training["note"], "test");
     let raw = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
-    for (name, t) in &weights {
-        let a = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let b = raw[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert!(
-            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
-            "{name} changed"
-        );
-    }
+    assert_same_bits(&weights, &raw, "changed in the round trip");
     // Same outputs, bit for bit.
     let cfg = model.config();
     let tv = random(&[1, 19, cfg.bins()], 1);
@@ -496,14 +503,7 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
     let a = candle_core::safetensors::load(full.join(MODEL_FILE), &Device::Cpu).unwrap();
     let b = candle_core::safetensors::load(parts.join(MODEL_FILE), &Device::Cpu).unwrap();
     assert_eq!(a.len(), b.len());
-    for (name, t) in &a {
-        let x = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let y = b[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert!(
-            x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()),
-            "{name} differs after resuming"
-        );
-    }
+    assert_same_bits(&a, &b, "differs after resuming");
     // Resuming a finished run trains nothing, exports the same weights again and redraws the
     // loss plot from the log.
     std::fs::remove_file(parts.join("loss.png")).unwrap();
@@ -511,14 +511,7 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
     assert_eq!((again.steps, again.frames_per_s), (summary.steps, None));
     assert!(parts.join("loss.png").exists());
     let c = candle_core::safetensors::load(parts.join(MODEL_FILE), &Device::Cpu).unwrap();
-    for (name, t) in &b {
-        let x = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let y = c[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert!(
-            x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()),
-            "{name} differs after a resume that trains nothing"
-        );
-    }
+    assert_same_bits(&b, &c, "differs after a resume that trains nothing");
     // Weighting a latent's KL term squeezes that latent: the same run with `z_v`'s and `z_p`'s
     // terms weighted 16x ends with far fewer nats in both (the measured figures of the last
     // epoch, where the annealed KL weight is 1 in both runs).
