@@ -559,7 +559,7 @@ fn jobs(opts: &DatasetOptions) -> Vec<Job> {
 }
 
 /// Whether `path` already holds the expected clip (mono, right rate, right length).
-fn already_rendered(path: &Path, rate: u32, samples: usize) -> bool {
+pub(crate) fn already_rendered(path: &Path, rate: u32, samples: usize) -> bool {
     match hound::WavReader::open(path) {
         Ok(r) => {
             let spec = r.spec();
@@ -570,7 +570,7 @@ fn already_rendered(path: &Path, rate: u32, samples: usize) -> bool {
 }
 
 /// Writes mono 16-bit PCM (scaled by [`OUTPUT_GAIN`]); returns the number of clipped samples.
-fn write_wav(path: &Path, samples: &[f32], rate: u32) -> Result<usize, DatasetError> {
+pub(crate) fn write_wav(path: &Path, samples: &[f32], rate: u32) -> Result<usize, DatasetError> {
     let wav_err = |source| DatasetError::Wav {
         path: path.to_path_buf(),
         source,

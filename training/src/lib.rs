@@ -3,6 +3,7 @@
 //! training the three-factor model. Nothing here runs in the plugin.
 
 pub mod copies;
+pub mod data;
 pub mod dataset;
 pub mod dsp_split;
 pub mod eval;

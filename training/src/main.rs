@@ -43,6 +43,17 @@ enum ModeArg {
 }
 
 /// `--phase` of `render`.
+/// Phase modes of `eval-transfer --engine`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum EnginePhaseArg {
+    /// Input phase and RTPGHI.
+    Both,
+    /// Input phase only (the plugin's default).
+    Input,
+    /// RTPGHI only.
+    Reconstruct,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PhaseArg {
     /// The input's phase.
@@ -143,6 +154,34 @@ enum Command {
         /// Phrases per instrument.
         #[arg(long, default_value_t = timbreswap_training::dataset::PHRASES_PER_INSTRUMENT)]
         phrases: u32,
+    },
+    /// Render the paired swap set: one score played by instrument A (source) and by B
+    /// (target), plus another clip of B (reference), from the training libraries, with a
+    /// random timbre augmentation shared by target and reference (skips pairs already on disk;
+    /// writes DIR/pairs.jsonl).
+    Pairs {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Training libraries (fluidr3, csound, opl3), each optionally NAME=PATH; default all
+        /// three at their Debian paths. TimGM6mb is held out and refused.
+        #[arg(long = "library", value_delimiter = ',', default_values_t = ["fluidr3".to_string(), "csound".to_string(), "opl3".to_string()])]
+        libraries: Vec<String>,
+        /// Pairs to render.
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+        /// Sample rate, in Hz (the model rate).
+        #[arg(long, default_value_t = StftConfig::default().sample_rate)]
+        rate: u32,
+        /// Seed of every draw.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Share of pairs (0-1) whose target and reference get one random timbre augmentation.
+        #[arg(long, default_value_t = timbreswap_training::data::pairs::DEFAULT_AUGMENT_SHARE)]
+        augment: f64,
+        /// Instrument list (TSV); default: the protocol's, plus voice and lead programs.
+        #[arg(long)]
+        instruments: Option<PathBuf>,
     },
     /// Train the three-factor model on a rendered dataset and export the best validation epoch
     /// to RUN_DIR/model.safetensors. Writes train.jsonl, loss.png and a checkpoint after every
@@ -283,6 +322,13 @@ enum Command {
         /// `NAME engine/reconstruct` and `NAME engine/input`).
         #[arg(long)]
         engine: bool,
+        /// Which phase modes the --engine rows run (input is the plugin's default).
+        #[arg(long, value_enum, default_value = "both")]
+        engine_phase: EnginePhaseArg,
+        /// Skip the offline (candle) neural-swap row of each --model (with --engine, only the
+        /// engine's rows are scored).
+        #[arg(long)]
+        no_offline: bool,
     },
     /// Time the k-NN classifier (k = 5) on random data.
     KnnBench {
@@ -407,6 +453,62 @@ fn write_report_json(
 fn main() -> Result<()> {
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     match Cli::parse().command {
+        Command::Pairs {
+            out,
+            libraries,
+            count,
+            rate,
+            seed,
+            augment,
+            instruments,
+        } => {
+            use timbreswap_training::data::pairs;
+            if !(0.0..=1.0).contains(&augment) {
+                anyhow::bail!("--augment is a share between 0 and 1, got {augment}");
+            }
+            let names: Vec<(String, Option<PathBuf>)> = libraries
+                .iter()
+                .map(|l| match l.split_once('=') {
+                    Some((n, p)) => (n.to_string(), Some(PathBuf::from(p))),
+                    None => (l.clone(), None),
+                })
+                .collect();
+            let libraries = pairs::load_libraries(&names).map_err(anyhow::Error::msg)?;
+            let opts = pairs::PairOptions {
+                out,
+                libraries,
+                instruments: pairs::instrument_pool(&instruments::load(instruments.as_deref())?),
+                count,
+                rate,
+                seed,
+                augment_share: augment,
+                threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            };
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} pairs {elapsed_precise} (eta {eta})",
+                )
+                .context("progress bar template")?,
+            );
+            let summary = pairs::render_pairs(&opts, &|done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish();
+            for (lib, programs) in &summary.skipped {
+                eprintln!("{lib} lacks programs {programs:?}: skipped there");
+            }
+            println!(
+                "{} pairs in {} ({} rendered now in {:.1} s; {} clipped samples)",
+                summary.pairs,
+                opts.out.display(),
+                summary.rendered,
+                summary.wall_s,
+                summary.clipped_samples
+            );
+            Ok(())
+        }
         Command::Dataset {
             soundfont,
             out,
@@ -630,6 +732,8 @@ fn main() -> Result<()> {
             json,
             models,
             engine,
+            engine_phase,
+            no_offline,
         } => {
             use timbreswap_training::transfer::{
                 evaluate_transfer, EngineNeural, TransferOptions, TransferSystem,
@@ -641,10 +745,15 @@ fn main() -> Result<()> {
                     let file = timbreswap_engine::model_file::load(&path)
                         .with_context(|| format!("--model {}", path.display()))?;
                     let net = Arc::new(Network::new(&file, &name, Kernels::best())?);
-                    for (suffix, phase) in [
-                        ("reconstruct", PhaseMode::Reconstruct),
-                        ("input", PhaseMode::Input),
-                    ] {
+                    let phases: &[(&str, PhaseMode)] = match engine_phase {
+                        EnginePhaseArg::Both => &[
+                            ("reconstruct", PhaseMode::Reconstruct),
+                            ("input", PhaseMode::Input),
+                        ],
+                        EnginePhaseArg::Input => &[("input", PhaseMode::Input)],
+                        EnginePhaseArg::Reconstruct => &[("reconstruct", PhaseMode::Reconstruct)],
+                    };
+                    for &(suffix, phase) in phases {
                         engine_rows.push(EngineNeural {
                             name: format!("{name} engine/{suffix}"),
                             net: net.clone(),
@@ -653,8 +762,9 @@ fn main() -> Result<()> {
                     }
                 }
             }
+            let offline: &[String] = if no_offline { &[] } else { &models };
             let neural: Vec<timbreswap_training::model::swap::NeuralTransfer> =
-                load_models(&models)?
+                load_models(offline)?
                     .into_iter()
                     .map(
                         |(name, file)| timbreswap_training::model::swap::NeuralTransfer {

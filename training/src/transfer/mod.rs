@@ -46,6 +46,7 @@ use crate::rng::{mix64, SplitMix64};
 mod classifier;
 mod features;
 mod pitch;
+mod spectral;
 mod systems;
 
 pub use classifier::{majority, InstrumentClassifier};
@@ -63,10 +64,12 @@ pub use pitch::{
 pub use systems::{Classic, Dry, EngineNeural, FnSystem, Oracle, TransferPair, TransferSystem};
 
 /// Header of the protocol's transfer table.
-pub const TABLE_HEADER: &str = "| row | pitch within 50 cents (up) | median cent error (down) | classified as B (up) | classified as A (down) | level difference dB |";
+pub const TABLE_HEADER: &str = "| row | pitch within 50 cents (up) | median cent error (down) | classified as B (up) | classified as A (down) | level difference dB | distance to oracle dB (down) |";
 
 /// Seed of the phrase generator that `timbreswap dataset` uses by default.
 pub const DEFAULT_PHRASE_SEED: u64 = 1;
+/// Name of the oracle row, whose output the distance column is measured to.
+pub const ORACLE_ROW: &str = "oracle";
 
 /// Preferred velocity of the reference note clip.
 pub const REFERENCE_VELOCITY: u8 = 80;
@@ -238,6 +241,13 @@ pub struct TransferRowReport {
     pub level_difference_db: Option<f64>,
     /// Mean over sources of the absolute level difference, in dB.
     pub level_abs_difference_db: Option<f64>,
+    /// Sources whose distance to the oracle was measured.
+    #[serde(default)]
+    pub oracle_sources: usize,
+    /// Mean over sources of the log-spectral distance to the oracle, dB
+    /// ([`spectral::log_spectral_distance`]; `None` without an oracle row).
+    #[serde(default)]
+    pub oracle_distance_db: Option<f64>,
     /// Mean time this row took to produce one output, in seconds.
     pub transfer_mean_s: f64,
 }
@@ -341,7 +351,7 @@ impl TransferReport {
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
         s.push_str(TABLE_HEADER);
-        s.push_str("\n|---|---|---|---|---|---|\n");
+        s.push_str("\n|---|---|---|---|---|---|---|\n");
         for r in &self.rows {
             let cents = match r.median_cent_error {
                 Some(c) if c.is_finite() => format!("{c:.1}"),
@@ -353,15 +363,20 @@ impl TransferReport {
                 }
                 _ => "N/A".to_string(),
             };
+            let distance = match r.oracle_distance_db {
+                Some(d) if d.is_finite() => format!("{d:.2}"),
+                _ => "N/A".to_string(),
+            };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 r.row,
                 percent(r.pitch_within_50_cents),
                 cents,
                 percent(r.classified_as_b),
                 percent(r.classified_as_a),
-                level
+                level,
+                distance
             );
         }
         let c = &self.classifier;
@@ -701,6 +716,8 @@ pub fn fit_classifier(
 struct RowOutcome {
     pitch: Option<PitchAgreement>,
     level_db: Option<f64>,
+    /// Log-spectral distance to the oracle's output, dB.
+    oracle_db: Option<f64>,
     /// Standardised active rows; `None` when the output is the source itself.
     features: Option<Vec<f32>>,
     transfer_s: f64,
@@ -788,7 +805,7 @@ impl Context<'_> {
             reference_record: ref_rec,
             sample_rate: self.rate,
         };
-        let mut rows = Vec::with_capacity(self.systems.len());
+        let mut outputs = Vec::with_capacity(self.systems.len());
         for system in self.systems {
             let t = Instant::now();
             let mut out = system
@@ -807,12 +824,26 @@ impl Context<'_> {
                 });
             }
             out.resize(source.len(), 0.0);
+            outputs.push((out, transfer_s));
+        }
+        // The oracle row's output is what every row's distance is measured to.
+        let oracle = self
+            .systems
+            .iter()
+            .position(|s| s.name() == ORACLE_ROW)
+            .map(|k| outputs[k].0.clone());
+        let mut rows = Vec::with_capacity(self.systems.len());
+        for (out, transfer_s) in outputs {
             let level_db = level_difference_db(&source, &out, &src_track.voiced, src_rec.hop);
+            let oracle_db = oracle.as_ref().and_then(|o| {
+                spectral::log_spectral_distance(&out, o, &src_track.voiced, src_rec.hop)
+            });
             let outcome = if out == source {
                 // Same audio, same analysis: reuse the source's.
                 RowOutcome {
                     pitch: pitch_agreement(&src_track, &src_track),
                     level_db,
+                    oracle_db,
                     features: None,
                     transfer_s,
                 }
@@ -821,6 +852,7 @@ impl Context<'_> {
                 RowOutcome {
                     pitch: pitch_agreement(&src_track, &out_track),
                     level_db,
+                    oracle_db,
                     features: Some(features(&out)),
                     transfer_s,
                 }
@@ -1007,6 +1039,11 @@ pub fn evaluate_systems(
                 level_sources: levels.len(),
                 level_difference_db: mean(levels.iter().copied()),
                 level_abs_difference_db: mean(levels.iter().map(|d| d.abs())),
+                oracle_sources: outcomes
+                    .iter()
+                    .filter(|o| o.rows[k].oracle_db.is_some())
+                    .count(),
+                oracle_distance_db: mean(outcomes.iter().filter_map(|o| o.rows[k].oracle_db)),
                 transfer_mean_s: mean(outcomes.iter().map(|o| o.rows[k].transfer_s)).unwrap_or(0.0),
             }
         })
@@ -1034,6 +1071,13 @@ pub fn evaluate_systems(
         "level: output minus source RMS level in dB over the frames voiced in the source, mean \
          (and mean absolute value) over sources."
             .to_string(),
+        format!(
+            "distance to oracle: log-spectral distance (dB) between the output and the oracle \
+             over the frames voiced in the source, the output level-matched to the oracle there, \
+             Hann {} FFT, bins floored {} dB below the oracle's strongest; mean over sources.",
+            spectral::LSD_FFT,
+            spectral::LSD_FLOOR_DB
+        ),
     ];
     if opts.pitch_range != PitchRange::Full {
         notes.push(

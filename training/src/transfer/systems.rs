@@ -250,7 +250,7 @@ impl Oracle {
 
 impl TransferSystem for Oracle {
     fn name(&self) -> String {
-        "oracle".to_string()
+        super::ORACLE_ROW.to_string()
     }
 
     fn notes(&self) -> Vec<String> {

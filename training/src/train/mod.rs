@@ -31,6 +31,10 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
+pub mod swap;
+
+pub use swap::SwapConfig;
+
 use crate::manifest::{self, ClipRecord, Set, Split};
 use crate::model::features::{pooling_weights, FeatureExtractor, FrameFeatures};
 use crate::model::file::{self, MapInstrument, TimbreMap};
@@ -132,6 +136,13 @@ pub struct TrainConfig {
     pub norm_clips: usize,
     /// At most this many training clips (0: all), for quick runs and tests.
     pub max_clips: usize,
+    /// The swap term on paired renders ([`SwapConfig`]; off by default).
+    #[serde(skip_serializing_if = "SwapConfig::is_default")]
+    pub swap: SwapConfig,
+    /// Start from this model file's weights and input normalisation instead of seeded
+    /// random weights (fine-tuning; its config must equal `model`). `None`: from scratch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -160,6 +171,8 @@ impl Default for TrainConfig {
             valid_crops: 256,
             norm_clips: 300,
             max_clips: 0,
+            swap: SwapConfig::default(),
+            init_from: None,
         }
     }
 }
@@ -894,6 +907,7 @@ pub fn train(
                 .into(),
         ));
     }
+    tc.swap.validate()?;
     if !tc.model.pitch_ruler() && tc.pitch_classifier_weight > 0.0 {
         return Err(TrainError::Data(
             "pitch_classifier_weight needs a model with pitch_bins above 0".into(),
@@ -924,9 +938,26 @@ pub fn train(
         tc.seed,
     )?;
 
-    // Model, with the normalisation measured on the training data and seeded weights.
-    let stats = normalisation(&train_set, tc);
-    let (varmap, model) = initial_model(cfg, &stats, tc.seed)?;
+    // Paired swap examples, when the swap term is on.
+    let (train_pairs, valid_pairs) = match &tc.swap.pairs {
+        Some(root) if tc.swap.enabled() => (
+            Some(swap::load_pairs(
+                root,
+                false,
+                cfg.sample_rate,
+                tc.swap.max_pairs,
+            )?),
+            Some(swap::load_pairs(root, true, cfg.sample_rate, 0)?),
+        ),
+        _ => (None, None),
+    };
+
+    // Model: seeded weights with the normalisation measured on the training data, or a model
+    // file's weights and normalisation (fine-tuning).
+    let (varmap, model) = match &tc.init_from {
+        None => initial_model(cfg, &normalisation(&train_set, tc), tc.seed)?,
+        Some(path) => start_from(cfg, path)?,
+    };
     let trainable = trainable_vars(&varmap);
     let mut adam = Adam::new(trainable)?;
     let parameters = ThreeFactor::trainable_parameters(cfg);
@@ -983,6 +1014,19 @@ pub fn train(
         })
         .collect();
     let valid_crops = make_crops(&valid_set, &valid_picks, tc, false);
+    let stft_cfg = cfg.stft();
+    let valid_swap_crops = valid_pairs.as_ref().map(|set| {
+        let picks: Vec<(usize, u64)> = (0..tc.swap.valid_pairs.min(set.audio.len()).max(1))
+            .map(|i| (i % set.audio.len(), mix64(tc.seed ^ 0x5357_4150 ^ i as u64)))
+            .collect();
+        swap::make_swap_crops(
+            set,
+            &picks,
+            (&stft_cfg, cfg.mag_floor),
+            tc.crop_frames,
+            tc.swap.reference_frames,
+        )
+    });
 
     let steps_per_epoch = train_set.audio.len().div_ceil(tc.batch);
     let session_start = Instant::now();
@@ -996,7 +1040,7 @@ pub fn train(
             mix64(tc.seed ^ 0x4550_4F43_4800_0000 ^ epoch as u64),
         );
         let lr = tc.lr(epoch);
-        let mut sums = [0.0f64; 9];
+        let mut sums = [0.0f64; 10];
         for (i, chunk) in order.chunks(tc.batch).enumerate() {
             let t0 = Instant::now();
             let step = state.step;
@@ -1093,6 +1137,28 @@ pub fn train(
                 }
                 None => (None, None, None),
             };
+            let swap_term = match &train_pairs {
+                Some(set) => {
+                    let picks: Vec<(usize, u64)> = (0..tc.swap.batch)
+                        .map(|j| {
+                            let s =
+                                mix64(tc.seed ^ 0x5357_4150_0000 ^ mix64(step) ^ (j as u64) << 40);
+                            ((s % set.audio.len() as u64) as usize, mix64(s))
+                        })
+                        .collect();
+                    let crops = swap::make_swap_crops(
+                        set,
+                        &picks,
+                        (&stft_cfg, cfg.mag_floor),
+                        tc.crop_frames,
+                        tc.swap.reference_frames,
+                    );
+                    let term = swap::swap_loss(&model, &crops)?;
+                    loss = (loss + (&term * tc.swap.weight)?)?;
+                    Some(term)
+                }
+                None => None,
+            };
             let second = if tc.reentry {
                 let (tv2, p2) = model.encoder_inputs_from_normalised(&first.output)?;
                 let pass = run_pass(&model, &tv2, &p2, &batch.weights, &target, Some(&mut noise))?;
@@ -1135,10 +1201,10 @@ pub fn train(
                 t.as_ref().map_or(Ok(f64::NAN), scalar)
             };
             let (inv, contrast, ruler) = (optional(&inv)?, optional(&contrast)?, optional(&ruler)?);
-            for (s, v) in sums
-                .iter_mut()
-                .zip([loss_v, rec1, rec2, kl_t, kl_v, kl_p, inv, contrast, ruler])
-            {
+            let swap_v = optional(&swap_term)?;
+            for (s, v) in sums.iter_mut().zip([
+                loss_v, rec1, rec2, kl_t, kl_v, kl_p, inv, contrast, ruler, swap_v,
+            ]) {
                 *s += v;
             }
             let record = serde_json::json!({
@@ -1148,6 +1214,7 @@ pub fn train(
                 "pitch_invariance": if inv.is_finite() { Some(inv) } else { None },
                 "pitch_contrast": if contrast.is_finite() { Some(contrast) } else { None },
                 "pitch_classifier": if ruler.is_finite() { Some(ruler) } else { None },
+                "swap": if swap_v.is_finite() { Some(swap_v) } else { None },
                 "beta": beta, "lr": lr,
                 "grad_norm": norm, "frames_per_s": frames as f64 / dt,
             });
@@ -1157,20 +1224,28 @@ pub fn train(
                 i + 1,
                 steps_per_epoch,
                 &format!(
-                    "loss {loss_v:.1} recon {rec1:.1}{} KL t {kl_t:.2} v {kl_v:.2} p {kl_p:.2}{}{}{} beta {beta:.2} {:.0} frames/s",
+                    "loss {loss_v:.1} recon {rec1:.1}{} KL t {kl_t:.2} v {kl_v:.2} p {kl_p:.2}{}{}{}{} beta {beta:.2} {:.0} frames/s",
                     if rec2.is_finite() { format!(" re-entry {rec2:.1}") } else { String::new() },
                     if inv.is_finite() { format!(" inv {inv:.3}") } else { String::new() },
                     if contrast.is_finite() { format!(" contrast {contrast:.3}") } else { String::new() },
                     if ruler.is_finite() { format!(" pitch CE {ruler:.3}") } else { String::new() },
+                    if swap_v.is_finite() { format!(" swap {swap_v:.1}") } else { String::new() },
                     frames_done as f64 / train_time
                 ),
             );
         }
         let valid = validate(&model, &valid_crops, tc, &dev)?;
+        let valid_swap = match &valid_swap_crops {
+            Some(crops) => Some(swap::swap_loss(&model, crops)?.to_scalar::<f32>()? as f64),
+            None => None,
+        };
+        // The score the best epoch is chosen by: the negative ELBO, plus the weighted swap
+        // term when it is trained.
+        let score = valid.loss + valid_swap.map_or(0.0, |v| tc.swap.weight * v);
         let n = steps_per_epoch as f64;
-        let improved = valid.loss < state.best_valid;
+        let improved = score < state.best_valid;
         if improved {
-            state.best_valid = valid.loss;
+            state.best_valid = score;
             state.best_epoch = Some(epoch);
             save_vars(&varmap, &out.join(BEST_FILE))?;
         }
@@ -1185,6 +1260,8 @@ pub fn train(
             "train_pitch_invariance": if sums[6].is_finite() { Some(sums[6] / n) } else { None },
             "train_pitch_contrast": if sums[7].is_finite() { Some(sums[7] / n) } else { None },
             "train_pitch_classifier": if sums[8].is_finite() { Some(sums[8] / n) } else { None },
+            "train_swap": if sums[9].is_finite() { Some(sums[9] / n) } else { None },
+            "valid_swap": valid_swap,
             "valid": valid, "best": improved, "wall_s": state.wall_s,
             "frames_per_s": frames_done as f64 / train_time,
         });
@@ -1197,11 +1274,12 @@ pub fn train(
             steps_per_epoch,
             steps_per_epoch,
             &format!(
-                "epoch {epoch}: valid loss {:.2} (recon {:.2}, KL {:.2}, MSE {:.3} ln^2){}",
+                "epoch {epoch}: valid loss {:.2} (recon {:.2}, KL {:.2}, MSE {:.3} ln^2){}{}",
                 valid.loss,
                 valid.recon,
                 valid.kl,
                 valid.mse_ln,
+                valid_swap.map_or(String::new(), |v| format!(", swap {v:.2}")),
                 if improved { " best" } else { "" }
             ),
         );
@@ -1261,6 +1339,49 @@ pub fn initial_model(
     stats.insert_into(&varmap)?;
     let model = ThreeFactor::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
     init_weights(&trainable_vars(&varmap), seed)?;
+    Ok((varmap, model))
+}
+
+/// A model of `cfg` holding the weights and normalisation of the model file at `path`
+/// (fine-tuning); its config must be `cfg`.
+pub fn start_from(cfg: &Config, path: &Path) -> Result<(VarMap, ThreeFactor), TrainError> {
+    let file = timbreswap_engine::model_file::load(path)
+        .map_err(|e| TrainError::Data(format!("init_from {}: {e}", path.display())))?;
+    if file.config != *cfg {
+        return Err(TrainError::Data(format!(
+            "init_from {}: its model config differs from the training config's `model`",
+            path.display()
+        )));
+    }
+    let feature = |name: &str| -> Result<Vec<f32>, TrainError> {
+        file.weights
+            .get(&format!("features.{name}"))
+            .map(|w| w.data.clone())
+            .ok_or_else(|| {
+                TrainError::Data(format!("init_from {}: no features.{name}", path.display()))
+            })
+    };
+    let scale = feature("scale")?;
+    // The model keeps the scales as numbers (not tensors), so they go in at construction.
+    let stats = FeatureStats {
+        log_mag_mean: feature("log_mag_mean")?,
+        envelope_mean: feature("envelope_mean")?,
+        fine_mean: feature("fine_mean")?,
+        scale: [scale[0], scale[1], scale[2]],
+    };
+    let (varmap, model) = initial_model(cfg, &stats, 0)?;
+    let data = varmap.data().lock().expect("var map");
+    for (name, var) in data.iter() {
+        let w = file.weights.get(name).ok_or_else(|| {
+            TrainError::Data(format!("init_from {}: no tensor {name}", path.display()))
+        })?;
+        var.set(&Tensor::from_vec(
+            w.data.clone(),
+            w.shape.clone(),
+            &Device::Cpu,
+        )?)?;
+    }
+    drop(data);
     Ok((varmap, model))
 }
 

@@ -1,0 +1,136 @@
+//! The SoundFont libraries: the three the model trains on and the one held out for tests and
+//! evaluation (`../shared/eval-protocol.md`). Paths are Debian's; each has its package named,
+//! so a missing file is reported with the command that installs it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustysynth::SoundFont;
+
+use crate::dataset::{self, DatasetError};
+
+/// A SoundFont library the project knows by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownLibrary {
+    /// Short name used in manifests and on the command line.
+    pub name: &'static str,
+    /// Where Debian installs the SF2 file.
+    pub path: &'static str,
+    /// The Debian package that installs it.
+    pub package: &'static str,
+    /// Whether it may be trained on (false: held out for tests and evaluation).
+    pub training: bool,
+}
+
+/// Every library the protocol names.
+pub const LIBRARIES: [KnownLibrary; 4] = [
+    KnownLibrary {
+        name: "fluidr3",
+        path: "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+        package: "fluid-soundfont-gm",
+        training: true,
+    },
+    KnownLibrary {
+        name: "csound",
+        path: "/usr/share/sounds/sf2/sf_GMbank.sf2",
+        package: "csound-soundfont",
+        training: true,
+    },
+    KnownLibrary {
+        name: "opl3",
+        path: "/usr/share/sounds/sf2/OPL-3_FM_128M.sf2",
+        package: "opl3-soundfont",
+        training: true,
+    },
+    KnownLibrary {
+        name: "timgm",
+        path: "/usr/share/sounds/sf2/TimGM6mb.sf2",
+        package: "timgm6mb-soundfont",
+        training: false,
+    },
+];
+
+/// Why a library could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    /// The name is not one of [`LIBRARIES`].
+    #[error("unknown library {0:?}: expected one of fluidr3, csound, opl3 (timgm is held out)")]
+    Unknown(String),
+    /// The library is held out from training.
+    #[error("{0} is held out for tests and evaluation and is never trained on")]
+    HeldOut(&'static str),
+    /// The SF2 file is not installed.
+    #[error("SoundFont {path} ({name}) not found: install it with `apt-get install {package}`")]
+    Missing {
+        /// Library name.
+        name: &'static str,
+        /// Expected file.
+        path: PathBuf,
+        /// Debian package.
+        package: &'static str,
+    },
+    /// The file exists but could not be loaded.
+    #[error(transparent)]
+    Load(#[from] DatasetError),
+}
+
+/// A loaded library.
+#[derive(Clone)]
+pub struct Library {
+    /// Its name ([`KnownLibrary::name`]).
+    pub name: &'static str,
+    /// The SF2 file.
+    pub path: PathBuf,
+    /// The parsed SoundFont, shared by the rendering threads.
+    pub soundfont: Arc<SoundFont>,
+}
+
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Library")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The known library called `name`.
+pub fn known(name: &str) -> Result<KnownLibrary, LibraryError> {
+    LIBRARIES
+        .iter()
+        .find(|l| l.name == name)
+        .copied()
+        .ok_or_else(|| LibraryError::Unknown(name.to_string()))
+}
+
+/// Loads the training library `name` from `path` (its Debian path when `None`). A held-out
+/// library is refused; a missing file names the package that installs it.
+pub fn load_training(name: &str, path: Option<&Path>) -> Result<Library, LibraryError> {
+    let lib = known(name)?;
+    if !lib.training {
+        return Err(LibraryError::HeldOut(lib.name));
+    }
+    let path = path.map_or_else(|| PathBuf::from(lib.path), Path::to_path_buf);
+    if !path.exists() {
+        return Err(LibraryError::Missing {
+            name: lib.name,
+            path,
+            package: lib.package,
+        });
+    }
+    let soundfont = dataset::load_soundfont(&path)?;
+    Ok(Library {
+        name: lib.name,
+        path,
+        soundfont,
+    })
+}
+
+/// Whether `soundfont` has a melodic preset (bank 0) for the 0-based GM `program`. A synth
+/// asked for a missing program falls back to another preset silently, so pairs check first.
+pub fn has_program(soundfont: &SoundFont, program: u8) -> bool {
+    soundfont
+        .get_presets()
+        .iter()
+        .any(|p| p.get_bank_number() == 0 && p.get_patch_number() == i32::from(program))
+}

@@ -1,0 +1,172 @@
+//! The swap term on paired renders: it trains (the term falls), is logged and validated, is
+//! refused when half-configured, and fine-tuning starts from a model file's exact weights.
+//! TimGM6mb stands in for a training library here (it is what CI has); these tests check the
+//! mechanics, not what the shipped model was trained on.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use timbreswap_training::data::library::Library;
+use timbreswap_training::data::pairs::{render_pairs, PairOptions};
+use timbreswap_training::dataset::{load_soundfont, render_dataset};
+use timbreswap_training::instruments::Instrument;
+use timbreswap_training::model::Config;
+use timbreswap_training::train::{train, SwapConfig, TrainConfig, LOG_FILE, MODEL_FILE};
+
+fn epochs(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join(LOG_FILE))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "epoch")
+        .collect()
+}
+
+fn tiny(epochs: usize, pairs: Option<PathBuf>) -> TrainConfig {
+    TrainConfig {
+        model: Config {
+            hidden: 24,
+            dilations: vec![1, 2],
+            z_t: 8,
+            z_v: 8,
+            z_p: 6,
+            ..Config::default()
+        },
+        epochs,
+        batch: 4,
+        crop_frames: 24,
+        learning_rate: 3e-3,
+        kl_cycle_epochs: 4,
+        valid_crops: 8,
+        norm_clips: 8,
+        swap: SwapConfig {
+            weight: if pairs.is_some() { 1.0 } else { 0.0 },
+            pairs,
+            batch: 4,
+            reference_frames: 24,
+            valid_pairs: 4,
+            max_pairs: 0,
+        },
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn the_swap_term_trains_and_fine_tuning_starts_from_the_file() {
+    let data = common::temp_dir("swap-data");
+    render_dataset(&common::tiny_dataset(data.clone()), &|_, _| {}).unwrap();
+    let pairs = common::temp_dir("swap-pairs");
+    let timgm = Path::new(common::TIMGM);
+    let instrument = |program: u8, name: &str, low, high| Instrument {
+        program,
+        name: name.into(),
+        family: "test".into(),
+        low,
+        high,
+    };
+    render_pairs(
+        &PairOptions {
+            out: pairs.clone(),
+            libraries: vec![Library {
+                name: "timgm",
+                path: timgm.to_path_buf(),
+                soundfont: load_soundfont(timgm).unwrap(),
+            }],
+            instruments: vec![
+                instrument(73, "Flute", 60, 84),
+                instrument(71, "Clarinet", 55, 79),
+                instrument(56, "Trumpet", 55, 79),
+            ],
+            count: 60,
+            rate: 32_000,
+            seed: 3,
+            augment_share: 0.5,
+            threads: 2,
+        },
+        &|_, _| {},
+    )
+    .unwrap();
+
+    // The term falls as the decoder learns the swap.
+    let run = common::temp_dir("swap-run");
+    train(
+        &data,
+        &run,
+        &tiny(8, Some(pairs.clone())),
+        false,
+        &|_, _, _, _| {},
+    )
+    .unwrap();
+    let records = epochs(&run);
+    let term = |r: &serde_json::Value| r["train_swap"].as_f64().unwrap();
+    let (first, last) = (term(&records[0]), term(records.last().unwrap()));
+    println!("swap term {first:.1} -> {last:.1}");
+    assert!(last < 0.6 * first, "swap term {first:.1} -> {last:.1}");
+    assert!(records
+        .iter()
+        .all(|r| r["valid_swap"].as_f64().is_some_and(f64::is_finite)));
+
+    // Without it nothing is logged for it.
+    let plain = common::temp_dir("swap-plain");
+    train(&data, &plain, &tiny(1, None), false, &|_, _, _, _| {}).unwrap();
+    assert!(epochs(&plain)[0]["train_swap"].is_null());
+
+    // Half a configuration is refused, naming the fields.
+    let mut no_pairs = tiny(1, None);
+    no_pairs.swap.weight = 1.0;
+    let mut no_weight = tiny(1, Some(pairs.clone()));
+    no_weight.swap.weight = 0.0;
+    for config in [no_pairs, no_weight] {
+        let err = train(
+            &data,
+            &common::temp_dir("swap-refused"),
+            &config,
+            false,
+            &|_, _, _, _| {},
+        )
+        .err()
+        .expect("refused");
+        assert!(err.to_string().contains("swap.pairs"), "{err}");
+    }
+
+    // Fine-tuning at learning rate 0 exports exactly the weights it started from.
+    let tuned = common::temp_dir("swap-tuned");
+    let mut config = tiny(1, Some(pairs.clone()));
+    config.learning_rate = 0.0;
+    config.init_from = Some(run.join(MODEL_FILE));
+    train(&data, &tuned, &config, false, &|_, _, _, _| {}).unwrap();
+    let a = candle_core::safetensors::load(run.join(MODEL_FILE), &Device::Cpu).unwrap();
+    let b = candle_core::safetensors::load(tuned.join(MODEL_FILE), &Device::Cpu).unwrap();
+    assert_eq!(a.len(), b.len());
+    for (name, t) in &a {
+        let u = &b[name];
+        assert_eq!(t.dims(), u.dims(), "{name}");
+        let (x, y) = (
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            u.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert!(
+            x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()),
+            "{name} differs"
+        );
+    }
+    // A model file of another shape is refused.
+    let mut other = tiny(1, None);
+    other.model.hidden = 16;
+    other.init_from = Some(run.join(MODEL_FILE));
+    let err = train(
+        &data,
+        &common::temp_dir("swap-other"),
+        &other,
+        false,
+        &|_, _, _, _| {},
+    )
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("init_from"), "{err}");
+    for dir in [data, pairs, run, plain, tuned] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
