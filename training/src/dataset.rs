@@ -74,7 +74,7 @@ pub struct DatasetOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     /// The SoundFont file is missing.
-    #[error("SoundFont {0} not found: install it (Debian: `apt-get install fluid-soundfont-gm` for FluidR3_GM.sf2, or `timgm6mb-soundfont` for TimGM6mb.sf2) or pass --soundfont PATH")]
+    #[error("SoundFont {} not found: {}", .0.display(), install_hint(.0))]
     MissingSoundFont(PathBuf),
     /// The SoundFont could not be parsed.
     #[error("cannot parse SoundFont {path}: {detail}")]
@@ -111,6 +111,27 @@ pub enum DatasetError {
         /// The encoder's error.
         source: hound::Error,
     },
+}
+
+/// How to get a missing SoundFont: the Debian package of a library the protocol names, or
+/// the list of them.
+fn install_hint(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string());
+    match crate::data::library::LIBRARIES.iter().find(|l| {
+        Path::new(l.path)
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            == name
+    }) {
+        Some(l) => format!(
+            "install it with `apt-get install {}` or pass --soundfont PATH",
+            l.package
+        ),
+        None => "pass --soundfont PATH to an SF2 file (the protocol's libraries install with \
+                 `apt-get install fluid-soundfont-gm csound-soundfont opl3-soundfont \
+                 timgm6mb-soundfont`)"
+            .to_string(),
+    }
 }
 
 /// File in the dataset folder recording what its audio was rendered with.

@@ -32,6 +32,8 @@ const DEFAULT_SOUNDFONT: &str = "/usr/share/sounds/sf2/FluidR3_GM.sf2";
 /// `--set` values.
 /// The built-in default model (what the plugin embeds).
 const DEFAULT_MODEL: &[u8] = include_bytes!("../../assets/models/default.safetensors");
+/// The shipped model's training config (what `train` uses without --config).
+const DEFAULT_TRAIN_CONFIG: &str = include_str!("../../assets/models/default-train.json");
 
 /// `--mode` of `render`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -193,7 +195,8 @@ enum Command {
         /// Run folder.
         #[arg(long)]
         out: PathBuf,
-        /// Training config (JSON, any subset of the fields; see docs/model.md).
+        /// Training config (JSON, any subset of the fields, the rest at their defaults; see
+        /// docs/model.md). Without it: the shipped model's config (assets/models/default-train.json).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Continue from RUN_DIR/checkpoint (only --epochs may differ).
@@ -576,7 +579,9 @@ fn main() -> Result<()> {
                         .with_context(|| format!("reading {}", path.display()))?,
                 )
                 .with_context(|| format!("parsing {}", path.display()))?,
-                None => TrainConfig::default(),
+                // The shipped model's config, so `train` without --config retrains it.
+                None => serde_json::from_str(DEFAULT_TRAIN_CONFIG)
+                    .context("the built-in training config (assets/models/default-train.json)")?,
             };
             if let Some(e) = epochs {
                 tc.epochs = e;

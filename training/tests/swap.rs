@@ -94,16 +94,22 @@ fn the_swap_term_trains_and_fine_tuning_starts_from_the_file() {
     train(
         &data,
         &run,
-        &tiny(8, Some(pairs.clone())),
+        &tiny(20, Some(pairs.clone())),
         false,
         &|_, _, _, _| {},
     )
     .unwrap();
     let records = epochs(&run);
     let term = |r: &serde_json::Value| r["train_swap"].as_f64().unwrap();
-    let (first, last) = (term(&records[0]), term(records.last().unwrap()));
-    println!("swap term {first:.1} -> {last:.1}");
-    assert!(last < 0.6 * first, "swap term {first:.1} -> {last:.1}");
+    // Means of the first and last three epochs (one epoch is a few steps of four pairs).
+    let n = records.len();
+    let first = records[..3].iter().map(term).sum::<f64>() / 3.0;
+    let last = records[n - 3..].iter().map(term).sum::<f64>() / 3.0;
+    println!(
+        "swap term by epoch: {:?}",
+        records.iter().map(term).collect::<Vec<_>>()
+    );
+    assert!(last < 0.75 * first, "swap term {first:.1} -> {last:.1}");
     assert!(records
         .iter()
         .all(|r| r["valid_swap"].as_f64().is_some_and(f64::is_finite)));

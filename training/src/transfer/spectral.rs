@@ -98,7 +98,8 @@ mod tests {
         let y: Vec<f32> = x.iter().map(|v| v * 0.01).collect();
         let voiced = vec![true; 16_000 / 160 + 1];
         let d = log_spectral_distance(&y, &x, &voiced, 160).unwrap();
-        assert!(d < 1e-9, "{d}");
+        // Only the f32 rounding of the scaled copy separates them.
+        assert!(d < 1e-4, "{d}");
         assert_eq!(log_spectral_distance(&y, &x, &vec![false; 101], 160), None);
         assert_eq!(
             log_spectral_distance(&vec![0.0; 16_000], &x, &voiced, 160),
