@@ -86,12 +86,26 @@ struct LevelMatch {
 }
 
 impl LevelMatch {
-    /// Scales `out` to `energy_in`, smoothed over frames. A silent frame says nothing about the
-    /// right gain, so it holds the previous one (an onset after silence then starts at a
-    /// sensible gain instead of fading in).
+    /// Scales `out` to `energy_in`, smoothed over frames. A silent input frame (below
+    /// `silence_energy`) comes out at its own energy, unsmoothed, so silence in is silence out
+    /// (digital silence exactly: a model decodes something from nothing, and no held gain may
+    /// let it through); it says nothing about the right gain for sound, so the smoothed gain is
+    /// held (an onset after silence then starts at a sensible gain instead of fading in).
     fn apply(&mut self, energy_in: f32, out: &mut [Complex32]) {
         let energy_out: f32 = out.iter().map(|c| c.norm_sqr()).sum();
-        let silent = energy_in < self.silence_energy || energy_out <= 0.0;
+        if energy_in < self.silence_energy {
+            let gain = if energy_out > 0.0 && energy_in > 0.0 {
+                (energy_in / energy_out).sqrt()
+            } else {
+                0.0
+            };
+            let gain = if gain.is_finite() { gain } else { 0.0 };
+            for c in out.iter_mut() {
+                *c *= gain;
+            }
+            return;
+        }
+        let silent = energy_out <= 0.0;
         let gain_db = match (self.gain_db, silent) {
             (Some(prev), true) => prev,
             (None, true) => 0.0,

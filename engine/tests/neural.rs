@@ -456,3 +456,63 @@ fn map_point_at_an_anchor_plays_that_instrument() {
     // The anchor's weight is 1 - O(EPS / d^2) of the neighbours: tiny differences only.
     assert!(err < 1e-3 * peak, "max difference {err} (peak {peak})");
 }
+
+/// Silence in is silence out in every mode and phase: digital silence gives exact zeros (the
+/// decoder's output for nothing, and Classic's envelope for nothing, are scaled to the input's
+/// energy), and after a tone the output is silent again once the tone has left the frames.
+#[test]
+fn silence_in_is_silence_out_in_every_mode() {
+    let net = network();
+    let z = net.clip_timbre(&clip("ref-trumpet.wav"));
+    let classic = timbreswap_engine::timbre::analyse(
+        &clip("ref-trumpet.wav"),
+        &StftConfig::default(),
+        "trumpet",
+    )
+    .unwrap();
+    let rate = 48_000.0;
+    let tone: Vec<f32> = (0..48_000)
+        .map(|n| 0.3 * (std::f32::consts::TAU * 330.0 * n as f32 / 48_000.0).sin())
+        .collect();
+    let mut tone_then_silence = tone.clone();
+    tone_then_silence.resize(3 * 48_000, 0.0);
+    let modes = [
+        neural(PhaseMode::Input),
+        neural(PhaseMode::Reconstruct),
+        FrameParams::default(),
+    ];
+    for p in modes {
+        // Both modes' timbres: Classic's descriptor and Neural's latent of the same clip.
+        let fresh = || {
+            let (e, mut control) = Engine::new(
+                settings(rate, 256, ProcessingMode::Offline),
+                Arc::new(EngineStats::default()),
+                Some(&classic),
+                None,
+            )
+            .unwrap();
+            control
+                .set_model(Some(net.clone()), Some(&z), None)
+                .unwrap();
+            (e, control)
+        };
+        let (mut e, _control) = fresh();
+        let zeros = run(&mut e, &vec![0.0; 96_000], &[256], p);
+        assert!(
+            zeros.iter().all(|&v| v == 0.0),
+            "{p:?}: digital silence gave sound"
+        );
+        let (mut e, _control) = fresh();
+        let y = run(&mut e, &tone_then_silence, &[256], p);
+        let latency = e.latency_samples() as usize;
+        let during = y[latency + 12_000..latency + 36_000]
+            .iter()
+            .fold(0.0f32, |m, v| m.max(v.abs()));
+        // The tone plays; half a second after it has left the frames, nothing does.
+        assert!(during > 0.05, "{p:?}: the tone did not play ({during})");
+        let after = y[48_000 + latency + 24_000..]
+            .iter()
+            .fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(after < 1e-6, "{p:?}: {after} after the tone ended");
+    }
+}

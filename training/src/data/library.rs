@@ -134,3 +134,44 @@ pub fn has_program(soundfont: &SoundFont, program: u8) -> bool {
         .iter()
         .any(|p| p.get_bank_number() == 0 && p.get_patch_number() == i32::from(program))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_or_held_out_library_says_what_to_do() {
+        let err = load_training("csound", Some(Path::new("/nonexistent/sf_GMbank.sf2")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("apt-get install csound-soundfont"), "{err}");
+        let err = load_training("timgm", None).unwrap_err().to_string();
+        assert!(err.contains("held out"), "{err}");
+        let err = load_training("fluid", None).unwrap_err().to_string();
+        assert!(err.contains("unknown library"), "{err}");
+        // The dataset command's own check names the package of the file it looked for.
+        let err = dataset::load_soundfont(Path::new("/nonexistent/FluidR3_GM.sf2"))
+            .err()
+            .expect("missing")
+            .to_string();
+        assert!(err.contains("apt-get install fluid-soundfont-gm"), "{err}");
+    }
+
+    #[test]
+    fn program_presence_follows_the_presets() {
+        let path = Path::new(LIBRARIES[3].path);
+        assert!(path.exists(), "install timgm6mb-soundfont");
+        let sf = dataset::load_soundfont(path).expect("loads");
+        // Every General MIDI library has a piano; no melodic bank has program 128.
+        assert!(has_program(&sf, 0));
+        let programs = (0..=127u8).filter(|&p| has_program(&sf, p)).count();
+        let presets = sf
+            .get_presets()
+            .iter()
+            .filter(|p| p.get_bank_number() == 0)
+            .map(|p| p.get_patch_number())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        assert_eq!(programs, presets);
+    }
+}
