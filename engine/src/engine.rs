@@ -40,6 +40,30 @@ use crate::worker::{self, WorkerFlags, WorkerRings};
 /// and the control ring never holds more than this many.
 const MESSAGE_RING_SLOTS: usize = 64;
 
+/// Lowest output gain the engine applies (linear, -24 dB: the plugin's Output range); lower,
+/// negative or non-finite values (a damaged saved state, a host out of range) are clamped.
+pub const MIN_OUTPUT_GAIN: f32 = 0.063_095_734;
+/// Highest output gain the engine applies (linear, +24 dB).
+pub const MAX_OUTPUT_GAIN: f32 = 15.848_932;
+
+/// `mix` as a wet share in 0..=1 (non-finite: 1, the default) and `gain` in
+/// [`MIN_OUTPUT_GAIN`]..=[`MAX_OUTPUT_GAIN`] (non-finite: 1), so no value can flip the
+/// polarity or push the output past +24 dB. Realtime-safe.
+#[inline]
+pub fn safe_mix_and_gain(mix: f32, gain: f32) -> (f32, f32) {
+    let mix = if mix.is_finite() {
+        mix.clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    let gain = if gain.is_finite() {
+        gain.clamp(MIN_OUTPUT_GAIN, MAX_OUTPUT_GAIN)
+    } else {
+        1.0
+    };
+    (mix, gain)
+}
+
 /// How the host is running the plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProcessingMode {
@@ -82,9 +106,9 @@ pub enum WorkerPriority {
 /// block.
 #[derive(Debug, Clone, Copy)]
 pub struct BlockParams<'a> {
-    /// Wet share, 0..=1.
+    /// Wet share, 0..=1 (clamped; non-finite: 1).
     pub mix: &'a [f32],
-    /// Output gain, linear.
+    /// Output gain, linear, [`MIN_OUTPUT_GAIN`]..=[`MAX_OUTPUT_GAIN`] (clamped; non-finite: 1).
     pub gain: &'a [f32],
     /// Morph position A -> B, 0..=1.
     pub morph: &'a [f32],
@@ -591,8 +615,7 @@ impl Engine {
             }
             let wet = if self.up.ready() { self.up.pop() } else { 0.0 };
             let wet = if wet.is_finite() { wet } else { 0.0 };
-            let mix = p.mix[j];
-            let gain = p.gain[j];
+            let (mix, gain) = safe_mix_and_gain(p.mix[j], p.gain[j]);
             let written = base + k as u64;
             for (ch, buf) in io.iter_mut().enumerate() {
                 let dry = if written >= self.latency as u64 {

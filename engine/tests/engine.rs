@@ -494,3 +494,55 @@ fn classic_swap_moves_envelope_keeps_pitch_and_level() {
     let level = rms_db(&y[3200..28_800]) - rms_db(&x[3200..28_800]);
     assert!(level.abs() < 1.5, "level change {level:.2} dB");
 }
+
+/// Mix and Output out of range (a damaged saved state, a host's stray value) are clamped to
+/// their ranges: the output equals the output at the range's edge, never louder than +24 dB
+/// over the input, never polarity-flipped.
+#[test]
+fn mix_and_gain_out_of_range_are_clamped() {
+    let timbre = descriptor(330.0, 2.5);
+    let rate = 48_000.0;
+    let x = tone(rate, 0.5, 220.0, 1.0, 15_000.0);
+    let render = |mix: f32, gain: f32| {
+        let mut e = engine(
+            settings(rate, 256, 1, ProcessingMode::Offline),
+            Some(&timbre),
+        );
+        let (m, g, morph) = (vec![mix; 256], vec![gain; 256], vec![0.0; 256]);
+        let params = BlockParams::new(&m, &g, &morph);
+        let mut out = x.clone();
+        for chunk in out.chunks_mut(256) {
+            e.process(&mut [chunk], &params);
+        }
+        out
+    };
+    let max_gain = 10f32.powf(24.0 / 20.0);
+    let min_gain = 10f32.powf(-24.0 / 20.0);
+    for (mix, gain, expected) in [
+        (1e9, 1.0, (1.0, 1.0)),
+        (-3.0, 1.0, (0.0, 1.0)),
+        (f32::NAN, 1.0, (1.0, 1.0)),
+        (0.5, -5.0, (0.5, min_gain)),
+        (0.5, 1e9, (0.5, max_gain)),
+        (0.5, f32::INFINITY, (0.5, 1.0)),
+        (0.5, f32::NAN, (0.5, 1.0)),
+    ] {
+        let got = render(mix, gain);
+        let want = render(expected.0, expected.1);
+        let diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            diff <= 1e-6 * max_gain,
+            "mix {mix} gain {gain}: differs by {diff}"
+        );
+    }
+    let peak_in = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let peak_out = render(1e9, 1e9).iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(
+        peak_out < 2.0 * max_gain * peak_in,
+        "{peak_out} vs input {peak_in}"
+    );
+}
