@@ -332,6 +332,15 @@ enum Command {
         /// engine's rows are scored).
         #[arg(long)]
         no_offline: bool,
+        /// Variation amounts the --engine rows run at (comma-separated; 1 is the plugin's
+        /// default; rows other than 1 are named `... v<amount>`).
+        #[arg(long, value_delimiter = ',', default_values_t = [1.0f32])]
+        engine_variation: Vec<f32>,
+        /// Also score each --engine model with the source's own z_t (rows `... self`): the
+        /// model's reconstruction, which the classifier should call A; it tells a timbre the
+        /// decoder cannot draw from one the swap does not reach.
+        #[arg(long)]
+        engine_self: bool,
     },
     /// Time the k-NN classifier (k = 5) on random data.
     KnnBench {
@@ -739,6 +748,8 @@ fn main() -> Result<()> {
             engine,
             engine_phase,
             no_offline,
+            engine_variation,
+            engine_self,
         } => {
             use timbreswap_training::transfer::{
                 evaluate_transfer, EngineNeural, TransferOptions, TransferSystem,
@@ -759,11 +770,31 @@ fn main() -> Result<()> {
                         EnginePhaseArg::Reconstruct => &[("reconstruct", PhaseMode::Reconstruct)],
                     };
                     for &(suffix, phase) in phases {
-                        engine_rows.push(EngineNeural {
-                            name: format!("{name} engine/{suffix}"),
-                            net: net.clone(),
-                            phase,
-                        });
+                        for &variation in &engine_variation {
+                            if !(0.0..=2.0).contains(&variation) {
+                                bail!("--engine-variation values lie in 0..2, got {variation}");
+                            }
+                            engine_rows.push(EngineNeural {
+                                name: if variation == 1.0 {
+                                    format!("{name} engine/{suffix}")
+                                } else {
+                                    format!("{name} engine/{suffix} v{variation}")
+                                },
+                                net: net.clone(),
+                                phase,
+                                variation,
+                                self_reference: false,
+                            });
+                        }
+                        if engine_self {
+                            engine_rows.push(EngineNeural {
+                                name: format!("{name} engine/{suffix} self"),
+                                net: net.clone(),
+                                phase,
+                                variation: 1.0,
+                                self_reference: true,
+                            });
+                        }
                     }
                 }
             }

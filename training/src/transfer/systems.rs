@@ -161,6 +161,11 @@ pub struct EngineNeural {
     pub net: Arc<Network>,
     /// Phase reconstruction.
     pub phase: PhaseMode,
+    /// Variation amount, 0..=2 (1: the plugin's default, `z_v` as played; 0: its prior mean).
+    pub variation: f32,
+    /// Diagnostic: take `z_t` from the source itself instead of the reference (the model's
+    /// own reconstruction through the engine; its outputs should be classified as A).
+    pub self_reference: bool,
 }
 
 impl TransferSystem for EngineNeural {
@@ -170,8 +175,11 @@ impl TransferSystem for EngineNeural {
 
     fn notes(&self) -> Vec<String> {
         vec![format!(
-            "{}: the engine's offline render in Neural mode (streaming encoders with the input-timbre tracker, the reference clip's z_t, {:?} phase, level matched), mix 1, variation 1, no transposition.",
-            self.name, self.phase
+            "{}: the engine's offline render in Neural mode (streaming encoders with the input-timbre tracker, {}'s z_t, {:?} phase, level matched), mix 1, variation {}, no transposition.",
+            self.name,
+            if self.self_reference { "the source clip (a diagnostic: no swap)" } else { "the reference clip" },
+            self.phase,
+            self.variation
         )]
     }
 
@@ -183,7 +191,11 @@ impl TransferSystem for EngineNeural {
                 stft.sample_rate, pair.sample_rate
             ));
         }
-        let z_t = self.net.clip_timbre(pair.reference);
+        let z_t = self.net.clip_timbre(if self.self_reference {
+            pair.source
+        } else {
+            pair.reference
+        });
         render_source(
             pair,
             &RenderOptions {
@@ -193,6 +205,7 @@ impl TransferSystem for EngineNeural {
                 model: Some(self.net.clone()),
                 latent_a: Some(&z_t),
                 phase: self.phase,
+                variation: self.variation,
                 ..Default::default()
             },
         )
