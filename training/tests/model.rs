@@ -423,28 +423,6 @@ fn a_binary_pitch_code_is_signs_and_passes_gradients_through() {
     }
 }
 
-/// A tiny run on the TimGM6mb fixture dataset.
-fn tiny_run(epochs: usize) -> TrainConfig {
-    TrainConfig {
-        model: Config {
-            hidden: 24,
-            dilations: vec![1, 2],
-            z_t: 8,
-            z_v: 8,
-            z_p: 6,
-            ..Config::default()
-        },
-        epochs,
-        batch: 4,
-        crop_frames: 24,
-        learning_rate: 3e-3,
-        kl_cycle_epochs: 4,
-        valid_crops: 8,
-        norm_clips: 8,
-        ..TrainConfig::default()
-    }
-}
-
 fn step_losses(run: &Path) -> Vec<(u64, f64)> {
     std::fs::read_to_string(run.join(LOG_FILE))
         .unwrap()
@@ -455,22 +433,6 @@ fn step_losses(run: &Path) -> Vec<(u64, f64)> {
         .collect()
 }
 
-fn epoch_records(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join(LOG_FILE))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["kind"] == "epoch")
-        .map(|mut v| {
-            // Timing fields differ between runs.
-            for k in ["wall_s", "frames_per_s"] {
-                v.as_object_mut().unwrap().remove(k);
-            }
-            v
-        })
-        .collect()
-}
-
 #[test]
 fn training_lowers_the_loss_and_resumes_to_the_same_result() {
     let data = common::temp_dir("model-data");
@@ -478,7 +440,7 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
 
     // Uninterrupted: 8 epochs.
     let full = common::temp_dir("model-full");
-    let summary = train(&data, &full, &tiny_run(8), false, &|_, _, _, _| {}).unwrap();
+    let summary = train(&data, &full, &common::tiny_run(8), false, &|_, _, _, _| {}).unwrap();
     assert_eq!(summary.epochs, 8);
     let losses = step_losses(&full);
     assert_eq!(losses.len() as u64, summary.steps);
@@ -496,10 +458,10 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
 
     // Interrupted after 3 epochs, then resumed to 8.
     let parts = common::temp_dir("model-resumed");
-    train(&data, &parts, &tiny_run(3), false, &|_, _, _, _| {}).unwrap();
-    let resumed = train(&data, &parts, &tiny_run(8), true, &|_, _, _, _| {}).unwrap();
+    train(&data, &parts, &common::tiny_run(3), false, &|_, _, _, _| {}).unwrap();
+    let resumed = train(&data, &parts, &common::tiny_run(8), true, &|_, _, _, _| {}).unwrap();
     assert_eq!(resumed.steps, summary.steps);
-    assert_eq!(epoch_records(&parts), epoch_records(&full));
+    assert_eq!(common::epoch_records(&parts), common::epoch_records(&full));
     let a = candle_core::safetensors::load(full.join(MODEL_FILE), &Device::Cpu).unwrap();
     let b = candle_core::safetensors::load(parts.join(MODEL_FILE), &Device::Cpu).unwrap();
     assert_eq!(a.len(), b.len());
@@ -507,7 +469,7 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
     // Resuming a finished run trains nothing, exports the same weights again and redraws the
     // loss plot from the log.
     std::fs::remove_file(parts.join("loss.png")).unwrap();
-    let again = train(&data, &parts, &tiny_run(8), true, &|_, _, _, _| {}).unwrap();
+    let again = train(&data, &parts, &common::tiny_run(8), true, &|_, _, _, _| {}).unwrap();
     assert_eq!((again.steps, again.frames_per_s), (summary.steps, None));
     assert!(parts.join("loss.png").exists());
     let c = candle_core::safetensors::load(parts.join(MODEL_FILE), &Device::Cpu).unwrap();
@@ -519,10 +481,14 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
     let weighted = TrainConfig {
         kl_variation_weight: 16.0,
         kl_pitch_weight: 16.0,
-        ..tiny_run(8)
+        ..common::tiny_run(8)
     };
     train(&data, &squeezed, &weighted, false, &|_, _, _, _| {}).unwrap();
-    let last_of = |run: &Path, key: &str| epoch_records(run).last().unwrap()[key].as_f64().unwrap();
+    let last_of = |run: &Path, key: &str| {
+        common::epoch_records(run).last().unwrap()[key]
+            .as_f64()
+            .unwrap()
+    };
     for key in ["train_kl_v", "train_kl_p"] {
         let (plain, weighted) = (last_of(&full, key), last_of(&squeezed, key));
         println!("{key}: {plain:.3} nats with weight 1, {weighted:.3} with weight 16");
@@ -542,7 +508,7 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
             "train_pitch_invariance",
             TrainConfig {
                 pitch_invariance_weight: 10.0,
-                ..tiny_run(8)
+                ..common::tiny_run(8)
             },
         ),
         (
@@ -550,7 +516,7 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
             "train_pitch_contrast",
             TrainConfig {
                 pitch_contrast_weight: 10.0,
-                ..tiny_run(8)
+                ..common::tiny_run(8)
             },
         ),
     ];
@@ -570,13 +536,13 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
     let contrast_unshifted = TrainConfig {
         pitch_contrast_weight: 10.0,
         pitch_shift: false,
-        ..tiny_run(8)
+        ..common::tiny_run(8)
     };
-    let mut ruler_unweighted = tiny_run(8);
+    let mut ruler_unweighted = common::tiny_run(8);
     ruler_unweighted.model.pitch_bins = 48;
     let ruler_unasked = TrainConfig {
         pitch_classifier_weight: 10.0,
-        ..tiny_run(8)
+        ..common::tiny_run(8)
     };
     for (config, named) in [
         (contrast_unshifted, "pitch_contrast_weight"),
@@ -600,13 +566,13 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
     let binary = common::temp_dir("model-binary");
     let mut config = TrainConfig {
         pitch_classifier_weight: 10.0,
-        ..tiny_run(8)
+        ..common::tiny_run(8)
     };
     config.model.pitch_binary = true;
     config.model.pitch_bins = 84;
     config.model.pitch_ruler_scale = 2.0;
     train(&data, &binary, &config, false, &|_, _, _, _| {}).unwrap();
-    let records = epoch_records(&binary);
+    let records = common::epoch_records(&binary);
     assert!(records
         .iter()
         .all(|e| e["train_kl_p"].as_f64() == Some(0.0)));
@@ -623,7 +589,7 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
     assert!(exported.pitch_binary && exported.pitch_ruler());
 
     // A resume with another config is refused.
-    let mut other = tiny_run(8);
+    let mut other = common::tiny_run(8);
     other.learning_rate *= 2.0;
     assert!(train(&data, &parts, &other, true, &|_, _, _, _| {}).is_err());
 }

@@ -12,35 +12,11 @@ use timbreswap_training::data::library::Library;
 use timbreswap_training::data::pairs::{render_pairs, PairOptions};
 use timbreswap_training::dataset::{load_soundfont, render_dataset};
 use timbreswap_training::instruments::Instrument;
-use timbreswap_training::model::Config;
-use timbreswap_training::train::{train, SwapConfig, TrainConfig, LOG_FILE, MODEL_FILE};
+use timbreswap_training::train::{train, SwapConfig, TrainConfig, MODEL_FILE};
 
-fn epochs(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join(LOG_FILE))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["kind"] == "epoch")
-        .collect()
-}
-
+/// The fixture's tiny run, with the swap term on `pairs` (off without).
 fn tiny(epochs: usize, pairs: Option<PathBuf>) -> TrainConfig {
     TrainConfig {
-        model: Config {
-            hidden: 24,
-            dilations: vec![1, 2],
-            z_t: 8,
-            z_v: 8,
-            z_p: 6,
-            ..Config::default()
-        },
-        epochs,
-        batch: 4,
-        crop_frames: 24,
-        learning_rate: 3e-3,
-        kl_cycle_epochs: 4,
-        valid_crops: 8,
-        norm_clips: 8,
         swap: SwapConfig {
             weight: if pairs.is_some() { 1.0 } else { 0.0 },
             pairs,
@@ -49,7 +25,7 @@ fn tiny(epochs: usize, pairs: Option<PathBuf>) -> TrainConfig {
             valid_pairs: 4,
             max_pairs: 0,
         },
-        ..TrainConfig::default()
+        ..common::tiny_run(epochs)
     }
 }
 
@@ -99,7 +75,7 @@ fn the_swap_term_trains_and_fine_tuning_starts_from_the_file() {
         &|_, _, _, _| {},
     )
     .unwrap();
-    let records = epochs(&run);
+    let records = common::epoch_records(&run);
     let term = |r: &serde_json::Value| r["train_swap"].as_f64().unwrap();
     // Means of the first and last three epochs (one epoch is a few steps of four pairs).
     let n = records.len();
@@ -117,7 +93,7 @@ fn the_swap_term_trains_and_fine_tuning_starts_from_the_file() {
     // Without it nothing is logged for it.
     let plain = common::temp_dir("swap-plain");
     train(&data, &plain, &tiny(1, None), false, &|_, _, _, _| {}).unwrap();
-    assert!(epochs(&plain)[0]["train_swap"].is_null());
+    assert!(common::epoch_records(&plain)[0]["train_swap"].is_null());
 
     // Half a configuration is refused, naming the fields.
     let mut no_pairs = tiny(1, None);

@@ -533,8 +533,8 @@ pub fn read_pair_audio(root: &Path, record: &PairRecord) -> Result<PairAudio, Pa
     })
 }
 
-/// A library's renders of the pool's programs are the only thing [`render_pairs`] needs from
-/// it; this loads the libraries named on the command line (`None` path: Debian's).
+/// Loads the training libraries named on the command line, each with its SF2 path (`None`:
+/// Debian's); the first one that cannot be loaded is reported.
 pub fn load_libraries(names: &[(String, Option<PathBuf>)]) -> Result<Vec<Library>, String> {
     names
         .iter()

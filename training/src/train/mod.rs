@@ -15,7 +15,9 @@
 //! the pitch-shifted crop and the loss adds the gap to the distorted crop's answer over the gap
 //! to the shifted crop's; a model with a pitch ruler adds its classifier's cross-entropy
 //! against pYIN's pitch for the clean, distorted and shifted crops (none of the three is in
-//! the paper; see [`TrainConfig`]).
+//! the paper; see [`TrainConfig`]). With a `swap` section ([`SwapConfig`], [`swap`]) each step
+//! also decodes paired renders (one score as instrument A and as B) with the reference's
+//! timbre and scores the result against B; `init_from` starts from a model file's weights.
 //!
 //! Everything random is a pure function of the seed, the epoch and the step (crops,
 //! perturbations, reparameterisation noise, initial weights), so a run resumed from its
@@ -406,15 +408,16 @@ fn crop_f0(seg: &[f32], pad: usize, frames: usize, rate: u32, hop: usize) -> Vec
         .collect()
 }
 
-/// Crops of `picks` (`(clip, seed)`), made on two threads; order follows `picks`.
-fn make_crops(
-    clips: &ClipSet,
+/// `make(extractor, rng, pick)` for every pick `(item, seed)`, on two threads, each with its
+/// own feature extractor for `tc`'s model and an rng seeded by the pick; order follows `picks`.
+fn crops_on_two_threads<C: Send>(
     picks: &[(usize, u64)],
     tc: &TrainConfig,
-    perturbed: bool,
-) -> Vec<Crop> {
+    make: impl Fn(&mut FeatureExtractor, &mut SplitMix64, usize) -> C + Sync,
+) -> Vec<C> {
     let threads = 2.min(picks.len()).max(1);
     let chunk = picks.len().div_ceil(threads);
+    let make = &make;
     std::thread::scope(|scope| {
         let handles: Vec<_> = picks
             .chunks(chunk)
@@ -422,10 +425,7 @@ fn make_crops(
                 scope.spawn(move || {
                     let mut ex = FeatureExtractor::new(&tc.model.stft(), tc.model.mag_floor);
                     part.iter()
-                        .map(|&(clip, seed)| {
-                            let mut rng = SplitMix64::new(seed);
-                            make_crop(&clips.audio[clip], tc, &mut ex, &mut rng, perturbed)
-                        })
+                        .map(|&(item, seed)| make(&mut ex, &mut SplitMix64::new(seed), item))
                         .collect::<Vec<_>>()
                 })
             })
@@ -434,6 +434,18 @@ fn make_crops(
             .into_iter()
             .flat_map(|h| h.join().expect("crop worker panicked"))
             .collect()
+    })
+}
+
+/// Crops of `picks` (`(clip, seed)`), made on two threads; order follows `picks`.
+fn make_crops(
+    clips: &ClipSet,
+    picks: &[(usize, u64)],
+    tc: &TrainConfig,
+    perturbed: bool,
+) -> Vec<Crop> {
+    crops_on_two_threads(picks, tc, |ex, rng, clip| {
+        make_crop(&clips.audio[clip], tc, ex, rng, perturbed)
     })
 }
 
@@ -1014,18 +1026,11 @@ pub fn train(
         })
         .collect();
     let valid_crops = make_crops(&valid_set, &valid_picks, tc, false);
-    let stft_cfg = cfg.stft();
     let valid_swap_crops = valid_pairs.as_ref().map(|set| {
         let picks: Vec<(usize, u64)> = (0..tc.swap.valid_pairs.min(set.audio.len()).max(1))
             .map(|i| (i % set.audio.len(), mix64(tc.seed ^ 0x5357_4150 ^ i as u64)))
             .collect();
-        swap::make_swap_crops(
-            set,
-            &picks,
-            (&stft_cfg, cfg.mag_floor),
-            tc.crop_frames,
-            tc.swap.reference_frames,
-        )
+        swap::make_swap_crops(set, &picks, tc)
     });
 
     let steps_per_epoch = train_set.audio.len().div_ceil(tc.batch);
@@ -1146,13 +1151,7 @@ pub fn train(
                             ((s % set.audio.len() as u64) as usize, mix64(s))
                         })
                         .collect();
-                    let crops = swap::make_swap_crops(
-                        set,
-                        &picks,
-                        (&stft_cfg, cfg.mag_floor),
-                        tc.crop_frames,
-                        tc.swap.reference_frames,
-                    );
+                    let crops = swap::make_swap_crops(set, &picks, tc);
                     let term = swap::swap_loss(&model, &crops)?;
                     loss = (loss + (&term * tc.swap.weight)?)?;
                     Some(term)

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor, D};
 use serde::{Deserialize, Serialize};
 
-use super::TrainError;
+use super::{TrainConfig, TrainError};
 use crate::data::pairs::{self, PairAudio};
-use crate::model::features::{pooling_weights, FeatureExtractor, FrameFeatures};
+use crate::model::features::{pooling_weights, FrameFeatures};
 use crate::model::{ThreeFactor, LIKELIHOOD_VARIANCE, POOLING_RANGE_DB};
 use crate::rng::SplitMix64;
 
@@ -139,44 +139,19 @@ fn crop_start(clip_len: usize, frames: usize, hop: usize, rng: &mut SplitMix64) 
     }
 }
 
-/// Crops of `picks` (`(pair, seed)`), two threads; order follows `picks`.
-pub fn make_swap_crops(
-    set: &PairSet,
-    picks: &[(usize, u64)],
-    ex_cfg: (&timbreswap_engine::StftConfig, f32),
-    frames: usize,
-    reference_frames: usize,
-) -> Vec<SwapCrop> {
-    let threads = 2.min(picks.len()).max(1);
-    let chunk = picks.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = picks
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    let (stft, floor) = ex_cfg;
-                    let mut ex = FeatureExtractor::new(stft, floor);
-                    part.iter()
-                        .map(|&(p, seed)| {
-                            let mut rng = SplitMix64::new(seed);
-                            let a = &set.audio[p];
-                            let hop = stft.hop;
-                            let s = crop_start(a.source.len(), frames, hop, &mut rng);
-                            let r = crop_start(a.reference.len(), reference_frames, hop, &mut rng);
-                            SwapCrop {
-                                source: ex.frames(&a.source, s * hop, frames),
-                                target: ex.frames(&a.target, s * hop, frames),
-                                reference: ex.frames(&a.reference, r * hop, reference_frames),
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("swap crop worker panicked"))
-            .collect()
+/// Crops of `picks` (`(pair, seed)`) for `tc` (`crop_frames` of the source and the target,
+/// `swap.reference_frames` of the reference), on two threads; order follows `picks`.
+pub fn make_swap_crops(set: &PairSet, picks: &[(usize, u64)], tc: &TrainConfig) -> Vec<SwapCrop> {
+    let (frames, reference_frames, hop) = (tc.crop_frames, tc.swap.reference_frames, tc.model.hop);
+    super::crops_on_two_threads(picks, tc, |ex, rng, p| {
+        let a = &set.audio[p];
+        let s = crop_start(a.source.len(), frames, hop, rng);
+        let r = crop_start(a.reference.len(), reference_frames, hop, rng);
+        SwapCrop {
+            source: ex.frames(&a.source, s * hop, frames),
+            target: ex.frames(&a.target, s * hop, frames),
+            reference: ex.frames(&a.reference, r * hop, reference_frames),
+        }
     })
 }
 

@@ -1,5 +1,6 @@
-//! Shared fixtures of the training crate's integration tests: a scratch folder and a tiny
-//! dataset rendered at test time from TimGM6mb (Debian `timgm6mb-soundfont`).
+//! Shared fixtures of the training crate's integration tests: a scratch folder, a tiny
+//! dataset rendered at test time from TimGM6mb (Debian `timgm6mb-soundfont`), a tiny training
+//! run and its epoch log.
 
 #![allow(dead_code)]
 
@@ -7,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use timbreswap_training::dataset::{DatasetOptions, SetChoice};
 use timbreswap_training::instruments::Instrument;
+use timbreswap_training::model::Config;
+use timbreswap_training::train::{TrainConfig, LOG_FILE};
 
 /// The small General MIDI SoundFont the tests render with.
 pub const TIMGM: &str = "/usr/share/sounds/sf2/TimGM6mb.sf2";
@@ -49,4 +52,43 @@ pub fn tiny_dataset(out: PathBuf) -> DatasetOptions {
         phrases: 2,
         threads: 2,
     }
+}
+
+/// A tiny run on the TimGM6mb fixture dataset.
+pub fn tiny_run(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        model: Config {
+            hidden: 24,
+            dilations: vec![1, 2],
+            z_t: 8,
+            z_v: 8,
+            z_p: 6,
+            ..Config::default()
+        },
+        epochs,
+        batch: 4,
+        crop_frames: 24,
+        learning_rate: 3e-3,
+        kl_cycle_epochs: 4,
+        valid_crops: 8,
+        norm_clips: 8,
+        ..TrainConfig::default()
+    }
+}
+
+/// The epoch records of a run's log, without their timing fields (which differ between runs).
+pub fn epoch_records(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join(LOG_FILE))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "epoch")
+        .map(|mut v| {
+            // Timing fields differ between runs.
+            for k in ["wall_s", "frames_per_s"] {
+                v.as_object_mut().unwrap().remove(k);
+            }
+            v
+        })
+        .collect()
 }
