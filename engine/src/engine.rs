@@ -42,7 +42,7 @@ const MESSAGE_RING_SLOTS: usize = 64;
 
 /// Lowest output gain the engine applies (linear, -24 dB: the plugin's Output range); lower,
 /// negative or non-finite values (a damaged saved state, a host out of range) are clamped.
-pub const MIN_OUTPUT_GAIN: f32 = 0.063_095_734;
+pub const MIN_OUTPUT_GAIN: f32 = 0.063_095_73;
 /// Highest output gain the engine applies (linear, +24 dB).
 pub const MAX_OUTPUT_GAIN: f32 = 15.848_932;
 

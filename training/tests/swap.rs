@@ -108,8 +108,7 @@ fn the_swap_term_trains_and_fine_tuning_starts_from_the_file() {
             false,
             &|_, _, _, _| {},
         )
-        .err()
-        .expect("refused");
+        .expect_err("refused");
         assert!(err.to_string().contains("swap.pairs"), "{err}");
     }
 
@@ -145,8 +144,7 @@ fn the_swap_term_trains_and_fine_tuning_starts_from_the_file() {
         false,
         &|_, _, _, _| {},
     )
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     assert!(err.to_string().contains("init_from"), "{err}");
     for dir in [data, pairs, run, plain, tuned] {
         let _ = std::fs::remove_dir_all(dir);

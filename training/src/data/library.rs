@@ -150,10 +150,10 @@ mod tests {
         let err = load_training("fluid", None).unwrap_err().to_string();
         assert!(err.contains("unknown library"), "{err}");
         // The dataset command's own check names the package of the file it looked for.
-        let err = dataset::load_soundfont(Path::new("/nonexistent/FluidR3_GM.sf2"))
-            .err()
-            .expect("missing")
-            .to_string();
+        let Err(err) = dataset::load_soundfont(Path::new("/nonexistent/FluidR3_GM.sf2")) else {
+            panic!("a missing SoundFont loaded");
+        };
+        let err = err.to_string();
         assert!(err.contains("apt-get install fluid-soundfont-gm"), "{err}");
     }
 

@@ -100,7 +100,7 @@ mod tests {
         let d = log_spectral_distance(&y, &x, &voiced, 160).unwrap();
         // Only the f32 rounding of the scaled copy separates them.
         assert!(d < 1e-4, "{d}");
-        assert_eq!(log_spectral_distance(&y, &x, &vec![false; 101], 160), None);
+        assert_eq!(log_spectral_distance(&y, &x, &[false; 101], 160), None);
         assert_eq!(
             log_spectral_distance(&vec![0.0; 16_000], &x, &voiced, 160),
             None
