@@ -142,7 +142,8 @@ pub struct TrainConfig {
     #[serde(skip_serializing_if = "SwapConfig::is_default")]
     pub swap: SwapConfig,
     /// Start from this model file's weights and input normalisation instead of seeded
-    /// random weights (fine-tuning; its config must equal `model`). `None`: from scratch.
+    /// random weights (fine-tuning; its config must equal `model`; a relative path is taken
+    /// from the working directory). `None`: from scratch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
 }
@@ -218,9 +219,12 @@ pub enum TrainError {
     /// The dataset is unusable.
     #[error("dataset: {0}")]
     Data(String),
-    /// The config is unusable.
+    /// The model config is unusable.
     #[error(transparent)]
     Config(#[from] crate::model::ConfigError),
+    /// A training setting is unusable (the swap term's, or `init_from`'s file).
+    #[error("training config: {0}")]
+    Settings(String),
     /// The checkpoint cannot be resumed.
     #[error("cannot resume: {0}")]
     Resume(String),
@@ -1345,9 +1349,9 @@ pub fn initial_model(
 /// (fine-tuning); its config must be `cfg`.
 pub fn start_from(cfg: &Config, path: &Path) -> Result<(VarMap, ThreeFactor), TrainError> {
     let file = timbreswap_engine::model_file::load(path)
-        .map_err(|e| TrainError::Data(format!("init_from {}: {e}", path.display())))?;
+        .map_err(|e| TrainError::Settings(format!("init_from {}: {e}", path.display())))?;
     if file.config != *cfg {
-        return Err(TrainError::Data(format!(
+        return Err(TrainError::Settings(format!(
             "init_from {}: its model config differs from the training config's `model`",
             path.display()
         )));
@@ -1357,7 +1361,7 @@ pub fn start_from(cfg: &Config, path: &Path) -> Result<(VarMap, ThreeFactor), Tr
             .get(&format!("features.{name}"))
             .map(|w| w.data.clone())
             .ok_or_else(|| {
-                TrainError::Data(format!("init_from {}: no features.{name}", path.display()))
+                TrainError::Settings(format!("init_from {}: no features.{name}", path.display()))
             })
     };
     let scale = feature("scale")?;
@@ -1372,7 +1376,7 @@ pub fn start_from(cfg: &Config, path: &Path) -> Result<(VarMap, ThreeFactor), Tr
     let data = varmap.data().lock().expect("var map");
     for (name, var) in data.iter() {
         let w = file.weights.get(name).ok_or_else(|| {
-            TrainError::Data(format!("init_from {}: no tensor {name}", path.display()))
+            TrainError::Settings(format!("init_from {}: no tensor {name}", path.display()))
         })?;
         var.set(&Tensor::from_vec(
             w.data.clone(),

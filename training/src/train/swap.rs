@@ -68,17 +68,17 @@ impl SwapConfig {
     /// Checks the settings before a run.
     pub fn validate(&self) -> Result<(), TrainError> {
         if self.pairs.is_some() != (self.weight > 0.0) {
-            return Err(TrainError::Data(
+            return Err(TrainError::Settings(
                 "swap.pairs and a positive swap.weight go together".into(),
             ));
         }
         if self.enabled() && (self.batch == 0 || self.reference_frames == 0) {
-            return Err(TrainError::Data(
+            return Err(TrainError::Settings(
                 "swap.batch and swap.reference_frames must be positive".into(),
             ));
         }
         if !self.weight.is_finite() || self.weight < 0.0 {
-            return Err(TrainError::Data(format!(
+            return Err(TrainError::Settings(format!(
                 "swap.weight must be a finite number >= 0, got {}",
                 self.weight
             )));
