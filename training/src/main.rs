@@ -627,7 +627,7 @@ fn main() -> Result<()> {
             })?;
             bar.finish_and_clear();
             println!(
-                "{} epochs, {} steps, {} parameters; best epoch {} (valid loss {:.3}); {}; {:.0} s wall in all sessions -> {}",
+                "{} epochs, {} steps, {} parameters; best epoch {} (valid score {:.3}); {}; {:.0} s wall in all sessions -> {}",
                 summary.epochs,
                 summary.steps,
                 summary.parameters,

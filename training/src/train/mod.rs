@@ -878,7 +878,8 @@ pub struct TrainSummary {
     pub steps: u64,
     /// Epoch of the exported weights.
     pub best_epoch: usize,
-    /// Its validation figures.
+    /// Its validation score: the negative ELBO per frame, plus the weighted swap term when
+    /// the swap term is trained.
     pub best_valid: f64,
     /// Training throughput of this session, crop frames per second (a frame counts once
     /// whether or not re-entry runs a second pass);
