@@ -356,6 +356,18 @@ enum Command {
     },
 }
 
+/// A progress bar counting `unit` (its length set by the first progress call).
+fn counting_bar(unit: &str) -> Result<indicatif::ProgressBar> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {unit} {{elapsed_precise}} (eta {{eta}})"
+        ))
+        .context("progress bar template")?,
+    );
+    Ok(bar)
+}
+
 /// Loads each `--model` argument (`FILE` or `NAME=FILE`; the name defaults to the file stem).
 /// The row name and file of a `--model` argument (`FILE` or `NAME=FILE`; the name defaults to
 /// the file stem).
@@ -485,7 +497,7 @@ fn main() -> Result<()> {
                     None => (l.clone(), None),
                 })
                 .collect();
-            let libraries = pairs::load_libraries(&names).map_err(anyhow::Error::msg)?;
+            let libraries = pairs::load_libraries(&names)?;
             let opts = pairs::PairOptions {
                 out,
                 libraries,
@@ -496,13 +508,7 @@ fn main() -> Result<()> {
                 augment_share: augment,
                 threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             };
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} pairs {elapsed_precise} (eta {eta})",
-                )
-                .context("progress bar template")?,
-            );
+            let bar = counting_bar("pairs")?;
             let summary = pairs::render_pairs(&opts, &|done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
@@ -544,13 +550,7 @@ fn main() -> Result<()> {
                 phrases,
                 threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             };
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} clips {elapsed_precise} (eta {eta})",
-                )
-                .context("progress bar template")?,
-            );
+            let bar = counting_bar("clips")?;
             let summary = render_dataset(&opts, &|done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);

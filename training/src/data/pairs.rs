@@ -24,7 +24,7 @@ use rustysynth::{Synthesizer, SynthesizerSettings};
 use serde::{Deserialize, Serialize};
 
 use super::augment::TimbreAugment;
-use super::library::{has_program, Library};
+use super::library::{has_program, Library, LibraryError};
 use crate::dataset::{already_rendered, phrase_score, play, write_wav, DatasetError, Score};
 use crate::instruments::Instrument;
 use crate::manifest::fnv1a;
@@ -535,10 +535,10 @@ pub fn read_pair_audio(root: &Path, record: &PairRecord) -> Result<PairAudio, Pa
 
 /// Loads the training libraries named on the command line, each with its SF2 path (`None`:
 /// Debian's); the first one that cannot be loaded is reported.
-pub fn load_libraries(names: &[(String, Option<PathBuf>)]) -> Result<Vec<Library>, String> {
+pub fn load_libraries(names: &[(String, Option<PathBuf>)]) -> Result<Vec<Library>, LibraryError> {
     names
         .iter()
-        .map(|(n, p)| super::library::load_training(n, p.as_deref()).map_err(|e| e.to_string()))
+        .map(|(n, p)| super::library::load_training(n, p.as_deref()))
         .collect()
 }
 

@@ -831,14 +831,15 @@ impl Context<'_> {
             .systems
             .iter()
             .position(|s| s.name() == ORACLE_ROW)
-            .map(|k| outputs[k].0.clone());
+            .map(|k| &outputs[k].0);
         let mut rows = Vec::with_capacity(self.systems.len());
-        for (out, transfer_s) in outputs {
-            let level_db = level_difference_db(&source, &out, &src_track.voiced, src_rec.hop);
-            let oracle_db = oracle.as_ref().and_then(|o| {
-                spectral::log_spectral_distance(&out, o, &src_track.voiced, src_rec.hop)
+        for (out, transfer_s) in &outputs {
+            let (out, transfer_s) = (out.as_slice(), *transfer_s);
+            let level_db = level_difference_db(&source, out, &src_track.voiced, src_rec.hop);
+            let oracle_db = oracle.and_then(|o| {
+                spectral::log_spectral_distance(out, o, &src_track.voiced, src_rec.hop)
             });
-            let outcome = if out == source {
+            let outcome = if out == source.as_slice() {
                 // Same audio, same analysis: reuse the source's.
                 RowOutcome {
                     pitch: pitch_agreement(&src_track, &src_track),
@@ -848,12 +849,12 @@ impl Context<'_> {
                     transfer_s,
                 }
             } else {
-                let out_track = track(&out)?;
+                let out_track = track(out)?;
                 RowOutcome {
                     pitch: pitch_agreement(&src_track, &out_track),
                     level_db,
                     oracle_db,
-                    features: Some(features(&out)),
+                    features: Some(features(out)),
                     transfer_s,
                 }
             };
