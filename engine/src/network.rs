@@ -201,6 +201,9 @@ pub struct NetworkState {
     variation: Option<StackState>,
     pitch: StackState,
     decoder: StackState,
+    /// The decoder's second stream: the same `z_v` and `z_p` decoded with another `z_t`
+    /// ([`Network::redecode`]).
+    redecoder: StackState,
     timbre: StackState,
     /// `[envelope input, z_t]`.
     variation_input: Box<[f32]>,
@@ -214,6 +217,8 @@ pub struct NetworkState {
     pitch_code: Box<[f32]>,
     /// `[z_t, z_v, z_p]`.
     decoder_input: Box<[f32]>,
+    /// `[z_t, z_v, z_p]` of [`Network::redecode`].
+    redecoder_input: Box<[f32]>,
     /// Mean and log-variance of `z_t` (timbre head output).
     timbre_stats: Box<[f32]>,
 }
@@ -226,6 +231,7 @@ impl NetworkState {
         }
         self.pitch.reset();
         self.decoder.reset();
+        self.redecoder.reset();
     }
 
     /// Posterior mean of `z_v` of the last step (empty for a two-factor model).
@@ -361,12 +367,14 @@ impl Network {
             variation: self.variation.as_ref().map(Stack::state),
             pitch: self.pitch.state(),
             decoder: self.decoder.state(),
+            redecoder: self.decoder.state(),
             timbre: self.timbre_frames.state(),
             variation_input: vec![0.0; bins + c.z_t].into_boxed_slice(),
             variation_stats: vec![0.0; 2 * c.z_v_dims()].into_boxed_slice(),
             pitch_stats: vec![0.0; c.pitch_outputs()].into_boxed_slice(),
             pitch_code: vec![0.0; c.z_p].into_boxed_slice(),
             decoder_input: vec![0.0; c.z_t + c.z_v_dims() + c.z_p].into_boxed_slice(),
+            redecoder_input: vec![0.0; c.z_t + c.z_v_dims() + c.z_p].into_boxed_slice(),
             timbre_stats: vec![0.0; 2 * c.z_t].into_boxed_slice(),
         }
     }
@@ -486,6 +494,18 @@ impl Network {
         d[c.z_t + zv..].copy_from_slice(&st.pitch_code);
         self.decoder
             .step(k, &mut st.decoder, &st.decoder_input, out);
+    }
+
+    /// Decodes the last [`step`](Self::step)'s `z_v` and `z_p` again with another timbre
+    /// `z_t` (`z_t` values) into `out` (`bins` normalised log-magnitudes), on the decoder's
+    /// second causal history. Call it once after every `step` whose frames it should follow:
+    /// its history only sees the frames it decodes. Realtime-safe.
+    pub fn redecode(&self, st: &mut NetworkState, z_t: &[f32], out: &mut [f32]) {
+        let n = self.config.z_t;
+        st.redecoder_input.copy_from_slice(&st.decoder_input);
+        st.redecoder_input[..n].copy_from_slice(&z_t[..n]);
+        self.decoder
+            .step(&self.kernels, &mut st.redecoder, &st.redecoder_input, out);
     }
 
     /// The timbre encoder's per-frame hidden vector of one normalised envelope frame (`bins`

@@ -40,7 +40,17 @@ pub enum PhaseMode {
     /// Real-time phase gradient heap integration from the decoded magnitudes (follows
     /// Transpose; less stable pitch with the shipped model's smooth magnitudes).
     Reconstruct,
+    /// The input frame itself, magnitude and phase, reshaped by the decoded timbre
+    /// difference: the decoder runs twice on the same `z_v` and `z_p`, with the target timbre
+    /// and with the input's own (the tracker's), and each bin's magnitude is multiplied by the
+    /// ratio of the two (at most [`MAX_DIFFERENCE_DB`] either way). What the decoder cannot
+    /// draw (detail, noise, attacks) is the input's; what it changes is the timbre. With the
+    /// input's own timbre as the target the input passes unchanged. Twice the decoder's cost.
+    Differential,
 }
+
+/// Largest change one bin gets in [`PhaseMode::Differential`], in dB (either way).
+pub const MAX_DIFFERENCE_DB: f32 = 40.0;
 
 /// Streaming estimate of the input's timbre latent: the timbre encoder's per-frame features
 /// pooled over recent frames within [`POOLING_RANGE_DB`] of the (slowly decaying) loudest one,
@@ -143,6 +153,8 @@ pub struct NeuralProcessor {
     z_map: Box<[f32]>,
     /// Decoded log-magnitude of the current frame.
     decoded: Box<[f32]>,
+    /// The same frame decoded with the input's own timbre ([`PhaseMode::Differential`]).
+    decoded_own: Box<[f32]>,
 }
 
 impl NeuralProcessor {
@@ -175,6 +187,7 @@ impl NeuralProcessor {
             z_target: vec![0.0; z].into_boxed_slice(),
             z_map: vec![0.0; z].into_boxed_slice(),
             decoded: vec![0.0; bins].into_boxed_slice(),
+            decoded_own: vec![0.0; bins].into_boxed_slice(),
             net,
         }
     }
@@ -309,11 +322,33 @@ impl NeuralProcessor {
                 *d = floor.ln();
             }
         }
+        if params.phase == PhaseMode::Differential {
+            self.net
+                .redecode(&mut self.state, &self.z_own, &mut self.decoded_own);
+            self.net.denormalise(&mut self.decoded_own);
+        }
         // RTPGHI runs on every frame, so its phase stays continuous when Phase changes.
         let wrote = self.rtpghi.push(&self.decoded, out);
         if wrote {
             match params.phase {
                 PhaseMode::Reconstruct => {}
+                PhaseMode::Differential => {
+                    let limit = MAX_DIFFERENCE_DB * std::f32::consts::LN_10 / 20.0;
+                    for (((o, x), t), s) in out
+                        .iter_mut()
+                        .zip(input)
+                        .zip(self.decoded.iter())
+                        .zip(self.decoded_own.iter())
+                    {
+                        let d = t - s;
+                        let d = if d.is_finite() {
+                            d.clamp(-limit, limit)
+                        } else {
+                            0.0
+                        };
+                        *o = *x * d.exp();
+                    }
+                }
                 PhaseMode::Input => {
                     for ((o, x), l) in out.iter_mut().zip(input).zip(self.decoded.iter()) {
                         let mag = (l.exp() - floor).max(0.0);
@@ -428,6 +463,52 @@ mod tests {
             .map(|(p, q)| (p - q).abs())
             .fold(0.0f32, f32::max);
         assert!(err < 0.01 * spread, "error {err}, spread {spread}");
+    }
+
+    /// Differential mode multiplies the input by the ratio of two decodings of one frame: with
+    /// no reference the target is the input's own tracked timbre, both decodings run the same
+    /// weights on the same inputs and histories, the ratio is exactly 1 and every frame comes
+    /// out bit for bit as it went in (Input phase, the decoder's own magnitudes, does not).
+    #[test]
+    fn differential_mode_with_the_inputs_own_timbre_is_the_identity() {
+        let net = Arc::new(network());
+        let bins = net.config().bins();
+        let mut rng = 0x1234_5678u32;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 17;
+            rng ^= rng << 5;
+            rng as f32 / u32::MAX as f32
+        };
+        let mut own = NeuralProcessor::new(net.clone(), None, None);
+        let mut input_phase = NeuralProcessor::new(net, None, None);
+        let mut out = vec![Complex32::new(0.0, 0.0); bins];
+        let mut changed = 0;
+        for frame in 0..120 {
+            // A harmonic tone whose pitch and level drift, with noise between the partials.
+            let f0 = 6.0 + 3.0 * (frame as f32 * 0.05).sin();
+            let x: Vec<Complex32> = (0..bins)
+                .map(|k| {
+                    let h = k as f32 / f0;
+                    let partial = (-(h - h.round()).powi(2) * 40.0).exp() / (1.0 + h);
+                    let mag = partial * (1.0 + 0.5 * (frame as f32 * 0.1).cos()) + 1e-3 * next();
+                    Complex32::from_polar(mag, std::f32::consts::TAU * next())
+                })
+                .collect();
+            let diff = FrameParams {
+                phase: PhaseMode::Differential,
+                ..FrameParams::default()
+            };
+            assert!(own.process(&x, &diff, &mut out));
+            assert_eq!(out, x, "frame {frame}");
+            let plain = FrameParams {
+                phase: PhaseMode::Input,
+                ..FrameParams::default()
+            };
+            assert!(input_phase.process(&x, &plain, &mut out));
+            changed += usize::from(out != x);
+        }
+        assert_eq!(changed, 120, "the decoder reproduced the input exactly");
     }
 
     #[test]

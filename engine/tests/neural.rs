@@ -213,10 +213,10 @@ fn frame_steps_do_not_allocate(net: Arc<Network>) -> Vec<f32> {
         let params = FrameParams {
             transpose: if f > 60 { 3.5 } else { 0.0 },
             variation: 1.5,
-            ..neural(if f % 50 < 25 {
-                PhaseMode::Reconstruct
-            } else {
-                PhaseMode::Input
+            ..neural(match f % 75 {
+                0..25 => PhaseMode::Reconstruct,
+                25..50 => PhaseMode::Input,
+                _ => PhaseMode::Differential,
             })
         };
         let mut wrote = false;
@@ -393,7 +393,11 @@ fn neural_swap_moves_the_envelope_towards_the_reference() {
         (d.iter().map(|v| (v - m).powi(2)).sum::<f32>() / d.len() as f32).sqrt()
     };
     let before = distance(&env_src, &env_ref);
-    for phase in [PhaseMode::Reconstruct, PhaseMode::Input] {
+    for phase in [
+        PhaseMode::Reconstruct,
+        PhaseMode::Input,
+        PhaseMode::Differential,
+    ] {
         let (mut e, _control) = engine_with(
             &net,
             settings(32_000.0, 512, ProcessingMode::Offline),
@@ -479,6 +483,7 @@ fn silence_in_is_silence_out_in_every_mode() {
     let modes = [
         neural(PhaseMode::Input),
         neural(PhaseMode::Reconstruct),
+        neural(PhaseMode::Differential),
         FrameParams::default(),
     ];
     for p in modes {

@@ -518,19 +518,13 @@ impl TimbreswapApp {
 
     fn slot_row(&mut self, ui: &mut egui::Ui, slot: Slot) {
         let index = slot as usize;
-        let loaded = self
-            .params
-            .timbre(slot)
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|d| {
-                if d.duration_s > 0.0 {
-                    format!("{} ({:.1} s)", d.name, d.duration_s)
-                } else {
-                    d.name.clone()
-                }
-            });
+        let loaded = self.params.timbre(slot).read().as_ref().map(|d| {
+            if d.duration_s > 0.0 {
+                format!("{} ({:.1} s)", d.name, d.duration_s)
+            } else {
+                d.name.clone()
+            }
+        });
         ui.horizontal(|ui| {
             ui.label(RichText::new(format!("Reference {}", slot_name(slot))).strong());
             ui.label(loaded.unwrap_or_else(|| "empty: drop a clip here".into()));
@@ -702,7 +696,6 @@ impl TimbreswapApp {
                 self.params
                     .timbre(*slot)
                     .read()
-                    .unwrap_or_else(PoisonError::into_inner)
                     .as_ref()
                     .is_some_and(|d| d.latent.is_some())
             });
@@ -759,12 +752,7 @@ impl EditorApp for TimbreswapApp {
             ui.separator();
             let net = self.shared.network();
             let latents: [Option<Vec<f32>>; 2] = [Slot::A, Slot::B].map(|slot| {
-                let stored = self
-                    .params
-                    .timbre(slot)
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone();
+                let stored = self.params.timbre(slot).read().clone();
                 stored
                     .zip(net.as_deref())
                     .and_then(|(d, net)| crate::model::latent_for(&d, net).map(<[f32]>::to_vec))

@@ -9,19 +9,18 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use nice_plug::prelude::*;
-use timbreswap_engine::{
-    BlockParams, Engine, EngineSettings, ProcessingMode, Slot, StftConfig, TimbreDescriptor,
-};
+use timbreswap_engine::{BlockParams, Engine, EngineSettings, ProcessingMode, Slot, StftConfig};
 
 pub mod editor;
 pub mod loader;
 pub mod model;
 pub mod params;
+pub mod persisted;
 pub mod shared;
 
 use loader::Task;
 use params::TimbreswapParams;
-use shared::{slot_name, Shared};
+use shared::Shared;
 
 /// The plugin instance.
 pub struct Timbreswap {
@@ -29,9 +28,9 @@ pub struct Timbreswap {
     shared: Arc<Shared>,
     /// The running engine (`None` before the first successful activation).
     engine: Option<Engine>,
-    /// Last timbres known to be valid, per slot (A, B): kept so a broken saved state cannot
-    /// replace a working timbre.
-    last_good: [Option<TimbreDescriptor>; 2],
+    /// The state-restore count ([`TimbreswapParams::restores`]) last handed to the engine;
+    /// audio thread.
+    applied_restores: u32,
     /// Per-sample Mix values of the current block (0..=1); sized in `activate`.
     mix: Vec<f32>,
     /// Per-sample output gain of the current block (linear); sized in `activate`.
@@ -55,7 +54,7 @@ impl Default for Timbreswap {
             params: Arc::new(TimbreswapParams::default()),
             shared: Arc::new(Shared::default()),
             engine: None,
-            last_good: [None, None],
+            applied_restores: 0,
             mix: Vec::new(),
             gain: Vec::new(),
             morph: Vec::new(),
@@ -64,59 +63,6 @@ impl Default for Timbreswap {
             map: [Vec::new(), Vec::new(), Vec::new()],
             editor_state: Arc::new(editor::EditorState::default()),
         }
-    }
-}
-
-impl Timbreswap {
-    /// The persisted timbre of `slot` if it is valid; otherwise the last good one (and the
-    /// problem is reported). Main thread.
-    fn restored_timbre(&mut self, slot: Slot) -> Option<TimbreDescriptor> {
-        let index = slot as usize;
-        let field = self.params.timbre(slot).clone();
-        let mut stored = field.write().unwrap_or_else(PoisonError::into_inner);
-        match stored.as_ref().map(TimbreDescriptor::validate) {
-            Some(Err(e)) => {
-                self.shared.report_error(format!(
-                    "Saved timbre {} is unusable ({e}); keeping the previous one",
-                    slot_name(slot)
-                ));
-                stored.clone_from(&self.last_good[index]);
-            }
-            _ => self.last_good[index].clone_from(&stored),
-        }
-        stored.clone()
-    }
-}
-
-impl Timbreswap {
-    /// The instance's neural model: the one in use, else the saved model file, else the
-    /// built-in default (a saved file that cannot be read is reported). Main thread.
-    fn network(&mut self) -> Option<Arc<timbreswap_engine::network::Network>> {
-        if let Some(net) = self.shared.network() {
-            return Some(net);
-        }
-        let path = self
-            .params
-            .model_path
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let net = match model::load_network(path.as_deref().map(std::path::Path::new)) {
-            Ok(net) => Some(net),
-            Err(e) => {
-                self.shared
-                    .report_error(format!("{e}; using the built-in model"));
-                model::default_network()
-                    .map_err(|e| self.shared.report_error(e))
-                    .ok()
-            }
-        };
-        *self
-            .shared
-            .model
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = net.clone();
-        net
     }
 }
 
@@ -185,9 +131,21 @@ impl Plugin for Timbreswap {
             stft: StftConfig::default(),
             worker_priority: Default::default(),
         };
-        let timbre_a = self.restored_timbre(Slot::A);
-        let timbre_b = self.restored_timbre(Slot::B);
-        let net = self.network();
+        // Counted before the fields are read: a restore from now on is applied by `process`.
+        self.applied_restores = self.params.restores.load(Ordering::Acquire);
+        let timbre_a = loader::validated_timbre(Slot::A, &self.params, &self.shared);
+        let timbre_b = loader::validated_timbre(Slot::B, &self.params, &self.shared);
+        let (net, path, _) = loader::wanted_network(&self.params, &self.shared);
+        *self
+            .shared
+            .model
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = net.clone();
+        *self
+            .shared
+            .model_path
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = path;
         // Stop the old engine (joins its worker) before starting the new one.
         self.engine = None;
         *self
@@ -217,13 +175,16 @@ impl Plugin for Timbreswap {
                         self.shared
                             .report_error(format!("Model {}: {e}", net.name()));
                     }
-                    // References saved with another model are measured again in the background.
+                    // References saved with another model are measured again in the background
+                    // once the engine runs: the first `process` call sees an unapplied count
+                    // and schedules `Task::ApplyState` (the files are not read here, on the
+                    // host's main thread).
                     let stale = [&timbre_a, &timbre_b].iter().any(|d| {
                         d.as_ref()
                             .is_some_and(|d| model::latent_for(d, net).is_none())
                     });
                     if stale {
-                        context.execute(Task::RefreshLatents);
+                        self.applied_restores = self.applied_restores.wrapping_sub(1);
                     }
                 }
                 *self
@@ -262,11 +223,18 @@ impl Plugin for Timbreswap {
         &mut self,
         buffer: &mut Buffer,
         _aux: &mut AuxiliaryBuffers,
-        _context: &mut impl ProcessContext<Self>,
+        context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
         let Some(engine) = self.engine.as_mut() else {
             return ProcessStatus::Normal;
         };
+        // A state the host restored while active (or latents to measure after activation) is
+        // applied off this thread; the engine takes it between two frames.
+        let restores = self.params.restores.load(Ordering::Acquire);
+        if restores != self.applied_restores {
+            self.applied_restores = restores;
+            context.execute_background(Task::ApplyState);
+        }
         let max = self.mix.len();
         for (_, mut block) in buffer.iter_blocks(max) {
             let len = block.samples();

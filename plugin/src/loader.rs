@@ -39,9 +39,11 @@ pub enum Task {
         /// The `.safetensors` file.
         path: Option<PathBuf>,
     },
-    /// Measure the references again with the current model (after a saved state from another
-    /// model was restored).
-    RefreshLatents,
+    /// Hand the persisted state (model file, both timbres) to the running engine: after the
+    /// host restored a state while the plugin was active, or after an activation whose saved
+    /// references need measuring with this model. References are measured again where their
+    /// latents belong to another model.
+    ApplyState,
 }
 
 /// Runs one task (on nice-plug's background thread). On failure the previous state keeps
@@ -82,23 +84,168 @@ pub fn run(task: Task, params: &TimbreswapParams, shared: &Shared) {
         Task::LoadModel { path } => match load_network(path.as_deref()) {
             Ok(net) => {
                 let message = format!("Model: {}", net.name());
-                if use_model(net, params, shared) {
-                    *params
-                        .model_path
-                        .write()
-                        .unwrap_or_else(PoisonError::into_inner) =
-                        path.map(|p| p.display().to_string());
+                let path = path.map(|p| p.display().to_string());
+                if use_model(net, path.clone(), params, shared) {
+                    *params.model_path.write() = path;
                     shared.report_ok(message);
                 }
             }
             Err(e) => shared.report_error(format!("{e}; keeping the current model")),
         },
-        Task::RefreshLatents => {
-            if let Some(net) = shared.network() {
-                use_model(net, params, shared);
+        Task::ApplyState => apply_state(params, shared),
+    }
+}
+
+/// The persisted timbre of `slot` if it is valid; otherwise the last good one, which is
+/// written back into the field, and the problem is reported. Off the audio thread.
+pub fn validated_timbre(
+    slot: Slot,
+    params: &TimbreswapParams,
+    shared: &Shared,
+) -> Option<TimbreDescriptor> {
+    let index = slot as usize;
+    let stored = params.timbre(slot).snapshot();
+    let mut last_good = shared
+        .last_good
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    match stored.as_ref().map(TimbreDescriptor::validate) {
+        Some(Err(e)) => {
+            shared.report_error(format!(
+                "Saved timbre {} is unusable ({e}); keeping the previous one",
+                slot_name(slot)
+            ));
+            let previous = last_good[index].clone();
+            *params.timbre(slot).write() = previous.clone();
+            previous
+        }
+        _ => {
+            last_good[index].clone_from(&stored);
+            stored
+        }
+    }
+}
+
+/// The model the persisted `model-path` asks for, and whether it differs from the one in use:
+/// the model in use if it was chosen for that path, else the file (or the built-in model)
+/// loaded now. A file that cannot be read is reported, and the model in use (else the
+/// built-in one) stays. Off the audio thread; may read a file.
+pub fn wanted_network(
+    params: &TimbreswapParams,
+    shared: &Shared,
+) -> (Option<Arc<Network>>, Option<String>, bool) {
+    let wanted = params.model_path.snapshot();
+    let current = shared.network();
+    let current_path = shared
+        .model_path
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if current.is_some() && current_path == wanted {
+        return (current, wanted, false);
+    }
+    match load_network(wanted.as_deref().map(Path::new)) {
+        Ok(net) => (Some(net), wanted, true),
+        Err(e) => match current {
+            Some(net) => {
+                shared.report_error(format!("{e}; keeping the current model"));
+                (Some(net), current_path, false)
+            }
+            None => {
+                shared.report_error(format!("{e}; using the built-in model"));
+                match crate::model::default_network() {
+                    Ok(net) => (Some(net), None, true),
+                    Err(e) => {
+                        shared.report_error(e);
+                        (None, None, false)
+                    }
+                }
+            }
+        },
+    }
+}
+
+/// Applies the persisted state to the running engine ([`Task::ApplyState`]): nothing is
+/// locked while files are read or references measured; the engine gets the result between
+/// two frames.
+fn apply_state(params: &TimbreswapParams, shared: &Shared) {
+    let (net, path, changed) = wanted_network(params, shared);
+    let timbres = [
+        validated_timbre(Slot::A, params, shared),
+        validated_timbre(Slot::B, params, shared),
+    ];
+    if hand_over(net.as_ref(), changed, &timbres, params, shared) && changed {
+        *shared.model.write().unwrap_or_else(PoisonError::into_inner) = net;
+        *shared
+            .model_path
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = path;
+    }
+}
+
+/// Measures `timbres` (slots A, B) with `net` and hands them to the running engine, with the
+/// model itself when `with_model`; then records the latents in the persisted fields that still
+/// hold those timbres. No lock is held while measuring. False (reported) if the engine
+/// refused; true when no engine runs (the next activation reads the fields).
+fn hand_over(
+    net: Option<&Arc<Network>>,
+    with_model: bool,
+    timbres: &[Option<TimbreDescriptor>; 2],
+    params: &TimbreswapParams,
+    shared: &Shared,
+) -> bool {
+    let mut latents: [Option<Vec<f32>>; 2] = [None, None];
+    if let Some(net) = net {
+        for slot in [Slot::A, Slot::B] {
+            if let Some(descriptor) = &timbres[slot as usize] {
+                latents[slot as usize] = remeasure(slot, descriptor, net, shared);
             }
         }
     }
+    {
+        let mut control = shared
+            .control
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(control) = control.as_mut() {
+            let result = (|| {
+                if with_model {
+                    control.set_model(
+                        net.cloned(),
+                        latents[0].as_deref(),
+                        latents[1].as_deref(),
+                    )?;
+                }
+                for slot in [Slot::A, Slot::B] {
+                    let i = slot as usize;
+                    control.set_timbre(slot, timbres[i].as_ref())?;
+                    if !with_model {
+                        control.set_latent(slot, latents[i].as_deref())?;
+                    }
+                }
+                Ok::<(), timbreswap_engine::ControlError>(())
+            })();
+            if let Err(e) = result {
+                shared.report_error(format!("Cannot apply the state: {e}"));
+                return false;
+            }
+        }
+    }
+    if let Some(net) = net {
+        for slot in [Slot::A, Slot::B] {
+            let i = slot as usize;
+            let mut stored = params.timbre(slot).write();
+            if let (Some(d), Some(z_t)) = (stored.as_mut(), &latents[i]) {
+                if timbres[i].as_ref() == Some(d) {
+                    d.latent = Some(timbreswap_engine::timbre::TimbreLatent {
+                        model_id: net.id().to_string(),
+                        z_t: z_t.clone(),
+                    });
+                }
+            }
+        }
+    }
+    true
 }
 
 /// `samples` (at the engine's rate) at the model's rate.
@@ -164,39 +311,24 @@ fn remeasure(
     None
 }
 
-/// Makes `net` the instance's model: measures both slots with it, hands it to the running
-/// engine and records the new latents in the saved state. False if the engine refused it.
-pub fn use_model(net: Arc<Network>, params: &TimbreswapParams, shared: &Shared) -> bool {
-    let mut latents: [Option<Vec<f32>>; 2] = [None, None];
-    for slot in [Slot::A, Slot::B] {
-        let field = params.timbre(slot);
-        let mut stored = field.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(descriptor) = stored.as_mut() {
-            let z = remeasure(slot, descriptor, &net, shared);
-            descriptor.latent = z
-                .clone()
-                .map(|z_t| timbreswap_engine::timbre::TimbreLatent {
-                    model_id: net.id().to_string(),
-                    z_t,
-                });
-            latents[slot as usize] = z;
-        }
-    }
-    let mut control = shared
-        .control
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(control) = control.as_mut() {
-        if let Err(e) = control.set_model(
-            Some(net.clone()),
-            latents[0].as_deref(),
-            latents[1].as_deref(),
-        ) {
-            shared.report_error(format!("Model {}: {e}", net.name()));
-            return false;
-        }
+/// Makes `net` (chosen for the `model-path` value `path`) the instance's model: measures both
+/// slots with it, hands it to the running engine and records the new latents in the saved
+/// state. False if the engine refused it.
+pub fn use_model(
+    net: Arc<Network>,
+    path: Option<String>,
+    params: &TimbreswapParams,
+    shared: &Shared,
+) -> bool {
+    let timbres = [params.timbre_a.snapshot(), params.timbre_b.snapshot()];
+    if !hand_over(Some(&net), true, &timbres, params, shared) {
+        return false;
     }
     *shared.model.write().unwrap_or_else(PoisonError::into_inner) = Some(net);
+    *shared
+        .model_path
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = path;
     true
 }
 
@@ -238,10 +370,7 @@ fn install(
         Some(d) => format!("Loaded {}: {}", slot_name(slot), d.name),
         None => format!("Cleared {}", slot_name(slot)),
     };
-    *params
-        .timbre(slot)
-        .write()
-        .unwrap_or_else(PoisonError::into_inner) = descriptor;
+    *params.timbre(slot).write() = descriptor;
     shared.report_ok(message);
 }
 

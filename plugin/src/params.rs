@@ -1,12 +1,15 @@
 //! The plugin's parameters and persisted fields. The `#[id]` strings are stable: hosts store
 //! automation and presets under them.
 
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
 
 use nice_plug::prelude::*;
 use timbreswap_engine::neural::{PhaseMode, MAX_TRANSPOSE};
 use timbreswap_engine::processor::SwapMode;
 use timbreswap_engine::{Slot, TimbreDescriptor};
+
+use crate::persisted::Persisted;
 
 /// Which timbre-transfer algorithm runs.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +48,11 @@ pub enum Phase {
     #[id = "reconstruct"]
     #[name = "Reconstruct"]
     Reconstruct,
+    /// The input itself, reshaped by the difference between the decoded target timbre and
+    /// the decoded own timbre.
+    #[id = "differential"]
+    #[name = "Differential"]
+    Differential,
 }
 
 impl Phase {
@@ -53,6 +61,7 @@ impl Phase {
         match self {
             Phase::Input => PhaseMode::Input,
             Phase::Reconstruct => PhaseMode::Reconstruct,
+            Phase::Differential => PhaseMode::Differential,
         }
     }
 }
@@ -94,14 +103,17 @@ pub struct TimbreswapParams {
     pub map_amount: FloatParam,
     /// The neural model file the user chose (`None`: the built-in default model).
     #[persist = "model-path"]
-    pub model_path: Arc<RwLock<Option<String>>>,
+    pub model_path: Persisted<Option<String>>,
     /// Timbre descriptor of reference A, saved with the project so it sounds the same without
     /// the original file.
     #[persist = "timbre-a"]
-    pub timbre_a: Arc<RwLock<Option<TimbreDescriptor>>>,
+    pub timbre_a: Persisted<Option<TimbreDescriptor>>,
     /// Timbre descriptor of reference B.
     #[persist = "timbre-b"]
-    pub timbre_b: Arc<RwLock<Option<TimbreDescriptor>>>,
+    pub timbre_b: Persisted<Option<TimbreDescriptor>>,
+    /// How many persisted fields the host's state restores have set (shared by the three
+    /// fields above). The audio thread compares it with the count it last applied.
+    pub restores: Arc<AtomicU32>,
 }
 
 /// Smoothing time of the continuous parameters, in milliseconds.
@@ -109,6 +121,7 @@ const SMOOTHING_MS: f32 = 20.0;
 
 impl Default for TimbreswapParams {
     fn default() -> Self {
+        let restores = Arc::new(AtomicU32::new(0));
         Self {
             mix: FloatParam::new("Mix", 1.0, FloatRange::Linear { min: 0.0, max: 1.0 })
                 .with_smoother(SmoothingStyle::Linear(SMOOTHING_MS))
@@ -163,9 +176,10 @@ impl Default for TimbreswapParams {
             .with_unit(" %")
             .with_value_to_string(formatters::v2s_f32_percentage(0))
             .with_string_to_value(formatters::s2v_f32_percentage()),
-            model_path: Arc::new(RwLock::new(None)),
-            timbre_a: Arc::new(RwLock::new(None)),
-            timbre_b: Arc::new(RwLock::new(None)),
+            model_path: Persisted::new(None, restores.clone()),
+            timbre_a: Persisted::new(None, restores.clone()),
+            timbre_b: Persisted::new(None, restores.clone()),
+            restores,
         }
     }
 }
@@ -186,7 +200,7 @@ fn map_axis(name: &str) -> FloatParam {
 
 impl TimbreswapParams {
     /// The persisted descriptor of `slot`.
-    pub fn timbre(&self, slot: Slot) -> &Arc<RwLock<Option<TimbreDescriptor>>> {
+    pub fn timbre(&self, slot: Slot) -> &Persisted<Option<TimbreDescriptor>> {
         match slot {
             Slot::A => &self.timbre_a,
             Slot::B => &self.timbre_b,

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use timbreswap_engine::network::Network;
-use timbreswap_engine::{EngineControl, EngineStats, Slot};
+use timbreswap_engine::{EngineControl, EngineStats, Slot, TimbreDescriptor};
 
 /// What the editor shows about the instance. Only touched off the audio thread.
 #[derive(Debug, Default, Clone)]
@@ -31,6 +31,12 @@ pub struct Shared {
     pub status: Mutex<Status>,
     /// The neural model in use (`None` until the first activation loads it).
     pub model: RwLock<Option<Arc<Network>>>,
+    /// The `model-path` value the model in use was chosen for (`None`: the built-in model),
+    /// so a restored state that names another file is noticed.
+    pub model_path: Mutex<Option<String>>,
+    /// Last timbres known to be valid, per slot (A, B): kept so a broken saved state cannot
+    /// replace a working timbre.
+    pub last_good: Mutex<[Option<TimbreDescriptor>; 2]>,
     /// Largest absolute output sample since the editor last read it, as `f32` bits (written by
     /// the audio thread with `fetch_max`, which orders non-negative floats correctly).
     pub output_peak: AtomicU32,

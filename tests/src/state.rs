@@ -27,14 +27,33 @@ pub fn field_key(slot: Slot) -> &'static str {
     }
 }
 
+/// The JSON value of a length-prefixed state stream.
+fn state_json(state: &[u8]) -> Result<Value, StateEditError> {
+    match state.split_first_chunk::<8>() {
+        Some((len, json)) if u64::from_le_bytes(*len) == json.len() as u64 => {
+            Ok(serde_json::from_slice(json)?)
+        }
+        _ => Err(StateEditError::Length),
+    }
+}
+
+/// The timbre `state` holds in `slot` (`None`: empty or absent).
+pub fn timbre(state: &[u8], slot: Slot) -> Result<Option<TimbreDescriptor>, StateEditError> {
+    let value = state_json(state)?;
+    let fields = value
+        .get("fields")
+        .and_then(Value::as_object)
+        .ok_or(StateEditError::NoFields)?;
+    match fields.get(field_key(slot)).and_then(Value::as_str) {
+        Some(raw) => Ok(serde_json::from_str(raw)?),
+        None => Ok(None),
+    }
+}
+
 /// Returns `state` with the persisted field of `slot` replaced by the raw string `raw` (the
 /// JSON text nice-plug stores for the field; may be deliberately broken in tests).
 pub fn with_raw_field(state: &[u8], slot: Slot, raw: &str) -> Result<Vec<u8>, StateEditError> {
-    let json = match state.split_first_chunk::<8>() {
-        Some((len, json)) if u64::from_le_bytes(*len) == json.len() as u64 => json,
-        _ => return Err(StateEditError::Length),
-    };
-    let mut value: Value = serde_json::from_slice(json)?;
+    let mut value = state_json(state)?;
     let fields = value
         .get_mut("fields")
         .and_then(Value::as_object_mut)

@@ -350,3 +350,144 @@ fn offline_render_matches_plugin_bit_for_bit() {
         }
     }
 }
+
+/// A state the host loads while the plugin is active and playing (a preset recall, an undo,
+/// an A/B compare) reaches the engine: the output moves from the dry input to the swapped
+/// sound and, once the histories have filled, plays what the same state loaded before
+/// activation plays.
+#[test]
+fn state_loaded_while_active_reaches_the_engine() {
+    let trumpet = reference("ref-trumpet.wav");
+    let rate = 48_000.0;
+    let block = 512;
+    let input = signal(rate, 4.0);
+    let len = input[0].len();
+    let switch = 48 * block; // about half a second in
+    for (mode, value) in MODES {
+        // Loaded before activation: the expected sound.
+        let mut expected_host = load_plugin();
+        set_timbres(&mut expected_host, Some(&trumpet), None);
+        set(&mut expected_host, "Mode", value);
+        let with_trumpet = expected_host.save_state().unwrap();
+        expected_host.set_offline(true).unwrap();
+        expected_host.activate(rate, block as u32).unwrap();
+        let expected = expected_host.process_signal(&input, &[block]).unwrap();
+
+        // The same state loaded while playing.
+        let mut host = load_plugin();
+        set(&mut host, "Mode", value);
+        host.set_offline(true).unwrap();
+        host.activate(rate, block as u32).unwrap();
+        let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(len); input.len()];
+        let mut start = 0;
+        while start < len {
+            let end = (start + block).min(len);
+            if start == switch {
+                host.load_state(&with_trumpet).unwrap();
+            }
+            let chunk: Vec<Vec<f32>> = input.iter().map(|c| c[start..end].to_vec()).collect();
+            for (o, c) in out.iter_mut().zip(host.process(&chunk, &[]).unwrap()) {
+                o.extend_from_slice(&c);
+            }
+            if start == switch {
+                // The first call after the load schedules the hand-over on nice-plug's
+                // background thread; give it time (offline, the engine does not wait).
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            start = end;
+        }
+        // Without a reference: what the plugin plays with no state loaded.
+        let mut plain_host = load_plugin();
+        set(&mut plain_host, "Mode", value);
+        plain_host.set_offline(true).unwrap();
+        plain_host.activate(rate, block as u32).unwrap();
+        let dry = plain_host.process_signal(&input, &[block]).unwrap();
+        // Before the load: exactly that.
+        for (o, d) in out.iter().zip(&dry) {
+            assert_eq!(o[..switch], d[..switch], "{mode}: before the load");
+        }
+        // The last second: the restored sound, not the dry input.
+        let tail = len - rate as usize..len;
+        let error_db = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+            let (mut e, mut s) = (0.0f64, 0.0f64);
+            for (a, b) in a.iter().zip(b) {
+                for n in tail.clone() {
+                    e += f64::from(a[n] - b[n]).powi(2);
+                    s += f64::from(b[n]).powi(2);
+                }
+            }
+            10.0 * (e / s).log10()
+        };
+        let to_expected = error_db(&out, &expected);
+        let expected_to_dry = error_db(&expected, &dry);
+        println!(
+            "{mode}: after the load, {to_expected:.1} dB from the state loaded before \
+             activation (which is {expected_to_dry:.1} dB from the dry input)"
+        );
+        assert!(
+            expected_to_dry > -20.0,
+            "{mode}: the trumpet state barely changes the sound"
+        );
+        assert!(
+            to_expected < expected_to_dry - 20.0,
+            "{mode}: a state loaded while active did not reach the engine ({to_expected:.1} dB)"
+        );
+    }
+}
+
+/// A project saved with another model: the reference's latent does not fit the built-in
+/// model, so after activation the plugin measures the clip again off the host's threads and
+/// Neural plays with the new latent (the same sound as a latent measured with this model), and
+/// the next save records it.
+#[test]
+fn a_state_from_another_model_is_measured_again_after_activation() {
+    let trumpet = reference("ref-trumpet.wav");
+    assert!(trumpet.source.is_some(), "the descriptor names its file");
+    let mut stale = trumpet.clone();
+    let latent = stale.latent.as_mut().unwrap();
+    latent.model_id = "a model this plugin does not have".into();
+    latent.z_t.iter_mut().for_each(|z| *z = 3.0);
+    let rate = 48_000.0;
+    let block = 512;
+    let input = signal(rate, 3.0);
+    let play = |descriptor: &TimbreDescriptor, wait: bool| {
+        let mut host = load_plugin();
+        set_timbres(&mut host, Some(descriptor), None);
+        set(&mut host, "Mode", 1.0);
+        host.set_offline(true).unwrap();
+        host.activate(rate, block as u32).unwrap();
+        let first: Vec<Vec<f32>> = input.iter().map(|c| c[..block].to_vec()).collect();
+        let mut out = host.process(&first, &[]).unwrap();
+        if wait {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        let rest: Vec<Vec<f32>> = input.iter().map(|c| c[block..].to_vec()).collect();
+        for (o, r) in out
+            .iter_mut()
+            .zip(host.process_signal(&rest, &[block]).unwrap())
+        {
+            o.extend_from_slice(&r);
+        }
+        (out, host.save_state().unwrap())
+    };
+    let (expected, _) = play(&trumpet, false);
+    let (measured, saved) = play(&stale, true);
+    let tail = input[0].len() - rate as usize..input[0].len();
+    let (mut e, mut s) = (0.0f64, 0.0f64);
+    for (a, b) in measured.iter().zip(&expected) {
+        for n in tail.clone() {
+            e += f64::from(a[n] - b[n]).powi(2);
+            s += f64::from(b[n]).powi(2);
+        }
+    }
+    let error_db = 10.0 * (e / s).log10();
+    println!("last second: {error_db:.1} dB from the freshly measured reference");
+    assert!(
+        error_db < -40.0,
+        "Neural did not play the measured latent ({error_db:.1} dB)"
+    );
+    let restored = timbreswap_tests::state::timbre(&saved, Slot::A)
+        .unwrap()
+        .expect("slot A is saved");
+    assert_eq!(restored.latent, trumpet.latent, "the new latent is saved");
+}

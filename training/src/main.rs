@@ -54,6 +54,10 @@ enum EnginePhaseArg {
     Input,
     /// RTPGHI only.
     Reconstruct,
+    /// The input reshaped by the decoded timbre difference only.
+    Differential,
+    /// Input phase and the differential mode.
+    InputDifferential,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -62,6 +66,8 @@ enum PhaseArg {
     Input,
     /// RTPGHI reconstruction.
     Reconstruct,
+    /// The input reshaped by the decoded timbre difference.
+    Differential,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -768,6 +774,13 @@ fn main() -> Result<()> {
                         ],
                         EnginePhaseArg::Input => &[("input", PhaseMode::Input)],
                         EnginePhaseArg::Reconstruct => &[("reconstruct", PhaseMode::Reconstruct)],
+                        EnginePhaseArg::Differential => {
+                            &[("differential", PhaseMode::Differential)]
+                        }
+                        EnginePhaseArg::InputDifferential => &[
+                            ("input", PhaseMode::Input),
+                            ("differential", PhaseMode::Differential),
+                        ],
                     };
                     for &(suffix, phase) in phases {
                         for &variation in &engine_variation {
@@ -936,6 +949,7 @@ fn main() -> Result<()> {
                     phase: match phase {
                         PhaseArg::Input => PhaseMode::Input,
                         PhaseArg::Reconstruct => PhaseMode::Reconstruct,
+                        PhaseArg::Differential => PhaseMode::Differential,
                     },
                 },
             )?;
