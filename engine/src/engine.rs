@@ -31,14 +31,18 @@ use crate::stft::{hann, synthesis_window};
 use crate::timbre::TimbreDescriptor;
 use crate::worker::{self, WorkerFlags, WorkerRings};
 
-/// Slots of the control ring (control side to processor) and of the garbage ring (back).
+/// Slots of the control ring (control side to processor).
 ///
-/// One size for both is what keeps the audio side from ever freeing: every control message
-/// yields at most one object to free, and every push onto the control ring is preceded by
-/// [`EngineControl::collect_garbage`]. So the objects waiting in the garbage ring come from
-/// messages that were in the control ring at the last collection or were pushed after it,
-/// and the control ring never holds more than this many.
-const MESSAGE_RING_SLOTS: usize = 64;
+/// The garbage ring (back) has [`GARBAGE_RING_SLOTS`], one more, which is what keeps the
+/// processor side from ever freeing: every control message yields at most one object to free,
+/// and every push onto the control ring is preceded by [`EngineControl::collect_garbage`]. So
+/// the objects waiting in the garbage ring come from messages that were in the control ring at
+/// the last collection or were pushed after it: at most this many still in the ring, plus the
+/// one the processor may have popped but whose garbage it has not pushed yet.
+pub const MESSAGE_RING_SLOTS: usize = 64;
+
+/// Slots of the garbage ring: [`MESSAGE_RING_SLOTS`] plus the message in flight.
+pub const GARBAGE_RING_SLOTS: usize = MESSAGE_RING_SLOTS + 1;
 
 /// Lowest output gain the engine applies (linear, -24 dB: the plugin's Output range); lower,
 /// negative or non-finite values (a damaged saved state, a host out of range) are clamped.
@@ -260,7 +264,6 @@ impl EngineControl {
                         });
                     }
                 }
-                self.z_t = Some(expected);
                 let boxed = |z: Option<&[f32]>| z.map(|z| z.to_vec().into_boxed_slice());
                 Some(Box::new(NeuralProcessor::new(
                     net,
@@ -268,14 +271,17 @@ impl EngineControl {
                     boxed(timbre_b),
                 )))
             }
-            None => {
-                self.z_t = None;
-                None
-            }
+            None => None,
         };
-        self.tx
-            .push(ControlToProcessorMsg::SetModel(processor))
-            .map_err(|_| ControlError::QueueFull)
+        let z_t = processor.as_ref().map(|p| p.network().config().z_t);
+        if self.tx.is_full() {
+            return Err(ControlError::QueueFull);
+        }
+        // Cannot fail: this is the ring's only producer and it has a free slot.
+        let _ = self.tx.push(ControlToProcessorMsg::SetModel(processor));
+        // Recorded only once the model is on its way, so a refused hand-off changes nothing.
+        self.z_t = z_t;
+        Ok(())
     }
 
     /// Puts a timbre latent of the loaded model into `slot` (`None` empties it). Not
@@ -428,7 +434,7 @@ impl Engine {
         };
 
         let (ctl_tx, ctl_rx) = RingBuffer::<ControlToProcessorMsg>::new(MESSAGE_RING_SLOTS);
-        let (garbage_tx, garbage_rx) = RingBuffer::<ProcessorToControlMsg>::new(MESSAGE_RING_SLOTS);
+        let (garbage_tx, garbage_rx) = RingBuffer::<ProcessorToControlMsg>::new(GARBAGE_RING_SLOTS);
         let (tap, spectra) = spectrum_pair(cfg.n_bins(), cfg.n_fft);
         let mut control = EngineControl {
             stft: cfg,
@@ -567,6 +573,8 @@ impl Engine {
     /// longer than `max_block` is split). `params` holds one value per sample. Realtime-safe:
     /// no allocation, lock, wait or system call.
     pub fn process(&mut self, io: &mut [&mut [f32]], params: &BlockParams) {
+        // The host's thread: flush denormals while the engine runs, restore its flags after.
+        let _ftz = crate::denormals::FlushToZero::new();
         let len = io.first().map_or(0, |c| c.len());
         let len = len
             .min(params.mix.len())
@@ -699,11 +707,25 @@ impl Engine {
                     *v = self.history.get(first + i as u64);
                 }
                 let slot = (f as usize) & (self.frame_params.len() - 1);
-                have = processor.process(
-                    &self.frame_buf,
-                    &self.frame_params[slot],
-                    &mut self.grain_buf,
-                );
+                // As on the worker: a panic (a bug) in the frame processing is counted, the
+                // processor forgets its stream and the frame plays dry; it never unwinds into
+                // the host. After MAX_WORKER_PANICS the processor is no longer called.
+                if !self.stats.worker_failed() {
+                    let (frame, params, grain) = (
+                        &self.frame_buf,
+                        &self.frame_params[slot],
+                        &mut self.grain_buf,
+                    );
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        processor.process(frame, params, grain)
+                    })) {
+                        Ok(wrote) => have = wrote,
+                        Err(_) => {
+                            self.stats.worker_panics.fetch_add(1, Ordering::Relaxed);
+                            processor.reset();
+                        }
+                    }
+                }
             }
             Backend::Worker {
                 grain_headers,
@@ -753,6 +775,17 @@ impl Engine {
     pub fn set_worker_paused(&self, paused: bool) {
         if let Backend::Worker { flags, .. } = &self.backend {
             flags.paused.store(paused, Ordering::Release);
+        }
+    }
+}
+
+impl Engine {
+    /// Fault injection for tests: the worker's next frame panics (caught there). Does nothing
+    /// in offline mode. Not part of the stable API.
+    #[doc(hidden)]
+    pub fn inject_worker_panic(&self) {
+        if let Backend::Worker { flags, .. } = &self.backend {
+            flags.panic_next.store(true, Ordering::Release);
         }
     }
 }

@@ -20,6 +20,7 @@
 pub mod cepstrum;
 pub mod clip;
 pub mod config;
+pub mod denormals;
 pub mod engine;
 pub mod error;
 pub mod features;

@@ -21,9 +21,21 @@ pub struct EngineStats {
     pub nonfinite_inputs: AtomicU64,
     /// Whether the worker thread runs with real-time scheduling.
     pub worker_realtime: AtomicBool,
+    /// Panics caught in the worker's frame processing (each one resets the processor; after
+    /// [`MAX_WORKER_PANICS`] the worker stops and the engine plays the dry signal).
+    pub worker_panics: AtomicU64,
 }
 
+/// Caught panics after which the worker gives up and the engine bypasses.
+pub const MAX_WORKER_PANICS: u64 = 3;
+
 impl EngineStats {
+    /// Whether the worker has stopped after [`MAX_WORKER_PANICS`] caught panics (the output is
+    /// the latency-aligned dry signal from then on). Realtime-safe.
+    pub fn worker_failed(&self) -> bool {
+        self.worker_panics.load(Ordering::Relaxed) >= MAX_WORKER_PANICS
+    }
+
     /// Dropouts so far. Realtime-safe.
     pub fn dropouts(&self) -> u64 {
         self.dropouts.load(Ordering::Relaxed)
@@ -54,6 +66,7 @@ impl EngineStats {
             &self.worker_frames,
             &self.frames_sent,
             &self.nonfinite_inputs,
+            &self.worker_panics,
         ] {
             c.store(0, Ordering::Relaxed);
         }

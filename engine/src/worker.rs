@@ -11,7 +11,7 @@ use rtrb::{Consumer, Producer};
 use crate::engine::WorkerPriority;
 use crate::messages::{AudioToWorkerMsg, WorkerToAudioMsg};
 use crate::processor::FrameProcessor;
-use crate::stats::EngineStats;
+use crate::stats::{EngineStats, MAX_WORKER_PANICS};
 
 /// Flags shared between the engine and its worker.
 #[derive(Debug, Default)]
@@ -20,6 +20,8 @@ pub(crate) struct WorkerFlags {
     pub stop: AtomicBool,
     /// Fault injection for tests: while set, the worker takes no frames.
     pub paused: AtomicBool,
+    /// Fault injection for tests: the next frame's processing panics.
+    pub panic_next: AtomicBool,
 }
 
 /// The worker's ends of the rings.
@@ -65,6 +67,7 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("timbreswap-worker".into())
         .spawn(move || {
+            crate::denormals::flush_to_zero_for_this_thread();
             let realtime = priority == WorkerPriority::Realtime && promote_to_realtime();
             stats.worker_realtime.store(realtime, Ordering::Relaxed);
             let mut frame = vec![0.0f32; n_fft];
@@ -98,8 +101,25 @@ pub(crate) fn spawn(
                     epoch = Some(frame_epoch);
                 }
                 let started = Instant::now();
-                let wrote = processor.process(&frame, &params, &mut grain);
+                // A panic in the frame processing (a bug) must not end the stream silently:
+                // it is counted, the processor forgets its stream and this frame plays dry.
+                // After MAX_WORKER_PANICS the worker stops for good; the audio thread then
+                // substitutes the dry signal for every frame and the editor says why.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    if flags.panic_next.swap(false, Ordering::AcqRel) {
+                        panic!("injected worker fault");
+                    }
+                    processor.process(&frame, &params, &mut grain)
+                }));
                 let elapsed = started.elapsed();
+                let Ok(wrote) = result else {
+                    let panics = stats.worker_panics.fetch_add(1, Ordering::Relaxed) + 1;
+                    if panics >= MAX_WORKER_PANICS {
+                        break;
+                    }
+                    processor.reset();
+                    continue;
+                };
                 if !wrote || rings.grain_headers.slots() == 0 {
                     stats.add_worker_time(elapsed);
                     continue;

@@ -546,3 +546,119 @@ fn mix_and_gain_out_of_range_are_clamped() {
         "{peak_out} vs input {peak_in}"
     );
 }
+
+/// A panic in the worker's frame processing is caught: the frame plays dry, the processor
+/// starts its stream again and keeps up; after `MAX_WORKER_PANICS` the worker stops and the
+/// engine bypasses cleanly (the latency-aligned dry signal, no silence, no hang), and the
+/// statistics say so.
+#[test]
+fn a_worker_panic_is_survived() {
+    use std::sync::atomic::Ordering::Acquire;
+    use timbreswap_engine::stats::MAX_WORKER_PANICS;
+    let timbre = descriptor(330.0, 3.0);
+    let rate = 48_000.0;
+    let stats = Arc::new(EngineStats::default());
+    let (mut e, _control) = Engine::new(
+        settings(rate, 128, 1, ProcessingMode::Realtime),
+        stats.clone(),
+        Some(&timbre),
+        None,
+    )
+    .unwrap();
+    let lat = e.latency_samples() as usize;
+    let x = tone(rate, 3.0, 220.0, 1.0, 9_000.0);
+    let (mix, gain, morph) = (vec![1.0; 128], vec![1.0; 128], vec![0.0; 128]);
+    // Every frame sent has been processed, or has panicked.
+    let settled = || {
+        stats.worker_frames.load(Acquire) + stats.worker_panics.load(Acquire)
+            >= stats.frames_sent.load(Acquire)
+    };
+    let mut out = Vec::new();
+    let blocks: Vec<&[f32]> = x.chunks(128).collect();
+    let third = blocks.len() / 3;
+    let mut dropouts_before = 0;
+    for (i, chunk) in blocks.iter().enumerate() {
+        if i < 2 * third && !stats.worker_failed() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !settled() {
+                assert!(std::time::Instant::now() < deadline, "worker stalled");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        } else {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        if i == 100 {
+            dropouts_before = stats.dropouts();
+            e.inject_worker_panic();
+        }
+        if i == third {
+            // One caught panic: one frame dry, the rest processed.
+            assert_eq!(stats.worker_panics.load(Acquire), 1);
+            assert!(!stats.worker_failed());
+            assert_eq!(stats.dropouts(), dropouts_before + 1);
+        }
+        if (third..third + 200).contains(&i) && i % 40 == 0 {
+            e.inject_worker_panic();
+        }
+        let mut buf = chunk.to_vec();
+        e.process(&mut [&mut buf[..]], &BlockParams::new(&mix, &gain, &morph));
+        out.extend_from_slice(&buf);
+    }
+    assert!(
+        stats.worker_failed(),
+        "{} panics",
+        stats.worker_panics.load(Acquire)
+    );
+    assert_eq!(stats.worker_panics.load(Acquire), MAX_WORKER_PANICS);
+    assert!(out.iter().all(|v| v.is_finite()));
+    // The processed middle third differs from the dry input; the last half second, after the
+    // worker stopped, is the aligned dry input.
+    let dry = |range: std::ops::Range<usize>| &x[range.start - lat..range.end - lat];
+    let middle = 128 * (third / 2 + third / 4)..128 * third;
+    assert!(snr_db(dry(middle.clone()), &out[middle]) < 20.0);
+    let end = out.len() - 24_000..out.len();
+    let snr = snr_db(dry(end.clone()), &out[end]);
+    assert!(snr >= 60.0, "bypass after the worker stopped: {snr:.1} dB");
+}
+
+/// The garbage ring holds every object the processor can have to hand back, so it never frees
+/// one itself: the worst case is a control ring filled to its last slot right after the
+/// control side collected, while the processor had already popped one more message whose
+/// garbage it had not pushed yet. Replayed here with the engine's ring sizes, every slot
+/// filled: nothing is freed while the processor applies them, and all of it comes back.
+#[test]
+fn the_garbage_ring_takes_every_replaced_object() {
+    use rtrb::RingBuffer;
+    use timbreswap_engine::engine::{GARBAGE_RING_SLOTS, MESSAGE_RING_SLOTS};
+    use timbreswap_engine::messages::{ControlToProcessorMsg, ProcessorToControlMsg};
+    use timbreswap_engine::processor::FrameProcessor;
+    let cfg = StftConfig::default();
+    let envelope = || Some(vec![-3.0f32; cfg.n_bins()].into_boxed_slice());
+    let (mut tx, rx) = RingBuffer::<ControlToProcessorMsg>::new(MESSAGE_RING_SLOTS);
+    let (garbage_tx, mut garbage) = RingBuffer::<ProcessorToControlMsg>::new(GARBAGE_RING_SLOTS);
+    let mut processor = FrameProcessor::new(&cfg, rx, garbage_tx);
+    let set = || ControlToProcessorMsg::SetTimbre {
+        slot: Slot::A,
+        envelope: envelope(),
+    };
+    // A timbre is playing; the control side has just collected (the ring is empty).
+    tx.push(set()).unwrap();
+    processor.poll_control();
+    while garbage.pop().is_ok() {}
+    // The message in flight: popped after the collection, its garbage pushed after it too.
+    tx.push(set()).unwrap();
+    processor.poll_control();
+    // Then the control ring fills to its last slot.
+    for _ in 0..MESSAGE_RING_SLOTS {
+        tx.push(set()).unwrap();
+    }
+    assert!(tx.is_full());
+    let before = violation_count();
+    assert_no_alloc(|| processor.poll_control());
+    assert_eq!(violation_count(), before, "the processor freed an object");
+    let mut returned = 0;
+    while garbage.pop().is_ok() {
+        returned += 1;
+    }
+    assert_eq!(returned, MESSAGE_RING_SLOTS + 1);
+}
