@@ -368,10 +368,14 @@ pub struct Engine {
     dry_count: u64,
     down: Resampler,
     up: Resampler,
+    /// Resamples the wet share to the host rate exactly as `up` does the grains.
+    up_share: Resampler,
     /// Model-rate input history, indexed by model sample count.
     history: Ring,
     /// Overlap-add accumulator, indexed by model output position.
     ola: Ring,
+    /// Overlap-added synthesis windows of the processed grains (0..=1), indexed like `ola`.
+    wet_share: Ring,
     /// Controls of each frame, indexed by frame number.
     frame_params: Vec<FrameParams>,
     /// Model samples pushed since reset.
@@ -513,9 +517,11 @@ impl Engine {
                     .collect(),
                 dry_count: 0,
                 down,
+                up_share: up.clone(),
                 up,
                 history: Ring::new(history_len),
                 ola: Ring::new(n + 1),
+                wet_share: Ring::new(n + 1),
                 frame_params: vec![
                     FrameParams::default();
                     (history_len / h + 2).next_power_of_two()
@@ -559,8 +565,10 @@ impl Engine {
         self.dry_count = 0;
         self.down.reset();
         self.up.reset();
+        self.up_share.reset();
         self.history.clear();
         self.ola.clear();
+        self.wet_share.clear();
         self.n_in = 0;
         self.n_out = 0;
         self.next_grain = 0;
@@ -618,12 +626,25 @@ impl Engine {
         // 2. Output: pull model-rate output through the output resampler, mix with dry.
         for (k, j) in (start..end).enumerate() {
             while !self.up.ready() && self.n_out < self.n_in {
-                let y = self.next_model_output();
+                let (y, share) = self.next_model_output();
                 self.up.push(y);
+                self.up_share.push(share);
             }
-            let wet = if self.up.ready() { self.up.pop() } else { 0.0 };
+            let (wet, share) = if self.up.ready() {
+                (self.up.pop(), self.up_share.pop())
+            } else {
+                (0.0, 0.0)
+            };
             let wet = if wet.is_finite() { wet } else { 0.0 };
+            let share = if share.is_finite() {
+                share.clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
             let (mix, gain) = safe_mix_and_gain(p.mix[j], p.gain[j]);
+            // The processed grains cover `share` of this sample; the rest is the exact dry
+            // input (no reference, a frame that played dry, a missed deadline).
+            let dry_share = 1.0 - mix * share;
             let written = base + k as u64;
             for (ch, buf) in io.iter_mut().enumerate() {
                 let dry = if written >= self.latency as u64 {
@@ -631,7 +652,7 @@ impl Engine {
                 } else {
                     0.0
                 };
-                buf[j] = (dry * (1.0 - mix) + wet * mix) * gain;
+                buf[j] = (dry * dry_share + wet * mix) * gain;
             }
         }
     }
@@ -672,13 +693,14 @@ impl Engine {
         }
     }
 
-    /// Produces the next model-rate output sample (output position `n_out - D`).
+    /// Produces the next model-rate output sample (output position `n_out - D`) and its wet
+    /// share (0: the dry input plays there, 1: processed grains cover it).
     #[inline]
-    fn next_model_output(&mut self) -> f32 {
+    fn next_model_output(&mut self) -> (f32, f32) {
         let m = self.n_out;
         self.n_out += 1;
         if m < self.delay_model {
-            return 0.0;
+            return (0.0, 0.0);
         }
         let pos = m - self.delay_model;
         while self.next_grain * self.hop as u64 <= pos {
@@ -688,7 +710,9 @@ impl Engine {
         }
         let y = self.ola.get(pos);
         *self.ola.at(pos) = 0.0;
-        y
+        let share = self.wet_share.get(pos);
+        *self.wet_share.at(pos) = 0.0;
+        (y, share)
     }
 
     /// Fetches (or, if late, substitutes) the grain of frame `f` and overlap-adds it.
@@ -701,6 +725,8 @@ impl Engine {
             return;
         }
         let mut have = false;
+        // The frame plays dry on purpose (nothing to swap with): not a dropout.
+        let mut dry_frame = false;
         match &mut self.backend {
             Backend::Inline(processor) => {
                 for (i, v) in self.frame_buf.iter_mut().enumerate() {
@@ -719,7 +745,10 @@ impl Engine {
                     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         processor.process(frame, params, grain)
                     })) {
-                        Ok(wrote) => have = wrote,
+                        Ok(wrote) => {
+                            have = wrote;
+                            dry_frame = !wrote;
+                        }
                         Err(_) => {
                             self.stats.worker_panics.fetch_add(1, Ordering::Relaxed);
                             processor.reset();
@@ -732,17 +761,26 @@ impl Engine {
                 grains,
                 ..
             } => {
-                while let Ok(WorkerToAudioMsg::Grain { epoch, index }) =
+                while let Ok(WorkerToAudioMsg::Grain { epoch, index, dry }) =
                     grain_headers.peek().copied()
                 {
                     if epoch == self.epoch && index > f {
                         break;
                     }
                     let _ = grain_headers.pop();
+                    let current = epoch == self.epoch && index == f;
+                    if dry {
+                        // No samples follow a dry header.
+                        if current {
+                            dry_frame = true;
+                            break;
+                        }
+                        continue;
+                    }
                     let Ok(chunk) = grains.read_chunk(self.n_fft) else {
                         break;
                     };
-                    if epoch == self.epoch && index == f {
+                    if current {
                         let (a, b) = chunk.as_slices();
                         self.grain_buf[..a.len()].copy_from_slice(a);
                         self.grain_buf[a.len()..].copy_from_slice(b);
@@ -755,16 +793,16 @@ impl Engine {
                 }
             }
         }
-        if !have {
-            // Deadline missed: the latency-aligned dry signal, crossfaded by the overlapping
-            // windows of the neighbouring grains.
-            for (i, (g, w)) in self.grain_buf.iter_mut().zip(&self.dry_window).enumerate() {
-                *g = self.history.get(first + i as u64) * w;
+        if have {
+            // A processed grain, and its share of the output (the windows' overlap-add is 1).
+            for (i, (g, w)) in self.grain_buf.iter().zip(&self.dry_window).enumerate() {
+                *self.ola.at(first + i as u64) += g;
+                *self.wet_share.at(first + i as u64) += w;
             }
+        } else if !dry_frame {
+            // Deadline missed: this frame's share goes to the exact, latency-aligned dry input
+            // (every channel, full band), crossfaded by the neighbouring grains' windows.
             self.stats.dropouts.fetch_add(1, Ordering::Relaxed);
-        }
-        for (i, g) in self.grain_buf.iter().enumerate() {
-            *self.ola.at(first + i as u64) += g;
         }
         self.stats.frames.fetch_add(1, Ordering::Relaxed);
     }

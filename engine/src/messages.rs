@@ -31,12 +31,16 @@ pub enum AudioToWorkerMsg {
 /// Worker -> audio thread: the next `n_fft` samples in the grain ring are this frame's grain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerToAudioMsg {
-    /// A synthesis-windowed grain, ready to overlap-add.
+    /// A frame is done: a synthesis-windowed grain is in the grain ring, ready to overlap-add,
+    /// or (`dry`) there is nothing to swap with and the frame plays the exact dry input (no
+    /// samples follow).
     Grain {
         /// Reset generation of the frame it was made from.
         epoch: u32,
         /// Frame number since the last reset.
         index: u64,
+        /// The frame plays dry: no reference, or no output from the neural path yet.
+        dry: bool,
     },
 }
 

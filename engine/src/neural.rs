@@ -46,6 +46,9 @@ pub enum PhaseMode {
     /// ratio of the two (at most [`MAX_DIFFERENCE_DB`] either way). What the decoder cannot
     /// draw (detail, noise, attacks) is the input's; what it changes is the timbre. With the
     /// input's own timbre as the target the input passes unchanged. Twice the decoder's cost.
+    /// Offered by `timbreswap render` and `eval-transfer`, not by the plugin: with the shipped
+    /// model the decoded difference is small and few outputs reach the reference's instrument
+    /// (`docs/quality.md`, "Differential output").
     Differential,
 }
 

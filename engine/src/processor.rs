@@ -260,8 +260,9 @@ impl FrameProcessor {
     }
 
     /// Processes one frame (`n_fft` samples, unwindowed) with `params` into its
-    /// synthesis-windowed `grain`. Returns false (grain untouched) when the neural path has no
-    /// output for it (the engine then plays the dry grain). Realtime-safe.
+    /// synthesis-windowed `grain`. Returns false (grain untouched) when the frame plays dry:
+    /// nothing to swap with (no timbre, or the neural path has no output for it); the engine
+    /// then plays the exact dry input, every channel and the full band. Realtime-safe.
     pub fn process(&mut self, frame: &[f32], params: &FrameParams, grain: &mut [f32]) -> bool {
         self.poll_control();
         let neural_ready = self
@@ -283,8 +284,7 @@ impl FrameProcessor {
                     tap.publish(&self.spectrum, &self.spectrum);
                 }
             }
-            self.stft.identity_grain(frame, grain);
-            return true;
+            return false;
         }
         self.stft.analyse(frame, &mut self.spectrum);
         let energy_in: f32 = self.spectrum.iter().map(|c| c.norm_sqr()).sum();

@@ -120,7 +120,16 @@ pub(crate) fn spawn(
                     processor.reset();
                     continue;
                 };
-                if !wrote || rings.grain_headers.slots() == 0 {
+                if rings.grain_headers.slots() == 0 {
+                    stats.add_worker_time(elapsed);
+                    continue;
+                }
+                if !wrote {
+                    let _ = rings.grain_headers.push(WorkerToAudioMsg::Grain {
+                        epoch: frame_epoch,
+                        index,
+                        dry: true,
+                    });
                     stats.add_worker_time(elapsed);
                     continue;
                 }
@@ -136,6 +145,7 @@ pub(crate) fn spawn(
                 let _ = rings.grain_headers.push(WorkerToAudioMsg::Grain {
                     epoch: frame_epoch,
                     index,
+                    dry: false,
                 });
                 stats.add_worker_time(elapsed);
             }

@@ -672,7 +672,7 @@ impl TimbreswapApp {
             knob::knob(ui, &p.variation, setter, "Variation", "Neural: how much of your playing's expression is kept. 0 % flat, 100 % as played, 200 % exaggerated");
             knob::knob(ui, &p.transpose, setter, "Transpose", "Neural: shifts the pitch the model hears, in semitones; with Phase = Reconstruct the sounding pitch follows");
             knob::knob(ui, &p.map_amount, setter, "Map amount", "Neural: 0 % plays the A/B morph, 100 % the timbre of the point on the map (with no reference loaded, the map point alone)");
-            knob::knob(ui, &p.phase, setter, "Phase", "Neural: Input keeps your sound's phase (tightest transients); Reconstruct rebuilds it from the new spectrum (follows Transpose); Differential keeps your sound and applies only the change the model draws between your timbre and the reference's");
+            knob::knob(ui, &p.phase, setter, "Phase", "Neural: Input keeps your sound's phase (tightest transients); Reconstruct rebuilds it from the new spectrum (follows Transpose)");
         });
     }
 

@@ -48,11 +48,6 @@ pub enum Phase {
     #[id = "reconstruct"]
     #[name = "Reconstruct"]
     Reconstruct,
-    /// The input itself, reshaped by the difference between the decoded target timbre and
-    /// the decoded own timbre.
-    #[id = "differential"]
-    #[name = "Differential"]
-    Differential,
 }
 
 impl Phase {
@@ -61,7 +56,6 @@ impl Phase {
         match self {
             Phase::Input => PhaseMode::Input,
             Phase::Reconstruct => PhaseMode::Reconstruct,
-            Phase::Differential => PhaseMode::Differential,
         }
     }
 }

@@ -491,3 +491,39 @@ fn a_state_from_another_model_is_measured_again_after_activation() {
         .expect("slot A is saved");
     assert_eq!(restored.latent, trumpet.latent, "the new latent is saved");
 }
+
+/// With no reference loaded the plugin passes the track through: each channel untouched (a
+/// left-only signal stays left-only at full level) and the full band (noise up to Nyquist), bit
+/// for bit the input delayed by the reported latency, in both modes and at 44.1, 48 and 96 kHz.
+#[test]
+fn no_reference_passes_the_track_through() {
+    for rate in [44_100.0, 48_000.0, 96_000.0] {
+        let mut input = signal(rate, 0.5);
+        let mut seed = 0x2545_f491u32;
+        for v in input[1].iter_mut() {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            *v = 0.2 * (seed as f32 / u32::MAX as f32 - 0.5);
+        }
+        let left_only = vec![input[0].clone(), vec![0.0; input[0].len()]];
+        for (mode, value) in MODES {
+            for x in [&input, &left_only] {
+                let mut host = load_plugin();
+                set(&mut host, "Mode", value);
+                host.set_offline(true).unwrap();
+                host.activate(rate, 512).unwrap();
+                let latency = host.latency().unwrap() as usize;
+                let y = host.process_signal(x, &[512, 64, 333]).unwrap();
+                for (ch, (y, x)) in y.iter().zip(x.iter()).enumerate() {
+                    assert!(y[..latency].iter().all(|v| *v == 0.0), "{mode} {rate}");
+                    assert_eq!(
+                        &y[latency..],
+                        &x[..x.len() - latency],
+                        "{mode} {rate} Hz channel {ch}"
+                    );
+                }
+            }
+        }
+    }
+}
