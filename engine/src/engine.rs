@@ -44,11 +44,36 @@ pub const MESSAGE_RING_SLOTS: usize = 64;
 /// Slots of the garbage ring: [`MESSAGE_RING_SLOTS`] plus the message in flight.
 pub const GARBAGE_RING_SLOTS: usize = MESSAGE_RING_SLOTS + 1;
 
+/// The wet signal never exceeds this multiple (+12 dB) of the input's recent peak
+/// ([`PEAK_RELEASE_S`]): a safety net against whatever a frame's processing makes of a DC
+/// step, a huge burst or a damaged state. Below half of it the wet signal is untouched; above,
+/// it bends smoothly towards it.
+pub const WET_PEAK_LIMIT: f32 = 4.0;
+
+/// Release time of the input peak follower behind [`WET_PEAK_LIMIT`], in seconds.
+pub const PEAK_RELEASE_S: f64 = 0.05;
+
 /// Lowest output gain the engine applies (linear, -24 dB: the plugin's Output range); lower,
 /// negative or non-finite values (a damaged saved state, a host out of range) are clamped.
 pub const MIN_OUTPUT_GAIN: f32 = 0.063_095_73;
 /// Highest output gain the engine applies (linear, +24 dB).
 pub const MAX_OUTPUT_GAIN: f32 = 15.848_932;
+
+/// `x` unchanged while `|x| <= limit / 2`, bent smoothly (`tanh`, slope 1 at the knee) towards
+/// `±limit` above; 0 when `limit` is 0. Realtime-safe.
+#[inline]
+pub fn soft_limit(x: f32, limit: f32) -> f32 {
+    let knee = 0.5 * limit;
+    let a = x.abs();
+    if a <= knee {
+        return x;
+    }
+    let room = limit - knee;
+    if room <= 0.0 {
+        return 0.0;
+    }
+    (knee + room * ((a - knee) / room).tanh()).copysign(x)
+}
 
 /// `mix` as a wet share in 0..=1 (non-finite: 1, the default) and `gain` in
 /// [`MIN_OUTPUT_GAIN`]..=[`MAX_OUTPUT_GAIN`] (non-finite: 1), so no value can flip the
@@ -366,6 +391,16 @@ pub struct Engine {
     dry: Vec<Ring>,
     /// Host samples written into `dry`.
     dry_count: u64,
+    /// Input peak follower (largest `|x|` of any channel, instant attack, [`PEAK_RELEASE_S`]
+    /// release), per host input sample, indexed like `dry`.
+    peaks: Ring,
+    /// The follower's current value.
+    peak: f32,
+    /// The follower's per-sample decay factor.
+    peak_decay: f32,
+    /// How far past the latency-aligned dry sample the wet limit looks, in host samples: the
+    /// reach of one frame (the wet sample may come from input up to a frame later).
+    peak_lookahead: u64,
     down: Resampler,
     up: Resampler,
     /// Resamples the wet share to the host rate exactly as `up` does the grains.
@@ -516,6 +551,10 @@ impl Engine {
                     .map(|_| Ring::new(latency + settings.max_block + 1))
                     .collect(),
                 dry_count: 0,
+                peaks: Ring::new(latency + settings.max_block + 1),
+                peak: 0.0,
+                peak_decay: (-1.0 / (PEAK_RELEASE_S * settings.host_rate)).exp() as f32,
+                peak_lookahead: ((n as f64 * rho).ceil() as u64).min(latency as u64),
                 down,
                 up_share: up.clone(),
                 up,
@@ -563,6 +602,8 @@ impl Engine {
             d.clear();
         }
         self.dry_count = 0;
+        self.peaks.clear();
+        self.peak = 0.0;
         self.down.reset();
         self.up.reset();
         self.up_share.reset();
@@ -604,6 +645,7 @@ impl Engine {
         let base = self.dry_count;
         for j in start..end {
             let mut sum = 0.0f32;
+            let mut peak = 0.0f32;
             let at = self.dry_count;
             for (ch, buf) in io.iter().enumerate() {
                 let mut v = buf[j];
@@ -615,7 +657,10 @@ impl Engine {
                 }
                 *self.dry[ch].at(at) = v;
                 sum += v;
+                peak = peak.max(v.abs());
             }
+            self.peak = peak.max(self.peak * self.peak_decay);
+            *self.peaks.at(at) = self.peak;
             self.dry_count += 1;
             self.down.push(sum * inv_channels);
             while self.down.ready() {
@@ -635,7 +680,20 @@ impl Engine {
             } else {
                 (0.0, 0.0)
             };
-            let wet = if wet.is_finite() { wet } else { 0.0 };
+            let written = base + k as u64;
+            // The input's peak around the frames this sample comes from (newest input at most).
+            let limit = if written + self.peak_lookahead >= self.latency as u64 {
+                let probe =
+                    (written + self.peak_lookahead - self.latency as u64).min(self.dry_count - 1);
+                WET_PEAK_LIMIT * self.peaks.get(probe)
+            } else {
+                0.0
+            };
+            let wet = if wet.is_finite() {
+                soft_limit(wet, limit)
+            } else {
+                0.0
+            };
             let share = if share.is_finite() {
                 share.clamp(0.0, 1.0)
             } else {
@@ -645,7 +703,6 @@ impl Engine {
             // The processed grains cover `share` of this sample; the rest is the exact dry
             // input (no reference, a frame that played dry, a missed deadline).
             let dry_share = 1.0 - mix * share;
-            let written = base + k as u64;
             for (ch, buf) in io.iter_mut().enumerate() {
                 let dry = if written >= self.latency as u64 {
                     self.dry[ch].get(written - self.latency as u64)

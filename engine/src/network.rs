@@ -261,6 +261,10 @@ pub struct StepInput<'a> {
     pub variation: f32,
 }
 
+/// Peak range of the training clips (linear; about -31 to -8 dBFS, the rendered notes' and
+/// phrases' spread): [`Network::clip_timbre`] scales a clip outside it to its nearer end.
+pub const CLIP_PEAK_RANGE: (f32, f32) = (0.03, 0.4);
+
 /// The three-factor network, ready to stream. Immutable; share it between threads with `Arc`.
 #[derive(Debug, Clone)]
 pub struct Network {
@@ -549,9 +553,27 @@ impl Network {
 
     /// Posterior-mean `z_t` of a whole clip (mono, at the model rate): the training's
     /// pooling, frames within [`POOLING_RANGE_DB`] of the loudest weighted equally. Works
-    /// through the clip in chunks, so memory stays small for long clips. Allocates; call it
-    /// off the audio thread.
+    /// through the clip in chunks, so memory stays small for long clips. A clip whose peak
+    /// lies outside [`CLIP_PEAK_RANGE`] is first scaled to the range's nearer end, so a very
+    /// quiet or very loud reference reads as the training clips do. Allocates; call it off the
+    /// audio thread.
     pub fn clip_timbre(&self, audio: &[f32]) -> Vec<f32> {
+        let peak = audio
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(0.0f32, |m, v| m.max(v.abs()));
+        let (low, high) = CLIP_PEAK_RANGE;
+        let scaled: Vec<f32>;
+        let audio = if peak > 0.0 && !(low..=high).contains(&peak) {
+            let gain = peak.clamp(low, high) / peak;
+            scaled = audio
+                .iter()
+                .map(|v| if v.is_finite() { v * gain } else { 0.0 })
+                .collect();
+            &scaled[..]
+        } else {
+            audio
+        };
         let c = &self.config;
         let (bins, hid) = (c.bins(), c.hidden);
         let mut ex = FeatureExtractor::new(&c.stft(), c.mag_floor);

@@ -75,6 +75,10 @@ enum Path {
     Neural,
 }
 
+/// Largest frame peak processed as it is (+40 dBFS); louder frames are scaled down to it for
+/// processing and back up after.
+pub const MAX_FRAME_PEAK: f32 = 100.0;
+
 /// Smoothed per-frame level matching: the output frame gets the input frame's spectral energy.
 #[derive(Debug, Clone, Copy)]
 struct LevelMatch {
@@ -287,6 +291,20 @@ impl FrameProcessor {
             return false;
         }
         self.stft.analyse(frame, &mut self.spectrum);
+        // A frame far beyond full scale (a finite burst of 1e15, 1e30) is processed at
+        // MAX_FRAME_PEAK and scaled back afterwards: the level matching, the model's causal
+        // histories and the timbre tracker only ever see finite, plausible levels, so the
+        // stream recovers as soon as the burst has left the frames.
+        let peak = frame.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let scale_back = if peak > MAX_FRAME_PEAK {
+            let down = MAX_FRAME_PEAK / peak;
+            for c in self.spectrum.iter_mut() {
+                *c *= down;
+            }
+            peak / MAX_FRAME_PEAK
+        } else {
+            1.0
+        };
         let energy_in: f32 = self.spectrum.iter().map(|c| c.norm_sqr()).sum();
         match (path, self.neural.as_mut()) {
             (Path::Neural, Some(neural)) => {
@@ -308,6 +326,7 @@ impl FrameProcessor {
         }
         self.stft.synthesise(&mut self.output, grain);
         for g in grain.iter_mut() {
+            *g *= scale_back;
             if !g.is_finite() {
                 *g = 0.0;
             }
@@ -337,6 +356,12 @@ impl FrameProcessor {
             *l = (c.norm() + MAG_FLOOR).ln();
         }
         self.cepstrum.envelope(&self.log_mag, &mut self.envelope);
+        // The target's shape at the input frame's own level (mean log envelope): the level of
+        // the reference (or of a damaged saved envelope) never reaches the output, and the
+        // level matching below only corrects what the new shape changes.
+        let bins = self.envelope.len() as f32;
+        let shift = (self.envelope.iter().sum::<f32>() - self.target.iter().sum::<f32>()) / bins;
+        let shift = if shift.is_finite() { shift } else { 0.0 };
         for (((o, c), t), e) in self
             .output
             .iter_mut()
@@ -344,7 +369,7 @@ impl FrameProcessor {
             .zip(&self.target)
             .zip(&self.envelope)
         {
-            *o = c * (t - e).clamp(-80.0, 80.0).exp();
+            *o = c * (t + shift - e).clamp(-80.0, 80.0).exp();
         }
     }
 }

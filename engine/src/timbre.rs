@@ -128,8 +128,12 @@ impl TimbreDescriptor {
     }
 }
 
-/// Measures the descriptor of `samples` (mono, at `cfg.sample_rate`). Returns `None` when no
-/// frame is louder than the floor. Not realtime-safe (allocates).
+/// Peak level a clip is scaled to before its timbre is analysed (-6 dBFS).
+pub const ANALYSIS_PEAK: f32 = 0.5;
+
+/// Measures the descriptor of `samples` (mono, at `cfg.sample_rate`; non-finite samples count
+/// as silence) at [`ANALYSIS_PEAK`]. Returns `None` when no frame is louder than the floor
+/// (judged on the clip as it is). Not realtime-safe (allocates).
 pub fn analyse(samples: &[f32], cfg: &StftConfig, name: &str) -> Option<TimbreDescriptor> {
     let n = cfg.n_fft;
     let bins = cfg.n_bins();
@@ -139,6 +143,17 @@ pub fn analyse(samples: &[f32], cfg: &StftConfig, name: &str) -> Option<TimbreDe
     let mut log_mag = vec![0.0f32; bins];
     let mut env = vec![0.0f32; bins];
     let mut frame = vec![0.0f32; n];
+    // The clip is analysed at a fixed peak (ANALYSIS_PEAK), so its absolute level (a quiet
+    // take, a clip far past full scale) changes neither the descriptor nor the output.
+    let peak = samples
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    let gain = if peak > 0.0 {
+        ANALYSIS_PEAK / peak
+    } else {
+        1.0
+    };
     // Pad by half a window on both sides so the clip's edges are analysed too.
     let pad = n / 2;
     let total = samples.len() + 2 * pad;
@@ -147,8 +162,8 @@ pub fn analyse(samples: &[f32], cfg: &StftConfig, name: &str) -> Option<TimbreDe
     while start + n <= total {
         for (i, f) in frame.iter_mut().enumerate() {
             let j = (start + i) as isize - pad as isize;
-            *f = if j >= 0 && (j as usize) < samples.len() {
-                samples[j as usize]
+            *f = if j >= 0 && (j as usize) < samples.len() && samples[j as usize].is_finite() {
+                samples[j as usize] * gain
             } else {
                 0.0
             };
@@ -169,7 +184,8 @@ pub fn analyse(samples: &[f32], cfg: &StftConfig, name: &str) -> Option<TimbreDe
         .fold(f32::NEG_INFINITY, f32::max);
     // Absolute floor: a full-scale sine gives about 10*log10((n/4)^2) dB; stay ~100 dB below.
     let floor = 20.0 * (n as f32 / 4.0).log10() - 100.0;
-    if !loudest.is_finite() || loudest < floor {
+    // The floor applies to the clip as it is, before the normalisation.
+    if !loudest.is_finite() || loudest - 20.0 * gain.log10() < floor {
         return None;
     }
     let mut sum = vec![0.0f64; bins];

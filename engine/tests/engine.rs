@@ -679,3 +679,37 @@ fn the_garbage_ring_takes_every_replaced_object() {
     }
     assert_eq!(returned, MESSAGE_RING_SLOTS + 1);
 }
+
+/// A saved envelope's level is not the output's: only its shape is. Flat envelopes at +100
+/// and -100 (natural-log magnitudes: a damaged or hostile saved state that still validates)
+/// play what a flat envelope at 0 plays, and a reference 60 dB down plays what it plays at
+/// its own level (within float rounding).
+#[test]
+fn a_saved_envelope_level_does_not_reach_the_output() {
+    let rate = 48_000.0;
+    let x = tone(rate, 1.0, 220.0, 1.0, 9_000.0);
+    let real = descriptor(330.0, 2.0);
+    let shifted = |d: &TimbreDescriptor, by: f32| {
+        let mut d = d.clone();
+        d.envelope.iter_mut().for_each(|v| *v += by);
+        d.validate().unwrap();
+        d
+    };
+    let mut flat = real.clone();
+    flat.envelope.iter_mut().for_each(|v| *v = 0.0);
+    let play = |d: &TimbreDescriptor| {
+        let mut e = engine(settings(rate, 256, 1, ProcessingMode::Offline), Some(d));
+        run(&mut e, std::slice::from_ref(&x), &[256], 1.0, 0.0).remove(0)
+    };
+    for (name, base, by) in [
+        ("flat +100", &flat, 100.0),
+        ("flat -100", &flat, -100.0),
+        ("60 dB down", &real, -(1000f32.ln())),
+    ] {
+        let snr = snr_db(&play(base), &play(&shifted(base, by)));
+        assert!(
+            snr > 80.0,
+            "{name}: {snr:.1} dB from the same shape at its own level"
+        );
+    }
+}

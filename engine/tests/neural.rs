@@ -521,3 +521,154 @@ fn silence_in_is_silence_out_in_every_mode() {
         assert!(after < 1e-6, "{p:?}: {after} after the tone ended");
     }
 }
+
+/// Hostile inputs in every mode: DC steps, finite bursts of 1e15 and 1e30, denormals, NaN and
+/// infinities. The output is always finite, never more than `WET_PEAK_LIMIT` times the input's
+/// (finite) peak, and a burst does not leave the output silent: half a second after it, the
+/// tone plays at the level a clean run gives.
+#[test]
+fn hostile_inputs_give_bounded_output_in_every_mode() {
+    use timbreswap_engine::engine::WET_PEAK_LIMIT;
+    let net = network();
+    let z = net.clip_timbre(&clip("ref-trumpet.wav"));
+    let classic = timbreswap_engine::timbre::analyse(
+        &clip("ref-trumpet.wav"),
+        &StftConfig::default(),
+        "trumpet",
+    )
+    .unwrap();
+    let rate = 48_000.0;
+    let n = 2 * 48_000;
+    let tone = |i: usize| 0.3 * (std::f32::consts::TAU * 330.0 * i as f32 / 48_000.0).sin();
+    let sine_then = |level: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| if i < n / 2 { tone(i) } else { level })
+            .collect()
+    };
+    let burst = |value: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                if (24_000..24_480).contains(&i) {
+                    if i % 2 == 0 {
+                        value
+                    } else {
+                        -value
+                    }
+                } else {
+                    tone(i)
+                }
+            })
+            .collect()
+    };
+    let clean: Vec<f32> = (0..n).map(tone).collect();
+    let mut special = clean.clone();
+    for (i, v) in special.iter_mut().enumerate().skip(20_000).take(2_000) {
+        *v = match i % 4 {
+            0 => f32::NAN,
+            1 => f32::INFINITY,
+            2 => f32::NEG_INFINITY,
+            _ => 1e-39,
+        };
+    }
+    let denormals: Vec<f32> = (0..n)
+        .map(|i| if i % 2 == 0 { 1e-39 } else { -1e-40 })
+        .collect();
+    let inputs: Vec<(&str, Vec<f32>, bool)> = vec![
+        ("sine then DC 0.1", sine_then(0.1), false),
+        ("sine then DC 1.0", sine_then(1.0), false),
+        ("burst 1e15", burst(1e15), true),
+        ("burst 1e30", burst(1e30), true),
+        ("NaN, Inf and denormals", special, true),
+        ("denormals", denormals, false),
+    ];
+    let modes = [
+        FrameParams::default(),
+        neural(PhaseMode::Input),
+        neural(PhaseMode::Reconstruct),
+        neural(PhaseMode::Differential),
+    ];
+    let fresh = || {
+        let (e, mut control) = Engine::new(
+            settings(rate, 256, ProcessingMode::Offline),
+            Arc::new(EngineStats::default()),
+            Some(&classic),
+            None,
+        )
+        .unwrap();
+        control
+            .set_model(Some(net.clone()), Some(&z), None)
+            .unwrap();
+        (e, control)
+    };
+    let rms = |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
+    for p in modes {
+        let (mut e, _control) = fresh();
+        let reference = run(&mut e, &clean, &[256], p);
+        let tail = n - 24_000..n;
+        for (name, x, recovers) in &inputs {
+            let (mut e, _control) = fresh();
+            let y = run(&mut e, x, &[256], p);
+            let peak_in = x
+                .iter()
+                .filter(|v| v.is_finite())
+                .fold(0.0f32, |m, v| m.max(v.abs()));
+            let peak_out = y.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert!(y.iter().all(|v| v.is_finite()), "{p:?} {name}: non-finite");
+            // The wet part is within the limit; the windows' overlap-add is 1 within float
+            // rounding, so up to a few 1e-6 of the dry input can sit beside a limited wet.
+            assert!(
+                peak_out <= WET_PEAK_LIMIT * peak_in * 1.0001,
+                "{p:?} {name}: peak {peak_out} from an input peak of {peak_in}"
+            );
+            if *recovers {
+                let (got, want) = (rms(&y[tail.clone()]), rms(&reference[tail.clone()]));
+                let db = 20.0 * (got / want).log10();
+                assert!(
+                    db.abs() < 3.0,
+                    "{p:?} {name}: {db:.1} dB from a clean run, 0.5 s after"
+                );
+            }
+        }
+    }
+}
+
+/// A reference's absolute level does not change the output: the same clip at -66 dBFS, as it
+/// is and 60 dB louder (ten times past full scale) gives outputs within 0.5 dB of each other
+/// and of the input's level, in Classic and in Neural mode.
+#[test]
+fn the_reference_level_does_not_change_the_output_level() {
+    let net = network();
+    let reference = clip("ref-trumpet.wav");
+    let peak = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let x: Vec<f32> = clip("input-flute.wav").into_iter().take(64_000).collect();
+    let rms = |x: &[f32]| {
+        10.0 * (x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / x.len() as f64).log10()
+    };
+    for p in [FrameParams::default(), neural(PhaseMode::Input)] {
+        let mut levels = Vec::new();
+        for target_peak_db in [-66.0f32, 0.0, 20.0] {
+            let gain = 10f32.powf(target_peak_db / 20.0) / peak;
+            let scaled: Vec<f32> = reference.iter().map(|v| v * gain).collect();
+            let descriptor =
+                timbreswap_engine::timbre::analyse(&scaled, &StftConfig::default(), "ref").unwrap();
+            let z = net.clip_timbre(&scaled);
+            let (mut e, mut control) = Engine::new(
+                settings(32_000.0, 256, ProcessingMode::Offline),
+                Arc::new(EngineStats::default()),
+                Some(&descriptor),
+                None,
+            )
+            .unwrap();
+            control
+                .set_model(Some(net.clone()), Some(&z), None)
+                .unwrap();
+            let lat = e.latency_samples() as usize;
+            let y = run(&mut e, &x, &[256], p);
+            levels.push(rms(&y[lat..]) - rms(&x[..x.len() - lat]));
+        }
+        println!("{:?}: output re input {levels:.2?} dB", p.mode);
+        for l in &levels {
+            assert!(l.abs() < 0.5, "{:?}: {levels:.2?} dB", p.mode);
+        }
+    }
+}
