@@ -77,6 +77,9 @@ fn decode_checked(path: &Path, max_seconds: f64, cut: bool) -> Result<DecodedAud
 
 fn decode_inner(path: &Path, max_seconds: f64, cut: bool) -> Result<DecodedAudio, ClipError> {
     let p = || path.to_path_buf();
+    if path.is_dir() {
+        return Err(ClipError::NotAFile { path: p() });
+    }
     let file = File::open(path).map_err(|source| ClipError::Io { path: p(), source })?;
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
@@ -93,7 +96,16 @@ fn decode_inner(path: &Path, max_seconds: f64, cut: bool) -> Result<DecodedAudio
             },
             &MetadataOptions::default(),
         )
-        .map_err(|e| classify(p(), e))?;
+        .map_err(|e| match e {
+            // The probe read to the end without finding a format it knows.
+            SymphoniaError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                ClipError::Unsupported {
+                    path: p(),
+                    detail: "no audio format recognised in its data".into(),
+                }
+            }
+            e => classify(p(), e),
+        })?;
     let mut format = probed.format;
     let track = format
         .tracks()
@@ -104,6 +116,8 @@ fn decode_inner(path: &Path, max_seconds: f64, cut: bool) -> Result<DecodedAudio
             detail: "no audio track".into(),
         })?;
     let track_id = track.id;
+    // The length the header states, where the container states one (WAV, AIFF, FLAC).
+    let expected_frames = track.codec_params.n_frames;
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
         .map_err(|e| classify(p(), e))?;
@@ -181,6 +195,19 @@ fn decode_inner(path: &Path, max_seconds: f64, cut: bool) -> Result<DecodedAudio
     if channels.first().is_none_or(Vec::is_empty) {
         return Err(ClipError::Empty { path: p() });
     }
+    let found = channels[0].len() as u64;
+    if let Some(expected) = expected_frames {
+        // Some containers' stated lengths are estimates off by a frame or two (AIFF's
+        // padding, an encoder's priming); a cut file misses far more.
+        let slack = (expected / 100).max(1_024);
+        if !truncated && found + slack < expected {
+            return Err(ClipError::CutShort {
+                path: p(),
+                found,
+                expected,
+            });
+        }
+    }
     Ok(DecodedAudio {
         sample_rate: rate,
         channels,
@@ -206,8 +233,20 @@ fn classify(path: PathBuf, e: SymphoniaError) -> ClipError {
     }
 }
 
-/// Checks decoded audio is usable as a reference: finite and not silent.
+/// Shortest usable reference, in seconds: a few analysis frames.
+pub const MIN_CLIP_SECONDS: f64 = 0.05;
+
+/// Checks decoded audio is usable as a reference: at least [`MIN_CLIP_SECONDS`] long, finite
+/// and not silent.
 pub fn check_audio(path: &Path, audio: &DecodedAudio) -> Result<(), ClipError> {
+    let seconds = audio.channels.first().map_or(0, Vec::len) as f64 / audio.sample_rate as f64;
+    if seconds < MIN_CLIP_SECONDS {
+        return Err(ClipError::TooShort {
+            path: path.to_path_buf(),
+            seconds,
+            min_s: MIN_CLIP_SECONDS,
+        });
+    }
     let mut peak = 0.0f32;
     for c in &audio.channels {
         for v in c {

@@ -133,6 +133,11 @@ pub enum WorkerPriority {
 
 /// Per-sample parameter values for one `process` call; each slice is at least as long as the
 /// block.
+///
+/// Timing rule: every value applies to the input sample it comes with and is heard when that
+/// sample reaches the output, one latency later. With the host's delay compensation it lands
+/// where the automation point sits on the timeline, and a ramp of Mix beside a ramp of Morph
+/// moves together.
 #[derive(Debug, Clone, Copy)]
 pub struct BlockParams<'a> {
     /// Wet share, 0..=1 (clamped; non-finite: 1).
@@ -202,7 +207,12 @@ pub enum ControlError {
     #[error("the engine is busy; try again")]
     QueueFull,
     /// The model frames audio differently from this engine (rate, FFT size or hop).
-    #[error("the model expects {model:?}, the engine runs {engine:?}")]
+    #[error(
+        "the model was trained on {} Hz audio in {}-sample frames every {} samples; this \
+         plugin runs {} Hz, {}-sample frames every {} samples (train or export the model for \
+         the plugin's settings)",
+        model.sample_rate, model.n_fft, model.hop, engine.sample_rate, engine.n_fft, engine.hop
+    )]
     ModelMismatch {
         /// The model's analysis settings.
         model: StftConfig,
@@ -396,6 +406,10 @@ pub struct Engine {
     peaks: Ring,
     /// The follower's current value.
     peak: f32,
+    /// Mix and Output gain of each host input sample, indexed like `dry` (applied when that
+    /// sample reaches the output).
+    mixes: Ring,
+    gains: Ring,
     /// The follower's per-sample decay factor.
     peak_decay: f32,
     /// How far past the latency-aligned dry sample the wet limit looks, in host samples: the
@@ -553,6 +567,8 @@ impl Engine {
                 dry_count: 0,
                 peaks: Ring::new(latency + settings.max_block + 1),
                 peak: 0.0,
+                mixes: Ring::new(latency + settings.max_block + 1),
+                gains: Ring::new(latency + settings.max_block + 1),
                 peak_decay: (-1.0 / (PEAK_RELEASE_S * settings.host_rate)).exp() as f32,
                 peak_lookahead: ((n as f64 * rho).ceil() as u64).min(latency as u64),
                 down,
@@ -661,6 +677,10 @@ impl Engine {
             }
             self.peak = peak.max(self.peak * self.peak_decay);
             *self.peaks.at(at) = self.peak;
+            // Mix and Output apply to the audio that came in with them, like every other
+            // parameter (they reach the output one latency later, with that audio).
+            *self.mixes.at(at) = p.mix[j];
+            *self.gains.at(at) = p.gain[j];
             self.dry_count += 1;
             self.down.push(sum * inv_channels);
             while self.down.ready() {
@@ -699,7 +719,13 @@ impl Engine {
             } else {
                 0.0
             };
-            let (mix, gain) = safe_mix_and_gain(p.mix[j], p.gain[j]);
+            let (mix, gain) = if written >= self.latency as u64 {
+                let aligned = written - self.latency as u64;
+                safe_mix_and_gain(self.mixes.get(aligned), self.gains.get(aligned))
+            } else {
+                // Before the first input sample reaches the output: silence either way.
+                safe_mix_and_gain(p.mix[j], p.gain[j])
+            };
             // The processed grains cover `share` of this sample; the rest is the exact dry
             // input (no reference, a frame that played dry, a missed deadline).
             let dry_share = 1.0 - mix * share;

@@ -131,6 +131,32 @@ pub enum ClipError {
         /// The threshold, dBFS.
         threshold_db: f64,
     },
+    /// The path is a directory, not a file.
+    #[error("{path} is a folder, not an audio file")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file ends before the length its header states (an interrupted copy or export).
+    #[error("{path}: the file is cut short ({found} of the {expected} samples its header states); export it again")]
+    CutShort {
+        /// The file.
+        path: PathBuf,
+        /// Samples per channel decoded.
+        found: u64,
+        /// Samples per channel the header states.
+        expected: u64,
+    },
+    /// Too short to carry a timbre.
+    #[error("{path}: the clip is too short ({seconds:.3} s; at least {min_s:.2} s)")]
+    TooShort {
+        /// The file.
+        path: PathBuf,
+        /// Its length, seconds.
+        seconds: f64,
+        /// The minimum, seconds.
+        min_s: f64,
+    },
     /// The sample rate is missing or out of range.
     #[error("{path}: unsupported sample rate {rate} Hz")]
     SampleRate {

@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model_config::{ModelConfig, FORMAT_NAME, FORMAT_VERSION};
 
+/// Largest absolute value a weight (or normalisation statistic) may have.
+pub const MAX_WEIGHT: f32 = 1e4;
+
 /// Largest model file read, in bytes.
 pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
 
@@ -246,6 +249,13 @@ fn parse_checked(data: &[u8]) -> Result<ModelFile, ModelFileError> {
         if values.iter().any(|v| !v.is_finite()) {
             return Err(ModelFileError::Weights(format!(
                 "{name} has NaN or Inf values"
+            )));
+        }
+        // Trained weights and normalisation statistics stay far below this; a larger value is
+        // a damaged or hostile file whose activations would overflow.
+        if let Some(v) = values.iter().find(|v| v.abs() > MAX_WEIGHT) {
+            return Err(ModelFileError::Weights(format!(
+                "{name} has a value of {v:e}, beyond the ±{MAX_WEIGHT:e} a trained model uses"
             )));
         }
         tensors.insert(

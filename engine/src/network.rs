@@ -265,6 +265,26 @@ pub struct StepInput<'a> {
 /// phrases' spread): [`Network::clip_timbre`] scales a clip outside it to its nearer end.
 pub const CLIP_PEAK_RANGE: (f32, f32) = (0.03, 0.4);
 
+/// `audio` as [`Network::clip_timbre`] reads it: scaled to the nearer end of
+/// [`CLIP_PEAK_RANGE`] when its peak lies outside (non-finite samples as silence), borrowed
+/// unchanged otherwise. Allocates only when it scales.
+pub fn at_training_level(audio: &[f32]) -> std::borrow::Cow<'_, [f32]> {
+    let peak = audio
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    let (low, high) = CLIP_PEAK_RANGE;
+    if peak > 0.0 && !(low..=high).contains(&peak) {
+        let gain = peak.clamp(low, high) / peak;
+        audio
+            .iter()
+            .map(|v| if v.is_finite() { v * gain } else { 0.0 })
+            .collect()
+    } else {
+        std::borrow::Cow::Borrowed(audio)
+    }
+}
+
 /// The three-factor network, ready to stream. Immutable; share it between threads with `Arc`.
 #[derive(Debug, Clone)]
 pub struct Network {
@@ -558,22 +578,8 @@ impl Network {
     /// quiet or very loud reference reads as the training clips do. Allocates; call it off the
     /// audio thread.
     pub fn clip_timbre(&self, audio: &[f32]) -> Vec<f32> {
-        let peak = audio
-            .iter()
-            .filter(|v| v.is_finite())
-            .fold(0.0f32, |m, v| m.max(v.abs()));
-        let (low, high) = CLIP_PEAK_RANGE;
-        let scaled: Vec<f32>;
-        let audio = if peak > 0.0 && !(low..=high).contains(&peak) {
-            let gain = peak.clamp(low, high) / peak;
-            scaled = audio
-                .iter()
-                .map(|v| if v.is_finite() { v * gain } else { 0.0 })
-                .collect();
-            &scaled[..]
-        } else {
-            audio
-        };
+        let audio = at_training_level(audio);
+        let audio = &audio[..];
         let c = &self.config;
         let (bins, hid) = (c.bins(), c.hidden);
         let mut ex = FeatureExtractor::new(&c.stft(), c.mag_floor);

@@ -356,11 +356,12 @@ impl FrameProcessor {
             *l = (c.norm() + MAG_FLOOR).ln();
         }
         self.cepstrum.envelope(&self.log_mag, &mut self.envelope);
-        // The target's shape at the input frame's own level (mean log envelope): the level of
+        // The target's shape at the input frame's own level (their log envelopes' peaks
+        // aligned; a mean would follow the empty bins of a band-limited input): the level of
         // the reference (or of a damaged saved envelope) never reaches the output, and the
         // level matching below only corrects what the new shape changes.
-        let bins = self.envelope.len() as f32;
-        let shift = (self.envelope.iter().sum::<f32>() - self.target.iter().sum::<f32>()) / bins;
+        let peak = |v: &[f32]| v.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
+        let shift = peak(&self.envelope) - peak(&self.target);
         let shift = if shift.is_finite() { shift } else { 0.0 };
         for (((o, c), t), e) in self
             .output

@@ -153,3 +153,50 @@ fn empty_silent_nonfinite_and_too_long_clips_are_refused() {
     assert_eq!(cut.channels[0].len(), keep);
     assert_eq!(cut.channels[0][..], full.channels[0][..keep]);
 }
+
+/// Each bad file gets the message that says what is wrong with it: a folder, random bytes
+/// (no format recognised, not "end of stream"), a WAV cut short by an interrupted copy, and a
+/// clip too short to carry a timbre.
+#[test]
+fn bad_files_get_messages_that_name_the_problem() {
+    let cfg = StftConfig::default();
+    let dir = temp("a-folder.wav");
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = load_reference(&dir, &cfg).unwrap_err();
+    assert!(matches!(err, ClipError::NotAFile { .. }), "{err}");
+    assert!(err.to_string().contains("folder"), "{err}");
+
+    let random = temp("random.bin");
+    let bytes: Vec<u8> = (0..20_000u32)
+        .map(|i| (i.wrapping_mul(2_246_822_519).rotate_left(13) >> 7) as u8)
+        .collect();
+    std::fs::write(&random, bytes).unwrap();
+    let err = load_reference(&random, &cfg).unwrap_err();
+    assert!(!err.to_string().contains("end of stream"), "{err}");
+    assert!(matches!(err, ClipError::Unsupported { .. }), "{err}");
+
+    let tone: Vec<f32> = (0..32_000)
+        .map(|n| 0.3 * (std::f32::consts::TAU * 440.0 * n as f32 / 32_000.0).sin())
+        .collect();
+    let whole = temp("whole.wav");
+    write_float_wav(&whole, &tone, 32_000);
+    let bytes = std::fs::read(&whole).unwrap();
+    let cut = temp("cut.wav");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load_reference(&cut, &cfg).unwrap_err();
+    match &err {
+        ClipError::CutShort {
+            found, expected, ..
+        } => {
+            assert_eq!(*expected, 32_000);
+            assert!(*found < 16_000 && *found > 15_000, "{err}");
+        }
+        other => panic!("a cut WAV gave: {other}"),
+    }
+    assert!(load_reference(&whole, &cfg).is_ok());
+
+    let one = temp("one-sample.wav");
+    write_float_wav(&one, &[0.5], 32_000);
+    let err = load_reference(&one, &cfg).unwrap_err();
+    assert!(matches!(err, ClipError::TooShort { .. }), "{err}");
+}

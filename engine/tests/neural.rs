@@ -130,6 +130,13 @@ fn malformed_model_files_are_refused_with_typed_errors() {
     bad[8..8 + header_len].copy_from_slice(edited.as_bytes());
     let err = model_file::parse(&bad).unwrap_err();
     assert!(matches!(err, ModelFileError::Weights(_)), "{err}");
+    // A weight of 1e30 (a finite but absurd value) is refused by name.
+    let data_start = 8 + header_len;
+    let mut huge = good.clone();
+    huge[data_start..data_start + 4].copy_from_slice(&1e30f32.to_le_bytes());
+    let err = model_file::parse(&huge).unwrap_err();
+    assert!(matches!(err, ModelFileError::Weights(_)), "{err}");
+    assert!(err.to_string().contains("1e30"), "{err}");
 }
 
 #[test]
@@ -151,10 +158,16 @@ fn a_model_for_another_stft_is_refused_by_the_engine() {
         None,
     )
     .unwrap();
-    assert!(matches!(
-        control.set_model(Some(net.clone()), None, None),
-        Err(ControlError::ModelMismatch { .. })
-    ));
+    let err = control
+        .set_model(Some(net.clone()), None, None)
+        .unwrap_err();
+    assert!(matches!(err, ControlError::ModelMismatch { .. }));
+    // Said in words, not as a struct dump.
+    let message = err.to_string();
+    assert!(
+        message.contains("32000 Hz") && message.contains("1024-sample") && !message.contains('{'),
+        "{message}"
+    );
     let (_, mut control) = Engine::new(
         settings(48_000.0, 128, ProcessingMode::Offline),
         Arc::new(EngineStats::default()),

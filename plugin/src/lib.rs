@@ -206,9 +206,18 @@ impl Plugin for Timbreswap {
                 true
             }
             Err(e) => {
+                // A rate or layout the engine does not run at (it supports 8-384 kHz): the
+                // activation still succeeds and the audio passes through untouched, with the
+                // latency reported as what it is, none.
+                context.set_latency_samples(0);
+                self.shared.latency.store(0, Ordering::Relaxed);
                 self.shared
-                    .report_error(format!("Cannot start the engine: {e}"));
-                false
+                    .sample_rate
+                    .store(buffer_config.sample_rate.round() as u32, Ordering::Relaxed);
+                self.shared.report_error(format!(
+                    "Timbreswap cannot run here ({e}); the audio passes through unchanged"
+                ));
+                true
             }
         }
     }

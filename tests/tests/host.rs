@@ -221,11 +221,22 @@ fn mix_automation_takes_effect() {
             }
         }
         assert_eq!(host.param_value(mix).unwrap(), 1.0);
-        // Settled dry region: blocks 12..29 (smoothing takes 20 ms < 2 blocks).
-        for n in 12 * 1024..29 * 1024 {
+        // Mix applies to the audio that came in with it (as every parameter does), so the
+        // output follows one latency later. Settled dry region: blocks 12..29 (smoothing takes
+        // 20 ms < 2 blocks), shifted by the latency.
+        for n in 12 * 1024 + latency..29 * 1024 + latency {
             assert_eq!(out[0][n], input[0][n - latency], "sample {n}");
             assert_eq!(out[1][n], input[1][n - latency], "sample {n}");
         }
+        // Until the audio that came with the change reaches the output, it is still wet.
+        let change = 10 * 1024 + 100 + latency;
+        let before: f32 = (change - 600..change)
+            .map(|n| (out[0][n] - input[0][n - latency]).abs())
+            .sum();
+        assert!(
+            before > 1.0,
+            "{mode}: Mix acted before its audio reached the output"
+        );
         // Wet region before the change differs clearly from the dry signal.
         let diff: f32 = (4 * 1024..9 * 1024)
             .map(|n| (out[0][n] - input[0][n - latency]).abs())
@@ -524,6 +535,54 @@ fn no_reference_passes_the_track_through() {
                     );
                 }
             }
+        }
+    }
+}
+
+/// Activation succeeds at every rate a host or validator may ask for (1 kHz to 2 MHz,
+/// fractional ones included) and every maximum block (1 to 65 536). Inside the engine's range
+/// the plugin runs with its latency; outside it the audio passes through untouched and the
+/// reported latency is what it is, 0. Either way the output is the input delayed by exactly
+/// the reported latency when there is no reference.
+#[test]
+fn activation_succeeds_at_any_rate_and_block() {
+    for (rate, max_block) in [
+        (1_000.0, 64),
+        (1_234.567_8, 1),
+        (7_999.0, 512),
+        (8_000.0, 65_536),
+        (22_050.0, 1),
+        (44_100.0, 65_536),
+        (88_200.0, 333),
+        (384_000.0, 4_096),
+        (768_000.0, 512),
+        (1_234_567.8, 2_048),
+        (2_000_000.0, 64),
+    ] {
+        let mut host = load_plugin();
+        host.set_offline(true).unwrap();
+        host.activate(rate, max_block)
+            .unwrap_or_else(|e| panic!("{rate} Hz / {max_block}: {e}"));
+        let latency = host.latency().unwrap() as usize;
+        let inside = (8_000.0..=384_000.0).contains(&rate);
+        assert_eq!(latency == 0, !inside, "{rate} Hz: latency {latency}");
+        let len = (latency + 4_000).max(6_000);
+        let x: Vec<Vec<f32>> = signal(rate.max(8_000.0), len as f64 / rate.max(8_000.0))
+            .into_iter()
+            .map(|mut c| {
+                c.resize(len, 0.0);
+                c
+            })
+            .collect();
+        let block = (max_block as usize).min(700);
+        let y = host.process_signal(&x, &[block]).unwrap();
+        for (y, x) in y.iter().zip(&x) {
+            assert!(y[..latency].iter().all(|v| *v == 0.0), "{rate} Hz");
+            assert_eq!(
+                &y[latency..],
+                &x[..len - latency],
+                "{rate} Hz / {max_block}"
+            );
         }
     }
 }

@@ -900,6 +900,14 @@ fn main() -> Result<()> {
             let b = timbre_b
                 .map(|p| load_reference_clip(&p, &cfg).context("reference --timbre-b"))
                 .transpose()?;
+            for (clip, flag) in [(Some(&a), "--timbre"), (b.as_ref(), "--timbre-b")] {
+                if clip.is_some_and(|c| c.truncated) {
+                    eprintln!(
+                        "note: {flag}: only the first {} minutes of the clip are used",
+                        timbreswap_engine::clip::MAX_CLIP_SECONDS / 60.0
+                    );
+                }
+            }
             let net = match mode {
                 ModeArg::Classic => None,
                 ModeArg::Neural => Some(Arc::new(match &model {

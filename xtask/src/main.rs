@@ -68,7 +68,8 @@ fn print_usage() {
       bundle the plugin and run every example input through it with every example
       reference, into target/demo/
   {COMMAND_NAME} test [ARGS...]
-      bundle the plugin, then run `cargo test --workspace --release [ARGS...]`
+      install what the tests need (.ci/deps.sh: as root, only what is missing), bundle the
+      plugin, then run `cargo test --workspace --release [ARGS...]`
   {COMMAND_NAME} default-model [--data DIR] [--run DIR]
       render the FluidR3 dataset (skips clips already there; default data/fluidr3), train
       the default model with {DEFAULT_MODEL_CONFIG} and --resume (re-run to continue
@@ -153,9 +154,19 @@ fn cargo_program() -> std::ffi::OsString {
     env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
-/// `cargo xtask test`: bundles the plugin, then runs `cargo test --workspace --release` with the
+/// `cargo xtask test`: installs what the tests need (`.ci/deps.sh`), bundles the plugin, then
+/// runs `cargo test --workspace --release` with the
 /// extra arguments, inheriting stdio, and exits with its status.
 fn run_tests(extra_args: &[String]) -> Result<ExitCode> {
+    // What the tests need beyond Rust: installed where missing when run as root, otherwise
+    // the script names the one command that installs it and the tests do not start.
+    let deps = Command::new("bash")
+        .arg(".ci/deps.sh")
+        .status()
+        .context("could not run `bash .ci/deps.sh`")?;
+    if !deps.success() {
+        anyhow::bail!("the tests need the packages listed above");
+    }
     bundle_plugin()?;
     let status = Command::new(cargo_program())
         .args(["test", "--workspace", "--release"])

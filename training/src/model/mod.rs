@@ -260,7 +260,9 @@ impl ThreeFactor {
     /// Posterior-mean `z_t` of a whole clip (mono, at the model rate), pooled over its frames
     /// within [`POOLING_RANGE_DB`] of the loudest.
     pub fn clip_timbre(&self, audio: &[f32]) -> Result<Vec<f32>> {
-        let f = features::FeatureExtractor::new(&self.cfg.stft(), self.cfg.mag_floor).clip(audio);
+        // At the training clips' level, as the engine's `Network::clip_timbre` reads a clip.
+        let audio = timbreswap_engine::network::at_training_level(audio);
+        let f = features::FeatureExtractor::new(&self.cfg.stft(), self.cfg.mag_floor).clip(&audio);
         let (tv, _) = self.clip_inputs(&f)?;
         let w = features::pooling_weights(&f.frame_db, POOLING_RANGE_DB);
         let w = Tensor::from_vec(w, (1, f.frames), self.device())?;
