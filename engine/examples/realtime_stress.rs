@@ -2,8 +2,9 @@
 //! and reports dropouts: the real-time safety check of the neural (or classic) path.
 //!
 //! `cargo run --release -p timbreswap-engine --example realtime_stress -- [SECONDS] [BLOCK]
-//! [RATE] [neural|classic] [busy|idle] [realtime|normal]` (defaults: 60 s, 64 samples, 48 kHz,
-//! neural, busy, realtime). With `busy`, one extra thread spins for the whole run, so on a
+//! [RATE] [neural|classic|none] [busy|idle] [realtime|normal]` (defaults: 60 s, 64 samples,
+//! 48 kHz, neural, busy, realtime; `none`: no reference, the pass-through an idle instance
+//! runs). With `busy`, one extra thread spins for the whole run, so on a
 //! 2-core machine the audio thread and the engine's worker share the other core. The last
 //! argument is the worker's requested priority (what the plugin asks for is `realtime`; it is
 //! only granted where the OS permits). The pacing thread plays the host's audio thread and, like
@@ -46,7 +47,9 @@ fn main() {
     let seconds: f64 = arg(0, "60").parse().expect("SECONDS");
     let block: usize = arg(1, "64").parse().expect("BLOCK");
     let rate: f64 = arg(2, "48000").parse().expect("RATE");
-    let neural = arg(3, "neural") == "neural";
+    let what = arg(3, "neural");
+    let neural = what == "neural";
+    let none = what == "none";
     let busy = arg(4, "busy") == "busy";
     let worker_priority = if arg(5, "realtime") == "realtime" {
         WorkerPriority::Realtime
@@ -79,14 +82,16 @@ fn main() {
             worker_priority,
         },
         stats.clone(),
-        Some(&reference.descriptor),
+        (!none).then_some(&reference.descriptor),
         None,
     )
     .unwrap();
-    control
-        .set_model(Some(net.clone()), Some(&z), None)
-        .unwrap();
-    control.set_latent(Slot::A, Some(&z)).unwrap();
+    if !none {
+        control
+            .set_model(Some(net.clone()), Some(&z), None)
+            .unwrap();
+        control.set_latent(Slot::A, Some(&z)).unwrap();
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let spinner = busy.then(|| {
@@ -120,6 +125,10 @@ fn main() {
     let (mut left, mut right) = (vec![0.0f32; block], vec![0.0f32; block]);
     let mut times = Vec::with_capacity(blocks);
     let mut late_callbacks = 0usize;
+    // The worker names itself once it runs.
+    std::thread::sleep(Duration::from_millis(200));
+    let cpu_start = process_cpu_seconds();
+    let worker_start = worker_cpu_seconds();
     let start = Instant::now();
     let mut pos = 0;
     for i in 0..blocks {
@@ -141,16 +150,19 @@ fn main() {
         times.push(t0.elapsed());
     }
     let wall = start.elapsed();
+    let cpu = process_cpu_seconds() - cpu_start;
+    let worker_cpu = worker_cpu_seconds().zip(worker_start).map(|(b, a)| b - a);
     stop.store(true, Ordering::Relaxed);
     if let Some(s) = spinner {
         let _ = s.join();
     }
+    let audio_thread: f64 = times.iter().map(Duration::as_secs_f64).sum();
     times.sort();
     let frames = stats.frames.load(Ordering::Relaxed);
     let dropouts = stats.dropouts();
     println!(
         "{} mode, {seconds} s at {rate} Hz in {block}-sample blocks ({}), wall {:.1} s",
-        if neural { "neural" } else { "classic" },
+        what,
         if busy {
             "other core busy"
         } else {
@@ -185,4 +197,57 @@ fn main() {
         times[times.len() - 1].as_secs_f64() * 1e6,
         period.as_secs_f64() * 1e6
     );
+    if let Some(w) = worker_cpu {
+        println!(
+            "worker thread CPU (from /proc, 10 ms ticks): {:.2} % of one core",
+            100.0 * w / wall.as_secs_f64()
+        );
+    }
+    if !busy {
+        println!(
+            "CPU of one core, whole process: {:.2} % (audio thread's process calls {:.2} %, the \
+             rest, mostly the worker, {:.2} %)",
+            100.0 * cpu / wall.as_secs_f64(),
+            100.0 * audio_thread / wall.as_secs_f64(),
+            100.0 * (cpu - audio_thread) / wall.as_secs_f64()
+        );
+    }
+}
+
+/// User plus system CPU time of the whole process so far, in seconds.
+#[cfg(unix)]
+fn process_cpu_seconds() -> f64 {
+    // SAFETY: `getrusage` writes a `rusage` into the zeroed, valid struct it is given and
+    // reads nothing else.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+#[cfg(not(unix))]
+fn process_cpu_seconds() -> f64 {
+    0.0
+}
+
+/// CPU time (user plus system) of the engine's worker thread so far, in seconds, from
+/// `/proc/self/task/*/stat` (Linux; clock ticks of 10 ms); `None` elsewhere or if not found.
+fn worker_cpu_seconds() -> Option<f64> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("timbreswap-work") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        return Some(ticks / 100.0);
+    }
+    None
 }

@@ -751,7 +751,10 @@ impl Engine {
             let slot = (frame as usize) & (self.frame_params.len() - 1);
             self.frame_params[slot] = params;
             if let Backend::Worker {
-                headers, frames, ..
+                headers,
+                frames,
+                thread,
+                ..
             } = &mut self.backend
             {
                 // If the worker has fallen this far behind the frame is not sent; its grain
@@ -770,6 +773,12 @@ impl Engine {
                             params,
                         });
                         self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+                        // Wakes the worker: an atomic swap, plus a wake-up system call that
+                        // never blocks (a futex wake on Linux) when the worker is parked. No
+                        // allocation, no lock.
+                        if let Some(t) = thread {
+                            t.thread().unpark();
+                        }
                     }
                 }
             }

@@ -54,7 +54,12 @@ fn promote_to_realtime() -> bool {
     false
 }
 
-/// Starts the worker thread. `poll` is how long it sleeps when it finds no frame.
+/// Longest the worker waits for a frame before it looks at control messages again.
+pub(crate) const IDLE_WAIT: Duration = Duration::from_millis(20);
+
+/// Starts the worker thread. It waits for frames parked (woken by the audio thread's
+/// `unpark` after each frame); `poll` is how long it sleeps between checks while paused by
+/// fault injection.
 pub(crate) fn spawn(
     priority: WorkerPriority,
     mut processor: FrameProcessor,
@@ -85,7 +90,10 @@ pub(crate) fn spawn(
                 }) = rings.headers.pop()
                 else {
                     processor.poll_control();
-                    std::thread::sleep(poll);
+                    // The audio thread unparks this thread after each frame it sends, so the
+                    // wait ends as soon as there is work; the timeout only bounds how long
+                    // control messages wait while no audio flows.
+                    std::thread::park_timeout(IDLE_WAIT);
                     continue;
                 };
                 // The audio thread writes the samples before the header.
