@@ -246,7 +246,8 @@ fn worker_cpu_seconds() -> Option<f64> {
         // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
         let rest = &stat[stat.rfind(')')? + 2..];
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
         return Some(ticks / 100.0);
     }
     None

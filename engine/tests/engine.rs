@@ -384,20 +384,27 @@ fn reset_and_reactivation() {
     );
 }
 
+/// A realtime engine (a worker thread) at `rate` with 128-sample blocks, mono, a classic timbre
+/// in slot A, and its statistics.
+fn realtime_classic(rate: f64) -> (Engine, Arc<EngineStats>) {
+    let stats = Arc::new(EngineStats::default());
+    let e = Engine::new(
+        settings(rate, 128, 1, ProcessingMode::Realtime),
+        stats.clone(),
+        Some(&descriptor(330.0, 3.0)),
+        None,
+    )
+    .unwrap()
+    .0;
+    (e, stats)
+}
+
 /// When the worker misses its deadline the engine plays the latency-aligned dry signal and
 /// counts dropouts; once the worker is back the processed signal returns.
 #[test]
 fn missed_deadlines_play_aligned_dry_and_count_dropouts() {
-    let timbre = descriptor(330.0, 3.0);
     let rate = 48_000.0;
-    let stats = Arc::new(EngineStats::default());
-    let (mut e, _control) = Engine::new(
-        settings(rate, 128, 1, ProcessingMode::Realtime),
-        stats.clone(),
-        Some(&timbre),
-        None,
-    )
-    .unwrap();
+    let (mut e, stats) = realtime_classic(rate);
     let lat = e.latency_samples() as usize;
     let x = tone(rate, 1.0, 220.0, 1.0, 9_000.0);
     e.set_worker_paused(true);
@@ -572,16 +579,8 @@ fn mix_and_gain_out_of_range_are_clamped() {
 fn a_worker_panic_is_survived() {
     use std::sync::atomic::Ordering::Acquire;
     use timbreswap_engine::stats::MAX_WORKER_PANICS;
-    let timbre = descriptor(330.0, 3.0);
     let rate = 48_000.0;
-    let stats = Arc::new(EngineStats::default());
-    let (mut e, _control) = Engine::new(
-        settings(rate, 128, 1, ProcessingMode::Realtime),
-        stats.clone(),
-        Some(&timbre),
-        None,
-    )
-    .unwrap();
+    let (mut e, stats) = realtime_classic(rate);
     let lat = e.latency_samples() as usize;
     let x = tone(rate, 3.0, 220.0, 1.0, 9_000.0);
     let (mix, gain, morph) = (vec![1.0; 128], vec![1.0; 128], vec![0.0; 128]);

@@ -93,6 +93,29 @@ fn engine_with(
     (e, control)
 }
 
+/// A fresh offline engine at `rate` with the trumpet example in slot A for both modes:
+/// Classic's descriptor and Neural's latent of the same clip.
+fn trumpet_in_both_modes(
+    net: &Arc<Network>,
+    rate: f64,
+) -> (Engine, timbreswap_engine::EngineControl) {
+    let trumpet = clip("ref-trumpet.wav");
+    let classic =
+        timbreswap_engine::timbre::analyse(&trumpet, &StftConfig::default(), "trumpet").unwrap();
+    let z = net.clip_timbre(&trumpet);
+    let (e, mut control) = Engine::new(
+        settings(rate, 256, ProcessingMode::Offline),
+        Arc::new(EngineStats::default()),
+        Some(&classic),
+        None,
+    )
+    .unwrap();
+    control
+        .set_model(Some(net.clone()), Some(&z), None)
+        .unwrap();
+    (e, control)
+}
+
 fn neural(phase: PhaseMode) -> FrameParams {
     FrameParams {
         mode: SwapMode::Neural,
@@ -480,13 +503,6 @@ fn map_point_at_an_anchor_plays_that_instrument() {
 #[test]
 fn silence_in_is_silence_out_in_every_mode() {
     let net = network();
-    let z = net.clip_timbre(&clip("ref-trumpet.wav"));
-    let classic = timbreswap_engine::timbre::analyse(
-        &clip("ref-trumpet.wav"),
-        &StftConfig::default(),
-        "trumpet",
-    )
-    .unwrap();
     let rate = 48_000.0;
     let tone: Vec<f32> = (0..48_000)
         .map(|n| 0.3 * (std::f32::consts::TAU * 330.0 * n as f32 / 48_000.0).sin())
@@ -500,20 +516,7 @@ fn silence_in_is_silence_out_in_every_mode() {
         FrameParams::default(),
     ];
     for p in modes {
-        // Both modes' timbres: Classic's descriptor and Neural's latent of the same clip.
-        let fresh = || {
-            let (e, mut control) = Engine::new(
-                settings(rate, 256, ProcessingMode::Offline),
-                Arc::new(EngineStats::default()),
-                Some(&classic),
-                None,
-            )
-            .unwrap();
-            control
-                .set_model(Some(net.clone()), Some(&z), None)
-                .unwrap();
-            (e, control)
-        };
+        let fresh = || trumpet_in_both_modes(&net, rate);
         let (mut e, _control) = fresh();
         let zeros = run(&mut e, &vec![0.0; 96_000], &[256], p);
         assert!(
@@ -543,13 +546,6 @@ fn silence_in_is_silence_out_in_every_mode() {
 fn hostile_inputs_give_bounded_output_in_every_mode() {
     use timbreswap_engine::engine::WET_PEAK_LIMIT;
     let net = network();
-    let z = net.clip_timbre(&clip("ref-trumpet.wav"));
-    let classic = timbreswap_engine::timbre::analyse(
-        &clip("ref-trumpet.wav"),
-        &StftConfig::default(),
-        "trumpet",
-    )
-    .unwrap();
     let rate = 48_000.0;
     let n = 2 * 48_000;
     let tone = |i: usize| 0.3 * (std::f32::consts::TAU * 330.0 * i as f32 / 48_000.0).sin();
@@ -600,19 +596,7 @@ fn hostile_inputs_give_bounded_output_in_every_mode() {
         neural(PhaseMode::Reconstruct),
         neural(PhaseMode::Differential),
     ];
-    let fresh = || {
-        let (e, mut control) = Engine::new(
-            settings(rate, 256, ProcessingMode::Offline),
-            Arc::new(EngineStats::default()),
-            Some(&classic),
-            None,
-        )
-        .unwrap();
-        control
-            .set_model(Some(net.clone()), Some(&z), None)
-            .unwrap();
-        (e, control)
-    };
+    let fresh = || trumpet_in_both_modes(&net, rate);
     let rms = |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
     for p in modes {
         let (mut e, _control) = fresh();

@@ -1,6 +1,7 @@
 //! Cross-crate test support for Timbreswap: a CLAP host harness ([`host::PluginHost`]) that
 //! loads the built bundle, and helpers to prepare plugin state the way a DAW restores it.
 
+pub mod fuzz;
 pub mod host;
 pub mod state;
 
