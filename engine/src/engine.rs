@@ -417,7 +417,8 @@ pub struct Engine {
     peak_lookahead: u64,
     down: Resampler,
     up: Resampler,
-    /// Resamples the wet share to the host rate exactly as `up` does the grains.
+    /// Carries the wet share to the host rate on `up`'s time map (linear interpolation: the
+    /// share is a smooth crossfade, and 0 or 1 stays exact).
     up_share: Resampler,
     /// Model-rate input history, indexed by model sample count.
     history: Ring,
@@ -696,7 +697,7 @@ impl Engine {
                 self.up_share.push(share);
             }
             let (wet, share) = if self.up.ready() {
-                (self.up.pop(), self.up_share.pop())
+                (self.up.pop(), self.up_share.pop_linear())
             } else {
                 (0.0, 0.0)
             };
