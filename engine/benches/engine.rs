@@ -86,6 +86,7 @@ fn bench_mode(
         mode,
         stft: StftConfig::default(),
         worker_priority: Default::default(),
+        latency_block: None,
     };
     let (mut engine, mut control) =
         Engine::new(settings, Arc::new(EngineStats::default()), timbre, None).unwrap();

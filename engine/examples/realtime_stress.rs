@@ -80,6 +80,7 @@ fn main() {
             mode: ProcessingMode::Realtime,
             stft: StftConfig::default(),
             worker_priority,
+            latency_block: None,
         },
         stats.clone(),
         (!none).then_some(&reference.descriptor),

@@ -107,8 +107,16 @@ pub enum ProcessingMode {
 pub struct EngineSettings {
     /// Host sample rate, in Hz (8 kHz to 384 kHz; rounded to a whole Hz).
     pub host_rate: f64,
-    /// Largest block the host will pass, in samples.
+    /// Largest block the host will pass, in samples (the buffers are sized for it).
     pub max_block: usize,
+    /// Largest block the latency is built for, in host samples (realtime mode): the worker's
+    /// slack covers one block of this size, so frames meet their deadline in blocks up to
+    /// [`Engine::covered_block`] and the latency does not grow with a larger declared
+    /// `max_block` the host never uses. Blocks up to one hop at the host rate cost no extra
+    /// latency. `None`: `max_block`. A larger value is capped at `max_block`. Larger blocks
+    /// are still processed; the frames they make too late play the exact dry input
+    /// (crossfaded, counted as dropouts) until the host rebuilds the engine for them.
+    pub latency_block: Option<usize>,
     /// Audio channels in and out.
     pub channels: usize,
     /// Realtime or offline.
@@ -393,6 +401,8 @@ pub struct Engine {
     settings: EngineSettings,
     /// Host-rate latency, in samples.
     latency: usize,
+    /// Largest host block whose frames all meet their deadline, in samples.
+    covered_block: usize,
     /// Model-rate delay from input to output, `N - 1 + W`.
     delay_model: u64,
     n_fft: usize,
@@ -469,11 +479,18 @@ impl Engine {
         let (n, h) = (cfg.n_fft, cfg.hop);
         // Model samples one host block can produce (rounding slack included).
         let block_model = (settings.max_block as f64 / rho).ceil() as usize + 2;
+        let latency_block = settings
+            .latency_block
+            .map_or(settings.max_block, |b| b.min(settings.max_block));
         let slack = match settings.mode {
             ProcessingMode::Offline => h,
-            ProcessingMode::Realtime => h.max((settings.max_block as f64 / rho).ceil() as usize),
+            ProcessingMode::Realtime => h.max((latency_block as f64 / rho).ceil() as usize),
         };
         let delay_model = (n - 1 + slack) as u64;
+        let covered_block = match settings.mode {
+            ProcessingMode::Offline => usize::MAX,
+            ProcessingMode::Realtime => ((slack as f64 * rho).floor() as usize).max(latency_block),
+        };
         let down = Resampler::new(host, model, 0.0, settings.max_block);
         let (latency, up) = if host == model {
             let latency = delay_model as usize;
@@ -559,6 +576,7 @@ impl Engine {
             Self {
                 settings,
                 latency,
+                covered_block,
                 delay_model,
                 n_fft: n,
                 hop: h,
@@ -604,6 +622,15 @@ impl Engine {
     /// Input-to-output delay, in host samples, of both the wet and the dry path. Realtime-safe.
     pub fn latency_samples(&self) -> u32 {
         self.latency as u32
+    }
+
+    /// The largest host block whose frames all meet their deadline, in samples: in realtime
+    /// mode the block the latency is built for ([`EngineSettings::latency_block`]), at least one
+    /// hop at the host rate; in offline mode every block (`usize::MAX`). A caller that sees
+    /// larger blocks should build the engine again with a larger `latency_block` (the plugin
+    /// asks the host for a restart). Realtime-safe.
+    pub fn covered_block(&self) -> usize {
+        self.covered_block
     }
 
     /// The statistics this engine writes. Realtime-safe.

@@ -89,6 +89,7 @@ pub fn render(input: &DecodedAudio, opts: &RenderOptions) -> Result<Rendered, En
         mode: ProcessingMode::Offline,
         stft: opts.stft,
         worker_priority: Default::default(),
+        latency_block: None,
     };
     let (mut engine, mut control) = Engine::new(
         settings,

@@ -42,6 +42,7 @@ fn settings(rate: f64, max_block: usize, channels: usize, mode: ProcessingMode) 
         mode,
         stft: StftConfig::default(),
         worker_priority: Default::default(),
+        latency_block: None,
     }
 }
 

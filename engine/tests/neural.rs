@@ -46,6 +46,7 @@ fn settings(rate: f64, max_block: usize, mode: ProcessingMode) -> EngineSettings
         mode,
         stft: StftConfig::default(),
         worker_priority: Default::default(),
+        latency_block: None,
     }
 }
 
@@ -174,6 +175,7 @@ fn a_model_for_another_stft_is_refused_by_the_engine() {
         EngineSettings {
             stft: other,
             worker_priority: Default::default(),
+            latency_block: None,
             ..settings(48_000.0, 128, ProcessingMode::Offline)
         },
         Arc::new(EngineStats::default()),

@@ -691,6 +691,13 @@ impl TimbreswapApp {
             },
         ))
         .on_hover_text("The worker asks the OS for real-time scheduling; without it (no rtprio permission) a busy machine can cause dropouts");
+        let outgrown = self.shared.outgrown_block.load(Ordering::Relaxed);
+        if outgrown > 0 {
+            ui.colored_label(
+                egui::Color32::YELLOW,
+                format!("The host's blocks grew to {outgrown} samples: a restart was asked for so the latency can follow (until then some frames play dry)."),
+            );
+        }
         let panics = stats.worker_panics.load(Ordering::Relaxed);
         if stats.worker_failed() {
             ui.colored_label(

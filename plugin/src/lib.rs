@@ -46,6 +46,13 @@ pub struct Timbreswap {
     map: [Vec<f32>; 3],
     /// Editor window state.
     editor_state: Arc<editor::EditorState>,
+    /// Largest block the host has passed to `process` since the instance was created, in
+    /// samples; the next activation builds the latency for it. Audio thread (written),
+    /// main thread in `activate` (read).
+    largest_block: usize,
+    /// Whether this activation has already asked the host for a restart because its blocks
+    /// outgrew [`Engine::covered_block`]; audio thread.
+    restart_requested: bool,
 }
 
 impl Default for Timbreswap {
@@ -62,6 +69,8 @@ impl Default for Timbreswap {
             transpose: Vec::new(),
             map: [Vec::new(), Vec::new(), Vec::new()],
             editor_state: Arc::new(editor::EditorState::default()),
+            largest_block: 0,
+            restart_requested: false,
         }
     }
 }
@@ -123,6 +132,9 @@ impl Plugin for Timbreswap {
             ProcessMode::Realtime | ProcessMode::Buffered => ProcessingMode::Realtime,
         };
         let max_block = buffer_config.max_buffer_size.max(1) as usize;
+        // The latency follows the blocks the host really passes, not the maximum it declares:
+        // it is built for the largest block seen so far (none before the first `process`,
+        // which costs nothing beyond one hop). Larger blocks later ask for a restart (`process`).
         let settings = EngineSettings {
             host_rate: buffer_config.sample_rate as f64,
             max_block,
@@ -130,7 +142,9 @@ impl Plugin for Timbreswap {
             mode,
             stft: StftConfig::default(),
             worker_priority: Default::default(),
+            latency_block: Some(self.largest_block),
         };
+        self.restart_requested = false;
         // Counted before the fields are read: a restore from now on is applied by `process`.
         self.applied_restores = self.params.restores.load(Ordering::Acquire);
         let timbre_a = loader::validated_timbre(Slot::A, &self.params, &self.shared);
@@ -154,6 +168,7 @@ impl Plugin for Timbreswap {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = None;
         self.shared.stats.clear();
+        self.shared.outgrown_block.store(0, Ordering::Relaxed);
         match Engine::new(
             settings,
             self.shared.stats.clone(),
@@ -237,6 +252,18 @@ impl Plugin for Timbreswap {
         let Some(engine) = self.engine.as_mut() else {
             return ProcessStatus::Normal;
         };
+        // Blocks larger than the latency was built for: the frames they make too late play
+        // the exact dry input (crossfaded) until the host restarts the plugin, which builds the
+        // latency for them and reports it. Asked once per activation.
+        let samples = buffer.samples();
+        self.largest_block = self.largest_block.max(samples);
+        if samples > engine.covered_block() && !self.restart_requested {
+            self.restart_requested = true;
+            self.shared
+                .outgrown_block
+                .store(samples as u32, Ordering::Relaxed);
+            context.request_restart();
+        }
         // A state the host restored while active (or latents to measure after activation) is
         // applied off this thread; the engine takes it between two frames.
         let restores = self.params.restores.load(Ordering::Acquire);

@@ -22,6 +22,10 @@ pub struct Shared {
     pub stats: Arc<EngineStats>,
     /// Reported latency, in samples.
     pub latency: AtomicU32,
+    /// The host block, in samples, that outgrew the latency of the current activation (a
+    /// restart was requested); 0 when none did. Written by the audio thread, cleared in
+    /// `activate`.
+    pub outgrown_block: AtomicU32,
     /// Host sample rate of the current activation, in Hz (0 while inactive).
     pub sample_rate: AtomicU32,
     /// Control handle of the running engine (`None` while inactive). Locked only off the audio

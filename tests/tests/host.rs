@@ -539,6 +539,88 @@ fn no_reference_passes_the_track_through() {
     }
 }
 
+/// The latency an engine of the given settings reports, built directly (the plugin's figure is
+/// checked against it).
+fn engine_latency(rate: f64, max_block: usize) -> u32 {
+    let settings = timbreswap_engine::EngineSettings {
+        host_rate: rate,
+        max_block,
+        channels: 2,
+        mode: timbreswap_engine::ProcessingMode::Realtime,
+        stft: StftConfig::default(),
+        worker_priority: timbreswap_engine::WorkerPriority::Normal,
+        latency_block: None,
+    };
+    let stats = Arc::new(timbreswap_engine::EngineStats::default());
+    let (engine, _control) = timbreswap_engine::Engine::new(settings, stats, None, None).unwrap();
+    engine.latency_samples()
+}
+
+/// The output equals the input delayed by exactly `latency` samples, on every channel.
+fn assert_delayed(y: &[Vec<f32>], x: &[Vec<f32>], latency: usize, what: &str) {
+    for (y, x) in y.iter().zip(x) {
+        assert!(y[..latency].iter().all(|v| *v == 0.0), "{what}");
+        assert_eq!(&y[latency..], &x[..x.len() - latency], "{what}");
+    }
+}
+
+/// The latency follows the blocks the host really passes, not the maximum it declares: at
+/// 48 kHz with 4 096 declared and 128-sample calls it is the latency of a 128-sample engine
+/// (it was 4 946 samples, 103 ms); when the host's blocks grow past what the latency covers,
+/// the plugin asks for a restart once, and after it reports (and has) the latency of an engine
+/// built for the new block. Realtime mode, through the CLAP bundle.
+#[test]
+fn latency_follows_the_blocks_the_host_really_uses() {
+    let rate = 48_000.0;
+    let mut host = load_plugin();
+    host.set_offline(false).unwrap();
+    host.activate(rate, 4_096).unwrap();
+    let small = host.latency().unwrap();
+    assert_eq!(
+        small,
+        engine_latency(rate, 128),
+        "declared 4096, before any call"
+    );
+    assert!(small as f64 / 48.0 <= 25.0, "{small} samples");
+    // 128-sample calls (and calls up to one hop, 240 samples): no restart, same latency, and
+    // with no reference the input comes out delayed by exactly that.
+    let x = signal(rate, 1.0);
+    let y = host.process_signal(&x, &[128, 240, 64]).unwrap();
+    assert!(
+        !host.restart_requested(),
+        "restart asked for with 128..240-sample calls"
+    );
+    assert_eq!(host.latency().unwrap(), small);
+    assert_delayed(&y, &x, small as usize, "128-sample calls");
+    // A 1 024-sample call: a restart is asked for; after it the latency is a 1 024-sample
+    // engine's, and it holds.
+    host.process(&[vec![0.0; 1_024], vec![0.0; 1_024]], &[])
+        .unwrap();
+    assert!(
+        host.restart_requested(),
+        "no restart asked for after a 1024-sample call"
+    );
+    let grown = host.latency().unwrap();
+    assert!(!host.restart_requested());
+    assert_eq!(grown, engine_latency(rate, 1_024));
+    assert!(grown > small);
+    let y = host.process_signal(&x, &[1_024, 128]).unwrap();
+    assert!(!host.restart_requested(), "restart asked for again");
+    assert_delayed(&y, &x, grown as usize, "after the restart");
+    // A new activation with a smaller declared maximum (the user picked a smaller buffer) is
+    // built for that maximum.
+    host.activate(rate, 256).unwrap();
+    assert_eq!(host.latency().unwrap(), engine_latency(rate, 256));
+    // Offline, every block is covered: no restart.
+    let mut host = load_plugin();
+    host.set_offline(true).unwrap();
+    host.activate(rate, 4_096).unwrap();
+    let offline = host.latency().unwrap();
+    host.process_signal(&x, &[4_096]).unwrap();
+    assert!(!host.restart_requested(), "offline: restart asked for");
+    assert_eq!(host.latency().unwrap(), offline);
+}
+
 /// Activation succeeds at every rate a host or validator may ask for (1 kHz to 2 MHz,
 /// fractional ones included) and every maximum block (1 to 65 536). Inside the engine's range
 /// the plugin runs with its latency; outside it the audio passes through untouched and the

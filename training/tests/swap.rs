@@ -24,6 +24,7 @@ fn tiny(epochs: usize, pairs: Option<PathBuf>) -> TrainConfig {
             reference_frames: 24,
             valid_pairs: 4,
             max_pairs: 0,
+            differential: false,
         },
         ..common::tiny_run(epochs)
     }

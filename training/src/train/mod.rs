@@ -1157,7 +1157,7 @@ pub fn train(
                         })
                         .collect();
                     let crops = swap::make_swap_crops(set, &picks, tc);
-                    let term = swap::swap_loss(&model, &crops)?;
+                    let term = swap::swap_loss(&model, &crops, tc.swap.differential)?;
                     loss = (loss + (&term * tc.swap.weight)?)?;
                     Some(term)
                 }
@@ -1240,7 +1240,9 @@ pub fn train(
         }
         let valid = validate(&model, &valid_crops, tc, &dev)?;
         let valid_swap = match &valid_swap_crops {
-            Some(crops) => Some(swap::swap_loss(&model, crops)?.to_scalar::<f32>()? as f64),
+            Some(crops) => Some(
+                swap::swap_loss(&model, crops, tc.swap.differential)?.to_scalar::<f32>()? as f64,
+            ),
             None => None,
         };
         // The score the best epoch is chosen by: the negative ELBO, plus the weighted swap

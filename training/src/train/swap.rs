@@ -38,6 +38,12 @@ pub struct SwapConfig {
     pub valid_pairs: usize,
     /// At most this many training pairs (0: all), for quick runs and tests.
     pub max_pairs: usize,
+    /// Score the engine's differential output stage instead of the decoded spectrum: the
+    /// prediction is the source's own normalised log-magnitude plus the difference between
+    /// the decodings with B's reference `z_t` and with the source's own `z_t` (what
+    /// `PhaseMode::Differential` applies to the input, bins ratio for ratio). It asks the
+    /// decoder for the change between two timbres rather than for every detail of B.
+    pub differential: bool,
 }
 
 impl Default for SwapConfig {
@@ -49,6 +55,7 @@ impl Default for SwapConfig {
             reference_frames: 160,
             valid_pairs: 64,
             max_pairs: 0,
+            differential: false,
         }
     }
 }
@@ -215,8 +222,15 @@ fn inputs(
 /// The swap term of `crops`: per frame, `Σ_bins (y − x_B)² / (2σ²)` averaged over frames and
 /// pairs, where `y` decodes B's reference `z_t` with the source's `z_v` and `z_p` (posterior
 /// means, `z_v` conditioned on the source's own `z_t`, as the engine runs) and `x_B` is the
-/// target's normalised log-magnitude.
-pub fn swap_loss(model: &ThreeFactor, crops: &[SwapCrop]) -> candle_core::Result<Tensor> {
+/// target's normalised log-magnitude. With `differential`, `y` is instead
+/// `x_A + dec(z_t of B's reference) − dec(z_t of A)`, the engine's differential stage (the
+/// normalisation is one affine map for every bin, so a difference of normalised decodings is
+/// the log-ratio the engine applies, divided by the same scale).
+pub fn swap_loss(
+    model: &ThreeFactor,
+    crops: &[SwapCrop],
+    differential: bool,
+) -> candle_core::Result<Tensor> {
     let dev = model.device();
     let (tv_s, p_s) = inputs(model, crops, Part::Source)?;
     let (tv_r, _) = inputs(model, crops, Part::Reference)?;
@@ -227,11 +241,112 @@ pub fn swap_loss(model: &ThreeFactor, crops: &[SwapCrop]) -> candle_core::Result
         .encode_timbre(&tv_s, &weights(crops, Part::Source, dev)?)?
         .mean;
     let local = model.encode_local(&tv_s, &p_s, &z_own)?;
-    let y = model.decode(
-        &z_ref,
-        local.variation.as_ref().map(|v| &v.mean),
-        &local.pitch.mean,
-    )?;
+    let variation = local.variation.as_ref().map(|v| &v.mean);
+    let mut y = model.decode(&z_ref, variation, &local.pitch.mean)?;
+    if differential {
+        let own = model.decode(&z_own, variation, &local.pitch.mean)?;
+        let source = model.normalise_log_mag(&stack(crops, Part::Source, |f| &f.log_mag, dev)?)?;
+        y = ((source + y)? - own)?;
+    }
     let target = model.normalise_log_mag(&stack(crops, Part::Target, |f| &f.log_mag, dev)?)?;
     (y - target)?.sqr()?.sum(D::Minus1)?.mean_all()? / (2.0 * LIKELIHOOD_VARIANCE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::features::FeatureExtractor;
+    use crate::model::{Config, FeatureStats};
+
+    /// Frames per crop in these tests.
+    const FRAMES: usize = 30;
+
+    /// A tiny randomly initialised model (identity normalisation).
+    fn model() -> ThreeFactor {
+        let cfg = Config {
+            z_t: 6,
+            z_v: 5,
+            z_p: 4,
+            hidden: 16,
+            kernel: 3,
+            dilations: vec![1, 2],
+            timbre_layers: 1,
+            ..Config::default()
+        };
+        let stats = FeatureStats::identity(cfg.stft().n_bins());
+        super::super::initial_model(&cfg, &stats, 5).unwrap().1
+    }
+
+    /// The features of a 330 Hz harmonic tone of peak about `gain`.
+    fn tone(model: &ThreeFactor, gain: f32) -> FrameFeatures {
+        let cfg = model.config();
+        let samples: Vec<f32> = (0..8_000)
+            .map(|i| {
+                let t = i as f32 / cfg.sample_rate as f32;
+                (1..5)
+                    .map(|h| (std::f32::consts::TAU * 330.0 * h as f32 * t).sin() / h as f32)
+                    .sum::<f32>()
+                    * gain
+            })
+            .collect();
+        FeatureExtractor::new(&cfg.stft(), cfg.mag_floor).frames(&samples, 0, FRAMES)
+    }
+
+    fn term(model: &ThreeFactor, crop: SwapCrop, differential: bool) -> f64 {
+        swap_loss(model, &[crop], differential)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64
+    }
+
+    #[test]
+    fn the_differential_term_is_zero_when_the_reference_is_the_source_and_b_is_a() {
+        // Reference = source: both decodings use the same z_t, so the differential prediction
+        // is the source itself, exact whatever the (untrained) decoder draws.
+        let model = model();
+        let a = tone(&model, 0.2);
+        let crop = || SwapCrop {
+            source: a.clone(),
+            target: a.clone(),
+            reference: a.clone(),
+        };
+        let differential = term(&model, crop(), true);
+        assert!(
+            differential.abs() < 1e-6,
+            "differential term {differential}"
+        );
+        // The plain term asks the untrained decoder to draw the source itself.
+        let plain = term(&model, crop(), false);
+        assert!(plain > 1.0, "plain term {plain}");
+    }
+
+    #[test]
+    fn the_differential_term_is_the_squared_log_ratio_when_the_timbres_match() {
+        // B is A at half the amplitude and the reference is A: the prediction is A, so the
+        // term is, per frame, Σ_bins (ln(|A|+f) − ln(|A|/2+f))² / 2σ², computed here directly.
+        let model = model();
+        let (a, half) = (tone(&model, 0.2), tone(&model, 0.1));
+        let expected = a
+            .log_mag
+            .iter()
+            .zip(&half.log_mag)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum::<f64>()
+            / FRAMES as f64
+            / (2.0 * LIKELIHOOD_VARIANCE);
+        let got = term(
+            &model,
+            SwapCrop {
+                source: a.clone(),
+                target: half,
+                reference: a,
+            },
+            true,
+        );
+        assert!(expected > 1.0, "the two levels differ: {expected}");
+        assert!(
+            (got - expected).abs() < 1e-4 * expected,
+            "term {got}, expected {expected}"
+        );
+    }
 }
