@@ -1,6 +1,8 @@
 //! The VST3 bundle (`target/bundled/Timbreswap.vst3`) in a host nobody on the team wrote:
 //! Spotify's pedalboard (JUCE's VST3 hosting), driven by `tests/vst3/pedalboard_host.py`.
-//! It lists the parameters with their ranges, checks that Mix 0 is the input exactly after the
+//! It lists the parameters with their ranges, activates at every rate a host may ask for (1 kHz
+//! to 2 MHz, fractional ones included; with no reference the output is the input exactly, with
+//! the reported latency inside the engine's range and none outside), checks that Mix 0 is the input exactly after the
 //! host's latency compensation, plays Classic and Neural (map point, and a reference loaded
 //! through the saved state) at 44.1, 48 and 96 kHz with blocks of 32 to 2048 samples, and
 //! round-trips the state.
