@@ -5,7 +5,7 @@
 //! the reported latency inside the engine's range and none outside), checks that Mix 0 is the input exactly after the
 //! host's latency compensation, plays Classic and Neural (map point, and a reference loaded
 //! through the saved state) at 44.1, 48 and 96 kHz with blocks of 32 to 2048 samples, and
-//! round-trips the state.
+//! round-trips the state; hostile audio (silence, 1e30 bursts, NaN, Inf) gives safe output.
 //!
 //! Needs `python3` with `pedalboard` and `numpy` (`bash .ci/deps.sh` installs them) and the
 //! bundle (`cargo xtask test` builds it first).

@@ -115,6 +115,30 @@ def check_any_rate(plugin):
         print(f"  {rate} Hz: the input, exactly")
 
 
+def check_hostile(plugin):
+    """Hostile audio with a reference loaded: silence gives exact zeros; a 1e30 burst, NaN and
+    infinities give finite output at most WET_PEAK_LIMIT (4) times the input's finite peak."""
+    rate = 48_000.0
+    x = tone(rate, 0.5)
+    bad = x.copy()
+    bad[:, 6_000:6_480:2] = 1e30
+    bad[:, 6_001:6_480:2] = -1e30
+    bad[:, 9_000:9_400:3] = np.nan
+    bad[:, 9_001:9_400:3] = np.inf
+    finite_peak = np.abs(np.where(np.isfinite(bad), bad, 0.0)).max()
+    plugin.mix = 100.0
+    for mode in ["Classic", "Neural"]:
+        plugin.mode = mode
+        y = plugin(np.zeros_like(x), rate, buffer_size=256, reset=True)
+        assert not y.any(), f"{mode}: silence in gave {np.abs(y).max()}"
+        y = plugin(bad, rate, buffer_size=256, reset=True)
+        assert np.isfinite(y).all(), f"{mode}: non-finite output from hostile input"
+        assert np.abs(y).max() <= 4.0 * finite_peak * 1.0001, (
+            f"{mode}: peak {np.abs(y).max()} from a finite input peak of {finite_peak}"
+        )
+        print(f"  {mode}: silence gives zeros; bursts, NaN and Inf give bounded, finite output")
+
+
 def main():
     bundle, timbre_path = sys.argv[1], sys.argv[2]
     with open(timbre_path) as f:
@@ -132,6 +156,8 @@ def main():
     set_plugin_state(plugin, state)
     assert plugin_state(plugin)["fields"]["timbre-a"] == timbre, "slot A did not stick"
     print("state: slot A loaded through the saved state")
+    print("hostile audio:")
+    check_hostile(plugin)
 
     for rate in RATES:
         x = tone(rate, 0.6)
