@@ -570,7 +570,7 @@ impl PluginHost {
     ///
     /// `input[ch][i]` must have exactly as many channels as the plugin's main input port (see
     /// [`input_channels`](Self::input_channels)), all of the same length `n` with
-    /// `1 <= n <= max_block`. Returns `output[ch][i]` for the main output port, `n` frames per
+    /// `0 <= n <= max_block` (hosts make zero-frame calls, e.g. to flush parameters). Returns `output[ch][i]` for the main output port, `n` frames per
     /// channel. `param_events` are `(param_id, plain value, sample_offset)` sent as CLAP param
     /// value events in this block; offsets must be `< n` (they are sorted by offset, keeping the
     /// given order for equal offsets). The steady time counter advances by `n`.
@@ -683,7 +683,7 @@ impl PluginHost {
     /// Convenience: processes a whole signal (`input[ch][i]`, same rules as
     /// [`process`](Self::process) except for the length) in blocks whose sizes come from
     /// `block_sizes` (cycled; the last block is shortened to fit), and returns the full output.
-    /// Each block size must be in `1..=max_block`.
+    /// Each block size must be in `0..=max_block` (0: a zero-frame call), and one must not be 0.
     ///
     /// Thread: audio thread.
     pub fn process_signal(
@@ -708,13 +708,15 @@ impl PluginHost {
                 "at least one block size is required".to_owned(),
             ));
         }
-        if let Some(&bad) = block_sizes
-            .iter()
-            .find(|&&size| size == 0 || size > max_block)
-        {
+        if let Some(&bad) = block_sizes.iter().find(|&&size| size > max_block) {
             return Err(HostError::InvalidInput(format!(
-                "block size {bad} is outside 1..={max_block}"
+                "block size {bad} is outside 0..={max_block}"
             )));
+        }
+        if block_sizes.iter().all(|&size| size == 0) {
+            return Err(HostError::InvalidInput(
+                "the block sizes must not all be zero".to_owned(),
+            ));
         }
         if input.len() != input_channels {
             return Err(HostError::InvalidInput(format!(
@@ -1046,9 +1048,9 @@ fn check_block(input: &[Vec<f32>], channels: usize, max_block: u32) -> Result<us
             "all input channels must have the same length".to_owned(),
         ));
     }
-    if frames == 0 || frames > max_block as usize {
+    if frames > max_block as usize {
         return Err(HostError::InvalidInput(format!(
-            "block length {frames} is outside 1..={max_block}"
+            "block length {frames} is outside 0..={max_block}"
         )));
     }
     Ok(frames)
@@ -1082,7 +1084,7 @@ mod tests {
         assert!(check_block(&stereo, 1, 8).is_err());
         assert!(check_block(&stereo, 0, 8).is_err());
         assert!(check_block(&[vec![0.0; 8], vec![0.0; 7]], 2, 8).is_err());
-        assert!(check_block(&[vec![], vec![]], 2, 8).is_err());
+        assert_eq!(check_block(&[vec![], vec![]], 2, 8).ok(), Some(0));
     }
 
     #[test]

@@ -105,8 +105,8 @@ fn random_blocks(max: usize, seed: u64) -> Vec<usize> {
         .collect()
 }
 
-/// Activates at 44.1, 48 and 96 kHz and processes every block pattern: finite output, and in
-/// offline mode the same output whatever the blocks.
+/// Activates at 44.1, 48 and 96 kHz and processes every block pattern, zero-frame calls
+/// included: finite output, and in offline mode the same output whatever the blocks.
 #[test]
 fn processes_every_block_size_at_common_rates() {
     let trumpet = reference("ref-trumpet.wav");
@@ -130,6 +130,7 @@ fn processes_every_block_size_at_common_rates() {
             vec![64],
             vec![480],
             vec![4096],
+            vec![0, 1, 0, 300, 0, 4096],
             random_blocks(4096, rate as u64),
         ] {
             host.deactivate();
