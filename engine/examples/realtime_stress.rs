@@ -2,9 +2,9 @@
 //! and reports dropouts: the real-time safety check of the neural (or classic) path.
 //!
 //! `cargo run --release -p timbreswap-engine --example realtime_stress -- [SECONDS] [BLOCK]
-//! [RATE] [neural|classic|none] [busy|idle] [realtime|normal]` (defaults: 60 s, 64 samples,
-//! 48 kHz, neural, busy, realtime; `none`: no reference, the pass-through an idle instance
-//! runs). With `busy`, one extra thread spins for the whole run, so on a
+//! [RATE] [neural|classic|none|mix0] [busy|idle] [realtime|normal]` (defaults: 60 s, 64
+//! samples, 48 kHz, neural, busy, realtime; `none`: no reference, the pass-through an idle
+//! instance runs; `mix0`: Neural with a reference at Mix 0, the other idle instance). With `busy`, one extra thread spins for the whole run, so on a
 //! 2-core machine the audio thread and the engine's worker share the other core. The last
 //! argument is the worker's requested priority (what the plugin asks for is `realtime`; it is
 //! only granted where the OS permits). The pacing thread plays the host's audio thread and, like
@@ -48,7 +48,8 @@ fn main() {
     let block: usize = arg(1, "64").parse().expect("BLOCK");
     let rate: f64 = arg(2, "48000").parse().expect("RATE");
     let what = arg(3, "neural");
-    let neural = what == "neural";
+    let mix0 = what == "mix0";
+    let neural = what == "neural" || mix0;
     let none = what == "none";
     let busy = arg(4, "busy") == "busy";
     let worker_priority = if arg(5, "realtime") == "realtime" {
@@ -107,7 +108,7 @@ fn main() {
     });
 
     let (mix, gain, morph) = (
-        vec![1.0f32; block],
+        vec![if mix0 { 0.0f32 } else { 1.0 }; block],
         vec![1.0f32; block],
         vec![0.0f32; block],
     );

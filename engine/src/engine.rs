@@ -246,9 +246,19 @@ pub struct EngineControl {
     tx: Producer<ControlToProcessorMsg>,
     garbage: Consumer<ProcessorToControlMsg>,
     spectra: SpectrumView,
+    /// The worker thread (realtime mode), woken after each message so that an idle worker,
+    /// which the audio thread no longer wakes, takes it at once.
+    worker: Option<std::thread::Thread>,
 }
 
 impl EngineControl {
+    /// Wakes the worker so it polls the control ring now.
+    fn wake_worker(&self) {
+        if let Some(t) = &self.worker {
+            t.unpark();
+        }
+    }
+
     /// The live view's spectra (open it with [`SpectrumView::set_open`], read the newest with
     /// [`SpectrumView::update`]). Not realtime-safe.
     pub fn spectra(&mut self) -> &mut SpectrumView {
@@ -271,7 +281,9 @@ impl EngineControl {
         };
         self.tx
             .push(ControlToProcessorMsg::SetTimbre { slot, envelope })
-            .map_err(|_| ControlError::QueueFull)
+            .map_err(|_| ControlError::QueueFull)?;
+        self.wake_worker();
+        Ok(())
     }
 
     /// Loads a neural model (`None` unloads it) with the timbre latents of slots A and B
@@ -324,6 +336,7 @@ impl EngineControl {
         let _ = self.tx.push(ControlToProcessorMsg::SetModel(processor));
         // Recorded only once the model is on its way, so a refused hand-off changes nothing.
         self.z_t = z_t;
+        self.wake_worker();
         Ok(())
     }
 
@@ -344,7 +357,9 @@ impl EngineControl {
                 slot,
                 z_t: z_t.map(|z| z.to_vec().into_boxed_slice()),
             })
-            .map_err(|_| ControlError::QueueFull)
+            .map_err(|_| ControlError::QueueFull)?;
+        self.wake_worker();
+        Ok(())
     }
 
     /// Frees objects the engine has finished with. Not realtime-safe.
@@ -438,6 +453,15 @@ pub struct Engine {
     wet_share: Ring,
     /// Controls of each frame, indexed by frame number.
     frame_params: Vec<FrameParams>,
+    /// Frames the audio thread kept instead of sending to an idle worker (they play dry),
+    /// indexed like `frame_params` (realtime mode).
+    kept_dry: Vec<bool>,
+    /// Host input samples up to (not including) this index carried a Mix above 0: frames
+    /// made only of samples after it cannot be heard, so they are not sent (realtime mode).
+    mixed_until: u64,
+    /// Whether the editor's live view is open (it is fed from the worker, so frames keep
+    /// flowing while it is).
+    view_open: Arc<std::sync::atomic::AtomicBool>,
     /// Model samples pushed since reset.
     n_in: u64,
     /// Model output samples produced since reset.
@@ -507,12 +531,14 @@ impl Engine {
         let (ctl_tx, ctl_rx) = RingBuffer::<ControlToProcessorMsg>::new(MESSAGE_RING_SLOTS);
         let (garbage_tx, garbage_rx) = RingBuffer::<ProcessorToControlMsg>::new(GARBAGE_RING_SLOTS);
         let (tap, spectra) = spectrum_pair(cfg.n_bins(), cfg.n_fft);
+        let view_open = tap.open_flag();
         let mut control = EngineControl {
             stft: cfg,
             z_t: None,
             tx: ctl_tx,
             garbage: garbage_rx,
             spectra,
+            worker: None,
         };
         let mut processor = FrameProcessor::new(&cfg, ctl_rx, garbage_tx);
         processor.set_tap(tap);
@@ -536,6 +562,7 @@ impl Engine {
                 let (gh_tx, gh_rx) = RingBuffer::new(frames_in_flight);
                 let (grains_tx, grains_rx) = RingBuffer::new(frames_in_flight * n);
                 let flags = Arc::new(WorkerFlags::default());
+                flags.idle.store(processor.idle(), Ordering::Release);
                 let hop_s = h as f64 / model as f64;
                 let poll = Duration::from_secs_f64((hop_s / 4.0).min(0.001));
                 let thread = worker::spawn(
@@ -553,6 +580,7 @@ impl Engine {
                     stats.clone(),
                 )
                 .map_err(|e| EngineError::Worker(e.to_string()))?;
+                control.worker = Some(thread.thread().clone());
                 Backend::Worker {
                     headers: headers_tx,
                     frames: frames_tx,
@@ -600,6 +628,9 @@ impl Engine {
                     FrameParams::default();
                     (history_len / h + 2).next_power_of_two()
                 ],
+                kept_dry: vec![false; (history_len / h + 2).next_power_of_two()],
+                mixed_until: 0,
+                view_open,
                 n_in: 0,
                 n_out: 0,
                 next_grain: 0,
@@ -657,6 +688,8 @@ impl Engine {
         self.n_in = 0;
         self.n_out = 0;
         self.next_grain = 0;
+        self.kept_dry.fill(false);
+        self.mixed_until = 0;
         if let Backend::Inline(p) = &mut self.backend {
             p.reset();
         }
@@ -710,6 +743,9 @@ impl Engine {
             *self.mixes.at(at) = p.mix[j];
             *self.gains.at(at) = p.gain[j];
             self.dry_count += 1;
+            if p.mix[j] > 0.0 {
+                self.mixed_until = self.dry_count;
+            }
             self.down.push(sum * inv_channels);
             while self.down.ready() {
                 let x = self.down.pop();
@@ -778,13 +814,28 @@ impl Engine {
             let frame = (self.n_in - n) / self.hop as u64;
             let slot = (frame as usize) & (self.frame_params.len() - 1);
             self.frame_params[slot] = params;
+            self.kept_dry[slot] = false;
             if let Backend::Worker {
                 headers,
                 frames,
                 thread,
+                flags,
                 ..
             } = &mut self.backend
             {
+                // Frames that would play dry anyway stay here, and the worker sleeps: an
+                // instance with nothing to swap with (the worker says so), or one whose Mix has
+                // been 0 for every input sample this frame and its resampling can reach (one
+                // latency, which covers both) while no live view wants its spectra, costs no
+                // worker wake-up.
+                let nothing_to_do = flags.idle.load(Ordering::Acquire)
+                    && !(params.mode == SwapMode::Neural && params.map_amount > 0.0);
+                let unheard = self.dry_count >= self.mixed_until + self.latency as u64
+                    && !self.view_open.load(Ordering::Relaxed);
+                if nothing_to_do || unheard {
+                    self.kept_dry[slot] = true;
+                    return;
+                }
                 // If the worker has fallen this far behind the frame is not sent; its grain
                 // will be missing and the dry signal takes its place.
                 if headers.slots() > 0 {
@@ -875,6 +926,10 @@ impl Engine {
                         }
                     }
                 }
+            }
+            Backend::Worker { .. } if self.kept_dry[(f as usize) & (self.kept_dry.len() - 1)] => {
+                // Kept on this side (nothing to do, or not heard): dry on purpose.
+                dry_frame = true;
             }
             Backend::Worker {
                 grain_headers,

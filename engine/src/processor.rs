@@ -258,6 +258,15 @@ impl FrameProcessor {
         self.timbre_a.is_some() || self.timbre_b.is_some()
     }
 
+    /// Whether every frame plays dry now whatever its Mode and Morph: no classic timbre, no
+    /// neural latent, and no live view to feed (a Neural map point with a model is the one
+    /// exception, which the caller checks per frame). Realtime-safe.
+    pub fn idle(&self) -> bool {
+        !self.has_timbre()
+            && !self.neural.as_ref().is_some_and(|n| n.has_timbre())
+            && !self.tap.as_ref().is_some_and(SpectrumTap::is_open)
+    }
+
     /// Whether a neural model is loaded.
     pub fn has_model(&self) -> bool {
         self.neural.is_some()

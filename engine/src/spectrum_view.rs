@@ -63,6 +63,17 @@ pub fn spectrum_pair(bins: usize, n_fft: usize) -> (SpectrumTap, SpectrumView) {
 }
 
 impl SpectrumTap {
+    /// Whether a view is open. Realtime-safe.
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// The flag that says whether a view is open, for another thread to read. Not
+    /// realtime-safe (clones an `Arc`).
+    pub fn open_flag(&self) -> Arc<AtomicBool> {
+        self.open.clone()
+    }
+
     /// Whether the next [`SpectrumTap::publish`] would write (a view is open and this frame is
     /// one of the published ones): lets the caller skip work such as an FFT. Advances the frame
     /// count. Realtime-safe.

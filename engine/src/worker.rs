@@ -22,6 +22,11 @@ pub(crate) struct WorkerFlags {
     pub paused: AtomicBool,
     /// Fault injection for tests: the next frame's processing panics.
     pub panic_next: AtomicBool,
+    /// Set by the worker: with the timbres it holds, every frame plays dry unless it asks for
+    /// a Neural map point ([`FrameProcessor::idle`]). The audio thread then keeps such frames
+    /// to itself instead of waking the worker for each (the worker sleeps while an instance has
+    /// nothing to do). Updated after every control poll.
+    pub idle: AtomicBool,
 }
 
 /// The worker's ends of the rings.
@@ -90,6 +95,7 @@ pub(crate) fn spawn(
                 }) = rings.headers.pop()
                 else {
                     processor.poll_control();
+                    flags.idle.store(processor.idle(), Ordering::Release);
                     // The audio thread unparks this thread after each frame it sends, so the
                     // wait ends as soon as there is work; the timeout only bounds how long
                     // control messages wait while no audio flows.
@@ -120,6 +126,7 @@ pub(crate) fn spawn(
                     processor.process(&frame, &params, &mut grain)
                 }));
                 let elapsed = started.elapsed();
+                flags.idle.store(processor.idle(), Ordering::Release);
                 let Ok(wrote) = result else {
                     let panics = stats.worker_panics.fetch_add(1, Ordering::Relaxed) + 1;
                     if panics >= MAX_WORKER_PANICS {

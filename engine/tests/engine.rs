@@ -713,3 +713,92 @@ fn a_saved_envelope_level_does_not_reach_the_output() {
         );
     }
 }
+
+/// An idle instance does not wake its worker: with no reference no frame is sent (and the
+/// output is the input delayed by the latency, bit for bit); once a timbre is set (the control
+/// side wakes the worker) frames flow and the timbre is heard. With a reference and Mix at 0,
+/// frames stop one latency after the last sample with Mix above 0 (the output is the delayed
+/// input exactly) and flow again when Mix comes back. Realtime mode, 48 kHz / 128.
+#[test]
+fn an_idle_instance_sends_no_frames_to_its_worker() {
+    use std::sync::atomic::Ordering::Acquire;
+    let rate = 48_000.0;
+    let stats = Arc::new(EngineStats::default());
+    let (mut e, mut control) = Engine::new(
+        settings(rate, 128, 1, ProcessingMode::Realtime),
+        stats.clone(),
+        None,
+        None,
+    )
+    .unwrap();
+    let lat = e.latency_samples() as usize;
+    let x = tone(rate, 1.0, 220.0, 1.0, 9_000.0);
+    let y = run(&mut e, std::slice::from_ref(&x), &[128], 1.0, 0.0);
+    assert_eq!(
+        stats.frames_sent.load(Acquire),
+        0,
+        "frames sent with no reference"
+    );
+    assert_eq!(stats.dropouts(), 0);
+    assert_eq!(&y[0][lat..], &x[..x.len() - lat]);
+
+    // A timbre arrives: the worker takes it without being woken by audio, and frames flow.
+    control
+        .set_timbre(Slot::A, Some(&descriptor(330.0, 3.0)))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while stats.frames_sent.load(Acquire) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no frame sent after set_timbre"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+        run(&mut e, &[x[..1280].to_vec()], &[128], 1.0, 0.0);
+    }
+
+    // Mix 0 with a reference: after one latency no more frames are sent.
+    let sent = |s: &EngineStats| s.frames_sent.load(Acquire);
+    let mix = |e: &mut Engine, x: &[f32], mix: f32| -> (Vec<f32>, u64) {
+        let before = sent(&stats);
+        let mut out = Vec::new();
+        for chunk in x.chunks(128) {
+            let mut buf = chunk.to_vec();
+            let (m, g, mo) = (vec![mix; 128], vec![1.0; 128], vec![0.0; 128]);
+            // Give the worker the block period a host would.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while stats.worker_frames.load(Acquire) < sent(&stats) {
+                assert!(std::time::Instant::now() < deadline, "worker stalled");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            e.process(&mut [&mut buf[..]], &BlockParams::new(&m, &g, &mo));
+            out.extend_from_slice(&buf);
+        }
+        (out, sent(&stats) - before)
+    };
+    e.reset();
+    let (_, sent_wet) = mix(&mut e, &x[..24_000], 1.0);
+    // One frame per hop (240 host samples), less the first frame's own length (768 samples).
+    assert!(
+        sent_wet >= 24_000 / 240 - 4,
+        "{sent_wet} frames with Mix 100 %"
+    );
+    let (y0, sent_mix0) = mix(&mut e, &x[24_000..], 0.0);
+    // Frames completed within one latency of the last wet sample, at most.
+    let allowed = (lat as u64).div_ceil(240) + 2;
+    assert!(
+        sent_mix0 <= allowed,
+        "{sent_mix0} frames sent at Mix 0 (at most {allowed})"
+    );
+    // Settled at Mix 0: the input delayed by the latency, exactly.
+    assert_eq!(&y0[lat..], &x[24_000..x.len() - lat]);
+    let (y1, sent_back) = mix(&mut e, &x, 1.0);
+    assert!(
+        sent_back >= 48_000 / 240 - 4,
+        "{sent_back} frames after Mix is back"
+    );
+    let settled = &y1[2 * lat..];
+    assert!(
+        snr_db(&x[lat..x.len() - lat], settled) < 20.0,
+        "the timbre is heard again at Mix 100 %"
+    );
+}

@@ -557,7 +557,7 @@ fn hostile_audio_through_the_bundle_gives_safe_output() {
     let burst = |value: f32| {
         move |i: usize, v: f32| {
             if (12_000..12_480).contains(&i) {
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     value
                 } else {
                     -value
