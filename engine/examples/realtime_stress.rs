@@ -4,7 +4,14 @@
 //! `cargo run --release -p timbreswap-engine --example realtime_stress -- [SECONDS] [BLOCK]
 //! [RATE] [neural|classic|none|mix0] [busy|idle] [realtime|normal]` (defaults: 60 s, 64
 //! samples, 48 kHz, neural, busy, realtime; `none`: no reference, the pass-through an idle
-//! instance runs; `mix0`: Neural with a reference at Mix 0, the other idle instance). With `busy`, one extra thread spins for the whole run, so on a
+//! instance runs; `mix0`: Neural with a reference at Mix 0, the other idle instance).
+//! Two more optional arguments, `[BURST] [worker|covered|inline]` (defaults 1, worker): the
+//! host calls `process` in groups of BURST blocks back to back, then waits until the group's
+//! audio is due (VST3 `kBuffered`/prefetch, anticipative processing); `covered` builds the
+//! latency for a whole burst (`EngineSettings::latency_block`, what the plugin asks the host to
+//! restart with once it has seen the bursts); `inline` builds the engine in its inline
+//! (offline) mode, the frames processed on the calling thread, as the plugin does for a
+//! buffered host. With `busy`, one extra thread spins for the whole run, so on a
 //! 2-core machine the audio thread and the engine's worker share the other core. The last
 //! argument is the worker's requested priority (what the plugin asks for is `realtime`; it is
 //! only granted where the OS permits). The pacing thread plays the host's audio thread and, like
@@ -57,6 +64,9 @@ fn main() {
     } else {
         WorkerPriority::Normal
     };
+    let burst: usize = arg(6, "1").parse::<usize>().expect("BURST").max(1);
+    let inline = arg(7, "worker") == "inline";
+    let covered = arg(7, "worker") == "covered";
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let file = model_file::load(&root.join("assets/models/default.safetensors")).unwrap();
@@ -78,10 +88,14 @@ fn main() {
             host_rate: rate,
             max_block: block,
             channels: 2,
-            mode: ProcessingMode::Realtime,
+            mode: if inline {
+                ProcessingMode::Offline
+            } else {
+                ProcessingMode::Realtime
+            },
             stft: StftConfig::default(),
             worker_priority,
-            latency_block: None,
+            latency_block: covered.then_some(burst * block),
         },
         stats.clone(),
         (!none).then_some(&reference.descriptor),
@@ -134,8 +148,9 @@ fn main() {
     let start = Instant::now();
     let mut pos = 0;
     for i in 0..blocks {
-        // The host calls back once per block period.
-        let due = start + period * i as u32;
+        // The host calls back once per block period (or once per group of BURST blocks,
+        // back to back).
+        let due = start + period * (i - i % burst) as u32;
         let now = Instant::now();
         if now < due {
             std::thread::sleep(due - now);
@@ -163,8 +178,15 @@ fn main() {
     let frames = stats.frames.load(Ordering::Relaxed);
     let dropouts = stats.dropouts();
     println!(
-        "{} mode, {seconds} s at {rate} Hz in {block}-sample blocks ({}), wall {:.1} s",
+        "{} mode{}, {seconds} s at {rate} Hz in {block}-sample blocks, bursts of {burst} ({}), wall {:.1} s",
         what,
+        if inline {
+            " (inline)"
+        } else if covered {
+            " (latency built for a burst)"
+        } else {
+            ""
+        },
         if busy {
             "other core busy"
         } else {
@@ -172,6 +194,7 @@ fn main() {
         },
         wall.as_secs_f64()
     );
+    println!("latency {} samples", engine.latency_samples());
     println!(
         "host audio thread: {}",
         if host_realtime {

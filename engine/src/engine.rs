@@ -113,8 +113,9 @@ pub struct EngineSettings {
     /// slack covers one block of this size, so frames meet their deadline in blocks up to
     /// [`Engine::covered_block`] and the latency does not grow with a larger declared
     /// `max_block` the host never uses. Blocks up to one hop at the host rate cost no extra
-    /// latency. `None`: `max_block`. A larger value is capped at `max_block`. Larger blocks
-    /// are still processed; the frames they make too late play the exact dry input
+    /// latency. `None`: `max_block`. It may exceed `max_block`: a host that calls `process` in
+    /// bursts of several blocks, back to back, needs a whole burst's period. Larger blocks or
+    /// bursts are still processed; the frames they make too late play the exact dry input
     /// (crossfaded, counted as dropouts) until the host rebuilds the engine for them.
     pub latency_block: Option<usize>,
     /// Audio channels in and out.
@@ -410,6 +411,10 @@ impl Ring {
     }
 }
 
+/// Longest burst of host calls the latency is built for, in seconds of audio
+/// ([`EngineSettings::latency_block`] beyond `max_block` is capped here).
+pub const MAX_BURST_SECONDS: f64 = 0.5;
+
 /// The realtime engine (audio-thread side). Built off the audio thread by [`Engine::new`];
 /// after that [`Engine::process`] and [`Engine::reset`] are realtime-safe.
 pub struct Engine {
@@ -503,9 +508,10 @@ impl Engine {
         let (n, h) = (cfg.n_fft, cfg.hop);
         // Model samples one host block can produce (rounding slack included).
         let block_model = (settings.max_block as f64 / rho).ceil() as usize + 2;
-        let latency_block = settings
-            .latency_block
-            .map_or(settings.max_block, |b| b.min(settings.max_block));
+        let burst_cap = (MAX_BURST_SECONDS * settings.host_rate) as usize;
+        let latency_block = settings.latency_block.map_or(settings.max_block, |b| {
+            b.min(settings.max_block.max(burst_cap))
+        });
         let slack = match settings.mode {
             ProcessingMode::Offline => h,
             ProcessingMode::Realtime => h.max((latency_block as f64 / rho).ceil() as usize),
@@ -690,6 +696,9 @@ impl Engine {
         self.next_grain = 0;
         self.kept_dry.fill(false);
         self.mixed_until = 0;
+        if let Backend::Worker { flags, .. } = &self.backend {
+            flags.played.store(0, Ordering::Release);
+        }
         if let Backend::Inline(p) = &mut self.backend {
             p.reset();
         }
@@ -980,6 +989,10 @@ impl Engine {
             self.stats.dropouts.fetch_add(1, Ordering::Relaxed);
         }
         self.stats.frames.fetch_add(1, Ordering::Relaxed);
+        if let Backend::Worker { flags, .. } = &self.backend {
+            // The worker skips this frame from now on if it has not reached it yet.
+            flags.played.store(f + 1, Ordering::Release);
+        }
     }
 
     /// Fault injection for tests: stops (or restarts) the worker taking frames. Does nothing in

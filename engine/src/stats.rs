@@ -17,6 +17,9 @@ pub struct EngineStats {
     pub worker_frames: AtomicU64,
     /// Frames the audio thread handed to the worker.
     pub frames_sent: AtomicU64,
+    /// Frames the worker skipped because the audio thread had already played them dry (their
+    /// deadline had passed before the worker got to them).
+    pub late_frames_skipped: AtomicU64,
     /// Input samples that were NaN or infinite and were replaced by silence.
     pub nonfinite_inputs: AtomicU64,
     /// Whether the worker thread runs with real-time scheduling.
@@ -34,6 +37,15 @@ impl EngineStats {
     /// the latency-aligned dry signal from then on). Realtime-safe.
     pub fn worker_failed(&self) -> bool {
         self.worker_panics.load(Ordering::Relaxed) >= MAX_WORKER_PANICS
+    }
+
+    /// Frames the worker has dealt with: processed, skipped as late, or lost to a caught
+    /// panic. Equal to [`EngineStats::frames_sent`] when the worker has caught up.
+    /// Realtime-safe.
+    pub fn frames_answered(&self) -> u64 {
+        self.worker_frames.load(Ordering::Acquire)
+            + self.late_frames_skipped.load(Ordering::Acquire)
+            + self.worker_panics.load(Ordering::Acquire)
     }
 
     /// Dropouts so far. Realtime-safe.
@@ -65,6 +77,7 @@ impl EngineStats {
             &self.worker_ns,
             &self.worker_frames,
             &self.frames_sent,
+            &self.late_frames_skipped,
             &self.nonfinite_inputs,
             &self.worker_panics,
         ] {

@@ -1,7 +1,7 @@
 //! The worker side of the pipeline: one thread per engine instance that turns frames into
 //! grains. It talks to the audio thread only through the rings it owns the ends of.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -27,6 +27,11 @@ pub(crate) struct WorkerFlags {
     /// to itself instead of waking the worker for each (the worker sleeps while an instance has
     /// nothing to do). Updated after every control poll.
     pub idle: AtomicBool,
+    /// Set by the audio thread: frames before this index (of the current epoch) have been
+    /// played, processed or not. The worker skips such frames instead of processing them
+    /// late, so after a stall or a burst it catches up at once rather than lengthening the
+    /// run of dry frames.
+    pub played: AtomicU64,
 }
 
 /// The worker's ends of the rings.
@@ -113,6 +118,11 @@ pub(crate) fn spawn(
                 if epoch != Some(frame_epoch) {
                     processor.reset();
                     epoch = Some(frame_epoch);
+                }
+                // Already played dry: processing it now would only delay the next frames.
+                if index < flags.played.load(Ordering::Acquire) {
+                    stats.late_frames_skipped.fetch_add(1, Ordering::Relaxed);
+                    continue;
                 }
                 let started = Instant::now();
                 // A panic in the frame processing (a bug) must not end the stream silently:

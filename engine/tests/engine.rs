@@ -434,10 +434,7 @@ fn missed_deadlines_play_aligned_dry_and_count_dropouts() {
     let morph = vec![0.0; 128];
     let wait_for_worker = || {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while stats
-            .worker_frames
-            .load(std::sync::atomic::Ordering::Acquire)
-            < stats.frames_sent.load(std::sync::atomic::Ordering::Acquire)
+        while stats.frames_answered() < stats.frames_sent.load(std::sync::atomic::Ordering::Acquire)
         {
             assert!(std::time::Instant::now() < deadline, "worker stalled");
             std::thread::sleep(Duration::from_micros(200));
@@ -586,10 +583,7 @@ fn a_worker_panic_is_survived() {
     let x = tone(rate, 3.0, 220.0, 1.0, 9_000.0);
     let (mix, gain, morph) = (vec![1.0; 128], vec![1.0; 128], vec![0.0; 128]);
     // Every frame sent has been processed, or has panicked.
-    let settled = || {
-        stats.worker_frames.load(Acquire) + stats.worker_panics.load(Acquire)
-            >= stats.frames_sent.load(Acquire)
-    };
+    let settled = || stats.frames_answered() >= stats.frames_sent.load(Acquire);
     let mut out = Vec::new();
     let blocks: Vec<&[f32]> = x.chunks(128).collect();
     let third = blocks.len() / 3;
@@ -766,7 +760,7 @@ fn an_idle_instance_sends_no_frames_to_its_worker() {
             let (m, g, mo) = (vec![mix; 128], vec![1.0; 128], vec![0.0; 128]);
             // Give the worker the block period a host would.
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while stats.worker_frames.load(Acquire) < sent(&stats) {
+            while stats.frames_answered() < sent(&stats) {
                 assert!(std::time::Instant::now() < deadline, "worker stalled");
                 std::thread::sleep(Duration::from_micros(200));
             }
@@ -801,4 +795,57 @@ fn an_idle_instance_sends_no_frames_to_its_worker() {
         snr_db(&x[lat..x.len() - lat], settled) < 20.0,
         "the timbre is heard again at Mix 100 %"
     );
+}
+
+/// A host that calls in bursts (8 blocks of 128 back to back, then a wait until their audio is
+/// due, as VST3 prefetch or anticipative processing do): with the latency built for one block,
+/// the frames due inside a burst cannot be made and play dry; with the latency built for the
+/// burst (`latency_block`, what the plugin restarts with once it has seen such bursts) none
+/// drops. The worker is held during each burst (the worst case: it gets no CPU time while the
+/// host's thread runs, as on one core) and let go between bursts, where the caller waits until
+/// it has answered every frame: the period a host's wait gives it.
+#[test]
+fn a_bursty_caller_drops_nothing_once_the_latency_covers_the_burst() {
+    let rate = 48_000.0;
+    let x = tone(rate, 2.0, 220.0, 1.0, 9_000.0);
+    let mut dropouts = Vec::new();
+    for latency_block in [None, Some(8 * 128)] {
+        let stats = Arc::new(EngineStats::default());
+        let (mut e, _control) = Engine::new(
+            EngineSettings {
+                latency_block,
+                ..settings(rate, 128, 1, ProcessingMode::Realtime)
+            },
+            stats.clone(),
+            Some(&descriptor(330.0, 3.0)),
+            None,
+        )
+        .unwrap();
+        let (mix, gain, morph) = (vec![1.0; 128], vec![1.0; 128], vec![0.0; 128]);
+        for burst in x.chunks(8 * 128) {
+            e.set_worker_paused(false);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while stats.frames_answered()
+                < stats.frames_sent.load(std::sync::atomic::Ordering::Acquire)
+            {
+                assert!(std::time::Instant::now() < deadline, "worker stalled");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            e.set_worker_paused(true);
+            for block in burst.chunks(128) {
+                let mut buf = block.to_vec();
+                e.process(&mut [&mut buf[..]], &BlockParams::new(&mix, &gain, &morph));
+            }
+        }
+        dropouts.push((e.latency_samples(), stats.dropouts()));
+    }
+    let frames = (x.len() / 240) as u64;
+    let (one_block, burst) = (dropouts[0], dropouts[1]);
+    assert!(
+        one_block.1 > frames / 2,
+        "latency for one block: {} of about {frames} frames dropped",
+        one_block.1
+    );
+    assert_eq!(burst.1, 0, "latency for the burst: {} dropped", burst.1);
+    assert!(burst.0 > one_block.0);
 }

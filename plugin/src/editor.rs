@@ -695,7 +695,7 @@ impl TimbreswapApp {
         if outgrown > 0 {
             ui.colored_label(
                 egui::Color32::YELLOW,
-                format!("The host's blocks grew to {outgrown} samples: a restart was asked for so the latency can follow (until then some frames play dry)."),
+                format!("The host's blocks (or bursts of calls) grew to {outgrown} samples: a restart was asked for so the latency can follow (until then some frames play dry)."),
             );
         }
         let panics = stats.worker_panics.load(Ordering::Relaxed);

@@ -7,6 +7,7 @@
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
+use std::time::Instant;
 
 use nice_plug::prelude::*;
 use timbreswap_engine::{BlockParams, Engine, EngineSettings, ProcessingMode, Slot, StftConfig};
@@ -14,6 +15,7 @@ use timbreswap_engine::{BlockParams, Engine, EngineSettings, ProcessingMode, Slo
 pub mod editor;
 pub mod loader;
 pub mod model;
+pub mod pacing;
 pub mod params;
 pub mod persisted;
 pub mod shared;
@@ -46,10 +48,11 @@ pub struct Timbreswap {
     map: [Vec<f32>; 3],
     /// Editor window state.
     editor_state: Arc<editor::EditorState>,
-    /// Largest block the host has passed to `process` since the instance was created, in
-    /// samples; the next activation builds the latency for it. Audio thread (written),
-    /// main thread in `activate` (read).
-    largest_block: usize,
+    /// How the host calls `process` (largest block, bursts) since the instance was created;
+    /// the next activation builds the latency for it. Audio thread, and `activate`.
+    pacing: pacing::Pacing,
+    /// Host sample rate of the current activation, in Hz.
+    rate: f64,
     /// Whether this activation has already asked the host for a restart because its blocks
     /// outgrew [`Engine::covered_block`]; audio thread.
     restart_requested: bool,
@@ -69,7 +72,8 @@ impl Default for Timbreswap {
             transpose: Vec::new(),
             map: [Vec::new(), Vec::new(), Vec::new()],
             editor_state: Arc::new(editor::EditorState::default()),
-            largest_block: 0,
+            pacing: pacing::Pacing::default(),
+            rate: 48_000.0,
             restart_requested: false,
         }
     }
@@ -127,14 +131,12 @@ impl Plugin for Timbreswap {
         let channels = audio_io_layout
             .main_output_channels
             .map_or(2, NonZeroU32::get) as usize;
-        let mode = match buffer_config.process_mode {
-            ProcessMode::Offline => ProcessingMode::Offline,
-            ProcessMode::Realtime | ProcessMode::Buffered => ProcessingMode::Realtime,
-        };
+        let mode = engine_mode(buffer_config.process_mode);
         let max_block = buffer_config.max_buffer_size.max(1) as usize;
         // The latency follows the blocks the host really passes, not the maximum it declares:
-        // it is built for the largest block seen so far (none before the first `process`,
-        // which costs nothing beyond one hop). Larger blocks later ask for a restart (`process`).
+        // it is built for the largest block (or burst of calls) seen so far (none before the
+        // first `process`, which costs nothing beyond one hop). Larger ones later ask for a
+        // restart (`process`).
         let settings = EngineSettings {
             host_rate: buffer_config.sample_rate as f64,
             max_block,
@@ -142,8 +144,10 @@ impl Plugin for Timbreswap {
             mode,
             stft: StftConfig::default(),
             worker_priority: Default::default(),
-            latency_block: Some(self.largest_block),
+            latency_block: Some(self.pacing.latency_block(max_block)),
         };
+        self.pacing.new_activation();
+        self.rate = buffer_config.sample_rate as f64;
         self.restart_requested = false;
         // Counted before the fields are read: a restore from now on is applied by `process`.
         self.applied_restores = self.params.restores.load(Ordering::Acquire);
@@ -252,16 +256,19 @@ impl Plugin for Timbreswap {
         let Some(engine) = self.engine.as_mut() else {
             return ProcessStatus::Normal;
         };
-        // Blocks larger than the latency was built for: the frames they make too late play
-        // the exact dry input (crossfaded) until the host restarts the plugin, which builds the
-        // latency for them and reports it. Asked once per activation.
+        // Blocks (or bursts of calls) larger than the latency was built for: the frames they
+        // make too late play the exact dry input (crossfaded) until the host restarts the
+        // plugin, which builds the latency for them and reports it. Asked once per activation.
+        // (`Instant::now` reads the clock through the vDSO: no lock, no allocation.)
         let samples = buffer.samples();
-        self.largest_block = self.largest_block.max(samples);
-        if samples > engine.covered_block() && !self.restart_requested {
+        let outgrown =
+            self.pacing
+                .on_call(samples, self.rate, engine.covered_block(), Instant::now());
+        if outgrown && !self.restart_requested {
             self.restart_requested = true;
             self.shared
                 .outgrown_block
-                .store(samples as u32, Ordering::Relaxed);
+                .store(self.pacing.largest() as u32, Ordering::Relaxed);
             context.request_restart();
         }
         // A state the host restored while active (or latents to measure after activation) is
@@ -320,6 +327,7 @@ impl Plugin for Timbreswap {
                     .fetch_max(peak.to_bits(), Ordering::Relaxed);
             }
         }
+        self.pacing.on_call_end(Instant::now());
         ProcessStatus::Normal
     }
 
@@ -331,6 +339,16 @@ impl Plugin for Timbreswap {
             .unwrap_or_else(PoisonError::into_inner) = None;
         self.engine = None;
         self.shared.sample_rate.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The engine mode for a host's process mode. A buffered host (VST3 `kPrefetch`) calls
+/// `process` ahead of time, in bursts, from a thread that may take a little longer: the frames
+/// are processed inline there (as for an offline bounce), so a burst never drops a frame.
+fn engine_mode(mode: ProcessMode) -> ProcessingMode {
+    match mode {
+        ProcessMode::Offline | ProcessMode::Buffered => ProcessingMode::Offline,
+        ProcessMode::Realtime => ProcessingMode::Realtime,
     }
 }
 

@@ -22,8 +22,8 @@ pub struct Shared {
     pub stats: Arc<EngineStats>,
     /// Reported latency, in samples.
     pub latency: AtomicU32,
-    /// The host block, in samples, that outgrew the latency of the current activation (a
-    /// restart was requested); 0 when none did. Written by the audio thread, cleared in
+    /// The host block or burst of calls, in samples, that outgrew the latency of the current
+    /// activation (a restart was requested); 0 when none did. Written by the audio thread, cleared in
     /// `activate`.
     pub outgrown_block: AtomicU32,
     /// Host sample rate of the current activation, in Hz (0 while inactive).

@@ -651,6 +651,11 @@ fn hostile_audio_through_the_bundle_gives_safe_output() {
 /// The latency an engine of the given settings reports, built directly (the plugin's figure is
 /// checked against it).
 fn engine_latency(rate: f64, max_block: usize) -> u32 {
+    engine_latency_for(rate, max_block, None)
+}
+
+/// The latency of an engine built directly with `latency_block`.
+fn engine_latency_for(rate: f64, max_block: usize, latency_block: Option<usize>) -> u32 {
     let settings = timbreswap_engine::EngineSettings {
         host_rate: rate,
         max_block,
@@ -658,7 +663,7 @@ fn engine_latency(rate: f64, max_block: usize) -> u32 {
         mode: timbreswap_engine::ProcessingMode::Realtime,
         stft: StftConfig::default(),
         worker_priority: timbreswap_engine::WorkerPriority::Normal,
-        latency_block: None,
+        latency_block,
     };
     let stats = Arc::new(timbreswap_engine::EngineStats::default());
     let (engine, _control) = timbreswap_engine::Engine::new(settings, stats, None, None).unwrap();
@@ -728,6 +733,46 @@ fn latency_follows_the_blocks_the_host_really_uses() {
     host.process_signal(&x, &[4_096]).unwrap();
     assert!(!host.restart_requested(), "offline: restart asked for");
     assert_eq!(host.latency().unwrap(), offline);
+}
+
+/// A host that calls in bursts (8 blocks of 128 samples back to back, then a wait until their
+/// audio is due, as anticipative processing does) gets a restart request once the bursts have
+/// come 16 times in a row, and after the restart the latency of an engine built for the whole
+/// burst, beyond the declared maximum block; a host that waits a period between calls never
+/// gets one. Realtime mode, through the CLAP bundle.
+#[test]
+fn bursts_of_calls_are_met_with_a_latency_that_covers_them() {
+    use std::time::Duration;
+    let rate = 48_000.0;
+    let block = vec![vec![0.1f32; 128]; 2];
+    let mut host = load_plugin();
+    host.set_offline(false).unwrap();
+    host.activate(rate, 128).unwrap();
+    let one_block = host.latency().unwrap();
+    assert_eq!(one_block, engine_latency(rate, 128));
+    // Paced: one call per period.
+    for _ in 0..40 {
+        host.process(&block, &[]).unwrap();
+        std::thread::sleep(Duration::from_micros(2_667));
+    }
+    assert!(
+        !host.restart_requested(),
+        "restart asked for by a paced host"
+    );
+    // Bursts of eight calls, each followed by the wait until its audio is due.
+    let mut bursts = 0;
+    while !host.restart_requested() {
+        assert!(bursts < 40, "no restart asked for after {bursts} bursts");
+        for _ in 0..8 {
+            host.process(&block, &[]).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(21));
+        bursts += 1;
+    }
+    assert!(bursts > 16, "asked for after {bursts} bursts");
+    let covered = host.latency().unwrap();
+    assert_eq!(covered, engine_latency_for(rate, 128, Some(8 * 128)));
+    assert!(covered > one_block);
 }
 
 /// Activation succeeds at every rate a host or validator may ask for (1 kHz to 2 MHz,

@@ -1,0 +1,200 @@
+//! How the host calls `process`: the largest block it passes and the bursts it calls in, so
+//! that the latency can be built for what the host really does (`activate`) and a restart asked
+//! for when that outgrows it.
+//!
+//! A *run* is a sequence of calls with no real wait between them: a call that starts less than
+//! half of the previous call's audio duration after that call ended continues the run. A
+//! host's real-time audio thread waits about one block period between calls, so each of its
+//! runs is one block. A host that calls in bursts ahead of time (VST3 prefetch, anticipative
+//! processing) makes runs of several blocks, and the worker then needs a whole run's period to
+//! answer. A caller that never waits (an offline loop) makes one endless run, which is never
+//! counted.
+
+use std::time::{Duration, Instant};
+
+/// Consecutive runs longer than the latency covers before a restart is asked for: a host that
+/// calls in bursts does so every time, while a scheduling hiccup (a late callback followed by
+/// an immediate one) makes a single two-block run between one-block runs.
+pub const BURST_RUNS: u32 = 16;
+
+/// What `process` has seen of the host's calls. Audio thread only; no allocation.
+#[derive(Debug, Clone, Default)]
+pub struct Pacing {
+    /// Largest block, in samples.
+    largest: usize,
+    /// Longest counted burst (a run of calls that came [`BURST_RUNS`] times in a row), in
+    /// samples; 0 when none.
+    burst: usize,
+    /// Samples in the current run.
+    run: usize,
+    /// When the previous call ended, and how long its audio lasts.
+    last: Option<(Instant, Duration)>,
+    /// Consecutive finished runs longer than the latency covers.
+    long_runs: u32,
+    /// The longest of those runs, in samples.
+    longest_run: usize,
+}
+
+impl Pacing {
+    /// Largest block or counted burst seen so far, in samples (0 before the first call).
+    pub fn largest(&self) -> usize {
+        self.largest.max(self.burst)
+    }
+
+    /// The block the next activation builds the latency for, given its declared maximum
+    /// block: the largest block seen (no larger than that maximum: a host that declares less
+    /// now has changed its buffer size), or the longest counted burst if that is longer.
+    pub fn latency_block(&self, max_block: usize) -> usize {
+        self.largest.min(max_block).max(self.burst)
+    }
+
+    /// Forgets the current run (call in `activate`: the timing of one activation says nothing
+    /// about the next); keeps [`Pacing::largest`].
+    pub fn new_activation(&mut self) {
+        *self = Self {
+            largest: self.largest,
+            burst: self.burst,
+            ..Self::default()
+        };
+    }
+
+    /// Notes a call of `samples` at `rate` Hz starting at `now`, with the engine covering
+    /// blocks (and runs) up to `covered` samples. Returns true when the latency no longer
+    /// covers how the host calls (a block larger than `covered`, or [`BURST_RUNS`] consecutive
+    /// runs longer than it): the caller asks the host for a restart, and the next activation
+    /// builds the latency for [`Pacing::latency_block`]. Realtime-safe.
+    pub fn on_call(&mut self, samples: usize, rate: f64, covered: usize, now: Instant) -> bool {
+        self.largest = self.largest.max(samples);
+        let mut outgrown = samples > covered;
+        let waited = match self.last {
+            Some((end, duration)) => now.saturating_duration_since(end) >= duration / 2,
+            None => true,
+        };
+        if waited {
+            // The previous run ended with a real wait: it was one burst.
+            if self.run > covered && self.last.is_some() {
+                self.long_runs += 1;
+                self.longest_run = self.longest_run.max(self.run);
+                if self.long_runs >= BURST_RUNS {
+                    self.burst = self.burst.max(self.longest_run);
+                    self.long_runs = 0;
+                    outgrown = true;
+                }
+            } else if self.run > 0 {
+                self.long_runs = 0;
+                self.longest_run = 0;
+            }
+            self.run = samples;
+        } else {
+            self.run += samples;
+        }
+        self.last = Some((now, Duration::from_secs_f64(samples as f64 / rate.max(1.0))));
+        outgrown
+    }
+
+    /// Notes that the call noted last ended at `now`. Realtime-safe.
+    pub fn on_call_end(&mut self, now: Instant) {
+        if let Some((end, _)) = &mut self.last {
+            *end = now;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATE: f64 = 48_000.0;
+    /// One 128-sample period at 48 kHz.
+    const PERIOD: Duration = Duration::from_micros(2_667);
+    /// Time a call takes.
+    const CALL: Duration = Duration::from_micros(30);
+
+    /// Plays `groups` groups of `burst` 128-sample calls back to back, each group followed by
+    /// a wait until its audio is due, against an engine covering `covered` samples. Returns
+    /// the index of the first call that asked for a restart.
+    fn play(p: &mut Pacing, burst: usize, groups: usize, covered: usize) -> Option<usize> {
+        let start = Instant::now();
+        let mut first = None;
+        let mut call = 0;
+        for g in 0..groups {
+            let due = start + PERIOD * (g * burst) as u32;
+            for k in 0..burst {
+                let now = due + CALL * k as u32;
+                if p.on_call(128, RATE, covered, now) && first.is_none() {
+                    first = Some(call);
+                }
+                p.on_call_end(now + CALL);
+                call += 1;
+            }
+        }
+        first
+    }
+
+    #[test]
+    fn a_paced_host_makes_one_block_runs() {
+        let mut p = Pacing::default();
+        assert_eq!(play(&mut p, 1, 500, 240), None);
+        assert_eq!(p.largest(), 128);
+    }
+
+    #[test]
+    fn a_larger_block_asks_at_once() {
+        let mut p = Pacing::default();
+        let now = Instant::now();
+        assert!(!p.on_call(128, RATE, 240, now));
+        p.on_call_end(now + CALL);
+        assert!(p.on_call(512, RATE, 240, now + PERIOD));
+        assert_eq!(p.largest(), 512);
+        assert_eq!(p.latency_block(4_096), 512);
+        // A later activation that declares a smaller maximum (a smaller buffer setting).
+        assert_eq!(p.latency_block(256), 256);
+    }
+
+    #[test]
+    fn bursts_ask_after_consecutive_long_runs() {
+        let mut p = Pacing::default();
+        // Groups of 8 calls (1 024 samples): the 16th long run ends when group 17 starts.
+        let first = play(&mut p, 8, 40, 240).expect("a restart is asked for");
+        assert_eq!(first, BURST_RUNS as usize * 8);
+        assert_eq!(p.largest(), 1_024);
+        // Beyond the declared maximum block of 128.
+        assert_eq!(p.latency_block(128), 1_024);
+        // Once the latency covers the bursts, nothing more is asked.
+        p.new_activation();
+        assert_eq!(play(&mut p, 8, 40, 1_024), None);
+    }
+
+    #[test]
+    fn scheduling_hiccups_are_not_bursts() {
+        // Every 5th callback is late and followed at once by the next one (a two-block run)
+        // between one-block runs: never 16 long runs in a row.
+        let mut p = Pacing::default();
+        let start = Instant::now();
+        for i in 0..2_000u32 {
+            let due = start + PERIOD * i;
+            let now = if i % 5 == 1 {
+                due + PERIOD - CALL * 2
+            } else {
+                due
+            };
+            assert!(!p.on_call(128, RATE, 240, now), "call {i}");
+            p.on_call_end(now + CALL);
+        }
+        assert_eq!(p.largest(), 128);
+    }
+
+    #[test]
+    fn a_loop_that_never_waits_is_not_counted() {
+        let mut p = Pacing::default();
+        let start = Instant::now();
+        for i in 0..10_000u32 {
+            let now = start + CALL * i;
+            assert!(!p.on_call(128, RATE, 240, now));
+            p.on_call_end(now + CALL);
+        }
+        // A pause after it ends one long run: one, not sixteen.
+        assert!(!p.on_call(128, RATE, 240, start + Duration::from_secs(5)));
+        assert_eq!(p.largest(), 128);
+    }
+}
