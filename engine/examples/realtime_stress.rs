@@ -203,14 +203,7 @@ fn main() {
             "normal"
         }
     );
-    println!(
-        "worker priority: {}",
-        if stats.worker_realtime.load(Ordering::Relaxed) {
-            "real-time (SCHED_FIFO)"
-        } else {
-            "normal"
-        }
-    );
+    println!("worker priority: {}", stats.worker_scheduling().describe());
     println!(
         "frames {frames}, dropouts {dropouts}, late callbacks {late_callbacks}, worker load {:.1} %",
         stats.worker_load(StftConfig::default().hop as f64 / StftConfig::default().sample_rate as f64) * 100.0

@@ -131,9 +131,10 @@ pub struct EngineSettings {
 /// Scheduling of the worker thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WorkerPriority {
-    /// Ask the OS for real-time scheduling (`SCHED_FIFO` on Unix) so frames are not delayed by
-    /// ordinary busy threads; where that is not permitted (no `RLIMIT_RTPRIO`, other OS) the
-    /// worker keeps normal priority. [`EngineStats::worker_realtime`] says which it got.
+    /// Ask the OS for real-time scheduling so frames are not delayed by ordinary busy threads
+    /// (`SCHED_FIFO` on Linux, the Mach time-constraint policy on macOS, MMCSS "Pro Audio" on
+    /// Windows; [`crate::scheduling`]); where that is not permitted (no `RLIMIT_RTPRIO`, say)
+    /// the worker keeps normal priority. [`EngineStats::worker_scheduling`] says what it got.
     #[default]
     Realtime,
     /// Normal priority.
@@ -580,8 +581,11 @@ impl Engine {
                         grain_headers: gh_tx,
                         grains: grains_tx,
                     },
-                    n,
-                    poll,
+                    worker::WorkerTiming {
+                        n_fft: n,
+                        hop: Duration::from_secs_f64(hop_s),
+                        poll,
+                    },
                     flags.clone(),
                     stats.clone(),
                 )

@@ -35,6 +35,7 @@ pub mod phase;
 pub mod processor;
 pub mod render;
 pub mod resampler;
+pub mod scheduling;
 pub mod spectrum_view;
 pub mod stats;
 pub mod stft;

@@ -1,7 +1,9 @@
 //! Counters the engine publishes for the editor and the tests (atomics: readable from any
 //! thread, written without locks).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+
+use crate::scheduling::Scheduling;
 use std::time::Duration;
 
 /// Live statistics of one engine instance.
@@ -22,8 +24,10 @@ pub struct EngineStats {
     pub late_frames_skipped: AtomicU64,
     /// Input samples that were NaN or infinite and were replaced by silence.
     pub nonfinite_inputs: AtomicU64,
-    /// Whether the worker thread runs with real-time scheduling.
+    /// Whether the worker thread runs with real-time scheduling (any class).
     pub worker_realtime: AtomicBool,
+    /// Which scheduling the worker got, as a [`Scheduling`] byte.
+    worker_scheduling: AtomicU8,
     /// Panics caught in the worker's frame processing (each one resets the processor; after
     /// [`MAX_WORKER_PANICS`] the worker stops and the engine plays the dry signal).
     pub worker_panics: AtomicU64,
@@ -46,6 +50,17 @@ impl EngineStats {
         self.worker_frames.load(Ordering::Acquire)
             + self.late_frames_skipped.load(Ordering::Acquire)
             + self.worker_panics.load(Ordering::Acquire)
+    }
+
+    /// The scheduling the worker thread got from the OS. Realtime-safe.
+    pub fn worker_scheduling(&self) -> Scheduling {
+        Scheduling::from_u8(self.worker_scheduling.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_worker_scheduling(&self, s: Scheduling) {
+        self.worker_scheduling.store(s as u8, Ordering::Relaxed);
+        self.worker_realtime
+            .store(s.is_realtime(), Ordering::Relaxed);
     }
 
     /// Dropouts so far. Realtime-safe.

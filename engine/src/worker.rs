@@ -42,49 +42,41 @@ pub(crate) struct WorkerRings {
     pub grains: Producer<f32>,
 }
 
-/// Real-time priority the worker asks for (`SCHED_FIFO`, 1..=99): low, so it never competes
-/// with a host's own audio threads (usually higher), yet above every normal thread.
-const WORKER_RT_PRIORITY: i32 = 5;
-
-/// Asks for real-time scheduling of the calling thread; true if granted.
-#[cfg(unix)]
-fn promote_to_realtime() -> bool {
-    let param = libc::sched_param {
-        sched_priority: WORKER_RT_PRIORITY,
-    };
-    // SAFETY: `pthread_self` returns the calling thread's valid handle, `param` is a fully
-    // initialised `sched_param` that outlives the call, and the call only changes this thread's
-    // scheduling (it fails with EPERM, leaving it unchanged, where not permitted).
-    unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) == 0 }
-}
-
-/// Asks for real-time scheduling of the calling thread; not implemented on this OS.
-#[cfg(not(unix))]
-fn promote_to_realtime() -> bool {
-    false
-}
-
 /// Longest the worker waits for a frame before it looks at control messages again.
 pub(crate) const IDLE_WAIT: Duration = Duration::from_millis(20);
 
+/// The worker's frame shape and timing.
+pub(crate) struct WorkerTiming {
+    /// Frame length, in samples.
+    pub n_fft: usize,
+    /// Time between frames (one hop at the model rate).
+    pub hop: Duration,
+    /// How long the worker sleeps between checks while paused by fault injection.
+    pub poll: Duration,
+}
+
 /// Starts the worker thread. It waits for frames parked (woken by the audio thread's
-/// `unpark` after each frame); `poll` is how long it sleeps between checks while paused by
-/// fault injection.
+/// `unpark` after each frame, and by the control side after each message).
 pub(crate) fn spawn(
     priority: WorkerPriority,
     mut processor: FrameProcessor,
     mut rings: WorkerRings,
-    n_fft: usize,
-    poll: Duration,
+    timing: WorkerTiming,
     flags: Arc<WorkerFlags>,
     stats: Arc<EngineStats>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("timbreswap-worker".into())
         .spawn(move || {
+            let WorkerTiming { n_fft, hop, poll } = timing;
             crate::denormals::flush_to_zero_for_this_thread();
-            let realtime = priority == WorkerPriority::Realtime && promote_to_realtime();
-            stats.worker_realtime.store(realtime, Ordering::Relaxed);
+            let granted = if priority == WorkerPriority::Realtime {
+                // One frame per hop; a frame takes well under half of it.
+                crate::scheduling::promote_current_thread(hop, hop / 2)
+            } else {
+                crate::scheduling::Scheduling::Normal
+            };
+            stats.set_worker_scheduling(granted);
             let mut frame = vec![0.0f32; n_fft];
             let mut grain = vec![0.0f32; n_fft];
             let mut epoch: Option<u32> = None;

@@ -679,16 +679,12 @@ impl TimbreswapApp {
     fn status(&self, ui: &mut egui::Ui) {
         let stats = &self.shared.stats;
         ui.label(format!(
-            "Latency {:.1} ms ({} samples)   Dropouts {}   Worker load {:.1} %{}",
+            "Latency {:.1} ms ({} samples)   Dropouts {}   Worker load {:.1} % ({})",
             self.shared.latency_ms(),
             self.shared.latency.load(Ordering::Relaxed),
             stats.dropouts(),
             stats.worker_load(0.005) * 100.0,
-            if stats.worker_realtime.load(Ordering::Relaxed) {
-                " (real-time priority)"
-            } else {
-                ""
-            },
+            stats.worker_scheduling().describe(),
         ))
         .on_hover_text("The worker asks the OS for real-time scheduling; without it (no rtprio permission) a busy machine can cause dropouts");
         let outgrown = self.shared.outgrown_block.load(Ordering::Relaxed);
