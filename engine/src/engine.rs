@@ -128,6 +128,17 @@ pub struct EngineSettings {
     pub worker_priority: WorkerPriority,
 }
 
+/// A whole state for [`EngineControl::set_state`].
+#[derive(Debug, Clone, Default)]
+pub struct StateUpdate<'a> {
+    /// `Some(model)`: load this model (`Some(None)` unloads it); `None`: keep the loaded one.
+    pub model: Option<Option<Arc<Network>>>,
+    /// The timbres of slots A and B (`None` empties a slot).
+    pub timbres: [Option<&'a TimbreDescriptor>; 2],
+    /// The `z_t` latents of slots A and B for the model in use after the update.
+    pub latents: [Option<&'a [f32]>; 2],
+}
+
 /// Scheduling of the worker thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WorkerPriority {
@@ -299,38 +310,7 @@ impl EngineControl {
         timbre_b: Option<&[f32]>,
     ) -> Result<(), ControlError> {
         self.collect_garbage();
-        let processor = match model {
-            Some(net) => {
-                // The framing must agree; the cepstral cut-off is the model's own business
-                // (its processor lifters with its own).
-                let m = net.stft();
-                if (m.sample_rate, m.n_fft, m.hop)
-                    != (self.stft.sample_rate, self.stft.n_fft, self.stft.hop)
-                {
-                    return Err(ControlError::ModelMismatch {
-                        model: net.stft(),
-                        engine: self.stft,
-                    });
-                }
-                let expected = net.config().z_t;
-                for z in [timbre_a, timbre_b].into_iter().flatten() {
-                    if z.len() != expected {
-                        return Err(ControlError::LatentSize {
-                            found: z.len(),
-                            expected,
-                        });
-                    }
-                }
-                let boxed = |z: Option<&[f32]>| z.map(|z| z.to_vec().into_boxed_slice());
-                Some(Box::new(NeuralProcessor::new(
-                    net,
-                    boxed(timbre_a),
-                    boxed(timbre_b),
-                )))
-            }
-            None => None,
-        };
-        let z_t = processor.as_ref().map(|p| p.network().config().z_t);
+        let (processor, z_t) = self.neural_processor(model, [timbre_a, timbre_b])?;
         if self.tx.is_full() {
             return Err(ControlError::QueueFull);
         }
@@ -342,17 +322,121 @@ impl EngineControl {
         Ok(())
     }
 
+    /// Applies a whole state at once: both slots' timbres and latents, and a new model if
+    /// [`StateUpdate::model`] says so. Everything is checked (descriptors, the model's framing,
+    /// latent sizes, room in the queue) before anything is sent, so on an error nothing has
+    /// changed: the engine never plays half of a state. Not realtime-safe.
+    pub fn set_state(&mut self, update: StateUpdate<'_>) -> Result<(), ControlError> {
+        self.collect_garbage();
+        let mut envelopes: [Option<Box<[f32]>>; 2] = [None, None];
+        for (envelope, timbre) in envelopes.iter_mut().zip(update.timbres) {
+            if let Some(t) = timbre {
+                t.validate()?;
+                *envelope = Some(t.envelope_for(&self.stft).into_boxed_slice());
+            }
+        }
+        let (model, z_t) = match update.model {
+            Some(net) => {
+                let (processor, z_t) = self.neural_processor(net, update.latents)?;
+                (Some(processor), z_t)
+            }
+            None => {
+                for z in update.latents.into_iter().flatten() {
+                    self.check_latent(z, self.z_t)?;
+                }
+                (None, self.z_t)
+            }
+        };
+        // One message per slot for the timbre, plus the model (which carries the latents) or
+        // one latent message per slot.
+        let needed = 2 + if model.is_some() { 1 } else { 2 };
+        if self.tx.slots() < needed {
+            return Err(ControlError::QueueFull);
+        }
+        // None of the pushes below can fail: this is the ring's only producer and it has room.
+        let had_model = model.is_some();
+        if let Some(processor) = model {
+            let _ = self.tx.push(ControlToProcessorMsg::SetModel(processor));
+        }
+        for (slot, envelope) in [Slot::A, Slot::B].into_iter().zip(envelopes) {
+            let _ = self
+                .tx
+                .push(ControlToProcessorMsg::SetTimbre { slot, envelope });
+        }
+        if !had_model {
+            for (slot, z) in [Slot::A, Slot::B].into_iter().zip(update.latents) {
+                let _ = self.tx.push(ControlToProcessorMsg::SetLatent {
+                    slot,
+                    z_t: z.map(|z| z.to_vec().into_boxed_slice()),
+                });
+            }
+        }
+        self.z_t = z_t;
+        self.wake_worker();
+        Ok(())
+    }
+
+    /// Room in the control queue, in messages. Not realtime-safe.
+    pub fn free_slots(&mut self) -> usize {
+        self.collect_garbage();
+        self.tx.slots()
+    }
+
+    /// A latent of `found` values against a model of `expected` (`None`: no model, anything
+    /// goes; the processor ignores latents then).
+    fn check_latent(&self, z: &[f32], expected: Option<usize>) -> Result<(), ControlError> {
+        match expected {
+            Some(expected) if z.len() != expected => Err(ControlError::LatentSize {
+                found: z.len(),
+                expected,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The neural processor for `model` with the slots' latents, checked against this engine's
+    /// framing and the model's latent size, and the model's latent size.
+    #[allow(clippy::type_complexity)]
+    fn neural_processor(
+        &self,
+        model: Option<Arc<Network>>,
+        latents: [Option<&[f32]>; 2],
+    ) -> Result<(Option<Box<NeuralProcessor>>, Option<usize>), ControlError> {
+        let Some(net) = model else {
+            return Ok((None, None));
+        };
+        // The framing must agree; the cepstral cut-off is the model's own business (its
+        // processor lifters with its own).
+        let m = net.stft();
+        if (m.sample_rate, m.n_fft, m.hop)
+            != (self.stft.sample_rate, self.stft.n_fft, self.stft.hop)
+        {
+            return Err(ControlError::ModelMismatch {
+                model: net.stft(),
+                engine: self.stft,
+            });
+        }
+        let expected = net.config().z_t;
+        for z in latents.into_iter().flatten() {
+            self.check_latent(z, Some(expected))?;
+        }
+        let boxed = |z: Option<&[f32]>| z.map(|z| z.to_vec().into_boxed_slice());
+        Ok((
+            Some(Box::new(NeuralProcessor::new(
+                net,
+                boxed(latents[0]),
+                boxed(latents[1]),
+            ))),
+            Some(expected),
+        ))
+    }
+
     /// Puts a timbre latent of the loaded model into `slot` (`None` empties it). Not
     /// realtime-safe.
     pub fn set_latent(&mut self, slot: Slot, z_t: Option<&[f32]>) -> Result<(), ControlError> {
         self.collect_garbage();
-        if let (Some(z), Some(expected)) = (z_t, self.z_t) {
-            if z.len() != expected {
-                return Err(ControlError::LatentSize {
-                    found: z.len(),
-                    expected,
-                });
-            }
+        if let Some(z) = z_t {
+            self.check_latent(z, self.z_t)?;
         }
         self.tx
             .push(ControlToProcessorMsg::SetLatent {

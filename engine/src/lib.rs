@@ -46,7 +46,7 @@ mod worker;
 pub use config::StftConfig;
 pub use engine::{
     safe_mix_and_gain, BlockParams, ControlError, Engine, EngineControl, EngineSettings,
-    ProcessingMode, WorkerPriority, MAX_OUTPUT_GAIN, MIN_OUTPUT_GAIN,
+    ProcessingMode, StateUpdate, WorkerPriority, MAX_OUTPUT_GAIN, MIN_OUTPUT_GAIN,
 };
 pub use error::{ClipError, ConfigError, EngineError, TimbreError};
 pub use messages::Slot;

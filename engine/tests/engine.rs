@@ -849,3 +849,38 @@ fn a_bursty_caller_drops_nothing_once_the_latency_covers_the_burst() {
     assert_eq!(burst.1, 0, "latency for the burst: {} dropped", burst.1);
     assert!(burst.0 > one_block.0);
 }
+
+/// A state the engine cannot take whole is not taken at all: with the control queue short of
+/// room, `set_state` refuses and sends nothing (the output is bit for bit that of an engine
+/// that never saw it); with room, every part of it arrives.
+#[test]
+fn a_refused_state_changes_nothing() {
+    use timbreswap_engine::{ControlError, StateUpdate};
+    let rate = 48_000.0;
+    let x = tone(rate, 0.5, 220.0, 1.0, 9_000.0);
+    let (a, b) = (descriptor(330.0, 3.0), descriptor(180.0, 0.5));
+    let offline = || settings(rate, 256, 1, ProcessingMode::Offline);
+    let (mut e, mut control) =
+        Engine::new(offline(), Arc::new(EngineStats::default()), None, None).unwrap();
+    // Leave room for three messages; a state needs four (two timbres, two latents).
+    while control.free_slots() > 3 {
+        control.set_timbre(Slot::A, Some(&a)).unwrap();
+    }
+    let both_b = StateUpdate {
+        model: None,
+        timbres: [Some(&b), Some(&b)],
+        latents: [None, None],
+    };
+    let err = control.set_state(both_b.clone()).unwrap_err();
+    assert!(matches!(err, ControlError::QueueFull), "{err}");
+    assert_eq!(control.free_slots(), 3, "something was sent");
+    let y = run(&mut e, std::slice::from_ref(&x), &[256], 1.0, 0.5);
+    let mut only_a = engine(offline(), Some(&a));
+    assert_eq!(y, run(&mut only_a, std::slice::from_ref(&x), &[256], 1.0, 0.5));
+    // The queue has drained: now the whole state arrives (B in both slots, whatever Morph).
+    control.set_state(both_b).unwrap();
+    e.reset();
+    let y = run(&mut e, std::slice::from_ref(&x), &[256], 1.0, 0.5);
+    let mut only_b = engine(offline(), Some(&b));
+    assert_eq!(y, run(&mut only_b, std::slice::from_ref(&x), &[256], 1.0, 0.0));
+}

@@ -208,23 +208,12 @@ fn hand_over(
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(control) = control.as_mut() {
-            let result = (|| {
-                if with_model {
-                    control.set_model(
-                        net.cloned(),
-                        latents[0].as_deref(),
-                        latents[1].as_deref(),
-                    )?;
-                }
-                for slot in [Slot::A, Slot::B] {
-                    let i = slot as usize;
-                    control.set_timbre(slot, timbres[i].as_ref())?;
-                    if !with_model {
-                        control.set_latent(slot, latents[i].as_deref())?;
-                    }
-                }
-                Ok::<(), timbreswap_engine::ControlError>(())
-            })();
+            // All or nothing: on an error the engine keeps the whole previous state.
+            let result = control.set_state(timbreswap_engine::StateUpdate {
+                model: with_model.then(|| net.cloned()),
+                timbres: [timbres[0].as_ref(), timbres[1].as_ref()],
+                latents: [latents[0].as_deref(), latents[1].as_deref()],
+            });
             if let Err(e) = result {
                 shared.report_error(format!("Cannot apply the state: {e}"));
                 return false;
