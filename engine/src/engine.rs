@@ -376,6 +376,40 @@ impl EngineControl {
         Ok(())
     }
 
+    /// Puts `timbre` and its `z_t` latent (for the loaded model) into `slot`, both or neither
+    /// (everything is checked before anything is sent). Not realtime-safe.
+    pub fn set_slot(
+        &mut self,
+        slot: Slot,
+        timbre: Option<&TimbreDescriptor>,
+        z_t: Option<&[f32]>,
+    ) -> Result<(), ControlError> {
+        self.collect_garbage();
+        let envelope = match timbre {
+            Some(t) => {
+                t.validate()?;
+                Some(t.envelope_for(&self.stft).into_boxed_slice())
+            }
+            None => None,
+        };
+        if let Some(z) = z_t {
+            self.check_latent(z, self.z_t)?;
+        }
+        if self.tx.slots() < 2 {
+            return Err(ControlError::QueueFull);
+        }
+        // Neither push can fail: this is the ring's only producer and it has room for both.
+        let _ = self
+            .tx
+            .push(ControlToProcessorMsg::SetTimbre { slot, envelope });
+        let _ = self.tx.push(ControlToProcessorMsg::SetLatent {
+            slot,
+            z_t: z_t.map(|z| z.to_vec().into_boxed_slice()),
+        });
+        self.wake_worker();
+        Ok(())
+    }
+
     /// Room in the control queue, in messages. Not realtime-safe.
     pub fn free_slots(&mut self) -> usize {
         self.collect_garbage();

@@ -876,11 +876,17 @@ fn a_refused_state_changes_nothing() {
     assert_eq!(control.free_slots(), 3, "something was sent");
     let y = run(&mut e, std::slice::from_ref(&x), &[256], 1.0, 0.5);
     let mut only_a = engine(offline(), Some(&a));
-    assert_eq!(y, run(&mut only_a, std::slice::from_ref(&x), &[256], 1.0, 0.5));
+    assert_eq!(
+        y,
+        run(&mut only_a, std::slice::from_ref(&x), &[256], 1.0, 0.5)
+    );
     // The queue has drained: now the whole state arrives (B in both slots, whatever Morph).
     control.set_state(both_b).unwrap();
     e.reset();
     let y = run(&mut e, std::slice::from_ref(&x), &[256], 1.0, 0.5);
     let mut only_b = engine(offline(), Some(&b));
-    assert_eq!(y, run(&mut only_b, std::slice::from_ref(&x), &[256], 1.0, 0.0));
+    assert_eq!(
+        y,
+        run(&mut only_b, std::slice::from_ref(&x), &[256], 1.0, 0.0)
+    );
 }

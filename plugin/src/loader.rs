@@ -85,8 +85,7 @@ pub fn run(task: Task, params: &TimbreswapParams, shared: &Shared) {
             Ok(net) => {
                 let message = format!("Model: {}", net.name());
                 let path = path.map(|p| p.display().to_string());
-                if use_model(net, path.clone(), params, shared) {
-                    *params.model_path.write() = path;
+                if use_model(net, path, params, shared) {
                     shared.report_ok(message);
                 }
             }
@@ -174,7 +173,7 @@ fn apply_state(params: &TimbreswapParams, shared: &Shared) {
         validated_timbre(Slot::A, params, shared),
         validated_timbre(Slot::B, params, shared),
     ];
-    if hand_over(net.as_ref(), changed, &timbres, params, shared) && changed {
+    if hand_over(net.as_ref(), changed, &timbres, params, shared) == Handoff::Taken && changed {
         *shared.model.write().unwrap_or_else(PoisonError::into_inner) = net;
         *shared
             .model_path
@@ -183,17 +182,28 @@ fn apply_state(params: &TimbreswapParams, shared: &Shared) {
     }
 }
 
+/// What became of a hand-off to the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handoff {
+    /// The running engine took it.
+    Taken,
+    /// No engine runs (inactive, or between `activate`'s reading of the fields and the new
+    /// engine's start): the fields carry it to the engine.
+    NoEngine,
+    /// The engine refused it (reported); it keeps its whole previous state.
+    Refused,
+}
+
 /// Measures `timbres` (slots A, B) with `net` and hands them to the running engine, with the
 /// model itself when `with_model`; then records the latents in the persisted fields that still
-/// hold those timbres. No lock is held while measuring. False (reported) if the engine
-/// refused; true when no engine runs (the next activation reads the fields).
+/// hold those timbres. No lock is held while measuring.
 fn hand_over(
     net: Option<&Arc<Network>>,
     with_model: bool,
     timbres: &[Option<TimbreDescriptor>; 2],
     params: &TimbreswapParams,
     shared: &Shared,
-) -> bool {
+) -> Handoff {
     let mut latents: [Option<Vec<f32>>; 2] = [None, None];
     if let Some(net) = net {
         for slot in [Slot::A, Slot::B] {
@@ -202,7 +212,7 @@ fn hand_over(
             }
         }
     }
-    {
+    let handoff = {
         let mut control = shared
             .control
             .lock()
@@ -216,10 +226,13 @@ fn hand_over(
             });
             if let Err(e) = result {
                 shared.report_error(format!("Cannot apply the state: {e}"));
-                return false;
+                return Handoff::Refused;
             }
+            Handoff::Taken
+        } else {
+            Handoff::NoEngine
         }
-    }
+    };
     if let Some(net) = net {
         for slot in [Slot::A, Slot::B] {
             let i = slot as usize;
@@ -234,7 +247,7 @@ fn hand_over(
             }
         }
     }
-    true
+    handoff
 }
 
 /// `samples` (at the engine's rate) at the model's rate.
@@ -301,8 +314,10 @@ fn remeasure(
 }
 
 /// Makes `net` (chosen for the `model-path` value `path`) the instance's model: measures both
-/// slots with it, hands it to the running engine and records the new latents in the saved
-/// state. False if the engine refused it.
+/// slots with it, hands it to the running engine, and records the new latents and `path` in
+/// the saved state. With no engine running, the saved state alone carries the choice to the
+/// next engine (see [`TimbreswapParams::note_unapplied_change`]). False if the engine refused
+/// it.
 pub fn use_model(
     net: Arc<Network>,
     path: Option<String>,
@@ -310,15 +325,27 @@ pub fn use_model(
     shared: &Shared,
 ) -> bool {
     let timbres = [params.timbre_a.snapshot(), params.timbre_b.snapshot()];
-    if !hand_over(Some(&net), true, &timbres, params, shared) {
-        return false;
+    match hand_over(Some(&net), true, &timbres, params, shared) {
+        Handoff::Refused => false,
+        Handoff::Taken => {
+            *shared.model.write().unwrap_or_else(PoisonError::into_inner) = Some(net);
+            *shared
+                .model_path
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = path.clone();
+            *params.model_path.write() = path;
+            true
+        }
+        Handoff::NoEngine => {
+            // The editor shows the new model at once. `shared.model_path` keeps naming the
+            // model the last engine was given, so the next `apply_state` or activation sees
+            // the saved path differ and hands this one over.
+            *shared.model.write().unwrap_or_else(PoisonError::into_inner) = Some(net);
+            *params.model_path.write() = path;
+            params.note_unapplied_change();
+            true
+        }
     }
-    *shared.model.write().unwrap_or_else(PoisonError::into_inner) = Some(net);
-    *shared
-        .model_path
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner) = path;
-    true
 }
 
 /// Hands a timbre to the running engine (both modes) and records it in the persisted state.
@@ -329,7 +356,7 @@ fn install(
     params: &TimbreswapParams,
     shared: &Shared,
 ) {
-    {
+    let handed = {
         let net = shared.network();
         let mut control = shared
             .control
@@ -340,15 +367,16 @@ fn install(
                 (Some(d), Some(net)) => latent_for(d, net),
                 _ => None,
             };
-            let result = control
-                .set_timbre(slot, descriptor.as_ref())
-                .and_then(|()| control.set_latent(slot, latent));
-            if let Err(e) = result {
+            // Timbre and latent together or not at all.
+            if let Err(e) = control.set_slot(slot, descriptor.as_ref(), latent) {
                 shared.report_error(format!("Slot {}: {e}", slot_name(slot)));
                 return;
             }
+            true
+        } else {
+            false
         }
-    }
+    };
     let message = match &descriptor {
         Some(d) if d.duration_s > 0.0 => format!(
             "Loaded {}: {} ({:.1} s){note}",
@@ -360,6 +388,10 @@ fn install(
         None => format!("Cleared {}", slot_name(slot)),
     };
     *params.timbre(slot).write() = descriptor;
+    if !handed {
+        // Written after `activate` may have read the field: the next `process` applies it.
+        params.note_unapplied_change();
+    }
     shared.report_ok(message);
 }
 
@@ -378,6 +410,39 @@ mod tests {
 
     fn last_error(shared: &Shared) -> Option<String> {
         shared.status.lock().unwrap().last_error.clone()
+    }
+
+    /// A reference installed while no engine runs (as in the window between `activate`
+    /// reading the fields and the new engine's start) is noted as unapplied, so the next
+    /// `process` has the state applied; one the running engine takes is not.
+    #[test]
+    fn an_install_with_no_engine_is_not_lost() {
+        use std::sync::atomic::Ordering;
+        let net = default_network().unwrap();
+        let params = TimbreswapParams::default();
+        let shared = Shared::default();
+        let count = || params.restores.load(Ordering::Acquire);
+        let before = count();
+        install(Slot::A, preset(&net, 2), "", &params, &shared);
+        assert_eq!(count(), before + 1, "no engine: the change must be noted");
+        assert!(params.timbre_a.snapshot().is_some());
+
+        let settings = timbreswap_engine::EngineSettings {
+            host_rate: 48_000.0,
+            max_block: 256,
+            channels: 2,
+            mode: timbreswap_engine::ProcessingMode::Offline,
+            stft: timbreswap_engine::StftConfig::default(),
+            worker_priority: Default::default(),
+            latency_block: None,
+        };
+        let (_engine, control) =
+            timbreswap_engine::Engine::new(settings, shared.stats.clone(), None, None).unwrap();
+        *shared.control.lock().unwrap() = Some(control);
+        let before = count();
+        install(Slot::B, preset(&net, 3), "", &params, &shared);
+        assert_eq!(count(), before, "the engine took it: nothing to re-apply");
+        assert!(params.timbre_b.snapshot().is_some());
     }
 
     /// A preset measured with another model is looked up again by the instrument it records,

@@ -106,8 +106,20 @@ pub struct TimbreswapParams {
     #[persist = "timbre-b"]
     pub timbre_b: Persisted<Option<TimbreDescriptor>>,
     /// How many persisted fields the host's state restores have set (shared by the three
-    /// fields above). The audio thread compares it with the count it last applied.
+    /// fields above), plus the changes made while no engine ran
+    /// ([`TimbreswapParams::note_unapplied_change`]). The audio thread compares it with the
+    /// count it last applied and has the state applied when it moves.
     pub restores: Arc<AtomicU32>,
+}
+
+impl TimbreswapParams {
+    /// Records that a persisted field changed while no engine could take the change (between
+    /// `activate`'s reading of the fields and the new engine's start, or while inactive): the
+    /// next `process` has the state applied, so the change is not lost. Any thread.
+    pub fn note_unapplied_change(&self) {
+        self.restores
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Smoothing time of the continuous parameters, in milliseconds.

@@ -35,8 +35,9 @@ pub struct Shared {
     pub status: Mutex<Status>,
     /// The neural model in use (`None` until the first activation loads it).
     pub model: RwLock<Option<Arc<Network>>>,
-    /// The `model-path` value the model in use was chosen for (`None`: the built-in model),
-    /// so a restored state that names another file is noticed.
+    /// The `model-path` value of the model last handed to an engine (`None`: the built-in
+    /// model), so a restored state, or a model chosen while no engine ran, that names another
+    /// file is noticed and handed over.
     pub model_path: Mutex<Option<String>>,
     /// Last timbres known to be valid, per slot (A, B): kept so a broken saved state cannot
     /// replace a working timbre.
