@@ -113,17 +113,21 @@ fn process_never_allocates() {
                     buffer: &mut Buffer,
                     n: usize,
                     hostile: bool| {
-        for i in 0..n {
+        let (left, right) = audio.split_at_mut(1);
+        for (i, (l, r)) in left[0]
+            .iter_mut()
+            .zip(right[0].iter_mut())
+            .take(n)
+            .enumerate()
+        {
             phase += 2.0 * std::f32::consts::PI * 220.0 / rate;
             let v = if hostile && i % 3 == 0 {
                 f32::NAN
             } else {
                 0.3 * phase.sin()
             };
-            audio[0][i] = v;
-            audio[1][i] = v;
+            (*l, *r) = (v, v);
         }
-        let (left, right) = audio.split_at_mut(1);
         // SAFETY: both slices are `n` long and live in `audio`, which outlives this call.
         unsafe {
             buffer.set_slices(n, |slices| {
