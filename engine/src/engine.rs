@@ -285,13 +285,7 @@ impl EngineControl {
         timbre: Option<&TimbreDescriptor>,
     ) -> Result<(), ControlError> {
         self.collect_garbage();
-        let envelope = match timbre {
-            Some(t) => {
-                t.validate()?;
-                Some(t.envelope_for(&self.stft).into_boxed_slice())
-            }
-            None => None,
-        };
+        let envelope = self.envelope(timbre)?;
         self.tx
             .push(ControlToProcessorMsg::SetTimbre { slot, envelope })
             .map_err(|_| ControlError::QueueFull)?;
@@ -328,13 +322,10 @@ impl EngineControl {
     /// changed: the engine never plays half of a state. Not realtime-safe.
     pub fn set_state(&mut self, update: StateUpdate<'_>) -> Result<(), ControlError> {
         self.collect_garbage();
-        let mut envelopes: [Option<Box<[f32]>>; 2] = [None, None];
-        for (envelope, timbre) in envelopes.iter_mut().zip(update.timbres) {
-            if let Some(t) = timbre {
-                t.validate()?;
-                *envelope = Some(t.envelope_for(&self.stft).into_boxed_slice());
-            }
-        }
+        let envelopes = [
+            self.envelope(update.timbres[0])?,
+            self.envelope(update.timbres[1])?,
+        ];
         let (model, z_t) = match update.model {
             Some(net) => {
                 let (processor, z_t) = self.neural_processor(net, update.latents)?;
@@ -385,13 +376,7 @@ impl EngineControl {
         z_t: Option<&[f32]>,
     ) -> Result<(), ControlError> {
         self.collect_garbage();
-        let envelope = match timbre {
-            Some(t) => {
-                t.validate()?;
-                Some(t.envelope_for(&self.stft).into_boxed_slice())
-            }
-            None => None,
-        };
+        let envelope = self.envelope(timbre)?;
         if let Some(z) = z_t {
             self.check_latent(z, self.z_t)?;
         }
@@ -408,6 +393,20 @@ impl EngineControl {
         });
         self.wake_worker();
         Ok(())
+    }
+
+    /// The envelope the processor plays for `timbre` (validated first).
+    fn envelope(
+        &self,
+        timbre: Option<&TimbreDescriptor>,
+    ) -> Result<Option<Box<[f32]>>, ControlError> {
+        match timbre {
+            Some(t) => {
+                t.validate()?;
+                Ok(Some(t.envelope_for(&self.stft).into_boxed_slice()))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Room in the control queue, in messages. Not realtime-safe.

@@ -18,8 +18,6 @@ pub mod model;
 pub mod pacing;
 pub mod params;
 pub mod persisted;
-#[cfg(test)]
-mod realtime_tests;
 pub mod shared;
 
 use loader::Task;

@@ -1,6 +1,10 @@
 //! The plugin's own `process` (parameter smoothing, block splitting, the engine) never touches
 //! the allocator, in realtime and offline mode, with a timbre loaded and while it is replaced by
-//! a background task.
+//! a background task; nor on its other paths: a state restored while active (a task to
+//! schedule), zero-frame and NaN blocks, and a block larger than the latency covers (a
+//! restart to ask for).
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use nice_assert_no_alloc::{assert_no_alloc, violation_count, AllocDisabler};
 use nice_plug::context::process::SendEventError;
@@ -11,9 +15,23 @@ use timbreswap::Timbreswap;
 #[global_allocator]
 static ALLOC: AllocDisabler = AllocDisabler;
 
-/// A host context that records nothing: the test only drives the plugin.
+/// A host context that counts what the plugin asks of it (without allocating).
 struct Context {
     transport: Transport,
+    /// Restart requests.
+    restarts: AtomicU32,
+    /// Background tasks scheduled from `process`.
+    background: AtomicU32,
+}
+
+impl Context {
+    fn new(rate: f32) -> Self {
+        Self {
+            transport: Transport::new(rate),
+            restarts: AtomicU32::new(0),
+            background: AtomicU32::new(0),
+        }
+    }
 }
 
 impl ActivateContext<Timbreswap> for Context {
@@ -29,8 +47,12 @@ impl ProcessContext<Timbreswap> for Context {
     fn plugin_api(&self) -> PluginApi {
         PluginApi::Clap
     }
-    fn execute_background(&self, _task: Task) {}
-    fn execute_gui(&self, _task: Task) {}
+    fn execute_background(&self, _task: Task) {
+        self.background.fetch_add(1, Ordering::Relaxed);
+    }
+    fn execute_gui(&self, _task: Task) {
+        self.background.fetch_add(1, Ordering::Relaxed);
+    }
     fn transport(&self) -> &Transport {
         &self.transport
     }
@@ -44,7 +66,9 @@ impl ProcessContext<Timbreswap> for Context {
         Err((event, SendEventError::NoOutputBuffer))
     }
     fn set_latency_samples(&self, _samples: u32) {}
-    fn request_restart(&self) {}
+    fn request_restart(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
     fn set_current_voice_capacity(&self, _capacity: u32) {}
 }
 
@@ -69,9 +93,7 @@ fn plugin_process_does_not_allocate() {
             max_buffer_size: 256,
             process_mode: mode,
         };
-        let mut context = Context {
-            transport: Transport::new(48_000.0),
-        };
+        let mut context = Context::new(48_000.0);
         assert!(plugin.activate(&layout, &config, &mut context));
         plugin.reset();
         let mut left: Vec<f32> = (0..48_000).map(|n| (n as f32 * 0.03).sin() * 0.3).collect();
@@ -113,4 +135,123 @@ fn plugin_process_does_not_allocate() {
         assert_eq!(violation_count(), before, "{mode:?}: allocation in process");
         assert!(left.iter().chain(&right).all(|v| v.is_finite()));
     }
+}
+
+/// A plugin activated in realtime mode at 48 kHz with a 4 096-sample maximum, its host
+/// context and its audio.
+struct Rig {
+    plugin: Timbreswap,
+    context: Context,
+    audio: [Vec<f32>; 2],
+    buffer: Buffer<'static>,
+}
+
+impl Rig {
+    const MAX: usize = 4_096;
+
+    fn new(plugin: Timbreswap) -> Self {
+        let mut rig = Self {
+            plugin,
+            context: Context::new(48_000.0),
+            audio: [vec![0.0; Self::MAX], vec![0.0; Self::MAX]],
+            buffer: Buffer::default(),
+        };
+        let config = BufferConfig {
+            sample_rate: 48_000.0,
+            min_buffer_size: None,
+            max_buffer_size: Self::MAX as u32,
+            process_mode: ProcessMode::Realtime,
+        };
+        let layout = Timbreswap::AUDIO_IO_LAYOUTS[0];
+        assert!(rig.plugin.activate(&layout, &config, &mut rig.context));
+        // Room for both channel slices, so `set_slices` does not allocate either.
+        // SAFETY: no slice is stored.
+        unsafe { rig.buffer.set_slices(0, |slices| slices.reserve(2)) };
+        rig
+    }
+
+    /// One block of `n` samples of a 220 Hz tone (NaN every third sample when `hostile`)
+    /// through `process` under `assert_no_alloc`.
+    fn block(&mut self, n: usize, hostile: bool) {
+        let [left, right] = &mut self.audio;
+        for (i, (l, r)) in left.iter_mut().zip(right.iter_mut()).take(n).enumerate() {
+            let v = if hostile && i % 3 == 0 {
+                f32::NAN
+            } else {
+                0.3 * (i as f32 * 2.0 * std::f32::consts::PI * 220.0 / 48_000.0).sin()
+            };
+            (*l, *r) = (v, v);
+        }
+        // SAFETY: both slices are `n` long and live in `self.audio`, which is never resized
+        // and outlives every use of `self.buffer` (both are dropped together).
+        unsafe {
+            self.buffer.set_slices(n, |slices| {
+                slices.clear();
+                slices.push(std::mem::transmute::<&mut [f32], &mut [f32]>(
+                    &mut left[..n],
+                ));
+                slices.push(std::mem::transmute::<&mut [f32], &mut [f32]>(
+                    &mut right[..n],
+                ));
+            })
+        };
+        let mut aux = AuxiliaryBuffers {
+            inputs: &mut [],
+            outputs: &mut [],
+        };
+        let before = violation_count();
+        let (plugin, buffer, context) = (&mut self.plugin, &mut self.buffer, &mut self.context);
+        assert_no_alloc(|| {
+            plugin.process(buffer, &mut aux, context);
+        });
+        assert_eq!(violation_count(), before, "process allocated ({n} samples)");
+        assert!(left[..n].iter().chain(&right[..n]).all(|v| v.is_finite()));
+    }
+
+    /// Restart requests so far.
+    fn restarts(&self) -> u32 {
+        self.context.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Background tasks scheduled from `process` so far.
+    fn background(&self) -> u32 {
+        self.context.background.load(Ordering::Relaxed)
+    }
+}
+
+#[test]
+fn process_does_not_allocate_on_its_rare_paths() {
+    let mut plugin = Timbreswap::default();
+    let executor = plugin.task_executor();
+    executor(Task::LoadPreset {
+        slot: timbreswap_engine::Slot::A,
+        index: 2,
+    });
+    let mut rig = Rig::new(plugin);
+    for _ in 0..40 {
+        rig.block(128, false);
+    }
+    // The host restores a state while the plugin runs (its preset recall): `process` schedules
+    // the state's application for the background thread.
+    assert_eq!(rig.background(), 0);
+    let params = rig.plugin.params();
+    params.deserialize_fields(&params.serialize_fields());
+    rig.block(128, false);
+    assert_eq!(rig.background(), 1, "no task scheduled");
+    executor(Task::ApplyState);
+    for _ in 0..40 {
+        rig.block(128, false);
+    }
+    // Zero frames, NaN samples, then a block larger than the latency covers (one hop, 240
+    // samples at 48 kHz): one restart request, however many large blocks follow.
+    rig.block(0, false);
+    rig.block(200, true);
+    assert_eq!(rig.restarts(), 0);
+    rig.block(Rig::MAX, false);
+    assert_eq!(rig.restarts(), 1);
+    for _ in 0..20 {
+        rig.block(1_024, false);
+    }
+    assert_eq!(rig.restarts(), 1, "asked for once per activation");
+    rig.plugin.deactivate();
 }
