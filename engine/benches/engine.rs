@@ -8,6 +8,8 @@
 //! - `offline/neural-reconstruct`, `offline/neural-input`: the whole neural path (the built-in
 //!   model, RTPGHI or input phase) on one thread; `realtime/audio-thread-neural` its audio-thread
 //!   share.
+//! - `offline/neural-input-at-minus-400-db`: the neural input-phase path on an input 1e-20 times
+//!   as loud, whose squares and products are denormals (flush-to-zero keeps them cheap).
 //! - `network/frame`: one streaming step of the network (variation, pitch, decoder, input-timbre
 //!   tracker excluded) per kernel set.
 //! - `reference-clip/10s`: analysing a 10 s reference clip off the audio thread: the classic
@@ -79,6 +81,18 @@ fn bench_mode(
     timbre: Option<&TimbreDescriptor>,
     neural: Option<Neural>,
 ) {
+    bench_mode_at(c, name, mode, timbre, neural, 1.0);
+}
+
+/// [`bench_mode`] with the input scaled by `level`.
+fn bench_mode_at(
+    c: &mut Criterion,
+    name: &str,
+    mode: ProcessingMode,
+    timbre: Option<&TimbreDescriptor>,
+    neural: Option<Neural>,
+    level: f32,
+) {
     let settings = EngineSettings {
         host_rate: RATE,
         max_block: BLOCK,
@@ -98,7 +112,10 @@ fn bench_mode(
         None => (SwapMode::Classic, PhaseMode::Reconstruct),
     };
     // Two seconds of input, cycled, so the timed work is only `process`.
-    let input = tone(RATE, 2 * RATE as usize, 220.0, 1.0);
+    let input: Vec<f32> = tone(RATE, 2 * RATE as usize, 220.0, 1.0)
+        .into_iter()
+        .map(|v| v * level)
+        .collect();
     let mut left = vec![0.0f32; BLOCK];
     let mut right = vec![0.0f32; BLOCK];
     let mix = vec![1.0f32; BLOCK];
@@ -155,6 +172,16 @@ fn engine_blocks(c: &mut Criterion) {
         let neural = Some((net.clone(), z.clone(), phase));
         bench_mode(c, name, ProcessingMode::Offline, Some(&t), neural);
     }
+    // The same at -400 dB: every sample is a normal float, but the squares and products in
+    // the frame processing are denormals. With flush-to-zero they cost nothing extra.
+    bench_mode_at(
+        c,
+        "offline/neural-input-at-minus-400-db",
+        ProcessingMode::Offline,
+        Some(&t),
+        Some((net.clone(), z.clone(), PhaseMode::Input)),
+        1e-20,
+    );
     bench_mode(
         c,
         "realtime/audio-thread-neural",
