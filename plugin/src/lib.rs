@@ -260,9 +260,13 @@ impl Plugin for Timbreswap {
         // make too late play the exact dry input (crossfaded) until the host restarts the
         // plugin, which builds the latency for them and reports it. Asked once per activation.
         // (`Instant::now` reads the clock through the vDSO: no lock, no allocation.)
+        // Only realtime calls count: an offline bounce's large blocks say nothing about the
+        // blocks of the next live playback.
+        let realtime = engine.settings().mode == ProcessingMode::Realtime;
         let samples = buffer.samples();
-        let outgrown =
-            self.pacing
+        let outgrown = realtime
+            && self
+                .pacing
                 .on_call(samples, self.rate, engine.covered_block(), Instant::now());
         if outgrown && !self.restart_requested {
             self.restart_requested = true;
@@ -327,7 +331,9 @@ impl Plugin for Timbreswap {
                     .fetch_max(peak.to_bits(), Ordering::Relaxed);
             }
         }
-        self.pacing.on_call_end(Instant::now());
+        if realtime {
+            self.pacing.on_call_end(Instant::now());
+        }
         ProcessStatus::Normal
     }
 

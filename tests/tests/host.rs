@@ -733,6 +733,11 @@ fn latency_follows_the_blocks_the_host_really_uses() {
     host.process_signal(&x, &[4_096]).unwrap();
     assert!(!host.restart_requested(), "offline: restart asked for");
     assert_eq!(host.latency().unwrap(), offline);
+    // The bounce's large blocks do not raise the latency of the next live playback.
+    host.deactivate();
+    host.set_offline(false).unwrap();
+    host.activate(rate, 4_096).unwrap();
+    assert_eq!(host.latency().unwrap(), small, "after an offline bounce");
 }
 
 /// A host that calls in bursts (8 blocks of 128 samples back to back, then a wait until their
