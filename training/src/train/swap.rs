@@ -8,7 +8,8 @@
 //! The swap path is the engine's: posterior means, the variation encoder conditioned on the
 //! source's own `z_t`, the source unperturbed. The term is the Gaussian negative
 //! log-likelihood of the target's normalised log-magnitude, the same scale as the
-//! reconstruction term.
+//! reconstruction term. With [`SwapConfig::differential`] the prediction is the engine's
+//! differential output stage instead (the source reshaped by the difference of two decodings).
 
 use std::path::{Path, PathBuf};
 
