@@ -133,10 +133,10 @@ impl Plugin for Timbreswap {
             .map_or(2, NonZeroU32::get) as usize;
         let mode = engine_mode(buffer_config.process_mode);
         let max_block = buffer_config.max_buffer_size.max(1) as usize;
-        // The latency follows the blocks the host really passes, not the maximum it declares:
-        // it is built for the largest block (or burst of calls) seen so far (none before the
-        // first `process`, which costs nothing beyond one hop). Larger ones later ask for a
-        // restart (`process`).
+        // The latency follows the blocks the host really passes, not the maximum it declares
+        // (`pacing.rs`): built for the declared maximum until realtime calls have been seen,
+        // then for the largest block (or burst of calls) seen; `process` asks for a restart
+        // when that changes.
         let settings = EngineSettings {
             host_rate: buffer_config.sample_rate as f64,
             max_block,
@@ -146,7 +146,10 @@ impl Plugin for Timbreswap {
             worker_priority: Default::default(),
             latency_block: Some(self.pacing.latency_block(max_block)),
         };
-        self.pacing.new_activation();
+        let model_rate = settings.stft.sample_rate as f64;
+        let one_hop = (settings.stft.hop as f64 * settings.host_rate / model_rate) as usize;
+        self.pacing
+            .new_activation(self.pacing.latency_block(max_block), max_block, one_hop);
         self.rate = buffer_config.sample_rate as f64;
         self.restart_requested = false;
         // Counted before the fields are read: a restore from now on is applied by `process`.

@@ -1,6 +1,13 @@
 //! How the host calls `process`: the largest block it passes and the bursts it calls in, so
 //! that the latency can be built for what the host really does (`activate`) and a restart asked
-//! for when that outgrows it.
+//! for when that changes.
+//!
+//! The rule: an instance that has seen no realtime call yet builds its latency for the
+//! declared maximum block (most hosts play what they declare, and then nothing changes). Once
+//! it has played [`SETTLE_SECONDS`] with smaller blocks, it asks for one restart and builds for
+//! the largest block it has seen (a host that declares 4 096 and plays 128 gets the 128-sample
+//! latency). A block, or a burst of calls, larger than the latency covers asks for a restart at
+//! once. Each activation asks at most once.
 //!
 //! A *run* is a sequence of calls with no real wait between them: a call that starts less than
 //! half of the previous call's audio duration after that call ended continues the run. A
@@ -16,6 +23,10 @@ use std::time::{Duration, Instant};
 /// calls in bursts does so every time, while a scheduling hiccup (a late callback followed by
 /// an immediate one) makes a single two-block run between one-block runs.
 pub const BURST_RUNS: u32 = 16;
+
+/// Realtime audio an activation plays before it asks for a restart to lower its latency to the
+/// blocks the host really passes, in seconds.
+pub const SETTLE_SECONDS: f64 = 0.25;
 
 /// What `process` has seen of the host's calls. Audio thread only; no allocation.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +44,14 @@ pub struct Pacing {
     long_runs: u32,
     /// The longest of those runs, in samples.
     longest_run: usize,
+    /// The block this activation's latency was built for, in samples.
+    built: usize,
+    /// This activation's declared maximum block, in samples.
+    max_block: usize,
+    /// The largest block that costs no latency beyond the minimum (one hop), in samples.
+    floor: usize,
+    /// Samples this activation has played.
+    heard: usize,
 }
 
 impl Pacing {
@@ -42,30 +61,48 @@ impl Pacing {
     }
 
     /// The block the next activation builds the latency for, given its declared maximum
-    /// block: the largest block seen (no larger than that maximum: a host that declares less
-    /// now has changed its buffer size), or the longest counted burst if that is longer.
+    /// block: the declared maximum before any realtime call; then the largest block seen (no
+    /// larger than that maximum: a host that declares less now has changed its buffer size),
+    /// or the longest counted burst if that is longer.
     pub fn latency_block(&self, max_block: usize) -> usize {
-        self.largest.min(max_block).max(self.burst)
+        if self.largest == 0 && self.burst == 0 {
+            max_block
+        } else {
+            self.largest.min(max_block).max(self.burst)
+        }
     }
 
-    /// Forgets the current run (call in `activate`: the timing of one activation says nothing
-    /// about the next); keeps [`Pacing::largest`].
-    pub fn new_activation(&mut self) {
+    /// Starts an activation whose latency was built for `built` samples, with the declared
+    /// `max_block` and `floor`, the largest block that costs no latency beyond the minimum.
+    /// Forgets the current run (the timing of one activation says nothing about the next);
+    /// keeps what was seen.
+    pub fn new_activation(&mut self, built: usize, max_block: usize, floor: usize) {
         *self = Self {
             largest: self.largest,
             burst: self.burst,
+            built,
+            max_block,
+            floor,
             ..Self::default()
         };
     }
 
     /// Notes a call of `samples` at `rate` Hz starting at `now`, with the engine covering
-    /// blocks (and runs) up to `covered` samples. Returns true when the latency no longer
-    /// covers how the host calls (a block larger than `covered`, or [`BURST_RUNS`] consecutive
-    /// runs longer than it): the caller asks the host for a restart, and the next activation
-    /// builds the latency for [`Pacing::latency_block`]. Realtime-safe.
+    /// blocks (and runs) up to `covered` samples. Returns true when the latency no longer fits
+    /// how the host calls (a block larger than `covered`, [`BURST_RUNS`] consecutive runs
+    /// longer than it, or, after [`SETTLE_SECONDS`], only smaller blocks than it was built
+    /// for): the caller asks the host for a restart, and the next activation builds the latency
+    /// for [`Pacing::latency_block`]. Realtime-safe.
     pub fn on_call(&mut self, samples: usize, rate: f64, covered: usize, now: Instant) -> bool {
         self.largest = self.largest.max(samples);
         let mut outgrown = samples > covered;
+        // Settled with smaller blocks than the latency was built for: a restart lowers it.
+        let settled = self.heard < (SETTLE_SECONDS * rate) as usize
+            && self.heard + samples >= (SETTLE_SECONDS * rate) as usize;
+        self.heard = self.heard.saturating_add(samples);
+        if settled && self.built > self.floor && self.latency_block(self.max_block) < self.built {
+            outgrown = true;
+        }
         let waited = match self.last {
             Some((end, duration)) => now.saturating_duration_since(end) >= duration / 2,
             None => true,
@@ -114,6 +151,7 @@ mod tests {
     /// a wait until its audio is due, against an engine covering `covered` samples. Returns
     /// the index of the first call that asked for a restart.
     fn play(p: &mut Pacing, burst: usize, groups: usize, covered: usize) -> Option<usize> {
+        p.new_activation(covered, covered, 240);
         let start = Instant::now();
         let mut first = None;
         let mut call = 0;
@@ -139,8 +177,58 @@ mod tests {
     }
 
     #[test]
+    fn a_host_that_declares_more_than_it_plays_gets_one_restart_down() {
+        let mut p = Pacing::default();
+        // Nothing seen: the declared maximum.
+        assert_eq!(p.latency_block(4_096), 4_096);
+        p.new_activation(4_096, 4_096, 240);
+        let start = Instant::now();
+        // The call during which the settling time's samples are reached.
+        let crossing = ((SETTLE_SECONDS * RATE) as usize).div_ceil(128) - 1;
+        for i in 0..2 * crossing {
+            let now = start + PERIOD * i as u32;
+            let asked = p.on_call(128, RATE, 4_096, now);
+            p.on_call_end(now + CALL);
+            assert_eq!(
+                asked,
+                i == crossing,
+                "call {i}: asked exactly once, on settling"
+            );
+        }
+        assert_eq!(p.latency_block(4_096), 128);
+        // Built for what it plays, nothing more is asked.
+        p.new_activation(128, 4_096, 240);
+        assert_eq!(play_on(&mut p, 500), None);
+    }
+
+    #[test]
+    fn a_host_that_plays_what_it_declares_is_never_restarted() {
+        let mut p = Pacing::default();
+        p.new_activation(512, 512, 240);
+        let start = Instant::now();
+        for i in 0..1_000u32 {
+            let now = start + PERIOD * 4 * i;
+            assert!(!p.on_call(512, RATE, 512, now), "call {i}");
+            p.on_call_end(now + CALL);
+        }
+        assert_eq!(p.latency_block(512), 512);
+    }
+
+    /// Paced 128-sample calls on the current activation; the first call that asked.
+    fn play_on(p: &mut Pacing, calls: u32) -> Option<u32> {
+        let start = Instant::now();
+        (0..calls).find(|&i| {
+            let now = start + PERIOD * i;
+            let asked = p.on_call(128, RATE, 240, now);
+            p.on_call_end(now + CALL);
+            asked
+        })
+    }
+
+    #[test]
     fn a_larger_block_asks_at_once() {
         let mut p = Pacing::default();
+        p.new_activation(240, 4_096, 240);
         let now = Instant::now();
         assert!(!p.on_call(128, RATE, 240, now));
         p.on_call_end(now + CALL);
@@ -161,7 +249,6 @@ mod tests {
         // Beyond the declared maximum block of 128.
         assert_eq!(p.latency_block(128), 1_024);
         // Once the latency covers the bursts, nothing more is asked.
-        p.new_activation();
         assert_eq!(play(&mut p, 8, 40, 1_024), None);
     }
 
@@ -170,6 +257,7 @@ mod tests {
         // Every 5th callback is late and followed at once by the next one (a two-block run)
         // between one-block runs: never 16 long runs in a row.
         let mut p = Pacing::default();
+        p.new_activation(240, 240, 240);
         let start = Instant::now();
         for i in 0..2_000u32 {
             let due = start + PERIOD * i;
@@ -187,6 +275,7 @@ mod tests {
     #[test]
     fn a_loop_that_never_waits_is_not_counted() {
         let mut p = Pacing::default();
+        p.new_activation(240, 240, 240);
         let start = Instant::now();
         for i in 0..10_000u32 {
             let now = start + CALL * i;
