@@ -4,8 +4,8 @@
 //!
 //! The rule: an instance that has seen no realtime call yet builds its latency for the
 //! declared maximum block (most hosts play what they declare, and then nothing changes). Once
-//! it has played [`SETTLE_SECONDS`] with smaller blocks, it asks for one restart and builds for
-//! the largest block it has seen (a host that declares 4 096 and plays 128 gets the 128-sample
+//! it has played [`SETTLE_SECONDS`] with blocks at most half as large (or at most one hop), it
+//! asks for one restart and builds for the largest block it has seen (a host that declares 4 096 and plays 128 gets the 128-sample
 //! latency). A block, or a burst of calls, larger than the latency covers asks for a restart at
 //! once. Each activation asks at most once.
 //!
@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 pub const BURST_RUNS: u32 = 16;
 
 /// Realtime audio an activation plays before it asks for a restart to lower its latency to the
-/// blocks the host really passes, in seconds.
+/// blocks the host really passes, in seconds (asked only when the block the latency covers
+/// would at least halve).
 pub const SETTLE_SECONDS: f64 = 0.25;
 
 /// What `process` has seen of the host's calls. Audio thread only; no allocation.
@@ -100,7 +101,9 @@ impl Pacing {
         let settled = self.heard < (SETTLE_SECONDS * rate) as usize
             && self.heard + samples >= (SETTLE_SECONDS * rate) as usize;
         self.heard = self.heard.saturating_add(samples);
-        if settled && self.built > self.floor && self.latency_block(self.max_block) < self.built {
+        // Worth a restart only when the block the latency covers at least halves.
+        let target = self.latency_block(self.max_block).max(self.floor);
+        if settled && target.saturating_mul(2) <= self.built {
             outgrown = true;
         }
         let waited = match self.last {
@@ -199,6 +202,19 @@ mod tests {
         // Built for what it plays, nothing more is asked.
         p.new_activation(128, 4_096, 240);
         assert_eq!(play_on(&mut p, 500), None);
+    }
+
+    #[test]
+    fn a_small_saving_is_not_worth_a_restart() {
+        // Declared 512, plays 300: the covered block would not halve.
+        let mut p = Pacing::default();
+        p.new_activation(512, 512, 240);
+        let start = Instant::now();
+        for i in 0..1_000u32 {
+            let now = start + PERIOD * 3 * i;
+            assert!(!p.on_call(300, RATE, 512, now), "call {i}");
+            p.on_call_end(now + CALL);
+        }
     }
 
     #[test]
