@@ -727,6 +727,8 @@ impl Engine {
             .map(|(a, s)| a * s)
             .collect();
         let history_len = delay_model as usize + block_model + n + 8;
+        // Frames whose controls (and kept-dry flags) are remembered, by frame number.
+        let frame_slots = (history_len / h + 2).next_power_of_two();
         Ok((
             Self {
                 settings,
@@ -751,11 +753,8 @@ impl Engine {
                 history: Ring::new(history_len),
                 ola: Ring::new(n + 1),
                 wet_share: Ring::new(n + 1),
-                frame_params: vec![
-                    FrameParams::default();
-                    (history_len / h + 2).next_power_of_two()
-                ],
-                kept_dry: vec![false; (history_len / h + 2).next_power_of_two()],
+                frame_params: vec![FrameParams::default(); frame_slots],
+                kept_dry: vec![false; frame_slots],
                 mixed_until: 0,
                 view_open,
                 n_in: 0,

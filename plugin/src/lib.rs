@@ -137,6 +137,7 @@ impl Plugin for Timbreswap {
         // (`pacing.rs`): built for the declared maximum until realtime calls have been seen,
         // then for the largest block (or burst of calls) seen; `process` asks for a restart
         // when that changes.
+        let latency_block = self.pacing.latency_block(max_block);
         let settings = EngineSettings {
             host_rate: buffer_config.sample_rate as f64,
             max_block,
@@ -144,12 +145,12 @@ impl Plugin for Timbreswap {
             mode,
             stft: StftConfig::default(),
             worker_priority: Default::default(),
-            latency_block: Some(self.pacing.latency_block(max_block)),
+            latency_block: Some(latency_block),
         };
         let model_rate = settings.stft.sample_rate as f64;
         let one_hop = (settings.stft.hop as f64 * settings.host_rate / model_rate) as usize;
         self.pacing
-            .new_activation(self.pacing.latency_block(max_block), max_block, one_hop);
+            .new_activation(latency_block, max_block, one_hop);
         self.rate = buffer_config.sample_rate as f64;
         self.restart_requested = false;
         // Counted before the fields are read: a restore from now on is applied by `process`.

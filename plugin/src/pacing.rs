@@ -149,33 +149,46 @@ mod tests {
     const PERIOD: Duration = Duration::from_micros(2_667);
     /// Time a call takes.
     const CALL: Duration = Duration::from_micros(30);
+    /// No call asked for a restart.
+    const NO_ASKS: [usize; 0] = [];
 
-    /// Plays `groups` groups of `burst` 128-sample calls back to back, each group followed by
-    /// a wait until its audio is due, against an engine covering `covered` samples. Returns
-    /// the index of the first call that asked for a restart.
-    fn play(p: &mut Pacing, burst: usize, groups: usize, covered: usize) -> Option<usize> {
-        p.new_activation(covered, covered, 240);
-        let start = Instant::now();
-        let mut first = None;
-        let mut call = 0;
-        for g in 0..groups {
-            let due = start + PERIOD * (g * burst) as u32;
-            for k in 0..burst {
-                let now = due + CALL * k as u32;
-                if p.on_call(128, RATE, covered, now) && first.is_none() {
-                    first = Some(call);
-                }
+    /// Calls of `samples` starting at `starts` (each lasting [`CALL`]) against an engine
+    /// covering `covered` samples; the indices of the calls that asked for a restart.
+    fn asks(
+        p: &mut Pacing,
+        samples: usize,
+        covered: usize,
+        starts: impl IntoIterator<Item = Instant>,
+    ) -> Vec<usize> {
+        starts
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, now)| {
+                let asked = p.on_call(samples, RATE, covered, now);
                 p.on_call_end(now + CALL);
-                call += 1;
-            }
-        }
-        first
+                asked.then_some(i)
+            })
+            .collect()
+    }
+
+    /// Start times of `calls` calls, one every `spacing`.
+    fn paced(calls: u32, spacing: Duration) -> impl Iterator<Item = Instant> {
+        let start = Instant::now();
+        (0..calls).map(move |i| start + spacing * i)
+    }
+
+    /// Start times of `groups` groups of `burst` calls back to back, each group followed by a
+    /// wait until its audio (128 samples a call) is due.
+    fn bursts(burst: u32, groups: u32) -> impl Iterator<Item = Instant> {
+        let start = Instant::now();
+        (0..groups * burst).map(move |i| start + PERIOD * (i - i % burst) + CALL * (i % burst))
     }
 
     #[test]
     fn a_paced_host_makes_one_block_runs() {
         let mut p = Pacing::default();
-        assert_eq!(play(&mut p, 1, 500, 240), None);
+        p.new_activation(240, 240, 240);
+        assert_eq!(asks(&mut p, 128, 240, paced(500, PERIOD)), NO_ASKS);
         assert_eq!(p.largest(), 128);
     }
 
@@ -185,23 +198,15 @@ mod tests {
         // Nothing seen: the declared maximum.
         assert_eq!(p.latency_block(4_096), 4_096);
         p.new_activation(4_096, 4_096, 240);
-        let start = Instant::now();
-        // The call during which the settling time's samples are reached.
+        // Asked exactly once, by the call during which the settling time's samples are
+        // reached.
         let crossing = ((SETTLE_SECONDS * RATE) as usize).div_ceil(128) - 1;
-        for i in 0..2 * crossing {
-            let now = start + PERIOD * i as u32;
-            let asked = p.on_call(128, RATE, 4_096, now);
-            p.on_call_end(now + CALL);
-            assert_eq!(
-                asked,
-                i == crossing,
-                "call {i}: asked exactly once, on settling"
-            );
-        }
+        let calls = 2 * crossing as u32;
+        assert_eq!(asks(&mut p, 128, 4_096, paced(calls, PERIOD)), [crossing]);
         assert_eq!(p.latency_block(4_096), 128);
         // Built for what it plays, nothing more is asked.
         p.new_activation(128, 4_096, 240);
-        assert_eq!(play_on(&mut p, 500), None);
+        assert_eq!(asks(&mut p, 128, 240, paced(500, PERIOD)), NO_ASKS);
     }
 
     #[test]
@@ -209,36 +214,15 @@ mod tests {
         // Declared 512, plays 300: the covered block would not halve.
         let mut p = Pacing::default();
         p.new_activation(512, 512, 240);
-        let start = Instant::now();
-        for i in 0..1_000u32 {
-            let now = start + PERIOD * 3 * i;
-            assert!(!p.on_call(300, RATE, 512, now), "call {i}");
-            p.on_call_end(now + CALL);
-        }
+        assert_eq!(asks(&mut p, 300, 512, paced(1_000, PERIOD * 3)), NO_ASKS);
     }
 
     #[test]
     fn a_host_that_plays_what_it_declares_is_never_restarted() {
         let mut p = Pacing::default();
         p.new_activation(512, 512, 240);
-        let start = Instant::now();
-        for i in 0..1_000u32 {
-            let now = start + PERIOD * 4 * i;
-            assert!(!p.on_call(512, RATE, 512, now), "call {i}");
-            p.on_call_end(now + CALL);
-        }
+        assert_eq!(asks(&mut p, 512, 512, paced(1_000, PERIOD * 4)), NO_ASKS);
         assert_eq!(p.latency_block(512), 512);
-    }
-
-    /// Paced 128-sample calls on the current activation; the first call that asked.
-    fn play_on(p: &mut Pacing, calls: u32) -> Option<u32> {
-        let start = Instant::now();
-        (0..calls).find(|&i| {
-            let now = start + PERIOD * i;
-            let asked = p.on_call(128, RATE, 240, now);
-            p.on_call_end(now + CALL);
-            asked
-        })
     }
 
     #[test]
@@ -258,14 +242,16 @@ mod tests {
     #[test]
     fn bursts_ask_after_consecutive_long_runs() {
         let mut p = Pacing::default();
+        p.new_activation(240, 240, 240);
         // Groups of 8 calls (1 024 samples): the 16th long run ends when group 17 starts.
-        let first = play(&mut p, 8, 40, 240).expect("a restart is asked for");
-        assert_eq!(first, BURST_RUNS as usize * 8);
+        let asked = asks(&mut p, 128, 240, bursts(8, 40));
+        assert_eq!(asked.first(), Some(&(BURST_RUNS as usize * 8)));
         assert_eq!(p.largest(), 1_024);
         // Beyond the declared maximum block of 128.
         assert_eq!(p.latency_block(128), 1_024);
         // Once the latency covers the bursts, nothing more is asked.
-        assert_eq!(play(&mut p, 8, 40, 1_024), None);
+        p.new_activation(1_024, 1_024, 240);
+        assert_eq!(asks(&mut p, 128, 1_024, bursts(8, 40)), NO_ASKS);
     }
 
     #[test]
@@ -274,17 +260,14 @@ mod tests {
         // between one-block runs: never 16 long runs in a row.
         let mut p = Pacing::default();
         p.new_activation(240, 240, 240);
-        let start = Instant::now();
-        for i in 0..2_000u32 {
-            let due = start + PERIOD * i;
-            let now = if i % 5 == 1 {
+        let hiccups = paced(2_000, PERIOD).enumerate().map(|(i, due)| {
+            if i % 5 == 1 {
                 due + PERIOD - CALL * 2
             } else {
                 due
-            };
-            assert!(!p.on_call(128, RATE, 240, now), "call {i}");
-            p.on_call_end(now + CALL);
-        }
+            }
+        });
+        assert_eq!(asks(&mut p, 128, 240, hiccups), NO_ASKS);
         assert_eq!(p.largest(), 128);
     }
 
@@ -293,11 +276,7 @@ mod tests {
         let mut p = Pacing::default();
         p.new_activation(240, 240, 240);
         let start = Instant::now();
-        for i in 0..10_000u32 {
-            let now = start + CALL * i;
-            assert!(!p.on_call(128, RATE, 240, now));
-            p.on_call_end(now + CALL);
-        }
+        assert_eq!(asks(&mut p, 128, 240, paced(10_000, CALL)), NO_ASKS);
         // A pause after it ends one long run: one, not sixteen.
         assert!(!p.on_call(128, RATE, 240, start + Duration::from_secs(5)));
         assert_eq!(p.largest(), 128);
