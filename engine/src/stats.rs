@@ -1,10 +1,10 @@
 //! Counters the engine publishes for the editor and the tests (atomics: readable from any
 //! thread, written without locks).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::time::Duration;
 
 use crate::scheduling::Scheduling;
-use std::time::Duration;
 
 /// Live statistics of one engine instance.
 #[derive(Debug, Default)]
@@ -24,8 +24,6 @@ pub struct EngineStats {
     pub late_frames_skipped: AtomicU64,
     /// Input samples that were NaN or infinite and were replaced by silence.
     pub nonfinite_inputs: AtomicU64,
-    /// Whether the worker thread runs with real-time scheduling (any class).
-    pub worker_realtime: AtomicBool,
     /// Which scheduling the worker got, as a [`Scheduling`] byte.
     worker_scheduling: AtomicU8,
     /// Panics caught in the worker's frame processing (each one resets the processor; after
@@ -57,10 +55,13 @@ impl EngineStats {
         Scheduling::from_u8(self.worker_scheduling.load(Ordering::Relaxed))
     }
 
+    /// Whether the worker thread runs with real-time scheduling (any class). Realtime-safe.
+    pub fn worker_realtime(&self) -> bool {
+        self.worker_scheduling().is_realtime()
+    }
+
     pub(crate) fn set_worker_scheduling(&self, s: Scheduling) {
         self.worker_scheduling.store(s as u8, Ordering::Relaxed);
-        self.worker_realtime
-            .store(s.is_realtime(), Ordering::Relaxed);
     }
 
     /// Dropouts so far. Realtime-safe.

@@ -325,27 +325,25 @@ pub fn use_model(
     shared: &Shared,
 ) -> bool {
     let timbres = [params.timbre_a.snapshot(), params.timbre_b.snapshot()];
-    match hand_over(Some(&net), true, &timbres, params, shared) {
-        Handoff::Refused => false,
-        Handoff::Taken => {
-            *shared.model.write().unwrap_or_else(PoisonError::into_inner) = Some(net);
-            *shared
-                .model_path
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = path.clone();
-            *params.model_path.write() = path;
-            true
-        }
-        Handoff::NoEngine => {
-            // The editor shows the new model at once. `shared.model_path` keeps naming the
-            // model the last engine was given, so the next `apply_state` or activation sees
-            // the saved path differ and hands this one over.
-            *shared.model.write().unwrap_or_else(PoisonError::into_inner) = Some(net);
-            *params.model_path.write() = path;
-            params.note_unapplied_change();
-            true
-        }
+    let handoff = hand_over(Some(&net), true, &timbres, params, shared);
+    if handoff == Handoff::Refused {
+        return false;
     }
+    // The editor shows the new model at once. With no engine running, `shared.model_path`
+    // keeps naming the model the last engine was given, so the next `apply_state` or
+    // activation sees the saved path differ and hands this one over.
+    *shared.model.write().unwrap_or_else(PoisonError::into_inner) = Some(net);
+    if handoff == Handoff::Taken {
+        *shared
+            .model_path
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = path.clone();
+    }
+    *params.model_path.write() = path;
+    if handoff == Handoff::NoEngine {
+        params.note_unapplied_change();
+    }
+    true
 }
 
 /// Hands a timbre to the running engine (both modes) and records it in the persisted state.
