@@ -22,6 +22,7 @@ pub mod clip;
 pub mod config;
 pub mod denormals;
 pub mod engine;
+pub mod exemplar;
 pub mod error;
 pub mod features;
 pub mod griffin_lim;

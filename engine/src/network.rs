@@ -520,6 +520,26 @@ impl Network {
             .step(k, &mut st.decoder, &st.decoder_input, out);
     }
 
+    /// Only the pitch encoder: one frame's normalised pitch input (`bins` values) through the
+    /// pitch stack, on the same causal history as [`step`](Self::step) (use one or the other
+    /// on a state). Returns the pitch ruler in semitones from middle C, or `None` for a model
+    /// without a ruler. Realtime-safe.
+    pub fn pitch_step(&self, st: &mut NetworkState, fine: &[f32]) -> Option<f32> {
+        let c = &self.config;
+        if !c.pitch_ruler() {
+            return None;
+        }
+        self.pitch.step(
+            &self.kernels,
+            &mut st.pitch,
+            &fine[..c.bins()],
+            &mut st.pitch_stats,
+        );
+        let heads = c.pitch_heads();
+        let semitones = pitch_ruler(&st.pitch_stats[2 * heads..2 * heads + c.pitch_bins], 1.0);
+        Some(semitones)
+    }
+
     /// Decodes the last [`step`](Self::step)'s `z_v` and `z_p` again with another timbre
     /// `z_t` (`z_t` values) into `out` (`bins` normalised log-magnitudes), on the decoder's
     /// second causal history. Call it once after every `step` whose frames it should follow:

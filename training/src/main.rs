@@ -347,6 +347,10 @@ enum Command {
         /// decoder cannot draw from one the swap does not reach.
         #[arg(long)]
         engine_self: bool,
+        /// For each --model also score the exemplar swap (rows `NAME exemplar/resample` and
+        /// `NAME exemplar/envelope`).
+        #[arg(long)]
+        exemplar: bool,
     },
     /// Time the k-NN classifier (k = 5) on random data.
     KnnBench {
@@ -756,6 +760,7 @@ fn main() -> Result<()> {
             no_offline,
             engine_variation,
             engine_self,
+            exemplar,
         } => {
             use timbreswap_training::transfer::{
                 evaluate_transfer, EngineNeural, TransferOptions, TransferSystem,
@@ -811,6 +816,33 @@ fn main() -> Result<()> {
                     }
                 }
             }
+            let mut exemplar_rows: Vec<timbreswap_training::transfer::Exemplar> = Vec::new();
+            if exemplar {
+                use timbreswap_engine::exemplar::Shift;
+                for spec in &models {
+                    let (name, path) = model_arg(spec);
+                    let file = timbreswap_engine::model_file::load(&path)
+                        .with_context(|| format!("--model {}", path.display()))?;
+                    let net = Arc::new(Network::new(&file, &name, Kernels::best())?);
+                    for (suffix, yin, reconstruct, known_pitch) in [
+                        ("ruler", false, false, false),
+                        ("yin", true, false, false),
+                        ("ruler rtpghi", false, true, false),
+                        ("known rtpghi", false, true, true),
+                    ] {
+                        exemplar_rows.push(timbreswap_training::transfer::Exemplar {
+                            name: format!("{name} exemplar/{suffix}"),
+                            net: net.clone(),
+                            opts: timbreswap_engine::exemplar::ExemplarOptions {
+                                shift: Shift::KeepEnvelope,
+                                yin,
+                                reconstruct,
+                            },
+                            known_pitch,
+                        });
+                    }
+                }
+            }
             let offline: &[String] = if no_offline { &[] } else { &models };
             let neural: Vec<timbreswap_training::model::swap::NeuralTransfer> =
                 load_models(offline)?
@@ -826,6 +858,7 @@ fn main() -> Result<()> {
                 .iter()
                 .map(|n| n as &dyn TransferSystem)
                 .chain(engine_rows.iter().map(|n| n as &dyn TransferSystem))
+                .chain(exemplar_rows.iter().map(|n| n as &dyn TransferSystem))
                 .collect();
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(

@@ -61,7 +61,9 @@ pub use pitch::{
     level_difference_db, midi_to_hz, pitch_agreement, track_pitch, PitchAgreement, PitchTrack,
     CENT_TOLERANCE, PYIN_FRAME, PYIN_RESOLUTION,
 };
-pub use systems::{Classic, Dry, EngineNeural, FnSystem, Oracle, TransferPair, TransferSystem};
+pub use systems::{
+    Classic, Dry, EngineNeural, Exemplar, FnSystem, Oracle, TransferPair, TransferSystem,
+};
 
 /// Header of the protocol's transfer table.
 pub const TABLE_HEADER: &str = "| row | pitch within 50 cents (up) | median cent error (down) | classified as B (up) | classified as A (down) | level difference dB | distance to oracle dB (down) |";

@@ -298,3 +298,103 @@ impl TransferSystem for Oracle {
             .collect())
     }
 }
+
+/// An exemplar-swap row: the reference clip's own frames, chosen by note age and pitch (the
+/// model's pitch ruler) and moved to the source's pitch, with the source's phase and level
+/// (`timbreswap_engine::exemplar`), overlap-added offline.
+pub struct Exemplar {
+    /// Row name.
+    pub name: String,
+    /// The model (its pitch ruler and features).
+    pub net: Arc<Network>,
+    /// The processor's switches.
+    pub opts: timbreswap_engine::exemplar::ExemplarOptions,
+    /// Diagnostic: the scores' notes instead of measured pitches.
+    pub known_pitch: bool,
+}
+
+impl TransferSystem for Exemplar {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        vec![format!(
+            "{}: exemplar swap ({:?}), the reference's frames chosen by note age and pitch, the source's per-frame level.",
+            self.name, self.opts
+        )]
+    }
+
+    fn transfer(&self, pair: &TransferPair<'_>) -> Result<Vec<f32>, String> {
+        use timbreswap_engine::exemplar::{ExemplarBank, ExemplarSwap};
+        use timbreswap_engine::features::centred_frame;
+        use timbreswap_engine::stft::Stft;
+        let cfg = self.net.stft();
+        if pair.sample_rate != cfg.sample_rate {
+            return Err(format!(
+                "the model runs at {} Hz, the data is {} Hz",
+                cfg.sample_rate, pair.sample_rate
+            ));
+        }
+        let known_ref = self
+            .known_pitch
+            .then(|| pair.reference_record.note.map(|n| n as f32 - 60.0))
+            .flatten();
+        let bank = ExemplarBank::with_pitch(&self.net, pair.reference, known_ref)
+            .ok_or_else(|| "the reference has no sounding frame (or no pitch ruler)".to_string())?;
+        let mut swap = ExemplarSwap::new(self.net.clone(), Arc::new(bank), self.opts);
+        let mut stft = Stft::new(&cfg);
+        let n = cfg.n_fft;
+        let bins = cfg.n_bins();
+        let mut frame = vec![0.0f32; n];
+        let mut spectrum = vec![realfft::num_complex::Complex32::default(); bins];
+        let mut out = spectrum.clone();
+        let mut grain = vec![0.0f32; n];
+        let len = pair.source.len();
+        let mut output = vec![0.0f32; len + n];
+        let mut gain_db: Option<f32> = None;
+        let frames = len / cfg.hop + 1;
+        for f in 0..frames {
+            centred_frame(pair.source, f * cfg.hop, &mut frame);
+            stft.analyse(&frame, &mut spectrum);
+            let known = self
+                .known_pitch
+                .then(|| pair.source_record.frame_notes.get(f).copied())
+                .flatten()
+                .filter(|n| *n >= 0)
+                .map(|n| n as f32 - 60.0);
+            swap.process_at(&frame, &spectrum, known, &mut out);
+            let e_in: f32 = spectrum.iter().map(|c| c.norm_sqr()).sum();
+            let e_out: f32 = out.iter().map(|c| c.norm_sqr()).sum();
+            let g = if e_in < 1e-12 || e_out <= 0.0 {
+                0.0
+            } else {
+                let db = (10.0 * (e_in / e_out).log10()).min(40.0);
+                let db = match gain_db {
+                    Some(p) => p + 0.5 * (db - p),
+                    None => db,
+                };
+                gain_db = Some(db);
+                10f32.powf(db / 20.0)
+            };
+            for c in out.iter_mut() {
+                *c *= g;
+            }
+            stft.synthesise(&mut out, &mut grain);
+            // Grain f covers samples f*hop - n/2 .. f*hop + n/2.
+            for (i, g) in grain.iter().enumerate() {
+                let at = (f * cfg.hop + i) as isize - (n / 2) as isize;
+                if at >= 0 && (at as usize) < output.len() {
+                    output[at as usize] += g;
+                }
+            }
+        }
+        output.truncate(len);
+        for s in output.iter_mut() {
+            if !s.is_finite() {
+                *s = 0.0;
+            }
+        }
+        Ok(output)
+    }
+}

@@ -1,0 +1,715 @@
+//! The exemplar swap: every output frame is a frame of the reference clip itself, chosen by the
+//! age of the note it belongs to and by pitch, moved to the input's pitch (the model's pitch
+//! ruler measures both), given the input's phase and level.
+//!
+//! - [`ExemplarBank`] is the reference's analysis: log-magnitude frames, their pitch, the age
+//!   of their note. Built off the audio thread when a reference loads.
+//! - [`NoteTracker`] finds note starts in a stream of frames (level jumps, a pitch that moves
+//!   to another note, sound after silence); the bank and the input use the same one.
+//! - [`ExemplarSwap`] is the per-frame processor. Realtime-safe after construction.
+
+use std::sync::Arc;
+
+use realfft::num_complex::Complex32;
+
+use crate::cepstrum::Cepstrum;
+use crate::features::FeatureExtractor;
+use crate::network::{at_training_level, Network, NetworkState};
+
+/// A frame this far below the tracker's running peak is silence (no note), in dB.
+pub const GATE_RANGE_DB: f32 = 45.0;
+/// The running peak falls this much per second when the level is lower, in dB.
+pub const PEAK_DECAY_DB_PER_S: f32 = 20.0;
+/// A rise of this much over the last [`ONSET_SPAN_FRAMES`] frames starts a note, in dB.
+pub const ONSET_RISE_DB: f32 = 9.0;
+/// Frames the onset rise is measured over.
+pub const ONSET_SPAN_FRAMES: usize = 4;
+/// A pitch this far from the note's pitch for [`PITCH_CHANGE_FRAMES`] frames starts a note,
+/// in semitones (vibrato stays under it).
+pub const PITCH_CHANGE_SEMITONES: f32 = 0.7;
+/// Frames a changed pitch must hold before it counts as a new note.
+pub const PITCH_CHANGE_FRAMES: u32 = 3;
+/// Notes older than this many seconds all count as "sustained": the choice among their frames
+/// goes by pitch alone.
+pub const ATTACK_SECONDS: f32 = 0.25;
+/// Cost of one semitone of pitch distance, in frames of note age.
+pub const SEMITONE_COST_FRAMES: f32 = 6.0;
+/// Largest move along frequency, in semitones: a frame further from the input's pitch is
+/// moved this far and no further.
+pub const MAX_SHIFT_SEMITONES: f32 = 24.0;
+
+/// Half-width of the search around the pitch ruler's estimate, in cents.
+pub const REFINE_RANGE_CENTS: f32 = 150.0;
+/// Step of that search, in cents (refined by a parabola through the best step).
+pub const REFINE_STEP_CENTS: f32 = 5.0;
+/// Highest partial frequency the refinement sums, in Hz.
+pub const REFINE_MAX_HZ: f32 = 8_000.0;
+/// Most partials the refinement sums.
+pub const REFINE_MAX_PARTIALS: usize = 40;
+/// Frequency of middle C (MIDI 60), in Hz.
+const MIDDLE_C_HZ: f32 = 261.625_58;
+
+/// The pitch near `guess` (semitones from middle C) whose partials collect the most of the
+/// magnitude spectrum `mag` (linear, bins `bin_hz` apart): a harmonic sum over a grid of
+/// [`REFINE_STEP_CENTS`] within [`REFINE_RANGE_CENTS`], refined by a parabola. Returns
+/// semitones from middle C. Realtime-safe.
+pub fn refine_pitch(mag: &[f32], bin_hz: f32, guess: f32) -> f32 {
+    let guess = if guess.is_finite() { guess.clamp(-60.0, 60.0) } else { 0.0 };
+    let last = mag.len().saturating_sub(1) as f32;
+    let at = |pos: f32| -> f32 {
+        if pos >= last || pos < 0.0 {
+            return 0.0;
+        }
+        let i = pos as usize;
+        let w = pos - i as f32;
+        mag[i] + (mag[i + 1] - mag[i]) * w
+    };
+    let score = |semitones: f32| -> f32 {
+        let f0 = MIDDLE_C_HZ * 2f32.powf(semitones / 12.0);
+        let partials = ((REFINE_MAX_HZ / f0) as usize).clamp(1, REFINE_MAX_PARTIALS);
+        (1..=partials).map(|h| at(h as f32 * f0 / bin_hz)).sum()
+    };
+    let steps = (REFINE_RANGE_CENTS / REFINE_STEP_CENTS) as i32;
+    let step = REFINE_STEP_CENTS / 100.0;
+    let (mut best, mut best_score) = (0i32, f32::NEG_INFINITY);
+    for i in -steps..=steps {
+        let s = score(guess + i as f32 * step);
+        if s > best_score {
+            best_score = s;
+            best = i;
+        }
+    }
+    let centre = guess + best as f32 * step;
+    let (l, r) = (score(centre - step), score(centre + step));
+    let denom = l - 2.0 * best_score + r;
+    let offset = if denom < 0.0 {
+        (0.5 * (l - r) / denom).clamp(-0.5, 0.5)
+    } else {
+        0.0
+    };
+    centre + offset * step
+}
+
+/// Streaming note segmentation of frames (level in dB, pitch in semitones). Realtime-safe.
+#[derive(Debug, Clone)]
+pub struct NoteTracker {
+    peak_db: f32,
+    decay_per_frame: f32,
+    recent_db: [f32; ONSET_SPAN_FRAMES],
+    recent_at: usize,
+    in_note: bool,
+    note_pitch: f32,
+    off_pitch_frames: u32,
+    age: u32,
+}
+
+/// What the tracker says of one frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NoteFrame {
+    /// Whether the frame is sounding (above the gate).
+    pub sounding: bool,
+    /// Frames since the note started (0 on its first frame).
+    pub age: u32,
+}
+
+impl NoteTracker {
+    /// A tracker for frames `frames_per_second` apart.
+    pub fn new(frames_per_second: f32) -> Self {
+        Self {
+            peak_db: f32::NEG_INFINITY,
+            decay_per_frame: PEAK_DECAY_DB_PER_S / frames_per_second.max(1.0),
+            recent_db: [f32::NEG_INFINITY; ONSET_SPAN_FRAMES],
+            recent_at: 0,
+            in_note: false,
+            note_pitch: 0.0,
+            off_pitch_frames: 0,
+            age: 0,
+        }
+    }
+
+    /// Forgets the stream. Realtime-safe.
+    pub fn reset(&mut self) {
+        *self = Self {
+            decay_per_frame: self.decay_per_frame,
+            ..Self::new(1.0)
+        };
+    }
+
+    /// One frame: its energy in dB and its pitch in semitones. Realtime-safe.
+    pub fn update(&mut self, frame_db: f32, pitch: f32) -> NoteFrame {
+        let frame_db = if frame_db.is_finite() {
+            frame_db
+        } else {
+            f32::NEG_INFINITY
+        };
+        self.peak_db = (self.peak_db - self.decay_per_frame).max(frame_db);
+        let lowest_recent = self
+            .recent_db
+            .iter()
+            .copied()
+            .fold(f32::INFINITY, f32::min);
+        self.recent_db[self.recent_at] = frame_db;
+        self.recent_at = (self.recent_at + 1) % ONSET_SPAN_FRAMES;
+        let sounding = frame_db > self.peak_db - GATE_RANGE_DB && frame_db > -60.0;
+        if !sounding {
+            self.in_note = false;
+            return NoteFrame {
+                sounding,
+                age: self.age,
+            };
+        }
+        let pitch = if pitch.is_finite() { pitch } else { 0.0 };
+        let rise = frame_db - lowest_recent > ONSET_RISE_DB;
+        if self.in_note && (pitch - self.note_pitch).abs() > PITCH_CHANGE_SEMITONES {
+            self.off_pitch_frames += 1;
+        } else {
+            self.off_pitch_frames = 0;
+        }
+        let moved = self.off_pitch_frames >= PITCH_CHANGE_FRAMES;
+        if !self.in_note || (rise && self.age > ONSET_SPAN_FRAMES as u32) || moved {
+            self.in_note = true;
+            self.note_pitch = pitch;
+            self.off_pitch_frames = 0;
+            self.age = 0;
+        } else {
+            self.age = self.age.saturating_add(1);
+            self.note_pitch += 0.1 * (pitch - self.note_pitch);
+        }
+        NoteFrame {
+            sounding,
+            age: self.age,
+        }
+    }
+}
+
+/// The reference clip as frames to choose from.
+#[derive(Debug, Clone)]
+pub struct ExemplarBank {
+    bins: usize,
+    /// `ln(|X| + mag_floor)` of each kept frame, row-major `frames x bins`.
+    log_mag: Vec<f32>,
+    /// Pitch ruler of each kept frame, semitones from middle C.
+    pitch: Vec<f32>,
+    /// Note age of each kept frame, in frames.
+    age: Vec<u32>,
+    /// Whether the next kept frame continues the same note.
+    continues: Vec<bool>,
+}
+
+impl ExemplarBank {
+    /// Analyses `audio` (mono, at the model rate) with `net`'s features and pitch ruler. `None`
+    /// when the model has no pitch ruler or the clip has no sounding frame. Allocates; call it
+    /// off the audio thread.
+    pub fn new(net: &Network, audio: &[f32]) -> Option<Self> {
+        Self::with_pitch(net, audio, None)
+    }
+
+    /// [`new`](Self::new) with the clip's pitch given (semitones from middle C).
+    pub fn with_pitch(net: &Network, audio: &[f32], known: Option<f32>) -> Option<Self> {
+        let c = net.config();
+        if !c.pitch_ruler() {
+            return None;
+        }
+        let audio = at_training_level(audio);
+        let bins = c.bins();
+        let mut ex = FeatureExtractor::new(&c.stft(), c.mag_floor);
+        let f = ex.clip(&audio);
+        let mut st = net.state();
+        let mut env = vec![0.0f32; bins];
+        let mut fine = vec![0.0f32; bins];
+        let mut mag = vec![0.0f32; bins];
+        let mut scratch = vec![0.0f32; YIN_MAX_LAG + 1];
+        let bin_hz = c.sample_rate as f32 / c.n_fft as f32;
+        let mut tracker = NoteTracker::new(c.sample_rate as f32 / c.hop as f32);
+        let mut bank = Self {
+            bins,
+            log_mag: Vec::new(),
+            pitch: Vec::new(),
+            age: Vec::new(),
+            continues: Vec::new(),
+        };
+        let mut prev_kept: Option<u32> = None;
+        for t in 0..f.frames {
+            let rows = t * bins..(t + 1) * bins;
+            env.copy_from_slice(&f.envelope[rows.clone()]);
+            fine.copy_from_slice(&f.fine[rows.clone()]);
+            net.normalise(&f.log_mag[rows.clone()], &mut env, &mut fine);
+            let ruler = net.pitch_step(&mut st, &fine)?;
+            for (m, l) in mag.iter_mut().zip(&f.log_mag[rows.clone()]) {
+                *m = (l.exp() - c.mag_floor).max(0.0);
+            }
+            let end = (t * c.hop + c.n_fft / 2).min(audio.len());
+            let sr = c.sample_rate as f32;
+            let pitch = known.unwrap_or_else(|| match yin(&audio[..end], sr, &mut scratch) {
+                Some((p, aperiodicity)) if aperiodicity < YIN_TRUST => p,
+                _ => refine_pitch(&mag, bin_hz, ruler),
+            });
+            let note = tracker.update(f.frame_db[t], pitch);
+            if !note.sounding {
+                prev_kept = None;
+                continue;
+            }
+            if let (Some(prev), Some(last)) = (prev_kept, bank.continues.last_mut()) {
+                *last = note.age == prev + 1;
+            }
+            bank.log_mag.extend_from_slice(&f.log_mag[rows]);
+            bank.pitch.push(pitch);
+            bank.age.push(note.age);
+            bank.continues.push(false);
+            prev_kept = Some(note.age);
+        }
+        (!bank.pitch.is_empty()).then_some(bank)
+    }
+
+    /// Frames in the bank.
+    pub fn frames(&self) -> usize {
+        self.pitch.len()
+    }
+
+    fn row(&self, j: usize) -> &[f32] {
+        &self.log_mag[j * self.bins..(j + 1) * self.bins]
+    }
+}
+
+/// How a chosen frame is moved to the input's pitch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shift {
+    /// The whole spectrum is stretched along frequency (as a sampler plays a sample faster).
+    Resample,
+    /// Only the fine structure is stretched; the frame's cepstral envelope stays.
+    KeepEnvelope,
+}
+
+/// Experiment switches of [`ExemplarSwap`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExemplarOptions {
+    /// How a chosen frame is moved to the input's pitch.
+    pub shift: Shift,
+    /// YIN first (the ruler where it is unsure), or the refined ruler alone.
+    pub yin: bool,
+    /// Phase from the magnitudes (RTPGHI) instead of the input's.
+    pub reconstruct: bool,
+}
+
+/// The per-frame exemplar processor. Realtime-safe after construction.
+pub struct ExemplarSwap {
+    net: Arc<Network>,
+    bank: Arc<ExemplarBank>,
+    shift: Shift,
+    opts: ExemplarOptions,
+    rtpghi: crate::phase::Rtpghi,
+    state: NetworkState,
+    cepstrum: Cepstrum,
+    tracker: NoteTracker,
+    attack_frames: u32,
+    previous: Option<usize>,
+    hop: usize,
+    history: Box<[f32]>,
+    yin_scratch: Box<[f32]>,
+    log_mag: Box<[f32]>,
+    mag: Box<[f32]>,
+    envelope: Box<[f32]>,
+    fine: Box<[f32]>,
+    chosen_env: Box<[f32]>,
+    out_log: Box<[f32]>,
+}
+
+impl ExemplarSwap {
+    /// A processor drawing from `bank` (made with `net`). Allocates.
+    pub fn new(net: Arc<Network>, bank: Arc<ExemplarBank>, opts: ExemplarOptions) -> Self {
+        let shift = opts.shift;
+        let c = net.config();
+        let bins = c.bins();
+        let fps = c.sample_rate as f32 / c.hop as f32;
+        Self {
+            state: net.state(),
+            cepstrum: Cepstrum::new(&c.stft()),
+            tracker: NoteTracker::new(fps),
+            attack_frames: (ATTACK_SECONDS * fps).round() as u32,
+            previous: None,
+            hop: c.hop,
+            history: vec![0.0; YIN_WINDOW + YIN_MAX_LAG].into_boxed_slice(),
+            yin_scratch: vec![0.0; YIN_MAX_LAG + 1].into_boxed_slice(),
+            log_mag: vec![0.0; bins].into_boxed_slice(),
+            mag: vec![0.0; bins].into_boxed_slice(),
+            envelope: vec![0.0; bins].into_boxed_slice(),
+            fine: vec![0.0; bins].into_boxed_slice(),
+            chosen_env: vec![0.0; bins].into_boxed_slice(),
+            out_log: vec![0.0; bins].into_boxed_slice(),
+            rtpghi: crate::phase::Rtpghi::new(&c.stft(), c.mag_floor, 0, 0x6578_656d),
+            opts,
+            net,
+            bank,
+            shift,
+        }
+    }
+
+    /// Forgets the stream. Realtime-safe.
+    pub fn reset(&mut self) {
+        self.state.reset();
+        self.tracker.reset();
+        self.previous = None;
+        self.history.fill(0.0);
+    }
+
+    /// The bank frame for an input frame of note age `age` at `pitch` semitones.
+    fn choose(&self, age: u32, pitch: f32) -> usize {
+        let bank = &self.bank;
+        let cap = self.attack_frames;
+        let cost = |j: usize| {
+            let da = (age.min(cap) as f32 - bank.age[j].min(cap) as f32).abs();
+            da + SEMITONE_COST_FRAMES * (pitch - bank.pitch[j]).abs()
+        };
+        let mut best = 0;
+        let mut best_cost = f32::INFINITY;
+        for j in 0..bank.frames() {
+            let c = cost(j);
+            if c < best_cost {
+                best_cost = c;
+                best = j;
+            }
+        }
+        // Continuity: keep playing the reference's note forward while it fits about as well
+        // (its own fluctuation then comes through instead of one frozen frame).
+        if age > 0 {
+            if let Some(prev) = self.previous {
+                if bank.continues[prev] && cost(prev + 1) <= best_cost + SEMITONE_COST_FRAMES {
+                    return prev + 1;
+                }
+            }
+        }
+        best
+    }
+
+    /// One input frame's spectrum in, the output spectrum out (the input's phase, the chosen
+    /// frame's magnitude; the caller matches the level). Realtime-safe.
+    pub fn process(&mut self, frame: &[f32], input: &[Complex32], out: &mut [Complex32]) {
+        self.process_at(frame, input, None, out)
+    }
+
+    /// [`process`](Self::process) with the input's pitch given (semitones from middle C)
+    /// instead of measured. Realtime-safe.
+    pub fn process_at(
+        &mut self,
+        frame: &[f32],
+        input: &[Complex32],
+        known: Option<f32>,
+        out: &mut [Complex32],
+    ) {
+        // The newest hop of samples joins the history YIN reads.
+        let hop = self.hop.min(frame.len()).min(self.history.len());
+        self.history.copy_within(hop.., 0);
+        let n = self.history.len();
+        self.history[n - hop..].copy_from_slice(&frame[frame.len() - hop..]);
+        let c = self.net.config();
+        let floor = c.mag_floor;
+        let mut energy = 0.0f32;
+        for (l, x) in self.log_mag.iter_mut().zip(input) {
+            energy += x.norm_sqr();
+            *l = (x.norm() + floor).ln();
+        }
+        let frame_db = 10.0 * (energy + 1e-30).log10();
+        self.cepstrum.envelope(&self.log_mag, &mut self.envelope);
+        for ((f, l), e) in self.fine.iter_mut().zip(&*self.log_mag).zip(&*self.envelope) {
+            *f = l - e;
+        }
+        self.net.normalise(&self.log_mag, &mut self.envelope, &mut self.fine);
+        let ruler = self
+            .net
+            .pitch_step(&mut self.state, &self.fine)
+            .unwrap_or(0.0);
+        for (m, x) in self.mag.iter_mut().zip(input) {
+            *m = x.norm();
+        }
+        let bin_hz = c.sample_rate as f32 / c.n_fft as f32;
+        let sr = c.sample_rate as f32;
+        let pitch = known.unwrap_or_else(|| match yin(&self.history, sr, &mut self.yin_scratch) {
+            Some((p, aperiodicity)) if self.opts.yin && aperiodicity < YIN_TRUST => p,
+            _ => refine_pitch(&self.mag, bin_hz, ruler),
+        });
+        let note = self.tracker.update(frame_db, pitch);
+        let j = self.choose(note.age, pitch);
+        self.previous = Some(j);
+        let row = self.bank.row(j);
+        let shift = (pitch - self.bank.pitch[j]).clamp(-MAX_SHIFT_SEMITONES, MAX_SHIFT_SEMITONES);
+        let ratio = 2f32.powf(shift / 12.0);
+        let bins = row.len();
+        let floor_log = floor.ln();
+        let stretch = |src: &[f32], k: usize| {
+            let pos = k as f32 / ratio;
+            let i = pos.floor() as usize;
+            if i + 1 >= bins {
+                floor_log
+            } else {
+                let w = pos - i as f32;
+                src[i] + (src[i + 1] - src[i]) * w
+            }
+        };
+        match self.shift {
+            Shift::Resample => {
+                for (k, o) in self.out_log.iter_mut().enumerate() {
+                    *o = stretch(row, k);
+                }
+            }
+            Shift::KeepEnvelope => {
+                self.cepstrum.envelope(row, &mut self.chosen_env);
+                // Fine structure of the chosen frame, in `envelope` (free after normalising).
+                for ((f, l), e) in self.envelope.iter_mut().zip(row).zip(&*self.chosen_env) {
+                    *f = l - e;
+                }
+                for (k, o) in self.out_log.iter_mut().enumerate() {
+                    let pos = k as f32 / ratio;
+                    let fine = if (pos as usize) + 1 >= bins {
+                        0.0
+                    } else {
+                        stretch(&self.envelope, k)
+                    };
+                    *o = self.chosen_env[k] + fine;
+                }
+            }
+        }
+        if self.opts.reconstruct {
+            self.rtpghi.push(&self.out_log, out);
+            return;
+        }
+        for ((o, x), l) in out.iter_mut().zip(input).zip(&*self.out_log) {
+            let mag = (l.exp() - floor).max(0.0);
+            let norm = x.norm();
+            *o = if norm > 1e-20 {
+                *x * (mag / norm)
+            } else {
+                Complex32::new(mag, 0.0)
+            };
+        }
+    }
+}
+
+/// Largest lag YIN searches, in samples at the model rate (50 Hz at 32 kHz).
+pub const YIN_MAX_LAG: usize = 640;
+/// Smallest lag, in samples (2 kHz at 32 kHz).
+pub const YIN_MIN_LAG: usize = 16;
+/// Samples summed per lag.
+pub const YIN_WINDOW: usize = 512;
+/// Above this aperiodicity YIN's answer is not used (the pitch ruler's is).
+pub const YIN_TRUST: f32 = 0.3;
+/// YIN's absolute threshold on the cumulative-mean-normalised difference.
+pub const YIN_THRESHOLD: f32 = 0.15;
+
+/// YIN (de Cheveigné and Kawahara 2002) on the newest `YIN_WINDOW + YIN_MAX_LAG` samples of
+/// `history` (oldest first) at `sample_rate` Hz: semitones from middle C and the aperiodicity
+/// (the normalised difference at the chosen lag, 0 = periodic), or `None` when silent.
+/// `scratch` holds at least `YIN_MAX_LAG + 1` values. Realtime-safe.
+pub fn yin(history: &[f32], sample_rate: f32, scratch: &mut [f32]) -> Option<(f32, f32)> {
+    let need = YIN_WINDOW + YIN_MAX_LAG;
+    if history.len() < need || scratch.len() <= YIN_MAX_LAG {
+        return None;
+    }
+    let x = &history[history.len() - need..];
+    let d = &mut scratch[..=YIN_MAX_LAG];
+    d[0] = 0.0;
+    let mut energy = 0.0f32;
+    for v in &x[..YIN_WINDOW] {
+        energy += v * v;
+    }
+    if !(energy > 1e-12) {
+        return None;
+    }
+    for tau in 1..=YIN_MAX_LAG {
+        let mut s = 0.0f32;
+        for j in 0..YIN_WINDOW {
+            let e = x[j] - x[j + tau];
+            s += e * e;
+        }
+        d[tau] = s;
+    }
+    // Cumulative mean normalisation, in place.
+    let mut running = 0.0f32;
+    for tau in 1..=YIN_MAX_LAG {
+        running += d[tau];
+        d[tau] = if running > 0.0 {
+            d[tau] * tau as f32 / running
+        } else {
+            1.0
+        };
+    }
+    let mut chosen = None;
+    let mut tau = YIN_MIN_LAG;
+    while tau < YIN_MAX_LAG {
+        if d[tau] < YIN_THRESHOLD {
+            while tau + 1 < YIN_MAX_LAG && d[tau + 1] < d[tau] {
+                tau += 1;
+            }
+            chosen = Some(tau);
+            break;
+        }
+        tau += 1;
+    }
+    let tau = chosen.unwrap_or_else(|| {
+        (YIN_MIN_LAG..YIN_MAX_LAG)
+            .min_by(|&a, &b| d[a].total_cmp(&d[b]))
+            .unwrap_or(YIN_MIN_LAG)
+    });
+    let (l, m, r) = (d[tau - 1], d[tau], d[(tau + 1).min(YIN_MAX_LAG)]);
+    let denom = l - 2.0 * m + r;
+    let offset = if denom > 0.0 {
+        (0.5 * (l - r) / denom).clamp(-0.5, 0.5)
+    } else {
+        0.0
+    };
+    let f0 = sample_rate / (tau as f32 + offset);
+    Some((12.0 * (f0 / MIDDLE_C_HZ).log2(), m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StftConfig;
+    use crate::stft::Stft;
+
+    const SR: f32 = 32_000.0;
+
+    /// A harmonic tone: `partials` partials of amplitude 1/h at `f0` Hz.
+    fn tone(f0: f32, partials: usize, len: usize) -> Vec<f32> {
+        (0..len)
+            .map(|n| {
+                let t = n as f32 / SR;
+                (1..=partials)
+                    .filter(|h| *h as f32 * f0 < SR / 2.0)
+                    .map(|h| (std::f32::consts::TAU * h as f32 * f0 * t).sin() / h as f32)
+                    .sum::<f32>()
+                    * 0.1
+            })
+            .collect()
+    }
+
+    fn semitones(hz: f32) -> f32 {
+        12.0 * (hz / MIDDLE_C_HZ).log2()
+    }
+
+    #[test]
+    fn yin_finds_the_fundamental_of_harmonic_tones() {
+        let mut scratch = vec![0.0; YIN_MAX_LAG + 1];
+        for f0 in [55.0f32, 97.0, 220.0, 440.0, 1234.5] {
+            let x = tone(f0, 12, YIN_WINDOW + YIN_MAX_LAG);
+            let (p, aperiodicity) = yin(&x, SR, &mut scratch).expect("a tone is not silence");
+            let cents = 100.0 * (p - semitones(f0));
+            assert!(cents.abs() < 5.0, "{f0} Hz: {cents} cents off");
+            assert!(aperiodicity < 0.05, "{f0} Hz: aperiodicity {aperiodicity}");
+        }
+        let silence = vec![0.0; YIN_WINDOW + YIN_MAX_LAG];
+        assert!(yin(&silence, SR, &mut scratch).is_none());
+        // Too short a history answers nothing rather than reading past it.
+        assert!(yin(&silence[..100], SR, &mut scratch).is_none());
+    }
+
+    #[test]
+    fn the_harmonic_sum_refines_a_rough_pitch() {
+        let cfg = StftConfig::default();
+        let mut stft = Stft::new(&cfg);
+        let mut spectrum = vec![Complex32::default(); cfg.n_bins()];
+        let bin_hz = cfg.sample_rate as f32 / cfg.n_fft as f32;
+        for f0 in [330.0f32, 523.0, 880.0] {
+            let x = tone(f0, 10, cfg.n_fft);
+            stft.analyse(&x, &mut spectrum);
+            let mag: Vec<f32> = spectrum.iter().map(|c| c.norm()).collect();
+            let truth = semitones(f0);
+            for rough in [truth - 0.8, truth + 0.6] {
+                let p = refine_pitch(&mag, bin_hz, rough);
+                let cents = 100.0 * (p - truth);
+                assert!(cents.abs() < 10.0, "{f0} Hz from {rough}: {cents} cents off");
+            }
+        }
+    }
+
+    /// The swap keeps the input's pitch and takes the reference's partial pattern: a bank of
+    /// a tone with only odd partials at 220 Hz, played by an input of all partials at 330 Hz,
+    /// gives partials at the input's odd multiples of 330 Hz and nothing at its even ones.
+    #[test]
+    fn the_output_has_the_inputs_pitch_and_the_references_partials() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../assets/models/default.safetensors");
+        let net = Arc::new(
+            Network::new(
+                &crate::model_file::load(&path).unwrap(),
+                "default",
+                crate::kernels::Kernels::best(),
+            )
+            .unwrap(),
+        );
+        let odd: Vec<f32> = {
+            let (a, b) = (tone(220.0, 15, 32_000), tone(440.0, 7, 32_000));
+            // 1/h amplitudes of all partials of 220 minus those of 440 (= even partials of 220
+            // at amplitude 1/(2h)), scaled back: what is left are the odd partials.
+            a.iter().zip(&b).map(|(x, y)| x - 0.5 * y).collect()
+        };
+        let bank = Arc::new(ExemplarBank::new(&net, &odd).expect("a tone has sounding frames"));
+        assert!(bank.frames() > 150, "{} frames", bank.frames());
+        let opts = ExemplarOptions {
+            shift: Shift::KeepEnvelope,
+            yin: true,
+            reconstruct: false,
+        };
+        let mut swap = ExemplarSwap::new(net.clone(), bank, opts);
+        let cfg = net.config().stft();
+        let mut stft = Stft::new(&cfg);
+        let input = tone(330.0, 20, 16_000);
+        let mut frame = vec![0.0; cfg.n_fft];
+        let mut spectrum = vec![Complex32::default(); cfg.n_bins()];
+        let mut out = spectrum.clone();
+        let bin_hz = cfg.sample_rate as f32 / cfg.n_fft as f32;
+        let (mut odd_energy, mut even_energy) = (0.0f32, 0.0f32);
+        for f in 0..(input.len() - cfg.n_fft) / cfg.hop {
+            frame.copy_from_slice(&input[f * cfg.hop..f * cfg.hop + cfg.n_fft]);
+            stft.analyse(&frame, &mut spectrum);
+            swap.process(&frame, &spectrum, &mut out);
+            assert!(out.iter().all(|c| c.re.is_finite() && c.im.is_finite()));
+            if f < 40 {
+                continue;
+            }
+            for h in 1..=8 {
+                let k = (h as f32 * 330.0 / bin_hz).round() as usize;
+                let e = out[k].norm_sqr();
+                if h % 2 == 1 {
+                    odd_energy += e;
+                } else {
+                    even_energy += e;
+                }
+            }
+        }
+        // The odd partials carry at least 20 dB more than the even ones.
+        assert!(
+            odd_energy > 100.0 * even_energy,
+            "odd {odd_energy}, even {even_energy}"
+        );
+    }
+
+    #[test]
+    fn notes_start_on_sound_on_a_jump_and_on_a_new_pitch_but_not_on_vibrato() {
+        let mut t = NoteTracker::new(200.0);
+        assert!(!t.update(f32::NEG_INFINITY, 0.0).sounding);
+        let first = t.update(20.0, 0.0);
+        assert_eq!((first.sounding, first.age), (true, 0));
+        // A vibrato of a third of a semitone keeps the note.
+        for i in 1..40 {
+            let p = 0.33 * (i as f32 * 0.5).sin();
+            assert_eq!(t.update(20.0, p).age, i);
+        }
+        // Two semitones up: a new note once it has held for PITCH_CHANGE_FRAMES.
+        let ages: Vec<u32> = (0..PITCH_CHANGE_FRAMES + 2)
+            .map(|_| t.update(20.0, 2.0).age)
+            .collect();
+        assert_eq!(ages[PITCH_CHANGE_FRAMES as usize - 1], 0, "{ages:?}");
+        // A re-attack of the same pitch: a rise of more than ONSET_RISE_DB.
+        for _ in 0..10 {
+            t.update(5.0, 2.0);
+        }
+        assert_eq!(t.update(5.0 + ONSET_RISE_DB + 3.0, 2.0).age, 0);
+        // Silence ends the note; sound after it starts one.
+        for _ in 0..3 {
+            assert!(!t.update(-100.0, 2.0).sounding);
+        }
+        assert_eq!(t.update(20.0, 2.0).age, 0);
+        // Non-finite levels are silence, not a panic.
+        assert!(!t.update(f32::NAN, f32::NAN).sounding);
+    }
+}
