@@ -305,6 +305,7 @@ fn descriptor_from_mono(
         threshold_db: SILENCE_DBFS,
     })?;
     descriptor.source = Some(path.display().to_string());
+    descriptor.overview = Some(crate::timbre::ClipOverview::of(at_model_rate));
     Ok(descriptor)
 }
 

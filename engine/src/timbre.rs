@@ -51,6 +51,81 @@ pub struct TimbreDescriptor {
     /// instrument (absent for clips, and in states saved before presets recorded it).
     #[serde(default)]
     pub preset: Option<String>,
+    /// What the editor draws for a clip: its waveform overview and level (absent for
+    /// presets, and in states saved before the editor showed them).
+    #[serde(default)]
+    pub overview: Option<ClipOverview>,
+}
+
+/// Columns of a [`ClipOverview`].
+pub const OVERVIEW_COLUMNS: usize = 160;
+
+/// A clip's waveform thumbnail and level, measured on its mono mix before any level
+/// normalisation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClipOverview {
+    /// Lowest and highest sample of each of up to [`OVERVIEW_COLUMNS`] equal stretches of the
+    /// clip, in full-scale units (-1..1 for a clip that does not clip).
+    pub columns: Vec<[f32; 2]>,
+    /// Sample peak, in dBFS (-inf for silence is stored as the floor, -200).
+    pub peak_db: f32,
+    /// RMS level over the whole clip, in dBFS (floor -200).
+    pub rms_db: f32,
+}
+
+/// Lowest level a [`ClipOverview`] reports, in dBFS.
+pub const OVERVIEW_FLOOR_DB: f32 = -200.0;
+
+impl ClipOverview {
+    /// The overview of `samples` (mono; non-finite samples count as 0). Allocates.
+    pub fn of(samples: &[f32]) -> Self {
+        let finite = |v: &f32| if v.is_finite() { *v } else { 0.0 };
+        let n = samples.len();
+        let columns = OVERVIEW_COLUMNS.min(n);
+        let columns = (0..columns)
+            .map(|c| {
+                let part =
+                    &samples[c * n / columns..((c + 1) * n / columns).max(c * n / columns + 1)];
+                part.iter()
+                    .map(finite)
+                    .fold([f32::INFINITY, f32::NEG_INFINITY], |[lo, hi], v| {
+                        [lo.min(v), hi.max(v)]
+                    })
+            })
+            .collect();
+        let peak = samples
+            .iter()
+            .map(finite)
+            .fold(0.0f32, |m, v| m.max(v.abs()));
+        let energy: f64 = samples.iter().map(|v| (finite(v) as f64).powi(2)).sum();
+        let db = |v: f64| {
+            if v > 0.0 {
+                (20.0 * v.log10()).max(OVERVIEW_FLOOR_DB as f64) as f32
+            } else {
+                OVERVIEW_FLOOR_DB
+            }
+        };
+        Self {
+            columns,
+            peak_db: db(peak as f64),
+            rms_db: db((energy / n.max(1) as f64).sqrt()),
+        }
+    }
+
+    /// Checks a loaded overview (a saved state): bounded, finite values.
+    pub fn validate(&self) -> Result<(), TimbreError> {
+        if self.columns.len() > OVERVIEW_COLUMNS {
+            return Err(TimbreError::Malformed(format!(
+                "a waveform overview of {} columns",
+                self.columns.len()
+            )));
+        }
+        let ok = |v: f32| v.is_finite() && v.abs() <= 1e6;
+        if !self.columns.iter().flatten().all(|v| ok(*v)) || !ok(self.peak_db) || !ok(self.rms_db) {
+            return Err(TimbreError::NonFinite);
+        }
+        Ok(())
+    }
 }
 
 /// A timbre latent `z_t` and the model it belongs to.
@@ -90,6 +165,9 @@ impl TimbreDescriptor {
             .any(|v| !v.is_finite() || v.abs() > 1e4)
         {
             return Err(TimbreError::NonFinite);
+        }
+        if let Some(overview) = &self.overview {
+            overview.validate()?;
         }
         if let Some(latent) = &self.latent {
             if latent.z_t.is_empty() || latent.z_t.len() > 4096 {
@@ -209,12 +287,45 @@ pub fn analyse(samples: &[f32], cfg: &StftConfig, name: &str) -> Option<TimbreDe
         latent: None,
         source: None,
         preset: None,
+        overview: None,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sine of amplitude 0.5 reads -6.02 dBFS peak and -9.03 dBFS RMS, its columns span
+    /// about ±0.5; silence reads the floor; a short clip gets one column per sample; a saved
+    /// overview with a NaN or too many columns is refused.
+    #[test]
+    fn the_overview_reads_peak_rms_and_columns() {
+        let sine: Vec<f32> = (0..48_000)
+            .map(|n| 0.5 * (std::f32::consts::TAU * 440.0 * n as f32 / 48_000.0).sin())
+            .collect();
+        let o = ClipOverview::of(&sine);
+        assert_eq!(o.columns.len(), OVERVIEW_COLUMNS);
+        assert!((o.peak_db + 6.02).abs() < 0.01, "{}", o.peak_db);
+        assert!((o.rms_db + 9.03).abs() < 0.01, "{}", o.rms_db);
+        assert!(o
+            .columns
+            .iter()
+            .all(|[lo, hi]| (*lo + 0.5).abs() < 0.01 && (*hi - 0.5).abs() < 0.01));
+        assert!(o.validate().is_ok());
+        let silent = ClipOverview::of(&[0.0; 1000]);
+        assert_eq!(
+            (silent.peak_db, silent.rms_db),
+            (OVERVIEW_FLOOR_DB, OVERVIEW_FLOOR_DB)
+        );
+        let short = ClipOverview::of(&[0.1, -0.2, f32::NAN]);
+        assert_eq!(short.columns, vec![[0.1, 0.1], [-0.2, -0.2], [0.0, 0.0]]);
+        let mut bad = o.clone();
+        bad.columns[3][1] = f32::NAN;
+        assert!(bad.validate().is_err());
+        let mut long = o;
+        long.columns.push([0.0, 0.0]);
+        assert!(long.validate().is_err());
+    }
 
     fn harmonic(f0: f32, rate: u32, seconds: f32, tilt: f32) -> Vec<f32> {
         let len = (rate as f32 * seconds) as usize;

@@ -1,11 +1,13 @@
-//! The editor: the two reference slots (a clip or a model preset each; drop a file on a slot,
-//! or use its Load... button), the neural model, the timbre map (`editor/timbre_map.rs`), a
-//! knob per parameter (`editor/knob.rs`), the live view of input and output spectra with the
-//! output meter (`editor/live_view.rs`), and a status line with latency, dropouts, worker load,
-//! the model's name and the last error.
+//! The editor, landscape (900×560 by default, `editor/layout.rs`): a header with the title and
+//! the neural model (a drop zone for model files), the two reference cards on the left
+//! (`editor/slot.rs`: drop zones with the clip's waveform, name, length and level, the preset
+//! picker, the slot's own error), the timbre map (`editor/timbre_map.rs`), a knob per parameter
+//! (`editor/knob.rs`), the live view of input and output spectra (`editor/live_view.rs`) with
+//! the level meters, latency, CPU and dropouts (`editor/meters.rs`), and a status line. The
+//! look (bundled font, palette, sizes) is in `editor/theme.rs`.
 //!
 //! The window is the project's own egui-on-baseview layer (`editor/window.rs`), so that file
-//! drags reach egui (`editor/input.rs`); the Load... buttons open the system's file chooser on
+//! drags reach egui (`editor/input.rs`); the Load… buttons open the system's file chooser on
 //! a thread of their own (`editor/dialog.rs`). Files dropped or chosen go to the same
 //! background loader ([`Task`]) either way. Everything here runs on the GUI thread.
 
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use baseview::dpi::{LogicalSize, PhysicalSize};
 use baseview::{WindowSettings, WindowSize, WindowWaker};
-use egui::{Color32, Rect, RichText, Stroke};
+use egui::{Color32, Rect, RichText};
 use nice_plug::context::gui::GuiContext;
 use nice_plug::editor::dpi::NativeSize;
 use nice_plug::editor::{
@@ -29,28 +31,32 @@ use timbreswap_engine::Slot;
 mod dialog;
 mod input;
 mod knob;
+pub mod layout;
 mod live_view;
+mod meters;
+mod slot;
 #[cfg(test)]
 mod test_support;
+pub mod theme;
 mod timbre_map;
 pub mod window;
 
 use crate::loader::Task;
 use crate::params::{Mode, TimbreswapParams};
-use crate::shared::{slot_name, Shared};
+use crate::shared::Shared;
 use crate::Timbreswap;
 use dialog::{Dialogs, Target};
 use input::FileKind;
-use window::{EditorApp, EguiWindow, Screenshot};
+use window::{DrawnText, EditorApp, EguiWindow, FrameProbe, Screenshot};
 
 /// Editor size when first opened, in logical pixels.
-pub const EDITOR_SIZE: (u32, u32) = (560, 960);
+pub const EDITOR_SIZE: (u32, u32) = layout::DEFAULT_SIZE;
 /// Smallest editor size, in logical pixels.
-const MIN_SIZE: (f32, f32) = (460.0, 560.0);
-/// How often the editor redraws while open (live view, meter, status line).
+const MIN_SIZE: (u32, u32) = layout::MIN_SIZE;
+/// Largest editor size, in logical pixels.
+const MAX_SIZE: (u32, u32) = layout::MAX_SIZE;
+/// How often the editor redraws while open (live view, meters, status line).
 const REFRESH: Duration = Duration::from_millis(33);
-/// Colour of a drop zone that would take the hovering file.
-const DROP_HIGHLIGHT: Color32 = Color32::from_rgb(255, 200, 60);
 
 /// The editor's size and whether it is open; shared by the plugin, the editor and its window.
 #[derive(Debug)]
@@ -130,9 +136,16 @@ pub fn create(
 
 /// The resize rule the host is told.
 fn resize_hint() -> ResizeHint {
-    ResizeHint::resizable().with_min_logical_size(nice_plug::editor::dpi::LogicalSize::new(
-        MIN_SIZE.0, MIN_SIZE.1,
-    ))
+    ResizeHint::resizable().with_min_max_logical_size(
+        Some(nice_plug::editor::dpi::LogicalSize::new(
+            MIN_SIZE.0 as f32,
+            MIN_SIZE.1 as f32,
+        )),
+        Some(nice_plug::editor::dpi::LogicalSize::new(
+            MAX_SIZE.0 as f32,
+            MAX_SIZE.1 as f32,
+        )),
+    )
 }
 
 /// Window settings for the editor (`parent` none: a free-standing window).
@@ -146,6 +159,7 @@ fn window_settings(
         .with_title("Timbreswap")
         .with_size(state.logical_size())
         .with_min_size(LogicalSize::new(MIN_SIZE.0 as f64, MIN_SIZE.1 as f64))
+        .with_max_size(LogicalSize::new(MAX_SIZE.0 as f64, MAX_SIZE.1 as f64))
         .with_resizable(true)
         .with_parent(parent)
         .with_wait_for_parent(wait_for_parent)
@@ -338,23 +352,82 @@ impl Drop for TimbreswapEditorHandle {
     }
 }
 
-/// Opens the editor in a free-standing window, draws three frames and returns a picture of
-/// the last one (the window then closes). Needs a display (X11: `DISPLAY`, e.g. Xvfb) with
-/// OpenGL 3.2; used by the screenshot test and `cargo xtask screenshot`.
+/// Frames drawn before a screenshot is taken (egui lays text out on the first).
+const SCREENSHOT_AFTER_FRAMES: u32 = 3;
+
+/// A picture of the editor and the texts it drew, from [`screenshot`].
+#[derive(Debug, Clone)]
+pub struct EditorShot {
+    /// The pixels.
+    pub picture: Screenshot,
+    /// Every text drawn, with its rectangle in logical pixels.
+    pub texts: Vec<DrawnText>,
+}
+
+/// Opens the editor in a free-standing window of `size` logical pixels at system scale
+/// `scale` (the fallback baseview uses where the system reports none, as under Xvfb), and
+/// runs it until `probe` lets it close. Needs a display (X11: `DISPLAY`, e.g. Xvfb) with
+/// OpenGL 3.2; used by the editor's tests under Xvfb.
+#[allow(clippy::too_many_arguments)]
+pub fn run_with_probe(
+    params: Arc<TimbreswapParams>,
+    shared: Arc<Shared>,
+    executor: AsyncExecutor<Timbreswap>,
+    gui_context: GuiContext,
+    size: (u32, u32),
+    scale: f64,
+    probe: Box<dyn FrameProbe>,
+) -> Result<(), Box<dyn Error>> {
+    let state = Arc::new(EditorState::default());
+    state.width.store(size.0, Ordering::Relaxed);
+    state.height.store(size.1, Ordering::Relaxed);
+    let app = TimbreswapApp::new(params, shared, state.clone(), executor, gui_context);
+    let window = baseview::Window::create(
+        window_settings(&state, None, false, Some(scale)),
+        move |context| Ok(EguiWindow::new(context, app, 1.0, Some(probe))?),
+    )?;
+    window.run_until_closed()?;
+    Ok(())
+}
+
+/// Opens the editor like [`run_with_probe`], draws three frames and returns a picture of the
+/// last one with its texts (the window then closes).
 pub fn screenshot(
     params: Arc<TimbreswapParams>,
     shared: Arc<Shared>,
     executor: AsyncExecutor<Timbreswap>,
     gui_context: GuiContext,
-) -> Result<Screenshot, Box<dyn Error>> {
-    let state = Arc::new(EditorState::default());
-    let app = TimbreswapApp::new(params, shared, state.clone(), executor, gui_context);
+    size: (u32, u32),
+    scale: f64,
+) -> Result<EditorShot, Box<dyn Error>> {
+    struct Once(std::sync::mpsc::Sender<EditorShot>);
+    impl FrameProbe for Once {
+        fn after_frame(
+            &mut self,
+            frame: u32,
+            texts: &[DrawnText],
+            shot: &mut dyn FnMut() -> Screenshot,
+        ) -> bool {
+            if frame < SCREENSHOT_AFTER_FRAMES {
+                return true;
+            }
+            let _ = self.0.send(EditorShot {
+                picture: shot(),
+                texts: texts.to_vec(),
+            });
+            false
+        }
+    }
     let (sender, receiver) = std::sync::mpsc::channel();
-    let window = baseview::Window::create(
-        window_settings(&state, None, false, Some(1.0)),
-        move |context| Ok(EguiWindow::new(context, app, 1.0, Some(sender))?),
+    run_with_probe(
+        params,
+        shared,
+        executor,
+        gui_context,
+        size,
+        scale,
+        Box::new(Once(sender)),
     )?;
-    window.run_until_closed()?;
     Ok(receiver
         .recv_timeout(Duration::from_secs(1))
         .map_err(|_| "the editor window closed before it drew a frame")?)
@@ -371,8 +444,10 @@ pub struct TimbreswapApp {
     paths: [String; 2],
     /// Path typed for a model file.
     model_path: String,
-    /// Output meter, dBFS, with a falling peak hold.
-    meter_db: f32,
+    /// What each slot's preset search field holds, A then B.
+    preset_search: [String; 2],
+    /// Input and output meter ballistics.
+    meters: [meters::Ballistics; 2],
     /// The file dialogs of the Load... buttons.
     dialogs: Dialogs,
     /// Screen areas of the drop zones in the last frame: slot A, slot B, the model.
@@ -400,7 +475,8 @@ impl TimbreswapApp {
             gui,
             paths: [String::new(), String::new()],
             model_path: String::new(),
-            meter_db: timbreswap_engine::spectrum_view::VIEW_FLOOR_DB,
+            preset_search: [String::new(), String::new()],
+            meters: [meters::Ballistics::default(); 2],
             dialogs: Dialogs::default(),
             zones: [None; 3],
             notice: None,
@@ -468,131 +544,24 @@ impl TimbreswapApp {
         }
     }
 
-    /// A framed drop zone: highlighted while a file it takes hovers over it.
-    fn drop_zone(
-        &mut self,
-        ui: &mut egui::Ui,
-        zone: usize,
-        add_contents: impl FnOnce(&mut Self, &mut egui::Ui),
-    ) {
-        let (hovering, pointer) = ui.input(|i| {
-            let kinds: Vec<_> = i
-                .raw
-                .hovered_files
-                .iter()
-                .filter_map(|f| f.path.as_deref().and_then(input::file_kind))
-                .collect();
-            let takes = if zone == MODEL_ZONE {
-                kinds.contains(&FileKind::Model)
-            } else {
-                kinds.contains(&FileKind::Audio)
-            };
-            (takes, i.pointer.latest_pos())
-        });
-        let over =
-            hovering && pointer.is_some_and(|p| self.zones[zone].is_some_and(|r| r.contains(p)));
-        let stroke = if over {
-            Stroke::new(2.0, DROP_HIGHLIGHT)
-        } else if hovering {
-            Stroke::new(1.0, DROP_HIGHLIGHT.gamma_multiply(0.5))
-        } else {
-            Stroke::new(1.0, Color32::from_gray(60))
-        };
-        let fill = if over {
-            Color32::from_rgba_unmultiplied(255, 200, 60, 24)
-        } else {
-            Color32::TRANSPARENT
-        };
-        let response = egui::Frame::new()
-            .stroke(stroke)
-            .fill(fill)
-            .corner_radius(4.0)
-            .inner_margin(6.0)
-            .show(ui, |ui| {
-                ui.set_width(ui.available_width());
-                add_contents(self, ui);
-            })
-            .response;
-        self.zones[zone] = Some(response.rect);
-    }
-
-    fn slot_row(&mut self, ui: &mut egui::Ui, slot: Slot) {
-        let index = slot as usize;
-        let loaded = self.params.timbre(slot).read().as_ref().map(|d| {
-            if d.duration_s > 0.0 {
-                format!("{} ({:.1} s)", d.name, d.duration_s)
-            } else {
-                d.name.clone()
-            }
-        });
-        ui.horizontal(|ui| {
-            ui.label(RichText::new(format!("Reference {}", slot_name(slot))).strong());
-            ui.label(loaded.unwrap_or_else(|| "empty: drop a clip here".into()));
-        });
-        ui.horizontal(|ui| {
-            let busy = self.dialogs.open().is_some();
-            if ui
-                .add_enabled(!busy, egui::Button::new(format!("Load {}...", slot_name(slot))))
-                .on_hover_text("Choose a WAV, AIFF, FLAC, MP3 or OGG clip whose timbre this slot plays (or drag the file onto this box)")
-                .clicked()
-            {
-                self.dialogs.pick(Target::Reference(index));
-            }
-            ui.add(
-                egui::TextEdit::singleline(&mut self.paths[index])
-                    .hint_text("or type a path")
-                    .desired_width(220.0),
-            );
-            let path = self.paths[index].trim().to_string();
-            if ui
-                .add_enabled(!path.is_empty(), egui::Button::new("Load"))
-                .on_hover_text("Analyse the typed file off the audio thread and use its timbre")
-                .clicked()
-            {
-                self.load(index, PathBuf::from(path));
-            }
-            if ui
-                .button("Clear")
-                .on_hover_text("Empty this slot")
-                .clicked()
-            {
-                self.executor
-                    .execute_background(Task::ClearReference { slot });
-            }
-        });
-        if let Some(net) = self.shared.network() {
-            let mut chosen: Option<usize> = None;
-            egui::ComboBox::from_id_salt(("preset", index))
-                .selected_text("Preset: a training instrument...")
-                .width(300.0)
-                .show_ui(ui, |ui| {
-                    for (i, instrument) in net.map().instruments.iter().enumerate() {
-                        if ui
-                            .selectable_label(false, &instrument.name)
-                            .on_hover_text(format!("{} family", instrument.family))
-                            .clicked()
-                        {
-                            chosen = Some(i);
-                        }
-                    }
-                })
-                .response
-                .on_hover_text(
-                    "Use the timbre the model learned for one of its training instruments",
-                );
-            if let Some(i) = chosen {
-                self.executor
-                    .execute_background(Task::LoadPreset { slot, index: i });
-            }
-        }
-    }
-
-    /// Spectra and meter; keeps the engine's spectrum hand-off open while drawn.
-    fn live_view(&mut self, ui: &mut egui::Ui) {
-        // The meter falls 1.5 dB per refresh unless a louder peak arrives.
-        let peak = self.shared.take_output_peak();
-        let peak_db = 20.0 * (peak + 1e-9).log10();
-        self.meter_db = peak_db.max(self.meter_db - 1.5);
+    /// Spectra and meters; keeps the engine's spectrum hand-off open while drawn.
+    fn live_view(&mut self, ui: &mut egui::Ui, spectra: Rect, meters_rect: Rect) {
+        let input = &self.shared.input_meter;
+        let output = &self.shared.output_meter;
+        self.meters[0].update(input.take_peak(), input.rms());
+        self.meters[1].update(output.take_peak(), output.rms());
+        let stats = &self.shared.stats;
+        meters::show(
+            ui,
+            meters_rect,
+            self.meters[0],
+            self.meters[1],
+            meters::Readouts {
+                latency_ms: self.shared.latency_ms(),
+                cpu: stats.worker_load(0.005) as f32,
+                dropouts: stats.dropouts(),
+            },
+        );
         let mut control = self
             .shared
             .control
@@ -604,107 +573,145 @@ impl TimbreswapApp {
                 let view = control.spectra();
                 view.set_open(true);
                 view.update();
-                live_view::show(
-                    ui,
-                    Some((&view.input_db, &view.output_db)),
-                    bin_hz,
-                    self.meter_db,
-                );
+                live_view::show(ui, spectra, Some((&view.input_db, &view.output_db)), bin_hz);
             }
-            None => live_view::show(ui, None, bin_hz, self.meter_db),
+            None => live_view::show(ui, spectra, None, bin_hz),
         }
     }
 
-    fn model_row(&mut self, ui: &mut egui::Ui) {
+    /// The header: title, then the model (a drop zone for model files) with its controls.
+    fn header(&mut self, ui: &mut egui::Ui, rect: Rect) {
         let name = self
             .shared
             .network()
             .map_or_else(|| "none loaded yet".to_string(), |n| n.name().to_string());
-        ui.horizontal(|ui| {
-            ui.label(RichText::new("Model").strong());
-            ui.label(name);
-        });
-        ui.horizontal(|ui| {
-            let busy = self.dialogs.open().is_some();
-            if ui
-                .add_enabled(!busy, egui::Button::new("Load model..."))
-                .on_hover_text("Choose a .safetensors model from `timbreswap train` (or drop it here); the references are measured again with it")
-                .clicked()
-            {
-                self.dialogs.pick(Target::Model);
-            }
-            ui.add(
-                egui::TextEdit::singleline(&mut self.model_path)
-                    .hint_text("or type a path")
-                    .desired_width(170.0),
-            );
-            let path = self.model_path.trim().to_string();
-            if ui
-                .add_enabled(!path.is_empty(), egui::Button::new("Load"))
-                .on_hover_text("Check and load the typed model file off the audio thread")
-                .clicked()
-            {
-                self.executor.execute_background(Task::LoadModel {
-                    path: Some(PathBuf::from(path)),
+        let (takes, over) = slot::hover_state(ui, MODEL_ZONE, rect);
+        let (stroke, fill) = slot::zone_frame(takes, over);
+        ui.painter()
+            .rect(rect, 6.0, fill, stroke, egui::StrokeKind::Inside);
+        self.zones[MODEL_ZONE] = Some(rect);
+        ui.scope_builder(egui::UiBuilder::new().max_rect(rect.shrink2(egui::vec2(10.0, 4.0))), |ui| {
+            ui.horizontal_centered(|ui| {
+                ui.label(
+                    RichText::new("TIMBRESWAP")
+                        .font(theme::bold(theme::HEADING + 1.0))
+                        .color(theme::ACCENT),
+                );
+                ui.add_space(12.0);
+                ui.label(RichText::new("Model").color(theme::TEXT_DIM));
+                ui.add(egui::Label::new(RichText::new(name).font(theme::bold(theme::BODY))).truncate());
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    if ui
+                        .button("Built-in")
+                        .on_hover_text("Go back to the model that ships with the plugin")
+                        .clicked()
+                    {
+                        self.executor
+                            .execute_background(Task::LoadModel { path: None });
+                    }
+                    let busy = self.dialogs.open().is_some();
+                    if ui
+                        .add_enabled(!busy, egui::Button::new("Load model…"))
+                        .on_hover_text("Choose a .safetensors model from `timbreswap train` (or drop it anywhere on the editor); the references are measured again with it")
+                        .clicked()
+                    {
+                        self.dialogs.pick(Target::Model);
+                    }
+                    let field = ui.add(
+                        egui::TextEdit::singleline(&mut self.model_path)
+                            .hint_text("model path + Enter")
+                            .desired_width(170.0),
+                    );
+                    if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+                        let path = self.model_path.trim().to_string();
+                        if !path.is_empty() {
+                            self.executor.execute_background(Task::LoadModel {
+                                path: Some(PathBuf::from(path)),
+                            });
+                        }
+                    }
                 });
-            }
-            if ui
-                .button("Built-in")
-                .on_hover_text("Go back to the model that ships with the plugin")
-                .clicked()
-            {
-                self.executor
-                    .execute_background(Task::LoadModel { path: None });
-            }
+            });
         });
     }
 
-    /// A knob per parameter, in two rows.
-    fn knobs(&self, ui: &mut egui::Ui, setter: &ParamSetter) {
+    /// A knob per parameter, `per_row` to a row, in `rect`.
+    fn knobs(&self, ui: &mut egui::Ui, setter: &ParamSetter, rect: Rect, per_row: usize) {
         let p = &self.params;
-        ui.horizontal(|ui| {
+        let cell = (rect.width() / per_row as f32).min(knob::CELL_WIDTH);
+        let row_h = rect.height() / (layout::KNOBS / per_row) as f32;
+        let x0 = rect.left() + (rect.width() - cell * per_row as f32) / 2.0;
+        let place = |i: usize| {
+            Rect::from_min_size(
+                egui::pos2(
+                    x0 + cell * (i % per_row) as f32,
+                    rect.top() + row_h * (i / per_row) as f32,
+                ),
+                egui::vec2(cell, row_h),
+            )
+        };
+        let mut at = 0;
+        let mut next = |ui: &mut egui::Ui, f: &mut dyn FnMut(&mut egui::Ui)| {
+            ui.scope_builder(egui::UiBuilder::new().max_rect(place(at)), |ui| f(ui));
+            at += 1;
+        };
+        next(ui, &mut |ui| {
             knob::knob(ui, &p.mix, setter, "Mix", "How much of the swapped sound you hear: 0 % is your dry input (latency-aligned), 100 % only the new timbre");
+        });
+        next(ui, &mut |ui| {
             knob::knob(ui, &p.output, setter, "Output", "Level after the mix");
-            knob::knob(ui, &p.morph, setter, "Morph A-B", "Blends the timbres of references A and B: 0 % is A, 100 % is B");
+        });
+        next(ui, &mut |ui| {
+            knob::knob(
+                ui,
+                &p.morph,
+                setter,
+                "Morph A-B",
+                "Blends the timbres of references A and B: 0 % is A, 100 % is B",
+            );
+        });
+        next(ui, &mut |ui| {
             knob::knob(ui, &p.mode, setter, "Mode", "Classic: the reference's average spectral envelope on your sound. Neural: the learned model re-plays your notes and expression with the reference's timbre");
         });
-        ui.horizontal(|ui| {
+        next(ui, &mut |ui| {
             knob::knob(ui, &p.variation, setter, "Variation", "Neural: how much of your playing's expression is kept. 0 % flat, 100 % as played, 200 % exaggerated");
+        });
+        next(ui, &mut |ui| {
             knob::knob(ui, &p.transpose, setter, "Transpose", "Neural: shifts the pitch the model hears, in semitones; with Phase = Reconstruct the sounding pitch follows");
+        });
+        next(ui, &mut |ui| {
             knob::knob(ui, &p.map_amount, setter, "Map amount", "Neural: 0 % plays the A/B morph, 100 % the timbre of the point on the map (with no reference loaded, the map point alone)");
+        });
+        next(ui, &mut |ui| {
             knob::knob(ui, &p.phase, setter, "Phase", "Neural: Input keeps your sound's phase (tightest transients); Reconstruct rebuilds it from the new spectrum (follows Transpose)");
         });
     }
 
-    fn status(&self, ui: &mut egui::Ui) {
+    /// What the status line can say now, most urgent first (colour, text).
+    fn status_lines(&self) -> Vec<(Color32, String)> {
         let stats = &self.shared.stats;
-        ui.label(format!(
-            "Latency {:.1} ms ({} samples)   Dropouts {}   Worker load {:.1} % ({})",
-            self.shared.latency_ms(),
-            self.shared.latency.load(Ordering::Relaxed),
-            stats.dropouts(),
-            stats.worker_load(0.005) * 100.0,
-            stats.worker_scheduling().describe(),
-        ))
-        .on_hover_text("The worker asks the OS for real-time scheduling; without it (no rtprio permission) a busy machine can cause dropouts");
+        let mut lines = Vec::new();
+        if stats.worker_failed() {
+            lines.push((theme::ERROR, "Processing stopped after an internal error: the input passes through. Reload the plugin to start again.".to_string()));
+        }
+        let status = self.shared.status();
+        let slot_errors = [Slot::A, Slot::B].map(|s| self.shared.slot_error(s));
+        if let Some(error) = status.last_error {
+            // A slot's own error is shown in its card.
+            if !slot_errors.iter().flatten().any(|e| *e == error) {
+                lines.push((theme::ERROR, error));
+            }
+        }
+        if let Some(notice) = &self.notice {
+            lines.push((theme::WARNING, notice.clone()));
+        }
         let outgrown = self.shared.outgrown_block.load(Ordering::Relaxed);
         if outgrown > 0 {
-            ui.colored_label(
-                egui::Color32::YELLOW,
-                format!("The host's blocks (or bursts of calls) grew to {outgrown} samples: a restart was asked for so the latency can follow (until then some frames play dry)."),
-            );
+            lines.push((theme::WARNING, format!("The host's blocks (or bursts of calls) grew to {outgrown} samples: a restart was asked for so the latency can follow (until then some frames play dry).")));
         }
         let panics = stats.worker_panics.load(Ordering::Relaxed);
-        if stats.worker_failed() {
-            ui.colored_label(
-                egui::Color32::LIGHT_RED,
-                "Processing stopped after an internal error: the input passes through. Reload the plugin to start again.",
-            );
-        } else if panics > 0 {
-            ui.colored_label(
-                egui::Color32::YELLOW,
-                format!("Processing recovered from {panics} internal error(s); a frame played dry each time."),
-            );
+        if panics > 0 && !stats.worker_failed() {
+            lines.push((theme::WARNING, format!("Processing recovered from {panics} internal error(s); a frame played dry each time.")));
         }
         if self.params.mode.value() == Mode::Neural {
             let measured = [Slot::A, Slot::B].iter().any(|slot| {
@@ -715,27 +722,44 @@ impl TimbreswapApp {
                     .is_some_and(|d| d.latent.is_some())
             });
             if self.shared.network().is_none() {
-                ui.colored_label(Color32::YELLOW, "No model is loaded: Classic is playing.");
+                lines.push((
+                    theme::WARNING,
+                    "No model is loaded: Classic is playing.".to_string(),
+                ));
             } else if !measured && self.params.map_amount.value() <= 0.0 {
-                ui.colored_label(
-                    Color32::YELLOW,
-                    "Neural needs a reference or a preset measured with this model, or Map amount above 0 %: Classic is playing.",
-                );
+                lines.push((theme::WARNING, "Neural needs a reference or a preset measured with this model, or Map amount above 0 %: Classic is playing.".to_string()));
             }
         }
-        if let Some(notice) = &self.notice {
-            ui.colored_label(Color32::YELLOW, notice);
+        if !status.message.is_empty() {
+            lines.push((theme::TEXT_DIM, status.message));
         }
-        let status = self.shared.status();
-        match status.last_error {
-            Some(error) => {
-                ui.colored_label(Color32::from_rgb(255, 110, 90), error);
-            }
-            None if !status.message.is_empty() => {
-                ui.label(status.message);
-            }
-            None => {}
-        }
+        lines
+    }
+
+    /// The status line in `rect`: the most urgent message (all of them on hover), and the
+    /// worker's scheduling at the right.
+    fn status(&self, ui: &mut egui::Ui, rect: Rect) {
+        let lines = self.status_lines();
+        let scheduling = format!(
+            "{} · {} samples",
+            self.shared.stats.worker_scheduling().describe(),
+            self.shared.latency.load(Ordering::Relaxed)
+        );
+        ui.scope_builder(egui::UiBuilder::new().max_rect(rect), |ui| {
+            ui.horizontal_centered(|ui| {
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    ui.label(RichText::new(scheduling).font(theme::regular(theme::SMALL)).color(theme::TEXT_DIM))
+                        .on_hover_text("The worker asks the OS for real-time scheduling; without it (no rtprio permission) a busy machine can cause dropouts. The number is the latency the host is told, in samples at its rate.");
+                    ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
+                        if let Some((colour, text)) = lines.first() {
+                            let all = lines.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join("\n");
+                            ui.add(egui::Label::new(RichText::new(text).color(*colour)).truncate())
+                                .on_hover_text(all);
+                        }
+                    });
+                });
+            });
+        });
     }
 }
 
@@ -756,36 +780,28 @@ impl EditorApp for TimbreswapApp {
         self.take_drops(ui);
         let gui = self.gui.clone();
         let setter = gui.param_setter();
-        egui::ScrollArea::vertical().show(ui, |ui| {
-            ui.heading("Timbreswap");
-            ui.add_space(4.0);
-            self.drop_zone(ui, 0, |app, ui| app.slot_row(ui, Slot::A));
-            ui.add_space(4.0);
-            self.drop_zone(ui, 1, |app, ui| app.slot_row(ui, Slot::B));
-            ui.add_space(4.0);
-            self.drop_zone(ui, MODEL_ZONE, |app, ui| app.model_row(ui));
-            ui.separator();
-            let net = self.shared.network();
-            let latents: [Option<Vec<f32>>; 2] = [Slot::A, Slot::B].map(|slot| {
-                let stored = self.params.timbre(slot).read().clone();
-                stored
-                    .zip(net.as_deref())
-                    .and_then(|(d, net)| crate::model::latent_for(&d, net).map(<[f32]>::to_vec))
-            });
-            timbre_map::show(
-                ui,
-                net.as_deref(),
-                [latents[0].as_deref(), latents[1].as_deref()],
-                &self.params,
-                &setter,
-            );
-            ui.separator();
-            self.knobs(ui, &setter);
-            ui.separator();
-            self.live_view(ui);
-            ui.separator();
-            self.status(ui);
+        let layout = layout::Layout::new(ui.ctx().content_rect().size());
+        self.header(ui, layout.header);
+        self.slot_card(ui, Slot::A, layout.slots[0]);
+        self.slot_card(ui, Slot::B, layout.slots[1]);
+        let net = self.shared.network();
+        let latents: [Option<Vec<f32>>; 2] = [Slot::A, Slot::B].map(|slot| {
+            let stored = self.params.timbre(slot).read().clone();
+            stored
+                .zip(net.as_deref())
+                .and_then(|(d, net)| crate::model::latent_for(&d, net).map(<[f32]>::to_vec))
         });
+        timbre_map::show(
+            ui,
+            layout.map,
+            net.as_deref(),
+            [latents[0].as_deref(), latents[1].as_deref()],
+            &self.params,
+            &setter,
+        );
+        self.knobs(ui, &setter, layout.knobs, layout.knobs_per_row);
+        self.live_view(ui, layout.spectra, layout.meters);
+        self.status(ui, layout.status);
         ui.ctx().request_repaint_after(REFRESH);
     }
 
@@ -815,280 +831,7 @@ impl Drop for TimbreswapApp {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-    use std::sync::Mutex;
-
-    use baseview::dpi::PhysicalPosition;
-    use baseview::{DropData, Event, EventStatus, MouseEvent};
-
-    use super::input::InputState;
-    use super::test_support::{run_raw_frames, Recorder, SCREEN};
-
-    /// An editor app with default parameters and no model, whose background tasks are
-    /// recorded instead of run.
-    fn app() -> (TimbreswapApp, Arc<Mutex<Vec<Task>>>) {
-        let tasks = Arc::new(Mutex::new(Vec::new()));
-        let sink = tasks.clone();
-        let executor = AsyncExecutor::new(
-            Arc::new(move |task| sink.lock().unwrap().push(task)),
-            Arc::new(|_| {}),
-        );
-        let gui = GuiContext::new(Arc::new(Recorder::default()));
-        let app = TimbreswapApp::new(
-            Arc::new(TimbreswapParams::default()),
-            Arc::new(Shared::default()),
-            Arc::new(EditorState::default()),
-            executor,
-            gui,
-        );
-        (app, tasks)
-    }
-
-    fn drag(position: egui::Pos2, files: &[&str], drop: bool) -> Event {
-        let position = PhysicalPosition::new(position.x as f64, position.y as f64);
-        let modifiers = keyboard_types::Modifiers::empty();
-        let data = DropData::Files(files.iter().map(PathBuf::from).collect());
-        Event::Mouse(if drop {
-            MouseEvent::DragDropped {
-                position,
-                modifiers,
-                data,
-            }
-        } else {
-            MouseEvent::DragMoved {
-                position,
-                modifiers,
-                data,
-            }
-        })
-    }
-
-    /// baseview events through the window's input translation into whole editor frames: a
-    /// clip dropped on a slot's zone loads into that slot, a model file loads as the model, a
-    /// clip dropped outside the zones loads nothing and says where to drop.
-    #[test]
-    fn drops_reach_the_slot_under_the_pointer() {
-        let (mut app, tasks) = app();
-        let ctx = egui::Context::default();
-        let mut input = InputState::new(SCREEN, 1.0);
-        let frame = |app: &mut TimbreswapApp, input: &mut InputState| {
-            run_raw_frames(&ctx, &mut |ui| app.ui(ui), vec![input.take(0.0)]);
-        };
-        frame(&mut app, &mut input);
-        let [Some(a), Some(b), Some(model)] = app.zones else {
-            panic!("every drop zone is laid out: {:?}", app.zones);
-        };
-        assert!(
-            a.max.y <= b.min.y && b.max.y <= model.min.y,
-            "{a:?} {b:?} {model:?}"
-        );
-
-        // Hover over B, then drop there.
-        let clip = "/clips/Cello take.wav";
-        assert_eq!(
-            input.handle(&drag(b.center(), &[clip], false)),
-            EventStatus::AcceptDrop(baseview::DropEffect::Copy)
-        );
-        frame(&mut app, &mut input);
-        assert!(tasks.lock().unwrap().is_empty(), "hovering loads nothing");
-        input.handle(&drag(b.center(), &[clip], true));
-        frame(&mut app, &mut input);
-        {
-            let tasks = tasks.lock().unwrap();
-            assert!(
-                matches!(tasks.as_slice(), [Task::LoadReference { slot: Slot::B, path }] if path == Path::new(clip)),
-                "{tasks:?}"
-            );
-        }
-        assert_eq!(app.paths[1], clip);
-
-        // A model file dropped on slot A still loads as the model.
-        tasks.lock().unwrap().clear();
-        input.handle(&drag(a.center(), &["/runs/x/model.safetensors"], true));
-        frame(&mut app, &mut input);
-        assert!(
-            matches!(tasks.lock().unwrap().as_slice(), [Task::LoadModel { path: Some(p) }] if p == Path::new("/runs/x/model.safetensors")),
-        );
-
-        // A clip dropped below every zone: nothing loads, the editor says where to drop.
-        tasks.lock().unwrap().clear();
-        let below = egui::pos2(a.center().x, SCREEN.y - 5.0);
-        assert!(app.zones.iter().all(|z| !z.unwrap().contains(below)));
-        input.handle(&drag(below, &[clip], true));
-        frame(&mut app, &mut input);
-        assert!(tasks.lock().unwrap().is_empty());
-        assert!(app
-            .notice
-            .as_deref()
-            .unwrap()
-            .contains("Reference A or Reference B"));
-
-        // A non-audio file is refused by the translation and never reaches the editor.
-        assert_eq!(
-            input.handle(&drag(a.center(), &["/x/readme.pdf"], true)),
-            EventStatus::Ignored
-        );
-        frame(&mut app, &mut input);
-        assert!(tasks.lock().unwrap().is_empty());
-    }
-
-    /// A Load... dialog's answer goes to the loader for its slot; a cancelled one loads nothing.
-    #[test]
-    fn dialog_choices_go_to_the_loader() {
-        let (mut app, tasks) = app();
-        let ctx = egui::Context::default();
-        app.dialogs.inject(dialog::Choice {
-            target: Target::Reference(0),
-            path: Ok(Some(PathBuf::from("/clips/violin.flac"))),
-        });
-        assert_eq!(app.dialogs.open(), Some(Target::Reference(0)));
-        run_raw_frames(&ctx, &mut |ui| app.ui(ui), vec![egui::RawInput::default()]);
-        assert!(matches!(
-            tasks.lock().unwrap().as_slice(),
-            [Task::LoadReference { slot: Slot::A, path }] if path == Path::new("/clips/violin.flac")
-        ));
-        assert_eq!(app.dialogs.open(), None);
-        tasks.lock().unwrap().clear();
-        app.dialogs.inject(dialog::Choice {
-            target: Target::Model,
-            path: Ok(None),
-        });
-        run_raw_frames(&ctx, &mut |ui| app.ui(ui), vec![egui::RawInput::default()]);
-        assert!(tasks.lock().unwrap().is_empty());
-        assert!(app.notice.is_none(), "cancelling is not an error");
-        app.dialogs.inject(dialog::Choice {
-            target: Target::Reference(1),
-            path: Err("no D-Bus session".into()),
-        });
-        run_raw_frames(&ctx, &mut |ui| app.ui(ui), vec![egui::RawInput::default()]);
-        assert!(tasks.lock().unwrap().is_empty());
-        assert!(app.notice.as_deref().unwrap().contains("no D-Bus session"));
-        assert_eq!(app.dialogs.open(), None, "the Load... buttons work again");
-    }
-}
+mod tests;
 
 #[cfg(all(test, target_os = "linux"))]
-mod screenshot_tests {
-    use super::*;
-    use std::collections::HashSet;
-    use std::path::Path;
-
-    use super::test_support::{Recorder, Xvfb};
-
-    /// Where the README's screenshot lives (relative to the workspace).
-    const README_SHOT: &str = "docs/editor.png";
-
-    fn workspace() -> &'static Path {
-        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-    }
-
-    fn write_png(path: &Path, shot: &Screenshot) {
-        let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-        let mut encoder = png::Encoder::new(file, shot.width, shot.height);
-        encoder.set_color(png::ColorType::Rgba);
-        encoder.set_depth(png::BitDepth::Eight);
-        encoder
-            .write_header()
-            .unwrap()
-            .write_image_data(&shot.rgba)
-            .unwrap();
-    }
-
-    /// Under Xvfb: the editor opens in a real window with OpenGL, draws a loaded model, a
-    /// preset and a clip, and its picture is neither blank nor uniform. The picture is saved to
-    /// `$TMPDIR/timbreswap-editor-screenshot.png` (and to `docs/editor.png` with
-    /// `TIMBRESWAP_UPDATE_SCREENSHOT=1`); the README shows the committed one.
-    #[test]
-    fn editor_renders_under_xvfb() {
-        let xvfb = Xvfb::start().unwrap_or_else(|e| panic!("{e}"));
-        // SAFETY-free in this edition; no other test of this binary reads DISPLAY.
-        std::env::set_var("DISPLAY", &xvfb.display);
-
-        let params = Arc::new(TimbreswapParams::default());
-        let shared = Arc::new(Shared::default());
-        crate::loader::run(Task::LoadModel { path: None }, &params, &shared);
-        let net = shared.network().expect("the built-in model loads");
-        let trumpet = net
-            .map()
-            .instruments
-            .iter()
-            .position(|i| i.name.contains("Trumpet"))
-            .unwrap_or(0);
-        crate::loader::run(
-            Task::LoadPreset {
-                slot: Slot::A,
-                index: trumpet,
-            },
-            &params,
-            &shared,
-        );
-        crate::loader::run(
-            Task::LoadReference {
-                slot: Slot::B,
-                path: workspace().join("assets/examples/ref-cello.wav"),
-            },
-            &params,
-            &shared,
-        );
-        assert!(
-            shared.status().last_error.is_none(),
-            "{:?}",
-            shared.status()
-        );
-        let executor = AsyncExecutor::new(Arc::new(|_| {}), Arc::new(|_| {}));
-        let gui = GuiContext::new(Arc::new(Recorder::default()));
-        let shot = screenshot(params, shared, executor, gui).unwrap_or_else(|e| panic!("{e}"));
-        drop(xvfb);
-
-        assert_eq!((shot.width, shot.height), EDITOR_SIZE);
-        assert_eq!(shot.rgba.len(), (shot.width * shot.height * 4) as usize);
-        let pixels: Vec<[u8; 4]> = shot
-            .rgba
-            .chunks_exact(4)
-            .map(|p| [p[0], p[1], p[2], p[3]])
-            .collect();
-        let colours: HashSet<[u8; 4]> = pixels.iter().copied().collect();
-        // Text, the map's family colours, knobs: a drawn editor has hundreds of colours.
-        assert!(colours.len() > 100, "{} colours", colours.len());
-        // Not one flat background: the most common colour covers less than 95 % of the picture.
-        let background = pixels[0];
-        let same = pixels.iter().filter(|p| **p == background).count();
-        assert!(
-            (same as f64) < 0.95 * pixels.len() as f64,
-            "{same} of {} pixels are the background",
-            pixels.len()
-        );
-        // The knobs' amber and the map's anchors are there: some strongly coloured pixels.
-        let vivid = pixels
-            .iter()
-            .filter(|p| {
-                let max = p[0].max(p[1]).max(p[2]) as i32;
-                let min = p[0].min(p[1]).min(p[2]) as i32;
-                max - min > 80
-            })
-            .count();
-        assert!(vivid > 500, "{vivid} coloured pixels");
-
-        let out = std::env::temp_dir().join("timbreswap-editor-screenshot.png");
-        write_png(&out, &shot);
-        eprintln!("editor screenshot: {}", out.display());
-        if std::env::var_os("TIMBRESWAP_UPDATE_SCREENSHOT").is_some() {
-            write_png(&workspace().join(README_SHOT), &shot);
-        }
-        let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
-        assert!(
-            readme.contains(README_SHOT),
-            "the README shows {README_SHOT}"
-        );
-        let committed = png::Decoder::new(std::io::BufReader::new(
-            std::fs::File::open(workspace().join(README_SHOT))
-                .expect("docs/editor.png is committed"),
-        ))
-        .read_info()
-        .expect("docs/editor.png is a PNG");
-        let info = committed.info();
-        assert_eq!((info.width, info.height), EDITOR_SIZE);
-    }
-}
+mod xvfb_tests;

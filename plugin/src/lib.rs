@@ -14,6 +14,7 @@ use timbreswap_engine::{BlockParams, Engine, EngineSettings, ProcessingMode, Slo
 
 pub mod editor;
 pub mod loader;
+pub mod meter;
 pub mod model;
 pub mod pacing;
 pub mod params;
@@ -56,6 +57,10 @@ pub struct Timbreswap {
     /// Whether this activation has already asked the host for a restart because its blocks
     /// outgrew [`Engine::covered_block`]; audio thread.
     restart_requested: bool,
+    /// The input meter's RMS follower (reset in `activate`); audio thread.
+    input_follower: meter::MeterFollower,
+    /// The output meter's RMS follower (reset in `activate`); audio thread.
+    output_follower: meter::MeterFollower,
 }
 
 impl Default for Timbreswap {
@@ -75,6 +80,8 @@ impl Default for Timbreswap {
             pacing: pacing::Pacing::default(),
             rate: 48_000.0,
             restart_requested: false,
+            input_follower: meter::MeterFollower::new(48_000.0),
+            output_follower: meter::MeterFollower::new(48_000.0),
         }
     }
 }
@@ -153,6 +160,10 @@ impl Plugin for Timbreswap {
             .new_activation(latency_block, max_block, one_hop);
         self.rate = buffer_config.sample_rate as f64;
         self.restart_requested = false;
+        self.input_follower = meter::MeterFollower::new(buffer_config.sample_rate);
+        self.output_follower = meter::MeterFollower::new(buffer_config.sample_rate);
+        self.shared.input_meter.clear();
+        self.shared.output_meter.clear();
         // Counted before the fields are read: a restore from now on is applied by `process`.
         self.applied_restores = self.params.restores.load(Ordering::Acquire);
         let timbre_a = loader::validated_timbre(Slot::A, &self.params, &self.shared);
@@ -310,6 +321,8 @@ impl Plugin for Timbreswap {
                 *slot = channel;
                 count += 1;
             }
+            self.input_follower
+                .measure(&channels[..count], &self.shared.input_meter);
             engine.process(
                 &mut channels[..count],
                 &BlockParams {
@@ -325,15 +338,8 @@ impl Plugin for Timbreswap {
                     map_amount: &self.map[2][..len],
                 },
             );
-            let peak = channels[..count]
-                .iter()
-                .flat_map(|c| c.iter())
-                .fold(0.0f32, |m, v| m.max(v.abs()));
-            if peak.is_finite() {
-                self.shared
-                    .output_peak
-                    .fetch_max(peak.to_bits(), Ordering::Relaxed);
-            }
+            self.output_follower
+                .measure(&channels[..count], &self.shared.output_meter);
         }
         if realtime {
             self.pacing.on_call_end(Instant::now());

@@ -67,7 +67,7 @@ pub fn run(task: Task, params: &TimbreswapParams, shared: &Shared) {
                     };
                     install(slot, Some(descriptor), &note, params, shared);
                 }
-                Err(e) => shared.report_error(format!("Slot {}: {e}", slot_name(slot))),
+                Err(e) => shared.report_slot_error(slot, format!("Slot {}: {e}", slot_name(slot))),
             }
         }
         Task::LoadPreset { slot, index } => {
@@ -77,7 +77,7 @@ pub fn run(task: Task, params: &TimbreswapParams, shared: &Shared) {
             };
             match preset(&net, index) {
                 Some(descriptor) => install(slot, Some(descriptor), "", params, shared),
-                None => shared.report_error(format!("The model has no preset {index}")),
+                None => shared.report_slot_error(slot, format!("The model has no preset {index}")),
             }
         }
         Task::ClearReference { slot } => install(slot, None, "", params, shared),
@@ -367,7 +367,7 @@ fn install(
             };
             // Timbre and latent together or not at all.
             if let Err(e) = control.set_slot(slot, descriptor.as_ref(), latent) {
-                shared.report_error(format!("Slot {}: {e}", slot_name(slot)));
+                shared.report_slot_error(slot, format!("Slot {}: {e}", slot_name(slot)));
                 return;
             }
             true
@@ -386,6 +386,7 @@ fn install(
         None => format!("Cleared {}", slot_name(slot)),
     };
     *params.timbre(slot).write() = descriptor;
+    shared.clear_slot_error(slot);
     if !handed {
         // Written after `activate` may have read the field: the next `process` applies it.
         params.note_unapplied_change();

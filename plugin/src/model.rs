@@ -85,6 +85,7 @@ pub fn preset(net: &Network, index: usize) -> Option<TimbreDescriptor> {
         }),
         source: None,
         preset: Some(instrument.name.clone()),
+        overview: None,
     })
 }
 

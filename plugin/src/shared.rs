@@ -4,6 +4,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use timbreswap_engine::network::Network;
+
+use crate::meter::LevelMeter;
 use timbreswap_engine::{EngineControl, EngineStats, Slot, TimbreDescriptor};
 
 /// What the editor shows about the instance. Only touched off the audio thread.
@@ -42,12 +44,42 @@ pub struct Shared {
     /// Last timbres known to be valid, per slot (A, B): kept so a broken saved state cannot
     /// replace a working timbre.
     pub last_good: Mutex<[Option<TimbreDescriptor>; 2]>,
-    /// Largest absolute output sample since the editor last read it, as `f32` bits (written by
-    /// the audio thread with `fetch_max`, which orders non-negative floats correctly).
-    pub output_peak: AtomicU32,
+    /// The last failed load of each slot (A, B), in words, shown in that slot's card; cleared
+    /// when the slot takes a timbre. Only touched off the audio thread.
+    pub slot_errors: Mutex<[Option<String>; 2]>,
+    /// Level of the host's input, before the plugin (written by the audio thread).
+    pub input_meter: LevelMeter,
+    /// Level of the plugin's output (written by the audio thread).
+    pub output_meter: LevelMeter,
 }
 
 impl Shared {
+    /// A failed load of `slot`: shown in its card and as the last error. Any thread but the
+    /// audio thread.
+    pub fn report_slot_error(&self, slot: Slot, message: impl Into<String>) {
+        let message = message.into();
+        self.slot_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)[slot as usize] = Some(message.clone());
+        self.report_error(message);
+    }
+
+    /// The last failed load of `slot`, if it has not loaded since. Any thread but the audio
+    /// thread.
+    pub fn slot_error(&self, slot: Slot) -> Option<String> {
+        self.slot_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)[slot as usize]
+            .clone()
+    }
+
+    /// `slot` took a timbre: its error is over. Any thread but the audio thread.
+    pub fn clear_slot_error(&self, slot: Slot) {
+        self.slot_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)[slot as usize] = None;
+    }
+
     /// Records an error for the editor (and the log). Not realtime-safe.
     pub fn report_error(&self, message: impl Into<String>) {
         let message = message.into();
@@ -79,11 +111,6 @@ impl Shared {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-    }
-
-    /// The output peak since the last call, linear, and resets it. Any thread.
-    pub fn take_output_peak(&self) -> f32 {
-        f32::from_bits(self.output_peak.swap(0, Ordering::Relaxed))
     }
 
     /// Latency in milliseconds (0 while inactive).

@@ -2,12 +2,15 @@
 //! scroll to nudge it, double-click to reset it to its default. Every change goes through the
 //! host as one begin / set... / end automation gesture; the value is shown with its unit.
 
-use egui::{Align2, Color32, FontId, Pos2, Sense, Shape, Stroke, Vec2};
+use egui::{Align2, Color32, Pos2, Sense, Shape, Stroke, Vec2};
 use nice_plug::prelude::*;
+
+use super::theme;
 
 /// Knob diameter, in logical pixels.
 const DIAMETER: f32 = 44.0;
-/// Width of one knob cell (knob, name and value), in logical pixels.
+/// Widest knob cell (knob, name and value), in logical pixels; a narrower space gets a
+/// narrower cell.
 pub const CELL_WIDTH: f32 = 96.0;
 /// Normalised change per logical pixel of vertical drag (a full turn in 200 px).
 const DRAG_PER_PIXEL: f32 = 1.0 / 200.0;
@@ -36,7 +39,7 @@ pub fn knob<P: Param>(
     name: &str,
     tooltip: &str,
 ) -> egui::Response {
-    let size = Vec2::new(CELL_WIDTH, DIAMETER + 34.0);
+    let size = Vec2::new(ui.available_width().min(CELL_WIDTH), DIAMETER + 34.0);
     let (rect, response) = ui.allocate_exact_size(size, Sense::click_and_drag());
     let id = response.id;
     // The unsnapped value during a drag lives in egui's memory, so stepped parameters still
@@ -107,15 +110,12 @@ pub fn knob<P: Param>(
             })
             .collect()
     };
-    painter.circle_filled(centre, radius - 4.0, Color32::from_gray(38));
-    painter.add(Shape::line(
-        arc(0.0, 1.0),
-        Stroke::new(4.0, Color32::from_gray(60)),
-    ));
+    painter.circle_filled(centre, radius - 4.0, Color32::from_rgb(42, 45, 53));
+    painter.add(Shape::line(arc(0.0, 1.0), Stroke::new(4.0, theme::GRID)));
     let accent = if active {
         Color32::from_rgb(255, 214, 110)
     } else {
-        Color32::from_rgb(240, 180, 60)
+        theme::ACCENT
     };
     painter.add(Shape::line(arc(0.0, value), Stroke::new(4.0, accent)));
     let tip = centre + (radius - 6.0) * Vec2::angled(START + SWEEP * value);
@@ -124,15 +124,15 @@ pub fn knob<P: Param>(
         Pos2::new(rect.center().x, rect.top() + DIAMETER + 6.0),
         Align2::CENTER_TOP,
         name,
-        FontId::proportional(12.0),
-        Color32::from_gray(210),
+        theme::bold(theme::SMALL + 0.5),
+        theme::TEXT,
     );
     painter.text(
         Pos2::new(rect.center().x, rect.top() + DIAMETER + 20.0),
         Align2::CENTER_TOP,
         param.normalized_value_to_string(value, true),
-        FontId::monospace(11.0),
-        Color32::from_gray(160),
+        theme::regular(theme::SMALL),
+        theme::TEXT_DIM,
     );
     response.on_hover_text(format!(
         "{tooltip}\n\nDrag up/down (Shift: fine), scroll to nudge, double-click to reset."

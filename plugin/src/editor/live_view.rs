@@ -1,11 +1,10 @@
 //! The live view: input and output spectra (handed over by the engine while the editor is
-//! open), and the output level meter.
+//! open), drawn into the rectangle the layout gives them.
 
-use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Vec2};
-use timbreswap_engine::spectrum_view::VIEW_FLOOR_DB;
+use egui::{Align2, Color32, Pos2, Rect, Sense, Stroke, Vec2};
 
-/// Height of the spectrum plot, in logical pixels.
-const HEIGHT: f32 = 120.0;
+use super::theme;
+
 /// Frequency range shown, in Hz (logarithmic axis).
 const F_MIN: f32 = 50.0;
 const F_MAX: f32 = 16_000.0;
@@ -35,20 +34,26 @@ fn curve(rect: Rect, db: &[f32], bin_hz: f32) -> Vec<Pos2> {
         .collect()
 }
 
-/// Draws both spectra (`None`: no engine yet) and the output meter (`level_db`, dBFS peak).
-pub fn show(ui: &mut egui::Ui, spectra: Option<(&[f32], &[f32])>, bin_hz: f32, level_db: f32) {
-    let width = ui.available_width();
-    let (rect, response) = ui.allocate_exact_size(Vec2::new(width - 28.0, HEIGHT), Sense::hover());
+/// Draws both spectra (`None`: no engine yet) into `rect`.
+pub fn show(ui: &mut egui::Ui, rect: Rect, spectra: Option<(&[f32], &[f32])>, bin_hz: f32) {
+    let response = ui.allocate_rect(rect, Sense::hover());
     let painter = ui.painter_at(rect);
-    painter.rect_filled(rect, 4.0, Color32::from_gray(20));
+    painter.rect_filled(rect, 4.0, theme::PLOT);
+    for db in [-80.0, -60.0, -40.0, -20.0] {
+        let y = y_of(rect, db);
+        painter.line_segment(
+            [Pos2::new(rect.left(), y), Pos2::new(rect.right(), y)],
+            Stroke::new(1.0, theme::GRID.gamma_multiply(0.6)),
+        );
+    }
     for hz in [100.0, 1_000.0, 10_000.0] {
         let x = x_of(rect, hz);
         painter.line_segment(
             [Pos2::new(x, rect.top()), Pos2::new(x, rect.bottom())],
-            Stroke::new(1.0, Color32::from_gray(45)),
+            Stroke::new(1.0, theme::GRID),
         );
         painter.text(
-            Pos2::new(x + 2.0, rect.bottom() - 2.0),
+            Pos2::new(x + 3.0, rect.bottom() - 2.0),
             Align2::LEFT_BOTTOM,
             if hz < 1_000.0 {
                 "100 Hz"
@@ -57,10 +62,17 @@ pub fn show(ui: &mut egui::Ui, spectra: Option<(&[f32], &[f32])>, bin_hz: f32, l
             } else {
                 "10 kHz"
             },
-            FontId::proportional(9.0),
-            Color32::from_gray(110),
+            theme::regular(theme::SMALL - 1.0),
+            theme::TEXT_DIM,
         );
     }
+    painter.text(
+        rect.left_top() + Vec2::new(6.0, 4.0),
+        Align2::LEFT_TOP,
+        "Spectra",
+        theme::bold(theme::SMALL),
+        theme::TEXT_DIM,
+    );
     match spectra {
         Some((input, output)) => {
             painter.add(egui::Shape::line(
@@ -69,7 +81,7 @@ pub fn show(ui: &mut egui::Ui, spectra: Option<(&[f32], &[f32])>, bin_hz: f32, l
             ));
             painter.add(egui::Shape::line(
                 curve(rect, output, bin_hz),
-                Stroke::new(1.5, Color32::from_rgb(255, 170, 60)),
+                Stroke::new(1.5, theme::ACCENT),
             ));
         }
         None => {
@@ -77,36 +89,12 @@ pub fn show(ui: &mut egui::Ui, spectra: Option<(&[f32], &[f32])>, bin_hz: f32, l
                 rect.center(),
                 Align2::CENTER_CENTER,
                 "The spectra appear while the plugin is processing",
-                FontId::proportional(12.0),
-                Color32::GRAY,
+                theme::regular(theme::BODY),
+                theme::TEXT_DIM,
             );
         }
     }
-    response.on_hover_text("Grey: input spectrum; orange: output spectrum (dB re full scale)");
-
-    // Output meter to the right: peak level, -60..0 dBFS.
-    let meter = Rect::from_min_size(
-        Pos2::new(rect.right() + 8.0, rect.top()),
-        Vec2::new(14.0, HEIGHT),
-    );
-    let painter = ui.painter_at(meter);
-    painter.rect_filled(meter, 2.0, Color32::from_gray(20));
-    let t = ((level_db + 60.0) / 60.0).clamp(0.0, 1.0);
-    let filled = Rect::from_min_max(
-        Pos2::new(meter.left(), meter.bottom() - t * meter.height()),
-        meter.max,
-    );
-    let colour = if level_db > -1.0 {
-        Color32::from_rgb(230, 70, 60)
-    } else {
-        Color32::from_rgb(90, 200, 110)
-    };
-    painter.rect_filled(filled, 2.0, colour);
-    ui.label(if level_db > VIEW_FLOOR_DB {
-        format!("Output peak {level_db:.1} dBFS")
-    } else {
-        "Output peak: silence".to_string()
-    });
+    response.on_hover_text("Grey: input spectrum; amber: output spectrum (dB re full scale)");
 }
 
 #[cfg(test)]
@@ -135,7 +123,8 @@ mod tests {
         let input: Vec<f32> = (0..257).map(|k| -20.0 - k as f32 * 0.2).collect();
         let output: Vec<f32> = input.iter().map(|v| v - 6.0).collect();
         let out = ctx.run_ui(egui::RawInput::default(), |ui| {
-            show(ui, Some((&input, &output)), 62.5, -12.0);
+            let rect = Rect::from_min_size(Pos2::ZERO, Vec2::new(500.0, 120.0));
+            show(ui, rect, Some((&input, &output)), 62.5);
         });
         let lines: Vec<usize> = out
             .shapes

@@ -50,8 +50,8 @@ impl GuiContextInner for Recorder {
     fn request_restart(&self) {}
 }
 
-/// The test screen, in points.
-pub const SCREEN: Vec2 = Vec2::new(600.0, 900.0);
+/// The test screen, in points: the editor's default size.
+pub const SCREEN: Vec2 = Vec2::new(900.0, 560.0);
 
 /// Runs one egui frame per entry of `frames` (each the events of that frame, 50 ms apart)
 /// with `ui` drawing into the root; returns the number of shapes of the last frame.

@@ -9,7 +9,6 @@
 //! (egui's repaint requests, the host's parameter changes through [`WindowWaker`]).
 
 use std::cell::RefCell;
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,8 +66,51 @@ pub fn gl_config() -> GlConfig {
 
 /// Background behind egui's panels.
 const CLEAR: [f32; 4] = [0.08, 0.08, 0.09, 1.0];
-/// Frames drawn before a screenshot is taken (egui lays text out on the first).
-const SCREENSHOT_AFTER_FRAMES: u32 = 3;
+/// A piece of text the frame drew: its screen rectangle (logical pixels, clipped) and string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrawnText {
+    /// Where it shows, in logical pixels from the window's top-left.
+    pub rect: egui::Rect,
+    /// What it says.
+    pub text: String,
+}
+
+/// A test's view of each painted frame (screenshots, layout checks, drag-and-drop tests).
+pub trait FrameProbe: Send + 'static {
+    /// Called after frame `frame` (from 1) is painted, with every non-empty text it drew;
+    /// `shot` reads the frame's pixels back. Returns whether the window stays open.
+    fn after_frame(
+        &mut self,
+        frame: u32,
+        texts: &[DrawnText],
+        shot: &mut dyn FnMut() -> Screenshot,
+    ) -> bool;
+}
+
+/// The texts of a frame's shapes, clipped to their clip rectangles.
+fn drawn_texts(shapes: &[egui::epaint::ClippedShape]) -> Vec<DrawnText> {
+    fn walk(shape: &egui::Shape, clip: egui::Rect, out: &mut Vec<DrawnText>) {
+        match shape {
+            egui::Shape::Vec(shapes) => shapes.iter().for_each(|s| walk(s, clip, out)),
+            egui::Shape::Text(t) => {
+                let text = t.galley.text().trim();
+                let rect = t.visual_bounding_rect().intersect(clip);
+                if !text.is_empty() && rect.is_positive() {
+                    out.push(DrawnText {
+                        rect,
+                        text: text.to_string(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for s in shapes {
+        walk(&s.shape, s.clip_rect, &mut out);
+    }
+    out
+}
 
 struct Inner<A: EditorApp> {
     app: A,
@@ -82,8 +124,8 @@ struct Inner<A: EditorApp> {
     zoom: f32,
     clipboard: Option<copypasta::ClipboardContext>,
     cursor: MouseCursor,
-    /// Where to send a screenshot after [`SCREENSHOT_AFTER_FRAMES`] frames (then close).
-    screenshot: Option<Sender<Screenshot>>,
+    /// A test's probe of every frame.
+    probe: Option<Box<dyn FrameProbe>>,
     frames: u32,
 }
 
@@ -96,12 +138,12 @@ pub struct EguiWindow<A: EditorApp> {
 
 impl<A: EditorApp> EguiWindow<A> {
     /// Sets up egui and its OpenGL painter in `window` (called by baseview on the GUI thread).
-    /// With `screenshot`, the window sends a picture of its third frame there and closes.
+    /// With `probe`, a test sees every frame (and decides when the window closes).
     pub fn new(
         window: WindowContext,
         mut app: A,
         zoom: f32,
-        screenshot: Option<Sender<Screenshot>>,
+        probe: Option<Box<dyn FrameProbe>>,
     ) -> Result<Self, WindowError> {
         let context = window.gl_context().ok_or(WindowError::NoGlContext)?;
         // SAFETY: the context belongs to this window and is only used on this (its) thread.
@@ -118,6 +160,7 @@ impl<A: EditorApp> EguiWindow<A> {
         let size = window.size();
         app.resized(size);
         let ctx = egui::Context::default();
+        super::theme::apply(&ctx);
         ctx.set_zoom_factor(zoom);
         let waker = window.waker();
         ctx.set_request_repaint_callback(move |info| waker.request_redraw_after(info.delay));
@@ -135,7 +178,7 @@ impl<A: EditorApp> EguiWindow<A> {
                 zoom,
                 clipboard: copypasta::ClipboardContext::new().ok(),
                 cursor: MouseCursor::Default,
-                screenshot,
+                probe,
                 frames: 0,
             }),
         })
@@ -186,7 +229,9 @@ impl<A: EditorApp> Inner<A> {
         let raw = self.input.take(time);
         let app = &mut self.app;
         let mut output = self.ctx.run_ui(raw, |ui| {
-            egui::CentralPanel::default().show(ui, |ui| app.ui(ui));
+            egui::CentralPanel::default()
+                .frame(egui::Frame::new().fill(super::theme::BACKGROUND))
+                .show(ui, |ui| app.ui(ui));
         });
         let mut textures = std::mem::take(&mut output.textures_delta);
         let painted = self.paint(window, output, &textures);
@@ -216,6 +261,11 @@ impl<A: EditorApp> Inner<A> {
             self.cursor = wanted;
         }
         let ppp = output.pixels_per_point;
+        let texts = if self.probe.is_some() {
+            drawn_texts(&output.shapes)
+        } else {
+            Vec::new()
+        };
         let primitives = self.ctx.tessellate(output.shapes, ppp);
         let context = window.gl_context().ok_or(WindowError::NoGlContext)?;
         // SAFETY: this window's own context, used on its thread only.
@@ -238,9 +288,12 @@ impl<A: EditorApp> Inner<A> {
             self.painter.free_texture(*id);
         }
         self.frames += 1;
-        if self.frames >= SCREENSHOT_AFTER_FRAMES {
-            if let Some(sender) = self.screenshot.take() {
-                let _ = sender.send(self.read_pixels(width, height));
+        if let Some(mut probe) = self.probe.take() {
+            let frame = self.frames;
+            let open = probe.after_frame(frame, &texts, &mut || self.read_pixels(width, height));
+            if open {
+                self.probe = Some(probe);
+            } else {
                 window.request_close();
             }
         }
@@ -251,7 +304,7 @@ impl<A: EditorApp> Inner<A> {
             .viewport_output
             .get(&egui::ViewportId::ROOT)
             .map_or(Duration::MAX, |v| v.repaint_delay);
-        if repaint.is_zero() || self.screenshot.is_some() {
+        if repaint.is_zero() || self.probe.is_some() {
             window.request_redraw();
         } else if repaint < Duration::from_secs(3600) {
             window.request_redraw_after(repaint);
