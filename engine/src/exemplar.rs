@@ -54,7 +54,11 @@ const MIDDLE_C_HZ: f32 = 261.625_58;
 /// [`REFINE_STEP_CENTS`] within [`REFINE_RANGE_CENTS`], refined by a parabola. Returns
 /// semitones from middle C. Realtime-safe.
 pub fn refine_pitch(mag: &[f32], bin_hz: f32, guess: f32) -> f32 {
-    let guess = if guess.is_finite() { guess.clamp(-60.0, 60.0) } else { 0.0 };
+    let guess = if guess.is_finite() {
+        guess.clamp(-60.0, 60.0)
+    } else {
+        0.0
+    };
     let last = mag.len().saturating_sub(1) as f32;
     let at = |pos: f32| -> f32 {
         if pos >= last || pos < 0.0 {
@@ -143,11 +147,7 @@ impl NoteTracker {
             f32::NEG_INFINITY
         };
         self.peak_db = (self.peak_db - self.decay_per_frame).max(frame_db);
-        let lowest_recent = self
-            .recent_db
-            .iter()
-            .copied()
-            .fold(f32::INFINITY, f32::min);
+        let lowest_recent = self.recent_db.iter().copied().fold(f32::INFINITY, f32::min);
         self.recent_db[self.recent_at] = frame_db;
         self.recent_at = (self.recent_at + 1) % ONSET_SPAN_FRAMES;
         let sounding = frame_db > self.peak_db - GATE_RANGE_DB && frame_db > -60.0;
@@ -410,10 +410,16 @@ impl ExemplarSwap {
         }
         let frame_db = 10.0 * (energy + 1e-30).log10();
         self.cepstrum.envelope(&self.log_mag, &mut self.envelope);
-        for ((f, l), e) in self.fine.iter_mut().zip(&*self.log_mag).zip(&*self.envelope) {
+        for ((f, l), e) in self
+            .fine
+            .iter_mut()
+            .zip(&*self.log_mag)
+            .zip(&*self.envelope)
+        {
             *f = l - e;
         }
-        self.net.normalise(&self.log_mag, &mut self.envelope, &mut self.fine);
+        self.net
+            .normalise(&self.log_mag, &mut self.envelope, &mut self.fine);
         let ruler = self
             .net
             .pitch_step(&mut self.state, &self.fine)
@@ -511,7 +517,7 @@ pub fn yin(history: &[f32], sample_rate: f32, scratch: &mut [f32]) -> Option<(f3
     for v in &x[..YIN_WINDOW] {
         energy += v * v;
     }
-    if !(energy > 1e-12) {
+    if energy.is_nan() || energy <= 1e-12 {
         return None;
     }
     for tau in 1..=YIN_MAX_LAG {
@@ -524,10 +530,10 @@ pub fn yin(history: &[f32], sample_rate: f32, scratch: &mut [f32]) -> Option<(f3
     }
     // Cumulative mean normalisation, in place.
     let mut running = 0.0f32;
-    for tau in 1..=YIN_MAX_LAG {
-        running += d[tau];
-        d[tau] = if running > 0.0 {
-            d[tau] * tau as f32 / running
+    for (tau, v) in d.iter_mut().enumerate().skip(1) {
+        running += *v;
+        *v = if running > 0.0 {
+            *v * tau as f32 / running
         } else {
             1.0
         };
@@ -616,7 +622,10 @@ mod tests {
             for rough in [truth - 0.8, truth + 0.6] {
                 let p = refine_pitch(&mag, bin_hz, rough);
                 let cents = 100.0 * (p - truth);
-                assert!(cents.abs() < 10.0, "{f0} Hz from {rough}: {cents} cents off");
+                assert!(
+                    cents.abs() < 10.0,
+                    "{f0} Hz from {rough}: {cents} cents off"
+                );
             }
         }
     }
