@@ -110,7 +110,7 @@ impl Xvfb {
         let n = free.ok_or("no free X display number in 90..190")?;
         let display = format!(":{n}");
         let child = std::process::Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1280x1024x24", "-nolisten", "tcp"])
+            .args([&display, "-screen", "0", "3840x2400x24", "-nolisten", "tcp"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -226,7 +226,12 @@ impl<A: EditorApp> Inner<A> {
     /// One egui frame: run the UI, act on its output, paint, and (for a screenshot) read the
     /// pixels back.
     fn frame(&mut self, window: &WindowContext, time: f64) -> Result<(), HandlerError> {
-        let raw = self.input.take(time);
+        let mut raw = self.input.take(time);
+        // The system scale: egui draws `zoom × native` pixels per point.
+        raw.viewports
+            .entry(egui::ViewportId::ROOT)
+            .or_default()
+            .native_pixels_per_point = Some(self.size.scale_factor as f32);
         let app = &mut self.app;
         let mut output = self.ctx.run_ui(raw, |ui| {
             egui::CentralPanel::default()

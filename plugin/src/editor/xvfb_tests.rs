@@ -135,7 +135,7 @@ fn with_xvfb<T>(f: impl FnOnce(&str) -> T) -> T {
 
 /// Under Xvfb, in a real window with OpenGL: each main state draws a landscape editor of the
 /// default size with hundreds of colours, the texts it draws stay inside the window and never
-/// overlap, at the default and the smallest size and at 200 % scale. The pictures are saved to
+/// overlap, at the default, the smallest and the largest size and at 200 % scale. The pictures are saved to
 /// `$TMPDIR` (and to `docs/` with `TIMBRESWAP_UPDATE_SCREENSHOT=1`); the README shows the
 /// committed ones.
 #[test]
@@ -195,9 +195,11 @@ fn editor_states_render_landscape_without_overlapping_text() {
                 EDITOR_SIZE
             );
         }
-        // The smallest size: still no overlaps, everything inside.
-        for name in ["loaded", "neural"] {
-            check_size(name, layout::MIN_SIZE, 1.0);
+        // The smallest and the largest size: still no overlaps, everything inside.
+        for size in [layout::MIN_SIZE, layout::MAX_SIZE] {
+            for name in ["loaded", "neural"] {
+                check_size(name, size, 1.0);
+            }
         }
     });
     // 200 %: the system scale of an X display is its Xft.dpi (192 = 2x), as a desktop sets it.
@@ -255,6 +257,18 @@ fn check_size(name: &str, size: (u32, u32), scale: f64) -> EditorShot {
     }
     let bad = overlaps(&s.texts);
     assert!(bad.is_empty(), "{name} at {size:?} x{scale}: {bad:#?}");
+    // The drawing fills the window at its scale: the bottom-right quarter (meters, status
+    // line, spectra labels) has text and marks in it, not only dark background.
+    let pic = &s.picture;
+    let (w, h) = (pic.width as usize, pic.height as usize);
+    let bright = (h / 2..h)
+        .flat_map(|y| (w / 2..w).map(move |x| (y * w + x) * 4))
+        .filter(|&i| pic.rgba[i..i + 3].iter().any(|c| *c > 110))
+        .count();
+    assert!(
+        bright > w * h / 2000,
+        "{name} at {size:?} x{scale}: only {bright} bright pixels in the bottom-right quarter"
+    );
     s
 }
 
