@@ -16,6 +16,9 @@
 //!   of the model's timbre map back into a timbre; [`griffin_lim`] is the
 //!   offline Griffin-Lim reference RTPGHI is measured against.
 //! - [`spectrum_view`] hands input and output spectra to the editor's live view.
+//! - [`exemplar`] is an experimental swap that plays the reference clip's own frames at the
+//!   input's pitch; the evaluation scores it (`eval-transfer --exemplar`), the plugin does not
+//!   use it yet.
 
 pub mod cepstrum;
 pub mod clip;
