@@ -278,6 +278,32 @@ pub enum Shift {
     Resample,
     /// Only the fine structure is stretched; the frame's cepstral envelope stays.
     KeepEnvelope,
+    /// Nothing is stretched: each of the input's partials takes the level of the chosen
+    /// frame's partial of the same number (the input's own partials, at their own
+    /// frequencies, with the reference's partial pattern). Frames whose partials the FFT
+    /// cannot resolve take [`Shift::KeepEnvelope`].
+    Partials,
+    /// [`Shift::Partials`] on the bins within one bin of the input's partials,
+    /// [`Shift::KeepEnvelope`] between them (the reference's noise between its partials).
+    PartialsAndNoise,
+}
+
+/// Partials whose levels [`Shift::Partials`] reads, at most.
+pub const MAX_PARTIALS: usize = 64;
+/// Largest change [`Shift::Partials`] makes to a partial, in dB.
+pub const MAX_PARTIAL_GAIN_DB: f32 = 40.0;
+
+/// The largest value of `row` within half a partial spacing of partial `h` of `f0` Hz (bins
+/// `bin_hz` apart); `None` above the last bin.
+fn partial_level(row: &[f32], f0: f32, h: usize, bin_hz: f32) -> Option<f32> {
+    let centre = h as f32 * f0 / bin_hz;
+    let half = (0.5 * f0 / bin_hz).max(1.0);
+    let lo = (centre - half).ceil().max(0.0) as usize;
+    let hi = ((centre + half).floor() as usize).min(row.len() - 1);
+    if lo > hi || lo >= row.len() {
+        return None;
+    }
+    row[lo..=hi].iter().copied().reduce(f32::max)
 }
 
 /// Experiment switches of [`ExemplarSwap`].
@@ -403,21 +429,14 @@ impl ExemplarSwap {
         self.history[n - hop..].copy_from_slice(&frame[frame.len() - hop..]);
         let c = self.net.config();
         let floor = c.mag_floor;
-        let mut energy = 0.0f32;
-        for (l, x) in self.log_mag.iter_mut().zip(input) {
-            energy += x.norm_sqr();
-            *l = (x.norm() + floor).ln();
-        }
-        let frame_db = 10.0 * (energy + 1e-30).log10();
-        self.cepstrum.envelope(&self.log_mag, &mut self.envelope);
-        for ((f, l), e) in self
-            .fine
-            .iter_mut()
-            .zip(&*self.log_mag)
-            .zip(&*self.envelope)
-        {
-            *f = l - e;
-        }
+        let frame_db = crate::features::split_frame(
+            input,
+            floor,
+            &mut self.cepstrum,
+            &mut self.log_mag,
+            &mut self.envelope,
+            &mut self.fine,
+        );
         self.net
             .normalise(&self.log_mag, &mut self.envelope, &mut self.fine);
         let ruler = self
@@ -451,28 +470,68 @@ impl ExemplarSwap {
                 src[i] + (src[i + 1] - src[i]) * w
             }
         };
-        match self.shift {
+        let f0_in = MIDDLE_C_HZ * 2f32.powf(pitch / 12.0);
+        let f0_ref = MIDDLE_C_HZ * 2f32.powf(self.bank.pitch[j] / 12.0);
+        let resolved = f0_in / bin_hz >= 1.5 && f0_ref / bin_hz >= 1.5;
+        let shift = match self.shift {
+            Shift::Partials | Shift::PartialsAndNoise if !resolved => Shift::KeepEnvelope,
+            s => s,
+        };
+        if matches!(shift, Shift::KeepEnvelope | Shift::PartialsAndNoise) {
+            // The chosen frame's envelope with its fine structure stretched, into `out_log`
+            // (PartialsAndNoise then writes the partials over it).
+            self.cepstrum.envelope(row, &mut self.chosen_env);
+            for ((f, l), e) in self.envelope.iter_mut().zip(row).zip(&*self.chosen_env) {
+                *f = l - e;
+            }
+            for (k, o) in self.out_log.iter_mut().enumerate() {
+                let pos = k as f32 / ratio;
+                let fine = if (pos as usize) + 1 >= bins {
+                    0.0
+                } else {
+                    stretch(&self.envelope, k)
+                };
+                *o = self.chosen_env[k] + fine;
+            }
+        }
+        match shift {
+            Shift::Partials | Shift::PartialsAndNoise => {
+                // Log gain of each partial number, in `chosen_env` (free here).
+                let limit = MAX_PARTIAL_GAIN_DB * std::f32::consts::LN_10 / 20.0;
+                let partials = ((bins as f32 * bin_hz / f0_in) as usize).clamp(1, MAX_PARTIALS);
+                let gains = &mut self.chosen_env[..partials];
+                let mut last = 0.0;
+                for (i, g) in gains.iter_mut().enumerate() {
+                    let h = i + 1;
+                    let input = partial_level(&self.log_mag, f0_in, h, bin_hz);
+                    let reference = partial_level(row, f0_ref, h, bin_hz);
+                    *g = match (input, reference) {
+                        (Some(a), Some(b)) => (b - a).clamp(-limit, limit),
+                        (Some(_), None) => -limit,
+                        _ => last,
+                    };
+                    last = *g;
+                }
+                let near_only = shift == Shift::PartialsAndNoise;
+                for (k, o) in self.out_log.iter_mut().enumerate() {
+                    let u = k as f32 * bin_hz / f0_in;
+                    if near_only && (u - u.round()).abs() * f0_in / bin_hz > 1.0 {
+                        continue;
+                    }
+                    let i = (u.floor() as usize).max(1);
+                    let w = (u - i as f32).clamp(0.0, 1.0);
+                    let g0 = gains[(i - 1).min(partials - 1)];
+                    let g1 = gains[i.min(partials - 1)];
+                    *o = self.log_mag[k] + g0 + (g1 - g0) * w;
+                }
+            }
             Shift::Resample => {
                 for (k, o) in self.out_log.iter_mut().enumerate() {
                     *o = stretch(row, k);
                 }
             }
-            Shift::KeepEnvelope => {
-                self.cepstrum.envelope(row, &mut self.chosen_env);
-                // Fine structure of the chosen frame, in `envelope` (free after normalising).
-                for ((f, l), e) in self.envelope.iter_mut().zip(row).zip(&*self.chosen_env) {
-                    *f = l - e;
-                }
-                for (k, o) in self.out_log.iter_mut().enumerate() {
-                    let pos = k as f32 / ratio;
-                    let fine = if (pos as usize) + 1 >= bins {
-                        0.0
-                    } else {
-                        stretch(&self.envelope, k)
-                    };
-                    *o = self.chosen_env[k] + fine;
-                }
-            }
+            // Written above.
+            Shift::KeepEnvelope => {}
         }
         if self.opts.reconstruct {
             self.rtpghi.push(&self.out_log, out);
@@ -630,9 +689,10 @@ mod tests {
         }
     }
 
-    /// The swap keeps the input's pitch and takes the reference's partial pattern: a bank of
-    /// a tone with only odd partials at 220 Hz, played by an input of all partials at 330 Hz,
-    /// gives partials at the input's odd multiples of 330 Hz and nothing at its even ones.
+    /// Every shift keeps the input's pitch and takes the reference's partial pattern: a bank
+    /// of a tone with only odd partials at 220 Hz, played by an input of all partials at
+    /// 330 Hz, gives partials at the input's odd multiples of 330 Hz and nothing at its even
+    /// ones.
     #[test]
     fn the_output_has_the_inputs_pitch_and_the_references_partials() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -653,12 +713,29 @@ mod tests {
         };
         let bank = Arc::new(ExemplarBank::new(&net, &odd).expect("a tone has sounding frames"));
         assert!(bank.frames() > 150, "{} frames", bank.frames());
+        for shift in [
+            Shift::KeepEnvelope,
+            Shift::Partials,
+            Shift::PartialsAndNoise,
+        ] {
+            let (odd_energy, even_energy) = partial_energies(&net, &bank, shift);
+            // The odd partials carry at least 20 dB more than the even ones.
+            assert!(
+                odd_energy > 100.0 * even_energy,
+                "{shift:?}: odd {odd_energy}, even {even_energy}"
+            );
+        }
+    }
+
+    /// Energy at the odd and at the even partials of a 330 Hz input with all partials, through
+    /// an exemplar swap drawing from `bank`.
+    fn partial_energies(net: &Arc<Network>, bank: &Arc<ExemplarBank>, shift: Shift) -> (f32, f32) {
         let opts = ExemplarOptions {
-            shift: Shift::KeepEnvelope,
+            shift,
             yin: true,
             reconstruct: false,
         };
-        let mut swap = ExemplarSwap::new(net.clone(), bank, opts);
+        let mut swap = ExemplarSwap::new(net.clone(), bank.clone(), opts);
         let cfg = net.config().stft();
         let mut stft = Stft::new(&cfg);
         let input = tone(330.0, 20, 16_000);
@@ -685,11 +762,7 @@ mod tests {
                 }
             }
         }
-        // The odd partials carry at least 20 dB more than the even ones.
-        assert!(
-            odd_energy > 100.0 * even_energy,
-            "odd {odd_energy}, even {even_energy}"
-        );
+        (odd_energy, even_energy)
     }
 
     #[test]

@@ -22,6 +22,30 @@ pub fn centred_frame(samples: &[f32], centre: usize, frame: &mut [f32]) {
     }
 }
 
+/// One frame's features from its spectrum `input`: `ln(|X| + mag_floor)` into `log_mag`, its
+/// cepstral envelope into `envelope` and the fine structure (`log_mag - envelope`) into
+/// `fine`. Returns the frame's energy in dB (`10 log10 sum |X|^2`, floor 1e-30).
+/// Realtime-safe.
+pub fn split_frame(
+    input: &[realfft::num_complex::Complex32],
+    mag_floor: f32,
+    cepstrum: &mut Cepstrum,
+    log_mag: &mut [f32],
+    envelope: &mut [f32],
+    fine: &mut [f32],
+) -> f32 {
+    let mut energy = 0.0f32;
+    for (l, x) in log_mag.iter_mut().zip(input) {
+        energy += x.norm_sqr();
+        *l = (x.norm() + mag_floor).ln();
+    }
+    cepstrum.envelope(log_mag, envelope);
+    for ((f, l), e) in fine.iter_mut().zip(log_mag.iter()).zip(envelope.iter()) {
+        *f = l - e;
+    }
+    10.0 * (energy + 1e-30).log10()
+}
+
 /// Frames of a clip as the model sees them; row-major `frames x bins`, natural logs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrameFeatures {

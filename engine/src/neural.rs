@@ -234,21 +234,14 @@ impl NeuralProcessor {
     ) -> bool {
         let cfg = self.net.config();
         let floor = cfg.mag_floor;
-        let mut energy = 0.0f32;
-        for (l, c) in self.log_mag.iter_mut().zip(input) {
-            energy += c.norm_sqr();
-            *l = (c.norm() + floor).ln();
-        }
-        let frame_db = 10.0 * (energy + 1e-30).log10();
-        self.cepstrum.envelope(&self.log_mag, &mut self.envelope);
-        for ((f, l), e) in self
-            .fine
-            .iter_mut()
-            .zip(self.log_mag.iter())
-            .zip(self.envelope.iter())
-        {
-            *f = l - e;
-        }
+        let frame_db = crate::features::split_frame(
+            input,
+            floor,
+            &mut self.cepstrum,
+            &mut self.log_mag,
+            &mut self.envelope,
+            &mut self.fine,
+        );
         // The pitch encoder's feature, transposed along frequency (log-magnitude without the
         // cepstral split), before normalisation, as the training's pitch shift sees it.
         let raw: &[f32] = if cfg.cepstrum {

@@ -364,28 +364,25 @@ pub struct EditorShot {
     pub texts: Vec<DrawnText>,
 }
 
-/// Opens the editor in a free-standing window of `size` logical pixels at system scale
-/// `scale` (the fallback baseview uses where the system reports none, as under Xvfb), and
-/// runs it until `probe` lets it close. Needs a display (X11: `DISPLAY`, e.g. Xvfb) with
-/// OpenGL 3.2; used by the editor's tests under Xvfb.
-#[allow(clippy::too_many_arguments)]
+/// Opens the editor in a free-standing window of `size` logical pixels (at the display's own
+/// scale: on X11 its `Xft.dpi`) and runs it until `probe` lets it close. Needs a display (X11:
+/// `DISPLAY`, e.g. Xvfb) with OpenGL 3.2; used by the editor's tests under Xvfb.
 pub fn run_with_probe(
     params: Arc<TimbreswapParams>,
     shared: Arc<Shared>,
     executor: AsyncExecutor<Timbreswap>,
     gui_context: GuiContext,
     size: (u32, u32),
-    scale: f64,
     probe: Box<dyn FrameProbe>,
 ) -> Result<(), Box<dyn Error>> {
     let state = Arc::new(EditorState::default());
     state.width.store(size.0, Ordering::Relaxed);
     state.height.store(size.1, Ordering::Relaxed);
     let app = TimbreswapApp::new(params, shared, state.clone(), executor, gui_context);
-    let window = baseview::Window::create(
-        window_settings(&state, None, false, Some(scale)),
-        move |context| Ok(EguiWindow::new(context, app, 1.0, Some(probe))?),
-    )?;
+    let window =
+        baseview::Window::create(window_settings(&state, None, false, None), move |context| {
+            Ok(EguiWindow::new(context, app, 1.0, Some(probe))?)
+        })?;
     window.run_until_closed()?;
     Ok(())
 }
@@ -398,7 +395,6 @@ pub fn screenshot(
     executor: AsyncExecutor<Timbreswap>,
     gui_context: GuiContext,
     size: (u32, u32),
-    scale: f64,
 ) -> Result<EditorShot, Box<dyn Error>> {
     struct Once(std::sync::mpsc::Sender<EditorShot>);
     impl FrameProbe for Once {
@@ -425,7 +421,6 @@ pub fn screenshot(
         executor,
         gui_context,
         size,
-        scale,
         Box::new(Once(sender)),
     )?;
     Ok(receiver

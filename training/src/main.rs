@@ -824,17 +824,29 @@ fn main() -> Result<()> {
                     let file = timbreswap_engine::model_file::load(&path)
                         .with_context(|| format!("--model {}", path.display()))?;
                     let net = Arc::new(Network::new(&file, &name, Kernels::best())?);
-                    for (suffix, yin, reconstruct, known_pitch) in [
-                        ("ruler", false, false, false),
-                        ("yin", true, false, false),
-                        ("ruler rtpghi", false, true, false),
-                        ("known rtpghi", false, true, true),
+                    for (suffix, shift, yin, reconstruct, known_pitch) in [
+                        ("yin", Shift::KeepEnvelope, true, false, false),
+                        ("partials", Shift::Partials, true, false, false),
+                        (
+                            "partials+noise",
+                            Shift::PartialsAndNoise,
+                            true,
+                            false,
+                            false,
+                        ),
+                        (
+                            "partials+noise known",
+                            Shift::PartialsAndNoise,
+                            true,
+                            false,
+                            true,
+                        ),
                     ] {
                         exemplar_rows.push(timbreswap_training::transfer::Exemplar {
                             name: format!("{name} exemplar/{suffix}"),
                             net: net.clone(),
                             opts: timbreswap_engine::exemplar::ExemplarOptions {
-                                shift: Shift::KeepEnvelope,
+                                shift,
                                 yin,
                                 reconstruct,
                             },

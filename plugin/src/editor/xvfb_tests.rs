@@ -117,10 +117,10 @@ fn overlaps(texts: &[DrawnText]) -> Vec<String> {
     found
 }
 
-fn shot(name: &str, size: (u32, u32), scale: f64) -> EditorShot {
+fn shot(name: &str, size: (u32, u32)) -> EditorShot {
     let (params, shared) = state(name);
     let gui = GuiContext::new(Arc::new(Recorder::default()));
-    screenshot(params, shared, executor(), gui, size, scale).unwrap_or_else(|e| panic!("{e}"))
+    screenshot(params, shared, executor(), gui, size).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs `f` with `DISPLAY` pointing at a private Xvfb.
@@ -143,7 +143,7 @@ fn editor_states_render_landscape_without_overlapping_text() {
     with_xvfb(|_| {
         let update = std::env::var_os("TIMBRESWAP_UPDATE_SCREENSHOT").is_some();
         for (name, doc) in SHOTS {
-            let s = shot(name, EDITOR_SIZE, 1.0);
+            let s = shot(name, EDITOR_SIZE);
             let pic = &s.picture;
             assert_eq!((pic.width, pic.height), EDITOR_SIZE, "{name}");
             assert!(pic.width > pic.height, "landscape");
@@ -241,7 +241,7 @@ fn set_xft_dpi(display: &str, dpi: u32) -> x11rb::rust_connection::RustConnectio
 /// The state `name` at `size` logical pixels on a display of system scale `scale`: the
 /// picture has `size × scale` pixels, the texts stay inside the window and do not overlap.
 fn check_size(name: &str, size: (u32, u32), scale: f64) -> EditorShot {
-    let s = shot(name, size, 1.0);
+    let s = shot(name, size);
     assert_eq!(
         (s.picture.width, s.picture.height),
         (
@@ -582,7 +582,6 @@ fn a_real_xdnd_drop_lands_in_the_slot_under_the_pointer() {
                     executor,
                     gui,
                     EDITOR_SIZE,
-                    1.0,
                     Box::new(SharedProbe(probe)),
                 )
                 .map_err(|e| e.to_string())
