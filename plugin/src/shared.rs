@@ -4,9 +4,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use timbreswap_engine::network::Network;
+use timbreswap_engine::{EngineControl, EngineStats, Slot, TimbreDescriptor};
 
 use crate::meter::LevelMeter;
-use timbreswap_engine::{EngineControl, EngineStats, Slot, TimbreDescriptor};
 
 /// What the editor shows about the instance. Only touched off the audio thread.
 #[derive(Debug, Default, Clone)]
