@@ -147,7 +147,9 @@ fn preset_picker(
         .width(ui.available_width().min(150.0))
         .height(320.0)
         .show_ui(ui, |ui| {
+            // A fixed size, so the list does not stay shrunk after the search is shortened.
             ui.set_min_width(220.0);
+            ui.set_min_height(300.0);
             ui.add(
                 egui::TextEdit::singleline(search)
                     .hint_text("Search instruments")
@@ -301,5 +303,102 @@ impl TimbreswapApp {
                 theme::ACCENT,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::editor::window::{drawn_texts, DrawnText};
+    use egui::{Event, Pos2};
+
+    /// One frame of the picker alone with `events`; returns its choice and the texts drawn.
+    fn frame(
+        ctx: &egui::Context,
+        net: &Network,
+        search: &mut String,
+        events: Vec<Event>,
+        time: f64,
+    ) -> (Option<usize>, Vec<DrawnText>) {
+        let input = egui::RawInput {
+            screen_rect: Some(Rect::from_min_size(Pos2::ZERO, Vec2::new(400.0, 600.0))),
+            events,
+            time: Some(time),
+            ..Default::default()
+        };
+        let mut chosen = None;
+        let out = ctx.run_ui(input, |ui| {
+            chosen = preset_picker(ui, net, 0, search);
+        });
+        let texts = drawn_texts(&out.shapes);
+        out.drop_without_applying_deltas();
+        (chosen, texts)
+    }
+
+    fn click(at: Pos2) -> Vec<Event> {
+        let button = |pressed| Event::PointerButton {
+            pos: at,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: Default::default(),
+        };
+        vec![Event::PointerMoved(at), button(true), button(false)]
+    }
+
+    /// Opening the picker lists the instruments under their families; typing narrows the list
+    /// to the matches (by name or family); clicking one chooses that instrument.
+    #[test]
+    fn the_preset_picker_groups_by_family_and_searches() {
+        let net = crate::model::default_network().unwrap();
+        let ctx = egui::Context::default();
+        let mut search = String::new();
+        let (_, texts) = frame(&ctx, &net, &mut search, vec![], 0.0);
+        let button = texts
+            .iter()
+            .find(|t| t.text.starts_with("Preset"))
+            .expect("the picker's button")
+            .rect;
+        frame(&ctx, &net, &mut search, click(button.center()), 0.1);
+        let (_, open) = frame(&ctx, &net, &mut search, vec![], 0.2);
+        let has = |texts: &[DrawnText], s: &str| texts.iter().any(|t| t.text == s);
+        // The list scrolls: its top shows the first families, each under its heading.
+        assert!(
+            has(&open, "BASS") && has(&open, "BRASS"),
+            "families are headings"
+        );
+        assert!(has(&open, "Trumpet") && has(&open, "Banjo"));
+        // The search field has focus: typing narrows the list.
+        frame(
+            &ctx,
+            &net,
+            &mut search,
+            vec![Event::Text("trum".into())],
+            0.3,
+        );
+        assert_eq!(search, "trum");
+        frame(&ctx, &net, &mut search, vec![], 0.35);
+        let (_, narrowed) = frame(&ctx, &net, &mut search, vec![], 0.4);
+        assert!(has(&narrowed, "Trumpet") && has(&narrowed, "BRASS"));
+        assert!(!has(&narrowed, "Banjo") && !has(&narrowed, "BASS"));
+        // A family name matches its members.
+        search.clear();
+        search.push_str("reed");
+        // (The popup takes its new size on the frame after its contents change.)
+        frame(&ctx, &net, &mut search, vec![], 0.5);
+        let (_, reeds) = frame(&ctx, &net, &mut search, vec![], 0.55);
+        assert!(has(&reeds, "Clarinet") && !has(&reeds, "Trumpet"));
+        search.clear();
+        search.push_str("trum");
+        frame(&ctx, &net, &mut search, vec![], 0.6);
+        let (_, narrowed) = frame(&ctx, &net, &mut search, vec![], 0.65);
+        let trumpet = narrowed.iter().find(|t| t.text == "Trumpet").unwrap().rect;
+        let (chosen, _) = frame(&ctx, &net, &mut search, click(trumpet.center()), 0.7);
+        let expected = net
+            .map()
+            .instruments
+            .iter()
+            .position(|i| i.name == "Trumpet")
+            .unwrap();
+        assert_eq!(chosen, Some(expected));
     }
 }

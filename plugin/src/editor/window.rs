@@ -88,7 +88,7 @@ pub trait FrameProbe: Send + 'static {
 }
 
 /// The texts of a frame's shapes, clipped to their clip rectangles.
-fn drawn_texts(shapes: &[egui::epaint::ClippedShape]) -> Vec<DrawnText> {
+pub(crate) fn drawn_texts(shapes: &[egui::epaint::ClippedShape]) -> Vec<DrawnText> {
     fn walk(shape: &egui::Shape, clip: egui::Rect, out: &mut Vec<DrawnText>) {
         match shape {
             egui::Shape::Vec(shapes) => shapes.iter().for_each(|s| walk(s, clip, out)),
