@@ -20,8 +20,9 @@ pub const HEADER: f32 = 30.0;
 pub const STATUS: f32 = 22.0;
 /// Height of one row of knobs, in logical pixels.
 pub const KNOB_ROW: f32 = 80.0;
-/// Narrowest knob cell, in logical pixels (below it the knobs take two rows).
-pub const MIN_KNOB_CELL: f32 = 62.0;
+/// Narrowest knob cell, in logical pixels (below it the knobs take two rows): the widest
+/// knob name ("Map amount") fits.
+pub const MIN_KNOB_CELL: f32 = 70.0;
 /// Widest knob cell, in logical pixels.
 pub const MAX_KNOB_CELL: f32 = 96.0;
 /// Knobs in the editor.

@@ -52,9 +52,18 @@ pub fn show(ui: &mut egui::Ui, rect: Rect, spectra: Option<(&[f32], &[f32])>, bi
             [Pos2::new(x, rect.top()), Pos2::new(x, rect.bottom())],
             Stroke::new(1.0, theme::GRID),
         );
+        // Labels sit right of their line, the last one left of it (it is near the edge).
+        let (at, align) = if hz < 10_000.0 {
+            (Pos2::new(x + 3.0, rect.bottom() - 2.0), Align2::LEFT_BOTTOM)
+        } else {
+            (
+                Pos2::new(x - 3.0, rect.bottom() - 2.0),
+                Align2::RIGHT_BOTTOM,
+            )
+        };
         painter.text(
-            Pos2::new(x + 3.0, rect.bottom() - 2.0),
-            Align2::LEFT_BOTTOM,
+            at,
+            align,
             if hz < 1_000.0 {
                 "100 Hz"
             } else if hz < 10_000.0 {

@@ -16,6 +16,10 @@ use super::{theme, TimbreswapApp, MODEL_ZONE};
 use crate::loader::Task;
 use crate::shared::slot_name;
 
+/// Height the rows under a card's thumbnail take (caption, buttons, path field, with their
+/// spacing), in logical pixels.
+const ROWS_BELOW_THUMBNAIL: f32 = 92.0;
+
 /// The colour of slot A's and B's marks (card title, map ring).
 pub fn slot_colour(slot: Slot) -> Color32 {
     match slot {
@@ -235,8 +239,21 @@ impl TimbreswapApp {
                 egui::Label::new(RichText::new(name).font(theme::bold(theme::BODY)))
                     .truncate(),
             );
-            // The thumbnail takes what the rows below leave.
-            let rows_below = 3.0 * 27.0 + if error.is_some() { 30.0 } else { 0.0 };
+            // The error, at most three lines (all of it on hover).
+            let error_text = error.as_ref().map(|e| {
+                let mut job = egui::text::LayoutJob::simple(
+                    e.clone(),
+                    theme::regular(theme::SMALL),
+                    theme::ERROR,
+                    inner.width(),
+                );
+                job.wrap.max_rows = 3;
+                job.wrap.overflow_character = Some('…');
+                ui.painter().layout_job(job)
+            });
+            // The thumbnail takes what the rows below leave: caption, buttons, path, error.
+            let rows_below = ROWS_BELOW_THUMBNAIL
+                + error_text.as_ref().map_or(0.0, |g| g.size().y + ui.spacing().item_spacing.y);
             let height = (ui.available_height() - rows_below).clamp(24.0, 90.0);
             thumb = thumbnail(
                 ui,
@@ -285,11 +302,8 @@ impl TimbreswapApp {
                     self.load(index, PathBuf::from(path));
                 }
             }
-            if let Some(error) = &error {
-                ui.add(
-                    egui::Label::new(RichText::new(error).color(theme::ERROR).font(theme::regular(theme::SMALL)))
-                        .wrap(),
-                );
+            if let (Some(galley), Some(error)) = (error_text, &error) {
+                ui.add(egui::Label::new(galley)).on_hover_text(error);
             }
         });
         if over && thumb.is_positive() {

@@ -73,6 +73,8 @@ pub struct DrawnText {
     pub rect: egui::Rect,
     /// What it says.
     pub text: String,
+    /// Whether its clip rectangle cut part of it off.
+    pub clipped: bool,
 }
 
 /// A test's view of each painted frame (screenshots, layout checks, drag-and-drop tests).
@@ -94,11 +96,13 @@ pub(crate) fn drawn_texts(shapes: &[egui::epaint::ClippedShape]) -> Vec<DrawnTex
             egui::Shape::Vec(shapes) => shapes.iter().for_each(|s| walk(s, clip, out)),
             egui::Shape::Text(t) => {
                 let text = t.galley.text().trim();
-                let rect = t.visual_bounding_rect().intersect(clip);
+                let full = t.visual_bounding_rect();
+                let rect = full.intersect(clip);
                 if !text.is_empty() && rect.is_positive() {
                     out.push(DrawnText {
                         rect,
                         text: text.to_string(),
+                        clipped: !clip.expand(0.5).contains_rect(full),
                     });
                 }
             }

@@ -176,6 +176,8 @@ fn editor_states_render_landscape_without_overlapping_text() {
             }
             let bad = overlaps(&s.texts);
             assert!(bad.is_empty(), "{name}: overlapping text: {bad:#?}");
+            let cut: Vec<&DrawnText> = s.texts.iter().filter(|t| t.clipped).collect();
+            assert!(cut.is_empty(), "{name}: clipped text: {cut:#?}");
             let out = std::env::temp_dir().join(format!("timbreswap-editor-{name}.png"));
             write_png(&out, pic);
             eprintln!("editor screenshot: {}", out.display());
@@ -257,6 +259,18 @@ fn check_size(name: &str, size: (u32, u32), scale: f64) -> EditorShot {
     }
     let bad = overlaps(&s.texts);
     assert!(bad.is_empty(), "{name} at {size:?} x{scale}: {bad:#?}");
+    let cut: Vec<&DrawnText> = s.texts.iter().filter(|t| t.clipped).collect();
+    assert!(
+        cut.is_empty(),
+        "{name} at {size:?} x{scale}: clipped text: {cut:#?}"
+    );
+    write_png(
+        &std::env::temp_dir().join(format!(
+            "timbreswap-editor-{name}-{}x{}-{scale}x.png",
+            size.0, size.1
+        )),
+        &s.picture,
+    );
     // The drawing fills the window at its scale: the bottom-right quarter (meters, status
     // line, spectra labels) has text and marks in it, not only dark background.
     let pic = &s.picture;
