@@ -537,15 +537,7 @@ impl ExemplarSwap {
             self.rtpghi.push(&self.out_log, out);
             return;
         }
-        for ((o, x), l) in out.iter_mut().zip(input).zip(&*self.out_log) {
-            let mag = (l.exp() - floor).max(0.0);
-            let norm = x.norm();
-            *o = if norm > 1e-20 {
-                *x * (mag / norm)
-            } else {
-                Complex32::new(mag, 0.0)
-            };
-        }
+        crate::neural::with_input_phase(input, &self.out_log, floor, out);
     }
 }
 

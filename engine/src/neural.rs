@@ -345,20 +345,24 @@ impl NeuralProcessor {
                         *o = *x * d.exp();
                     }
                 }
-                PhaseMode::Input => {
-                    for ((o, x), l) in out.iter_mut().zip(input).zip(self.decoded.iter()) {
-                        let mag = (l.exp() - floor).max(0.0);
-                        let norm = x.norm();
-                        *o = if norm > 1e-20 {
-                            *x * (mag / norm)
-                        } else {
-                            Complex32::new(mag, 0.0)
-                        };
-                    }
-                }
+                PhaseMode::Input => with_input_phase(input, &self.decoded, floor, out),
             }
         }
         wrote
+    }
+}
+
+/// `out[k]` = the magnitude `exp(log_mag[k]) - floor` (at least 0) with the phase of
+/// `input[k]` (phase 0 where the input bin is silent). Realtime-safe.
+pub fn with_input_phase(input: &[Complex32], log_mag: &[f32], floor: f32, out: &mut [Complex32]) {
+    for ((o, x), l) in out.iter_mut().zip(input).zip(log_mag) {
+        let mag = (l.exp() - floor).max(0.0);
+        let norm = x.norm();
+        *o = if norm > 1e-20 {
+            *x * (mag / norm)
+        } else {
+            Complex32::new(mag, 0.0)
+        };
     }
 }
 
