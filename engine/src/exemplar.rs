@@ -274,8 +274,6 @@ impl ExemplarBank {
 /// How a chosen frame is moved to the input's pitch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shift {
-    /// The whole spectrum is stretched along frequency (as a sampler plays a sample faster).
-    Resample,
     /// Only the fine structure is stretched; the frame's cepstral envelope stays.
     KeepEnvelope,
     /// Nothing is stretched: each of the input's partials takes the level of the chosen
@@ -523,11 +521,6 @@ impl ExemplarSwap {
                     let g0 = gains[(i - 1).min(partials - 1)];
                     let g1 = gains[i.min(partials - 1)];
                     *o = self.log_mag[k] + g0 + (g1 - g0) * w;
-                }
-            }
-            Shift::Resample => {
-                for (k, o) in self.out_log.iter_mut().enumerate() {
-                    *o = stretch(row, k);
                 }
             }
             // Written above.

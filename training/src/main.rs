@@ -347,8 +347,8 @@ enum Command {
         /// decoder cannot draw from one the swap does not reach.
         #[arg(long)]
         engine_self: bool,
-        /// For each --model also score the exemplar swap (rows `NAME exemplar/resample` and
-        /// `NAME exemplar/envelope`).
+        /// For each --model also score the exemplar swap (rows `NAME exemplar/...`: the
+        /// variants docs/quality.md reports, "Exemplar swap").
         #[arg(long)]
         exemplar: bool,
     },
@@ -824,8 +824,12 @@ fn main() -> Result<()> {
                     let file = timbreswap_engine::model_file::load(&path)
                         .with_context(|| format!("--model {}", path.display()))?;
                     let net = Arc::new(Network::new(&file, &name, Kernels::best())?);
+                    // Every row docs/quality.md reports ("Exemplar swap").
                     for (suffix, shift, yin, reconstruct, known_pitch) in [
+                        ("ruler", Shift::KeepEnvelope, false, false, false),
                         ("yin", Shift::KeepEnvelope, true, false, false),
+                        ("ruler rtpghi", Shift::KeepEnvelope, false, true, false),
+                        ("known rtpghi", Shift::KeepEnvelope, false, true, true),
                         ("partials", Shift::Partials, true, false, false),
                         (
                             "partials+noise",
