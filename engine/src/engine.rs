@@ -18,6 +18,7 @@ use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::config::{StftConfig, MAX_HOST_RATE, MIN_HOST_RATE};
 use crate::error::{EngineError, TimbreError};
+use crate::exemplar::{ExemplarBank, ExemplarSwap};
 use crate::messages::{
     AudioToWorkerMsg, ControlToProcessorMsg, ProcessorToControlMsg, Slot, WorkerToAudioMsg,
 };
@@ -137,6 +138,8 @@ pub struct StateUpdate<'a> {
     pub timbres: [Option<&'a TimbreDescriptor>; 2],
     /// The `z_t` latents of slots A and B for the model in use after the update.
     pub latents: [Option<&'a [f32]>; 2],
+    /// The analysed clips of slots A and B for Exemplar mode (`None` empties a slot's).
+    pub exemplars: [Option<Arc<ExemplarBank>>; 2],
 }
 
 /// Scheduling of the worker thread.
@@ -240,6 +243,18 @@ pub enum ControlError {
         /// The engine's.
         engine: StftConfig,
     },
+    /// An exemplar bank analysed at other frames than this engine's.
+    #[error(
+        "the clip was analysed at {} Hz in {}-sample frames every {} samples; this engine runs \
+         {} Hz, {}-sample frames every {} samples",
+        clip.sample_rate, clip.n_fft, clip.hop, engine.sample_rate, engine.n_fft, engine.hop
+    )]
+    ExemplarFraming {
+        /// The bank's analysis settings.
+        clip: StftConfig,
+        /// The engine's.
+        engine: StftConfig,
+    },
     /// A timbre latent of the wrong size for the loaded model.
     #[error("a timbre latent of {found} values does not fit a model of {expected}")]
     LatentSize {
@@ -254,6 +269,9 @@ pub enum ControlError {
 /// back. Not realtime-safe; use from the GUI, a background task or the main thread.
 pub struct EngineControl {
     stft: StftConfig,
+    /// The model last handed to the engine: its pitch ruler guesses the pitch for Exemplar
+    /// mode where YIN is unsure.
+    ruler: Option<Arc<Network>>,
     /// Latent size of the loaded model, if any.
     z_t: Option<usize>,
     tx: Producer<ControlToProcessorMsg>,
@@ -304,7 +322,7 @@ impl EngineControl {
         timbre_b: Option<&[f32]>,
     ) -> Result<(), ControlError> {
         self.collect_garbage();
-        let (processor, z_t) = self.neural_processor(model, [timbre_a, timbre_b])?;
+        let (processor, z_t) = self.neural_processor(model.clone(), [timbre_a, timbre_b])?;
         if self.tx.is_full() {
             return Err(ControlError::QueueFull);
         }
@@ -312,6 +330,7 @@ impl EngineControl {
         let _ = self.tx.push(ControlToProcessorMsg::SetModel(processor));
         // Recorded only once the model is on its way, so a refused hand-off changes nothing.
         self.z_t = z_t;
+        self.ruler = model;
         self.wake_worker();
         Ok(())
     }
@@ -326,6 +345,10 @@ impl EngineControl {
             self.envelope(update.timbres[0])?,
             self.envelope(update.timbres[1])?,
         ];
+        let ruler = match &update.model {
+            Some(net) => net.clone(),
+            None => self.ruler.clone(),
+        };
         let (model, z_t) = match update.model {
             Some(net) => {
                 let (processor, z_t) = self.neural_processor(net, update.latents)?;
@@ -338,9 +361,13 @@ impl EngineControl {
                 (None, self.z_t)
             }
         };
-        // One message per slot for the timbre, plus the model (which carries the latents) or
-        // one latent message per slot.
-        let needed = 2 + if model.is_some() { 1 } else { 2 };
+        let exemplars = [
+            self.exemplar(update.exemplars[0].clone(), ruler.as_ref())?,
+            self.exemplar(update.exemplars[1].clone(), ruler.as_ref())?,
+        ];
+        // One message per slot for the timbre and one for the exemplar, plus the model (which
+        // carries the latents) or one latent message per slot.
+        let needed = 4 + if model.is_some() { 1 } else { 2 };
         if self.tx.slots() < needed {
             return Err(ControlError::QueueFull);
         }
@@ -362,28 +389,40 @@ impl EngineControl {
                 });
             }
         }
+        for (slot, swap) in [Slot::A, Slot::B].into_iter().zip(exemplars) {
+            let _ = self
+                .tx
+                .push(ControlToProcessorMsg::SetExemplar { slot, swap });
+        }
         self.z_t = z_t;
+        self.ruler = ruler;
         self.wake_worker();
         Ok(())
     }
 
-    /// Puts `timbre` and its `z_t` latent (for the loaded model) into `slot`, both or neither
-    /// (everything is checked before anything is sent). Not realtime-safe.
+    /// Puts `timbre`, its `z_t` latent (for the loaded model) and its analysed clip (for
+    /// Exemplar mode; `None` for a preset) into `slot`, all or none (everything is checked
+    /// before anything is sent). Not realtime-safe.
     pub fn set_slot(
         &mut self,
         slot: Slot,
         timbre: Option<&TimbreDescriptor>,
         z_t: Option<&[f32]>,
+        exemplar: Option<Arc<ExemplarBank>>,
     ) -> Result<(), ControlError> {
         self.collect_garbage();
         let envelope = self.envelope(timbre)?;
         if let Some(z) = z_t {
             self.check_latent(z, self.z_t)?;
         }
-        if self.tx.slots() < 2 {
+        let swap = self.exemplar(exemplar, self.ruler.as_ref())?;
+        if self.tx.slots() < 3 {
             return Err(ControlError::QueueFull);
         }
-        // Neither push can fail: this is the ring's only producer and it has room for both.
+        let _ = self
+            .tx
+            .push(ControlToProcessorMsg::SetExemplar { slot, swap });
+        // None of the pushes can fail: this is the ring's only producer and it has room.
         let _ = self
             .tx
             .push(ControlToProcessorMsg::SetTimbre { slot, envelope });
@@ -479,6 +518,50 @@ impl EngineControl {
             .map_err(|_| ControlError::QueueFull)?;
         self.wake_worker();
         Ok(())
+    }
+
+    /// Replaces the exemplar swap of `slot` with one drawing from `bank` (`None` empties
+    /// it), used by [`SwapMode::Exemplar`](crate::SwapMode::Exemplar). The swap is built
+    /// here; the old one comes back to be freed here. Not realtime-safe.
+    pub fn set_exemplar(
+        &mut self,
+        slot: Slot,
+        bank: Option<Arc<ExemplarBank>>,
+    ) -> Result<(), ControlError> {
+        self.collect_garbage();
+        let swap = self.exemplar(bank, self.ruler.as_ref())?;
+        if self.tx.is_full() {
+            return Err(ControlError::QueueFull);
+        }
+        // Cannot fail: this is the ring's only producer and it has a free slot.
+        let _ = self
+            .tx
+            .push(ControlToProcessorMsg::SetExemplar { slot, swap });
+        self.wake_worker();
+        Ok(())
+    }
+
+    /// The exemplar swap drawing from `bank`, if its framing is this engine's, with `ruler`'s
+    /// pitch ruler where it has one. Allocates.
+    fn exemplar(
+        &self,
+        bank: Option<Arc<ExemplarBank>>,
+        ruler: Option<&Arc<Network>>,
+    ) -> Result<Option<Box<ExemplarSwap>>, ControlError> {
+        let Some(bank) = bank else {
+            return Ok(None);
+        };
+        if bank.stft() != self.stft {
+            return Err(ControlError::ExemplarFraming {
+                clip: bank.stft(),
+                engine: self.stft,
+            });
+        }
+        let opts = Default::default();
+        Ok(Some(Box::new(match ruler {
+            Some(net) => ExemplarSwap::with_ruler(net.clone(), bank, opts),
+            None => ExemplarSwap::new(&self.stft, bank, opts),
+        })))
     }
 
     /// Frees objects the engine has finished with. Not realtime-safe.
@@ -658,6 +741,7 @@ impl Engine {
         let view_open = tap.open_flag();
         let mut control = EngineControl {
             stft: cfg,
+            ruler: None,
             z_t: None,
             tx: ctl_tx,
             garbage: garbage_rx,

@@ -55,6 +55,9 @@ pub enum EngineError {
     /// The neural model (or a timbre latent for it) cannot be used with this engine.
     #[error("the neural model cannot be used: {0}")]
     Model(String),
+    /// An exemplar bank cannot be used with this engine.
+    #[error("the exemplar clip cannot be used: {0}")]
+    Exemplar(String),
 }
 
 /// A timbre descriptor (saved in plugin state or made from a clip) that cannot be used.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use realfft::num_complex::Complex32;
 
 use crate::cepstrum::Cepstrum;
+use crate::config::StftConfig;
 use crate::features::FeatureExtractor;
 use crate::network::{at_training_level, Network, NetworkState};
 
@@ -46,6 +47,11 @@ pub const REFINE_STEP_CENTS: f32 = 5.0;
 pub const REFINE_MAX_HZ: f32 = 8_000.0;
 /// Most partials the refinement sums.
 pub const REFINE_MAX_PARTIALS: usize = 40;
+/// Longest stretch of a clip the bank analyses, in seconds (its first seconds; a bank of
+/// 20 s holds about 12 MB).
+pub const MAX_BANK_SECONDS: usize = 20;
+/// Floor added to magnitudes before their logarithm (the shipped models' `mag_floor`).
+pub const MAG_FLOOR: f32 = 1e-3;
 /// Frequency of middle C (MIDI 60), in Hz.
 const MIDDLE_C_HZ: f32 = 261.625_58;
 
@@ -185,6 +191,8 @@ impl NoteTracker {
 /// The reference clip as frames to choose from.
 #[derive(Debug, Clone)]
 pub struct ExemplarBank {
+    /// The framing the clip was analysed at.
+    cfg: StftConfig,
     bins: usize,
     /// `ln(|X| + mag_floor)` of each kept frame, row-major `frames x bins`.
     log_mag: Vec<f32>,
@@ -194,55 +202,100 @@ pub struct ExemplarBank {
     age: Vec<u32>,
     /// Whether the next kept frame continues the same note.
     continues: Vec<bool>,
+    /// Amplitude of partials `1..=HARMONIC_PARTIALS` of each kept frame (linear, the sinusoid's
+    /// peak amplitude in sample units), row-major `frames x HARMONIC_PARTIALS`; measured on a
+    /// [`HARMONIC_FFT`]-point Hann spectrum, so low notes' partials are resolved.
+    harmonics: Vec<f32>,
+    /// Noise between the partials of each kept frame, row-major `frames x HARMONIC_PARTIALS`:
+    /// entry `h` is the spectrum's valley between partials `h` and `h + 1` (`h = 0`: below
+    /// the fundamental) as a noise amplitude per bin (`|X| / sqrt(sum w^2)`).
+    noise: Vec<f32>,
 }
 
 impl ExemplarBank {
-    /// Analyses `audio` (mono, at the model rate) with `net`'s features and pitch ruler. `None`
-    /// when the model has no pitch ruler or the clip has no sounding frame. Allocates; call it
-    /// off the audio thread.
-    pub fn new(net: &Network, audio: &[f32]) -> Option<Self> {
-        Self::with_pitch(net, audio, None)
+    /// Analyses `audio` (mono, at `cfg`'s rate; its first [`MAX_BANK_SECONDS`]). A frame's
+    /// pitch is YIN's where YIN is sure, otherwise the harmonic sum near the last sure pitch.
+    /// `None` when the clip has no sounding frame. Allocates; call it off the audio thread.
+    pub fn new(cfg: &StftConfig, audio: &[f32]) -> Option<Self> {
+        Self::analyse(cfg, audio, None, None)
     }
 
-    /// [`new`](Self::new) with the clip's pitch given (semitones from middle C).
-    pub fn with_pitch(net: &Network, audio: &[f32], known: Option<f32>) -> Option<Self> {
-        let c = net.config();
-        if !c.pitch_ruler() {
+    /// [`new`](Self::new) with the clip's pitch given (semitones from middle C; `None`:
+    /// measured).
+    pub fn analyse_with_pitch(cfg: &StftConfig, audio: &[f32], known: Option<f32>) -> Option<Self> {
+        Self::analyse(cfg, audio, None, known)
+    }
+
+    /// [`new`](Self::new) with `net`'s pitch ruler as the fallback guess where YIN is unsure
+    /// (at `net`'s framing); `known`: the clip's pitch given (semitones from middle C). `None`
+    /// also when the model has no pitch ruler.
+    pub fn with_ruler(net: &Network, audio: &[f32], known: Option<f32>) -> Option<Self> {
+        if !net.config().pitch_ruler() {
             return None;
         }
+        Self::analyse(&net.stft(), audio, Some(net), known)
+    }
+
+    fn analyse(
+        cfg: &StftConfig,
+        audio: &[f32],
+        net: Option<&Network>,
+        known: Option<f32>,
+    ) -> Option<Self> {
+        let audio = &audio[..audio.len().min(MAX_BANK_SECONDS * cfg.sample_rate as usize)];
         let audio = at_training_level(audio);
-        let bins = c.bins();
-        let mut ex = FeatureExtractor::new(&c.stft(), c.mag_floor);
+        let bins = cfg.n_bins();
+        let mut ex = FeatureExtractor::new(cfg, MAG_FLOOR);
         let f = ex.clip(&audio);
-        let mut st = net.state();
+        let mut ruler = net.map(|n| (n, n.state()));
         let mut env = vec![0.0f32; bins];
         let mut fine = vec![0.0f32; bins];
         let mut mag = vec![0.0f32; bins];
         let mut scratch = vec![0.0f32; YIN_MAX_LAG + 1];
-        let bin_hz = c.sample_rate as f32 / c.n_fft as f32;
-        let mut tracker = NoteTracker::new(c.sample_rate as f32 / c.hop as f32);
+        let bin_hz = cfg.sample_rate as f32 / cfg.n_fft as f32;
+        let sr = cfg.sample_rate as f32;
+        let mut tracker = NoteTracker::new(sr / cfg.hop as f32);
         let mut bank = Self {
+            cfg: *cfg,
             bins,
             log_mag: Vec::new(),
             pitch: Vec::new(),
             age: Vec::new(),
             continues: Vec::new(),
+            harmonics: Vec::new(),
+            noise: Vec::new(),
         };
+        let mut partials = PartialMeter::new();
         let mut prev_kept: Option<u32> = None;
+        // YIN's sure answers first: the whole clip is at hand, so a frame YIN is unsure of
+        // (a note's first frames, before YIN has a window of it) takes the nearest sure pitch
+        // as the guess, before or after it.
+        let sure: Vec<Option<f32>> = (0..f.frames)
+            .map(|t| {
+                let end = (t * cfg.hop + cfg.n_fft / 2).min(audio.len());
+                yin(&audio[..end], sr, &mut scratch)
+                    .filter(|(_, aperiodicity)| *aperiodicity < YIN_TRUST)
+                    .map(|(p, _)| p)
+            })
+            .collect();
+        let nearest = nearest_known(&sure);
         for t in 0..f.frames {
             let rows = t * bins..(t + 1) * bins;
-            env.copy_from_slice(&f.envelope[rows.clone()]);
-            fine.copy_from_slice(&f.fine[rows.clone()]);
-            net.normalise(&f.log_mag[rows.clone()], &mut env, &mut fine);
-            let ruler = net.pitch_step(&mut st, &fine)?;
+            let guess = match &mut ruler {
+                Some((net, st)) => {
+                    env.copy_from_slice(&f.envelope[rows.clone()]);
+                    fine.copy_from_slice(&f.fine[rows.clone()]);
+                    net.normalise(&f.log_mag[rows.clone()], &mut env, &mut fine);
+                    net.pitch_step(st, &fine)?
+                }
+                None => nearest[t],
+            };
             for (m, l) in mag.iter_mut().zip(&f.log_mag[rows.clone()]) {
-                *m = (l.exp() - c.mag_floor).max(0.0);
+                *m = (l.exp() - MAG_FLOOR).max(0.0);
             }
-            let end = (t * c.hop + c.n_fft / 2).min(audio.len());
-            let sr = c.sample_rate as f32;
-            let pitch = known.unwrap_or_else(|| match yin(&audio[..end], sr, &mut scratch) {
-                Some((p, aperiodicity)) if aperiodicity < YIN_TRUST => p,
-                _ => refine_pitch(&mag, bin_hz, ruler),
+            let pitch = known.unwrap_or_else(|| match sure[t] {
+                Some(p) => p,
+                None => refine_pitch(&mag, bin_hz, guess),
             });
             let note = tracker.update(f.frame_db[t], pitch);
             if !note.sounding {
@@ -253,12 +306,26 @@ impl ExemplarBank {
                 *last = note.age == prev + 1;
             }
             bank.log_mag.extend_from_slice(&f.log_mag[rows]);
+            let f0 = MIDDLE_C_HZ * 2f32.powf(pitch / 12.0);
+            partials.measure(
+                &audio,
+                t * cfg.hop,
+                f0,
+                sr,
+                &mut bank.harmonics,
+                &mut bank.noise,
+            );
             bank.pitch.push(pitch);
             bank.age.push(note.age);
             bank.continues.push(false);
             prev_kept = Some(note.age);
         }
         (!bank.pitch.is_empty()).then_some(bank)
+    }
+
+    /// The framing the clip was analysed at (an [`ExemplarSwap`] runs at the same).
+    pub fn stft(&self) -> StftConfig {
+        self.cfg
     }
 
     /// Frames in the bank.
@@ -268,6 +335,162 @@ impl ExemplarBank {
 
     fn row(&self, j: usize) -> &[f32] {
         &self.log_mag[j * self.bins..(j + 1) * self.bins]
+    }
+
+    fn harmonics(&self, j: usize) -> &[f32] {
+        &self.harmonics[j * HARMONIC_PARTIALS..(j + 1) * HARMONIC_PARTIALS]
+    }
+
+    fn noise(&self, j: usize) -> &[f32] {
+        &self.noise[j * HARMONIC_PARTIALS..(j + 1) * HARMONIC_PARTIALS]
+    }
+}
+
+/// The output's partial amplitudes at `f0` Hz from a reference frame's partial amplitudes
+/// `amps` at `f0_ref` Hz: the reference's partials read as an envelope over frequency (each
+/// output partial takes the reference's level at its own frequency, log-linear between the
+/// reference's partials; below the fundamental its level), so resonances stay where they
+/// are. Nothing past the reference's last partial. Measured against keeping the pattern by
+/// partial number (source and filter) on TimGM6mb: more outputs classified as the
+/// reference's instrument, and the pitch kept more often (docs/quality.md). Realtime-safe.
+pub fn partial_amplitudes(amps: &[f32], f0_ref: f32, f0: f32, out: &mut [f32]) {
+    let n = amps.len().min(out.len());
+    out[..n].fill(0.0);
+    // Partials up to the last one the reference has (above it, its band ended).
+    let Some(m) = amps[..n].iter().rposition(|a| *a > 0.0).map(|i| i + 1) else {
+        return;
+    };
+    let ratio = if f0_ref > 0.0 && f0.is_finite() && f0 > 0.0 {
+        f0 / f0_ref
+    } else {
+        1.0
+    };
+    for (i, o) in out[..n].iter_mut().enumerate() {
+        // This partial's frequency in the reference's partial numbers, from 0.
+        let pos = ((i + 1) as f32 * ratio - 1.0).max(0.0);
+        if pos > (m - 1) as f32 {
+            break;
+        }
+        let k = pos as usize;
+        let (a0, a1) = (amps[k], amps[(k + 1).min(m - 1)]);
+        *o = if a0 > 0.0 && a1 > 0.0 {
+            a0 * (a1 / a0).powf(pos - k as f32)
+        } else {
+            0.0
+        };
+    }
+}
+
+/// For each entry, the nearest `Some` value of `values` (itself if `Some`; the earlier one on
+/// a tie), or 0 when there is none.
+fn nearest_known(values: &[Option<f32>]) -> Vec<f32> {
+    let mut out = vec![0.0f32; values.len()];
+    let mut before: Vec<Option<(usize, f32)>> = Vec::with_capacity(values.len());
+    let mut last = None;
+    for (i, v) in values.iter().enumerate() {
+        if let Some(v) = v {
+            last = Some((i, *v));
+        }
+        before.push(last);
+    }
+    let mut after = None;
+    for i in (0..values.len()).rev() {
+        if let Some(v) = values[i] {
+            after = Some((i, v));
+        }
+        out[i] = match (before[i], after) {
+            (Some((b, vb)), Some((a, va))) => {
+                if i - b <= a - i {
+                    vb
+                } else {
+                    va
+                }
+            }
+            (Some((_, v)), None) | (None, Some((_, v))) => v,
+            (None, None) => 0.0,
+        };
+    }
+    out
+}
+
+/// FFT size of the reference's partial measurement ([`ExemplarBank`]), in samples.
+pub const HARMONIC_FFT: usize = 2048;
+/// Partials the bank measures per frame for [`Shift::Harmonic`] (enough to reach 16 kHz
+/// from a 62.5 Hz fundamental).
+pub const HARMONIC_PARTIALS: usize = 256;
+/// Highest partial frequency [`Shift::Harmonic`] plays, in Hz.
+pub const HARMONIC_MAX_HZ: f32 = 16_000.0;
+
+/// Measures partial amplitudes of frames of a clip on a [`HARMONIC_FFT`]-point Hann spectrum.
+struct PartialMeter {
+    fft: std::sync::Arc<dyn realfft::RealToComplex<f32>>,
+    window: Vec<f32>,
+    time: Vec<f32>,
+    spectrum: Vec<Complex32>,
+    mag: Vec<f32>,
+}
+
+impl PartialMeter {
+    fn new() -> Self {
+        let fft = realfft::RealFftPlanner::<f32>::new().plan_fft_forward(HARMONIC_FFT);
+        Self {
+            spectrum: fft.make_output_vec(),
+            fft,
+            window: crate::stft::hann(HARMONIC_FFT),
+            time: vec![0.0; HARMONIC_FFT],
+            mag: vec![0.0; HARMONIC_FFT / 2 + 1],
+        }
+    }
+
+    /// Appends [`HARMONIC_PARTIALS`] amplitudes of partials of `f0` Hz in the frame centred on
+    /// sample `centre` of `audio` (`sr` Hz) to `out`.
+    fn measure(
+        &mut self,
+        audio: &[f32],
+        centre: usize,
+        f0: f32,
+        sr: f32,
+        out: &mut Vec<f32>,
+        noise: &mut Vec<f32>,
+    ) {
+        crate::features::centred_frame(audio, centre, &mut self.time);
+        for (t, w) in self.time.iter_mut().zip(&self.window) {
+            *t *= w;
+        }
+        let _ = self.fft.process(&mut self.time, &mut self.spectrum);
+        for (m, x) in self.mag.iter_mut().zip(&self.spectrum) {
+            *m = x.norm();
+        }
+        // A sinusoid of amplitude A peaks at A * sum(w) / 2 = A * N / 4 for a Hann window.
+        let to_amplitude = 4.0 / HARMONIC_FFT as f32;
+        let bin_hz = sr / HARMONIC_FFT as f32;
+        for h in 1..=HARMONIC_PARTIALS {
+            let a = if h as f32 * f0 < HARMONIC_MAX_HZ.min(0.5 * sr) {
+                partial_level(&self.mag, f0, h, bin_hz).unwrap_or(0.0) * to_amplitude
+            } else {
+                0.0
+            };
+            out.push(a);
+        }
+        // Valleys: the smallest magnitude between a partial's main lobe and the next one's
+        // (a floor of the noise there, below the partials' leakage).
+        let to_density = 1.0 / (0.375 * HARMONIC_FFT as f32).sqrt();
+        for h in 0..HARMONIC_PARTIALS {
+            let lo = ((h as f32 + 0.25) * f0 / bin_hz).ceil() as usize;
+            let hi = (((h as f32 + 0.75) * f0 / bin_hz).floor() as usize).min(self.mag.len() - 1);
+            let mid = (((h as f32 + 0.5) * f0 / bin_hz).round() as usize).min(self.mag.len() - 1);
+            let v = if (h as f32 + 0.5) * f0 >= 0.5 * sr {
+                0.0
+            } else if lo <= hi {
+                self.mag[lo..=hi]
+                    .iter()
+                    .copied()
+                    .fold(f32::INFINITY, f32::min)
+            } else {
+                self.mag[mid]
+            };
+            noise.push(v * to_density);
+        }
     }
 }
 
@@ -284,6 +507,10 @@ pub enum Shift {
     /// [`Shift::Partials`] on the bins within one bin of the input's partials,
     /// [`Shift::KeepEnvelope`] between them (the reference's noise between its partials).
     PartialsAndNoise,
+    /// Additive: sinusoids at the input's pitch with the chosen frame's partial amplitudes
+    /// (measured on a long window, so low notes keep their partial pattern), a continuous
+    /// phase; frames where the input has no trusted pitch take [`Shift::KeepEnvelope`].
+    Harmonic,
 }
 
 /// Partials whose levels [`Shift::Partials`] reads, at most.
@@ -304,7 +531,10 @@ fn partial_level(row: &[f32], f0: f32, h: usize, bin_hz: f32) -> Option<f32> {
     row[lo..=hi].iter().copied().reduce(f32::max)
 }
 
-/// Experiment switches of [`ExemplarSwap`].
+/// Switches of [`ExemplarSwap`]; the default is what [`SwapMode::Exemplar`] plays
+/// ([`Shift::Harmonic`], YIN first, the input's phase).
+///
+/// [`SwapMode::Exemplar`]: crate::SwapMode::Exemplar
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExemplarOptions {
     /// How a chosen frame is moved to the input's pitch.
@@ -315,14 +545,27 @@ pub struct ExemplarOptions {
     pub reconstruct: bool,
 }
 
+impl Default for ExemplarOptions {
+    fn default() -> Self {
+        Self {
+            shift: Shift::Harmonic,
+            yin: true,
+            reconstruct: false,
+        }
+    }
+}
+
 /// The per-frame exemplar processor. Realtime-safe after construction.
 pub struct ExemplarSwap {
-    net: Arc<Network>,
+    cfg: StftConfig,
+    /// A model's pitch ruler and its causal state: the guess where YIN is unsure.
+    ruler: Option<(Arc<Network>, NetworkState)>,
+    /// The last pitch YIN was sure of, semitones from middle C (the guess without a ruler).
+    last_sure: f32,
     bank: Arc<ExemplarBank>,
     shift: Shift,
     opts: ExemplarOptions,
     rtpghi: crate::phase::Rtpghi,
-    state: NetworkState,
     cepstrum: Cepstrum,
     tracker: NoteTracker,
     attack_frames: u32,
@@ -336,18 +579,58 @@ pub struct ExemplarSwap {
     fine: Box<[f32]>,
     chosen_env: Box<[f32]>,
     out_log: Box<[f32]>,
+    /// Phase of the fundamental at the current frame's centre ([`Shift::Harmonic`]), radians.
+    phase: f64,
+    /// Pitch of the previous frame, Hz (0 when none).
+    last_f0: f32,
+    stft: crate::stft::Stft,
+    grain: Box<[f32]>,
+    /// The output's partial amplitudes ([`Shift::Harmonic`]).
+    amplitudes: Box<[f32]>,
+    /// State of the noise phases' generator.
+    seed: u32,
+    /// Makes random-phase noise frames come out of the overlap-add at their own level.
+    noise_gain: f32,
 }
 
 impl ExemplarSwap {
-    /// A processor drawing from `bank` (made with `net`). Allocates.
-    pub fn new(net: Arc<Network>, bank: Arc<ExemplarBank>, opts: ExemplarOptions) -> Self {
+    /// A processor drawing from `bank`, for frames of `cfg` (the bank's framing). Where YIN
+    /// is unsure of the input's pitch, the harmonic sum searches near the last sure pitch.
+    /// Allocates.
+    pub fn new(cfg: &StftConfig, bank: Arc<ExemplarBank>, opts: ExemplarOptions) -> Self {
+        Self::build(cfg, None, bank, opts)
+    }
+
+    /// [`new`](Self::new) with `net`'s pitch ruler as the guess where YIN is unsure (or, with
+    /// `opts.yin` off, everywhere). `net` must frame audio as the bank does (rate, FFT size,
+    /// hop) and have a pitch ruler, else the guess is YIN's as in [`new`](Self::new).
+    /// Allocates.
+    pub fn with_ruler(net: Arc<Network>, bank: Arc<ExemplarBank>, opts: ExemplarOptions) -> Self {
+        let cfg = bank.stft();
+        let m = net.stft();
+        let fits = (m.sample_rate, m.n_fft, m.hop) == (cfg.sample_rate, cfg.n_fft, cfg.hop)
+            && net.config().pitch_ruler();
+        let ruler = fits.then(|| {
+            let state = net.state();
+            (net, state)
+        });
+        Self::build(&cfg, ruler, bank, opts)
+    }
+
+    fn build(
+        c: &StftConfig,
+        ruler: Option<(Arc<Network>, NetworkState)>,
+        bank: Arc<ExemplarBank>,
+        opts: ExemplarOptions,
+    ) -> Self {
         let shift = opts.shift;
-        let c = net.config();
-        let bins = c.bins();
+        let bins = c.n_bins();
         let fps = c.sample_rate as f32 / c.hop as f32;
         Self {
-            state: net.state(),
-            cepstrum: Cepstrum::new(&c.stft()),
+            cfg: *c,
+            ruler,
+            last_sure: 0.0,
+            cepstrum: Cepstrum::new(c),
             tracker: NoteTracker::new(fps),
             attack_frames: (ATTACK_SECONDS * fps).round() as u32,
             previous: None,
@@ -360,9 +643,30 @@ impl ExemplarSwap {
             fine: vec![0.0; bins].into_boxed_slice(),
             chosen_env: vec![0.0; bins].into_boxed_slice(),
             out_log: vec![0.0; bins].into_boxed_slice(),
-            rtpghi: crate::phase::Rtpghi::new(&c.stft(), c.mag_floor, 0, 0x6578_656d),
+            rtpghi: crate::phase::Rtpghi::new(c, MAG_FLOOR, 0, 0x6578_656d),
+            phase: 0.0,
+            last_f0: 0.0,
+            stft: crate::stft::Stft::new(c),
+            grain: vec![0.0; c.n_fft].into_boxed_slice(),
+            amplitudes: vec![0.0; HARMONIC_PARTIALS].into_boxed_slice(),
+            seed: 0x2545_f491,
+            noise_gain: {
+                // Incoherent frames add in power: sum over overlapping frames of
+                // (analysis * synthesis * n)^2, averaged over a hop.
+                let st = crate::stft::Stft::new(c);
+                let n = c.n_fft;
+                let mut power = 0.0f64;
+                for i in 0..c.hop {
+                    let mut j = i;
+                    while j < n {
+                        let g = (st.analysis[j] * st.synthesis[j] * n as f32) as f64;
+                        power += g * g;
+                        j += c.hop;
+                    }
+                }
+                (c.hop as f64 / power.max(1e-12)).sqrt() as f32
+            },
             opts,
-            net,
             bank,
             shift,
         }
@@ -370,10 +674,15 @@ impl ExemplarSwap {
 
     /// Forgets the stream. Realtime-safe.
     pub fn reset(&mut self) {
-        self.state.reset();
+        if let Some((_, state)) = &mut self.ruler {
+            state.reset();
+        }
+        self.last_sure = 0.0;
         self.tracker.reset();
         self.previous = None;
         self.history.fill(0.0);
+        self.phase = 0.0;
+        self.last_f0 = 0.0;
     }
 
     /// The bank frame for an input frame of note age `age` at `pitch` semitones.
@@ -425,8 +734,8 @@ impl ExemplarSwap {
         self.history.copy_within(hop.., 0);
         let n = self.history.len();
         self.history[n - hop..].copy_from_slice(&frame[frame.len() - hop..]);
-        let c = self.net.config();
-        let floor = c.mag_floor;
+        let c = self.cfg;
+        let floor = MAG_FLOOR;
         let frame_db = crate::features::split_frame(
             input,
             floor,
@@ -435,21 +744,29 @@ impl ExemplarSwap {
             &mut self.envelope,
             &mut self.fine,
         );
-        self.net
-            .normalise(&self.log_mag, &mut self.envelope, &mut self.fine);
-        let ruler = self
-            .net
-            .pitch_step(&mut self.state, &self.fine)
-            .unwrap_or(0.0);
+        let bin_hz = c.sample_rate as f32 / c.n_fft as f32;
+        let sr = c.sample_rate as f32;
+        let measured = yin(&self.history, sr, &mut self.yin_scratch);
+        let guess = match &mut self.ruler {
+            Some((net, state)) => {
+                net.normalise(&self.log_mag, &mut self.envelope, &mut self.fine);
+                net.pitch_step(state, &self.fine).unwrap_or(0.0)
+            }
+            // YIN's best lag even where it is unsure, else the last pitch it was sure of.
+            None => measured.map_or(self.last_sure, |(p, _)| p),
+        };
         for (m, x) in self.mag.iter_mut().zip(input) {
             *m = x.norm();
         }
-        let bin_hz = c.sample_rate as f32 / c.n_fft as f32;
-        let sr = c.sample_rate as f32;
-        let pitch = known.unwrap_or_else(|| match yin(&self.history, sr, &mut self.yin_scratch) {
+        let trusted = matches!(measured, Some((_, a)) if a < YIN_TRUST);
+        if let Some((p, _)) = measured.filter(|_| trusted) {
+            self.last_sure = p;
+        }
+        let pitch = known.unwrap_or_else(|| match measured {
             Some((p, aperiodicity)) if self.opts.yin && aperiodicity < YIN_TRUST => p,
-            _ => refine_pitch(&self.mag, bin_hz, ruler),
+            _ => refine_pitch(&self.mag, bin_hz, guess),
         });
+        let voiced = known.is_some() || trusted;
         let note = self.tracker.update(frame_db, pitch);
         let j = self.choose(note.age, pitch);
         self.previous = Some(j);
@@ -473,8 +790,14 @@ impl ExemplarSwap {
         let resolved = f0_in / bin_hz >= 1.5 && f0_ref / bin_hz >= 1.5;
         let shift = match self.shift {
             Shift::Partials | Shift::PartialsAndNoise if !resolved => Shift::KeepEnvelope,
+            Shift::Harmonic if !voiced => Shift::KeepEnvelope,
             s => s,
         };
+        if shift == Shift::Harmonic {
+            self.harmonic_grain(j, f0_in, sr, out);
+            return;
+        }
+        self.last_f0 = 0.0;
         if matches!(shift, Shift::KeepEnvelope | Shift::PartialsAndNoise) {
             // The chosen frame's envelope with its fine structure stretched, into `out_log`
             // (PartialsAndNoise then writes the partials over it).
@@ -524,13 +847,73 @@ impl ExemplarSwap {
                 }
             }
             // Written above.
-            Shift::KeepEnvelope => {}
+            Shift::KeepEnvelope | Shift::Harmonic => {}
         }
         if self.opts.reconstruct {
             self.rtpghi.push(&self.out_log, out);
             return;
         }
         crate::neural::with_input_phase(input, &self.out_log, floor, out);
+    }
+}
+
+impl ExemplarSwap {
+    /// [`Shift::Harmonic`]: the spectrum of a windowed sum of sinusoids at partials of `f0`
+    /// Hz with bank frame `j`'s amplitudes, the fundamental's phase carried on from the
+    /// previous frame. Realtime-safe.
+    fn harmonic_grain(&mut self, j: usize, f0: f32, sr: f32, out: &mut [Complex32]) {
+        let two_pi = std::f64::consts::TAU;
+        // The phase moves over one hop at the mean of the two frames' pitches.
+        let step_f0 = if self.last_f0 > 0.0 {
+            0.5 * (self.last_f0 + f0)
+        } else {
+            f0
+        };
+        self.phase = (self.phase + two_pi * step_f0 as f64 * self.hop as f64 / sr as f64) % two_pi;
+        self.last_f0 = f0;
+        let n = self.grain.len();
+        self.grain.fill(0.0);
+        let f0_ref = MIDDLE_C_HZ * 2f32.powf(self.bank.pitch[j] / 12.0);
+        partial_amplitudes(self.bank.harmonics(j), f0_ref, f0, &mut self.amplitudes);
+        let w = two_pi * f0 as f64 / sr as f64;
+        for (i, &a) in self.amplitudes.iter().enumerate() {
+            let h = (i + 1) as f64;
+            if a <= 0.0 || h * f0 as f64 >= 0.5 * sr as f64 {
+                continue;
+            }
+            // Schroeder's phases keep the crest factor low.
+            let offset = std::f64::consts::PI * h * (h - 1.0) / HARMONIC_PARTIALS as f64;
+            let start = h * (self.phase - w * (n / 2) as f64) + offset;
+            let (mut re, mut im) = (start.cos(), start.sin());
+            let (dr, di) = ((h * w).cos(), (h * w).sin());
+            for g in self.grain.iter_mut() {
+                *g += a * re as f32;
+                let r = re * dr - im * di;
+                im = re * di + im * dr;
+                re = r;
+            }
+        }
+        self.stft.analyse(&self.grain, out);
+        // The reference's noise between its partials, at the same frequencies, random phase.
+        let noise = self.bank.noise(j);
+        let bin_hz = sr / n as f32;
+        let scale = (0.375 * n as f32).sqrt() * self.noise_gain;
+        for (k, o) in out.iter_mut().enumerate() {
+            let v = (k as f32 * bin_hz / f0_ref - 0.5).max(0.0);
+            let i = (v.floor() as usize).min(HARMONIC_PARTIALS - 1);
+            let (n0, n1) = (noise[i], noise[(i + 1).min(HARMONIC_PARTIALS - 1)]);
+            let d = if n0 <= 0.0 || n1 <= 0.0 {
+                0.0
+            } else {
+                n0 * (n1 / n0).powf((v - i as f32).min(1.0))
+            };
+            self.seed = self
+                .seed
+                .wrapping_mul(1_664_525)
+                .wrapping_add(1_013_904_223);
+            let theta = self.seed as f32 * (std::f32::consts::TAU / 4_294_967_296.0);
+            *o += Complex32::from_polar(d * scale, theta);
+        }
     }
 }
 
@@ -557,17 +940,22 @@ pub fn yin(history: &[f32], sample_rate: f32, scratch: &mut [f32]) -> Option<(f3
     let x = &history[history.len() - need..];
     let d = &mut scratch[..=YIN_MAX_LAG];
     d[0] = 0.0;
+    // The window is the newest YIN_WINDOW samples, compared with the samples tau earlier, so
+    // the answer is about the newest sound (a note change shows as soon as it fills the
+    // window, whatever the lag).
+    let newest = &x[YIN_MAX_LAG..];
     let mut energy = 0.0f32;
-    for v in &x[..YIN_WINDOW] {
+    for v in newest {
         energy += v * v;
     }
     if energy.is_nan() || energy <= 1e-12 {
         return None;
     }
     for tau in 1..=YIN_MAX_LAG {
+        let older = &x[YIN_MAX_LAG - tau..YIN_MAX_LAG - tau + YIN_WINDOW];
         let mut s = 0.0f32;
-        for j in 0..YIN_WINDOW {
-            let e = x[j] - x[j + tau];
+        for (a, b) in newest.iter().zip(older) {
+            let e = a - b;
             s += e * e;
         }
         d[tau] = s;
@@ -653,6 +1041,24 @@ mod tests {
     }
 
     #[test]
+    fn unknown_values_take_the_nearest_known_one() {
+        let v = [None, Some(1.0), None, None, None, Some(5.0), None];
+        assert_eq!(nearest_known(&v), vec![1.0, 1.0, 1.0, 1.0, 5.0, 5.0, 5.0]);
+        assert_eq!(nearest_known(&[None, None]), vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn yin_answers_for_the_newest_samples() {
+        let mut scratch = vec![0.0; YIN_MAX_LAG + 1];
+        // 220 Hz, then 330 Hz for just over one window: the answer is the new note.
+        let mut x = tone(220.0, 8, YIN_MAX_LAG);
+        x.extend(tone(330.0, 8, YIN_WINDOW + 40));
+        let (p, _) = yin(&x, SR, &mut scratch).expect("sound");
+        let cents = 100.0 * (p - semitones(330.0));
+        assert!(cents.abs() < 10.0, "{cents} cents from 330 Hz");
+    }
+
+    #[test]
     fn the_harmonic_sum_refines_a_rough_pitch() {
         let cfg = StftConfig::default();
         let mut stft = Stft::new(&cfg);
@@ -696,7 +1102,9 @@ mod tests {
             // at amplitude 1/(2h)), scaled back: what is left are the odd partials.
             a.iter().zip(&b).map(|(x, y)| x - 0.5 * y).collect()
         };
-        let bank = Arc::new(ExemplarBank::new(&net, &odd).expect("a tone has sounding frames"));
+        let bank = Arc::new(
+            ExemplarBank::with_ruler(&net, &odd, None).expect("a tone has sounding frames"),
+        );
         assert!(bank.frames() > 150, "{} frames", bank.frames());
         for shift in [
             Shift::KeepEnvelope,
@@ -720,7 +1128,7 @@ mod tests {
             yin: true,
             reconstruct: false,
         };
-        let mut swap = ExemplarSwap::new(net.clone(), bank.clone(), opts);
+        let mut swap = ExemplarSwap::with_ruler(net.clone(), bank.clone(), opts);
         let cfg = net.config().stft();
         let mut stft = Stft::new(&cfg);
         let input = tone(330.0, 20, 16_000);
@@ -748,6 +1156,40 @@ mod tests {
             }
         }
         (odd_energy, even_energy)
+    }
+
+    #[test]
+    fn partial_amplitudes_keep_the_references_envelope_where_it_is() {
+        let n = 40;
+        let mut out = vec![0.0; n];
+        // At the reference's own pitch nothing changes.
+        let smooth: Vec<f32> = (1..=n).map(|h| 1.0 / h as f32).collect();
+        partial_amplitudes(&smooth, 200.0, 200.0, &mut out);
+        for (a, b) in out.iter().zip(&smooth) {
+            assert!((a / b - 1.0).abs() < 1e-4, "{a} vs {b}");
+        }
+        // A resonance at 1 kHz (partial 5 of 200 Hz) stays at 1 kHz: partial 10 of 100 Hz,
+        // partial 2 of 500 Hz; and an output partial between two of the reference's takes
+        // the level between theirs.
+        let formant: Vec<f32> = (1..=n)
+            .map(|h| (-((h as f32 * 200.0 - 1_000.0) / 300.0).powi(2)).exp())
+            .collect();
+        let loudest = |out: &[f32]| {
+            out.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, _)| i + 1)
+        };
+        partial_amplitudes(&formant, 200.0, 100.0, &mut out);
+        assert_eq!(loudest(&out), Some(10));
+        let between = (formant[3] * formant[4]).sqrt();
+        assert!((out[8] / between - 1.0).abs() < 1e-4, "900 Hz: {}", out[8]);
+        partial_amplitudes(&formant, 200.0, 500.0, &mut out);
+        assert_eq!(loudest(&out), Some(2));
+        // Past the reference's band (its last partial at 8 kHz) nothing plays.
+        partial_amplitudes(&smooth, 200.0, 400.0, &mut out);
+        assert!(out[20..].iter().all(|a| *a == 0.0));
+        assert!(out[..20].iter().all(|a| *a > 0.0));
     }
 
     #[test]

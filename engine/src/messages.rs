@@ -2,6 +2,7 @@
 //! tasks). Everything here is plain data; the rings they travel on are `rtrb` queues sized when
 //! the engine is built.
 
+use crate::exemplar::ExemplarSwap;
 use crate::neural::NeuralProcessor;
 use crate::processor::FrameParams;
 
@@ -65,6 +66,13 @@ pub enum ControlToProcessorMsg {
     },
     /// Replace the neural model (`None` unloads it), built with its slots' latents.
     SetModel(Option<Box<NeuralProcessor>>),
+    /// Replace the exemplar swap of a slot (`None` empties it).
+    SetExemplar {
+        /// Which slot.
+        slot: Slot,
+        /// The new swap, drawing from the slot's clip.
+        swap: Option<Box<ExemplarSwap>>,
+    },
 }
 
 /// Frame processor -> control side: objects to free off the audio thread.
@@ -73,4 +81,6 @@ pub enum ProcessorToControlMsg {
     Garbage(Box<[f32]>),
     /// A replaced neural model.
     Model(Box<NeuralProcessor>),
+    /// A replaced exemplar swap.
+    Exemplar(Box<ExemplarSwap>),
 }

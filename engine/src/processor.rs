@@ -1,5 +1,5 @@
-//! Per-frame spectral processing: FFT, then the classic envelope swap or the neural model, level
-//! matching, inverse FFT. Runs on the worker thread (realtime mode) or inline on the audio
+//! Per-frame spectral processing: FFT, then the classic envelope swap, the exemplar swap or the
+//! neural model, level matching, inverse FFT. Runs on the worker thread (realtime mode) or inline on the audio
 //! thread (offline mode); either way it never allocates after construction.
 //!
 //! Every path answers a frame with its own grain: the neural path reconstructs phase without
@@ -11,6 +11,7 @@ use rtrb::{Consumer, Producer};
 
 use crate::cepstrum::Cepstrum;
 use crate::config::StftConfig;
+use crate::exemplar::ExemplarSwap;
 use crate::messages::{ControlToProcessorMsg, ProcessorToControlMsg, Slot};
 use crate::neural::{NeuralProcessor, PhaseMode};
 use crate::spectrum_view::SpectrumTap;
@@ -32,6 +33,11 @@ pub enum SwapMode {
     /// The three-factor model: the input's pitch and variation latents decoded with the
     /// reference's timbre latent. Falls back to Classic while no model is loaded.
     Neural,
+    /// The reference clip's own sound: each frame resynthesised at the input's pitch from the
+    /// reference's partials and noise at the same point of a note
+    /// ([`crate::exemplar`]). A slot without a clip (a preset) plays Classic; with no clip at
+    /// all this is Classic.
+    Exemplar,
 }
 
 /// The controls that apply to one frame.
@@ -43,7 +49,7 @@ pub struct FrameParams {
     pub variation: f32,
     /// Neural: transposition of the pitch encoder's input, semitones, -12..=12.
     pub transpose: f32,
-    /// Classic or neural.
+    /// Classic, exemplar or neural.
     pub mode: SwapMode,
     /// Neural: where the output phase comes from.
     pub phase: PhaseMode,
@@ -72,6 +78,7 @@ impl Default for FrameParams {
 enum Path {
     Dry,
     Classic,
+    Exemplar,
     Neural,
 }
 
@@ -150,6 +157,10 @@ pub struct FrameProcessor {
     timbre_b: Option<Box<[f32]>>,
     /// The neural model with its slots' timbre latents, if one is loaded.
     neural: Option<Box<NeuralProcessor>>,
+    /// Exemplar swaps of slots A and B (for clips; `None` for presets and empty slots).
+    exemplar: [Option<Box<ExemplarSwap>>; 2],
+    /// Slot B's exemplar output while Morph blends two exemplars, `n_bins` bins.
+    exemplar_b: Vec<Complex32>,
     level: LevelMatch,
     /// Path of the previous grain (a change resets the neural stream).
     last_path: Path,
@@ -178,6 +189,8 @@ impl FrameProcessor {
             timbre_a: None,
             timbre_b: None,
             neural: None,
+            exemplar: [None, None],
+            exemplar_b: vec![Complex32::default(); bins],
             level: LevelMatch {
                 gain_db: None,
                 silence_energy: (cfg.n_fft as f32 / 4.0).powi(2) * 1e-12,
@@ -204,6 +217,9 @@ impl FrameProcessor {
         self.level.gain_db = None;
         if let Some(n) = &mut self.neural {
             n.reset();
+        }
+        for e in self.exemplar.iter_mut().flatten() {
+            e.reset();
         }
     }
 
@@ -239,6 +255,17 @@ impl FrameProcessor {
                         self.discard(ProcessorToControlMsg::Garbage(old));
                     }
                 }
+                ControlToProcessorMsg::SetExemplar { slot, swap } => {
+                    let mut swap = swap;
+                    if let Some(s) = &mut swap {
+                        // It joins the stream with the next frame.
+                        s.reset();
+                    }
+                    let old = std::mem::replace(&mut self.exemplar[slot as usize], swap);
+                    if let Some(old) = old {
+                        self.discard(ProcessorToControlMsg::Exemplar(old));
+                    }
+                }
                 ControlToProcessorMsg::SetModel(model) => {
                     let old = std::mem::replace(&mut self.neural, model);
                     // The new model starts its stream with the next frame.
@@ -258,11 +285,17 @@ impl FrameProcessor {
         self.timbre_a.is_some() || self.timbre_b.is_some()
     }
 
+    /// Whether any slot holds an exemplar swap.
+    pub fn has_exemplar(&self) -> bool {
+        self.exemplar.iter().any(Option::is_some)
+    }
+
     /// Whether every frame plays dry now whatever its Mode and Morph: no classic timbre, no
-    /// neural latent, and no live view to feed (a Neural map point with a model is the one
+    /// exemplar, no neural latent, and no live view to feed (a Neural map point with a model is the one
     /// exception, which the caller checks per frame). Realtime-safe.
     pub fn idle(&self) -> bool {
         !self.has_timbre()
+            && !self.has_exemplar()
             && !self.neural.as_ref().is_some_and(|n| n.has_timbre())
             && !self.tap.as_ref().is_some_and(SpectrumTap::is_open)
     }
@@ -284,6 +317,7 @@ impl FrameProcessor {
             .is_some_and(|n| n.has_timbre() || params.map_amount > 0.0);
         let path = match params.mode {
             SwapMode::Neural if neural_ready => Path::Neural,
+            SwapMode::Exemplar if self.has_exemplar() => Path::Exemplar,
             _ if self.has_timbre() => Path::Classic,
             _ => Path::Dry,
         };
@@ -325,6 +359,7 @@ impl FrameProcessor {
                     return false;
                 }
             }
+            (Path::Exemplar, _) => self.exemplar(frame, params.morph, switched),
             _ => self.classic(params.morph),
         }
         self.level.apply(energy_in, &mut self.output);
@@ -341,6 +376,53 @@ impl FrameProcessor {
             }
         }
         true
+    }
+
+    /// Exemplar swap of the current frame into `self.output`. With two clips, Morph's blend
+    /// of the two (both run every frame so their streams stay aligned: the same measured pitch
+    /// and phase, so the blend is phase-coherent). With one clip, the other slot's Classic
+    /// timbre (a preset) takes its share of Morph, and an empty other slot none.
+    fn exemplar(&mut self, frame: &[f32], morph: f32, switched: bool) {
+        let morph = if morph.is_finite() {
+            morph.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        if switched {
+            for e in self.exemplar.iter_mut().flatten() {
+                e.reset();
+            }
+        }
+        // The share of the slot without a clip, when only one has one.
+        let other_share = match (&self.exemplar, &self.timbre_a, &self.timbre_b) {
+            ([Some(_), None], _, Some(_)) => morph,
+            ([None, Some(_)], Some(_), _) => 1.0 - morph,
+            _ => 0.0,
+        };
+        if other_share > 0.0 {
+            self.classic(morph);
+            std::mem::swap(&mut self.output, &mut self.exemplar_b);
+        }
+        let [a, b] = &mut self.exemplar;
+        match (a, b) {
+            (Some(a), Some(b)) => {
+                a.process(frame, &self.spectrum, &mut self.output);
+                b.process(frame, &self.spectrum, &mut self.exemplar_b);
+                for (o, y) in self.output.iter_mut().zip(&self.exemplar_b) {
+                    *o += (y - *o) * morph;
+                }
+            }
+            (Some(e), None) | (None, Some(e)) => {
+                e.process(frame, &self.spectrum, &mut self.output);
+                if other_share > 0.0 {
+                    // `exemplar_b` holds the Classic frame.
+                    for (o, y) in self.output.iter_mut().zip(&self.exemplar_b) {
+                        *o += (y - *o) * other_share;
+                    }
+                }
+            }
+            (None, None) => self.output.fill(Complex32::default()),
+        }
     }
 
     /// Classic swap of the current frame into `self.output`: keep its fine structure and

@@ -8,6 +8,8 @@ use crate::clip::DecodedAudio;
 use crate::config::StftConfig;
 use crate::engine::{BlockParams, Engine, EngineSettings, ProcessingMode};
 use crate::error::EngineError;
+use crate::exemplar::ExemplarBank;
+use crate::messages::Slot;
 use crate::network::Network;
 use crate::neural::PhaseMode;
 use crate::processor::SwapMode;
@@ -45,6 +47,9 @@ pub struct RenderOptions<'a> {
     pub transpose: f32,
     /// Neural: phase reconstruction.
     pub phase: PhaseMode,
+    /// Exemplar: the analysed clips of slots A and B (Exemplar mode falls back to Classic
+    /// without them).
+    pub exemplars: [Option<Arc<ExemplarBank>>; 2],
 }
 
 impl Default for RenderOptions<'_> {
@@ -64,6 +69,7 @@ impl Default for RenderOptions<'_> {
             variation: 1.0,
             transpose: 0.0,
             phase: PhaseMode::Input,
+            exemplars: [None, None],
         }
     }
 }
@@ -101,6 +107,13 @@ pub fn render(input: &DecodedAudio, opts: &RenderOptions) -> Result<Rendered, En
         control
             .set_model(opts.model.clone(), opts.latent_a, opts.latent_b)
             .map_err(|e| EngineError::Model(e.to_string()))?;
+    }
+    for (slot, bank) in [Slot::A, Slot::B].into_iter().zip(&opts.exemplars) {
+        if bank.is_some() {
+            control
+                .set_exemplar(slot, bank.clone())
+                .map_err(|e| EngineError::Exemplar(e.to_string()))?;
+        }
     }
     let latency = engine.latency_samples() as usize;
     let len = input.channels.first().map_or(0, Vec::len);

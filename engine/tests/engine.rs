@@ -862,7 +862,8 @@ fn a_refused_state_changes_nothing() {
     let offline = || settings(rate, 256, 1, ProcessingMode::Offline);
     let (mut e, mut control) =
         Engine::new(offline(), Arc::new(EngineStats::default()), None, None).unwrap();
-    // Leave room for three messages; a state needs four (two timbres, two latents).
+    // Leave room for three messages; a state needs six (two timbres, two latents, two
+    // exemplars).
     while control.free_slots() > 3 {
         control.set_timbre(Slot::A, Some(&a)).unwrap();
     }
@@ -870,6 +871,7 @@ fn a_refused_state_changes_nothing() {
         model: None,
         timbres: [Some(&b), Some(&b)],
         latents: [None, None],
+        exemplars: [None, None],
     };
     let err = control.set_state(both_b.clone()).unwrap_err();
     assert!(matches!(err, ControlError::QueueFull), "{err}");

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use nice_assert_no_alloc::{assert_no_alloc, violation_count, AllocDisabler};
 use rtrb::RingBuffer;
+use timbreswap_engine::exemplar::ExemplarBank;
 use timbreswap_engine::kernels::Kernels;
 use timbreswap_engine::model_file::{self, ModelFileError};
 use timbreswap_engine::network::Network;
@@ -94,8 +95,8 @@ fn engine_with(
     (e, control)
 }
 
-/// A fresh offline engine at `rate` with the trumpet example in slot A for both modes:
-/// Classic's descriptor and Neural's latent of the same clip.
+/// A fresh offline engine at `rate` with the trumpet example in slot A for every mode:
+/// Classic's descriptor, Neural's latent and Exemplar's analysis of the same clip.
 fn trumpet_in_both_modes(
     net: &Arc<Network>,
     rate: f64,
@@ -114,6 +115,8 @@ fn trumpet_in_both_modes(
     control
         .set_model(Some(net.clone()), Some(&z), None)
         .unwrap();
+    let bank = ExemplarBank::new(&StftConfig::default(), &trumpet).unwrap();
+    control.set_exemplar(Slot::A, Some(Arc::new(bank))).unwrap();
     (e, control)
 }
 
@@ -121,6 +124,13 @@ fn neural(phase: PhaseMode) -> FrameParams {
     FrameParams {
         mode: SwapMode::Neural,
         phase,
+        ..FrameParams::default()
+    }
+}
+
+fn exemplar() -> FrameParams {
+    FrameParams {
+        mode: SwapMode::Exemplar,
         ..FrameParams::default()
     }
 }
@@ -516,6 +526,7 @@ fn silence_in_is_silence_out_in_every_mode() {
         neural(PhaseMode::Reconstruct),
         neural(PhaseMode::Differential),
         FrameParams::default(),
+        exemplar(),
     ];
     for p in modes {
         let fresh = || trumpet_in_both_modes(&net, rate);
@@ -597,6 +608,7 @@ fn hostile_inputs_give_bounded_output_in_every_mode() {
         neural(PhaseMode::Input),
         neural(PhaseMode::Reconstruct),
         neural(PhaseMode::Differential),
+        exemplar(),
     ];
     let fresh = || trumpet_in_both_modes(&net, rate);
     let rms = |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
@@ -633,7 +645,7 @@ fn hostile_inputs_give_bounded_output_in_every_mode() {
 
 /// A reference's absolute level does not change the output: the same clip at -66 dBFS, as it
 /// is and 60 dB louder (ten times past full scale) gives outputs within 0.5 dB of each other
-/// and of the input's level, in Classic and in Neural mode.
+/// and of the input's level, in Classic, Neural and Exemplar mode.
 #[test]
 fn the_reference_level_does_not_change_the_output_level() {
     let net = network();
@@ -643,7 +655,7 @@ fn the_reference_level_does_not_change_the_output_level() {
     let rms = |x: &[f32]| {
         10.0 * (x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / x.len() as f64).log10()
     };
-    for p in [FrameParams::default(), neural(PhaseMode::Input)] {
+    for p in [FrameParams::default(), neural(PhaseMode::Input), exemplar()] {
         let mut levels = Vec::new();
         for target_peak_db in [-66.0f32, 0.0, 20.0] {
             let gain = 10f32.powf(target_peak_db / 20.0) / peak;
@@ -661,6 +673,8 @@ fn the_reference_level_does_not_change_the_output_level() {
             control
                 .set_model(Some(net.clone()), Some(&z), None)
                 .unwrap();
+            let bank = ExemplarBank::new(&StftConfig::default(), &scaled).unwrap();
+            control.set_exemplar(Slot::A, Some(Arc::new(bank))).unwrap();
             let lat = e.latency_samples() as usize;
             let y = run(&mut e, &x, &[256], p);
             levels.push(rms(&y[lat..]) - rms(&x[..x.len() - lat]));

@@ -666,7 +666,7 @@ impl TimbreswapApp {
             );
         });
         next(ui, &mut |ui| {
-            knob::knob(ui, &p.mode, setter, "Mode", "Classic: the reference's average spectral envelope on your sound. Neural: the learned model re-plays your notes and expression with the reference's timbre");
+            knob::knob(ui, &p.mode, setter, "Mode", "Classic: the reference's average spectral envelope on your sound. Neural: the learned model re-plays your notes and expression with the reference's timbre. Exemplar: your notes and dynamics re-played with the reference clip's own partials and noise (presets play Classic)");
         });
         next(ui, &mut |ui| {
             knob::knob(ui, &p.variation, setter, "Variation", "Neural: how much of your playing's expression is kept. 0 % flat, 100 % as played, 200 % exaggerated");

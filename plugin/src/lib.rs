@@ -202,6 +202,8 @@ impl Plugin for Timbreswap {
                     .sample_rate
                     .store(buffer_config.sample_rate.round() as u32, Ordering::Relaxed);
                 let mut control = control;
+                // Whether the saved state needs work only a background task may do.
+                let mut unapplied = false;
                 if let Some(net) = &net {
                     let latent_a = timbre_a.as_ref().and_then(|d| model::latent_for(d, net));
                     let latent_b = timbre_b.as_ref().and_then(|d| model::latent_for(d, net));
@@ -213,13 +215,26 @@ impl Plugin for Timbreswap {
                     // once the engine runs: the first `process` call sees an unapplied count
                     // and schedules `Task::ApplyState` (the files are not read here, on the
                     // host's main thread).
-                    let stale = [&timbre_a, &timbre_b].iter().any(|d| {
+                    unapplied |= [&timbre_a, &timbre_b].iter().any(|d| {
                         d.as_ref()
                             .is_some_and(|d| model::latent_for(d, net).is_none())
                     });
-                    if stale {
-                        self.applied_restores = self.applied_restores.wrapping_sub(1);
+                }
+                // The clips analysed for Exemplar mode; a clip whose analysis is not at hand
+                // (a session just opened) is read again in the background, as above.
+                for (slot, timbre) in [(Slot::A, &timbre_a), (Slot::B, &timbre_b)] {
+                    match self.shared.exemplar_for(slot, timbre.as_ref()) {
+                        Some(bank) => {
+                            if let Err(e) = control.set_exemplar(slot, Some(bank)) {
+                                self.shared
+                                    .report_error(format!("Slot {}: {e}", shared::slot_name(slot)));
+                            }
+                        }
+                        None => unapplied |= timbre.as_ref().is_some_and(|d| d.source.is_some()),
                     }
+                }
+                if unapplied {
+                    self.applied_restores = self.applied_restores.wrapping_sub(1);
                 }
                 *self
                     .shared

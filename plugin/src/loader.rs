@@ -4,12 +4,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError};
 
 use timbreswap_engine::clip::{decode_file_cut, load_reference_clip, mono_at, MAX_CLIP_SECONDS};
+use timbreswap_engine::exemplar::ExemplarBank;
 use timbreswap_engine::network::Network;
 use timbreswap_engine::{Slot, StftConfig, TimbreDescriptor};
 
 use crate::model::{latent_for, load_network, measure, preset, PRESET_SUFFIX};
 use crate::params::TimbreswapParams;
-use crate::shared::{slot_name, Shared};
+use crate::shared::{slot_name, ClipBank, Shared};
 
 /// Work the plugin hands to nice-plug's background thread.
 #[derive(Debug, Clone)]
@@ -57,6 +58,7 @@ pub fn run(task: Task, params: &TimbreswapParams, shared: &Shared) {
                     if let Some(net) = shared.network() {
                         descriptor.latent = Some(measure(&net, &at_rate(&clip.samples, &net)));
                     }
+                    let bank = ExemplarBank::new(&StftConfig::default(), &clip.samples);
                     let note = if clip.truncated {
                         format!(
                             " (only its first {} minutes are used)",
@@ -65,7 +67,14 @@ pub fn run(task: Task, params: &TimbreswapParams, shared: &Shared) {
                     } else {
                         String::new()
                     };
-                    install(slot, Some(descriptor), &note, params, shared);
+                    install(
+                        slot,
+                        Some(descriptor),
+                        bank.map(Arc::new),
+                        &note,
+                        params,
+                        shared,
+                    );
                 }
                 Err(e) => shared.report_slot_error(slot, format!("Slot {}: {e}", slot_name(slot))),
             }
@@ -76,11 +85,11 @@ pub fn run(task: Task, params: &TimbreswapParams, shared: &Shared) {
                 return;
             };
             match preset(&net, index) {
-                Some(descriptor) => install(slot, Some(descriptor), "", params, shared),
+                Some(descriptor) => install(slot, Some(descriptor), None, "", params, shared),
                 None => shared.report_slot_error(slot, format!("The model has no preset {index}")),
             }
         }
-        Task::ClearReference { slot } => install(slot, None, "", params, shared),
+        Task::ClearReference { slot } => install(slot, None, None, "", params, shared),
         Task::LoadModel { path } => match load_network(path.as_deref()) {
             Ok(net) => {
                 let message = format!("Model: {}", net.name());
@@ -204,6 +213,11 @@ fn hand_over(
     params: &TimbreswapParams,
     shared: &Shared,
 ) -> Handoff {
+    let exemplars = [Slot::A, Slot::B].map(|slot| {
+        timbres[slot as usize]
+            .as_ref()
+            .and_then(|d| exemplar_bank(slot, d, shared))
+    });
     let mut latents: [Option<Vec<f32>>; 2] = [None, None];
     if let Some(net) = net {
         for slot in [Slot::A, Slot::B] {
@@ -223,6 +237,7 @@ fn hand_over(
                 model: with_model.then(|| net.cloned()),
                 timbres: [timbres[0].as_ref(), timbres[1].as_ref()],
                 latents: [latents[0].as_deref(), latents[1].as_deref()],
+                exemplars,
             });
             if let Err(e) = result {
                 shared.report_error(format!("Cannot apply the state: {e}"));
@@ -248,6 +263,48 @@ fn hand_over(
         }
     }
     handoff
+}
+
+/// The analysed clip of `descriptor` for Exemplar mode: the one kept from its loading, else
+/// the file analysed again (and kept). `None` for a preset, and (with a message) for a file
+/// that cannot be read: Exemplar plays that slot as Classic. Off the audio thread.
+fn exemplar_bank(
+    slot: Slot,
+    descriptor: &TimbreDescriptor,
+    shared: &Shared,
+) -> Option<Arc<ExemplarBank>> {
+    if let Some(bank) = shared.exemplar_for(slot, Some(descriptor)) {
+        return Some(bank);
+    }
+    let source = descriptor.source.as_ref()?;
+    let cfg = StftConfig::default();
+    let bank = decode_file_cut(Path::new(source), MAX_CLIP_SECONDS)
+        .map_err(|e| e.to_string())
+        .and_then(|audio| {
+            ExemplarBank::new(&cfg, &mono_at(&audio, cfg.sample_rate))
+                .ok_or_else(|| "no sounding frame".to_string())
+        });
+    match bank {
+        Ok(bank) => {
+            let bank = Arc::new(bank);
+            shared.keep_exemplar(
+                slot,
+                Some(ClipBank {
+                    source: source.clone(),
+                    bank: bank.clone(),
+                }),
+            );
+            Some(bank)
+        }
+        Err(e) => {
+            shared.report_error(format!(
+                "Slot {}: cannot read {} for Exemplar mode ({e}); Exemplar plays it as Classic",
+                slot_name(slot),
+                descriptor.name
+            ));
+            None
+        }
+    }
 }
 
 /// `samples` (at the engine's rate) at the model's rate.
@@ -350,6 +407,7 @@ pub fn use_model(
 fn install(
     slot: Slot,
     descriptor: Option<TimbreDescriptor>,
+    exemplar: Option<Arc<ExemplarBank>>,
     note: &str,
     params: &TimbreswapParams,
     shared: &Shared,
@@ -365,8 +423,8 @@ fn install(
                 (Some(d), Some(net)) => latent_for(d, net),
                 _ => None,
             };
-            // Timbre and latent together or not at all.
-            if let Err(e) = control.set_slot(slot, descriptor.as_ref(), latent) {
+            // Timbre, latent and clip together or not at all.
+            if let Err(e) = control.set_slot(slot, descriptor.as_ref(), latent, exemplar.clone()) {
                 shared.report_slot_error(slot, format!("Slot {}: {e}", slot_name(slot)));
                 return;
             }
@@ -385,6 +443,13 @@ fn install(
         Some(d) => format!("Loaded {}: {}", slot_name(slot), d.name),
         None => format!("Cleared {}", slot_name(slot)),
     };
+    let source = descriptor.as_ref().and_then(|d| d.source.clone());
+    shared.keep_exemplar(
+        slot,
+        exemplar
+            .zip(source)
+            .map(|(bank, source)| ClipBank { source, bank }),
+    );
     *params.timbre(slot).write() = descriptor;
     shared.clear_slot_error(slot);
     if !handed {
@@ -422,7 +487,7 @@ mod tests {
         let shared = Shared::default();
         let count = || params.restores.load(Ordering::Acquire);
         let before = count();
-        install(Slot::A, preset(&net, 2), "", &params, &shared);
+        install(Slot::A, preset(&net, 2), None, "", &params, &shared);
         assert_eq!(count(), before + 1, "no engine: the change must be noted");
         assert!(params.timbre_a.snapshot().is_some());
 
@@ -439,9 +504,50 @@ mod tests {
             timbreswap_engine::Engine::new(settings, shared.stats.clone(), None, None).unwrap();
         *shared.control.lock().unwrap() = Some(control);
         let before = count();
-        install(Slot::B, preset(&net, 3), "", &params, &shared);
+        install(Slot::B, preset(&net, 3), None, "", &params, &shared);
         assert_eq!(count(), before, "the engine took it: nothing to re-apply");
         assert!(params.timbre_b.snapshot().is_some());
+    }
+
+    /// A loaded clip is analysed for Exemplar mode and kept with its file, so a new activation
+    /// finds it; a preset has none; a saved clip whose file is gone says Exemplar plays it as
+    /// Classic.
+    #[test]
+    fn a_loaded_clip_is_kept_for_exemplar_mode() {
+        let params = TimbreswapParams::default();
+        let shared = Shared::default();
+        let clip = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../assets/examples/ref-violin.wav");
+        run(
+            Task::LoadReference {
+                slot: Slot::B,
+                path: clip.clone(),
+            },
+            &params,
+            &shared,
+        );
+        let descriptor = params.timbre_b.snapshot().expect("slot B holds the clip");
+        let bank = shared
+            .exemplar_for(Slot::B, Some(&descriptor))
+            .expect("the clip is analysed");
+        assert!(bank.frames() > 100, "{} frames", bank.frames());
+        // Found again by the file it came from, and rebuilt from it when not at hand.
+        assert!(exemplar_bank(Slot::B, &descriptor, &shared).is_some());
+        assert!(shared.exemplar_for(Slot::A, Some(&descriptor)).is_none());
+        shared.keep_exemplar(Slot::B, None);
+        assert!(exemplar_bank(Slot::B, &descriptor, &shared).is_some());
+        assert!(shared.exemplar_for(Slot::B, Some(&descriptor)).is_some());
+
+        let net = default_network().unwrap();
+        assert!(exemplar_bank(Slot::A, &preset(&net, 2).unwrap(), &shared).is_none());
+        let mut gone = descriptor.clone();
+        gone.source = Some("/nonexistent/violin.wav".into());
+        assert!(exemplar_bank(Slot::A, &gone, &shared).is_none());
+        let message = last_error(&shared).unwrap();
+        assert!(
+            message.contains("Exemplar plays it as Classic"),
+            "{message}"
+        );
     }
 
     /// A preset measured with another model is looked up again by the instrument it records,

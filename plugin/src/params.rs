@@ -24,6 +24,11 @@ pub enum Mode {
     #[id = "neural"]
     #[name = "Neural"]
     Neural,
+    /// The reference clip's own sound: your notes and dynamics re-played with the clip's
+    /// partials and noise at the same point of a note. Plays Classic for a preset (no clip).
+    #[id = "exemplar"]
+    #[name = "Exemplar"]
+    Exemplar,
 }
 
 impl Mode {
@@ -32,6 +37,7 @@ impl Mode {
         match self {
             Mode::Classic => SwapMode::Classic,
             Mode::Neural => SwapMode::Neural,
+            Mode::Exemplar => SwapMode::Exemplar,
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use timbreswap_engine::exemplar::ExemplarBank;
 use timbreswap_engine::network::Network;
 use timbreswap_engine::{EngineControl, EngineStats, Slot, TimbreDescriptor};
 
@@ -15,6 +16,15 @@ pub struct Status {
     pub last_error: Option<String>,
     /// The last thing that went right (e.g. "Loaded A: trumpet.wav").
     pub message: String,
+}
+
+/// A slot's clip analysed for Exemplar mode, with the file it came from.
+#[derive(Debug, Clone)]
+pub struct ClipBank {
+    /// The file (the descriptor's `source`).
+    pub source: String,
+    /// The analysis.
+    pub bank: Arc<ExemplarBank>,
 }
 
 /// Shared between the plugin, its background tasks and the editor.
@@ -47,6 +57,10 @@ pub struct Shared {
     /// The last failed load of each slot (A, B), in words, shown in that slot's card; cleared
     /// when the slot takes a timbre. Only touched off the audio thread.
     pub slot_errors: Mutex<[Option<String>; 2]>,
+    /// The clips of slots A and B analysed for Exemplar mode, kept so that a new activation
+    /// hands them to its engine without reading the files again. Only touched off the audio
+    /// thread.
+    pub exemplars: Mutex<[Option<ClipBank>; 2]>,
     /// Level of the host's input, before the plugin (written by the audio thread).
     pub input_meter: LevelMeter,
     /// Level of the plugin's output (written by the audio thread).
@@ -78,6 +92,29 @@ impl Shared {
         self.slot_errors
             .lock()
             .unwrap_or_else(PoisonError::into_inner)[slot as usize] = None;
+    }
+
+    /// The analysed clip of `slot` if it is the one `descriptor` was loaded from. Not
+    /// realtime-safe.
+    pub fn exemplar_for(
+        &self,
+        slot: Slot,
+        descriptor: Option<&TimbreDescriptor>,
+    ) -> Option<Arc<ExemplarBank>> {
+        let source = descriptor?.source.as_deref()?;
+        self.exemplars
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)[slot as usize]
+            .as_ref()
+            .filter(|c| c.source == source)
+            .map(|c| c.bank.clone())
+    }
+
+    /// Keeps `clip` as the analysed clip of `slot` (`None` forgets it). Not realtime-safe.
+    pub fn keep_exemplar(&self, slot: Slot, clip: Option<ClipBank>) {
+        self.exemplars
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)[slot as usize] = clip;
     }
 
     /// Records an error for the editor (and the log). Not realtime-safe.

@@ -50,8 +50,11 @@ fn reference(name: &str) -> TimbreDescriptor {
     descriptor
 }
 
-/// The Mode parameter's normalised values: Classic, Neural.
-const MODES: [(&str, f64); 2] = [("Classic", 0.0), ("Neural", 1.0)];
+/// The Mode parameter's normalised values: Classic, Neural (Exemplar is 1.0; its test is
+/// `exemplar_mode_plays_the_clip_once_it_is_analysed`).
+const MODES: [(&str, f64); 2] = [("Classic", 0.0), ("Neural", 0.5)];
+/// Exemplar's normalised Mode value.
+const EXEMPLAR: f64 = 1.0;
 
 fn load_plugin() -> PluginHost {
     let path = bundle_path();
@@ -316,7 +319,7 @@ fn offline_render_matches_plugin_bit_for_bit() {
     let rate = 44_100.0;
     let input = signal(rate, 0.5);
     for (mode, value) in MODES {
-        let neural = value > 0.5;
+        let neural = mode == "Neural";
         let rendered = render(
             &DecodedAudio {
                 sample_rate: rate as u32,
@@ -465,7 +468,7 @@ fn a_state_from_another_model_is_measured_again_after_activation() {
     let play = |descriptor: &TimbreDescriptor, wait: bool| {
         let mut host = load_plugin();
         set_timbres(&mut host, Some(descriptor), None);
-        set(&mut host, "Mode", 1.0);
+        set(&mut host, "Mode", MODES[1].1);
         host.set_offline(true).unwrap();
         host.activate(rate, block as u32).unwrap();
         let first: Vec<Vec<f32>> = input.iter().map(|c| c[..block].to_vec()).collect();
@@ -502,6 +505,62 @@ fn a_state_from_another_model_is_measured_again_after_activation() {
         .unwrap()
         .expect("slot A is saved");
     assert_eq!(restored.latent, trumpet.latent, "the new latent is saved");
+}
+
+/// Exemplar mode through the bundle: a state naming a clip is analysed in the background
+/// after activation, and then the clip plays: the output moves far from Classic's, keeps the
+/// input's level, and stays finite.
+#[test]
+fn exemplar_mode_plays_the_clip_once_it_is_analysed() {
+    let violin = reference("ref-violin.wav");
+    let rate = 48_000.0;
+    let block = 512;
+    let input = signal(rate, 3.0);
+    let play = |mode: f64| {
+        let mut host = load_plugin();
+        set_timbres(&mut host, Some(&violin), None);
+        set(&mut host, "Mode", mode);
+        host.set_offline(true).unwrap();
+        host.activate(rate, block as u32).unwrap();
+        let first: Vec<Vec<f32>> = input.iter().map(|c| c[..block].to_vec()).collect();
+        let mut out = host.process(&first, &[]).unwrap();
+        // The clip is read and analysed by the background task the first call scheduled.
+        std::thread::sleep(std::time::Duration::from_millis(1_500));
+        let rest: Vec<Vec<f32>> = input.iter().map(|c| c[block..].to_vec()).collect();
+        for (o, r) in out
+            .iter_mut()
+            .zip(host.process_signal(&rest, &[block]).unwrap())
+        {
+            o.extend_from_slice(&r);
+        }
+        out
+    };
+    let classic = play(MODES[0].1);
+    let exemplar = play(EXEMPLAR);
+    assert!(exemplar.iter().flatten().all(|v| v.is_finite()));
+    let tail = input[0].len() - rate as usize..input[0].len();
+    let energy = |x: &[Vec<f32>]| -> f64 {
+        x.iter()
+            .flat_map(|c| c[tail.clone()].iter())
+            .map(|v| f64::from(*v).powi(2))
+            .sum()
+    };
+    let difference: f64 = exemplar
+        .iter()
+        .zip(&classic)
+        .flat_map(|(a, b)| a[tail.clone()].iter().zip(&b[tail.clone()]))
+        .map(|(a, b)| f64::from(a - b).powi(2))
+        .sum();
+    let apart_db = 10.0 * (difference / energy(&classic)).log10();
+    assert!(
+        apart_db > -6.0,
+        "Exemplar sounds like Classic ({apart_db:.1} dB apart)"
+    );
+    let level_db = 10.0 * (energy(&exemplar) / energy(&classic)).log10();
+    assert!(
+        level_db.abs() < 3.0,
+        "Exemplar is {level_db:.1} dB from Classic's level"
+    );
 }
 
 /// With no reference loaded the plugin passes the track through: each channel untouched (a

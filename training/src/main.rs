@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::sync::Arc;
 
 use timbreswap_engine::clip::{decode_file, load_reference_clip};
+use timbreswap_engine::exemplar::ExemplarBank;
 use timbreswap_engine::kernels::Kernels;
 use timbreswap_engine::network::Network;
 use timbreswap_engine::neural::PhaseMode;
@@ -42,6 +43,8 @@ enum ModeArg {
     Classic,
     /// The three-factor model.
     Neural,
+    /// The reference clip's own partials and noise at the input's pitch.
+    Exemplar,
 }
 
 /// `--phase` of `render`.
@@ -347,10 +350,14 @@ enum Command {
         /// decoder cannot draw from one the swap does not reach.
         #[arg(long)]
         engine_self: bool,
-        /// For each --model also score the exemplar swap (rows `NAME exemplar/...`: the
-        /// variants docs/quality.md reports, "Exemplar swap").
+        /// Also score the exemplar swap: the engine's Exemplar mode (row `engine exemplar`)
+        /// and, for each --model, the variants docs/quality.md reports (rows `NAME
+        /// exemplar/...`, "Exemplar swap").
         #[arg(long)]
         exemplar: bool,
+        /// With --exemplar: only these variants (e.g. `yin,harmonic`; default: all).
+        #[arg(long, value_delimiter = ',')]
+        exemplar_rows: Vec<String>,
     },
     /// Time the k-NN classifier (k = 5) on random data.
     KnnBench {
@@ -761,6 +768,7 @@ fn main() -> Result<()> {
             engine_variation,
             engine_self,
             exemplar,
+            exemplar_rows: exemplar_only,
         } => {
             use timbreswap_training::transfer::{
                 evaluate_transfer, EngineNeural, TransferOptions, TransferSystem,
@@ -845,7 +853,13 @@ fn main() -> Result<()> {
                             false,
                             true,
                         ),
-                    ] {
+                        ("harmonic", Shift::Harmonic, true, false, false),
+                        ("harmonic known", Shift::Harmonic, true, false, true),
+                    ]
+                    .into_iter()
+                    .filter(|row| {
+                        exemplar_only.is_empty() || exemplar_only.iter().any(|r| r == row.0)
+                    }) {
                         exemplar_rows.push(timbreswap_training::transfer::Exemplar {
                             name: format!("{name} exemplar/{suffix}"),
                             net: net.clone(),
@@ -855,10 +869,28 @@ fn main() -> Result<()> {
                                 reconstruct,
                             },
                             known_pitch,
+                            ruler: shift != Shift::Harmonic,
                         });
                     }
                 }
             }
+            // The plugin's Exemplar mode through the engine (needs no model).
+            let engine_exemplar = match (exemplar, models.first()) {
+                (true, Some(spec)) => {
+                    let (name, path) = model_arg(spec);
+                    let file = timbreswap_engine::model_file::load(&path)
+                        .with_context(|| format!("--model {}", path.display()))?;
+                    Some(timbreswap_training::transfer::EngineExemplar {
+                        stft: StftConfig::default(),
+                        model: Some(Arc::new(Network::new(&file, &name, Kernels::best())?)),
+                    })
+                }
+                (true, None) => Some(timbreswap_training::transfer::EngineExemplar {
+                    stft: StftConfig::default(),
+                    model: None,
+                }),
+                (false, _) => None,
+            };
             let offline: &[String] = if no_offline { &[] } else { &models };
             let neural: Vec<timbreswap_training::model::swap::NeuralTransfer> =
                 load_models(offline)?
@@ -875,6 +907,7 @@ fn main() -> Result<()> {
                 .map(|n| n as &dyn TransferSystem)
                 .chain(engine_rows.iter().map(|n| n as &dyn TransferSystem))
                 .chain(exemplar_rows.iter().map(|n| n as &dyn TransferSystem))
+                .chain(engine_exemplar.iter().map(|n| n as &dyn TransferSystem))
                 .collect();
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
@@ -958,7 +991,7 @@ fn main() -> Result<()> {
                 }
             }
             let net = match mode {
-                ModeArg::Classic => None,
+                ModeArg::Classic | ModeArg::Exemplar => None,
                 ModeArg::Neural => Some(Arc::new(match &model {
                     Some(path) => {
                         let file = timbreswap_engine::model_file::load(path)
@@ -982,6 +1015,12 @@ fn main() -> Result<()> {
                 .as_ref()
                 .zip(b.as_ref())
                 .map(|(n, b)| n.clip_timbre(&b.samples));
+            let exemplars = match mode {
+                ModeArg::Exemplar => [Some(&a), b.as_ref()].map(|clip| {
+                    clip.and_then(|c| ExemplarBank::new(&cfg, &c.samples).map(Arc::new))
+                }),
+                _ => [None, None],
+            };
             let audio = decode_file(&input, MAX_INPUT_SECONDS).context("--input")?;
             let started = Instant::now();
             let rendered = render(
@@ -997,7 +1036,9 @@ fn main() -> Result<()> {
                     mode: match mode {
                         ModeArg::Classic => SwapMode::Classic,
                         ModeArg::Neural => SwapMode::Neural,
+                        ModeArg::Exemplar => SwapMode::Exemplar,
                     },
+                    exemplars,
                     model: net,
                     latent_a: latent_a.as_deref(),
                     latent_b: latent_b.as_deref(),

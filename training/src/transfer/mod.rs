@@ -62,7 +62,8 @@ pub use pitch::{
     CENT_TOLERANCE, PYIN_FRAME, PYIN_RESOLUTION,
 };
 pub use systems::{
-    Classic, Dry, EngineNeural, Exemplar, FnSystem, Oracle, TransferPair, TransferSystem,
+    Classic, Dry, EngineExemplar, EngineNeural, Exemplar, FnSystem, Oracle, TransferPair,
+    TransferSystem,
 };
 
 /// Header of the protocol's transfer table.

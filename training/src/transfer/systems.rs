@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use rustysynth::{SoundFont, Synthesizer, SynthesizerSettings};
 use timbreswap_engine::clip::{descriptor_from_audio, DecodedAudio};
+use timbreswap_engine::exemplar::ExemplarBank;
 use timbreswap_engine::network::Network;
 use timbreswap_engine::neural::PhaseMode;
 use timbreswap_engine::processor::SwapMode;
@@ -146,6 +147,56 @@ impl TransferSystem for Classic {
                 timbre_a: Some(&descriptor),
                 mix: 1.0,
                 stft: self.stft,
+                ..Default::default()
+            },
+        )
+    }
+}
+
+/// The `engine exemplar` row: the engine's offline render in Exemplar mode (the plugin's
+/// code) with the reference clip in slot A, its classic descriptor beside it, mix 1.
+pub struct EngineExemplar {
+    /// Internal STFT settings.
+    pub stft: StftConfig,
+    /// The model loaded beside it, as in the plugin (its pitch ruler guesses where YIN is
+    /// unsure).
+    pub model: Option<Arc<Network>>,
+}
+
+impl TransferSystem for EngineExemplar {
+    fn name(&self) -> String {
+        "engine exemplar".to_string()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        vec![
+            "engine exemplar: the engine's offline render in Exemplar mode (the reference \
+             clip's partials and noise at the source's pitch, the source's phase where it has \
+             no sure pitch, level matched), mix 1, default settings, the model's pitch ruler \
+             where YIN is unsure."
+                .to_string(),
+        ]
+    }
+
+    fn transfer(&self, pair: &TransferPair<'_>) -> Result<Vec<f32>, String> {
+        let reference = DecodedAudio {
+            sample_rate: pair.sample_rate,
+            channels: vec![pair.reference.to_vec()],
+            truncated: false,
+        };
+        let descriptor = descriptor_from_audio(&pair.reference_record.path, &reference, &self.stft)
+            .map_err(|e| e.to_string())?;
+        let bank = ExemplarBank::new(&self.stft, pair.reference)
+            .ok_or_else(|| "the reference has no sounding frame".to_string())?;
+        render_source(
+            pair,
+            &RenderOptions {
+                timbre_a: Some(&descriptor),
+                mix: 1.0,
+                stft: self.stft,
+                mode: SwapMode::Exemplar,
+                exemplars: [Some(Arc::new(bank)), None],
+                model: self.model.clone(),
                 ..Default::default()
             },
         )
@@ -311,6 +362,9 @@ pub struct Exemplar {
     pub opts: timbreswap_engine::exemplar::ExemplarOptions,
     /// Diagnostic: the scores' notes instead of measured pitches.
     pub known_pitch: bool,
+    /// The model's pitch ruler as the guess where YIN is unsure (the plugin's Exemplar mode
+    /// has none: it searches near the last sure pitch).
+    pub ruler: bool,
 }
 
 impl TransferSystem for Exemplar {
@@ -340,9 +394,18 @@ impl TransferSystem for Exemplar {
             .known_pitch
             .then(|| pair.reference_record.note.map(|n| n as f32 - 60.0))
             .flatten();
-        let bank = ExemplarBank::with_pitch(&self.net, pair.reference, known_ref)
-            .ok_or_else(|| "the reference has no sounding frame (or no pitch ruler)".to_string())?;
-        let mut swap = ExemplarSwap::new(self.net.clone(), Arc::new(bank), self.opts);
+        let bank = if self.ruler {
+            ExemplarBank::with_ruler(&self.net, pair.reference, known_ref)
+        } else {
+            ExemplarBank::analyse_with_pitch(&cfg, pair.reference, known_ref)
+        }
+        .ok_or_else(|| "the reference has no sounding frame (or no pitch ruler)".to_string())?;
+        let bank = Arc::new(bank);
+        let mut swap = if self.ruler {
+            ExemplarSwap::with_ruler(self.net.clone(), bank, self.opts)
+        } else {
+            ExemplarSwap::new(&cfg, bank, self.opts)
+        };
         let mut stft = Stft::new(&cfg);
         let n = cfg.n_fft;
         let bins = cfg.n_bins();

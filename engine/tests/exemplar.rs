@@ -1,0 +1,299 @@
+//! Exemplar mode through the engine: the reference clip's own partial pattern at the input's
+//! pitch, Morph between two clips, a bank for other frames refused, and no allocation in
+//! `process`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nice_assert_no_alloc::{assert_no_alloc, violation_count, AllocDisabler};
+use realfft::RealFftPlanner;
+use timbreswap_engine::clip::DecodedAudio;
+use timbreswap_engine::exemplar::ExemplarBank;
+use timbreswap_engine::neural::PhaseMode;
+use timbreswap_engine::processor::SwapMode;
+use timbreswap_engine::render::{render, RenderOptions};
+use timbreswap_engine::{
+    BlockParams, ControlError, Engine, EngineSettings, EngineStats, ProcessingMode, Slot,
+    StftConfig,
+};
+
+#[global_allocator]
+static ALLOC: AllocDisabler = AllocDisabler;
+
+const SR: u32 = 32_000;
+
+/// `seconds` of a tone at `f0` Hz whose partial `h` (1..=`partials`) has amplitude
+/// `amp(h)`, with a 20 ms fade-in.
+fn tone(f0: f32, partials: usize, seconds: f32, amp: impl Fn(usize) -> f32) -> Vec<f32> {
+    let n = (seconds * SR as f32) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / SR as f32;
+            let fade = (t / 0.02).min(1.0);
+            let s: f32 = (1..=partials)
+                .filter(|h| *h as f32 * f0 < 0.45 * SR as f32)
+                .map(|h| amp(h) * (std::f32::consts::TAU * h as f32 * f0 * t).sin())
+                .sum();
+            0.2 * fade * s
+        })
+        .collect()
+}
+
+/// Power spectrum of `x` (Hann window, zero-padded to a power of two) and its bin spacing in
+/// Hz.
+fn power_spectrum(x: &[f32]) -> (Vec<f32>, f32) {
+    let n = x.len().next_power_of_two();
+    let mut buf: Vec<f32> = x
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * (0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / x.len() as f32).cos()))
+        .collect();
+    buf.resize(n, 0.0);
+    let fft = RealFftPlanner::<f32>::new().plan_fft_forward(n);
+    let mut spec = fft.make_output_vec();
+    fft.process(&mut buf, &mut spec).unwrap();
+    (
+        spec.iter().map(|c| c.norm_sqr()).collect(),
+        SR as f32 / n as f32,
+    )
+}
+
+/// Energy of `x` within 4 Hz of each of partials `1..=count` of `f0`.
+fn partial_energies(x: &[f32], f0: f32, count: usize) -> Vec<f32> {
+    let (power, bin_hz) = power_spectrum(x);
+    (1..=count)
+        .map(|h| {
+            let lo = ((h as f32 * f0 - 4.0) / bin_hz).floor() as usize;
+            let hi = ((h as f32 * f0 + 4.0) / bin_hz).ceil() as usize;
+            power[lo..=hi].iter().sum()
+        })
+        .collect()
+}
+
+/// Energy of `x` below `hz`.
+fn energy_below(x: &[f32], hz: f32) -> f32 {
+    let (power, bin_hz) = power_spectrum(x);
+    power[..(hz / bin_hz) as usize].iter().sum()
+}
+
+fn render_mode(
+    input: &[f32],
+    mode: SwapMode,
+    banks: [Option<Arc<ExemplarBank>>; 2],
+    morph: f32,
+) -> Vec<f32> {
+    let cfg = StftConfig::default();
+    let audio = DecodedAudio {
+        sample_rate: SR,
+        channels: vec![input.to_vec()],
+        truncated: false,
+    };
+    let rendered = render(
+        &audio,
+        &RenderOptions {
+            stft: cfg,
+            mode,
+            exemplars: banks,
+            morph,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    rendered.audio.channels[0].clone()
+}
+
+/// Floor of [`resonance`]: partials away from the resonance are 20.8 dB below its peak
+/// (`1.1 / 0.1`), so the fundamental stays clear enough for a pitch tracker.
+const RESONANCE_FLOOR: f32 = 0.1;
+
+/// Amplitude of partial `h` of `f0` Hz under a resonance at `centre` Hz (Gaussian, 250 Hz
+/// wide) over [`RESONANCE_FLOOR`].
+fn resonance(h: usize, f0: f32, centre: f32) -> f32 {
+    (-((h as f32 * f0 - centre) / 250.0).powi(2)).exp() + RESONANCE_FLOOR
+}
+
+/// The partial of `f0` (1..=`count`) carrying the most energy in `x`.
+fn loudest_partial(x: &[f32], f0: f32, count: usize) -> usize {
+    let e = partial_energies(x, f0, count);
+    e.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i + 1)
+}
+
+/// A 110 Hz input (falling partials) and a 220 Hz reference with a resonance at 1.32 kHz:
+/// the output keeps the input's pitch (its energy sits on the partials of 110 Hz) and takes
+/// the reference's resonance where it was (partial 12 of 110 Hz is the loudest; the input's
+/// loudest is its fundamental).
+#[test]
+fn exemplar_mode_plays_the_references_resonance_at_the_inputs_pitch() {
+    let cfg = StftConfig::default();
+    let reference = tone(220.0, 40, 1.5, |h| resonance(h, 220.0, 1_320.0));
+    let bank = Arc::new(ExemplarBank::new(&cfg, &reference).expect("the tone sounds"));
+    let input = tone(110.0, 60, 2.0, |h| 1.0 / h as f32);
+    let steady = 16_000..56_000;
+    assert_eq!(loudest_partial(&input[steady.clone()], 110.0, 24), 1);
+    let out = render_mode(&input, SwapMode::Exemplar, [Some(bank), None], 0.0);
+    assert_eq!(loudest_partial(&out[steady.clone()], 110.0, 24), 12);
+    // The pitch is the input's: the output's energy below 3 kHz lies on 110 Hz's partials.
+    let on: f32 = partial_energies(&out[steady.clone()], 110.0, 27)
+        .iter()
+        .sum();
+    let total = energy_below(&out[steady.clone()], 3_000.0);
+    assert!(
+        on > 0.9 * total,
+        "{:.1} % on the partials",
+        100.0 * on / total
+    );
+}
+
+/// Morph blends two clips: at 0 slot A's resonance (800 Hz), at 1 slot B's (2 kHz), halfway
+/// both.
+#[test]
+fn morph_blends_the_two_clips() {
+    let cfg = StftConfig::default();
+    let low = tone(200.0, 40, 1.5, |h| resonance(h, 200.0, 800.0));
+    let high = tone(200.0, 40, 1.5, |h| resonance(h, 200.0, 2_000.0));
+    let banks = [
+        Some(Arc::new(ExemplarBank::new(&cfg, &low).unwrap())),
+        Some(Arc::new(ExemplarBank::new(&cfg, &high).unwrap())),
+    ];
+    let input = tone(200.0, 40, 2.0, |h| 1.0 / h as f32);
+    let energies = |morph: f32| {
+        let out = render_mode(&input, SwapMode::Exemplar, banks.clone(), morph);
+        partial_energies(&out[16_000..56_000], 200.0, 12)
+    };
+    let db = |a: f32, b: f32| 10.0 * (a / b).log10();
+    let (a, half, b) = (energies(0.0), energies(0.5), energies(1.0));
+    // Partials 4 (800 Hz), 7 (between) and 10 (2 kHz); in each reference the resonance's
+    // partial is 20.8 dB above the other.
+    let peak_db = 20.0 * ((1.0 + RESONANCE_FLOOR) / RESONANCE_FLOOR).log10();
+    assert!(
+        db(a[3], a[9]) > peak_db - 3.0,
+        "morph 0: {:.1} dB",
+        db(a[3], a[9])
+    );
+    assert!(
+        db(b[9], b[3]) > peak_db - 3.0,
+        "morph 1: {:.1} dB",
+        db(b[9], b[3])
+    );
+    assert!(
+        db(half[3], half[9]).abs() < 3.0,
+        "halfway: {:.1} dB",
+        db(half[3], half[9])
+    );
+    // Halfway, the mean of the two references' amplitudes (their phases agree).
+    let mean = |h: usize| 0.5 * (resonance(h, 200.0, 800.0) + resonance(h, 200.0, 2_000.0));
+    let between_db = 20.0 * (mean(4) / mean(7)).log10();
+    assert!(
+        db(half[3], half[6]) > between_db - 3.0,
+        "halfway, between them: {:.1} dB",
+        db(half[3], half[6])
+    );
+}
+
+#[test]
+fn a_bank_of_other_frames_is_refused() {
+    let other = StftConfig {
+        n_fft: 1024,
+        hop: 256,
+        ..StftConfig::default()
+    };
+    let bank = Arc::new(ExemplarBank::new(&other, &tone(220.0, 10, 1.0, |_| 1.0)).unwrap());
+    let (_engine, mut control) = Engine::new(
+        settings(ProcessingMode::Offline),
+        Arc::new(EngineStats::default()),
+        None,
+        None,
+    )
+    .unwrap();
+    assert!(matches!(
+        control.set_exemplar(Slot::A, Some(bank)),
+        Err(ControlError::ExemplarFraming { .. })
+    ));
+}
+
+fn settings(mode: ProcessingMode) -> EngineSettings {
+    EngineSettings {
+        host_rate: 48_000.0,
+        max_block: 128,
+        channels: 1,
+        mode,
+        stft: StftConfig::default(),
+        worker_priority: Default::default(),
+        latency_block: None,
+    }
+}
+
+/// `Engine::process` in Exemplar mode, realtime and offline, while the clips change from the
+/// control side, Morph moves and Mode switches, does not allocate.
+#[test]
+fn exemplar_process_does_not_allocate() {
+    let cfg = StftConfig::default();
+    let bank_a =
+        Arc::new(ExemplarBank::new(&cfg, &tone(220.0, 30, 1.0, |h| 1.0 / h as f32)).unwrap());
+    let bank_b =
+        Arc::new(ExemplarBank::new(&cfg, &tone(330.0, 30, 1.0, |h| 1.0 / (h * h) as f32)).unwrap());
+    let x: Vec<f32> = (0..300 * 128)
+        .map(|i| 0.3 * (std::f32::consts::TAU * 196.0 * i as f32 / 48_000.0).sin())
+        .collect();
+    for mode in [ProcessingMode::Offline, ProcessingMode::Realtime] {
+        let (mut e, mut control) =
+            Engine::new(settings(mode), Arc::new(EngineStats::default()), None, None).unwrap();
+        control.set_exemplar(Slot::A, Some(bank_a.clone())).unwrap();
+        let (mix, gain, variation, transpose) = (
+            vec![1.0; 128],
+            vec![1.0; 128],
+            vec![1.0; 128],
+            vec![0.0; 128],
+        );
+        let morph: Vec<f32> = (0..128).map(|i| i as f32 / 127.0).collect();
+        let mut buf = vec![0.0f32; 128];
+        let before = violation_count();
+        let mut loud = 0;
+        for (i, chunk) in x.chunks_exact(128).enumerate() {
+            match i {
+                60 => control.set_exemplar(Slot::B, Some(bank_b.clone())).unwrap(),
+                150 => control.set_exemplar(Slot::A, None).unwrap(),
+                _ => {}
+            }
+            buf.copy_from_slice(chunk);
+            let params = BlockParams {
+                mix: &mix,
+                gain: &gain,
+                morph: &morph,
+                variation: &variation,
+                transpose: &transpose,
+                mode: if i % 100 < 80 {
+                    SwapMode::Exemplar
+                } else {
+                    SwapMode::Classic
+                },
+                phase: PhaseMode::Input,
+                map_x: &[],
+                map_y: &[],
+                map_amount: &[],
+            };
+            assert_no_alloc(|| {
+                e.process(&mut [&mut buf[..]], &params);
+                if i == 200 {
+                    e.reset();
+                }
+            });
+            assert!(buf.iter().all(|v| v.is_finite()));
+            if buf.iter().any(|v| v.abs() > 0.01) {
+                loud += 1;
+            }
+            if mode == ProcessingMode::Realtime {
+                std::thread::sleep(Duration::from_micros(300));
+            }
+        }
+        assert_eq!(
+            violation_count(),
+            before,
+            "{mode:?}: allocation inside process"
+        );
+        assert!(loud > 200, "{mode:?}: {loud} blocks with sound");
+    }
+}
