@@ -49,7 +49,7 @@ pub enum Task {
 
 /// Runs one task (on nice-plug's background thread). On failure the previous state keeps
 /// playing and the error is shown in the editor.
-pub fn run(task: Task, params: &TimbreswapParams, shared: &Shared) {
+pub fn run(task: Task, params: &Arc<TimbreswapParams>, shared: &Arc<Shared>) {
     match task {
         Task::LoadReference { slot, path } => {
             match load_reference_clip(&path, &StftConfig::default()) {
@@ -176,7 +176,7 @@ pub fn wanted_network(
 /// Applies the persisted state to the running engine ([`Task::ApplyState`]): nothing is
 /// locked while files are read or references measured; the engine gets the result between
 /// two frames.
-fn apply_state(params: &TimbreswapParams, shared: &Shared) {
+fn apply_state(params: &Arc<TimbreswapParams>, shared: &Arc<Shared>) {
     let (net, path, changed) = wanted_network(params, shared);
     let timbres = [
         validated_timbre(Slot::A, params, shared),
@@ -205,19 +205,18 @@ enum Handoff {
 
 /// Measures `timbres` (slots A, B) with `net` and hands them to the running engine, with the
 /// model itself when `with_model`; then records the latents in the persisted fields that still
-/// hold those timbres. No lock is held while measuring.
+/// hold those timbres. The clips for Exemplar mode go with them where their analysis is at
+/// hand; the others are analysed afterwards and follow (the state does not wait for them). No
+/// lock is held while measuring.
 fn hand_over(
     net: Option<&Arc<Network>>,
     with_model: bool,
     timbres: &[Option<TimbreDescriptor>; 2],
-    params: &TimbreswapParams,
-    shared: &Shared,
+    params: &Arc<TimbreswapParams>,
+    shared: &Arc<Shared>,
 ) -> Handoff {
-    let exemplars = [Slot::A, Slot::B].map(|slot| {
-        timbres[slot as usize]
-            .as_ref()
-            .and_then(|d| exemplar_bank(slot, d, shared))
-    });
+    let exemplars =
+        [Slot::A, Slot::B].map(|slot| shared.exemplar_for(slot, timbres[slot as usize].as_ref()));
     let mut latents: [Option<Vec<f32>>; 2] = [None, None];
     if let Some(net) = net {
         for slot in [Slot::A, Slot::B] {
@@ -237,7 +236,7 @@ fn hand_over(
                 model: with_model.then(|| net.cloned()),
                 timbres: [timbres[0].as_ref(), timbres[1].as_ref()],
                 latents: [latents[0].as_deref(), latents[1].as_deref()],
-                exemplars,
+                exemplars: exemplars.clone(),
             });
             if let Err(e) = result {
                 shared.report_error(format!("Cannot apply the state: {e}"));
@@ -262,7 +261,56 @@ fn hand_over(
             }
         }
     }
+    let missing: Vec<(Slot, TimbreDescriptor)> = [Slot::A, Slot::B]
+        .into_iter()
+        .filter(|slot| exemplars[*slot as usize].is_none())
+        .filter_map(|slot| {
+            let d = timbres[slot as usize].as_ref()?;
+            d.source.is_some().then(|| (slot, d.clone()))
+        })
+        .collect();
+    if handoff == Handoff::Taken && !missing.is_empty() {
+        // On a thread of their own: nice-plug runs every instance's background tasks on one
+        // shared thread, so another instance's state would otherwise wait for these files.
+        let (task_params, task_shared) = (params.clone(), shared.clone());
+        let analyse = move || {
+            for (slot, descriptor) in &missing {
+                analyse_for_exemplar(*slot, descriptor, &task_params, &task_shared);
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("timbreswap-clip-analysis".into())
+            .spawn(analyse)
+        {
+            shared.report_error(format!("Cannot analyse the clips for Exemplar mode: {e}"));
+        }
+    }
     handoff
+}
+
+/// Analyses the clip of `descriptor` (the timbre of `slot` handed to the running engine) and
+/// hands it to the engine, unless the slot has taken another clip meanwhile. Off the audio
+/// thread; reads the file.
+fn analyse_for_exemplar(
+    slot: Slot,
+    descriptor: &TimbreDescriptor,
+    params: &TimbreswapParams,
+    shared: &Shared,
+) {
+    let Some(bank) = exemplar_bank(slot, descriptor, shared) else {
+        return;
+    };
+    let mut control = shared
+        .control
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let current = params.timbre(slot).snapshot();
+    if current.as_ref().and_then(|d| d.source.as_ref()) != descriptor.source.as_ref() {
+        return;
+    }
+    if let Some(Err(e)) = control.as_mut().map(|c| c.set_exemplar(slot, Some(bank))) {
+        shared.report_error(format!("Slot {}: {e}", slot_name(slot)));
+    }
 }
 
 /// The analysed clip of `descriptor` for Exemplar mode: the one kept from its loading, else
@@ -378,8 +426,8 @@ fn remeasure(
 pub fn use_model(
     net: Arc<Network>,
     path: Option<String>,
-    params: &TimbreswapParams,
-    shared: &Shared,
+    params: &Arc<TimbreswapParams>,
+    shared: &Arc<Shared>,
 ) -> bool {
     let timbres = [params.timbre_a.snapshot(), params.timbre_b.snapshot()];
     let handoff = hand_over(Some(&net), true, &timbres, params, shared);
@@ -514,8 +562,8 @@ mod tests {
     /// Classic.
     #[test]
     fn a_loaded_clip_is_kept_for_exemplar_mode() {
-        let params = TimbreswapParams::default();
-        let shared = Shared::default();
+        let params = Arc::new(TimbreswapParams::default());
+        let shared = Arc::new(Shared::default());
         let clip = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../assets/examples/ref-violin.wav");
         run(

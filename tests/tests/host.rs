@@ -474,7 +474,21 @@ fn a_state_from_another_model_is_measured_again_after_activation() {
         let first: Vec<Vec<f32>> = input.iter().map(|c| c[..block].to_vec()).collect();
         let mut out = host.process(&first, &[]).unwrap();
         if wait {
-            std::thread::sleep(std::time::Duration::from_millis(500));
+            // The background task has measured the clip once the saved state holds its new
+            // latent (it also analyses the clip for Exemplar mode, which takes longer on a
+            // busy machine than any fixed wait would allow for).
+            let started = std::time::Instant::now();
+            while started.elapsed() < std::time::Duration::from_secs(30) {
+                let saved = host.save_state().unwrap();
+                let latent = timbreswap_tests::state::timbre(&saved, Slot::A)
+                    .ok()
+                    .flatten()
+                    .and_then(|d| d.latent);
+                if latent.is_some_and(|l| l.model_id != "a model this plugin does not have") {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
         let rest: Vec<Vec<f32>> = input.iter().map(|c| c[block..].to_vec()).collect();
         for (o, r) in out
@@ -524,8 +538,9 @@ fn exemplar_mode_plays_the_clip_once_it_is_analysed() {
         host.activate(rate, block as u32).unwrap();
         let first: Vec<Vec<f32>> = input.iter().map(|c| c[..block].to_vec()).collect();
         let mut out = host.process(&first, &[]).unwrap();
-        // The clip is read and analysed by the background task the first call scheduled.
-        std::thread::sleep(std::time::Duration::from_millis(1_500));
+        // The clip is read and analysed by the background task the first call scheduled
+        // (about 0.1 s on an idle machine; the wait leaves room for a busy one).
+        std::thread::sleep(std::time::Duration::from_millis(3_000));
         let rest: Vec<Vec<f32>> = input.iter().map(|c| c[block..].to_vec()).collect();
         for (o, r) in out
             .iter_mut()
