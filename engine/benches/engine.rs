@@ -10,10 +10,12 @@
 //!   share.
 //! - `offline/neural-input-at-minus-400-db`: the neural input-phase path on an input 1e-20 times
 //!   as loud, whose squares and products are denormals (flush-to-zero keeps them cheap).
+//! - `offline/exemplar`: the whole Exemplar path (the trumpet example's analysis, the built-in
+//!   model's pitch ruler beside it) on one thread.
 //! - `network/frame`: one streaming step of the network (variation, pitch, decoder, input-timbre
 //!   tracker excluded) per kernel set.
 //! - `reference-clip/10s`: analysing a 10 s reference clip off the audio thread: the classic
-//!   descriptor and the neural `z_t`.
+//!   descriptor, the neural `z_t` and Exemplar mode's analysis.
 //!
 //! Run: `cargo bench -p timbreswap-engine --bench engine`.
 
@@ -21,6 +23,7 @@ use std::f32::consts::PI;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use timbreswap_engine::exemplar::ExemplarBank;
 use timbreswap_engine::kernels::Kernels;
 use timbreswap_engine::model_file;
 use timbreswap_engine::network::{Network, StepInput};
@@ -28,7 +31,8 @@ use timbreswap_engine::neural::PhaseMode;
 use timbreswap_engine::processor::SwapMode;
 use timbreswap_engine::timbre::analyse;
 use timbreswap_engine::{
-    BlockParams, Engine, EngineSettings, EngineStats, ProcessingMode, StftConfig, TimbreDescriptor,
+    BlockParams, Engine, EngineSettings, EngineStats, ProcessingMode, Slot, StftConfig,
+    TimbreDescriptor,
 };
 
 /// The built-in model's network with `kernels`.
@@ -81,7 +85,7 @@ fn bench_mode(
     timbre: Option<&TimbreDescriptor>,
     neural: Option<Neural>,
 ) {
-    bench_mode_at(c, name, mode, timbre, neural, 1.0);
+    bench_mode_at(c, name, mode, timbre, neural, None, 1.0);
 }
 
 /// [`bench_mode`] with the input scaled by `level`.
@@ -91,6 +95,7 @@ fn bench_mode_at(
     mode: ProcessingMode,
     timbre: Option<&TimbreDescriptor>,
     neural: Option<Neural>,
+    exemplar: Option<Arc<ExemplarBank>>,
     level: f32,
 ) {
     let settings = EngineSettings {
@@ -110,6 +115,13 @@ fn bench_mode_at(
             (SwapMode::Neural, *phase)
         }
         None => (SwapMode::Classic, PhaseMode::Reconstruct),
+    };
+    let swap = match exemplar {
+        Some(bank) => {
+            control.set_exemplar(Slot::A, Some(bank)).unwrap();
+            SwapMode::Exemplar
+        }
+        None => swap,
     };
     // Two seconds of input, cycled, so the timed work is only `process`.
     let input: Vec<f32> = tone(RATE, 2 * RATE as usize, 220.0, 1.0)
@@ -180,7 +192,20 @@ fn engine_blocks(c: &mut Criterion) {
         ProcessingMode::Offline,
         Some(&t),
         Some((net.clone(), z.clone(), PhaseMode::Input)),
+        None,
         1e-20,
+    );
+    // Exemplar mode as the plugin runs it: the model loaded (its pitch ruler), the clip's
+    // analysis in slot A.
+    let bank = ExemplarBank::new(&StftConfig::default(), &clip("ref-trumpet.wav", 3.0)).unwrap();
+    bench_mode_at(
+        c,
+        "offline/exemplar",
+        ProcessingMode::Offline,
+        Some(&t),
+        Some((net.clone(), z.clone(), PhaseMode::Input)),
+        Some(Arc::new(bank)),
+        1.0,
     );
     bench_mode(
         c,
@@ -245,6 +270,9 @@ fn reference_clip(c: &mut Criterion) {
     });
     group.bench_function("10s/neural-z_t", |b| {
         b.iter(|| std::hint::black_box(net.clip_timbre(&audio)[0]))
+    });
+    group.bench_function("10s/exemplar-analysis", |b| {
+        b.iter(|| std::hint::black_box(ExemplarBank::new(&cfg, &audio).unwrap().frames()))
     });
     // What the plugin's loader does with a file: decode a 10 s, 44.1 kHz stereo WAV, resample
     // to the model rate, the classic descriptor, then the neural z_t.

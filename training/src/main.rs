@@ -122,7 +122,8 @@ enum Command {
         /// Processing block size, in samples (the result does not depend on it).
         #[arg(long, default_value_t = 512)]
         block: usize,
-        /// Classic (cepstral envelope swap) or neural (the three-factor model).
+        /// Classic (cepstral envelope swap), neural (the three-factor model) or exemplar (the
+        /// reference clip's own partials and noise at the input's pitch).
         #[arg(long, value_enum, default_value_t = ModeArg::Classic)]
         mode: ModeArg,
         /// Neural model file (default: the built-in model, assets/models/default.safetensors).
@@ -990,9 +991,11 @@ fn main() -> Result<()> {
                     );
                 }
             }
+            // Exemplar mode loads the model too, as the plugin does: its pitch ruler guesses
+            // where YIN is unsure.
             let net = match mode {
-                ModeArg::Classic | ModeArg::Exemplar => None,
-                ModeArg::Neural => Some(Arc::new(match &model {
+                ModeArg::Classic => None,
+                ModeArg::Neural | ModeArg::Exemplar => Some(Arc::new(match &model {
                     Some(path) => {
                         let file = timbreswap_engine::model_file::load(path)
                             .with_context(|| format!("--model {}", path.display()))?;
