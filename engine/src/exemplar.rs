@@ -587,6 +587,8 @@ pub struct ExemplarSwap {
     grain: Box<[f32]>,
     /// The output's partial amplitudes ([`Shift::Harmonic`]).
     amplitudes: Box<[f32]>,
+    /// The partials' oscillators ([`Shift::Harmonic`]).
+    oscillators: Oscillators,
     /// State of the noise phases' generator.
     seed: u32,
     /// Makes random-phase noise frames come out of the overlap-add at their own level.
@@ -649,6 +651,7 @@ impl ExemplarSwap {
             stft: crate::stft::Stft::new(c),
             grain: vec![0.0; c.n_fft].into_boxed_slice(),
             amplitudes: vec![0.0; HARMONIC_PARTIALS].into_boxed_slice(),
+            oscillators: Oscillators::new(HARMONIC_PARTIALS.div_ceil(LANES) * LANES),
             seed: 0x2545_f491,
             noise_gain: {
                 // Incoherent frames add in power: sum over overlapping frames of
@@ -857,6 +860,30 @@ impl ExemplarSwap {
     }
 }
 
+/// Sinusoid oscillators as arrays: amplitude, the current phasor `re + i im`, and the
+/// per-sample rotation `dr + i di`.
+struct Oscillators {
+    amp: Box<[f32]>,
+    re: Box<[f32]>,
+    im: Box<[f32]>,
+    dr: Box<[f32]>,
+    di: Box<[f32]>,
+}
+
+impl Oscillators {
+    /// Room for `n` oscillators. Allocates.
+    fn new(n: usize) -> Self {
+        let zeros = || vec![0.0f32; n].into_boxed_slice();
+        Self {
+            amp: zeros(),
+            re: zeros(),
+            im: zeros(),
+            dr: zeros(),
+            di: zeros(),
+        }
+    }
+}
+
 impl ExemplarSwap {
     /// [`Shift::Harmonic`]: the spectrum of a windowed sum of sinusoids at partials of `f0`
     /// Hz with bank frame `j`'s amplitudes, the fundamental's phase carried on from the
@@ -876,6 +903,10 @@ impl ExemplarSwap {
         let f0_ref = MIDDLE_C_HZ * 2f32.powf(self.bank.pitch[j] / 12.0);
         partial_amplitudes(self.bank.harmonics(j), f0_ref, f0, &mut self.amplitudes);
         let w = two_pi * f0 as f64 / sr as f64;
+        // One oscillator per sounding partial (structure of arrays, padded to whole lanes
+        // with silent ones), all advanced together sample by sample.
+        let osc = &mut self.oscillators;
+        let mut m = 0;
         for (i, &a) in self.amplitudes.iter().enumerate() {
             let h = (i + 1) as f64;
             if a <= 0.0 || h * f0 as f64 >= 0.5 * sr as f64 {
@@ -884,14 +915,33 @@ impl ExemplarSwap {
             // Schroeder's phases keep the crest factor low.
             let offset = std::f64::consts::PI * h * (h - 1.0) / HARMONIC_PARTIALS as f64;
             let start = h * (self.phase - w * (n / 2) as f64) + offset;
-            let (mut re, mut im) = (start.cos(), start.sin());
-            let (dr, di) = ((h * w).cos(), (h * w).sin());
-            for g in self.grain.iter_mut() {
-                *g += a * re as f32;
-                let r = re * dr - im * di;
-                im = re * di + im * dr;
-                re = r;
+            osc.amp[m] = a;
+            osc.re[m] = start.cos() as f32;
+            osc.im[m] = start.sin() as f32;
+            osc.dr[m] = (h * w).cos() as f32;
+            osc.di[m] = (h * w).sin() as f32;
+            m += 1;
+        }
+        let padded = m.div_ceil(LANES) * LANES;
+        osc.amp[m..padded].fill(0.0);
+        osc.re[m..padded].fill(0.0);
+        osc.im[m..padded].fill(0.0);
+        osc.dr[m..padded].fill(1.0);
+        osc.di[m..padded].fill(0.0);
+        for g in self.grain.iter_mut() {
+            let mut lanes = [0.0f32; LANES];
+            for c in (0..padded).step_by(LANES) {
+                let r = c..c + LANES;
+                let (amp, dr, di) = (&osc.amp[r.clone()], &osc.dr[r.clone()], &osc.di[r.clone()]);
+                let (re, im) = (&mut osc.re[r.clone()], &mut osc.im[r]);
+                for l in 0..LANES {
+                    lanes[l] += amp[l] * re[l];
+                    let next = re[l] * dr[l] - im[l] * di[l];
+                    im[l] = re[l] * di[l] + im[l] * dr[l];
+                    re[l] = next;
+                }
             }
+            *g = lanes.iter().sum();
         }
         self.stft.analyse(&self.grain, out);
         // The reference's noise between its partials, at the same frequencies, random phase.
@@ -916,6 +966,26 @@ impl ExemplarSwap {
         }
     }
 }
+
+/// `sum (a_i - b_i)^2` over the shorter of the two, in eight independent sums (so the
+/// compiler can use vector registers; a single running sum would be one long dependency chain).
+/// Realtime-safe.
+fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            let e = x[l] - y[l];
+            lanes[l] += e * e;
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| (x - y) * (x - y)).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Lanes of the vectorised loops (eight f32: one AVX register).
+const LANES: usize = 8;
 
 /// Largest lag YIN searches, in samples at the model rate (50 Hz at 32 kHz).
 pub const YIN_MAX_LAG: usize = 640;
@@ -953,12 +1023,7 @@ pub fn yin(history: &[f32], sample_rate: f32, scratch: &mut [f32]) -> Option<(f3
     }
     for tau in 1..=YIN_MAX_LAG {
         let older = &x[YIN_MAX_LAG - tau..YIN_MAX_LAG - tau + YIN_WINDOW];
-        let mut s = 0.0f32;
-        for (a, b) in newest.iter().zip(older) {
-            let e = a - b;
-            s += e * e;
-        }
-        d[tau] = s;
+        d[tau] = squared_distance(newest, older);
     }
     // Cumulative mean normalisation, in place.
     let mut running = 0.0f32;
