@@ -94,7 +94,7 @@ def check_parameters(plugin):
         got = params[name].range[:2]
         assert got == (low, high), f"{name}: range {got}, expected {(low, high)}"
         print(f"  {name}: {got[0]} .. {got[1]}")
-    for name, values in {"mode": {"Classic", "Neural"}, "phase": {"Input", "Reconstruct"}}.items():
+    for name, values in {"mode": {"Classic", "Neural", "Exemplar"}, "phase": {"Input", "Reconstruct"}}.items():
         assert set(params[name].valid_values) == values, f"{name}: {params[name].valid_values}"
         print(f"  {name}: {', '.join(sorted(values))}")
 
@@ -127,7 +127,7 @@ def check_hostile(plugin):
     bad[:, 9_001:9_400:3] = np.inf
     finite_peak = np.abs(np.where(np.isfinite(bad), bad, 0.0)).max()
     plugin.mix = 100.0
-    for mode in ["Classic", "Neural"]:
+    for mode in ["Classic", "Neural", "Exemplar"]:
         plugin.mode = mode
         y = plugin(np.zeros_like(x), rate, buffer_size=256, reset=True)
         assert not y.any(), f"{mode}: silence in gave {np.abs(y).max()}"
@@ -169,7 +169,7 @@ def main():
         y = plugin(x, rate, buffer_size=512, reset=True)
         assert np.array_equal(y, x), f"{rate} Hz, mix 0: max difference {np.abs(y - x).max()}"
         plugin.mix = 100.0
-        for mode in ["Classic", "Neural"]:
+        for mode in ["Classic", "Neural", "Exemplar"]:
             plugin.mode = mode
             for map_amount in [0.0, 100.0] if mode == "Neural" else [0.0]:
                 plugin.map_amount = map_amount
