@@ -216,10 +216,12 @@ mod tests {
     #[test]
     fn stepped_parameters_snap() {
         let params = TimbreswapParams::default();
-        // Mode: two choices, so normalised 0 or 1.
-        assert_eq!(params.mode.step_count(), Some(1));
-        assert_eq!(snap(&params.mode, 0.3), 0.0);
-        assert_eq!(snap(&params.mode, 0.6), 1.0);
+        // Mode: three choices, so normalised 0, 0.5 or 1, the nearest.
+        assert_eq!(params.mode.step_count(), Some(2));
+        assert_eq!(snap(&params.mode, 0.2), 0.0);
+        assert_eq!(snap(&params.mode, 0.3), 0.5);
+        assert_eq!(snap(&params.mode, 0.6), 0.5);
+        assert_eq!(snap(&params.mode, 0.8), 1.0);
         assert_eq!(snap(&params.mode, 1.7), 1.0);
         // Continuous parameters are only clamped.
         assert_eq!(snap(&params.morph, 0.37), 0.37);
