@@ -104,8 +104,18 @@ impl Xvfb {
     /// Starts Xvfb on a free display number and waits (up to 10 s) until it accepts clients.
     pub fn start() -> Result<Self, String> {
         let free = (90..190).find(|n| {
-            !std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                && !std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            let (socket, lock) = (format!("/tmp/.X11-unix/X{n}"), format!("/tmp/.X{n}-lock"));
+            // A lock whose server is gone (killed before it could clean up) is stale: the
+            // number is free once its files are removed.
+            let owner_alive = std::fs::read_to_string(&lock)
+                .ok()
+                .and_then(|pid| pid.trim().parse::<u32>().ok())
+                .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+            if std::path::Path::new(&lock).exists() && !owner_alive {
+                let _ = std::fs::remove_file(&lock);
+                let _ = std::fs::remove_file(&socket);
+            }
+            !std::path::Path::new(&socket).exists() && !std::path::Path::new(&lock).exists()
         });
         let n = free.ok_or("no free X display number in 90..190")?;
         let display = format!(":{n}");
@@ -135,6 +145,20 @@ impl Xvfb {
 
 impl Drop for Xvfb {
     fn drop(&mut self) {
+        // SIGTERM first, so the server removes its lock file and socket; a kill only if it
+        // has not gone within a second.
+        let terminated = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if terminated {
+            for _ in 0..100 {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
