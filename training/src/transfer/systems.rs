@@ -134,13 +134,7 @@ impl TransferSystem for Classic {
     }
 
     fn transfer(&self, pair: &TransferPair<'_>) -> Result<Vec<f32>, String> {
-        let reference = DecodedAudio {
-            sample_rate: pair.sample_rate,
-            channels: vec![pair.reference.to_vec()],
-            truncated: false,
-        };
-        let descriptor = descriptor_from_audio(&pair.reference_record.path, &reference, &self.stft)
-            .map_err(|e| e.to_string())?;
+        let descriptor = reference_descriptor(pair, &self.stft)?;
         render_source(
             pair,
             &RenderOptions {
@@ -151,6 +145,19 @@ impl TransferSystem for Classic {
             },
         )
     }
+}
+
+/// The classic descriptor of a pair's reference clip.
+fn reference_descriptor(
+    pair: &TransferPair<'_>,
+    stft: &StftConfig,
+) -> Result<timbreswap_engine::TimbreDescriptor, String> {
+    let reference = DecodedAudio {
+        sample_rate: pair.sample_rate,
+        channels: vec![pair.reference.to_vec()],
+        truncated: false,
+    };
+    descriptor_from_audio(&pair.reference_record.path, &reference, stft).map_err(|e| e.to_string())
 }
 
 /// The `engine exemplar` row: the engine's offline render in Exemplar mode (the plugin's
@@ -179,13 +186,7 @@ impl TransferSystem for EngineExemplar {
     }
 
     fn transfer(&self, pair: &TransferPair<'_>) -> Result<Vec<f32>, String> {
-        let reference = DecodedAudio {
-            sample_rate: pair.sample_rate,
-            channels: vec![pair.reference.to_vec()],
-            truncated: false,
-        };
-        let descriptor = descriptor_from_audio(&pair.reference_record.path, &reference, &self.stft)
-            .map_err(|e| e.to_string())?;
+        let descriptor = reference_descriptor(pair, &self.stft)?;
         let bank = ExemplarBank::new(&self.stft, pair.reference)
             .ok_or_else(|| "the reference has no sounding frame".to_string())?;
         render_source(

@@ -1,0 +1,74 @@
+//! The exemplar swap behind [`SwapMode::Exemplar`](crate::SwapMode::Exemplar): every output
+//! frame comes from a frame of the reference clip itself, chosen by the age of the note it
+//! belongs to and by pitch, and is played at the input's pitch. By default
+//! ([`Shift::Harmonic`]) it is resynthesised: sinusoids on the input's partials at the clip's
+//! partial levels (read as an envelope over frequency) plus the clip's noise between partials;
+//! where the input has no sure pitch, the clip's spectrum on the input's phase. The other
+//! [`Shift`]s are the experiments that led there (`timbreswap eval-transfer --exemplar`).
+//!
+//! Files: `bank.rs` (the clip's analysis), `swap.rs` (the per-frame processor and its
+//! synthesis), `pitch.rs` (YIN and the harmonic-sum refinement), `notes.rs` (note
+//! segmentation).
+//!
+//! - [`ExemplarBank`] is the reference's analysis: log-magnitude frames, their pitch (YIN),
+//!   the age of their note, their partial levels and noise on a [`HARMONIC_FFT`]-point
+//!   window. Built off the audio thread when a reference loads.
+//! - [`NoteTracker`] finds note starts in a stream of frames (level jumps, a pitch that moves
+//!   to another note, sound after silence); the bank and the input use the same one.
+//! - [`ExemplarSwap`] is the per-frame processor (YIN on the input; a model's pitch ruler as
+//!   the guess where YIN is unsure, if one is given). Realtime-safe after construction.
+
+mod bank;
+mod notes;
+mod pitch;
+mod swap;
+
+pub use bank::{ExemplarBank, HARMONIC_FFT, HARMONIC_MAX_HZ, HARMONIC_PARTIALS, MAX_BANK_SECONDS};
+pub use notes::{
+    NoteFrame, NoteTracker, GATE_RANGE_DB, ONSET_RISE_DB, ONSET_SPAN_FRAMES, PEAK_DECAY_DB_PER_S,
+    PITCH_CHANGE_FRAMES, PITCH_CHANGE_SEMITONES,
+};
+pub use pitch::{
+    refine_pitch, yin, REFINE_MAX_HZ, REFINE_MAX_PARTIALS, REFINE_RANGE_CENTS, REFINE_STEP_CENTS,
+    YIN_MAX_LAG, YIN_MIN_LAG, YIN_THRESHOLD, YIN_TRUST, YIN_WINDOW,
+};
+pub use swap::{
+    partial_amplitudes, ExemplarOptions, ExemplarSwap, Shift, ATTACK_SECONDS, MAX_PARTIALS,
+    MAX_PARTIAL_GAIN_DB, MAX_SHIFT_SEMITONES, SEMITONE_COST_FRAMES,
+};
+
+/// Floor added to magnitudes before their logarithm (the shipped models' `mag_floor`).
+pub const MAG_FLOOR: f32 = 1e-3;
+/// Frequency of middle C (MIDI 60), in Hz.
+const MIDDLE_C_HZ: f32 = 261.625_58;
+
+/// Lanes of the vectorised loops (eight f32: one AVX register).
+const LANES: usize = 8;
+
+/// Test signals shared by the submodules' tests.
+#[cfg(test)]
+mod test_signal {
+    use super::MIDDLE_C_HZ;
+
+    /// Sample rate of the test signals, in Hz.
+    pub const SR: f32 = 32_000.0;
+
+    /// A harmonic tone: `partials` partials of amplitude 1/h at `f0` Hz.
+    pub fn tone(f0: f32, partials: usize, len: usize) -> Vec<f32> {
+        (0..len)
+            .map(|n| {
+                let t = n as f32 / SR;
+                (1..=partials)
+                    .filter(|h| *h as f32 * f0 < SR / 2.0)
+                    .map(|h| (std::f32::consts::TAU * h as f32 * f0 * t).sin() / h as f32)
+                    .sum::<f32>()
+                    * 0.1
+            })
+            .collect()
+    }
+
+    /// `hz` in semitones from middle C.
+    pub fn semitones(hz: f32) -> f32 {
+        12.0 * (hz / MIDDLE_C_HZ).log2()
+    }
+}
