@@ -1,6 +1,6 @@
 //! Per-frame spectral processing: FFT, then the classic envelope swap, the exemplar swap or the
-//! neural model, level matching, inverse FFT. Runs on the worker thread (realtime mode) or inline on the audio
-//! thread (offline mode); either way it never allocates after construction.
+//! neural model, level matching, inverse FFT. Runs on the worker thread (realtime mode) or
+//! inline on the audio thread (offline mode); either way it never allocates after construction.
 //!
 //! Every path answers a frame with its own grain: the neural path reconstructs phase without
 //! look-ahead, so the classic, neural and dry paths share one latency and Mode can switch (and

@@ -9,6 +9,9 @@ use nice_assert_no_alloc::{assert_no_alloc, violation_count, AllocDisabler};
 use realfft::RealFftPlanner;
 use timbreswap_engine::clip::DecodedAudio;
 use timbreswap_engine::exemplar::ExemplarBank;
+use timbreswap_engine::kernels::Kernels;
+use timbreswap_engine::model_file;
+use timbreswap_engine::network::Network;
 use timbreswap_engine::neural::PhaseMode;
 use timbreswap_engine::processor::SwapMode;
 use timbreswap_engine::render::{render, RenderOptions};
@@ -214,6 +217,20 @@ fn a_bank_of_other_frames_is_refused() {
     ));
 }
 
+/// The built-in model.
+fn network() -> Arc<Network> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../assets/models/default.safetensors");
+    Arc::new(
+        Network::new(
+            &model_file::load(&path).unwrap(),
+            "default",
+            Kernels::best(),
+        )
+        .unwrap(),
+    )
+}
+
 fn settings(mode: ProcessingMode) -> EngineSettings {
     EngineSettings {
         host_rate: 48_000.0,
@@ -226,8 +243,9 @@ fn settings(mode: ProcessingMode) -> EngineSettings {
     }
 }
 
-/// `Engine::process` in Exemplar mode, realtime and offline, while the clips change from the
-/// control side, Morph moves and Mode switches, does not allocate.
+/// `Engine::process` in Exemplar mode, realtime and offline, with the model loaded (its pitch
+/// ruler runs in every frame), while the clips change from the control side, Morph moves and
+/// Mode switches, does not allocate.
 #[test]
 fn exemplar_process_does_not_allocate() {
     let cfg = StftConfig::default();
@@ -241,6 +259,8 @@ fn exemplar_process_does_not_allocate() {
     for mode in [ProcessingMode::Offline, ProcessingMode::Realtime] {
         let (mut e, mut control) =
             Engine::new(settings(mode), Arc::new(EngineStats::default()), None, None).unwrap();
+        // The built-in model beside it, as in the plugin: its pitch ruler runs per frame too.
+        control.set_model(Some(network()), None, None).unwrap();
         control.set_exemplar(Slot::A, Some(bank_a.clone())).unwrap();
         let (mix, gain, variation, transpose) = (
             vec![1.0; 128],
