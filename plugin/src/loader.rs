@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError};
 
 use timbreswap_engine::clip::{decode_file_cut, load_reference_clip, mono_at, MAX_CLIP_SECONDS};
-use timbreswap_engine::exemplar::ExemplarBank;
+use timbreswap_engine::exemplar::{ExemplarBank, MAX_BANK_SECONDS};
 use timbreswap_engine::network::Network;
 use timbreswap_engine::{Slot, StftConfig, TimbreDescriptor};
 
@@ -326,7 +326,8 @@ fn exemplar_bank(
     }
     let source = descriptor.source.as_ref()?;
     let cfg = StftConfig::default();
-    let bank = decode_file_cut(Path::new(source), MAX_CLIP_SECONDS)
+    // Only the stretch the analysis reads.
+    let bank = decode_file_cut(Path::new(source), MAX_BANK_SECONDS as f64)
         .map_err(|e| e.to_string())
         .and_then(|audio| {
             ExemplarBank::new(&cfg, &mono_at(&audio, cfg.sample_rate))
