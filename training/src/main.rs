@@ -356,7 +356,8 @@ enum Command {
         /// exemplar/...`, "Exemplar swap").
         #[arg(long)]
         exemplar: bool,
-        /// With --exemplar: only these variants (e.g. `yin,harmonic`; default: all).
+        /// With --exemplar: only these variants (e.g. `yin,harmonic`; `none`: only the engine
+        /// row; default: all).
         #[arg(long, value_delimiter = ',')]
         exemplar_rows: Vec<String>,
     },
@@ -875,7 +876,8 @@ fn main() -> Result<()> {
                     }
                 }
             }
-            // The plugin's Exemplar mode through the engine (needs no model).
+            // The plugin's Exemplar mode through the engine, the first --model loaded beside it
+            // as the plugin has its model (its pitch ruler).
             let engine_exemplar = match (exemplar, models.first()) {
                 (true, Some(spec)) => {
                     let (name, path) = model_arg(spec);
