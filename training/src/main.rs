@@ -827,6 +827,8 @@ fn main() -> Result<()> {
                 }
             }
             let mut exemplar_rows: Vec<timbreswap_training::transfer::Exemplar> = Vec::new();
+            // The first --model's network, loaded beside the engine's Exemplar row.
+            let mut first_net: Option<Arc<Network>> = None;
             if exemplar {
                 use timbreswap_engine::exemplar::Shift;
                 for spec in &models {
@@ -834,6 +836,7 @@ fn main() -> Result<()> {
                     let file = timbreswap_engine::model_file::load(&path)
                         .with_context(|| format!("--model {}", path.display()))?;
                     let net = Arc::new(Network::new(&file, &name, Kernels::best())?);
+                    first_net.get_or_insert_with(|| net.clone());
                     // Every row docs/quality.md reports ("Exemplar swap").
                     for (suffix, shift, yin, reconstruct, known_pitch) in [
                         ("ruler", Shift::KeepEnvelope, false, false, false),
@@ -878,22 +881,10 @@ fn main() -> Result<()> {
             }
             // The plugin's Exemplar mode through the engine, the first --model loaded beside it
             // as the plugin has its model (its pitch ruler).
-            let engine_exemplar = match (exemplar, models.first()) {
-                (true, Some(spec)) => {
-                    let (name, path) = model_arg(spec);
-                    let file = timbreswap_engine::model_file::load(&path)
-                        .with_context(|| format!("--model {}", path.display()))?;
-                    Some(timbreswap_training::transfer::EngineExemplar {
-                        stft: StftConfig::default(),
-                        model: Some(Arc::new(Network::new(&file, &name, Kernels::best())?)),
-                    })
-                }
-                (true, None) => Some(timbreswap_training::transfer::EngineExemplar {
-                    stft: StftConfig::default(),
-                    model: None,
-                }),
-                (false, _) => None,
-            };
+            let engine_exemplar = exemplar.then(|| timbreswap_training::transfer::EngineExemplar {
+                stft: StftConfig::default(),
+                model: first_net.clone(),
+            });
             let offline: &[String] = if no_offline { &[] } else { &models };
             let neural: Vec<timbreswap_training::model::swap::NeuralTransfer> =
                 load_models(offline)?
@@ -1015,9 +1006,10 @@ fn main() -> Result<()> {
                     bail!("the model frames audio differently ({m:?}) from the engine ({cfg:?})");
                 }
             }
-            let latent_a = net.as_ref().map(|n| n.clip_timbre(&a.samples));
-            let latent_b = net
-                .as_ref()
+            // The latents only matter to Neural mode (Exemplar loads the model for its ruler).
+            let neural_net = net.as_ref().filter(|_| matches!(mode, ModeArg::Neural));
+            let latent_a = neural_net.map(|n| n.clip_timbre(&a.samples));
+            let latent_b = neural_net
                 .zip(b.as_ref())
                 .map(|(n, b)| n.clip_timbre(&b.samples));
             let exemplars = match mode {

@@ -112,7 +112,6 @@ pub struct ExemplarSwap {
     /// The last pitch YIN was sure of, semitones from middle C (the guess without a ruler).
     last_sure: f32,
     bank: Arc<ExemplarBank>,
-    shift: Shift,
     opts: ExemplarOptions,
     rtpghi: crate::phase::Rtpghi,
     cepstrum: Cepstrum,
@@ -174,8 +173,9 @@ impl ExemplarSwap {
         bank: Arc<ExemplarBank>,
         opts: ExemplarOptions,
     ) -> Self {
-        let shift = opts.shift;
         let bins = c.n_bins();
+        let stft = crate::stft::Stft::new(c);
+        let noise_gain = incoherent_gain(&stft, c.hop);
         let fps = c.sample_rate as f32 / c.hop as f32;
         Self {
             cfg: *c,
@@ -197,30 +197,14 @@ impl ExemplarSwap {
             rtpghi: crate::phase::Rtpghi::new(c, MAG_FLOOR, 0, 0x6578_656d),
             phase: 0.0,
             last_f0: 0.0,
-            stft: crate::stft::Stft::new(c),
+            stft,
             grain: vec![0.0; c.n_fft].into_boxed_slice(),
             amplitudes: vec![0.0; HARMONIC_PARTIALS].into_boxed_slice(),
             oscillators: Oscillators::new(HARMONIC_PARTIALS.div_ceil(LANES) * LANES),
             seed: 0x2545_f491,
-            noise_gain: {
-                // Incoherent frames add in power: sum over overlapping frames of
-                // (analysis * synthesis * n)^2, averaged over a hop.
-                let st = crate::stft::Stft::new(c);
-                let n = c.n_fft;
-                let mut power = 0.0f64;
-                for i in 0..c.hop {
-                    let mut j = i;
-                    while j < n {
-                        let g = (st.analysis[j] * st.synthesis[j] * n as f32) as f64;
-                        power += g * g;
-                        j += c.hop;
-                    }
-                }
-                (c.hop as f64 / power.max(1e-12)).sqrt() as f32
-            },
+            noise_gain,
             opts,
             bank,
-            shift,
         }
     }
 
@@ -340,7 +324,7 @@ impl ExemplarSwap {
         let f0_in = MIDDLE_C_HZ * 2f32.powf(pitch / 12.0);
         let f0_ref = MIDDLE_C_HZ * 2f32.powf(self.bank.pitch[j] / 12.0);
         let resolved = f0_in / bin_hz >= 1.5 && f0_ref / bin_hz >= 1.5;
-        let shift = match self.shift {
+        let shift = match self.opts.shift {
             Shift::Partials | Shift::PartialsAndNoise if !resolved => Shift::KeepEnvelope,
             Shift::Harmonic if !voiced => Shift::KeepEnvelope,
             s => s,
@@ -407,6 +391,23 @@ impl ExemplarSwap {
         }
         crate::neural::with_input_phase(input, &self.out_log, floor, out);
     }
+}
+
+/// The gain that brings frames of independent (random-phase) noise out of `stft`'s
+/// overlap-add at their own level: incoherent frames add in power, so it is one over the root
+/// of the sum over overlapping frames of `(analysis * synthesis * n)^2`, averaged over a hop.
+fn incoherent_gain(stft: &crate::stft::Stft, hop: usize) -> f32 {
+    let n = stft.analysis.len();
+    let mut power = 0.0f64;
+    for i in 0..hop {
+        let mut j = i;
+        while j < n {
+            let g = (stft.analysis[j] * stft.synthesis[j] * n as f32) as f64;
+            power += g * g;
+            j += hop;
+        }
+    }
+    (hop as f64 / power.max(1e-12)).sqrt() as f32
 }
 
 /// Sinusoid oscillators as arrays: amplitude, the current phasor `re + i im`, and the
