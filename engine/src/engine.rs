@@ -265,6 +265,9 @@ pub enum ControlError {
     },
 }
 
+/// A clip an exemplar swap draws from, with the model whose pitch ruler it was built with.
+type PlayingClip = (Arc<ExemplarBank>, Option<Arc<Network>>);
+
 /// The control side's handle on a running engine: sets timbres, frees what the engine hands
 /// back. Not realtime-safe; use from the GUI, a background task or the main thread.
 pub struct EngineControl {
@@ -272,6 +275,10 @@ pub struct EngineControl {
     /// The model last handed to the engine: its pitch ruler guesses the pitch for Exemplar
     /// mode where YIN is unsure.
     ruler: Option<Arc<Network>>,
+    /// The clips last handed to slots A and B for Exemplar mode, with the pitch ruler their
+    /// swaps were built with: a state that brings the same clip (the same `Arc`) and model
+    /// again leaves that slot's stream playing instead of restarting it.
+    exemplars: [Option<PlayingClip>; 2],
     /// Latent size of the loaded model, if any.
     z_t: Option<usize>,
     tx: Producer<ControlToProcessorMsg>,
@@ -361,10 +368,14 @@ impl EngineControl {
                 (None, self.z_t)
             }
         };
-        let exemplars = [
-            self.exemplar(update.exemplars[0].clone(), ruler.as_ref())?,
-            self.exemplar(update.exemplars[1].clone(), ruler.as_ref())?,
-        ];
+        // A slot whose clip and ruler are what it plays already keeps its stream (`None`
+        // here: no message).
+        let mut exemplars = [None, None];
+        for (i, bank) in update.exemplars.iter().enumerate() {
+            if !self.plays_already(i, bank.as_ref(), ruler.as_ref()) {
+                exemplars[i] = Some(self.exemplar(bank.clone(), ruler.as_ref())?);
+            }
+        }
         // One message per slot for the timbre and one for the exemplar, plus the model (which
         // carries the latents) or one latent message per slot.
         let needed = 4 + if model.is_some() { 1 } else { 2 };
@@ -390,9 +401,14 @@ impl EngineControl {
             }
         }
         for (slot, swap) in [Slot::A, Slot::B].into_iter().zip(exemplars) {
-            let _ = self
-                .tx
-                .push(ControlToProcessorMsg::SetExemplar { slot, swap });
+            if let Some(swap) = swap {
+                let _ = self
+                    .tx
+                    .push(ControlToProcessorMsg::SetExemplar { slot, swap });
+                self.exemplars[slot as usize] = update.exemplars[slot as usize]
+                    .clone()
+                    .map(|bank| (bank, ruler.clone()));
+            }
         }
         self.z_t = z_t;
         self.ruler = ruler;
@@ -415,14 +431,22 @@ impl EngineControl {
         if let Some(z) = z_t {
             self.check_latent(z, self.z_t)?;
         }
-        let swap = self.exemplar(exemplar, self.ruler.as_ref())?;
+        let ruler = self.ruler.clone();
+        let swap = if self.plays_already(slot as usize, exemplar.as_ref(), ruler.as_ref()) {
+            None
+        } else {
+            Some(self.exemplar(exemplar.clone(), ruler.as_ref())?)
+        };
         if self.tx.slots() < 3 {
             return Err(ControlError::QueueFull);
         }
-        let _ = self
-            .tx
-            .push(ControlToProcessorMsg::SetExemplar { slot, swap });
         // None of the pushes can fail: this is the ring's only producer and it has room.
+        if let Some(swap) = swap {
+            let _ = self
+                .tx
+                .push(ControlToProcessorMsg::SetExemplar { slot, swap });
+            self.exemplars[slot as usize] = exemplar.map(|bank| (bank, ruler));
+        }
         let _ = self
             .tx
             .push(ControlToProcessorMsg::SetTimbre { slot, envelope });
@@ -522,14 +546,19 @@ impl EngineControl {
 
     /// Replaces the exemplar swap of `slot` with one drawing from `bank` (`None` empties
     /// it), used by [`SwapMode::Exemplar`](crate::SwapMode::Exemplar). The swap is built
-    /// here; the old one comes back to be freed here. Not realtime-safe.
+    /// here; the old one comes back to be freed here. The clip the slot plays already (the
+    /// same `Arc`, with the same model) is left playing: nothing restarts. Not realtime-safe.
     pub fn set_exemplar(
         &mut self,
         slot: Slot,
         bank: Option<Arc<ExemplarBank>>,
     ) -> Result<(), ControlError> {
         self.collect_garbage();
-        let swap = self.exemplar(bank, self.ruler.as_ref())?;
+        let ruler = self.ruler.clone();
+        if self.plays_already(slot as usize, bank.as_ref(), ruler.as_ref()) {
+            return Ok(());
+        }
+        let swap = self.exemplar(bank.clone(), ruler.as_ref())?;
         if self.tx.is_full() {
             return Err(ControlError::QueueFull);
         }
@@ -537,8 +566,31 @@ impl EngineControl {
         let _ = self
             .tx
             .push(ControlToProcessorMsg::SetExemplar { slot, swap });
+        self.exemplars[slot as usize] = bank.map(|bank| (bank, ruler));
         self.wake_worker();
         Ok(())
+    }
+
+    /// Whether slot `i` plays `bank` (the same analysis, not just an equal one) with `ruler`
+    /// already, so that handing it over again would only restart its stream mid-note.
+    fn plays_already(
+        &self,
+        i: usize,
+        bank: Option<&Arc<ExemplarBank>>,
+        ruler: Option<&Arc<Network>>,
+    ) -> bool {
+        match (&self.exemplars[i], bank) {
+            (None, None) => true,
+            (Some((playing, built_with)), Some(bank)) => {
+                Arc::ptr_eq(playing, bank)
+                    && match (built_with, ruler) {
+                        (None, None) => true,
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        _ => false,
+                    }
+            }
+            _ => false,
+        }
     }
 
     /// The exemplar swap drawing from `bank`, if its framing is this engine's, with `ruler`'s
@@ -742,6 +794,7 @@ impl Engine {
         let mut control = EngineControl {
             stft: cfg,
             ruler: None,
+            exemplars: [None, None],
             z_t: None,
             tx: ctl_tx,
             garbage: garbage_rx,

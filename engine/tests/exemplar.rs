@@ -17,7 +17,7 @@ use timbreswap_engine::processor::SwapMode;
 use timbreswap_engine::render::{render, RenderOptions};
 use timbreswap_engine::{
     BlockParams, ControlError, Engine, EngineSettings, EngineStats, ProcessingMode, Slot,
-    StftConfig,
+    StateUpdate, StftConfig,
 };
 
 #[global_allocator]
@@ -316,4 +316,77 @@ fn exemplar_process_does_not_allocate() {
         );
         assert!(loud > 200, "{mode:?}: {loud} blocks with sound");
     }
+}
+
+/// A state that brings the clip a slot plays already (the same analysis) leaves its stream
+/// playing: the output is sample for sample what it is without the state, while a state with
+/// an equal but newly built analysis starts the stream again (which the comparison can see).
+#[test]
+fn a_state_with_the_same_clip_does_not_restart_it() {
+    let cfg = StftConfig::default();
+    let clip = tone(262.0, 20, 1.0, |h| 1.0 / h as f32);
+    let bank = Arc::new(ExemplarBank::new(&cfg, &clip).unwrap());
+    let x: Vec<f32> = (0..200 * 128)
+        .map(|i| 0.3 * (std::f32::consts::TAU * 196.0 * i as f32 / 48_000.0).sin())
+        .collect();
+    let play = |again: Option<Arc<ExemplarBank>>| -> Vec<f32> {
+        let (mut e, mut control) = Engine::new(
+            settings(ProcessingMode::Offline),
+            Arc::new(EngineStats::default()),
+            None,
+            None,
+        )
+        .unwrap();
+        control.set_exemplar(Slot::A, Some(bank.clone())).unwrap();
+        let (mix, gain, morph, variation, transpose) = (
+            vec![1.0; 128],
+            vec![1.0; 128],
+            vec![0.0; 128],
+            vec![1.0; 128],
+            vec![0.0; 128],
+        );
+        let mut out = Vec::with_capacity(x.len());
+        for (i, chunk) in x.chunks_exact(128).enumerate() {
+            if i == 100 {
+                if let Some(b) = &again {
+                    control
+                        .set_state(StateUpdate {
+                            model: None,
+                            timbres: [None, None],
+                            latents: [None, None],
+                            exemplars: [Some(b.clone()), None],
+                        })
+                        .unwrap();
+                }
+            }
+            let mut buf = chunk.to_vec();
+            let params = BlockParams {
+                mix: &mix,
+                gain: &gain,
+                morph: &morph,
+                variation: &variation,
+                transpose: &transpose,
+                mode: SwapMode::Exemplar,
+                phase: PhaseMode::Input,
+                map_x: &[],
+                map_y: &[],
+                map_amount: &[],
+            };
+            e.process(&mut [&mut buf[..]], &params);
+            out.extend_from_slice(&buf);
+        }
+        out
+    };
+    let plain = play(None);
+    assert!(plain.iter().all(|v| v.is_finite()));
+    assert_eq!(play(Some(bank.clone())), plain, "the same clip restarted");
+    let equal = Arc::new(ExemplarBank::new(&cfg, &clip).unwrap());
+    let restarted = play(Some(equal));
+    let tail = 120 * 128..;
+    assert_eq!(restarted[..100 * 128], plain[..100 * 128]);
+    assert_ne!(
+        restarted[tail.clone()],
+        plain[tail],
+        "a new stream plays as the old one would have"
+    );
 }

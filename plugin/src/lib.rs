@@ -221,16 +221,26 @@ impl Plugin for Timbreswap {
                     });
                 }
                 // The clips analysed for Exemplar mode; a clip whose analysis is not at hand
-                // (a session just opened) is read again in the background, as above.
+                // (a session just opened) is read again in the background, as above, except
+                // for an offline bounce: its first block must already play the clip, so the
+                // host waits here for the files (as it does for a sampler's).
+                let offline = mode == ProcessingMode::Offline;
                 for (slot, timbre) in [(Slot::A, &timbre_a), (Slot::B, &timbre_b)] {
-                    match self.shared.exemplar_for(slot, timbre.as_ref()) {
+                    let bank = match timbre {
+                        Some(d) if offline => loader::exemplar_bank(slot, d, &self.shared),
+                        _ => self.shared.exemplar_for(slot, timbre.as_ref()),
+                    };
+                    match bank {
                         Some(bank) => {
                             if let Err(e) = control.set_exemplar(slot, Some(bank)) {
                                 self.shared
                                     .report_error(format!("Slot {}: {e}", shared::slot_name(slot)));
                             }
                         }
-                        None => unapplied |= timbre.as_ref().is_some_and(|d| d.source.is_some()),
+                        None => {
+                            unapplied |=
+                                !offline && timbre.as_ref().is_some_and(|d| d.source.is_some())
+                        }
                     }
                 }
                 if unapplied {

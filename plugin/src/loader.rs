@@ -316,7 +316,7 @@ fn analyse_for_exemplar(
 /// The analysed clip of `descriptor` for Exemplar mode: the one kept from its loading, else
 /// the file analysed again (and kept). `None` for a preset, and (with a message) for a file
 /// that cannot be read: Exemplar plays that slot as Classic. Off the audio thread.
-fn exemplar_bank(
+pub(crate) fn exemplar_bank(
     slot: Slot,
     descriptor: &TimbreDescriptor,
     shared: &Shared,

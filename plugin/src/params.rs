@@ -78,7 +78,9 @@ pub struct TimbreswapParams {
     /// Morph between reference A (0 %) and reference B (100 %).
     #[id = "morph"]
     pub morph: FloatParam,
-    /// Classic (DSP) or Neural (learned model).
+    /// Classic (DSP envelope swap), Neural (learned model) or Exemplar (the clip's own
+    /// partials and noise at the input's pitch; the default, the mode that moves the sound
+    /// furthest towards the reference: docs/quality.md).
     #[id = "mode"]
     pub mode: EnumParam<Mode>,
     /// Neural: how much of the performance's expression (the variation latent) is kept,
@@ -158,7 +160,7 @@ impl Default for TimbreswapParams {
                 .with_unit(" %")
                 .with_value_to_string(formatters::v2s_f32_percentage(0))
                 .with_string_to_value(formatters::s2v_f32_percentage()),
-            mode: EnumParam::new("Mode", Mode::Classic),
+            mode: EnumParam::new("Mode", Mode::Exemplar),
             variation: FloatParam::new("Variation", 1.0, FloatRange::Linear { min: 0.0, max: 2.0 })
                 .with_smoother(SmoothingStyle::Linear(SMOOTHING_MS))
                 .with_unit(" %")

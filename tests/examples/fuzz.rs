@@ -126,9 +126,9 @@ fn write_seeds() {
     let one = with_timbre(&plain, Slot::A, Some(&reference("ref-trumpet.wav"))).unwrap();
     let two = with_timbre(&one, Slot::B, Some(&reference("ref-cello.wav"))).unwrap();
     host.load_state(&two).unwrap();
-    for (name, normalised) in [("Mode", 1.0), ("Morph", 0.4), ("Mix", 0.8)] {
+    for (name, normalised) in [("Mode", 0.5), ("Morph", 0.4), ("Mix", 0.8)] {
         let id = host.param_id(name).unwrap();
-        host.set_param(id, normalised).unwrap();
+        host.set_param_normalised(id, normalised).unwrap();
     }
     let neural = host.save_state().unwrap();
     let dir = root.join("tests/fuzz/states");

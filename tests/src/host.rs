@@ -839,6 +839,23 @@ impl PluginHost {
         Ok(())
     }
 
+    /// Sets parameter `id` to `normalised` (0..=1 over its range, as a host's automation lane
+    /// and VST3 see it): the plain value CLAP takes is `min + normalised * (max - min)` from
+    /// its `param_info` (a stepped parameter, such as an enum, has plain values 0, 1, 2, ...).
+    ///
+    /// Thread: as [`set_param`](Self::set_param).
+    pub fn set_param_normalised(&mut self, id: u32, normalised: f64) -> Result<(), HostError> {
+        let info = self
+            .params()?
+            .into_iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| HostError::InvalidInput(format!("no parameter with id {id}")))?;
+        self.set_param(
+            id,
+            info.min + normalised.clamp(0.0, 1.0) * (info.max - info.min),
+        )
+    }
+
     /// Saves the plugin state (`state.save`) into bytes.
     ///
     /// Thread: main thread.

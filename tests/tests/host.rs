@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use timbreswap_engine::clip::load_reference_clip;
+use timbreswap_engine::exemplar::ExemplarBank;
 use timbreswap_engine::kernels::Kernels;
 use timbreswap_engine::model_file;
 use timbreswap_engine::network::Network;
@@ -90,10 +91,11 @@ fn set_timbres(host: &mut PluginHost, a: Option<&TimbreDescriptor>, b: Option<&T
     host.load_state(&state).unwrap();
 }
 
-/// Normalised value of a parameter (nice-plug exposes continuous CLAP parameters as 0..1).
+/// Sets a parameter by its normalised value (0..=1 over its range; for Mode's three choices
+/// 0, 0.5 and 1).
 fn set(host: &mut PluginHost, name: &str, normalised: f64) {
     let id = host.param_id(name).unwrap();
-    host.set_param(id, normalised).unwrap();
+    host.set_param_normalised(id, normalised).unwrap();
 }
 
 fn random_blocks(max: usize, seed: u64) -> Vec<usize> {
@@ -312,14 +314,25 @@ fn broken_state_keeps_previous_timbre() {
 }
 
 /// The `timbreswap render` path (the engine's offline render) is bit-identical to the plugin
-/// in offline mode, whatever block sizes either uses.
+/// in offline mode, whatever block sizes either uses, in every Mode. In Exemplar mode the
+/// plugin reads the clip from the state's file when the bounce starts (the render gets the
+/// clip analysed as `timbreswap render --mode exemplar` analyses it): the clip plays from the
+/// first block, not the Classic sound a live start plays until the analysis arrives.
 #[test]
 fn offline_render_matches_plugin_bit_for_bit() {
     let violin = reference("ref-violin.wav");
     let rate = 44_100.0;
     let input = signal(rate, 0.5);
-    for (mode, value) in MODES {
-        let neural = mode == "Neural";
+    let cfg = StftConfig::default();
+    let clip = load_reference_clip(&examples().join("ref-violin.wav"), &cfg).unwrap();
+    let bank = Arc::new(ExemplarBank::new(&cfg, &clip.samples).expect("the clip sounds"));
+    let modes = [
+        ("Classic", 0.0, SwapMode::Classic),
+        ("Neural", 0.5, SwapMode::Neural),
+        ("Exemplar", EXEMPLAR, SwapMode::Exemplar),
+    ];
+    let mut outputs = Vec::new();
+    for (mode, value, swap_mode) in modes {
         let rendered = render(
             &DecodedAudio {
                 sample_rate: rate as u32,
@@ -329,15 +342,15 @@ fn offline_render_matches_plugin_bit_for_bit() {
             &RenderOptions {
                 timbre_a: Some(&violin),
                 block: 300,
-                mode: if neural {
-                    SwapMode::Neural
-                } else {
-                    SwapMode::Classic
-                },
+                mode: swap_mode,
                 model: Some(network()),
                 latent_a: violin.latent.as_ref().map(|l| l.z_t.as_slice()),
                 // The plugin's default Phase.
                 phase: PhaseMode::Input,
+                exemplars: [
+                    (swap_mode == SwapMode::Exemplar).then(|| bank.clone()),
+                    None,
+                ],
                 ..RenderOptions::default()
             },
         )
@@ -363,7 +376,11 @@ fn offline_render_matches_plugin_bit_for_bit() {
                 assert_eq!(&o[latency..], &r[..], "{mode}");
             }
         }
+        outputs.push(rendered.audio.channels);
     }
+    // Each Mode plays its own sound (Exemplar is not Classic's fallback).
+    assert_ne!(outputs[2], outputs[0]);
+    assert_ne!(outputs[2], outputs[1]);
 }
 
 /// A state the host loads while the plugin is active and playing (a preset recall, an undo,
@@ -521,9 +538,11 @@ fn a_state_from_another_model_is_measured_again_after_activation() {
     assert_eq!(restored.latent, trumpet.latent, "the new latent is saved");
 }
 
-/// Exemplar mode through the bundle: a state naming a clip is analysed in the background
-/// after activation, and then the clip plays: the output moves far from Classic's, keeps the
-/// input's level, and stays finite.
+/// Exemplar mode through the bundle: a state naming a clip, recalled while the plugin plays
+/// (a preset recall, an undo), is analysed in the background, and then the clip plays: the
+/// output moves far from Classic's, keeps the input's level, and stays finite. (A state
+/// loaded before an offline bounce is analysed at activation instead:
+/// `offline_render_matches_plugin_bit_for_bit`.)
 #[test]
 fn exemplar_mode_plays_the_clip_once_it_is_analysed() {
     let violin = reference("ref-violin.wav");
@@ -532,16 +551,24 @@ fn exemplar_mode_plays_the_clip_once_it_is_analysed() {
     let input = signal(rate, 3.0);
     let play = |mode: f64| {
         let mut host = load_plugin();
-        set_timbres(&mut host, Some(&violin), None);
         set(&mut host, "Mode", mode);
+        set_timbres(&mut host, Some(&violin), None);
+        let with_violin = host.save_state().unwrap();
+        set_timbres(&mut host, None, None);
         host.set_offline(true).unwrap();
         host.activate(rate, block as u32).unwrap();
         let first: Vec<Vec<f32>> = input.iter().map(|c| c[..block].to_vec()).collect();
         let mut out = host.process(&first, &[]).unwrap();
-        // The clip is read and analysed by the background task the first call scheduled
-        // (about 0.1 s on an idle machine; the wait leaves room for a busy one).
+        host.load_state(&with_violin).unwrap();
+        let second: Vec<Vec<f32>> = input.iter().map(|c| c[block..2 * block].to_vec()).collect();
+        for (o, r) in out.iter_mut().zip(host.process(&second, &[]).unwrap()) {
+            o.extend_from_slice(&r);
+        }
+        // The call after the load scheduled the hand-over; the clip is read and analysed on a
+        // thread of its own (about 0.1 s on an idle machine; the wait leaves room for a busy
+        // one).
         std::thread::sleep(std::time::Duration::from_millis(3_000));
-        let rest: Vec<Vec<f32>> = input.iter().map(|c| c[block..].to_vec()).collect();
+        let rest: Vec<Vec<f32>> = input.iter().map(|c| c[2 * block..].to_vec()).collect();
         for (o, r) in out
             .iter_mut()
             .zip(host.process_signal(&rest, &[block]).unwrap())

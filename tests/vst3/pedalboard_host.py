@@ -191,10 +191,19 @@ def main():
     plugin.mode = "Neural"
     plugin.morph = 30.0
     plugin.variation = 70.0
+    # pedalboard hands parameter changes to the plugin with the next audio it processes, so
+    # the state read before that would still hold the previous values.
+    plugin(tone(48_000.0, 0.1), 48_000.0, buffer_size=256, reset=True)
     saved = plugin.raw_state
+    params = plugin_state(plugin)["params"]
+    assert params["mode"] == {"string": "neural"}, params["mode"]
+    assert abs(params["morph"]["f32"] - 0.3) < 1e-6, params["morph"]
     other = pedalboard.load_plugin(bundle)
     other.raw_state = saved
     assert plugin_state(other) == plugin_state(plugin), "the state did not round-trip"
+    assert (other.mode, other.morph, other.variation) == ("Neural", 30.0, 70.0), (
+        f"the host sees {other.mode}, {other.morph}, {other.variation} after the round trip"
+    )
     x = tone(48_000.0, 0.5)
     a = plugin(x, 48_000.0, buffer_size=256, reset=True)
     b = other(x, 48_000.0, buffer_size=256, reset=True)

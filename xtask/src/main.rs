@@ -664,13 +664,10 @@ mod demo {
     /// Largest accepted difference between output and input RMS levels, in dB.
     const MAX_LEVEL_DIFFERENCE_DB: f64 = 6.0;
 
-    /// The plugin's modes: file-name suffix and normalised value of the Mode parameter.
+    /// The plugin's modes: file-name suffix and normalised value of the Mode parameter. (In
+    /// offline mode the plugin analyses an Exemplar clip while it activates, so every render
+    /// plays its mode from the first sample.)
     const MODES: [(&str, f64); 3] = [("classic", 0.0), ("neural", 0.5), ("exemplar", 1.0)];
-    /// Exemplar's normalised Mode value: the plugin analyses the clip in the background after
-    /// it starts, so the render waits for that before the input plays.
-    const EXEMPLAR: f64 = 1.0;
-    /// How long an Exemplar render waits for the clip's analysis.
-    const ANALYSIS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
     /// The built-in model (the file the plugin embeds), for measuring the references' latents.
     const DEFAULT_MODEL: &str = "assets/models/default.safetensors";
@@ -847,7 +844,7 @@ mod demo {
         let mode_id = host
             .param_id("Mode")
             .context("the plugin has no Mode parameter")?;
-        host.set_param(mode_id, mode)
+        host.set_param_normalised(mode_id, mode)
             .context("could not set the Mode parameter")?;
         host.set_offline(true)
             .context("could not switch the plugin to offline rendering")?;
@@ -858,14 +855,6 @@ mod demo {
 
         let mono = input.mono();
         let signal = padded_input(&mono, channels, latency as usize);
-        if mode == EXEMPLAR {
-            // One block of silence starts the background analysis of the clip; its output is
-            // silence and is not kept, so the stream stays aligned.
-            let silence = vec![vec![0.0f32; BLOCK]; channels];
-            host.process(&silence, &[])
-                .context("the plugin failed to process")?;
-            std::thread::sleep(ANALYSIS_WAIT);
-        }
         let started = Instant::now();
         let mut rendered = host
             .process_signal(&signal, &[BLOCK])

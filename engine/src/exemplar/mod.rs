@@ -33,8 +33,9 @@ pub use pitch::{
     YIN_MAX_LAG, YIN_MIN_LAG, YIN_THRESHOLD, YIN_TRUST, YIN_WINDOW,
 };
 pub use swap::{
-    partial_amplitudes, ExemplarOptions, ExemplarSwap, Shift, ATTACK_SECONDS, MAX_PARTIALS,
-    MAX_PARTIAL_GAIN_DB, MAX_SHIFT_SEMITONES, SEMITONE_COST_FRAMES,
+    partial_amplitudes, ExemplarOptions, ExemplarSwap, Shift, ATTACK_SECONDS,
+    BELOW_FUNDAMENTAL_SLOPE, MAX_PARTIALS, MAX_PARTIAL_GAIN_DB, MAX_SHIFT_SEMITONES, NOISE_GAIN,
+    SEMITONE_COST_FRAMES,
 };
 
 /// Floor added to magnitudes before their logarithm (the shipped models' `mag_floor`).

@@ -21,11 +21,25 @@ pub const SEMITONE_COST_FRAMES: f32 = 6.0;
 /// moved this far and no further.
 pub const MAX_SHIFT_SEMITONES: f32 = 24.0;
 
+/// How the level of an output partial below the reference's fundamental falls with its
+/// frequency `f`: `(f / f0_ref)^BELOW_FUNDAMENTAL_SLOPE` times the fundamental's amplitude
+/// (2: 12 dB per octave). The reference shows nothing there; holding the fundamental's level
+/// (0) gave low inputs a buzzy, flat low end. Measured against 0, 1 and 3 on both libraries
+/// (docs/quality.md): 2 moved the most outputs to the reference's instrument on TimGM6mb.
+pub const BELOW_FUNDAMENTAL_SLOPE: f32 = 2.0;
+/// The reference's noise between its partials is played this much louder (amplitude) than it
+/// was measured: the valley minimum under-reads the noise, which sits under the partials'
+/// skirts too. 1.2 of 1, 1.2, 1.3 and 1.4 measured (docs/quality.md): louder noise moves more
+/// outputs to the reference's instrument and costs pitch accuracy; 1.3 already dropped FluidR3
+/// below 95 % of frames within 50 cents.
+pub const NOISE_GAIN: f32 = 1.2;
+
 /// The output's partial amplitudes at `f0` Hz from a reference frame's partial amplitudes
 /// `amps` at `f0_ref` Hz: the reference's partials read as an envelope over frequency (each
 /// output partial takes the reference's level at its own frequency, log-linear between the
-/// reference's partials; below the fundamental its level), so resonances stay where they
-/// are. Nothing past the reference's last partial. Measured against keeping the pattern by
+/// reference's partials; below the fundamental the fundamental's level falling by
+/// [`BELOW_FUNDAMENTAL_SLOPE`]), so resonances stay where they are. Nothing past the
+/// reference's last partial. Measured against keeping the pattern by
 /// partial number (source and filter) on TimGM6mb: more outputs classified as the
 /// reference's instrument, and the pitch kept more often (docs/quality.md). Realtime-safe.
 pub fn partial_amplitudes(amps: &[f32], f0_ref: f32, f0: f32, out: &mut [f32]) {
@@ -42,7 +56,12 @@ pub fn partial_amplitudes(amps: &[f32], f0_ref: f32, f0: f32, out: &mut [f32]) {
     };
     for (i, o) in out[..n].iter_mut().enumerate() {
         // This partial's frequency in the reference's partial numbers, from 0.
-        let pos = ((i + 1) as f32 * ratio - 1.0).max(0.0);
+        let rel = (i + 1) as f32 * ratio;
+        if rel < 1.0 {
+            *o = amps[0] * rel.powf(BELOW_FUNDAMENTAL_SLOPE);
+            continue;
+        }
+        let pos = rel - 1.0;
         if pos > (m - 1) as f32 {
             break;
         }
@@ -175,7 +194,7 @@ impl ExemplarSwap {
     ) -> Self {
         let bins = c.n_bins();
         let stft = crate::stft::Stft::new(c);
-        let noise_gain = incoherent_gain(&stft, c.hop);
+        let noise_gain = incoherent_gain(&stft, c.hop) * NOISE_GAIN;
         let fps = c.sample_rate as f32 / c.hop as f32;
         Self {
             cfg: *c,
@@ -629,6 +648,16 @@ mod tests {
         assert!((out[8] / between - 1.0).abs() < 1e-4, "900 Hz: {}", out[8]);
         partial_amplitudes(&formant, 200.0, 500.0, &mut out);
         assert_eq!(loudest(&out), Some(2));
+        // Below the reference's fundamental the level falls by the slope: at 50 Hz, two
+        // octaves under 200 Hz, 24 dB under the fundamental's.
+        partial_amplitudes(&smooth, 200.0, 50.0, &mut out);
+        let expected = smooth[0] * 0.25f32.powf(BELOW_FUNDAMENTAL_SLOPE);
+        assert!((out[0] / expected - 1.0).abs() < 1e-4, "50 Hz: {}", out[0]);
+        assert!(
+            (out[3] / smooth[0] - 1.0).abs() < 1e-4,
+            "200 Hz: {}",
+            out[3]
+        );
         // Past the reference's band (its last partial at 8 kHz) nothing plays.
         partial_amplitudes(&smooth, 200.0, 400.0, &mut out);
         assert!(out[20..].iter().all(|a| *a == 0.0));

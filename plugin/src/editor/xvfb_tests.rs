@@ -82,7 +82,8 @@ fn state(name: &str) -> (Arc<TimbreswapParams>, Arc<Shared>) {
             net.blender().anchors()[at("Trumpet")],
             net.blender().anchors()[at("Lead 1")],
         );
-        set(&params.mode, 1.0);
+        // Mode has three choices: 0.5 is Neural.
+        set(&params.mode, 0.5);
         set(&params.map_amount, 0.6);
         // Timbre X / Y run -1..1: normalised is (v + 1) / 2.
         set(&params.timbre_x, ((a[0] + b[0]) / 2.0 + 1.0) / 2.0);

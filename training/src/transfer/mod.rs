@@ -215,6 +215,9 @@ pub struct PairInfo {
     pub source_label: Option<u32>,
     /// Per row (table order): the classifier's label of the output.
     pub output_labels: Vec<Option<u32>>,
+    /// Per row (table order): the share of frames voiced in both source and output whose
+    /// pitch is within 50 cents (`None` when no frame is voiced in both).
+    pub output_pitch_within_50_cents: Vec<Option<f64>>,
 }
 
 /// One row of the table. Shares are in 0..=1 (the markdown shows percent); `None` reads N/A.
@@ -1008,6 +1011,11 @@ pub fn evaluate_systems(
             pitch_range_hz: o.pitch_range_hz,
             source_label,
             output_labels,
+            output_pitch_within_50_cents: o
+                .rows
+                .iter()
+                .map(|r| r.pitch.map(|p| p.within))
+                .collect(),
         });
     }
 
