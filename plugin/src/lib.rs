@@ -19,6 +19,7 @@ pub mod model;
 pub mod pacing;
 pub mod params;
 pub mod persisted;
+pub mod saved_clip;
 pub mod shared;
 
 use loader::Task;
@@ -227,7 +228,9 @@ impl Plugin for Timbreswap {
                 let offline = mode == ProcessingMode::Offline;
                 for (slot, timbre) in [(Slot::A, &timbre_a), (Slot::B, &timbre_b)] {
                     let bank = match timbre {
-                        Some(d) if offline => loader::exemplar_bank(slot, d, &self.shared),
+                        Some(d) if offline => {
+                            loader::exemplar_bank(slot, d, &self.params, &self.shared)
+                        }
                         _ => self.shared.exemplar_for(slot, timbre.as_ref()),
                     };
                     match bank {

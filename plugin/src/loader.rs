@@ -10,6 +10,7 @@ use timbreswap_engine::{Slot, StftConfig, TimbreDescriptor};
 
 use crate::model::{latent_for, load_network, measure, preset, PRESET_SUFFIX};
 use crate::params::TimbreswapParams;
+use crate::saved_clip::SavedClip;
 use crate::shared::{slot_name, ClipBank, Shared};
 
 /// Work the plugin hands to nice-plug's background thread.
@@ -58,7 +59,12 @@ pub fn run(task: Task, params: &Arc<TimbreswapParams>, shared: &Arc<Shared>) {
                     if let Some(net) = shared.network() {
                         descriptor.latent = Some(measure(&net, &at_rate(&clip.samples, &net)));
                     }
-                    let bank = ExemplarBank::new(&StftConfig::default(), &clip.samples);
+                    let cfg = StftConfig::default();
+                    let bank = ExemplarBank::new(&cfg, &clip.samples);
+                    let saved = descriptor
+                        .source
+                        .as_deref()
+                        .and_then(|source| SavedClip::new(source, &clip.samples, cfg.sample_rate));
                     let note = if clip.truncated {
                         format!(
                             " (only its first {} minutes are used)",
@@ -70,7 +76,7 @@ pub fn run(task: Task, params: &Arc<TimbreswapParams>, shared: &Arc<Shared>) {
                     install(
                         slot,
                         Some(descriptor),
-                        bank.map(Arc::new),
+                        bank.map(Arc::new).zip(saved),
                         &note,
                         params,
                         shared,
@@ -297,7 +303,7 @@ fn analyse_for_exemplar(
     params: &TimbreswapParams,
     shared: &Shared,
 ) {
-    let Some(bank) = exemplar_bank(slot, descriptor, shared) else {
+    let Some(bank) = exemplar_bank(slot, descriptor, params, shared) else {
         return;
     };
     let mut control = shared
@@ -314,11 +320,14 @@ fn analyse_for_exemplar(
 }
 
 /// The analysed clip of `descriptor` for Exemplar mode: the one kept from its loading, else
-/// the file analysed again (and kept). `None` for a preset, and (with a message) for a file
-/// that cannot be read: Exemplar plays that slot as Classic. Off the audio thread.
+/// the clip saved with the project, else the file (read again, and then saved with the
+/// project from now on). Whatever is analysed is kept for the next activation. `None` for a
+/// preset, and (with a message) for a clip that is neither saved nor readable: Exemplar plays
+/// that slot as Classic. Off the audio thread; may read a file.
 pub(crate) fn exemplar_bank(
     slot: Slot,
     descriptor: &TimbreDescriptor,
+    params: &TimbreswapParams,
     shared: &Shared,
 ) -> Option<Arc<ExemplarBank>> {
     if let Some(bank) = shared.exemplar_for(slot, Some(descriptor)) {
@@ -326,13 +335,39 @@ pub(crate) fn exemplar_bank(
     }
     let source = descriptor.source.as_ref()?;
     let cfg = StftConfig::default();
-    // Only the stretch the analysis reads.
-    let bank = decode_file_cut(Path::new(source), MAX_BANK_SECONDS as f64)
-        .map_err(|e| e.to_string())
-        .and_then(|audio| {
-            ExemplarBank::new(&cfg, &mono_at(&audio, cfg.sample_rate))
-                .ok_or_else(|| "no sounding frame".to_string())
-        });
+    let saved = params
+        .clip(slot)
+        .snapshot()
+        .filter(|clip| clip.source == *source);
+    // The sound the project was made with comes first: no file needed, and the same sound
+    // wherever the project opens.
+    let from_project = saved.map(|clip| clip.samples(cfg.sample_rate));
+    let samples = match from_project {
+        Some(Ok(samples)) => Ok(samples),
+        other => {
+            if let Some(Err(e)) = other {
+                shared.report_error(format!(
+                    "Slot {}: the clip saved with the project is unusable ({e}); reading {} instead",
+                    slot_name(slot),
+                    descriptor.name
+                ));
+            }
+            // Only the stretch the analysis reads.
+            let read = decode_file_cut(Path::new(source), MAX_BANK_SECONDS as f64)
+                .map(|audio| mono_at(&audio, cfg.sample_rate))
+                .map_err(|e| e.to_string());
+            if let Ok(samples) = &read {
+                let still_this_timbre = params.timbre(slot).read().as_ref() == Some(descriptor);
+                if still_this_timbre {
+                    *params.clip(slot).write() = SavedClip::new(source, samples, cfg.sample_rate);
+                }
+            }
+            read
+        }
+    };
+    let bank = samples.and_then(|samples| {
+        ExemplarBank::new(&cfg, &samples).ok_or_else(|| "no sounding frame".to_string())
+    });
     match bank {
         Ok(bank) => {
             let bank = Arc::new(bank);
@@ -456,7 +491,7 @@ pub fn use_model(
 fn install(
     slot: Slot,
     descriptor: Option<TimbreDescriptor>,
-    exemplar: Option<Arc<ExemplarBank>>,
+    clip: Option<(Arc<ExemplarBank>, SavedClip)>,
     note: &str,
     params: &TimbreswapParams,
     shared: &Shared,
@@ -473,7 +508,8 @@ fn install(
                 _ => None,
             };
             // Timbre, latent and clip together or not at all.
-            if let Err(e) = control.set_slot(slot, descriptor.as_ref(), latent, exemplar.clone()) {
+            let exemplar = clip.as_ref().map(|(bank, _)| bank.clone());
+            if let Err(e) = control.set_slot(slot, descriptor.as_ref(), latent, exemplar) {
                 shared.report_slot_error(slot, format!("Slot {}: {e}", slot_name(slot)));
                 return;
             }
@@ -492,13 +528,15 @@ fn install(
         Some(d) => format!("Loaded {}: {}", slot_name(slot), d.name),
         None => format!("Cleared {}", slot_name(slot)),
     };
-    let source = descriptor.as_ref().and_then(|d| d.source.clone());
+    let (bank, saved) = clip.unzip();
     shared.keep_exemplar(
         slot,
-        exemplar
-            .zip(source)
-            .map(|(bank, source)| ClipBank { source, bank }),
+        bank.zip(saved.as_ref()).map(|(bank, saved)| ClipBank {
+            source: saved.source.clone(),
+            bank,
+        }),
     );
+    *params.clip(slot).write() = saved;
     *params.timbre(slot).write() = descriptor;
     shared.clear_slot_error(slot);
     if !handed {
@@ -558,15 +596,22 @@ mod tests {
         assert!(params.timbre_b.snapshot().is_some());
     }
 
-    /// A loaded clip is analysed for Exemplar mode and kept with its file, so a new activation
-    /// finds it; a preset has none; a saved clip whose file is gone says Exemplar plays it as
-    /// Classic.
+    /// A loaded clip is analysed for Exemplar mode, kept with its file for the next activation,
+    /// and saved with the project: with the file gone, the saved clip is analysed instead.
+    /// A preset has no clip; a damaged saved clip without its file, or a file gone from a
+    /// project that saved none, says Exemplar plays it as Classic. A project from before clips
+    /// were saved keeps its clip from the next time the file is read.
     #[test]
-    fn a_loaded_clip_is_kept_for_exemplar_mode() {
+    fn a_loaded_clip_is_kept_and_saved_for_exemplar_mode() {
         let params = Arc::new(TimbreswapParams::default());
         let shared = Arc::new(Shared::default());
-        let clip = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../assets/examples/ref-violin.wav");
+        let dir =
+            std::env::temp_dir().join(format!("timbreswap-saved-clip-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let clip = dir.join("violin.wav");
+        std::fs::copy(&example, &clip).unwrap();
         run(
             Task::LoadReference {
                 slot: Slot::B,
@@ -580,18 +625,61 @@ mod tests {
             .exemplar_for(Slot::B, Some(&descriptor))
             .expect("the clip is analysed");
         assert!(bank.frames() > 100, "{} frames", bank.frames());
-        // Found again by the file it came from, and rebuilt from it when not at hand.
-        assert!(exemplar_bank(Slot::B, &descriptor, &shared).is_some());
+        // Saved with the project: the clip's own samples (16-bit, so exactly).
+        let cfg = StftConfig::default();
+        let original = load_reference_clip(&clip, &cfg).unwrap().samples;
+        let saved = params.clip_b.snapshot().expect("the clip is saved");
+        assert_eq!(Some(&saved.source), descriptor.source.as_ref());
+        assert_eq!(saved.samples(cfg.sample_rate).unwrap(), original);
+        assert!(params.clip_a.snapshot().is_none());
+        // Found again by the file it came from.
+        assert!(exemplar_bank(Slot::B, &descriptor, &params, &shared).is_some());
         assert!(shared.exemplar_for(Slot::A, Some(&descriptor)).is_none());
+        // A damaged saved clip: said, and the file read instead (and saved again).
         shared.keep_exemplar(Slot::B, None);
-        assert!(exemplar_bank(Slot::B, &descriptor, &shared).is_some());
-        assert!(shared.exemplar_for(Slot::B, Some(&descriptor)).is_some());
+        *params.clip_b.write() = Some(SavedClip {
+            pcm: "not base64!".into(),
+            ..saved.clone()
+        });
+        assert!(exemplar_bank(Slot::B, &descriptor, &params, &shared).is_some());
+        let message = last_error(&shared).unwrap();
+        assert!(message.contains("unusable"), "{message}");
+        assert_eq!(params.clip_b.snapshot().as_ref(), Some(&saved));
+
+        // The file is gone (the project opened elsewhere): the saved clip plays.
+        std::fs::remove_dir_all(&dir).unwrap();
+        shared.keep_exemplar(Slot::B, None);
+        let again = exemplar_bank(Slot::B, &descriptor, &params, &shared)
+            .expect("analysed from the saved clip");
+        assert_eq!(again.frames(), bank.frames());
+        // Damaged too: Classic, and why.
+        shared.keep_exemplar(Slot::B, None);
+        *params.clip_b.write() = Some(SavedClip {
+            pcm: "not base64!".into(),
+            ..saved.clone()
+        });
+        assert!(exemplar_bank(Slot::B, &descriptor, &params, &shared).is_none());
+        let message = last_error(&shared).unwrap();
+        assert!(
+            message.contains("Exemplar plays it as Classic"),
+            "{message}"
+        );
 
         let net = default_network().unwrap();
-        assert!(exemplar_bank(Slot::A, &preset(&net, 2).unwrap(), &shared).is_none());
+        assert!(exemplar_bank(Slot::A, &preset(&net, 2).unwrap(), &params, &shared).is_none());
+        // A project saved before clips were kept: read from the file, saved from now on.
+        let mut old = descriptor.clone();
+        old.source = Some(example.display().to_string());
+        *params.timbre_a.write() = Some(old.clone());
+        assert!(exemplar_bank(Slot::A, &old, &params, &shared).is_some());
+        assert_eq!(
+            params.clip_a.snapshot().map(|c| c.source),
+            old.source.clone()
+        );
+        // Its file gone too, and nothing saved: Classic, and why.
         let mut gone = descriptor.clone();
         gone.source = Some("/nonexistent/violin.wav".into());
-        assert!(exemplar_bank(Slot::A, &gone, &shared).is_none());
+        assert!(exemplar_bank(Slot::A, &gone, &params, &shared).is_none());
         let message = last_error(&shared).unwrap();
         assert!(
             message.contains("Exemplar plays it as Classic"),

@@ -10,6 +10,7 @@ use timbreswap_engine::processor::SwapMode;
 use timbreswap_engine::{Slot, TimbreDescriptor};
 
 use crate::persisted::Persisted;
+use crate::saved_clip::SavedClip;
 
 /// Which timbre-transfer algorithm runs.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +114,14 @@ pub struct TimbreswapParams {
     /// Timbre descriptor of reference B.
     #[persist = "timbre-b"]
     pub timbre_b: Persisted<Option<TimbreDescriptor>>,
-    /// How many persisted fields the host's state restores have set (shared by the three
+    /// The audio of reference A's clip (its first 20 s), for Exemplar mode where the file is
+    /// not at hand. `None` for a preset, and in projects saved before clips were kept.
+    #[persist = "clip-a"]
+    pub clip_a: Persisted<Option<SavedClip>>,
+    /// The audio of reference B's clip.
+    #[persist = "clip-b"]
+    pub clip_b: Persisted<Option<SavedClip>>,
+    /// How many persisted fields the host's state restores have set (shared by the five
     /// fields above), plus the changes made while no engine ran
     /// ([`TimbreswapParams::note_unapplied_change`]). The audio thread compares it with the
     /// count it last applied and has the state applied when it moves.
@@ -193,6 +201,8 @@ impl Default for TimbreswapParams {
             model_path: Persisted::new(None, restores.clone()),
             timbre_a: Persisted::new(None, restores.clone()),
             timbre_b: Persisted::new(None, restores.clone()),
+            clip_a: Persisted::new(None, restores.clone()),
+            clip_b: Persisted::new(None, restores.clone()),
             restores,
         }
     }
@@ -218,6 +228,14 @@ impl TimbreswapParams {
         match slot {
             Slot::A => &self.timbre_a,
             Slot::B => &self.timbre_b,
+        }
+    }
+
+    /// The persisted clip audio of `slot`.
+    pub fn clip(&self, slot: Slot) -> &Persisted<Option<SavedClip>> {
+        match slot {
+            Slot::A => &self.clip_a,
+            Slot::B => &self.clip_b,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Editing the plugin's saved state as a DAW project would hold it. nice-plug's CLAP state
 //! stream is an 8-byte little-endian length followed by its JSON `PluginState`; the reference
-//! timbres live in the persisted fields `timbre-a` and `timbre-b`.
+//! timbres live in the persisted fields `timbre-a` and `timbre-b`, their clips' audio in
+//! `clip-a` and `clip-b`.
 
 use serde_json::Value;
 use timbreswap_engine::{Slot, TimbreDescriptor};
@@ -53,12 +54,41 @@ pub fn timbre(state: &[u8], slot: Slot) -> Result<Option<TimbreDescriptor>, Stat
 /// Returns `state` with the persisted field of `slot` replaced by the raw string `raw` (the
 /// JSON text nice-plug stores for the field; may be deliberately broken in tests).
 pub fn with_raw_field(state: &[u8], slot: Slot, raw: &str) -> Result<Vec<u8>, StateEditError> {
+    with_field(state, field_key(slot), raw)
+}
+
+/// Returns `state` with persisted field `key` replaced by the raw string `raw`.
+pub fn with_field(state: &[u8], key: &str, raw: &str) -> Result<Vec<u8>, StateEditError> {
     let mut value = state_json(state)?;
     let fields = value
         .get_mut("fields")
         .and_then(Value::as_object_mut)
         .ok_or(StateEditError::NoFields)?;
-    fields.insert(field_key(slot).to_owned(), Value::String(raw.to_owned()));
+    fields.insert(key.to_owned(), Value::String(raw.to_owned()));
+    let json = serde_json::to_vec(&value)?;
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&json);
+    Ok(out)
+}
+
+/// The raw JSON text of persisted field `key` in `state` (`None` if absent).
+pub fn raw_field(state: &[u8], key: &str) -> Result<Option<String>, StateEditError> {
+    let value = state_json(state)?;
+    let fields = value
+        .get("fields")
+        .and_then(Value::as_object)
+        .ok_or(StateEditError::NoFields)?;
+    Ok(fields.get(key).and_then(Value::as_str).map(str::to_owned))
+}
+
+/// Returns `state` without persisted field `key`, as a project saved before the field existed.
+pub fn without_field(state: &[u8], key: &str) -> Result<Vec<u8>, StateEditError> {
+    let mut value = state_json(state)?;
+    value
+        .get_mut("fields")
+        .and_then(Value::as_object_mut)
+        .ok_or(StateEditError::NoFields)?
+        .remove(key);
     let json = serde_json::to_vec(&value)?;
     let mut out = (json.len() as u64).to_le_bytes().to_vec();
     out.extend_from_slice(&json);

@@ -19,7 +19,7 @@ use timbreswap_engine::timbre::TimbreLatent;
 use timbreswap_engine::{clip::DecodedAudio, Slot, StftConfig, TimbreDescriptor};
 use timbreswap_tests::bundle_path;
 use timbreswap_tests::host::PluginHost;
-use timbreswap_tests::state::{with_raw_field, with_timbre};
+use timbreswap_tests::state::{raw_field, with_field, with_raw_field, with_timbre, without_field};
 
 fn examples() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/examples"))
@@ -280,14 +280,23 @@ fn state_round_trip_reproduces_output() {
     }
 }
 
-/// A broken saved state (malformed JSON in a field, or a well-formed but inconsistent timbre)
-/// is refused and the previous timbre keeps playing.
+/// A broken saved state (malformed JSON in a field, a well-formed but inconsistent timbre, a
+/// damaged saved clip) is refused and the previous timbre keeps playing, in every Mode (a
+/// damaged clip is read from its file instead).
 #[test]
 fn broken_state_keeps_previous_timbre() {
     let trumpet = reference("ref-trumpet.wav");
     let rate = 48_000.0;
     let input = signal(rate, 0.4);
-    for (mode, value) in MODES {
+    let source = trumpet.source.clone().unwrap();
+    let damaged_clip = serde_json::json!({
+        "source": source,
+        "sample_rate": 32_000,
+        "scale": 1.0,
+        "pcm": "not base64!",
+    })
+    .to_string();
+    for (mode, value) in MODES.into_iter().chain([("Exemplar", EXEMPLAR)]) {
         let mut host = load_plugin();
         set_timbres(&mut host, Some(&trumpet), None);
         set(&mut host, "Mode", value);
@@ -302,6 +311,8 @@ fn broken_state_keeps_previous_timbre() {
             with_raw_field(&saved, Slot::A, "{\"version\": 1, \"name\": ").unwrap(),
             with_timbre(&saved, Slot::A, Some(&truncated)).unwrap(),
             b"this is not a plugin state".to_vec(),
+            with_field(&saved, "clip-a", "{\"source\": ").unwrap(),
+            with_field(&saved, "clip-a", &damaged_clip).unwrap(),
         ] {
             // Loading may be refused outright; either way nothing crashes and the sound is kept.
             let _ = host.load_state(&broken);
@@ -602,6 +613,57 @@ fn exemplar_mode_plays_the_clip_once_it_is_analysed() {
     assert!(
         level_db.abs() < 3.0,
         "Exemplar is {level_db:.1} dB from Classic's level"
+    );
+}
+
+/// A project opened where the reference's file is not (another machine, a moved folder): the
+/// clip saved with the project plays in Exemplar mode, bit for bit as it did with the file
+/// (the example is 16-bit, which the saved clip keeps exactly). A project saved before clips
+/// were kept plays Classic there instead, which the comparison can tell apart.
+#[test]
+fn a_saved_clip_plays_without_its_file() {
+    let dir = std::env::temp_dir().join(format!("timbreswap-host-clip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("violin.wav");
+    std::fs::copy(examples().join("ref-violin.wav"), &file).unwrap();
+    let net = network();
+    let clip = load_reference_clip(&file, &StftConfig::default()).unwrap();
+    let mut violin = clip.descriptor;
+    violin.latent = Some(TimbreLatent {
+        model_id: net.id().to_string(),
+        z_t: net.clip_timbre(&clip.samples),
+    });
+    let rate = 48_000.0;
+    let input = signal(rate, 1.0);
+    let play = |state: Option<&[u8]>| {
+        let mut host = load_plugin();
+        match state {
+            Some(state) => host.load_state(state).unwrap(),
+            None => {
+                set(&mut host, "Mode", EXEMPLAR);
+                set_timbres(&mut host, Some(&violin), None);
+            }
+        }
+        host.set_offline(true).unwrap();
+        host.activate(rate, 512).unwrap();
+        let out = host.process_signal(&input, &[512]).unwrap();
+        (out, host.save_state().unwrap())
+    };
+    let (with_file, saved) = play(None);
+    assert!(
+        raw_field(&saved, "clip-a")
+            .unwrap()
+            .is_some_and(|c| c != "null"),
+        "the clip is saved with the project"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (without_file, _) = play(Some(&saved));
+    assert_eq!(without_file, with_file);
+    let (old_project, _) = play(Some(&without_field(&saved, "clip-a").unwrap()));
+    assert!(old_project.iter().flatten().all(|v| v.is_finite()));
+    assert_ne!(
+        old_project, with_file,
+        "without its clip or file, Exemplar plays Classic"
     );
 }
 
