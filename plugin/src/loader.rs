@@ -227,7 +227,7 @@ fn hand_over(
     if let Some(net) = net {
         for slot in [Slot::A, Slot::B] {
             if let Some(descriptor) = &timbres[slot as usize] {
-                latents[slot as usize] = remeasure(slot, descriptor, net, shared);
+                latents[slot as usize] = remeasure(slot, descriptor, net, params, shared);
             }
         }
     }
@@ -403,11 +403,13 @@ fn at_rate(samples: &[f32], net: &Network) -> Vec<f32> {
 }
 
 /// The latent of a slot's descriptor for `net`: kept if measured with it, else measured again
-/// from the clip's file or the preset it came from; `None` (with a message) if neither exists.
+/// from the clip's file (or, where the file is gone, the clip saved with the project: its first
+/// 20 s) or the preset it came from; `None` (with a message) if none exists.
 fn remeasure(
     slot: Slot,
     descriptor: &TimbreDescriptor,
     net: &Network,
+    params: &TimbreswapParams,
     shared: &Shared,
 ) -> Option<Vec<f32>> {
     if let Some(z) = latent_for(descriptor, net) {
@@ -419,11 +421,21 @@ fn remeasure(
             Ok(audio) => {
                 return Some(measure(net, &mono_at(&audio, net.stft().sample_rate)).z_t);
             }
-            Err(e) => shared.report_error(format!(
-                "Slot {}: cannot measure {} with this model ({e}); Neural plays it as Classic",
-                slot_name(slot),
-                descriptor.name
-            )),
+            Err(e) => {
+                let saved = params
+                    .clip(slot)
+                    .snapshot()
+                    .filter(|clip| clip.source == *source)
+                    .and_then(|clip| clip.samples(StftConfig::default().sample_rate).ok());
+                if let Some(samples) = saved {
+                    return Some(measure(net, &at_rate(&samples, net)).z_t);
+                }
+                shared.report_error(format!(
+                    "Slot {}: cannot measure {} with this model ({e}); Neural plays it as Classic",
+                    slot_name(slot),
+                    descriptor.name
+                ));
+            }
         }
     } else {
         // States saved before presets recorded their instrument only have the display name.
@@ -652,6 +664,14 @@ mod tests {
         let again = exemplar_bank(Slot::B, &descriptor, &params, &shared)
             .expect("analysed from the saved clip");
         assert_eq!(again.frames(), bank.frames());
+        // A model that has not measured it measures the saved clip (the same samples as the
+        // file's), not nothing.
+        let net = default_network().unwrap();
+        assert!(latent_for(&descriptor, &net).is_none());
+        assert_eq!(
+            remeasure(Slot::B, &descriptor, &net, &params, &shared),
+            Some(measure(&net, &at_rate(&original, &net)).z_t)
+        );
         // Damaged too: Classic, and why.
         shared.keep_exemplar(Slot::B, None);
         *params.clip_b.write() = Some(SavedClip {
@@ -665,7 +685,6 @@ mod tests {
             "{message}"
         );
 
-        let net = default_network().unwrap();
         assert!(exemplar_bank(Slot::A, &preset(&net, 2).unwrap(), &params, &shared).is_none());
         // A project saved before clips were kept: read from the file, saved from now on.
         let mut old = descriptor.clone();
@@ -702,25 +721,32 @@ mod tests {
         assert!(latent_for(&descriptor, &net).is_none());
 
         let shared = Shared::default();
+        let params = TimbreswapParams::default();
         descriptor.name = "renamed by the user".into();
         assert_eq!(
-            remeasure(Slot::A, &descriptor, &net, &shared),
+            remeasure(Slot::A, &descriptor, &net, &params, &shared),
             Some(want.clone())
         );
 
         let mut legacy = preset(&net, index).unwrap();
         legacy.latent = None;
         legacy.preset = None;
-        assert_eq!(remeasure(Slot::A, &legacy, &net, &shared), Some(want));
+        assert_eq!(
+            remeasure(Slot::A, &legacy, &net, &params, &shared),
+            Some(want)
+        );
         assert_eq!(last_error(&shared), None);
 
         descriptor.preset = Some("an instrument no model has".into());
-        assert_eq!(remeasure(Slot::B, &descriptor, &net, &shared), None);
+        assert_eq!(
+            remeasure(Slot::B, &descriptor, &net, &params, &shared),
+            None
+        );
         let message = last_error(&shared).unwrap();
         assert!(message.contains("an instrument no model has"), "{message}");
 
         legacy.name = "a clip saved without its file".into();
-        assert_eq!(remeasure(Slot::B, &legacy, &net, &shared), None);
+        assert_eq!(remeasure(Slot::B, &legacy, &net, &params, &shared), None);
         let message = last_error(&shared).unwrap();
         assert!(message.contains("without its file"), "{message}");
     }
