@@ -341,18 +341,22 @@ pub(crate) fn exemplar_bank(
         .filter(|clip| clip.source == *source);
     // The sound the project was made with comes first: no file needed, and the same sound
     // wherever the project opens.
-    let from_project = saved.map(|clip| clip.samples(cfg.sample_rate));
+    let from_project = match saved.map(|clip| clip.samples(cfg.sample_rate)) {
+        Some(Ok(samples)) => Some(samples),
+        Some(Err(e)) => {
+            shared.report_error(format!(
+                "Slot {}: the clip saved with the project is unusable ({e}); reading {} instead",
+                slot_name(slot),
+                descriptor.name
+            ));
+            None
+        }
+        None => None,
+    };
     let samples = match from_project {
-        Some(Ok(samples)) => Ok(samples),
-        other => {
-            if let Some(Err(e)) = other {
-                shared.report_error(format!(
-                    "Slot {}: the clip saved with the project is unusable ({e}); reading {} instead",
-                    slot_name(slot),
-                    descriptor.name
-                ));
-            }
-            // Only the stretch the analysis reads.
+        Some(samples) => Ok(samples),
+        None => {
+            // Only the stretch the analysis reads; saved with the project from now on.
             let read = decode_file_cut(Path::new(source), MAX_BANK_SECONDS as f64)
                 .map(|audio| mono_at(&audio, cfg.sample_rate))
                 .map_err(|e| e.to_string());
