@@ -484,7 +484,7 @@ impl TimbreswapApp {
             (_, Some(FileKind::Model)) => {
                 self.model_path = path.display().to_string();
                 self.executor
-                    .execute_background(Task::LoadModel { path: Some(path) });
+                    .execute_gui(Task::LoadModel { path: Some(path) });
                 self.notice = None;
             }
             (MODEL_ZONE, _) => {
@@ -497,7 +497,7 @@ impl TimbreswapApp {
                 let slot = if slot == 0 { Slot::A } else { Slot::B };
                 self.paths[slot as usize] = path.display().to_string();
                 self.executor
-                    .execute_background(Task::LoadReference { slot, path });
+                    .execute_gui(Task::LoadReference { slot, path });
                 self.notice = None;
             }
         }
@@ -602,7 +602,7 @@ impl TimbreswapApp {
                         .clicked()
                     {
                         self.executor
-                            .execute_background(Task::LoadModel { path: None });
+                            .execute_gui(Task::LoadModel { path: None });
                     }
                     let busy = self.dialogs.open().is_some();
                     if ui
@@ -620,7 +620,7 @@ impl TimbreswapApp {
                     if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
                         let path = self.model_path.trim().to_string();
                         if !path.is_empty() {
-                            self.executor.execute_background(Task::LoadModel {
+                            self.executor.execute_gui(Task::LoadModel {
                                 path: Some(PathBuf::from(path)),
                             });
                         }

@@ -13,6 +13,7 @@ use nice_plug::prelude::*;
 use timbreswap_engine::{BlockParams, Engine, EngineSettings, ProcessingMode, Slot, StftConfig};
 
 pub mod editor;
+pub mod jobs;
 pub mod loader;
 pub mod meter;
 pub mod model;
@@ -50,6 +51,10 @@ pub struct Timbreswap {
     map: [Vec<f32>; 3],
     /// Editor window state.
     editor_state: Arc<editor::EditorState>,
+    /// The instance's thread for loading files and applying restored states.
+    jobs: jobs::Jobs,
+    /// Queues tasks on [`Self::jobs`]; its `apply_state` is called on the audio thread.
+    job_sender: jobs::JobSender,
     /// How the host calls `process` (largest block, bursts) since the instance was created;
     /// the next activation builds the latency for it. Audio thread, and `activate`.
     pacing: pacing::Pacing,
@@ -66,9 +71,14 @@ pub struct Timbreswap {
 
 impl Default for Timbreswap {
     fn default() -> Self {
+        let params = Arc::new(TimbreswapParams::default());
+        let shared = Arc::new(Shared::default());
+        let jobs = jobs::Jobs::start(params.clone(), shared.clone());
         Self {
-            params: Arc::new(TimbreswapParams::default()),
-            shared: Arc::new(Shared::default()),
+            job_sender: jobs.sender(),
+            jobs,
+            params,
+            shared,
             engine: None,
             applied_restores: 0,
             mix: Vec::new(),
@@ -118,7 +128,9 @@ impl Plugin for Timbreswap {
     }
 
     fn task_executor(&mut self) -> TaskExecutor<Self> {
-        Box::new(loader::executor(self.params.clone(), self.shared.clone()))
+        // Tasks are only queued on the instance's own thread (see `jobs`); the editor hands them
+        // over with `execute_gui`.
+        Box::new(self.jobs.sender().executor())
     }
 
     fn editor(&mut self, async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
@@ -323,7 +335,7 @@ impl Plugin for Timbreswap {
         let restores = self.params.restores.load(Ordering::Acquire);
         if restores != self.applied_restores {
             self.applied_restores = restores;
-            context.execute_background(Task::ApplyState);
+            self.job_sender.apply_state();
         }
         let max = self.mix.len();
         for (_, mut block) in buffer.iter_blocks(max) {

@@ -13,7 +13,7 @@ use crate::params::TimbreswapParams;
 use crate::saved_clip::SavedClip;
 use crate::shared::{slot_name, ClipBank, Shared};
 
-/// Work the plugin hands to nice-plug's background thread.
+/// Work the plugin hands to its loader thread ([`crate::jobs`]).
 #[derive(Debug, Clone)]
 pub enum Task {
     /// Decode and analyse a clip, then use it as the timbre of `slot`.
@@ -48,7 +48,7 @@ pub enum Task {
     ApplyState,
 }
 
-/// Runs one task (on nice-plug's background thread). On failure the previous state keeps
+/// Runs one task (on the instance's loader thread, [`crate::jobs`]). On failure the previous state keeps
 /// playing and the error is shown in the editor.
 pub fn run(task: Task, params: &Arc<TimbreswapParams>, shared: &Arc<Shared>) {
     match task {
@@ -275,20 +275,10 @@ fn hand_over(
             d.source.is_some().then(|| (slot, d.clone()))
         })
         .collect();
-    if handoff == Handoff::Taken && !missing.is_empty() {
-        // On a thread of their own: nice-plug runs every instance's background tasks on one
-        // shared thread, so another instance's state would otherwise wait for these files.
-        let (task_params, task_shared) = (params.clone(), shared.clone());
-        let analyse = move || {
-            for (slot, descriptor) in &missing {
-                analyse_for_exemplar(*slot, descriptor, &task_params, &task_shared);
-            }
-        };
-        if let Err(e) = std::thread::Builder::new()
-            .name("timbreswap-clip-analysis".into())
-            .spawn(analyse)
-        {
-            shared.report_error(format!("Cannot analyse the clips for Exemplar mode: {e}"));
+    if handoff == Handoff::Taken {
+        // After the hand-over, so the state plays (Classic or Neural) while the files are read.
+        for (slot, descriptor) in &missing {
+            analyse_for_exemplar(*slot, descriptor, params, shared);
         }
     }
     handoff
@@ -560,14 +550,6 @@ fn install(
         params.note_unapplied_change();
     }
     shared.report_ok(message);
-}
-
-/// The task executor nice-plug calls with each [`Task`].
-pub fn executor(
-    params: Arc<TimbreswapParams>,
-    shared: Arc<Shared>,
-) -> impl Fn(Task) + Send + 'static {
-    move |task| run(task, &params, &shared)
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! The plugin's own `process` (parameter smoothing, block splitting, the engine) never touches
 //! the allocator, in realtime and offline mode, with a timbre loaded and while it is replaced by
-//! a background task; nor on its other paths: a state restored while active (a task to
-//! schedule), zero-frame and NaN blocks, and a block larger than the latency covers (a
-//! restart to ask for).
+//! the instance's loader thread; nor on its other paths: a state restored while active (a
+//! request to the loader thread), zero-frame and NaN blocks, and a block larger than the
+//! latency covers (a restart to ask for).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -20,8 +20,8 @@ struct Context {
     transport: Transport,
     /// Restart requests.
     restarts: AtomicU32,
-    /// Background tasks scheduled from `process`.
-    background: AtomicU32,
+    /// Tasks handed to nice-plug's executors from `process` (the plugin uses its own thread).
+    tasks: AtomicU32,
 }
 
 impl Context {
@@ -29,7 +29,7 @@ impl Context {
         Self {
             transport: Transport::new(rate),
             restarts: AtomicU32::new(0),
-            background: AtomicU32::new(0),
+            tasks: AtomicU32::new(0),
         }
     }
 }
@@ -48,10 +48,10 @@ impl ProcessContext<Timbreswap> for Context {
         PluginApi::Clap
     }
     fn execute_background(&self, _task: Task) {
-        self.background.fetch_add(1, Ordering::Relaxed);
+        self.tasks.fetch_add(1, Ordering::Relaxed);
     }
     fn execute_gui(&self, _task: Task) {
-        self.background.fetch_add(1, Ordering::Relaxed);
+        self.tasks.fetch_add(1, Ordering::Relaxed);
     }
     fn transport(&self) -> &Transport {
         &self.transport
@@ -72,6 +72,27 @@ impl ProcessContext<Timbreswap> for Context {
     fn set_current_voice_capacity(&self, _capacity: u32) {}
 }
 
+/// Waits (up to 20 s) until the instance's loader thread has put a timbre in slot A's
+/// persisted field.
+fn wait_for_timbre_a(plugin: &Timbreswap) {
+    let start = std::time::Instant::now();
+    loop {
+        let fields = plugin.params().serialize_fields();
+        if fields
+            .get("timbre-a")
+            .is_some_and(|v| v.contains("\"envelope\""))
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the loader thread did not load slot A: {:?}",
+            fields.get("timbre-a")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 fn example(name: &str) -> std::path::PathBuf {
     std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/examples")).join(name)
 }
@@ -86,6 +107,7 @@ fn plugin_process_does_not_allocate() {
             slot: timbreswap_engine::Slot::A,
             path: example("ref-trumpet.wav"),
         });
+        wait_for_timbre_a(&plugin);
         let layout = Timbreswap::AUDIO_IO_LAYOUTS[0];
         let config = BufferConfig {
             sample_rate: 48_000.0,
@@ -106,7 +128,7 @@ fn plugin_process_does_not_allocate() {
         let before = violation_count();
         for (i, start) in (0..left.len() - 256).step_by(256).enumerate() {
             if i == 50 {
-                // Replace the timbre mid-stream from the "background thread".
+                // Replace the timbre mid-stream (the executor queues it on the loader thread).
                 executor(Task::LoadReference {
                     slot: timbreswap_engine::Slot::A,
                     path: example("ref-cello.wav"),
@@ -219,9 +241,9 @@ impl Rig {
         self.context.restarts.load(Ordering::Relaxed)
     }
 
-    /// Background tasks scheduled from `process` so far.
-    fn background(&self) -> u32 {
-        self.context.background.load(Ordering::Relaxed)
+    /// Tasks handed to nice-plug's executors from `process` so far.
+    fn tasks(&self) -> u32 {
+        self.context.tasks.load(Ordering::Relaxed)
     }
 }
 
@@ -229,21 +251,26 @@ impl Rig {
 fn process_does_not_allocate_on_its_rare_paths() {
     let mut plugin = Timbreswap::default();
     let executor = plugin.task_executor();
+    let mut rig = Rig::new(plugin);
+    // A preset of the model (loaded by the activation) in slot A, as the editor's menu would.
     executor(Task::LoadPreset {
         slot: timbreswap_engine::Slot::A,
         index: 2,
     });
-    let mut rig = Rig::new(plugin);
+    wait_for_timbre_a(&rig.plugin);
     for _ in 0..40 {
         rig.block(128, false);
     }
-    // The host restores a state while the plugin runs (its preset recall): `process` schedules
-    // the state's application for the background thread.
-    assert_eq!(rig.background(), 0);
+    // The host restores a state while the plugin runs (its preset recall): `process` asks the
+    // loader thread to apply it (a flag and a wake, under `assert_no_alloc`), and hands nothing
+    // to nice-plug's shared background thread. That the state then reaches the engine is
+    // `state_loaded_while_active_reaches_the_engine` (tests/tests/host.rs).
     let params = rig.plugin.params();
     params.deserialize_fields(&params.serialize_fields());
     rig.block(128, false);
-    assert_eq!(rig.background(), 1, "no task scheduled");
+    rig.block(128, false);
+    assert_eq!(rig.tasks(), 0, "a task went to nice-plug's executors");
+    // The editor's own request, queued beside it.
     executor(Task::ApplyState);
     // 128-sample blocks for longer than the settling time: one restart request, to build
     // the latency for them rather than for the declared 4 096.

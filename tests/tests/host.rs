@@ -433,8 +433,8 @@ fn state_loaded_while_active_reaches_the_engine() {
                 o.extend_from_slice(&c);
             }
             if start == switch {
-                // The first call after the load schedules the hand-over on nice-plug's
-                // background thread; give it time (offline, the engine does not wait).
+                // The first call after the load asks the instance's loader thread for the
+                // hand-over; give it time (offline, the engine does not wait).
                 std::thread::sleep(std::time::Duration::from_millis(300));
             }
             start = end;
@@ -476,6 +476,109 @@ fn state_loaded_while_active_reaches_the_engine() {
             "{mode}: a state loaded while active did not reach the engine ({to_expected:.1} dB)"
         );
     }
+}
+
+/// What a Classic instance with no reference plays (the input, delayed by the latency).
+fn dry_output(input: &[Vec<f32>], rate: f64, block: usize) -> Vec<Vec<f32>> {
+    let mut host = load_plugin();
+    set(&mut host, "Mode", MODES[0].1);
+    host.set_offline(true).unwrap();
+    host.activate(rate, block as u32).unwrap();
+    host.process_signal(input, &[block]).unwrap()
+}
+
+/// Closing one instance while its loader still has work queued (states recalled in a row, each
+/// reading a clip) leaves the other instances in the process working: a state recalled in
+/// another instance afterwards still reaches its engine, and closing that one is clean.
+/// (nice-plug's shared background thread ended at the first task of a closed instance; the
+/// others then lost every task and the last one aborted the host in `destroy`.)
+#[test]
+fn closing_an_instance_with_queued_work_leaves_the_others_working() {
+    let trumpet = reference("ref-trumpet.wav");
+    let violin = reference("ref-violin.wav");
+    let rate = 48_000.0;
+    let block = 512;
+    let input = signal(rate, 2.0);
+    let len = input[0].len();
+    let chunk = |start: usize| -> Vec<Vec<f32>> {
+        input
+            .iter()
+            .map(|c| c[start..(start + block).min(len)].to_vec())
+            .collect()
+    };
+    // The state the surviving instance recalls while playing, and what it sounds like when
+    // loaded before activation (Classic: its sound does not depend on when the state came).
+    let mut expected_host = load_plugin();
+    set(&mut expected_host, "Mode", MODES[0].1);
+    set_timbres(&mut expected_host, Some(&trumpet), None);
+    let with_trumpet = expected_host.save_state().unwrap();
+    expected_host.set_offline(true).unwrap();
+    expected_host.activate(rate, block as u32).unwrap();
+    let expected = expected_host.process_signal(&input, &[block]).unwrap();
+    drop(expected_host);
+
+    let mut survivor = load_plugin();
+    set(&mut survivor, "Mode", MODES[0].1);
+    survivor.set_offline(true).unwrap();
+    survivor.activate(rate, block as u32).unwrap();
+
+    // The instance that closes: five recalls of Exemplar states, each needing its clip read
+    // and analysed, asked for in a row and closed at once.
+    let mut closing = load_plugin();
+    set(&mut closing, "Mode", EXEMPLAR);
+    let states: Vec<Vec<u8>> = [&violin, &trumpet]
+        .iter()
+        .map(|d| {
+            set_timbres(&mut closing, Some(d), None);
+            closing.save_state().unwrap()
+        })
+        .collect();
+    closing.set_offline(true).unwrap();
+    closing.activate(rate, block as u32).unwrap();
+    for i in 0..5 {
+        closing.load_state(&states[i % 2]).unwrap();
+        closing.process(&chunk(0), &[]).unwrap();
+    }
+    drop(closing);
+
+    // The survivor recalls a state while playing; it reaches the engine.
+    let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(len); input.len()];
+    let mut start = 0;
+    while start < len {
+        if start == 8 * block {
+            survivor.load_state(&with_trumpet).unwrap();
+        }
+        for (o, c) in out
+            .iter_mut()
+            .zip(survivor.process(&chunk(start), &[]).unwrap())
+        {
+            o.extend_from_slice(&c);
+        }
+        if start == 8 * block {
+            std::thread::sleep(std::time::Duration::from_millis(1_000));
+        }
+        start += block;
+    }
+    drop(survivor);
+    let tail = len - rate as usize / 2..len;
+    let error_db = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+        let (mut e, mut s) = (0.0f64, 0.0f64);
+        for (a, b) in a.iter().zip(b) {
+            for n in tail.clone() {
+                e += f64::from(a[n] - b[n]).powi(2);
+                s += f64::from(b[n]).powi(2);
+            }
+        }
+        10.0 * (e / s).log10()
+    };
+    // How far the trumpet state is from the input (the dry signal, delayed like the output).
+    let to_expected = error_db(&out, &expected);
+    let expected_to_dry = error_db(&expected, &dry_output(&input, rate, block));
+    assert!(
+        to_expected < expected_to_dry - 20.0,
+        "the recalled state did not reach the surviving instance ({to_expected:.1} dB from it, \
+         the dry input {expected_to_dry:.1} dB)"
+    );
 }
 
 /// A project saved with another model: the reference's latent does not fit the built-in
@@ -575,9 +678,9 @@ fn exemplar_mode_plays_the_clip_once_it_is_analysed() {
         for (o, r) in out.iter_mut().zip(host.process(&second, &[]).unwrap()) {
             o.extend_from_slice(&r);
         }
-        // The call after the load scheduled the hand-over; the clip is read and analysed on a
-        // thread of its own (about 0.1 s on an idle machine; the wait leaves room for a busy
-        // one).
+        // The call after the load scheduled the hand-over; the clip is read and analysed on the
+        // instance's loader thread (about 0.1 s on an idle machine; the wait leaves room for a
+        // busy one).
         std::thread::sleep(std::time::Duration::from_millis(3_000));
         let rest: Vec<Vec<f32>> = input.iter().map(|c| c[2 * block..].to_vec()).collect();
         for (o, r) in out

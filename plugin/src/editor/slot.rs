@@ -228,7 +228,7 @@ impl TimbreswapApp {
                         .clicked()
                     {
                         self.executor
-                            .execute_background(Task::ClearReference { slot });
+                            .execute_gui(Task::ClearReference { slot });
                     }
                 });
             });
@@ -287,7 +287,7 @@ impl TimbreswapApp {
                     if let Some(i) = preset_picker(ui, net, index, &mut self.preset_search[index]) {
                         self.preset_search[index].clear();
                         self.executor
-                            .execute_background(Task::LoadPreset { slot, index: i });
+                            .execute_gui(Task::LoadPreset { slot, index: i });
                     }
                 }
             });

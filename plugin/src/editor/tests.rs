@@ -15,9 +15,11 @@ use super::test_support::{run_raw_frames, Recorder, SCREEN};
 fn app() -> (TimbreswapApp, Arc<Mutex<Vec<Task>>>) {
     let tasks = Arc::new(Mutex::new(Vec::new()));
     let sink = tasks.clone();
+    // The editor hands its tasks to the GUI executor (the plugin's executor only queues them
+    // on the instance's loader thread); nothing may go to nice-plug's shared background thread.
     let executor = AsyncExecutor::new(
+        Arc::new(|task| panic!("{task:?} sent to nice-plug's background thread")),
         Arc::new(move |task| sink.lock().unwrap().push(task)),
-        Arc::new(|_| {}),
     );
     let gui = GuiContext::new(Arc::new(Recorder::default()));
     let app = TimbreswapApp::new(

@@ -567,11 +567,11 @@ fn a_real_xdnd_drop_lands_in_the_slot_under_the_pointer() {
         let executor = {
             let (params, shared, tasks) = (params.clone(), shared.clone(), tasks.clone());
             AsyncExecutor::new(
+                Arc::new(|task: Task| panic!("{task:?} sent to nice-plug's background thread")),
                 Arc::new(move |task: Task| {
                     tasks.lock().unwrap().push(format!("{task:?}"));
                     crate::loader::run(task, &params, &shared);
                 }),
-                Arc::new(|_| {}),
             )
         };
         let probe = Arc::new(Mutex::new(ProbeState::default()));
