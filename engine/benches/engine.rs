@@ -15,7 +15,8 @@
 //! - `network/frame`: one streaming step of the network (variation, pitch, decoder, input-timbre
 //!   tracker excluded) per kernel set.
 //! - `reference-clip/10s`: analysing a 10 s reference clip off the audio thread: the classic
-//!   descriptor, the neural `z_t` and Exemplar mode's analysis.
+//!   descriptor, the neural `z_t` and Exemplar mode's analysis, each alone and the loader's
+//!   whole job from a 44.1 kHz stereo file (one thread, and two as the plugin runs it).
 //!
 //! Run: `cargo bench -p timbreswap-engine --bench engine`.
 
@@ -296,6 +297,25 @@ fn reference_clip(c: &mut Criterion) {
         b.iter(|| {
             let clip = timbreswap_engine::clip::load_reference_clip(&path, &cfg).unwrap();
             std::hint::black_box(net.clip_timbre(&clip.samples)[0])
+        })
+    });
+    // The plugin loader's whole job today: the above and the Exemplar analysis, one step after
+    // the other on one thread, then as the loader runs them (`analyse_reference_file`: the
+    // Exemplar analysis on a second thread).
+    group.bench_function("10s/file-to-every-analysis/one-thread", |b| {
+        b.iter(|| {
+            let clip = timbreswap_engine::clip::load_reference_clip(&path, &cfg).unwrap();
+            let z_t = net.clip_timbre(&clip.samples);
+            let bank = ExemplarBank::new(&cfg, &clip.samples).unwrap();
+            std::hint::black_box((z_t[0], bank.frames()))
+        })
+    });
+    group.bench_function("10s/file-to-every-analysis/two-threads", |b| {
+        b.iter(|| {
+            let analysis =
+                timbreswap_engine::reference::analyse_reference_file(&path, &cfg, Some(&net))
+                    .unwrap();
+            std::hint::black_box((analysis.z_t.unwrap()[0], analysis.bank.unwrap().frames()))
         })
     });
     group.finish();

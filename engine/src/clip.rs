@@ -291,7 +291,7 @@ pub fn mono_at(audio: &DecodedAudio, rate: u32) -> Vec<f32> {
 
 /// The descriptor of checked mono audio at the model rate (`path` names it and is recorded as
 /// its source).
-fn descriptor_from_mono(
+pub(crate) fn descriptor_from_mono(
     path: &Path,
     at_model_rate: &[f32],
     cfg: &StftConfig,

@@ -37,6 +37,7 @@ pub mod network;
 pub mod neural;
 pub mod phase;
 pub mod processor;
+pub mod reference;
 pub mod render;
 pub mod resampler;
 pub mod scheduling;

@@ -142,13 +142,28 @@ fn serve(
             if flags.stop.load(Ordering::Acquire) {
                 return;
             }
-            loader::run(task, params, shared);
+            run_guarded(task, params, shared);
         }
         if flags.apply_state.swap(false, Ordering::AcqRel) {
-            loader::run(Task::ApplyState, params, shared);
+            run_guarded(Task::ApplyState, params, shared);
             continue;
         }
         std::thread::park();
+    }
+}
+
+/// Runs `task`; a panic in it (a bug) is reported in the editor instead of ending the thread,
+/// so the instance keeps loading files. The shared state's locks are taken through
+/// `PoisonError::into_inner` everywhere, so a task that panicked holding one leaves it usable.
+fn run_guarded(task: Task, params: &Arc<TimbreswapParams>, shared: &Arc<Shared>) {
+    let what = format!("{task:?}");
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        loader::run(task, params, shared)
+    }));
+    if ran.is_err() {
+        shared.report_error(format!(
+            "Internal error while running {what}; the previous state keeps playing"
+        ));
     }
 }
 

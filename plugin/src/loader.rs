@@ -1,11 +1,14 @@
-//! Background tasks: loading reference clips, presets and models off the audio thread.
+//! The loader's tasks: loading reference clips, presets and models off the audio thread (on
+//! the instance's loader thread, [`crate::jobs`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError};
 
-use timbreswap_engine::clip::{decode_file_cut, load_reference_clip, mono_at, MAX_CLIP_SECONDS};
+use timbreswap_engine::clip::{decode_file_cut, mono_at, MAX_CLIP_SECONDS};
 use timbreswap_engine::exemplar::{ExemplarBank, MAX_BANK_SECONDS};
 use timbreswap_engine::network::Network;
+use timbreswap_engine::reference::{analyse_reference_file, ReferenceAnalysis};
+use timbreswap_engine::timbre::TimbreLatent;
 use timbreswap_engine::{Slot, StftConfig, TimbreDescriptor};
 
 use crate::model::{latent_for, load_network, measure, preset, PRESET_SUFFIX};
@@ -53,14 +56,17 @@ pub enum Task {
 pub fn run(task: Task, params: &Arc<TimbreswapParams>, shared: &Arc<Shared>) {
     match task {
         Task::LoadReference { slot, path } => {
-            match load_reference_clip(&path, &StftConfig::default()) {
-                Ok(clip) => {
+            let cfg = StftConfig::default();
+            let net = shared.network();
+            match analyse_reference_file(&path, &cfg, net.as_deref()) {
+                Ok(ReferenceAnalysis { clip, z_t, bank }) => {
                     let mut descriptor = clip.descriptor;
-                    if let Some(net) = shared.network() {
-                        descriptor.latent = Some(measure(&net, &at_rate(&clip.samples, &net)));
+                    if let (Some(net), Some(z_t)) = (&net, z_t) {
+                        descriptor.latent = Some(TimbreLatent {
+                            model_id: net.id().to_string(),
+                            z_t,
+                        });
                     }
-                    let cfg = StftConfig::default();
-                    let bank = ExemplarBank::new(&cfg, &clip.samples);
                     let saved = descriptor
                         .source
                         .as_deref()
@@ -259,7 +265,7 @@ fn hand_over(
             let mut stored = params.timbre(slot).write();
             if let (Some(d), Some(z_t)) = (stored.as_mut(), &latents[i]) {
                 if timbres[i].as_ref() == Some(d) {
-                    d.latent = Some(timbreswap_engine::timbre::TimbreLatent {
+                    d.latent = Some(TimbreLatent {
                         model_id: net.id().to_string(),
                         z_t: z_t.clone(),
                     });
@@ -625,7 +631,9 @@ mod tests {
         assert!(bank.frames() > 100, "{} frames", bank.frames());
         // Saved with the project: the clip's own samples (16-bit, so exactly).
         let cfg = StftConfig::default();
-        let original = load_reference_clip(&clip, &cfg).unwrap().samples;
+        let original = timbreswap_engine::clip::load_reference_clip(&clip, &cfg)
+            .unwrap()
+            .samples;
         let saved = params.clip_b.snapshot().expect("the clip is saved");
         assert_eq!(Some(&saved.source), descriptor.source.as_ref());
         assert_eq!(saved.samples(cfg.sample_rate).unwrap(), original);

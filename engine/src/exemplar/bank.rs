@@ -3,7 +3,7 @@
 use realfft::num_complex::Complex32;
 
 use super::notes::NoteTracker;
-use super::pitch::{refine_pitch, yin, YIN_MAX_LAG, YIN_TRUST};
+use super::pitch::{refine_pitch, Yin, YIN_TRUST};
 use super::{MAG_FLOOR, MIDDLE_C_HZ};
 use crate::config::StftConfig;
 use crate::features::FeatureExtractor;
@@ -76,7 +76,7 @@ impl ExemplarBank {
         let mut env = vec![0.0f32; bins];
         let mut fine = vec![0.0f32; bins];
         let mut mag = vec![0.0f32; bins];
-        let mut scratch = vec![0.0f32; YIN_MAX_LAG + 1];
+        let mut yin = Yin::new();
         let bin_hz = cfg.sample_rate as f32 / cfg.n_fft as f32;
         let sr = cfg.sample_rate as f32;
         let mut tracker = NoteTracker::new(sr / cfg.hop as f32);
@@ -98,7 +98,7 @@ impl ExemplarBank {
         let sure: Vec<Option<f32>> = (0..f.frames)
             .map(|t| {
                 let end = (t * cfg.hop + cfg.n_fft / 2).min(audio.len());
-                yin(&audio[..end], sr, &mut scratch)
+                yin.estimate(&audio[..end], sr)
                     .filter(|(_, aperiodicity)| *aperiodicity < YIN_TRUST)
                     .map(|(p, _)| p)
             })

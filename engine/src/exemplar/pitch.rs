@@ -1,6 +1,12 @@
-//! Pitch: YIN on the newest samples, and a harmonic sum that refines a rough guess.
+//! Pitch: YIN on the newest samples (its difference function through an FFT), and a harmonic
+//! sum that refines a rough guess.
 
-use super::{LANES, MIDDLE_C_HZ};
+use std::sync::Arc;
+
+use realfft::num_complex::Complex32;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+
+use super::MIDDLE_C_HZ;
 
 /// Half-width of the search around the pitch ruler's estimate, in cents.
 pub const REFINE_RANGE_CENTS: f32 = 150.0;
@@ -56,23 +62,6 @@ pub fn refine_pitch(mag: &[f32], bin_hz: f32, guess: f32) -> f32 {
     centre + offset * step
 }
 
-/// `sum (a_i - b_i)^2` over the shorter of the two, in eight independent sums (so the
-/// compiler can use vector registers; a single running sum would be one long dependency chain).
-/// Realtime-safe.
-fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            let e = x[l] - y[l];
-            lanes[l] += e * e;
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| (x - y) * (x - y)).sum();
-    lanes.iter().sum::<f32>() + tail
-}
-
 /// Largest lag YIN searches, in samples at the model rate (50 Hz at 32 kHz).
 pub const YIN_MAX_LAG: usize = 640;
 /// Smallest lag, in samples (2 kHz at 32 kHz).
@@ -84,34 +73,136 @@ pub const YIN_TRUST: f32 = 0.3;
 /// YIN's absolute threshold on the cumulative-mean-normalised difference.
 pub const YIN_THRESHOLD: f32 = 0.15;
 
-/// YIN (de Cheveigné and Kawahara 2002) on the newest `YIN_WINDOW + YIN_MAX_LAG` samples of
-/// `history` (oldest first) at `sample_rate` Hz: semitones from middle C and the aperiodicity
-/// (the normalised difference at the chosen lag, 0 = periodic), or `None` when silent.
-/// `scratch` holds at least `YIN_MAX_LAG + 1` values. Realtime-safe.
-pub fn yin(history: &[f32], sample_rate: f32, scratch: &mut [f32]) -> Option<(f32, f32)> {
-    let need = YIN_WINDOW + YIN_MAX_LAG;
-    if history.len() < need || scratch.len() <= YIN_MAX_LAG {
-        return None;
+/// Samples YIN reads per estimate: the window and the largest lag before it. Also the length of
+/// its FFT: every product the cross-correlation needs stays inside one period of it, so the
+/// circular correlation is the linear one (1152 = 2^7 * 9, a fast size).
+const YIN_SPAN: usize = YIN_WINDOW + YIN_MAX_LAG;
+
+/// YIN (de Cheveigné and Kawahara 2002) with its difference function computed through an FFT:
+/// `d(tau) = E_new + E_old(tau) - 2 r(tau)`, the cross-correlation `r` of the newest window
+/// with the samples before it from one forward transform each and one inverse, the energies
+/// from running sums. The same function as summing `(x_j - x_(j-tau))^2` for every lag
+/// (`YIN_MAX_LAG * YIN_WINDOW` products per estimate) within f32 rounding, at a fraction of the
+/// work. Build it off the audio thread; [`estimate`](Self::estimate) is realtime-safe.
+pub struct Yin {
+    forward: Arc<dyn RealToComplex<f32>>,
+    inverse: Arc<dyn ComplexToReal<f32>>,
+    /// The newest window, zero-padded to [`YIN_SPAN`].
+    window: Box<[f32]>,
+    /// A copy of the span (the forward transform overwrites its input).
+    span: Box<[f32]>,
+    window_spectrum: Box<[Complex32]>,
+    span_spectrum: Box<[Complex32]>,
+    fft_scratch: Box<[Complex32]>,
+    /// The cross-correlation by offset into the span, then the difference function by lag.
+    correlation: Box<[f32]>,
+    d: Box<[f32]>,
+}
+
+impl Default for Yin {
+    fn default() -> Self {
+        Self::new()
     }
-    let x = &history[history.len() - need..];
-    let d = &mut scratch[..=YIN_MAX_LAG];
-    d[0] = 0.0;
-    // The window is the newest YIN_WINDOW samples, compared with the samples tau earlier, so
-    // the answer is about the newest sound (a note change shows as soon as it fills the
-    // window, whatever the lag).
-    let newest = &x[YIN_MAX_LAG..];
-    let mut energy = 0.0f32;
-    for v in newest {
-        energy += v * v;
+}
+
+impl Yin {
+    /// Plans the transforms and allocates the buffers. Allocates.
+    pub fn new() -> Self {
+        let mut planner = RealFftPlanner::<f32>::new();
+        let forward = planner.plan_fft_forward(YIN_SPAN);
+        let inverse = planner.plan_fft_inverse(YIN_SPAN);
+        let scratch = forward
+            .get_scratch_len()
+            .max(inverse.get_scratch_len())
+            .max(1);
+        let bins = YIN_SPAN / 2 + 1;
+        Self {
+            forward,
+            inverse,
+            window: vec![0.0; YIN_SPAN].into_boxed_slice(),
+            span: vec![0.0; YIN_SPAN].into_boxed_slice(),
+            window_spectrum: vec![Complex32::default(); bins].into_boxed_slice(),
+            span_spectrum: vec![Complex32::default(); bins].into_boxed_slice(),
+            fft_scratch: vec![Complex32::default(); scratch].into_boxed_slice(),
+            correlation: vec![0.0; YIN_SPAN].into_boxed_slice(),
+            d: vec![0.0; YIN_MAX_LAG + 1].into_boxed_slice(),
+        }
     }
-    if energy.is_nan() || energy <= 1e-12 {
-        return None;
+
+    /// YIN on the newest `YIN_WINDOW + YIN_MAX_LAG` samples of `history` (oldest first) at
+    /// `sample_rate` Hz: semitones from middle C and the aperiodicity (the normalised
+    /// difference at the chosen lag, 0 = periodic), or `None` when silent or when `history` is
+    /// shorter than that. Realtime-safe.
+    pub fn estimate(&mut self, history: &[f32], sample_rate: f32) -> Option<(f32, f32)> {
+        self.difference(history)
+            .then(|| pick(&mut self.d, sample_rate))
     }
-    for tau in 1..=YIN_MAX_LAG {
-        let older = &x[YIN_MAX_LAG - tau..YIN_MAX_LAG - tau + YIN_WINDOW];
-        d[tau] = squared_distance(newest, older);
+
+    /// Fills `d` with the difference function of the newest [`YIN_SPAN`] samples of
+    /// `history`; `false` (and `d` unspecified) when they are silent, not finite or too few.
+    fn difference(&mut self, history: &[f32]) -> bool {
+        if history.len() < YIN_SPAN {
+            return false;
+        }
+        let x = &history[history.len() - YIN_SPAN..];
+        // The window is the newest YIN_WINDOW samples, compared with the samples tau earlier,
+        // so the answer is about the newest sound (a note change shows as soon as it fills the
+        // window, whatever the lag).
+        let newest = &x[YIN_MAX_LAG..];
+        let energy: f64 = newest.iter().map(|v| f64::from(*v).powi(2)).sum();
+        if energy.is_nan() || energy <= 1e-12 || !x.iter().all(|v| v.is_finite()) {
+            return false;
+        }
+        self.window[..YIN_WINDOW].copy_from_slice(newest);
+        self.window[YIN_WINDOW..].fill(0.0);
+        self.span.copy_from_slice(x);
+        // The lengths are the plans' own, so the transforms cannot fail.
+        let _ = self.forward.process_with_scratch(
+            &mut self.window,
+            &mut self.window_spectrum,
+            &mut self.fft_scratch,
+        );
+        let _ = self.forward.process_with_scratch(
+            &mut self.span,
+            &mut self.span_spectrum,
+            &mut self.fft_scratch,
+        );
+        // conj(W) * X: the correlation sum_j w_j x_(j+k) at offset k.
+        for (s, w) in self
+            .span_spectrum
+            .iter_mut()
+            .zip(self.window_spectrum.iter())
+        {
+            *s *= w.conj();
+        }
+        // A real signal's spectrum has real DC and Nyquist bins; rounding leaves a trace.
+        self.span_spectrum[0].im = 0.0;
+        self.span_spectrum[YIN_SPAN / 2].im = 0.0;
+        let _ = self.inverse.process_with_scratch(
+            &mut self.span_spectrum,
+            &mut self.correlation,
+            &mut self.fft_scratch,
+        );
+        let scale = 1.0 / YIN_SPAN as f64;
+        // The older window for lag tau starts at YIN_MAX_LAG - tau; its energy slides one
+        // sample per lag (in f64, so the sums of large and small terms keep their precision).
+        let mut older_energy = energy;
+        let d = &mut self.d;
+        d[0] = 0.0;
+        for tau in 1..=YIN_MAX_LAG {
+            let start = YIN_MAX_LAG - tau;
+            older_energy += f64::from(x[start]).powi(2) - f64::from(x[start + YIN_WINDOW]).powi(2);
+            let r = f64::from(self.correlation[start]) * scale;
+            d[tau] = (energy + older_energy.max(0.0) - 2.0 * r).max(0.0) as f32;
+        }
+        true
     }
-    // Cumulative mean normalisation, in place.
+}
+
+/// YIN's steps after the difference function `d` (lags 0..=YIN_MAX_LAG): cumulative mean
+/// normalisation in place, the first dip under [`YIN_THRESHOLD`] (else the lowest value), a
+/// parabola through it. Returns semitones from middle C and the normalised difference there.
+fn pick(d: &mut [f32], sample_rate: f32) -> (f32, f32) {
     let mut running = 0.0f32;
     for (tau, v) in d.iter_mut().enumerate().skip(1) {
         running += *v;
@@ -146,7 +237,7 @@ pub fn yin(history: &[f32], sample_rate: f32, scratch: &mut [f32]) -> Option<(f3
         0.0
     };
     let f0 = sample_rate / (tau as f32 + offset);
-    Some((12.0 * (f0 / MIDDLE_C_HZ).log2(), m))
+    (12.0 * (f0 / MIDDLE_C_HZ).log2(), m)
 }
 
 #[cfg(test)]
@@ -155,31 +246,107 @@ mod tests {
     use crate::config::StftConfig;
     use crate::exemplar::test_signal::{semitones, tone, SR};
     use crate::stft::Stft;
-    use realfft::num_complex::Complex32;
+
+    /// The textbook difference function: every lag's sum of squared differences, in f64.
+    fn direct_difference(x: &[f32]) -> Vec<f64> {
+        let x = &x[x.len() - YIN_SPAN..];
+        let newest = &x[YIN_MAX_LAG..];
+        (0..=YIN_MAX_LAG)
+            .map(|tau| {
+                let older = &x[YIN_MAX_LAG - tau..YIN_MAX_LAG - tau + YIN_WINDOW];
+                newest
+                    .iter()
+                    .zip(older)
+                    .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+                    .sum()
+            })
+            .collect()
+    }
+
+    /// A reproducible mix of a vibrato tone, a second voice and white noise.
+    fn busy_signal(seed: u32, len: usize) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..len)
+            .map(|n| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                let noise = state as f32 / u32::MAX as f32 - 0.5;
+                let t = n as f32 / SR;
+                let f0 = 180.0 + 40.0 * seed as f32;
+                let phase = std::f32::consts::TAU * f0 * (t + 0.002 * (5.0 * t).sin());
+                0.5 * phase.sin() + 0.2 * (1.7 * phase).sin() + 0.1 * noise
+            })
+            .collect()
+    }
+
+    /// The FFT difference function is the direct one: within 1e-5 of the two windows' energy
+    /// at every lag, on tones, noisy mixtures and a span whose older part is 60 dB louder than
+    /// the window.
+    #[test]
+    fn the_fft_difference_function_is_the_direct_sum() {
+        let mut yin = Yin::new();
+        let mut step = tone(220.0, 8, YIN_SPAN);
+        for v in &mut step[..YIN_MAX_LAG] {
+            *v *= 1000.0;
+        }
+        let signals = [
+            tone(97.0, 12, YIN_SPAN),
+            tone(1234.5, 4, YIN_SPAN + 77),
+            busy_signal(1, YIN_SPAN),
+            busy_signal(4, YIN_SPAN + 300),
+            step,
+        ];
+        for (i, x) in signals.iter().enumerate() {
+            assert!(yin.difference(x), "signal {i} is sound");
+            let direct = direct_difference(x);
+            let span = &x[x.len() - YIN_SPAN..];
+            let energy = |from: usize| -> f64 {
+                span[from..from + YIN_WINDOW]
+                    .iter()
+                    .map(|v| f64::from(*v).powi(2))
+                    .sum()
+            };
+            for (tau, want) in direct.iter().enumerate().skip(1) {
+                let got = f64::from(yin.d[tau]);
+                // The terms' scale: both windows' energies.
+                let scale = energy(YIN_MAX_LAG) + energy(YIN_MAX_LAG - tau);
+                assert!(
+                    (got - want).abs() <= 1e-5 * scale,
+                    "signal {i}, lag {tau}: {got} against {want} (energies {scale})"
+                );
+            }
+        }
+    }
 
     #[test]
     fn yin_finds_the_fundamental_of_harmonic_tones() {
-        let mut scratch = vec![0.0; YIN_MAX_LAG + 1];
+        let mut yin = Yin::new();
         for f0 in [55.0f32, 97.0, 220.0, 440.0, 1234.5] {
             let x = tone(f0, 12, YIN_WINDOW + YIN_MAX_LAG);
-            let (p, aperiodicity) = yin(&x, SR, &mut scratch).expect("a tone is not silence");
+            let (p, aperiodicity) = yin.estimate(&x, SR).expect("a tone is not silence");
             let cents = 100.0 * (p - semitones(f0));
             assert!(cents.abs() < 5.0, "{f0} Hz: {cents} cents off");
             assert!(aperiodicity < 0.05, "{f0} Hz: aperiodicity {aperiodicity}");
         }
         let silence = vec![0.0; YIN_WINDOW + YIN_MAX_LAG];
-        assert!(yin(&silence, SR, &mut scratch).is_none());
+        assert!(yin.estimate(&silence, SR).is_none());
         // Too short a history answers nothing rather than reading past it.
-        assert!(yin(&silence[..100], SR, &mut scratch).is_none());
+        let x = tone(220.0, 8, YIN_WINDOW + YIN_MAX_LAG);
+        assert!(yin.estimate(&x[..100], SR).is_none());
+        // Non-finite samples answer nothing.
+        let mut broken = x.clone();
+        broken[700] = f32::NAN;
+        assert!(yin.estimate(&broken, SR).is_none());
     }
 
     #[test]
     fn yin_answers_for_the_newest_samples() {
-        let mut scratch = vec![0.0; YIN_MAX_LAG + 1];
+        let mut yin = Yin::new();
         // 220 Hz, then 330 Hz for just over one window: the answer is the new note.
         let mut x = tone(220.0, 8, YIN_MAX_LAG);
         x.extend(tone(330.0, 8, YIN_WINDOW + 40));
-        let (p, _) = yin(&x, SR, &mut scratch).expect("sound");
+        let (p, _) = yin.estimate(&x, SR).expect("sound");
         let cents = 100.0 * (p - semitones(330.0));
         assert!(cents.abs() < 10.0, "{cents} cents from 330 Hz");
     }

@@ -6,7 +6,7 @@ use realfft::num_complex::Complex32;
 
 use super::bank::{partial_level, ExemplarBank, HARMONIC_PARTIALS};
 use super::notes::NoteTracker;
-use super::pitch::{refine_pitch, yin, YIN_MAX_LAG, YIN_TRUST, YIN_WINDOW};
+use super::pitch::{refine_pitch, Yin, YIN_MAX_LAG, YIN_TRUST, YIN_WINDOW};
 use super::{LANES, MAG_FLOOR, MIDDLE_C_HZ};
 use crate::cepstrum::Cepstrum;
 use crate::config::StftConfig;
@@ -139,7 +139,8 @@ pub struct ExemplarSwap {
     previous: Option<usize>,
     hop: usize,
     history: Box<[f32]>,
-    yin_scratch: Box<[f32]>,
+    /// YIN's transforms and buffers.
+    yin: Yin,
     log_mag: Box<[f32]>,
     mag: Box<[f32]>,
     envelope: Box<[f32]>,
@@ -206,7 +207,7 @@ impl ExemplarSwap {
             previous: None,
             hop: c.hop,
             history: vec![0.0; YIN_WINDOW + YIN_MAX_LAG].into_boxed_slice(),
-            yin_scratch: vec![0.0; YIN_MAX_LAG + 1].into_boxed_slice(),
+            yin: Yin::new(),
             log_mag: vec![0.0; bins].into_boxed_slice(),
             mag: vec![0.0; bins].into_boxed_slice(),
             envelope: vec![0.0; bins].into_boxed_slice(),
@@ -301,7 +302,7 @@ impl ExemplarSwap {
         );
         let bin_hz = c.sample_rate as f32 / c.n_fft as f32;
         let sr = c.sample_rate as f32;
-        let measured = yin(&self.history, sr, &mut self.yin_scratch);
+        let measured = self.yin.estimate(&self.history, sr);
         let guess = match &mut self.ruler {
             Some((net, state)) => {
                 net.normalise(&self.log_mag, &mut self.envelope, &mut self.fine);

@@ -1,0 +1,115 @@
+//! Everything a reference file gives the plugin, analysed on two threads: the clip (decoded,
+//! checked, mono at the engine rate) with its classic descriptor, the neural timbre latent, and
+//! the Exemplar analysis. Not realtime-safe (file I/O, allocation, a thread).
+
+use std::path::Path;
+
+use crate::clip::{
+    check_audio, decode_file_cut, descriptor_from_mono, mono_at, ReferenceClip, MAX_CLIP_SECONDS,
+};
+use crate::config::StftConfig;
+use crate::error::ClipError;
+use crate::exemplar::ExemplarBank;
+use crate::network::Network;
+use crate::resampler::resample_all;
+
+/// A reference file's analyses.
+#[derive(Debug, Clone)]
+pub struct ReferenceAnalysis {
+    /// The clip and its classic descriptor (its `latent` is not set here).
+    pub clip: ReferenceClip,
+    /// The timbre latent `z_t` measured with the network given (`None` without one).
+    pub z_t: Option<Vec<f32>>,
+    /// The analysis for Exemplar mode (`None` when no frame of the clip sounds, or when it
+    /// could not be made).
+    pub bank: Option<ExemplarBank>,
+}
+
+/// Decodes and checks the reference at `path`, then analyses it at `cfg`'s rate for every
+/// mode: the Exemplar analysis on a second thread while this one makes the classic descriptor
+/// and, with `net`, the timbre latent (the audio resampled to `net`'s rate where it differs).
+/// If the system refuses the second thread, everything runs on this one. Errors are the
+/// clip's (unreadable, unsupported, silent, ...).
+pub fn analyse_reference_file(
+    path: &Path,
+    cfg: &StftConfig,
+    net: Option<&Network>,
+) -> Result<ReferenceAnalysis, ClipError> {
+    let audio = decode_file_cut(path, MAX_CLIP_SECONDS)?;
+    check_audio(path, &audio)?;
+    let samples = mono_at(&audio, cfg.sample_rate);
+    let (descriptor, z_t, bank) = std::thread::scope(|scope| {
+        let exemplar = std::thread::Builder::new()
+            .name("timbreswap-exemplar-analysis".into())
+            .spawn_scoped(scope, || ExemplarBank::new(cfg, &samples));
+        let descriptor = descriptor_from_mono(path, &samples, cfg);
+        let z_t = match (&descriptor, net) {
+            (Ok(_), Some(net)) => Some(net.clip_timbre(&at_rate(&samples, cfg, net))),
+            _ => None,
+        };
+        let bank = match exemplar {
+            // A panic in the analysis leaves the clip without Exemplar mode (it plays
+            // Classic there), not the whole load failed.
+            Ok(thread) => thread.join().unwrap_or(None),
+            Err(_) => ExemplarBank::new(cfg, &samples),
+        };
+        (descriptor, z_t, bank)
+    });
+    Ok(ReferenceAnalysis {
+        clip: ReferenceClip {
+            descriptor: descriptor?,
+            samples,
+            truncated: audio.truncated,
+        },
+        z_t,
+        bank,
+    })
+}
+
+/// `samples` (at `cfg`'s rate) at `net`'s rate.
+fn at_rate(samples: &[f32], cfg: &StftConfig, net: &Network) -> Vec<f32> {
+    let model_rate = net.stft().sample_rate;
+    if cfg.sample_rate == model_rate {
+        samples.to_vec()
+    } else {
+        resample_all(samples, cfg.sample_rate, model_rate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clip::load_reference_clip;
+    use crate::kernels::Kernels;
+    use crate::model_file;
+
+    /// The two-thread analysis gives exactly what the one-thread steps give, and a file that
+    /// cannot be read is the clip's error.
+    #[test]
+    fn two_threads_give_what_one_thread_gives() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let file = model_file::load(&root.join("assets/models/default.safetensors")).unwrap();
+        let net = Network::new(&file, "default", Kernels::best()).unwrap();
+        let cfg = StftConfig::default();
+        let path = root.join("assets/examples/ref-trumpet.wav");
+        let got = analyse_reference_file(&path, &cfg, Some(&net)).unwrap();
+
+        let clip = load_reference_clip(&path, &cfg).unwrap();
+        assert_eq!(got.clip.descriptor, clip.descriptor);
+        assert_eq!(got.clip.samples, clip.samples);
+        assert_eq!(got.clip.truncated, clip.truncated);
+        let z_t = net.clip_timbre(&at_rate(&clip.samples, &cfg, &net));
+        assert_eq!(got.z_t, Some(z_t));
+        let bank = ExemplarBank::new(&cfg, &clip.samples).expect("the trumpet sounds");
+        let got_bank = got.bank.expect("an Exemplar analysis");
+        assert_eq!(format!("{got_bank:?}"), format!("{bank:?}"));
+
+        let without_model = analyse_reference_file(&path, &cfg, None).unwrap();
+        assert_eq!(without_model.z_t, None);
+        let missing = root.join("assets/examples/no-such-clip.wav");
+        assert!(matches!(
+            analyse_reference_file(&missing, &cfg, Some(&net)),
+            Err(e) if e.to_string() == load_reference_clip(&missing, &cfg).unwrap_err().to_string()
+        ));
+    }
+}
