@@ -12,8 +12,10 @@
 //!   as loud, whose squares and products are denormals (flush-to-zero keeps them cheap).
 //! - `offline/exemplar`: the whole Exemplar path (the trumpet example's analysis, the built-in
 //!   model's pitch ruler beside it) on one thread.
+//! - `offline/neural-input-f16`: `offline/neural-input` with the model's matrices as f16.
 //! - `network/frame`: one streaming step of the network (variation, pitch, decoder, input-timbre
-//!   tracker excluded) per kernel set.
+//!   tracker excluded) per kernel set; `network/frame-f16` the same with f16 matrices, per
+//!   kernel set that has f16 kernels.
 //! - `reference-clip/10s`: analysing a 10 s reference clip off the audio thread: the classic
 //!   descriptor, the neural `z_t` and Exemplar mode's analysis, each alone and the loader's
 //!   whole job from a 44.1 kHz stereo file (one thread, and two as the plugin runs it).
@@ -38,9 +40,18 @@ use timbreswap_engine::{
 
 /// The built-in model's network with `kernels`.
 fn network(kernels: Kernels) -> Arc<Network> {
+    network_with(kernels, false)
+}
+
+/// The built-in model's network with `kernels`, its matrices as f16 when `half` (as
+/// `timbreswap convert-model` writes them).
+fn network_with(kernels: Kernels, half: bool) -> Arc<Network> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../assets/models/default.safetensors");
-    let file = model_file::load(&path).unwrap();
+    let mut file = model_file::load(&path).unwrap();
+    if half {
+        file = file.with_half_matrices();
+    }
     Arc::new(Network::new(&file, "default", kernels).unwrap())
 }
 
@@ -185,6 +196,15 @@ fn engine_blocks(c: &mut Criterion) {
         let neural = Some((net.clone(), z.clone(), phase));
         bench_mode(c, name, ProcessingMode::Offline, Some(&t), neural);
     }
+    // The same model with f16 matrices (the f16 kernels where this CPU has them).
+    let half = network_with(Kernels::best(), true);
+    bench_mode(
+        c,
+        "offline/neural-input-f16",
+        ProcessingMode::Offline,
+        Some(&t),
+        Some((half, z.clone(), PhaseMode::Input)),
+    );
     // The same at -400 dB: every sample is a normal float, but the squares and products in
     // the frame processing are denormals. With flush-to-zero they cost nothing extra.
     bench_mode_at(
@@ -220,8 +240,15 @@ fn engine_blocks(c: &mut Criterion) {
 /// One network step per kernel set, on normalised inputs from a real clip.
 fn network_frame(c: &mut Criterion) {
     let mut group = c.benchmark_group("network");
-    for isa in Kernels::available() {
-        let net = network(Kernels::for_isa(isa).unwrap());
+    let f16_sets = Kernels::available()
+        .into_iter()
+        .filter(|isa| Kernels::for_isa(*isa).is_some_and(|k| k.has_f16()));
+    let runs = Kernels::available()
+        .into_iter()
+        .map(|isa| (isa, false))
+        .chain(f16_sets.map(|isa| (isa, true)));
+    for (isa, half) in runs {
+        let net = network_with(Kernels::for_isa(isa).unwrap(), half);
         let cfg = net.config().clone();
         let audio = clip("input-voice.wav", 2.0);
         let f = timbreswap_engine::features::FeatureExtractor::new(&cfg.stft(), cfg.mag_floor)
@@ -237,7 +264,12 @@ fn network_frame(c: &mut Criterion) {
         let mut state = net.state();
         let mut out = vec![0.0f32; bins];
         let mut t = 0;
-        group.bench_function(format!("frame/{isa}"), |b| {
+        let name = if half {
+            format!("frame-f16/{isa}")
+        } else {
+            format!("frame/{isa}")
+        };
+        group.bench_function(name, |b| {
             b.iter(|| {
                 let r = t * bins..(t + 1) * bins;
                 net.step(

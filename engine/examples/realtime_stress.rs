@@ -2,9 +2,10 @@
 //! and reports dropouts: the real-time safety check of the neural (or classic) path.
 //!
 //! `cargo run --release -p timbreswap-engine --example realtime_stress -- [SECONDS] [BLOCK]
-//! [RATE] [neural|classic|none|mix0] [busy|idle] [realtime|normal]` (defaults: 60 s, 64
-//! samples, 48 kHz, neural, busy, realtime; `none`: no reference, the pass-through an idle
-//! instance runs; `mix0`: Neural with a reference at Mix 0, the other idle instance).
+//! [RATE] [neural|neural-f16|classic|none|mix0] [busy|idle] [realtime|normal]` (defaults: 60 s,
+//! 64 samples, 48 kHz, neural, busy, realtime; `neural-f16`: the model's matrices as f16;
+//! `none`: no reference, the pass-through an idle instance runs; `mix0`: Neural with a
+//! reference at Mix 0, the other idle instance).
 //! Two more optional arguments, `[BURST] [worker|covered|inline]` (defaults 1, worker): the
 //! host calls `process` in groups of BURST blocks back to back, then waits until the group's
 //! audio is due (VST3 `kBuffered`/prefetch, anticipative processing); `covered` builds the
@@ -56,7 +57,8 @@ fn main() {
     let rate: f64 = arg(2, "48000").parse().expect("RATE");
     let what = arg(3, "neural");
     let mix0 = what == "mix0";
-    let neural = what == "neural" || mix0;
+    let half = what == "neural-f16";
+    let neural = what == "neural" || half || mix0;
     let none = what == "none";
     let busy = arg(4, "busy") == "busy";
     let worker_priority = if arg(5, "realtime") == "realtime" {
@@ -69,7 +71,11 @@ fn main() {
     let covered = arg(7, "worker") == "covered";
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let file = model_file::load(&root.join("assets/models/default.safetensors")).unwrap();
+    let mut file = model_file::load(&root.join("assets/models/default.safetensors")).unwrap();
+    if half {
+        // The matrices as f16, as `timbreswap convert-model` writes them.
+        file = file.with_half_matrices();
+    }
     let net = Arc::new(Network::new(&file, "default", Kernels::best()).unwrap());
     let reference = timbreswap_engine::clip::load_reference_clip(
         &root.join("assets/examples/ref-trumpet.wav"),

@@ -57,6 +57,8 @@ type MatvecFn = unsafe fn(w: &[f32], bias: &[f32], x: &[f32], y: &mut [f32]);
 /// `frames >= 1`, `cols = x.len() / frames >= 1`, `x.len() == frames * cols`,
 /// `y.len() == frames * rows`, `w.len() == rows * cols`, and the CPU supports the ISA.
 type MatmulFn = unsafe fn(w: &[f32], bias: &[f32], x: &[f32], frames: usize, y: &mut [f32]);
+/// [`MatvecFn`] with f16 weights (their bit patterns); same contract.
+type MatvecF16Fn = unsafe fn(w: &[u16], bias: &[f32], x: &[f32], y: &mut [f32]);
 /// `y = max(y, slope y)`; contract: the CPU supports the ISA.
 type LeakyFn = unsafe fn(y: &mut [f32], slope: f32);
 /// `acc += max(x, slope x)`; contract: `acc.len() == x.len()` and the CPU supports the ISA.
@@ -71,6 +73,8 @@ type AddLeakyFn = unsafe fn(acc: &mut [f32], x: &[f32], slope: f32);
 pub struct Kernels {
     isa: Isa,
     matvec: MatvecFn,
+    /// The f16-weight product, where this ISA has a kernel for it.
+    matvec_f16: Option<MatvecF16Fn>,
     matmul: MatmulFn,
     leaky: LeakyFn,
     add_leaky: AddLeakyFn,
@@ -132,6 +136,7 @@ impl Kernels {
         Self {
             isa: Isa::Scalar,
             matvec: scalar::matvec_bias,
+            matvec_f16: None,
             matmul: scalar::matmul_bias,
             leaky: scalar::leaky_relu,
             add_leaky: scalar::add_leaky_relu,
@@ -169,6 +174,45 @@ impl Kernels {
         // SAFETY: the table's ISA was detected at construction (`for_isa`), and the lengths
         // were checked above, which is the kernel's whole contract.
         unsafe { (self.matvec)(w, bias, x, y) }
+    }
+
+    /// Whether this table has a SIMD kernel for f16 weights ([`Self::matvec_bias_f16`]):
+    /// AVX-512F, and AVX2+FMA where the CPU has F16C. Elsewhere a network keeps its f16
+    /// weights widened to f32 (the same values, twice the bytes).
+    pub fn has_f16(&self) -> bool {
+        self.matvec_f16.is_some()
+    }
+
+    /// [`Self::matvec_bias`] with the weights as f16 bit patterns (widened exactly, products
+    /// and sums in f32): half the bytes per row. Without an f16 kernel ([`Self::has_f16`]) it
+    /// runs a portable loop. Same length rules. Realtime-safe.
+    pub fn matvec_bias_f16(&self, w: &[u16], bias: &[f32], x: &[f32], y: &mut [f32]) {
+        let ok = bias.len() == y.len() && y.len().checked_mul(x.len()) == Some(w.len());
+        debug_assert!(
+            ok,
+            "matvec_bias_f16: w {} != y {} x x {}, or bias {} != y",
+            w.len(),
+            y.len(),
+            x.len(),
+            bias.len()
+        );
+        if !ok {
+            y.fill(0.0);
+            return;
+        }
+        if y.is_empty() {
+            return;
+        }
+        if x.is_empty() {
+            y.copy_from_slice(bias);
+            return;
+        }
+        match self.matvec_f16 {
+            // SAFETY: the kernel is only in the table when its features were detected at
+            // construction, and the lengths were checked above (the whole contract).
+            Some(kernel) => unsafe { kernel(w, bias, x, y) },
+            None => crate::half::matvec_bias_portable(w, bias, x, y),
+        }
     }
 
     /// Batched product with bias: for each frame `f` in `0..frames`,
@@ -252,6 +296,8 @@ fn avx2_table() -> Option<Kernels> {
     (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then_some(Kernels {
         isa: Isa::Avx2Fma,
         matvec: avx2::matvec_bias,
+        matvec_f16: is_x86_feature_detected!("f16c")
+            .then_some(crate::half::avx2::matvec_bias_f16 as MatvecF16Fn),
         matmul: avx2::matmul_bias,
         leaky: avx2::leaky_relu,
         add_leaky: avx2::add_leaky_relu,
@@ -263,6 +309,7 @@ fn avx512_table() -> Option<Kernels> {
     is_x86_feature_detected!("avx512f").then_some(Kernels {
         isa: Isa::Avx512,
         matvec: avx512::matvec_bias,
+        matvec_f16: Some(crate::half::avx512::matvec_bias_f16),
         matmul: avx512::matmul_bias,
         leaky: avx512::leaky_relu,
         add_leaky: avx512::add_leaky_relu,
@@ -284,6 +331,7 @@ fn neon_table() -> Option<Kernels> {
     std::arch::is_aarch64_feature_detected!("neon").then_some(Kernels {
         isa: Isa::Neon,
         matvec: neon::matvec_bias,
+        matvec_f16: None,
         matmul: neon::matmul_bias,
         leaky: neon::leaky_relu,
         add_leaky: neon::add_leaky_relu,
@@ -294,6 +342,9 @@ fn neon_table() -> Option<Kernels> {
 fn neon_table() -> Option<Kernels> {
     None
 }
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::hsum4 as avx2_hsum4;
 
 /// Portable kernels. Safe code; the `unsafe fn` pointer types accept them as they are.
 mod scalar {
@@ -354,7 +405,7 @@ mod avx2 {
     /// Horizontal sums of four vectors, as the four lanes of the result.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn hsum4(a: __m256, b: __m256, c: __m256, d: __m256) -> __m128 {
+    pub(crate) fn hsum4(a: __m256, b: __m256, c: __m256, d: __m256) -> __m128 {
         // Per 128-bit half: [a01, a23, b01, b23], [c01, c23, d01, d23], then [a, b, c, d].
         let ab = _mm256_hadd_ps(a, b);
         let cd = _mm256_hadd_ps(c, d);

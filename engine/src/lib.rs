@@ -29,6 +29,7 @@ pub mod error;
 pub mod exemplar;
 pub mod features;
 pub mod griffin_lim;
+pub mod half;
 pub mod kernels;
 pub mod messages;
 pub mod model_config;

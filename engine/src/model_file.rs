@@ -4,7 +4,9 @@
 //! Metadata (all strings): `format` = [`FORMAT_NAME`], `format_version`, `config` (the
 //! [`ModelConfig`] as JSON), `layers` (every stack's prefix and shape, JSON, informative),
 //! `instruments` (the map's instruments, JSON) and `training` (free-form JSON).
-//! Tensors, all `f32`: the weights listed by [`ModelConfig::weight_shapes`], plus `map.z_t`
+//! Tensors, `f32` or `f16` (a file converted with `timbreswap convert-model --half` stores its
+//! weight matrices as `f16`: the network then reads them with the f16 kernels,
+//! [`crate::half`]): the weights listed by [`ModelConfig::weight_shapes`], plus `map.z_t`
 //! `[instruments, z_t]` (the timbre latent of every training instrument), `map.pca_mean`
 //! `[z_t]` and `map.pca_basis` `[2, z_t]` (the 2-D PCA of the timbre space).
 //!
@@ -85,6 +87,9 @@ pub struct WeightTensor {
     pub shape: Vec<usize>,
     /// The values (`shape` product of them).
     pub data: Vec<f32>,
+    /// The values' f16 bit patterns when the file stored the tensor as f16 (`data` holds the
+    /// same values widened exactly); `None` for f32 tensors.
+    pub half: Option<Vec<u16>>,
 }
 
 /// A checked model file.
@@ -109,6 +114,35 @@ impl ModelFile {
     /// [`ModelConfig::weight_shapes`]).
     pub fn weight(&self, name: &str) -> Option<&[f32]> {
         self.weights.get(name).map(|t| t.data.as_slice())
+    }
+
+    /// Whether a weight tensor is one of the model's matrices (2-D, named `*.weight`): what
+    /// an f16 file stores as f16.
+    pub fn is_matrix(name: &str, tensor: &WeightTensor) -> bool {
+        tensor.shape.len() == 2 && name.ends_with(".weight")
+    }
+
+    /// This file as its f16 conversion reads ([`crate::half`]): every matrix rounded to f16
+    /// (to nearest, ties to even; `half` set, `data` the rounded values), everything else as
+    /// it is. The `id` gets a suffix, so latents measured with one are not used with the other.
+    pub fn with_half_matrices(&self) -> Self {
+        let mut out = self.clone();
+        for (name, tensor) in &mut out.weights {
+            if Self::is_matrix(name, tensor) {
+                let bits: Vec<u16> = tensor
+                    .data
+                    .iter()
+                    .map(|v| crate::half::f16_bits(*v))
+                    .collect();
+                tensor.data = bits
+                    .iter()
+                    .map(|h| crate::half::f32_from_bits(*h))
+                    .collect();
+                tensor.half = Some(bits);
+            }
+        }
+        out.id = format!("{}-f16", self.id);
+        out
     }
 }
 
@@ -230,17 +264,33 @@ fn parse_checked(data: &[u8]) -> Result<ModelFile, ModelFileError> {
         .map_err(|e| ModelFileError::Safetensors(e.to_string()))?;
     let mut tensors: BTreeMap<String, WeightTensor> = BTreeMap::new();
     for (name, view) in file.tensors() {
-        if view.dtype() != safetensors::Dtype::F32 {
-            return Err(ModelFileError::Weights(format!(
-                "{name} is {:?}, expected F32",
-                view.dtype()
-            )));
-        }
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let (values, half): (Vec<f32>, Option<Vec<u16>>) = match view.dtype() {
+            safetensors::Dtype::F32 => (
+                view.data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                None,
+            ),
+            safetensors::Dtype::F16 => {
+                let bits: Vec<u16> = view
+                    .data()
+                    .chunks_exact(2)
+                    .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                    .collect();
+                (
+                    bits.iter()
+                        .map(|h| crate::half::f32_from_bits(*h))
+                        .collect(),
+                    Some(bits),
+                )
+            }
+            other => {
+                return Err(ModelFileError::Weights(format!(
+                    "{name} is {other:?}, expected F32 or F16"
+                )))
+            }
+        };
         if values.len() != view.shape().iter().product::<usize>() {
             return Err(ModelFileError::Safetensors(format!(
                 "{name}: data does not match its shape"
@@ -263,6 +313,7 @@ fn parse_checked(data: &[u8]) -> Result<ModelFile, ModelFileError> {
             WeightTensor {
                 shape: view.shape().to_vec(),
                 data: values,
+                half,
             },
         );
     }

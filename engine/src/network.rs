@@ -27,13 +27,22 @@ const CLIP_CHUNK_FRAMES: usize = 1024;
 #[derive(Debug, Clone)]
 struct Linear {
     w: Box<[f32]>,
+    /// `w` as f16 bit patterns, kept when the file stored it as f16 and the kernels read f16:
+    /// the per-frame product then reads these (half the bytes); `w` holds the same values for
+    /// the batched encoder pass.
+    w16: Option<Box<[u16]>>,
     b: Box<[f32]>,
     rows: usize,
     cols: usize,
 }
 
 impl Linear {
-    fn from_file(file: &ModelFile, prefix: &str) -> Result<Self, ModelFileError> {
+    /// The layer `prefix` of `file`; `f16_kernels`: whether the kernels read f16 weights.
+    fn from_file(
+        file: &ModelFile,
+        prefix: &str,
+        f16_kernels: bool,
+    ) -> Result<Self, ModelFileError> {
         let get = |name: String| {
             file.weights
                 .get(&name)
@@ -52,6 +61,11 @@ impl Linear {
         };
         Ok(Self {
             w: w.data.clone().into_boxed_slice(),
+            w16: w
+                .half
+                .as_ref()
+                .filter(|_| f16_kernels)
+                .map(|h| h.clone().into_boxed_slice()),
             b: b.data.clone().into_boxed_slice(),
             rows,
             cols,
@@ -60,7 +74,10 @@ impl Linear {
 
     #[inline]
     fn apply(&self, k: &Kernels, x: &[f32], y: &mut [f32]) {
-        k.matvec_bias(&self.w, &self.b, &x[..self.cols], &mut y[..self.rows]);
+        match &self.w16 {
+            Some(w16) => k.matvec_bias_f16(w16, &self.b, &x[..self.cols], &mut y[..self.rows]),
+            None => k.matvec_bias(&self.w, &self.b, &x[..self.cols], &mut y[..self.rows]),
+        }
     }
 }
 
@@ -93,6 +110,7 @@ impl Stack {
         file: &ModelFile,
         prefix: &str,
         shape: &StackShape,
+        f16_kernels: bool,
     ) -> Result<Self, ModelFileError> {
         let blocks = shape
             .dilations
@@ -100,16 +118,20 @@ impl Stack {
             .enumerate()
             .map(|(i, &d)| {
                 Ok(Block {
-                    conv: Linear::from_file(file, &format!("{prefix}.blocks.{i}.conv"))?,
+                    conv: Linear::from_file(
+                        file,
+                        &format!("{prefix}.blocks.{i}.conv"),
+                        f16_kernels,
+                    )?,
                     kernel: shape.kernel,
                     dilation: d,
                 })
             })
             .collect::<Result<Vec<_>, ModelFileError>>()?;
         Ok(Self {
-            input: Linear::from_file(file, &format!("{prefix}.input"))?,
+            input: Linear::from_file(file, &format!("{prefix}.input"), f16_kernels)?,
             blocks,
-            output: Linear::from_file(file, &format!("{prefix}.output"))?,
+            output: Linear::from_file(file, &format!("{prefix}.output"), f16_kernels)?,
             hidden: shape.hidden,
         })
     }
@@ -323,7 +345,7 @@ impl Network {
             layers
                 .iter()
                 .find(|(n, _)| n == prefix)
-                .map(|(n, shape)| Stack::from_file(file, n, shape))
+                .map(|(n, shape)| Stack::from_file(file, n, shape, kernels.has_f16()))
                 .transpose()
         };
         let required = |prefix: &str| {
@@ -339,7 +361,7 @@ impl Network {
             fine_mean: vector("features.fine_mean")?,
             scale: [s[0], s[1], s[2]],
             timbre_frames: required("timbre.frames")?,
-            timbre_head: Linear::from_file(file, "timbre.head")?,
+            timbre_head: Linear::from_file(file, "timbre.head", kernels.has_f16())?,
             variation: stack("variation")?,
             pitch: required("pitch")?,
             decoder: required("decoder")?,

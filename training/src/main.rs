@@ -99,6 +99,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Copy a model file with its weight matrices stored as f16: half the bytes per frame for
+    /// the engine's f16 kernels (AVX-512F, AVX2+F16C), and half the file. Prints how much a
+    /// weight moved.
+    ConvertModel {
+        /// The model file to convert.
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the f16 copy.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Render a file through the plugin's engine in offline mode (same code as the plugin).
     Render {
         /// The performance to transform (WAV, AIFF, FLAC, MP3, OGG/Vorbis).
@@ -930,6 +941,20 @@ fn main() -> Result<()> {
                 std::fs::write(&path, serde_json::to_string_pretty(&report)?)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
+            Ok(())
+        }
+        Command::ConvertModel { input, out } => {
+            let report = timbreswap_training::model::file::convert_to_half(&input, &out)?;
+            println!(
+                "{}: {} weight matrices as f16, {} tensors kept as f32; largest change of a \
+                 weight {:.2e} of its matrix's largest; {} -> {} bytes",
+                out.display(),
+                report.matrices,
+                report.kept,
+                report.worst_relative_change,
+                report.bytes.0,
+                report.bytes.1
+            );
             Ok(())
         }
         Command::KnnBench { train, test, dim } => {

@@ -236,6 +236,64 @@ fn export_and_load_round_trip_bit_exactly() {
     assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
 }
 
+/// `convert-model`: the copy stores every weight matrix as f16 (the nearest f16 to each
+/// weight, by the engine's conversion, checked here against the F16 type of the `half`
+/// crate candle uses) and everything else bit for bit; it loads in the engine and in the
+/// training crate, with the same config, map and metadata.
+#[test]
+fn a_half_copy_rounds_the_matrices_and_keeps_the_rest() {
+    let dir = common::temp_dir("model-half");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (path, weights, model) = saved_tiny_model(&dir);
+    let out = dir.join("tiny-f16.safetensors");
+    let report = file::convert_to_half(&path, &out).unwrap();
+    let raw = safetensors::SafeTensors::deserialize(&std::fs::read(&out).unwrap())
+        .unwrap()
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, (v.dtype(), v.data().to_vec())))
+        .collect::<HashMap<_, _>>();
+    let mut matrices = 0;
+    for (name, t) in &weights {
+        let x = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (dtype, bytes) = &raw[name];
+        if t.dims().len() == 2 && name.ends_with(".weight") {
+            matrices += 1;
+            assert_eq!(*dtype, safetensors::Dtype::F16, "{name}");
+            for (v, b) in x.iter().zip(bytes.chunks_exact(2)) {
+                let got = u16::from_le_bytes([b[0], b[1]]);
+                assert_eq!(got, half::f16::from_f32(*v).to_bits(), "{name}: {v}");
+            }
+        } else {
+            assert_eq!(*dtype, safetensors::Dtype::F32, "{name}");
+            let want: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+            assert_eq!(bytes, &want, "{name}");
+        }
+    }
+    assert_eq!(report.matrices, matrices);
+    assert!(matrices > 5);
+    assert!(report.worst_relative_change > 0.0 && report.worst_relative_change < 1e-3);
+    assert!(report.bytes.1 < report.bytes.0);
+    let loaded = file::load(&out).unwrap();
+    assert_eq!(loaded.model.config(), model.config());
+    assert_eq!(loaded.map, tiny_map(model.config()));
+    assert_eq!(loaded.training["note"], "test");
+    let engine = timbreswap_engine::model_file::load(&out).unwrap();
+    assert!(engine.weights.iter().all(
+        |(n, t)| t.half.is_some() == timbreswap_engine::model_file::ModelFile::is_matrix(n, t)
+    ));
+    // Converting again writes the same bytes (the header's keys are sorted).
+    let again = dir.join("tiny-f16-again.safetensors");
+    file::convert_to_half(&path, &again).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
+    // A file that is not a model is refused before anything is written.
+    let junk = dir.join("junk.safetensors");
+    std::fs::write(&junk, b"not a model").unwrap();
+    let target = dir.join("never.safetensors");
+    assert!(file::convert_to_half(&junk, &target).is_err());
+    assert!(!target.exists());
+}
+
 #[test]
 fn malformed_and_mismatched_model_files_are_refused() {
     let dir = common::temp_dir("model-bad");

@@ -73,7 +73,8 @@ fn print_usage() {
   {COMMAND_NAME} default-model [--data DIR] [--run DIR]
       render the FluidR3 dataset (skips clips already there; default data/fluidr3), train
       the default model with {DEFAULT_MODEL_CONFIG} and --resume (re-run to continue
-      after an interruption; default runs/default), and copy it to {DEFAULT_MODEL}"
+      after an interruption; default runs/default), and write its f16 conversion to
+      {DEFAULT_MODEL}"
     );
 }
 
@@ -84,7 +85,8 @@ const DEFAULT_MODEL: &str = "assets/models/default.safetensors";
 /// workspace root.
 const DEFAULT_MODEL_CONFIG: &str = "assets/models/default-train.json";
 
-/// `cargo xtask default-model`: dataset, training (resumable) and the copy into `assets/`.
+/// `cargo xtask default-model`: dataset, training (resumable) and the f16 conversion into
+/// `assets/`.
 fn default_model(args: &[String]) -> Result<()> {
     let mut data = std::path::PathBuf::from("data/fluidr3");
     let mut run = std::path::PathBuf::from("runs/default");
@@ -127,8 +129,15 @@ fn default_model(args: &[String]) -> Result<()> {
         "--resume".as_ref(),
     ])?;
     std::fs::create_dir_all("assets/models").context("creating assets/models")?;
-    std::fs::copy(run.join("model.safetensors"), DEFAULT_MODEL)
-        .with_context(|| format!("copying the model to {DEFAULT_MODEL}"))?;
+    // The shipped file stores its weight matrices as f16 (half the bytes per network step;
+    // the transfer and disentanglement tables are the f32 export's, docs/quality.md).
+    timbreswap(&[
+        "convert-model".as_ref(),
+        "--input".as_ref(),
+        run.join("model.safetensors").as_os_str(),
+        "--out".as_ref(),
+        DEFAULT_MODEL.as_ref(),
+    ])?;
     println!("{DEFAULT_MODEL} updated; record the run in assets/models/default.md");
     Ok(())
 }

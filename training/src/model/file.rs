@@ -92,6 +92,31 @@ pub fn save(
     })
 }
 
+/// A safetensors file's bytes with its JSON header's keys sorted (the metadata comes out of a
+/// hash map in any order), so converting the same file twice writes the same bytes and the
+/// engine's model id (a hash of the file) is stable. The header stays padded to 8 bytes with
+/// spaces, as the format asks; the tensor data is untouched.
+fn with_sorted_header(bytes: &[u8]) -> Result<Vec<u8>, ModelFileError> {
+    let bad = |what: &str| ModelFileError::Safetensors(format!("serialised file: {what}"));
+    let len = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()) as usize)
+        .ok_or_else(|| bad("no header length"))?;
+    let header = bytes.get(8..8 + len).ok_or_else(|| bad("short header"))?;
+    // serde_json's maps are sorted (no `preserve_order`), so this writes the keys in order.
+    let value: serde_json::Value =
+        serde_json::from_slice(header).map_err(|e| bad(&e.to_string()))?;
+    let mut sorted = serde_json::to_vec(&value).map_err(|e| bad(&e.to_string()))?;
+    while sorted.len() % 8 != 0 {
+        sorted.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + sorted.len() + bytes.len() - 8 - len);
+    out.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
+    out.extend_from_slice(&sorted);
+    out.extend_from_slice(&bytes[8 + len..]);
+    Ok(out)
+}
+
 /// `v` as JSON text (config-like values always serialise).
 fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
@@ -149,5 +174,106 @@ fn from_checked(
         model,
         map: file.map,
         training: file.training,
+    })
+}
+
+/// What [`convert_to_half`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HalfConversion {
+    /// Weight matrices stored as f16.
+    pub matrices: usize,
+    /// Tensors kept as f32 (biases, normalisation statistics, the timbre map).
+    pub kept: usize,
+    /// Largest relative change of a matrix entry, `|f16(w) - w| / max|W|` of its matrix.
+    pub worst_relative_change: f32,
+    /// File sizes before and after, in bytes.
+    pub bytes: (u64, u64),
+}
+
+/// Writes a copy of the model file `input` to `output` with every weight matrix (a 2-D tensor
+/// named `*.weight`) stored as f16, rounded to nearest; biases, normalisation statistics and
+/// the timbre map stay f32, the metadata is copied (plus `weights` = "f16"). The engine reads
+/// such a file with its f16 kernels ([`timbreswap_engine::half`]). The input is checked as
+/// every model file is; the output is checked again by reading it back.
+pub fn convert_to_half(input: &Path, output: &Path) -> Result<HalfConversion, ModelFileError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| ModelFileError::Io { path, source }
+    };
+    // Checks the whole file (names, shapes, values) before anything is written.
+    let checked = timbreswap_engine::model_file::load(input)?;
+    let data = std::fs::read(input).map_err(io(input))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&data)
+        .map_err(|e| ModelFileError::Safetensors(e.to_string()))?;
+    let mut metadata = header.metadata().clone().unwrap_or_default();
+    metadata.insert("weights".into(), "f16".into());
+    let half = checked.with_half_matrices();
+    let mut buffers: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let (mut matrices, mut kept, mut worst) = (0, 0, 0.0f32);
+    for ((name, tensor), original) in half.weights.iter().zip(checked.weights.values()) {
+        match &tensor.half {
+            Some(bits) => {
+                let max = original.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                for (rounded, v) in tensor.data.iter().zip(&original.data) {
+                    if max > 0.0 {
+                        worst = worst.max((rounded - v).abs() / max);
+                    }
+                }
+                let bytes = bits.iter().flat_map(|h| h.to_le_bytes()).collect();
+                buffers.push((
+                    name.clone(),
+                    safetensors::Dtype::F16,
+                    tensor.shape.clone(),
+                    bytes,
+                ));
+                matrices += 1;
+            }
+            None => {
+                let bytes = tensor.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+                buffers.push((
+                    name.clone(),
+                    safetensors::Dtype::F32,
+                    tensor.shape.clone(),
+                    bytes,
+                ));
+                kept += 1;
+            }
+        }
+    }
+    // The timbre map's tensors (checked above, not among the weights) are copied as they are.
+    let file = safetensors::SafeTensors::deserialize(&data)
+        .map_err(|e| ModelFileError::Safetensors(e.to_string()))?;
+    for (name, view) in file.tensors() {
+        if !checked.weights.contains_key(&name) {
+            buffers.push((
+                name,
+                view.dtype(),
+                view.shape().to_vec(),
+                view.data().to_vec(),
+            ));
+            kept += 1;
+        }
+    }
+    let views = buffers
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+                .map(|view| (name.clone(), view))
+                .map_err(|e| ModelFileError::Safetensors(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| ModelFileError::Safetensors(e.to_string()))?;
+    let bytes = with_sorted_header(&bytes)?;
+    let tmp = output.with_extension("safetensors.partial");
+    std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, output).map_err(io(output))?;
+    timbreswap_engine::model_file::load(output)?;
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).map_err(io(p));
+    Ok(HalfConversion {
+        matrices,
+        kept,
+        worst_relative_change: worst,
+        bytes: (size(input)?, size(output)?),
     })
 }
