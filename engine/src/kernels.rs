@@ -151,29 +151,11 @@ impl Kernels {
     ///
     /// Realtime-safe; unitless (the caller's activations and weights).
     pub fn matvec_bias(&self, w: &[f32], bias: &[f32], x: &[f32], y: &mut [f32]) {
-        let ok = bias.len() == y.len() && y.len().checked_mul(x.len()) == Some(w.len());
-        debug_assert!(
-            ok,
-            "matvec_bias: w {} != y {} x x {}, or bias {} != y",
-            w.len(),
-            y.len(),
-            x.len(),
-            bias.len()
-        );
-        if !ok {
-            y.fill(0.0);
-            return;
+        if matvec_needs_kernel("matvec_bias", w.len(), bias, x, y) {
+            // SAFETY: the table's ISA was detected at construction (`for_isa`), and the
+            // lengths were checked, which is the kernel's whole contract.
+            unsafe { (self.matvec)(w, bias, x, y) }
         }
-        if y.is_empty() {
-            return;
-        }
-        if x.is_empty() {
-            y.copy_from_slice(bias);
-            return;
-        }
-        // SAFETY: the table's ISA was detected at construction (`for_isa`), and the lengths
-        // were checked above, which is the kernel's whole contract.
-        unsafe { (self.matvec)(w, bias, x, y) }
     }
 
     /// Whether this table has a SIMD kernel for f16 weights ([`Self::matvec_bias_f16`]):
@@ -187,24 +169,7 @@ impl Kernels {
     /// and sums in f32): half the bytes per row. Without an f16 kernel ([`Self::has_f16`]) it
     /// runs a portable loop. Same length rules. Realtime-safe.
     pub fn matvec_bias_f16(&self, w: &[u16], bias: &[f32], x: &[f32], y: &mut [f32]) {
-        let ok = bias.len() == y.len() && y.len().checked_mul(x.len()) == Some(w.len());
-        debug_assert!(
-            ok,
-            "matvec_bias_f16: w {} != y {} x x {}, or bias {} != y",
-            w.len(),
-            y.len(),
-            x.len(),
-            bias.len()
-        );
-        if !ok {
-            y.fill(0.0);
-            return;
-        }
-        if y.is_empty() {
-            return;
-        }
-        if x.is_empty() {
-            y.copy_from_slice(bias);
+        if !matvec_needs_kernel("matvec_bias_f16", w.len(), bias, x, y) {
             return;
         }
         match self.matvec_f16 {
@@ -283,6 +248,29 @@ impl Kernels {
         // SAFETY: the table's ISA was detected at construction; lengths checked above.
         unsafe { (self.add_leaky)(acc, x, slope) }
     }
+}
+
+/// The length rules of a matrix-vector product with `w_len` weights: `true` when the kernel
+/// must run (rows and columns both non-empty, lengths consistent). Otherwise it has done the
+/// whole job: inconsistent lengths fire a `debug_assert!` and zero `y`, no columns copy `bias`
+/// into `y`. Realtime-safe.
+fn matvec_needs_kernel(what: &str, w_len: usize, bias: &[f32], x: &[f32], y: &mut [f32]) -> bool {
+    let ok = bias.len() == y.len() && y.len().checked_mul(x.len()) == Some(w_len);
+    debug_assert!(
+        ok,
+        "{what}: w {w_len} != y {} x x {}, or bias {} != y",
+        y.len(),
+        x.len(),
+        bias.len()
+    );
+    if !ok {
+        y.fill(0.0);
+        return false;
+    }
+    if !y.is_empty() && x.is_empty() {
+        y.copy_from_slice(bias);
+    }
+    !y.is_empty() && !x.is_empty()
 }
 
 // Compile-time check: the table can be shared with and sent to worker threads.

@@ -451,18 +451,8 @@ fn state_loaded_while_active_reaches_the_engine() {
         }
         // The last second: the restored sound, not the dry input.
         let tail = len - rate as usize..len;
-        let error_db = |a: &[Vec<f32>], b: &[Vec<f32>]| {
-            let (mut e, mut s) = (0.0f64, 0.0f64);
-            for (a, b) in a.iter().zip(b) {
-                for n in tail.clone() {
-                    e += f64::from(a[n] - b[n]).powi(2);
-                    s += f64::from(b[n]).powi(2);
-                }
-            }
-            10.0 * (e / s).log10()
-        };
-        let to_expected = error_db(&out, &expected);
-        let expected_to_dry = error_db(&expected, &dry);
+        let to_expected = error_db(&out, &expected, tail.clone());
+        let expected_to_dry = error_db(&expected, &dry, tail);
         println!(
             "{mode}: after the load, {to_expected:.1} dB from the state loaded before \
              activation (which is {expected_to_dry:.1} dB from the dry input)"
@@ -476,6 +466,18 @@ fn state_loaded_while_active_reaches_the_engine() {
             "{mode}: a state loaded while active did not reach the engine ({to_expected:.1} dB)"
         );
     }
+}
+
+/// The energy of `a - b` over the samples `tail` of every channel, relative to `b`'s, in dB.
+fn error_db(a: &[Vec<f32>], b: &[Vec<f32>], tail: std::ops::Range<usize>) -> f64 {
+    let (mut e, mut s) = (0.0f64, 0.0f64);
+    for (a, b) in a.iter().zip(b) {
+        for n in tail.clone() {
+            e += f64::from(a[n] - b[n]).powi(2);
+            s += f64::from(b[n]).powi(2);
+        }
+    }
+    10.0 * (e / s).log10()
 }
 
 /// What a Classic instance with no reference plays (the input, delayed by the latency).
@@ -561,19 +563,9 @@ fn closing_an_instance_with_queued_work_leaves_the_others_working() {
     }
     drop(survivor);
     let tail = len - rate as usize / 2..len;
-    let error_db = |a: &[Vec<f32>], b: &[Vec<f32>]| {
-        let (mut e, mut s) = (0.0f64, 0.0f64);
-        for (a, b) in a.iter().zip(b) {
-            for n in tail.clone() {
-                e += f64::from(a[n] - b[n]).powi(2);
-                s += f64::from(b[n]).powi(2);
-            }
-        }
-        10.0 * (e / s).log10()
-    };
     // How far the trumpet state is from the input (the dry signal, delayed like the output).
-    let to_expected = error_db(&out, &expected);
-    let expected_to_dry = error_db(&expected, &dry_output(&input, rate, block));
+    let to_expected = error_db(&out, &expected, tail.clone());
+    let expected_to_dry = error_db(&expected, &dry_output(&input, rate, block), tail);
     assert!(
         to_expected < expected_to_dry - 20.0,
         "the recalled state did not reach the surviving instance ({to_expected:.1} dB from it, \
