@@ -217,6 +217,20 @@ fn export_and_load_round_trip_bit_exactly() {
     assert_eq!(loaded.training["note"], "test");
     let raw = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
     assert_same_bits(&weights, &raw, "changed in the round trip");
+    // Saving the same model again writes the same bytes (so the same model id).
+    let again = dir.join("tiny-again.safetensors");
+    file::save(
+        &again,
+        model.config(),
+        &weights,
+        &tiny_map(model.config()),
+        &serde_json::json!({"note": "test"}),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
     // Same outputs, bit for bit.
     let cfg = model.config();
     let tv = random(&[1, 19, cfg.bins()], 1);

@@ -35,7 +35,8 @@ fn candle_err(e: candle_core::Error) -> ModelFileError {
 }
 
 /// Writes `weights` (every model tensor, `features.*` included), `cfg`, `map` and `training`
-/// to `path` (through a temporary file, so a crash never leaves half a model).
+/// to `path` (through a temporary file, so a crash never leaves half a model). The same
+/// arguments always write the same bytes.
 pub fn save(
     path: &Path,
     cfg: &Config,
@@ -83,13 +84,17 @@ pub fn save(
     ]
     .into_iter()
     .collect();
-    let tmp = path.with_extension("safetensors.partial");
-    safetensors::serialize_to_file(tensors, Some(metadata), &tmp)
+    let bytes = safetensors::serialize(tensors, Some(metadata))
         .map_err(|e| ModelFileError::Safetensors(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|source| ModelFileError::Io {
-        path: path.display().to_string(),
-        source,
-    })
+    // Sorted header keys: the same weights always give the same bytes (and model id).
+    let bytes = with_sorted_header(&bytes)?;
+    let tmp = path.with_extension("safetensors.partial");
+    let io = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| ModelFileError::Io { path, source }
+    };
+    std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 /// A safetensors file's bytes with its JSON header's keys sorted (the metadata comes out of a
