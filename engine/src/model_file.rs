@@ -4,7 +4,7 @@
 //! Metadata (all strings): `format` = [`FORMAT_NAME`], `format_version`, `config` (the
 //! [`ModelConfig`] as JSON), `layers` (every stack's prefix and shape, JSON, informative),
 //! `instruments` (the map's instruments, JSON) and `training` (free-form JSON).
-//! Tensors, `f32` or `f16` (a file converted with `timbreswap convert-model --half` stores its
+//! Tensors, `f32` or `f16` (a file converted with `timbreswap convert-model` stores its
 //! weight matrices as `f16`: the network then reads them with the f16 kernels,
 //! [`crate::half`]): the weights listed by [`ModelConfig::weight_shapes`], plus `map.z_t`
 //! `[instruments, z_t]` (the timbre latent of every training instrument), `map.pca_mean`

@@ -44,7 +44,7 @@ pub fn analyse_reference_file(
             .spawn_scoped(scope, || ExemplarBank::new(cfg, &samples));
         let descriptor = descriptor_from_mono(path, &samples, cfg);
         let z_t = match (&descriptor, net) {
-            (Ok(_), Some(net)) => Some(net.clip_timbre(&at_rate(&samples, cfg, net))),
+            (Ok(_), Some(net)) => Some(net.clip_timbre(&at_model_rate(&samples, cfg, net))),
             _ => None,
         };
         let bank = match exemplar {
@@ -66,8 +66,9 @@ pub fn analyse_reference_file(
     })
 }
 
-/// `samples` (at `cfg`'s rate) at `net`'s rate.
-fn at_rate(samples: &[f32], cfg: &StftConfig, net: &Network) -> Vec<f32> {
+/// `samples` (at `cfg`'s rate) at `net`'s rate: the audio its timbre encoder reads.
+/// Allocates.
+pub fn at_model_rate(samples: &[f32], cfg: &StftConfig, net: &Network) -> Vec<f32> {
     let model_rate = net.stft().sample_rate;
     if cfg.sample_rate == model_rate {
         samples.to_vec()
@@ -98,7 +99,7 @@ mod tests {
         assert_eq!(got.clip.descriptor, clip.descriptor);
         assert_eq!(got.clip.samples, clip.samples);
         assert_eq!(got.clip.truncated, clip.truncated);
-        let z_t = net.clip_timbre(&at_rate(&clip.samples, &cfg, &net));
+        let z_t = net.clip_timbre(&at_model_rate(&clip.samples, &cfg, &net));
         assert_eq!(got.z_t, Some(z_t));
         let bank = ExemplarBank::new(&cfg, &clip.samples).expect("the trumpet sounds");
         let got_bank = got.bank.expect("an Exemplar analysis");

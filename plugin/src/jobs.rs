@@ -86,6 +86,11 @@ impl Jobs {
     pub fn sender(&self) -> JobSender {
         self.sender.clone()
     }
+
+    /// [`JobSender::apply_state`] on this thread. Realtime-safe.
+    pub fn apply_state(&self) {
+        self.sender.apply_state();
+    }
 }
 
 impl Drop for Jobs {
@@ -93,8 +98,8 @@ impl Drop for Jobs {
         self.sender.flags.stop.store(true, Ordering::Release);
         self.sender.wake();
         if let Some(handle) = self.handle.take() {
-            // A task that panicked has already been reported by the panic hook; nothing is
-            // left to clean up.
+            // Tasks run under `catch_unwind` (`run_guarded`), so the thread ends without a
+            // panic; there is nothing to report from the join.
             let _ = handle.join();
         }
     }

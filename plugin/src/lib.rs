@@ -51,10 +51,9 @@ pub struct Timbreswap {
     map: [Vec<f32>; 3],
     /// Editor window state.
     editor_state: Arc<editor::EditorState>,
-    /// The instance's thread for loading files and applying restored states.
+    /// The instance's thread for loading files and applying restored states (its
+    /// `apply_state` is called on the audio thread).
     jobs: jobs::Jobs,
-    /// Queues tasks on [`Self::jobs`]; its `apply_state` is called on the audio thread.
-    job_sender: jobs::JobSender,
     /// How the host calls `process` (largest block, bursts) since the instance was created;
     /// the next activation builds the latency for it. Audio thread, and `activate`.
     pacing: pacing::Pacing,
@@ -73,10 +72,8 @@ impl Default for Timbreswap {
     fn default() -> Self {
         let params = Arc::new(TimbreswapParams::default());
         let shared = Arc::new(Shared::default());
-        let jobs = jobs::Jobs::start(params.clone(), shared.clone());
         Self {
-            job_sender: jobs.sender(),
-            jobs,
+            jobs: jobs::Jobs::start(params.clone(), shared.clone()),
             params,
             shared,
             engine: None,
@@ -335,7 +332,7 @@ impl Plugin for Timbreswap {
         let restores = self.params.restores.load(Ordering::Acquire);
         if restores != self.applied_restores {
             self.applied_restores = restores;
-            self.job_sender.apply_state();
+            self.jobs.apply_state();
         }
         let max = self.mix.len();
         for (_, mut block) in buffer.iter_blocks(max) {

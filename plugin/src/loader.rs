@@ -7,7 +7,7 @@ use std::sync::{Arc, PoisonError};
 use timbreswap_engine::clip::{decode_file_cut, mono_at, MAX_CLIP_SECONDS};
 use timbreswap_engine::exemplar::{ExemplarBank, MAX_BANK_SECONDS};
 use timbreswap_engine::network::Network;
-use timbreswap_engine::reference::{analyse_reference_file, ReferenceAnalysis};
+use timbreswap_engine::reference::{analyse_reference_file, at_model_rate, ReferenceAnalysis};
 use timbreswap_engine::timbre::TimbreLatent;
 use timbreswap_engine::{Slot, StftConfig, TimbreDescriptor};
 
@@ -331,10 +331,7 @@ pub(crate) fn exemplar_bank(
     }
     let source = descriptor.source.as_ref()?;
     let cfg = StftConfig::default();
-    let saved = params
-        .clip(slot)
-        .snapshot()
-        .filter(|clip| clip.source == *source);
+    let saved = saved_clip(slot, source, params);
     // The sound the project was made with comes first: no file needed, and the same sound
     // wherever the project opens.
     let from_project = match saved.map(|clip| clip.samples(cfg.sample_rate)) {
@@ -391,15 +388,12 @@ pub(crate) fn exemplar_bank(
     }
 }
 
-/// `samples` (at the engine's rate) at the model's rate.
-fn at_rate(samples: &[f32], net: &Network) -> Vec<f32> {
-    let engine_rate = StftConfig::default().sample_rate;
-    let model_rate = net.stft().sample_rate;
-    if engine_rate == model_rate {
-        samples.to_vec()
-    } else {
-        timbreswap_engine::resampler::resample_all(samples, engine_rate, model_rate)
-    }
+/// The clip saved with the project for `slot`, if it is the one read from `source`.
+fn saved_clip(slot: Slot, source: &str, params: &TimbreswapParams) -> Option<SavedClip> {
+    params
+        .clip(slot)
+        .snapshot()
+        .filter(|clip| clip.source == source)
 }
 
 /// The latent of a slot's descriptor for `net`: kept if measured with it, else measured again
@@ -422,13 +416,11 @@ fn remeasure(
                 return Some(measure(net, &mono_at(&audio, net.stft().sample_rate)).z_t);
             }
             Err(e) => {
-                let saved = params
-                    .clip(slot)
-                    .snapshot()
-                    .filter(|clip| clip.source == *source)
-                    .and_then(|clip| clip.samples(StftConfig::default().sample_rate).ok());
+                let cfg = StftConfig::default();
+                let saved = saved_clip(slot, source, params)
+                    .and_then(|clip| clip.samples(cfg.sample_rate).ok());
                 if let Some(samples) = saved {
-                    return Some(measure(net, &at_rate(&samples, net)).z_t);
+                    return Some(measure(net, &at_model_rate(&samples, &cfg, net)).z_t);
                 }
                 shared.report_error(format!(
                     "Slot {}: cannot measure {} with this model ({e}); Neural plays it as Classic",
@@ -664,7 +656,7 @@ mod tests {
         assert!(latent_for(&descriptor, &net).is_none());
         assert_eq!(
             remeasure(Slot::B, &descriptor, &net, &params, &shared),
-            Some(measure(&net, &at_rate(&original, &net)).z_t)
+            Some(measure(&net, &at_model_rate(&original, &cfg, &net)).z_t)
         );
         // Damaged too: Classic, and why.
         shared.keep_exemplar(Slot::B, None);

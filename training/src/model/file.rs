@@ -87,14 +87,21 @@ pub fn save(
     let bytes = safetensors::serialize(tensors, Some(metadata))
         .map_err(|e| ModelFileError::Safetensors(e.to_string()))?;
     // Sorted header keys: the same weights always give the same bytes (and model id).
-    let bytes = with_sorted_header(&bytes)?;
+    write_through_temporary(path, &with_sorted_header(&bytes)?)
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it, so a crash never leaves half a
+/// model where a model was.
+fn write_through_temporary(path: &Path, bytes: &[u8]) -> Result<(), ModelFileError> {
     let tmp = path.with_extension("safetensors.partial");
-    let io = |p: &Path| {
-        let path = p.display().to_string();
-        move |source| ModelFileError::Io { path, source }
-    };
-    std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    std::fs::write(&tmp, bytes).map_err(io_error(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_error(path))
+}
+
+/// Turns an I/O error on `path` into a [`ModelFileError::Io`].
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ModelFileError {
+    let path = path.display().to_string();
+    move |source| ModelFileError::Io { path, source }
 }
 
 /// A safetensors file's bytes with its JSON header's keys sorted (the metadata comes out of a
@@ -199,15 +206,11 @@ pub struct HalfConversion {
 /// named `*.weight`) stored as f16, rounded to nearest; biases, normalisation statistics and
 /// the timbre map stay f32, the metadata is copied (plus `weights` = "f16"). The engine reads
 /// such a file with its f16 kernels ([`timbreswap_engine::half`]). The input is checked as
-/// every model file is; the output is checked again by reading it back.
+/// every model file is, and so is the output before it is written.
 pub fn convert_to_half(input: &Path, output: &Path) -> Result<HalfConversion, ModelFileError> {
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| ModelFileError::Io { path, source }
-    };
     // Checks the whole file (names, shapes, values) before anything is written.
-    let checked = timbreswap_engine::model_file::load(input)?;
-    let data = std::fs::read(input).map_err(io(input))?;
+    let data = std::fs::read(input).map_err(io_error(input))?;
+    let checked = timbreswap_engine::model_file::parse(&data)?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&data)
         .map_err(|e| ModelFileError::Safetensors(e.to_string()))?;
     let mut metadata = header.metadata().clone().unwrap_or_default();
@@ -216,7 +219,7 @@ pub fn convert_to_half(input: &Path, output: &Path) -> Result<HalfConversion, Mo
     let mut buffers: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let (mut matrices, mut kept, mut worst) = (0, 0, 0.0f32);
     for ((name, tensor), original) in half.weights.iter().zip(checked.weights.values()) {
-        match &tensor.half {
+        let (dtype, bytes) = match &tensor.half {
             Some(bits) => {
                 let max = original.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
                 for (rounded, v) in tensor.data.iter().zip(&original.data) {
@@ -224,26 +227,17 @@ pub fn convert_to_half(input: &Path, output: &Path) -> Result<HalfConversion, Mo
                         worst = worst.max((rounded - v).abs() / max);
                     }
                 }
-                let bytes = bits.iter().flat_map(|h| h.to_le_bytes()).collect();
-                buffers.push((
-                    name.clone(),
-                    safetensors::Dtype::F16,
-                    tensor.shape.clone(),
-                    bytes,
-                ));
                 matrices += 1;
+                let bytes = bits.iter().flat_map(|h| h.to_le_bytes()).collect();
+                (safetensors::Dtype::F16, bytes)
             }
             None => {
-                let bytes = tensor.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-                buffers.push((
-                    name.clone(),
-                    safetensors::Dtype::F32,
-                    tensor.shape.clone(),
-                    bytes,
-                ));
                 kept += 1;
+                let bytes = tensor.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (safetensors::Dtype::F32, bytes)
             }
-        }
+        };
+        buffers.push((name.clone(), dtype, tensor.shape.clone(), bytes));
     }
     // The timbre map's tensors (checked above, not among the weights) are copied as they are.
     let file = safetensors::SafeTensors::deserialize(&data)
@@ -270,15 +264,12 @@ pub fn convert_to_half(input: &Path, output: &Path) -> Result<HalfConversion, Mo
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| ModelFileError::Safetensors(e.to_string()))?;
     let bytes = with_sorted_header(&bytes)?;
-    let tmp = output.with_extension("safetensors.partial");
-    std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, output).map_err(io(output))?;
-    timbreswap_engine::model_file::load(output)?;
-    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).map_err(io(p));
+    timbreswap_engine::model_file::parse(&bytes)?;
+    write_through_temporary(output, &bytes)?;
     Ok(HalfConversion {
         matrices,
         kept,
         worst_relative_change: worst,
-        bytes: (size(input)?, size(output)?),
+        bytes: (data.len() as u64, bytes.len() as u64),
     })
 }
