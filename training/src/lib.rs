@@ -11,6 +11,7 @@ pub mod f0;
 pub mod instruments;
 pub mod knn;
 pub mod manifest;
+pub mod memory;
 pub mod model;
 pub mod perturb;
 pub mod plot;

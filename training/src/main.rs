@@ -505,6 +505,9 @@ fn write_report_json(
 }
 
 fn main() -> Result<()> {
+    // Training and evaluation free and reallocate megabyte tensors at every step: keep that
+    // memory instead of faulting it back in page by page.
+    timbreswap_training::memory::keep_freed_memory();
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     match Cli::parse().command {
         Command::Pairs {

@@ -151,7 +151,7 @@ fn crop_start(clip_len: usize, frames: usize, hop: usize, rng: &mut SplitMix64) 
 /// `swap.reference_frames` of the reference), on two threads; order follows `picks`.
 pub fn make_swap_crops(set: &PairSet, picks: &[(usize, u64)], tc: &TrainConfig) -> Vec<SwapCrop> {
     let (frames, reference_frames, hop) = (tc.crop_frames, tc.swap.reference_frames, tc.model.hop);
-    super::crops_on_two_threads(picks, tc, |ex, rng, p| {
+    super::crops::crops_on_two_threads(picks, tc, |ex, rng, p| {
         let a = &set.audio[p];
         let s = crop_start(a.source.len(), frames, hop, rng);
         let r = crop_start(a.reference.len(), reference_frames, hop, rng);
