@@ -12,10 +12,12 @@
 //!   as loud, whose squares and products are denormals (flush-to-zero keeps them cheap).
 //! - `offline/exemplar`: the whole Exemplar path (the trumpet example's analysis, the built-in
 //!   model's pitch ruler beside it) on one thread.
-//! - `offline/neural-input-f16`: `offline/neural-input` with the model's matrices as f16.
-//! - `network/frame`: one streaming step of the network (variation, pitch, decoder, input-timbre
-//!   tracker excluded) per kernel set; `network/frame-f16` the same with f16 matrices, per
-//!   kernel set that has f16 kernels.
+//! - `offline/neural-input-f32`, `-f16`, `-int8`: `offline/neural-input` (the built-in model
+//!   as it ships, f16) with the model's matrices as f32, f16 and int8.
+//! - `network/frame-f32`: one streaming step of the network (variation, pitch, decoder,
+//!   input-timbre tracker excluded) per kernel set, f32 matrices; `network/frame-f16` and
+//!   `network/frame-int8` the same with f16 and int8 matrices, per kernel set that has kernels
+//!   for them.
 //! - `reference-clip/10s`: analysing a 10 s reference clip off the audio thread: the classic
 //!   descriptor, the neural `z_t` and Exemplar mode's analysis, each alone and the loader's
 //!   whole job from a 44.1 kHz stereo file (one thread, and two as the plugin runs it).
@@ -28,7 +30,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use timbreswap_engine::exemplar::ExemplarBank;
 use timbreswap_engine::kernels::Kernels;
-use timbreswap_engine::model_file;
+use timbreswap_engine::model_file::{self, Precision};
 use timbreswap_engine::network::{Network, StepInput};
 use timbreswap_engine::neural::PhaseMode;
 use timbreswap_engine::processor::SwapMode;
@@ -38,19 +40,19 @@ use timbreswap_engine::{
     TimbreDescriptor,
 };
 
-/// The built-in model's network with `kernels`.
+/// The built-in model's network with `kernels`, as it ships.
 fn network(kernels: Kernels) -> Arc<Network> {
-    network_with(kernels, false)
+    network_with(kernels, None)
 }
 
-/// The built-in model's network with `kernels`, its matrices as f16 when `half` (as
-/// `timbreswap convert-model` writes them).
-fn network_with(kernels: Kernels, half: bool) -> Arc<Network> {
+/// The built-in model's network with `kernels`, its matrices as `precision` (as
+/// `timbreswap convert-model` writes them) when given.
+fn network_with(kernels: Kernels, precision: Option<Precision>) -> Arc<Network> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../assets/models/default.safetensors");
     let mut file = model_file::load(&path).unwrap();
-    if half {
-        file = file.with_half_matrices();
+    if let Some(p) = precision {
+        file = file.with_precision(p);
     }
     Arc::new(Network::new(&file, "default", kernels).unwrap())
 }
@@ -196,15 +198,18 @@ fn engine_blocks(c: &mut Criterion) {
         let neural = Some((net.clone(), z.clone(), phase));
         bench_mode(c, name, ProcessingMode::Offline, Some(&t), neural);
     }
-    // The same model with f16 matrices (the f16 kernels where this CPU has them).
-    let half = network_with(Kernels::best(), true);
-    bench_mode(
-        c,
-        "offline/neural-input-f16",
-        ProcessingMode::Offline,
-        Some(&t),
-        Some((half, z.clone(), PhaseMode::Input)),
-    );
+    // The same model with its matrices as f32, f16 and int8 (the narrowed kernels where this
+    // CPU has them).
+    for precision in [Precision::F32, Precision::F16, Precision::Int8] {
+        let net = network_with(Kernels::best(), Some(precision));
+        bench_mode(
+            c,
+            &format!("offline/neural-input-{precision}"),
+            ProcessingMode::Offline,
+            Some(&t),
+            Some((net, z.clone(), PhaseMode::Input)),
+        );
+    }
     // The same at -400 dB: every sample is a normal float, but the squares and products in
     // the frame processing are denormals. With flush-to-zero they cost nothing extra.
     bench_mode_at(
@@ -240,15 +245,20 @@ fn engine_blocks(c: &mut Criterion) {
 /// One network step per kernel set, on normalised inputs from a real clip.
 fn network_frame(c: &mut Criterion) {
     let mut group = c.benchmark_group("network");
-    let f16_sets = Kernels::available()
+    let has = |isa, precision| {
+        let k = Kernels::for_isa(isa).unwrap();
+        match precision {
+            Precision::F32 => true,
+            Precision::F16 => k.has_f16(),
+            Precision::Int8 => k.has_int8(),
+        }
+    };
+    let runs = [Precision::F32, Precision::F16, Precision::Int8]
         .into_iter()
-        .filter(|isa| Kernels::for_isa(*isa).is_some_and(|k| k.has_f16()));
-    let runs = Kernels::available()
-        .into_iter()
-        .map(|isa| (isa, false))
-        .chain(f16_sets.map(|isa| (isa, true)));
-    for (isa, half) in runs {
-        let net = network_with(Kernels::for_isa(isa).unwrap(), half);
+        .flat_map(|p| Kernels::available().into_iter().map(move |isa| (isa, p)))
+        .filter(|&(isa, p)| has(isa, p));
+    for (isa, precision) in runs {
+        let net = network_with(Kernels::for_isa(isa).unwrap(), Some(precision));
         let cfg = net.config().clone();
         let audio = clip("input-voice.wav", 2.0);
         let f = timbreswap_engine::features::FeatureExtractor::new(&cfg.stft(), cfg.mag_floor)
@@ -264,12 +274,7 @@ fn network_frame(c: &mut Criterion) {
         let mut state = net.state();
         let mut out = vec![0.0f32; bins];
         let mut t = 0;
-        let name = if half {
-            format!("frame-f16/{isa}")
-        } else {
-            format!("frame/{isa}")
-        };
-        group.bench_function(name, |b| {
+        group.bench_function(format!("frame-{precision}/{isa}"), |b| {
             b.iter(|| {
                 let r = t * bins..(t + 1) * bins;
                 net.step(

@@ -2,8 +2,10 @@
 //! and reports dropouts: the real-time safety check of the neural (or classic) path.
 //!
 //! `cargo run --release -p timbreswap-engine --example realtime_stress -- [SECONDS] [BLOCK]
-//! [RATE] [neural|neural-f16|classic|none|mix0] [busy|idle] [realtime|normal]` (defaults: 60 s,
-//! 64 samples, 48 kHz, neural, busy, realtime; `neural-f16`: the model's matrices as f16;
+//! [RATE] [neural|neural-f32|neural-f16|neural-int8|classic|none|mix0] [busy|idle]
+//! [realtime|normal]` (defaults: 60 s, 64 samples, 48 kHz, neural, busy, realtime; `neural`:
+//! the built-in model as it ships; `neural-f32`, `-f16`, `-int8`: its matrices as f32, f16 or
+//! int8;
 //! `none`: no reference, the pass-through an idle instance runs; `mix0`: Neural with a
 //! reference at Mix 0, the other idle instance).
 //! Two more optional arguments, `[BURST] [worker|covered|inline]` (defaults 1, worker): the
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use timbreswap_engine::kernels::Kernels;
-use timbreswap_engine::model_file;
+use timbreswap_engine::model_file::{self, Precision};
 use timbreswap_engine::network::Network;
 use timbreswap_engine::neural::PhaseMode;
 use timbreswap_engine::processor::SwapMode;
@@ -57,8 +59,13 @@ fn main() {
     let rate: f64 = arg(2, "48000").parse().expect("RATE");
     let what = arg(3, "neural");
     let mix0 = what == "mix0";
-    let half = what == "neural-f16";
-    let neural = what == "neural" || half || mix0;
+    let precision = match what.as_str() {
+        "neural-f32" => Some(Precision::F32),
+        "neural-f16" => Some(Precision::F16),
+        "neural-int8" => Some(Precision::Int8),
+        _ => None,
+    };
+    let neural = what == "neural" || precision.is_some() || mix0;
     let none = what == "none";
     let busy = arg(4, "busy") == "busy";
     let worker_priority = if arg(5, "realtime") == "realtime" {
@@ -72,9 +79,9 @@ fn main() {
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut file = model_file::load(&root.join("assets/models/default.safetensors")).unwrap();
-    if half {
-        // The matrices as f16, as `timbreswap convert-model` writes them.
-        file = file.with_half_matrices();
+    if let Some(p) = precision {
+        // The matrices as `timbreswap convert-model --to P` writes them.
+        file = file.with_precision(p);
     }
     let net = Arc::new(Network::new(&file, "default", Kernels::best()).unwrap());
     let reference = timbreswap_engine::clip::load_reference_clip(

@@ -15,6 +15,11 @@
 //!
 //! Weights are row-major `[out, in]` (`w[r * cols + c]`), accumulation is in `f32` with several
 //! partial sums per row; results agree with an `f64` reference to about 1e-5 of `Σ|w·x| + |b|`.
+//! The per-frame product also reads narrowed weights, f16 or int8 with one scale per row
+//! ([`Kernels::matvec_bias_f16`], [`Kernels::matvec_bias_i8`]; the kernels are in
+//! `narrow.rs`): AVX-512F and AVX2+FMA (with F16C) have SIMD kernels for both, the scalar set
+//! a plain loop for int8; a set without one (NEON, and scalar for f16) runs the network on the
+//! same values widened to f32 at load.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -57,8 +62,11 @@ type MatvecFn = unsafe fn(w: &[f32], bias: &[f32], x: &[f32], y: &mut [f32]);
 /// `frames >= 1`, `cols = x.len() / frames >= 1`, `x.len() == frames * cols`,
 /// `y.len() == frames * rows`, `w.len() == rows * cols`, and the CPU supports the ISA.
 type MatmulFn = unsafe fn(w: &[f32], bias: &[f32], x: &[f32], frames: usize, y: &mut [f32]);
-/// [`MatvecFn`] with f16 weights (their bit patterns); same contract.
-type MatvecF16Fn = unsafe fn(w: &[u16], bias: &[f32], x: &[f32], y: &mut [f32]);
+/// [`MatvecFn`] with narrowed weights ([`crate::narrow`]): f16 bit patterns, or int8 values
+/// whose row sums are multiplied by `scales` (then as long as `bias`); otherwise the same
+/// contract.
+type MatvecNarrowFn<T> =
+    unsafe fn(w: &[T], scales: Option<&[f32]>, bias: &[f32], x: &[f32], y: &mut [f32]);
 /// `y = max(y, slope y)`; contract: the CPU supports the ISA.
 type LeakyFn = unsafe fn(y: &mut [f32], slope: f32);
 /// `acc += max(x, slope x)`; contract: `acc.len() == x.len()` and the CPU supports the ISA.
@@ -66,7 +74,7 @@ type AddLeakyFn = unsafe fn(acc: &mut [f32], x: &[f32], slope: f32);
 
 /// A table of compute kernels for one instruction set, chosen once at construction.
 ///
-/// Cheap to copy (a tag and four function pointers), `Send + Sync`. All methods take `&self`,
+/// Cheap to copy (a tag and a few function pointers), `Send + Sync`. All methods take `&self`,
 /// are realtime-safe (no allocation, lock, system call or panic in release builds) and may be
 /// called from any thread, the audio and worker threads included.
 #[derive(Clone, Copy)]
@@ -74,7 +82,9 @@ pub struct Kernels {
     isa: Isa,
     matvec: MatvecFn,
     /// The f16-weight product, where this ISA has a kernel for it.
-    matvec_f16: Option<MatvecF16Fn>,
+    matvec_f16: Option<MatvecNarrowFn<u16>>,
+    /// The int8-weight product, where this ISA has a kernel for it.
+    matvec_i8: Option<MatvecNarrowFn<i8>>,
     matmul: MatmulFn,
     leaky: LeakyFn,
     add_leaky: AddLeakyFn,
@@ -137,6 +147,8 @@ impl Kernels {
             isa: Isa::Scalar,
             matvec: scalar::matvec_bias,
             matvec_f16: None,
+            // The portable loop is the scalar set's kernel: it reads a quarter of the bytes.
+            matvec_i8: Some(crate::narrow::matvec_portable::<i8>),
             matmul: scalar::matmul_bias,
             leaky: scalar::leaky_relu,
             add_leaky: scalar::add_leaky_relu,
@@ -175,8 +187,41 @@ impl Kernels {
         match self.matvec_f16 {
             // SAFETY: the kernel is only in the table when its features were detected at
             // construction, and the lengths were checked above (the whole contract).
-            Some(kernel) => unsafe { kernel(w, bias, x, y) },
-            None => crate::half::matvec_bias_portable(w, bias, x, y),
+            Some(kernel) => unsafe { kernel(w, None, bias, x, y) },
+            None => crate::narrow::matvec_portable(w, None, bias, x, y),
+        }
+    }
+
+    /// Whether this table has a kernel for int8 weights ([`Self::matvec_bias_i8`]): AVX-512F,
+    /// AVX2+FMA where the CPU has F16C, and the scalar set. Elsewhere (NEON) a network keeps
+    /// its int8 weights widened to f32 (the same values, four times the bytes).
+    pub fn has_int8(&self) -> bool {
+        self.matvec_i8.is_some()
+    }
+
+    /// [`Self::matvec_bias`] with int8 weights and one scale per row
+    /// ([`crate::int8::Int8Rows`]): `y[r] = scales[r] · Σ_c w[r cols + c] · x[c] + bias[r]`,
+    /// products and sums in f32; a quarter of the bytes per row. Same length rules, and
+    /// `scales.len() == y.len()` (otherwise `y` is set to zeros). Realtime-safe.
+    pub fn matvec_bias_i8(&self, w: &[i8], scales: &[f32], bias: &[f32], x: &[f32], y: &mut [f32]) {
+        if scales.len() != y.len() {
+            debug_assert!(
+                false,
+                "matvec_bias_i8: {} scales for {} rows",
+                scales.len(),
+                y.len()
+            );
+            y.fill(0.0);
+            return;
+        }
+        if !matvec_needs_kernel("matvec_bias_i8", w.len(), bias, x, y) {
+            return;
+        }
+        match self.matvec_i8 {
+            // SAFETY: the kernel is only in the table when its features were detected at
+            // construction, and the lengths were checked above (the whole contract).
+            Some(kernel) => unsafe { kernel(w, Some(scales), bias, x, y) },
+            None => crate::narrow::matvec_portable(w, Some(scales), bias, x, y),
         }
     }
 
@@ -285,7 +330,10 @@ fn avx2_table() -> Option<Kernels> {
         isa: Isa::Avx2Fma,
         matvec: avx2::matvec_bias,
         matvec_f16: is_x86_feature_detected!("f16c")
-            .then_some(crate::half::avx2::matvec_bias_f16 as MatvecF16Fn),
+            .then_some(crate::narrow::avx2::matvec::<u16> as MatvecNarrowFn<u16>),
+        // The narrowed kernels share one body compiled with F16C.
+        matvec_i8: is_x86_feature_detected!("f16c")
+            .then_some(crate::narrow::avx2::matvec::<i8> as MatvecNarrowFn<i8>),
         matmul: avx2::matmul_bias,
         leaky: avx2::leaky_relu,
         add_leaky: avx2::add_leaky_relu,
@@ -297,7 +345,8 @@ fn avx512_table() -> Option<Kernels> {
     is_x86_feature_detected!("avx512f").then_some(Kernels {
         isa: Isa::Avx512,
         matvec: avx512::matvec_bias,
-        matvec_f16: Some(crate::half::avx512::matvec_bias_f16),
+        matvec_f16: Some(crate::narrow::avx512::matvec::<u16>),
+        matvec_i8: Some(crate::narrow::avx512::matvec::<i8>),
         matmul: avx512::matmul_bias,
         leaky: avx512::leaky_relu,
         add_leaky: avx512::add_leaky_relu,
@@ -320,6 +369,7 @@ fn neon_table() -> Option<Kernels> {
         isa: Isa::Neon,
         matvec: neon::matvec_bias,
         matvec_f16: None,
+        matvec_i8: None,
         matmul: neon::matmul_bias,
         leaky: neon::leaky_relu,
         add_leaky: neon::add_leaky_relu,

@@ -4,9 +4,10 @@
 //! Metadata (all strings): `format` = [`FORMAT_NAME`], `format_version`, `config` (the
 //! [`ModelConfig`] as JSON), `layers` (every stack's prefix and shape, JSON, informative),
 //! `instruments` (the map's instruments, JSON) and `training` (free-form JSON).
-//! Tensors, `f32` or `f16` (a file converted with `timbreswap convert-model` stores its
-//! weight matrices as `f16`: the network then reads them with the f16 kernels,
-//! [`crate::half`]): the weights listed by [`ModelConfig::weight_shapes`], plus `map.z_t`
+//! Tensors, `f32`, `f16` or `i8` (a file converted with `timbreswap convert-model` stores its
+//! weight matrices as `f16`, or as `i8` with one f32 scale per row in a tensor named after the
+//! matrix plus [`INT8_SCALES_SUFFIX`] ([`crate::int8`]); the network then reads them with the
+//! narrowed kernels): the weights listed by [`ModelConfig::weight_shapes`], plus `map.z_t`
 //! `[instruments, z_t]` (the timbre latent of every training instrument), `map.pca_mean`
 //! `[z_t]` and `map.pca_basis` `[2, z_t]` (the 2-D PCA of the timbre space).
 //!
@@ -19,10 +20,14 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::int8::Int8Rows;
 use crate::model_config::{ModelConfig, FORMAT_NAME, FORMAT_VERSION};
 
 /// Largest absolute value a weight (or normalisation statistic) may have.
 pub const MAX_WEIGHT: f32 = 1e4;
+
+/// What follows an int8 matrix's name in the name of its row scales (`[rows]`, f32).
+pub const INT8_SCALES_SUFFIX: &str = "_scales";
 
 /// Largest model file read, in bytes.
 pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
@@ -80,6 +85,29 @@ impl TimbreMap {
     }
 }
 
+/// How a model's weight matrices are stored, and read by the network's per-frame product
+/// (biases, normalisation statistics and the timbre map are always f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 4 bytes per weight.
+    F32,
+    /// IEEE binary16, 2 bytes per weight ([`crate::half`]).
+    F16,
+    /// 1 byte per weight and one f32 scale per row ([`crate::int8`]).
+    Int8,
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Int8 => "int8",
+        })
+    }
+}
+
 /// One weight tensor, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WeightTensor {
@@ -90,6 +118,9 @@ pub struct WeightTensor {
     /// The values' f16 bit patterns when the file stored the tensor as f16 (`data` holds the
     /// same values widened exactly); `None` for f32 tensors.
     pub half: Option<Vec<u16>>,
+    /// The rows' int8 values and scales when the file stored the matrix as int8 (`data`
+    /// holds the values they stand for); `None` otherwise.
+    pub int8: Option<Int8Rows>,
 }
 
 /// A checked model file.
@@ -122,6 +153,39 @@ impl ModelFile {
         tensor.shape.len() == 2 && name.ends_with(".weight")
     }
 
+    /// How the file's matrices are stored (every matrix of a checked file is stored alike,
+    /// or the file was converted from one type to another in memory).
+    pub fn precision(&self) -> Precision {
+        let matrix = self.weights.iter().find(|(n, t)| Self::is_matrix(n, t));
+        match matrix.map(|(_, t)| (&t.half, &t.int8)) {
+            Some((Some(_), _)) => Precision::F16,
+            Some((_, Some(_))) => Precision::Int8,
+            _ => Precision::F32,
+        }
+    }
+
+    /// This file with its matrices as `precision` reads them: [`Self::with_half_matrices`],
+    /// [`Self::with_int8_matrices`], or (f32) the values as they are with the narrowed copies
+    /// dropped. The file itself when it already has that precision.
+    pub fn with_precision(&self, precision: Precision) -> Self {
+        if self.precision() == precision {
+            return self.clone();
+        }
+        match precision {
+            Precision::F16 => self.with_half_matrices(),
+            Precision::Int8 => self.with_int8_matrices(),
+            Precision::F32 => {
+                let mut out = self.clone();
+                for tensor in out.weights.values_mut() {
+                    tensor.half = None;
+                    tensor.int8 = None;
+                }
+                out.id = format!("{}-f32", self.id);
+                out
+            }
+        }
+    }
+
     /// This file as its f16 conversion reads ([`crate::half`]): every matrix rounded to f16
     /// (to nearest, ties to even; `half` set, `data` the rounded values), everything else as
     /// it is. The `id` gets a suffix, so latents measured with one are not used with the other.
@@ -139,9 +203,28 @@ impl ModelFile {
                     .map(|h| crate::half::f32_from_bits(*h))
                     .collect();
                 tensor.half = Some(bits);
+                tensor.int8 = None;
             }
         }
         out.id = format!("{}-f16", self.id);
+        out
+    }
+
+    /// This file as its int8 conversion reads ([`crate::int8`]): every matrix quantised row
+    /// by row (`int8` set, `data` the values it stands for, `half` cleared), everything else as
+    /// it is. The `id` gets a suffix, so latents measured with one are not used with the other.
+    pub fn with_int8_matrices(&self) -> Self {
+        let mut out = self.clone();
+        for (name, tensor) in &mut out.weights {
+            if Self::is_matrix(name, tensor) {
+                let cols = tensor.shape[1];
+                let rows = Int8Rows::quantize(&tensor.data, cols);
+                tensor.data = rows.dequantized(cols);
+                tensor.half = None;
+                tensor.int8 = Some(rows);
+            }
+        }
+        out.id = format!("{}-int8", self.id);
         out
     }
 }
@@ -263,7 +346,38 @@ fn parse_checked(data: &[u8]) -> Result<ModelFile, ModelFileError> {
     let file = safetensors::SafeTensors::deserialize(data)
         .map_err(|e| ModelFileError::Safetensors(e.to_string()))?;
     let mut tensors: BTreeMap<String, WeightTensor> = BTreeMap::new();
+    // int8 matrices, their values paired with their scales below.
+    let mut int8: BTreeMap<String, Vec<i8>> = BTreeMap::new();
     for (name, view) in file.tensors() {
+        if view.dtype() == safetensors::Dtype::I8 {
+            if view.shape().len() != 2 || !name.ends_with(".weight") {
+                return Err(ModelFileError::Weights(format!(
+                    "{name} is I8, which only weight matrices may be"
+                )));
+            }
+            let values: Vec<i8> = view.data().iter().map(|b| *b as i8).collect();
+            if values.len() != view.shape().iter().product::<usize>() {
+                return Err(ModelFileError::Safetensors(format!(
+                    "{name}: data does not match its shape"
+                )));
+            }
+            if values.contains(&i8::MIN) {
+                return Err(ModelFileError::Weights(format!(
+                    "{name} holds -128, outside the symmetric int8 range"
+                )));
+            }
+            int8.insert(name.clone(), values);
+            tensors.insert(
+                name,
+                WeightTensor {
+                    shape: view.shape().to_vec(),
+                    data: Vec::new(),
+                    half: None,
+                    int8: None,
+                },
+            );
+            continue;
+        }
         let (values, half): (Vec<f32>, Option<Vec<u16>>) = match view.dtype() {
             safetensors::Dtype::F32 => (
                 view.data()
@@ -287,7 +401,7 @@ fn parse_checked(data: &[u8]) -> Result<ModelFile, ModelFileError> {
             }
             other => {
                 return Err(ModelFileError::Weights(format!(
-                    "{name} is {other:?}, expected F32 or F16"
+                    "{name} is {other:?}, expected F32, F16 or I8"
                 )))
             }
         };
@@ -314,8 +428,43 @@ fn parse_checked(data: &[u8]) -> Result<ModelFile, ModelFileError> {
                 shape: view.shape().to_vec(),
                 data: values,
                 half,
+                int8: None,
             },
         );
+    }
+    for (name, values) in int8 {
+        let scales_name = format!("{name}{INT8_SCALES_SUFFIX}");
+        let rows = tensors[&name].shape[0];
+        let scales = match tensors.remove(&scales_name) {
+            Some(t) if t.half.is_none() && t.shape == [rows] => t.data,
+            Some(t) => {
+                return Err(ModelFileError::Weights(format!(
+                    "{scales_name} has shape {:?}, the I8 matrix {name} needs f32 [{rows}]",
+                    t.shape
+                )))
+            }
+            None => {
+                return Err(ModelFileError::Weights(format!(
+                    "{name} is I8 but {scales_name} is missing"
+                )))
+            }
+        };
+        if scales.iter().any(|s| *s < 0.0) {
+            return Err(ModelFileError::Weights(format!(
+                "{scales_name} has a negative scale"
+            )));
+        }
+        let rows = Int8Rows { values, scales };
+        let tensor = tensors.get_mut(&name).expect("inserted above");
+        tensor.data = rows.dequantized(tensor.shape[1]);
+        // The scales are finite and at most MAX_WEIGHT (checked as every f32 tensor), but
+        // their product with 127 need not be.
+        if let Some(v) = tensor.data.iter().find(|v| v.abs() > MAX_WEIGHT) {
+            return Err(ModelFileError::Weights(format!(
+                "{name} has a value of {v:e}, beyond the ±{MAX_WEIGHT:e} a trained model uses"
+            )));
+        }
+        tensor.int8 = Some(rows);
     }
 
     let expected = config.weight_shapes();

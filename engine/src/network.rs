@@ -23,25 +23,39 @@ use crate::timbre_map::MapBlender;
 /// Frames analysed per batch by [`Network::clip_timbre`] (bounds its memory on long clips).
 const CLIP_CHUNK_FRAMES: usize = 1024;
 
+/// The narrowed copy of a layer's weights the per-frame product reads.
+#[derive(Debug, Clone)]
+enum Narrowed {
+    /// f16 bit patterns.
+    F16(Box<[u16]>),
+    /// int8 values and one scale per row.
+    Int8 {
+        values: Box<[i8]>,
+        scales: Box<[f32]>,
+    },
+}
+
 /// A linear layer `y = W x + b`, `W` row-major `[rows, cols]`.
 #[derive(Debug, Clone)]
 struct Linear {
+    /// The weights in f32: empty when `narrowed` is set and no batched pass needs them.
     w: Box<[f32]>,
-    /// `w` as f16 bit patterns, kept when the file stored it as f16 and the kernels read f16:
-    /// the per-frame product then reads these (half the bytes); `w` holds the same values for
-    /// the batched encoder pass.
-    w16: Option<Box<[u16]>>,
+    /// `w` as the file stored it, f16 or int8, kept when the kernels read that type: the
+    /// per-frame product then reads these (a half or a quarter of the bytes).
+    narrowed: Option<Narrowed>,
     b: Box<[f32]>,
     rows: usize,
     cols: usize,
 }
 
 impl Linear {
-    /// The layer `prefix` of `file`; `f16_kernels`: whether the kernels read f16 weights.
+    /// The layer `prefix` of `file`, its narrowed weights kept where `kernels` read them; the
+    /// f32 weights kept beside them when `batched` (the batched pass reads f32 only).
     fn from_file(
         file: &ModelFile,
         prefix: &str,
-        f16_kernels: bool,
+        kernels: &Kernels,
+        batched: bool,
     ) -> Result<Self, ModelFileError> {
         let get = |name: String| {
             file.weights
@@ -59,24 +73,46 @@ impl Linear {
                 )))
             }
         };
+        let narrowed = match (&w.half, &w.int8) {
+            (Some(h), _) if kernels.has_f16() => Some(Narrowed::F16(h.clone().into())),
+            (_, Some(q)) if kernels.has_int8() => Some(Narrowed::Int8 {
+                values: q.values.clone().into(),
+                scales: q.scales.clone().into(),
+            }),
+            _ => None,
+        };
         Ok(Self {
-            w: w.data.clone().into_boxed_slice(),
-            w16: w
-                .half
-                .as_ref()
-                .filter(|_| f16_kernels)
-                .map(|h| h.clone().into_boxed_slice()),
+            w: if narrowed.is_none() || batched {
+                w.data.clone().into_boxed_slice()
+            } else {
+                Box::default()
+            },
+            narrowed,
             b: b.data.clone().into_boxed_slice(),
             rows,
             cols,
         })
     }
 
+    /// Bytes of weights and biases held.
+    fn bytes(&self) -> usize {
+        let narrowed = match &self.narrowed {
+            Some(Narrowed::F16(w)) => 2 * w.len(),
+            Some(Narrowed::Int8 { values, scales }) => values.len() + 4 * scales.len(),
+            None => 0,
+        };
+        4 * (self.w.len() + self.b.len()) + narrowed
+    }
+
     #[inline]
     fn apply(&self, k: &Kernels, x: &[f32], y: &mut [f32]) {
-        match &self.w16 {
-            Some(w16) => k.matvec_bias_f16(w16, &self.b, &x[..self.cols], &mut y[..self.rows]),
-            None => k.matvec_bias(&self.w, &self.b, &x[..self.cols], &mut y[..self.rows]),
+        let (x, y) = (&x[..self.cols], &mut y[..self.rows]);
+        match &self.narrowed {
+            Some(Narrowed::F16(w)) => k.matvec_bias_f16(w, &self.b, x, y),
+            Some(Narrowed::Int8 { values, scales }) => {
+                k.matvec_bias_i8(values, scales, &self.b, x, y)
+            }
+            None => k.matvec_bias(&self.w, &self.b, x, y),
         }
     }
 }
@@ -110,7 +146,8 @@ impl Stack {
         file: &ModelFile,
         prefix: &str,
         shape: &StackShape,
-        f16_kernels: bool,
+        kernels: &Kernels,
+        batched: bool,
     ) -> Result<Self, ModelFileError> {
         let blocks = shape
             .dilations
@@ -121,7 +158,8 @@ impl Stack {
                     conv: Linear::from_file(
                         file,
                         &format!("{prefix}.blocks.{i}.conv"),
-                        f16_kernels,
+                        kernels,
+                        batched,
                     )?,
                     kernel: shape.kernel,
                     dilation: d,
@@ -129,11 +167,18 @@ impl Stack {
             })
             .collect::<Result<Vec<_>, ModelFileError>>()?;
         Ok(Self {
-            input: Linear::from_file(file, &format!("{prefix}.input"), f16_kernels)?,
+            input: Linear::from_file(file, &format!("{prefix}.input"), kernels, batched)?,
             blocks,
-            output: Linear::from_file(file, &format!("{prefix}.output"), f16_kernels)?,
+            output: Linear::from_file(file, &format!("{prefix}.output"), kernels, batched)?,
             hidden: shape.hidden,
         })
+    }
+
+    /// Bytes of weights and biases held.
+    fn bytes(&self) -> usize {
+        self.input.bytes()
+            + self.output.bytes()
+            + self.blocks.iter().map(|b| b.conv.bytes()).sum::<usize>()
     }
 
     fn state(&self) -> StackState {
@@ -345,7 +390,8 @@ impl Network {
             layers
                 .iter()
                 .find(|(n, _)| n == prefix)
-                .map(|(n, shape)| Stack::from_file(file, n, shape, kernels.has_f16()))
+                // Only the timbre encoder's per-frame stack runs batched (`clip_timbre`).
+                .map(|(n, shape)| Stack::from_file(file, n, shape, &kernels, n == "timbre.frames"))
                 .transpose()
         };
         let required = |prefix: &str| {
@@ -361,13 +407,31 @@ impl Network {
             fine_mean: vector("features.fine_mean")?,
             scale: [s[0], s[1], s[2]],
             timbre_frames: required("timbre.frames")?,
-            timbre_head: Linear::from_file(file, "timbre.head", kernels.has_f16())?,
+            timbre_head: Linear::from_file(file, "timbre.head", &kernels, false)?,
             variation: stack("variation")?,
             pitch: required("pitch")?,
             decoder: required("decoder")?,
             map: file.map.clone(),
             blender: MapBlender::new(&file.map),
         })
+    }
+
+    /// Bytes of layer weights and biases this network holds: what one instance keeps of the
+    /// model (the matrices as the file stores them where the kernels read that type, and in
+    /// f32 too for the timbre encoder's per-frame stack, which also runs batched). Not
+    /// counted: the feature statistics and the timbre map (a few kB).
+    pub fn weight_bytes(&self) -> usize {
+        [
+            Some(&self.timbre_frames),
+            self.variation.as_ref(),
+            Some(&self.pitch),
+            Some(&self.decoder),
+        ]
+        .into_iter()
+        .flatten()
+        .map(Stack::bytes)
+        .sum::<usize>()
+            + self.timbre_head.bytes()
     }
 
     /// The model's config.

@@ -36,6 +36,28 @@ const DEFAULT_MODEL: &[u8] = include_bytes!("../../assets/models/default.safeten
 /// The shipped model's training config (what `train` uses without --config).
 const DEFAULT_TRAIN_CONFIG: &str = include_str!("../../assets/models/default-train.json");
 
+/// How a model's weight matrices are stored (`convert-model --to`, `--weights`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PrecisionArg {
+    /// 4 bytes per weight.
+    F32,
+    /// IEEE binary16, 2 bytes per weight.
+    F16,
+    /// 1 byte per weight and one f32 scale per row.
+    Int8,
+}
+
+impl PrecisionArg {
+    fn precision(self) -> timbreswap_engine::model_file::Precision {
+        use timbreswap_engine::model_file::Precision;
+        match self {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::F16 => Precision::F16,
+            PrecisionArg::Int8 => Precision::Int8,
+        }
+    }
+}
+
 /// `--mode` of `render`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ModeArg {
@@ -106,9 +128,13 @@ enum Command {
         /// The model file to convert.
         #[arg(long)]
         input: PathBuf,
-        /// Where to write the f16 copy.
+        /// Where to write the copy.
         #[arg(long)]
         out: PathBuf,
+        /// How the copy stores its weight matrices: f16 (2 bytes a weight), int8 (1 byte and
+        /// one scale per row) or f32.
+        #[arg(long, value_enum, default_value_t = PrecisionArg::F16)]
+        to: PrecisionArg,
     },
     /// Render a file through the plugin's engine in offline mode (same code as the plugin).
     Render {
@@ -946,11 +972,12 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::ConvertModel { input, out } => {
-            let report = timbreswap_training::model::file::convert_to_half(&input, &out)?;
+        Command::ConvertModel { input, out, to } => {
+            let precision = to.precision();
+            let report = timbreswap_training::model::file::convert(&input, &out, precision)?;
             println!(
-                "{}: {} weight matrices as f16, {} tensors kept as f32; largest change of a \
-                 weight {:.2e} of its matrix's largest; {} -> {} bytes",
+                "{}: {} weight matrices as {precision}, {} tensors kept as f32; largest change \
+                 of a weight {:.2e} of its matrix's largest; {} -> {} bytes",
                 out.display(),
                 report.matrices,
                 report.kept,

@@ -260,7 +260,7 @@ fn a_half_copy_rounds_the_matrices_and_keeps_the_rest() {
     std::fs::create_dir_all(&dir).unwrap();
     let (path, weights, model) = saved_tiny_model(&dir);
     let out = dir.join("tiny-f16.safetensors");
-    let report = file::convert_to_half(&path, &out).unwrap();
+    let report = file::convert(&path, &out, file::Precision::F16).unwrap();
     let raw = safetensors::SafeTensors::deserialize(&std::fs::read(&out).unwrap())
         .unwrap()
         .tensors()
@@ -298,14 +298,145 @@ fn a_half_copy_rounds_the_matrices_and_keeps_the_rest() {
     ));
     // Converting again writes the same bytes (the header's keys are sorted).
     let again = dir.join("tiny-f16-again.safetensors");
-    file::convert_to_half(&path, &again).unwrap();
+    file::convert(&path, &again, file::Precision::F16).unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
     // A file that is not a model is refused before anything is written.
     let junk = dir.join("junk.safetensors");
     std::fs::write(&junk, b"not a model").unwrap();
     let target = dir.join("never.safetensors");
-    assert!(file::convert_to_half(&junk, &target).is_err());
+    assert!(file::convert(&junk, &target, file::Precision::F16).is_err());
     assert!(!target.exists());
+}
+
+/// `convert-model --to int8`: every weight matrix becomes an I8 tensor and an f32 tensor of
+/// row scales, computed here independently (largest magnitude over 127, values rounded to
+/// the nearest step); everything else stays bit for bit; the copy loads in the engine (the
+/// int8 rows kept) and in the training crate (the values they stand for), writes the same
+/// bytes twice, and a copy back to f32 holds exactly those values. Damaged int8 files are
+/// refused with the reason.
+#[test]
+fn an_int8_copy_quantises_each_row_and_keeps_the_rest() {
+    use timbreswap_engine::model_file::{self as engine_file, ModelFile};
+    let dir = common::temp_dir("model-int8");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (path, weights, model) = saved_tiny_model(&dir);
+    let out = dir.join("tiny-int8.safetensors");
+    let report = file::convert(&path, &out, file::Precision::Int8).unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    let raw = safetensors::SafeTensors::deserialize(&bytes)
+        .unwrap()
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
+        .collect::<HashMap<_, _>>();
+    let mut matrices = 0;
+    for (name, t) in &weights {
+        let x = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (dtype, shape, data) = &raw[name];
+        if t.dims().len() == 2 && name.ends_with(".weight") {
+            matrices += 1;
+            assert_eq!(*dtype, safetensors::Dtype::I8, "{name}");
+            let (scale_type, scale_shape, scale_bytes) = &raw[&format!("{name}_scales")];
+            assert_eq!(
+                (*scale_type, scale_shape),
+                (safetensors::Dtype::F32, &vec![shape[0]])
+            );
+            let scales: Vec<f32> = scale_bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            for (r, row) in x.chunks_exact(shape[1]).enumerate() {
+                let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                assert_eq!(scales[r], max / 127.0, "{name} row {r}");
+                for (c, v) in row.iter().enumerate() {
+                    let q = data[r * shape[1] + c] as i8;
+                    assert_eq!(f32::from(q), (v / scales[r]).round(), "{name} [{r}, {c}]");
+                }
+            }
+        } else {
+            assert_eq!(*dtype, safetensors::Dtype::F32, "{name}");
+            let want: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+            assert_eq!(data, &want, "{name}");
+        }
+    }
+    assert_eq!(report.matrices, matrices);
+    assert!(matrices > 5);
+    // At most half a step of the row's scale, so at most 1/254 of the matrix's largest.
+    assert!(report.worst_relative_change > 0.0 && report.worst_relative_change <= 0.5 / 127.0);
+    assert!(report.bytes.1 < report.bytes.0);
+    let engine = engine_file::load(&out).unwrap();
+    assert_eq!(engine.precision(), file::Precision::Int8);
+    assert!(engine
+        .weights
+        .iter()
+        .all(|(n, t)| t.int8.is_some() == ModelFile::is_matrix(n, t)));
+    let loaded = file::load(&out).unwrap();
+    assert_eq!(loaded.model.config(), model.config());
+    assert_eq!(loaded.map, tiny_map(model.config()));
+    // The same bytes twice; back to f32 gives the values the rows stand for.
+    let again = dir.join("tiny-int8-again.safetensors");
+    file::convert(&path, &again, file::Precision::Int8).unwrap();
+    assert_eq!(bytes, std::fs::read(&again).unwrap());
+    let back = dir.join("tiny-back.safetensors");
+    file::convert(&out, &back, file::Precision::F32).unwrap();
+    let back = engine_file::load(&back).unwrap();
+    for (name, t) in &engine.weights {
+        assert_eq!(back.weights[name].data, t.data, "{name}");
+        assert!(back.weights[name].int8.is_none());
+    }
+
+    // Damaged int8 files: the scales missing, of the wrong length, -128, an I8 bias.
+    type Tensors = Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>;
+    let rebuilt = |edit: &dyn Fn(&mut Tensors)| {
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut tensors: Vec<_> = file
+            .tensors()
+            .into_iter()
+            .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+            .collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        edit(&mut tensors);
+        let views = tensors
+            .iter()
+            .map(|(n, d, s, b)| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+                )
+            })
+            .collect::<Vec<_>>();
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let out = safetensors::serialize(views, header.metadata().clone()).unwrap();
+        engine_file::parse(&out)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    let first = |t: &Tensors, ty| t.iter().position(|x| x.1 == ty).unwrap();
+    let err = rebuilt(&|t| {
+        let i = t.iter().position(|x| x.0.ends_with("_scales")).unwrap();
+        t.remove(i);
+    });
+    assert!(err.contains("_scales is missing"), "{err}");
+    let err = rebuilt(&|t| {
+        let i = t.iter().position(|x| x.0.ends_with("_scales")).unwrap();
+        t[i].2[0] -= 1;
+        let len = t[i].3.len() - 4;
+        t[i].3.truncate(len);
+    });
+    assert!(err.contains("needs f32"), "{err}");
+    let err = rebuilt(&|t| {
+        let i = first(t, safetensors::Dtype::I8);
+        t[i].3[0] = 0x80;
+    });
+    assert!(err.contains("-128"), "{err}");
+    let err = rebuilt(&|t| {
+        let i = t.iter().position(|x| x.0.ends_with(".bias")).unwrap();
+        let n: usize = t[i].2.iter().product();
+        t[i].1 = safetensors::Dtype::I8;
+        t[i].3 = vec![1; n];
+    });
+    assert!(err.contains("only weight matrices"), "{err}");
 }
 
 #[test]

@@ -15,7 +15,10 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 pub use timbreswap_engine::model_config::FORMAT_NAME;
-pub use timbreswap_engine::model_file::{MapInstrument, ModelFileError, TimbreMap, MAX_FILE_BYTES};
+use timbreswap_engine::model_file::INT8_SCALES_SUFFIX;
+pub use timbreswap_engine::model_file::{
+    MapInstrument, ModelFileError, Precision, TimbreMap, MAX_FILE_BYTES,
+};
 
 use super::{Config, ThreeFactor, FORMAT_VERSION};
 
@@ -189,53 +192,80 @@ fn from_checked(
     })
 }
 
-/// What [`convert_to_half`] wrote.
+/// What [`convert`] wrote.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HalfConversion {
-    /// Weight matrices stored as f16.
+pub struct Conversion {
+    /// Weight matrices stored in the new precision.
     pub matrices: usize,
     /// Tensors kept as f32 (biases, normalisation statistics, the timbre map).
     pub kept: usize,
-    /// Largest relative change of a matrix entry, `|f16(w) - w| / max|W|` of its matrix.
+    /// Largest change of a matrix entry relative to its matrix's largest magnitude,
+    /// `|stored(w) - w| / max|W|`.
     pub worst_relative_change: f32,
     /// File sizes before and after, in bytes.
     pub bytes: (u64, u64),
 }
 
 /// Writes a copy of the model file `input` to `output` with every weight matrix (a 2-D tensor
-/// named `*.weight`) stored as f16, rounded to nearest; biases, normalisation statistics and
-/// the timbre map stay f32, the metadata is copied (plus `weights` = "f16"). The engine reads
-/// such a file with its f16 kernels ([`timbreswap_engine::half`]). The input is checked as
-/// every model file is, and so is the output before it is written.
-pub fn convert_to_half(input: &Path, output: &Path) -> Result<HalfConversion, ModelFileError> {
+/// named `*.weight`) stored as `precision`: f16 rounded to nearest, int8 with one f32 scale
+/// per row ([`timbreswap_engine::int8`], the scales in a tensor named after the matrix plus
+/// [`INT8_SCALES_SUFFIX`]), or f32 (the values a narrowed file stands for). Biases,
+/// normalisation statistics and the timbre map stay f32; the metadata is copied (plus
+/// `weights` = the precision). The engine reads f16 and int8 matrices with its narrowed
+/// kernels. The input is checked as every model file is, and so is the output before it is
+/// written; the same input always writes the same bytes.
+pub fn convert(
+    input: &Path,
+    output: &Path,
+    precision: Precision,
+) -> Result<Conversion, ModelFileError> {
     // Checks the whole file (names, shapes, values) before anything is written.
     let data = std::fs::read(input).map_err(io_error(input))?;
     let checked = timbreswap_engine::model_file::parse(&data)?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&data)
         .map_err(|e| ModelFileError::Safetensors(e.to_string()))?;
     let mut metadata = header.metadata().clone().unwrap_or_default();
-    metadata.insert("weights".into(), "f16".into());
-    let half = checked.with_half_matrices();
+    metadata.insert("weights".into(), precision.to_string());
+    let converted = checked.with_precision(precision);
     let mut buffers: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let (mut matrices, mut kept, mut worst) = (0, 0, 0.0f32);
-    for ((name, tensor), original) in half.weights.iter().zip(checked.weights.values()) {
-        let (dtype, bytes) = match &tensor.half {
-            Some(bits) => {
-                let max = original.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-                for (rounded, v) in tensor.data.iter().zip(&original.data) {
-                    if max > 0.0 {
-                        worst = worst.max((rounded - v).abs() / max);
-                    }
-                }
-                matrices += 1;
-                let bytes = bits.iter().flat_map(|h| h.to_le_bytes()).collect();
-                (safetensors::Dtype::F16, bytes)
+    let f32_bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|v| v.to_le_bytes()).collect() };
+    for ((name, tensor), original) in converted.weights.iter().zip(checked.weights.values()) {
+        if !timbreswap_engine::model_file::ModelFile::is_matrix(name, tensor) {
+            kept += 1;
+            buffers.push((
+                name.clone(),
+                safetensors::Dtype::F32,
+                tensor.shape.clone(),
+                f32_bytes(&tensor.data),
+            ));
+            continue;
+        }
+        let max = original.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (stored, v) in tensor.data.iter().zip(&original.data) {
+            if max > 0.0 {
+                worst = worst.max((stored - v).abs() / max);
             }
-            None => {
-                kept += 1;
-                let bytes = tensor.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-                (safetensors::Dtype::F32, bytes)
+        }
+        matrices += 1;
+        let (dtype, bytes) = match (&tensor.half, &tensor.int8) {
+            (Some(bits), _) => (
+                safetensors::Dtype::F16,
+                bits.iter().flat_map(|h| h.to_le_bytes()).collect(),
+            ),
+            (_, Some(rows)) => {
+                buffers.push((
+                    format!("{name}{INT8_SCALES_SUFFIX}"),
+                    safetensors::Dtype::F32,
+                    vec![tensor.shape[0]],
+                    f32_bytes(&rows.scales),
+                ));
+                (
+                    safetensors::Dtype::I8,
+                    rows.values.iter().map(|v| *v as u8).collect(),
+                )
             }
+            (None, None) => (safetensors::Dtype::F32, f32_bytes(&tensor.data)),
         };
         buffers.push((name.clone(), dtype, tensor.shape.clone(), bytes));
     }
@@ -243,7 +273,11 @@ pub fn convert_to_half(input: &Path, output: &Path) -> Result<HalfConversion, Mo
     let file = safetensors::SafeTensors::deserialize(&data)
         .map_err(|e| ModelFileError::Safetensors(e.to_string()))?;
     for (name, view) in file.tensors() {
-        if !checked.weights.contains_key(&name) {
+        let is_weight = checked.weights.contains_key(&name)
+            || name
+                .strip_suffix(INT8_SCALES_SUFFIX)
+                .is_some_and(|m| checked.weights.contains_key(m));
+        if !is_weight {
             buffers.push((
                 name,
                 view.dtype(),
@@ -266,7 +300,7 @@ pub fn convert_to_half(input: &Path, output: &Path) -> Result<HalfConversion, Mo
     let bytes = with_sorted_header(&bytes)?;
     timbreswap_engine::model_file::parse(&bytes)?;
     write_through_temporary(output, &bytes)?;
-    Ok(HalfConversion {
+    Ok(Conversion {
         matrices,
         kept,
         worst_relative_change: worst,
