@@ -791,6 +791,25 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
     let exported = exported.model.config();
     assert!(exported.pitch_binary && exported.pitch_ruler());
 
+    // Another library's folder joins the training clips split for split: the same tiny set as
+    // a second library doubles the steps of an epoch, and the timbre map still has one entry
+    // per program (its notes taken from both folders).
+    let one = common::temp_dir("model-one-library");
+    train(&data, &one, &common::tiny_run(1), false, &|_, _, _, _| {}).unwrap();
+    let doubled = TrainConfig {
+        libraries: vec![data.clone()],
+        ..common::tiny_run(1)
+    };
+    let two = common::temp_dir("model-two-libraries");
+    train(&data, &two, &doubled, false, &|_, _, _, _| {}).unwrap();
+    let (one, two) = (
+        file::load(&one.join(MODEL_FILE)).unwrap(),
+        file::load(&two.join(MODEL_FILE)).unwrap(),
+    );
+    let clips = |f: &file::ModelFile| f.training["train_clips"].as_u64().unwrap();
+    assert_eq!(clips(&two), 2 * clips(&one));
+    assert_eq!(two.map.instruments.len(), 2);
+
     // A resume with another config is refused.
     let mut other = common::tiny_run(8);
     other.learning_rate *= 2.0;

@@ -140,6 +140,12 @@ pub struct TrainConfig {
     /// The swap term on paired renders ([`SwapConfig`]; off by default).
     #[serde(skip_serializing_if = "SwapConfig::is_default")]
     pub swap: SwapConfig,
+    /// More dataset folders to train on beside `--data` (each a `timbreswap dataset` render of
+    /// another training library, e.g. the csound GM bank and the OPL3 FM bank): their clips
+    /// join `--data`'s, split for split, and the timbre map's instruments take the clips of
+    /// every library (by GM program). A relative path is taken from the working directory.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub libraries: Vec<PathBuf>,
     /// Start from this model file's weights and input normalisation instead of seeded
     /// random weights (fine-tuning; its config must equal `model`; a relative path is taken
     /// from the working directory). `None`: from scratch.
@@ -174,6 +180,7 @@ impl Default for TrainConfig {
             norm_clips: 300,
             max_clips: 0,
             swap: SwapConfig::default(),
+            libraries: Vec::new(),
             init_from: None,
         }
     }
@@ -194,6 +201,13 @@ impl TrainConfig {
     /// The learning rate during `epoch`.
     pub fn lr(&self, epoch: usize) -> f64 {
         self.learning_rate * self.lr_decay.powi(epoch as i32)
+    }
+
+    /// The dataset folders a run with `data` reads: `data`, then [`Self::libraries`].
+    pub fn folders<'a>(&'a self, data: &'a Path) -> Vec<&'a Path> {
+        std::iter::once(data)
+            .chain(self.libraries.iter().map(PathBuf::as_path))
+            .collect()
     }
 
     /// The same run with a different epoch count (what `--resume` may change).
@@ -253,38 +267,49 @@ pub struct ClipSet {
     pub audio: Vec<Vec<f32>>,
 }
 
-/// Reads the clips of `split` in `sets` (at most `max` when non-zero, a seeded choice).
+/// Reads the clips of `split` in `sets` from the dataset `folders` (in order; at most `max`
+/// of them all when non-zero, a seeded choice).
 pub fn load_clips(
-    data: &Path,
+    folders: &[&Path],
     split: Split,
     sets: &[Set],
     rate: u32,
     max: usize,
     seed: u64,
 ) -> Result<ClipSet, TrainError> {
-    let all = manifest::read_manifest(data).map_err(io_err(&data.join(manifest::MANIFEST_FILE)))?;
-    let mut records: Vec<ClipRecord> = all
-        .into_iter()
-        .filter(|r| r.split == split && sets.contains(&r.set))
-        .collect();
+    let mut records: Vec<(usize, ClipRecord)> = Vec::new();
+    for (i, data) in folders.iter().enumerate() {
+        let all =
+            manifest::read_manifest(data).map_err(io_err(&data.join(manifest::MANIFEST_FILE)))?;
+        records.extend(
+            all.into_iter()
+                .filter(|r| r.split == split && sets.contains(&r.set))
+                .map(|r| (i, r)),
+        );
+    }
     if max > 0 && records.len() > max {
         shuffle(&mut records, seed);
         records.truncate(max);
-        records.sort_by(|a, b| a.path.cmp(&b.path));
+        records.sort_by(|a, b| (a.0, &a.1.path).cmp(&(b.0, &b.1.path)));
     }
     if records.is_empty() {
+        let names: Vec<_> = folders.iter().map(|f| f.display().to_string()).collect();
         return Err(TrainError::Data(format!(
             "no {split:?} clips of {sets:?} in {}",
-            data.display()
+            names.join(", ")
         )));
     }
     let audio = records
         .iter()
-        .map(|r| {
-            manifest::read_clip_audio(data, r, rate).map_err(|e| TrainError::Data(e.to_string()))
+        .map(|(i, r)| {
+            manifest::read_clip_audio(folders[*i], r, rate)
+                .map_err(|e| TrainError::Data(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(ClipSet { records, audio })
+    Ok(ClipSet {
+        records: records.into_iter().map(|(_, r)| r).collect(),
+        audio,
+    })
 }
 
 /// Fisher-Yates shuffle with a seeded SplitMix64.
@@ -777,8 +802,9 @@ pub fn train(
     let dev = Device::Cpu;
     let cfg = &tc.model;
     let bins = cfg.bins();
+    let folders = tc.folders(data);
     let train_set = load_clips(
-        data,
+        &folders,
         Split::Train,
         &tc.sets,
         cfg.sample_rate,
@@ -786,7 +812,7 @@ pub fn train(
         tc.seed,
     )?;
     let valid_set = load_clips(
-        data,
+        &folders,
         Split::Valid,
         &tc.sets,
         cfg.sample_rate,
@@ -1177,6 +1203,7 @@ pub fn train(
     let frames_per_s = (frames_done > 0).then(|| frames_done as f64 / train_time);
     let training = serde_json::json!({
         "data": data.display().to_string(),
+        "libraries": tc.libraries,
         "train_config": tc,
         "epochs": state.epochs_done,
         "steps": state.step,
@@ -1486,8 +1513,8 @@ pub fn plot_log(log: &Path, png: &Path) -> Result<(), TrainError> {
     .map_err(|e| TrainError::Data(e.to_string()))
 }
 
-/// The timbre map of `model`: the mean `z_t` of each training instrument's notes and the 2-D
-/// PCA of those means.
+/// The timbre map of `model`: the mean `z_t` of each training instrument's notes (in every
+/// dataset folder of the run, [`TrainConfig::folders`]) and the 2-D PCA of those means.
 pub fn timbre_map(
     model: &ThreeFactor,
     data: &Path,
@@ -1495,7 +1522,7 @@ pub fn timbre_map(
 ) -> Result<TimbreMap, TrainError> {
     let cfg = model.config();
     let set = load_clips(
-        data,
+        &tc.folders(data),
         Split::Train,
         &[Set::Notes],
         cfg.sample_rate,
