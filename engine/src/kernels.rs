@@ -17,9 +17,9 @@
 //! partial sums per row; results agree with an `f64` reference to about 1e-5 of `Σ|w·x| + |b|`.
 //! The per-frame product also reads narrowed weights, f16 or int8 with one scale per row
 //! ([`Kernels::matvec_bias_f16`], [`Kernels::matvec_bias_i8`]; the kernels are in
-//! `narrow.rs`): AVX-512F and AVX2+FMA (with F16C) have SIMD kernels for both, the scalar set
-//! a plain loop for int8; a set without one (NEON, and scalar for f16) runs the network on the
-//! same values widened to f32 at load.
+//! `narrow.rs`): AVX-512F and AVX2+FMA (with F16C) have SIMD kernels for both; NEON and the
+//! scalar set run the network on the same values widened to f32 at load (their plain loop
+//! over narrowed weights is slower than their f32 kernel).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -147,8 +147,10 @@ impl Kernels {
             isa: Isa::Scalar,
             matvec: scalar::matvec_bias,
             matvec_f16: None,
-            // The portable loop is the scalar set's kernel: it reads a quarter of the bytes.
-            matvec_i8: Some(crate::narrow::matvec_portable::<i8>),
+            // The portable int8 loop reads a quarter of the bytes but converts every weight
+            // on its own: 194 µs a network step against 142 µs with the weights widened at
+            // load (docs/benchmarks.md, "int8 weights"), so the scalar set widens them.
+            matvec_i8: None,
             matmul: scalar::matmul_bias,
             leaky: scalar::leaky_relu,
             add_leaky: scalar::add_leaky_relu,
@@ -192,8 +194,8 @@ impl Kernels {
         }
     }
 
-    /// Whether this table has a kernel for int8 weights ([`Self::matvec_bias_i8`]): AVX-512F,
-    /// AVX2+FMA where the CPU has F16C, and the scalar set. Elsewhere (NEON) a network keeps
+    /// Whether this table has a SIMD kernel for int8 weights ([`Self::matvec_bias_i8`]):
+    /// AVX-512F, and AVX2+FMA where the CPU has F16C. Elsewhere (NEON, scalar) a network keeps
     /// its int8 weights widened to f32 (the same values, four times the bytes).
     pub fn has_int8(&self) -> bool {
         self.matvec_i8.is_some()

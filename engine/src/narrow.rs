@@ -97,8 +97,8 @@ fn finish(sum: f32, r: usize, scales: Option<&[f32]>, bias: &[f32]) -> f32 {
 }
 
 /// `y[r] = Σ_c widen(w[r cols + c]) x[c] (× scales[r]) + bias[r]` in plain Rust: the reference
-/// the SIMD kernels are tested against, the scalar kernel set's kernel, and the fallback where
-/// a table has none. `x` non-empty, `w.len() == y.len() * x.len()`, `bias.len() == y.len()`,
+/// the SIMD kernels are tested against, and the fallback of a table without one (a network
+/// widens its weights at load for such a table instead, which is faster). `x` non-empty, `w.len() == y.len() * x.len()`, `bias.len() == y.len()`,
 /// `scales` (when given) as long as `bias`. Realtime-safe.
 pub(crate) fn matvec_portable<T: Narrow>(
     w: &[T],

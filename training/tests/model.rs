@@ -765,7 +765,7 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
 
     // A binary pitch code with a ruler trains too: no KL term for `z_p`, the reconstruction
     // falls as in the plain run, and the classifier's cross-entropy against pYIN's pitch falls
-    // (measured: 3.59 -> 2.14 nats over the 8 epochs).
+    // (measured: 3.59 -> 2.11 nats over the 8 epochs).
     let binary = common::temp_dir("model-binary");
     let mut config = TrainConfig {
         pitch_classifier_weight: 10.0,
