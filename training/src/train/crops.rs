@@ -2,8 +2,9 @@
 //! classifier's targets (pYIN, run once per clip and kept), and the thread that prepares the
 //! next step's crops while the current step trains.
 //!
-//! Everything here is a pure function of the clip and the crop's seed, so preparing a step's
-//! crops ahead of time, or the pitch of a clip once for all its crops, changes no result.
+//! Everything here is a pure function of the clip and the crop's seed, so a step's crops made
+//! ahead of time are the crops the step would have made, and a clip's pitch, measured once on
+//! the whole clip, is the same whichever crop asks for it first.
 
 use std::sync::mpsc::sync_channel;
 use std::sync::OnceLock;

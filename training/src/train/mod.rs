@@ -106,9 +106,9 @@ pub struct TrainConfig {
     pub pitch_contrast_weight: f64,
     /// Weight of the pitch classifier's cross-entropy, which a model with a pitch ruler
     /// (`pitch_bins` above 0) needs and only it allows. Its targets come from the audio, not
-    /// from the dataset's labels: pYIN's pitch of every fourth clean frame (frames it finds
-    /// unvoiced are left out), spread over the semitone bins as a Gaussian of [`PITCH_TARGET_SPREAD`]
-    /// semitones. The classifier answers for the clean crop, the distorted crop (the same
+    /// from the dataset's labels: pYIN's pitch of every fourth frame of the clip, measured once
+    /// on the whole clip (frames it finds unvoiced are left out), spread over the semitone bins
+    /// as a Gaussian of [`PITCH_TARGET_SPREAD`] semitones. The classifier answers for the clean crop, the distorted crop (the same
     /// target: the ruler ignores timbre) and the pitch-shifted crop (the target moved by the
     /// shift: the ruler follows pitch), the pooling-weighted mean over frames, then crops, of
     /// the three. Needs the pitch shift and the timbre distortion. Validation reports the plain
