@@ -106,6 +106,29 @@ fn db_differences(a: &[Vec<f32>], b: &[Vec<f32>]) -> (f32, f32) {
     (mean, diffs.iter().fold(0.0f32, |m, v| m.max(*v)))
 }
 
+/// `file` through every kernel set this CPU has decodes `audio` (with `z_t`) as `expected` to
+/// f32 rounding: with the narrowed kernels where a set has them for its weights
+/// (`narrowed(kernels)`), with the weights widened at load elsewhere.
+fn every_kernel_set_decodes(
+    file: &ModelFile,
+    narrowed: impl Fn(&Kernels) -> bool,
+    audio: &[f32],
+    z_t: &[f32],
+    expected: &[Vec<f32>],
+) {
+    let precision = file.precision();
+    for isa in Kernels::available() {
+        let kernels = Kernels::for_isa(isa).unwrap();
+        let net = Network::new(file, "narrowed", kernels).unwrap();
+        let worst = worst_relative(&decode_frames(&net, audio, z_t), expected);
+        println!(
+            "{isa} ({precision} kernels: {}): worst relative difference {worst:.2e}",
+            narrowed(&kernels)
+        );
+        assert!(worst < 1e-4, "{isa}: {worst}");
+    }
+}
+
 fn voice() -> Vec<f32> {
     timbreswap_engine::clip::decode_file(&asset("assets/examples/input-voice.wav"), 4.0)
         .unwrap()
@@ -139,17 +162,7 @@ fn f16_weights_decode_what_f32_weights_decode() {
     // them, the weights widened to f32 elsewhere. They agree to f32 rounding.
     let widened = Network::new(&half, "f16", Kernels::for_isa(Isa::Scalar).unwrap()).unwrap();
     let widened_frames = decode_frames(&widened, &audio, &z_t);
-    for isa in Kernels::available() {
-        let kernels = Kernels::for_isa(isa).unwrap();
-        let net = Network::new(&half, "f16", kernels).unwrap();
-        let frames = decode_frames(&net, &audio, &z_t);
-        let worst = worst_relative(&frames, &widened_frames);
-        println!(
-            "{isa} (f16 kernels: {}): worst relative difference {worst:.2e}",
-            kernels.has_f16()
-        );
-        assert!(worst < 1e-4, "{isa}: {worst}");
-    }
+    every_kernel_set_decodes(&half, Kernels::has_f16, &audio, &z_t, &widened_frames);
 
     // Against f32 weights: the mean and largest difference of the decoded log-magnitude, in dB.
     let (mean, largest) = db_differences(&widened_frames, &f32_frames);
@@ -179,17 +192,7 @@ fn int8_weights_decode_close_to_what_f32_weights_decode() {
     let f32_frames = decode_frames(&reference, &audio, &z_t);
     let plain = Network::new(&dequantized, "dequantized", Kernels::best()).unwrap();
     let plain_frames = decode_frames(&plain, &audio, &z_t);
-    for isa in Kernels::available() {
-        let kernels = Kernels::for_isa(isa).unwrap();
-        let net = Network::new(&int8, "int8", kernels).unwrap();
-        let frames = decode_frames(&net, &audio, &z_t);
-        let worst = worst_relative(&frames, &plain_frames);
-        println!(
-            "{isa} (int8 kernels: {}): worst relative difference {worst:.2e}",
-            kernels.has_int8()
-        );
-        assert!(worst < 1e-4, "{isa}: {worst}");
-    }
+    every_kernel_set_decodes(&int8, Kernels::has_int8, &audio, &z_t, &plain_frames);
     let (mean, largest) = db_differences(&plain_frames, &f32_frames);
     println!(
         "int8 against f32 weights, {} frames: mean {mean:.4} dB, largest {largest:.3} dB",

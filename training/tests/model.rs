@@ -250,6 +250,21 @@ fn export_and_load_round_trip_bit_exactly() {
     assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
 }
 
+/// One tensor of a safetensors file as stored: name, dtype, shape and raw bytes.
+type RawTensor = (String, safetensors::Dtype, Vec<usize>, Vec<u8>);
+
+/// Every tensor of the safetensors bytes `data` as stored, sorted by name.
+fn raw_tensors(data: &[u8]) -> Vec<RawTensor> {
+    let mut tensors: Vec<RawTensor> = safetensors::SafeTensors::deserialize(data)
+        .unwrap()
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors
+}
+
 /// `convert-model`: the copy stores every weight matrix as f16 (the nearest f16 to each
 /// weight, by the engine's conversion, checked here against the F16 type of the `half`
 /// crate candle uses) and everything else bit for bit; it loads in the engine and in the
@@ -261,11 +276,9 @@ fn a_half_copy_rounds_the_matrices_and_keeps_the_rest() {
     let (path, weights, model) = saved_tiny_model(&dir);
     let out = dir.join("tiny-f16.safetensors");
     let report = file::convert(&path, &out, file::Precision::F16).unwrap();
-    let raw = safetensors::SafeTensors::deserialize(&std::fs::read(&out).unwrap())
-        .unwrap()
-        .tensors()
+    let raw = raw_tensors(&std::fs::read(&out).unwrap())
         .into_iter()
-        .map(|(n, v)| (n, (v.dtype(), v.data().to_vec())))
+        .map(|(n, dtype, _, bytes)| (n, (dtype, bytes)))
         .collect::<HashMap<_, _>>();
     let mut matrices = 0;
     for (name, t) in &weights {
@@ -323,11 +336,9 @@ fn an_int8_copy_quantises_each_row_and_keeps_the_rest() {
     let out = dir.join("tiny-int8.safetensors");
     let report = file::convert(&path, &out, file::Precision::Int8).unwrap();
     let bytes = std::fs::read(&out).unwrap();
-    let raw = safetensors::SafeTensors::deserialize(&bytes)
-        .unwrap()
-        .tensors()
+    let raw = raw_tensors(&bytes)
         .into_iter()
-        .map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
+        .map(|(n, dtype, shape, data)| (n, (dtype, shape, data)))
         .collect::<HashMap<_, _>>();
     let mut matrices = 0;
     for (name, t) in &weights {
@@ -386,15 +397,8 @@ fn an_int8_copy_quantises_each_row_and_keeps_the_rest() {
     }
 
     // Damaged int8 files: the scales missing, of the wrong length, -128, an I8 bias.
-    type Tensors = Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>;
-    let rebuilt = |edit: &dyn Fn(&mut Tensors)| {
-        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let mut tensors: Vec<_> = file
-            .tensors()
-            .into_iter()
-            .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
-            .collect();
-        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let rebuilt = |edit: &dyn Fn(&mut Vec<RawTensor>)| {
+        let mut tensors = raw_tensors(&bytes);
         edit(&mut tensors);
         let views = tensors
             .iter()
@@ -412,7 +416,7 @@ fn an_int8_copy_quantises_each_row_and_keeps_the_rest() {
             .unwrap_err()
             .to_string()
     };
-    let first = |t: &Tensors, ty| t.iter().position(|x| x.1 == ty).unwrap();
+    let first = |t: &Vec<RawTensor>, ty| t.iter().position(|x| x.1 == ty).unwrap();
     let err = rebuilt(&|t| {
         let i = t.iter().position(|x| x.0.ends_with("_scales")).unwrap();
         t.remove(i);
