@@ -15,7 +15,8 @@ use timbreswap_training::model::layers::{CausalStack, StackShape};
 use timbreswap_training::model::{Config, FeatureStats, ThreeFactor};
 use timbreswap_training::rng::SplitMix64;
 use timbreswap_training::train::{
-    initial_model, train, trainable_vars, weights_of, TrainConfig, LOG_FILE, MODEL_FILE,
+    initial_model, train, trainable_vars, weights_of, CrossLibraryConfig, TrainConfig, LOG_FILE,
+    MODEL_FILE,
 };
 
 fn tiny_config() -> Config {
@@ -813,6 +814,47 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
     let clips = |f: &file::ModelFile| f.training["train_clips"].as_u64().unwrap();
     assert_eq!(clips(&two), 2 * clips(&one));
     assert_eq!(two.map.instruments.len(), 2);
+
+    // The cross-library term needs a second library, and says so.
+    let lonely = TrainConfig {
+        cross_library: CrossLibraryConfig {
+            weight: 1.0,
+            ..CrossLibraryConfig::default()
+        },
+        ..common::tiny_run(1)
+    };
+    let err = train(
+        &data,
+        &common::temp_dir("model-cross-alone"),
+        &lonely,
+        false,
+        &|_, _, _, _| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("libraries"), "{err}");
+    // With one, every step logs it and every epoch validates it: a mean negative
+    // log-probability over the other crops, so between 0 and far above ln(crops).
+    let crossed = common::temp_dir("model-cross-library");
+    let config = TrainConfig {
+        libraries: vec![data.clone()],
+        ..lonely
+    };
+    train(&data, &crossed, &config, false, &|_, _, _, _| {}).unwrap();
+    let steps: Vec<serde_json::Value> = std::fs::read_to_string(crossed.join(LOG_FILE))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "step")
+        .collect();
+    assert!(!steps.is_empty());
+    for s in &steps {
+        let v = s["cross_library"].as_f64().unwrap();
+        assert!(v.is_finite() && v > 0.0, "{v}");
+    }
+    let valid = common::epoch_records(&crossed)[0]["valid_cross_library"]
+        .as_f64()
+        .unwrap();
+    assert!(valid.is_finite() && valid > 0.0, "{valid}");
 
     // A resume with another config is refused.
     let mut other = common::tiny_run(8);

@@ -25,6 +25,7 @@ fn tiny(epochs: usize, pairs: Option<PathBuf>) -> TrainConfig {
             valid_pairs: 4,
             max_pairs: 0,
             differential: false,
+            variation_weight: 0.0,
         },
         ..common::tiny_run(epochs)
     }
@@ -95,6 +96,21 @@ fn the_swap_term_trains_and_fine_tuning_starts_from_the_file() {
     let plain = common::temp_dir("swap-plain");
     train(&data, &plain, &tiny(1, None), false, &|_, _, _, _| {}).unwrap();
     assert!(common::epoch_records(&plain)[0]["train_swap"].is_null());
+
+    // The variation-invariance term alone uses the pairs without the swap term: logged for
+    // every epoch, training and validation, a gap over a spread (finite, not negative).
+    let mut variation = tiny(2, Some(pairs.clone()));
+    variation.swap.weight = 0.0;
+    variation.swap.variation_weight = 1.0;
+    let varied = common::temp_dir("swap-variation");
+    train(&data, &varied, &variation, false, &|_, _, _, _| {}).unwrap();
+    for r in common::epoch_records(&varied) {
+        assert!(r["train_swap"].is_null() && r["valid_swap"].is_null());
+        for key in ["train_variation_invariance", "valid_variation_invariance"] {
+            let v = r[key].as_f64().unwrap();
+            assert!(v.is_finite() && v >= 0.0, "{key} {v}");
+        }
+    }
 
     // Half a configuration is refused, naming the fields.
     let mut no_pairs = tiny(1, None);

@@ -6,6 +6,8 @@
 //! ahead of time are the crops the step would have made, and a clip's pitch, measured once on
 //! the whole clip, is the same whichever crop asks for it first.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use std::sync::OnceLock;
 
@@ -42,6 +44,80 @@ pub(super) struct Crop {
     pub f0: Vec<f32>,
 }
 
+/// The samples of a crop of `crop_frames` frames from a random frame of a clip, with
+/// [`CROP_MARGIN`] and half a window of context on each side (zeros past the clip's ends).
+struct Segment {
+    /// The samples.
+    samples: Vec<f32>,
+    /// The clip frame the crop starts on.
+    first: usize,
+    /// Samples before the first frame's centre.
+    pad: usize,
+}
+
+impl Segment {
+    /// Cuts a crop of `tc.crop_frames` frames of `clip` at a start drawn by `rng`.
+    fn cut(clip: &[f32], tc: &TrainConfig, rng: &mut SplitMix64) -> Self {
+        let cfg = &tc.model;
+        let frames_total = clip.len() / cfg.hop + 1;
+        let t = tc.crop_frames;
+        let first = if frames_total > t {
+            rng.below((frames_total - t + 1) as u64) as usize
+        } else {
+            0
+        };
+        let pad = cfg.n_fft / 2 + CROP_MARGIN;
+        let len = (t - 1) * cfg.hop + 2 * pad;
+        let mut samples = vec![0.0f32; len];
+        for (i, s) in samples.iter_mut().enumerate() {
+            let j = (first * cfg.hop + i) as isize - pad as isize;
+            if j >= 0 && (j as usize) < clip.len() {
+                *s = clip[j as usize];
+            }
+        }
+        Self {
+            samples,
+            first,
+            pad,
+        }
+    }
+}
+
+/// What the timbre encoder reads of a crop: the features of the pitch-shifted crop (as in
+/// training's first pass; the clean crop when the run does not shift) and the clean crop's
+/// frame levels (the pooling weights).
+pub(super) struct TimbreCrop {
+    /// The timbre encoder's input features.
+    pub shifted: FrameFeatures,
+    /// The clean crop's frame energy, dB.
+    pub clean_db: Vec<f32>,
+}
+
+/// Cuts and analyses a crop of `clip` for the timbre encoder only ([`TimbreCrop`]), with the
+/// random pitch shift when the run has it.
+pub(super) fn timbre_crop(
+    clip: &[f32],
+    tc: &TrainConfig,
+    extractor: &mut FeatureExtractor,
+    rng: &mut SplitMix64,
+) -> TimbreCrop {
+    let cfg = &tc.model;
+    let t = tc.crop_frames;
+    let Segment { samples, pad, .. } = Segment::cut(clip, tc, rng);
+    let clean = extractor.frames(&samples, pad, t);
+    let shifted = if tc.pitch_shift {
+        let (mut s, _) = perturb::random_pitch_shift(&samples, cfg.sample_rate, rng);
+        s.resize(samples.len(), 0.0);
+        extractor.frames(&s, pad, t)
+    } else {
+        clean.clone()
+    };
+    TimbreCrop {
+        shifted,
+        clean_db: clean.frame_db,
+    }
+}
+
 /// Cuts, perturbs and analyses a crop of `clip` chosen by `rng`. `pitch` gives the clip's
 /// pitch track ([`clip_pitch`]) when the crop needs targets (perturbed, pitch ruler); it is
 /// called at most once.
@@ -54,22 +130,13 @@ fn make_crop<'a>(
     perturbed: bool,
 ) -> Crop {
     let cfg = &tc.model;
-    let frames_total = clip.len() / cfg.hop + 1;
     let t = tc.crop_frames;
-    let first = if frames_total > t {
-        rng.below((frames_total - t + 1) as u64) as usize
-    } else {
-        0
-    };
-    let pad = cfg.n_fft / 2 + CROP_MARGIN;
-    let len = (t - 1) * cfg.hop + 2 * pad;
-    let mut seg = vec![0.0f32; len];
-    for (i, s) in seg.iter_mut().enumerate() {
-        let j = (first * cfg.hop + i) as isize - pad as isize;
-        if j >= 0 && (j as usize) < clip.len() {
-            *s = clip[j as usize];
-        }
-    }
+    let Segment {
+        samples: seg,
+        first,
+        pad,
+    } = Segment::cut(clip, tc, rng);
+    let len = seg.len();
     let clean = extractor.frames(&seg, pad, t);
     if !perturbed {
         return Crop {
@@ -117,7 +184,7 @@ fn make_crop<'a>(
 /// everywhere if it fails.
 pub(super) fn clip_pitch(clip: &[f32], rate: u32, hop: usize) -> Vec<f32> {
     let step = hop * PITCH_TARGET_STRIDE;
-    let entries = (clip.len() / hop) / PITCH_TARGET_STRIDE + 1;
+    let entries = track_len(clip.len(), hop);
     let (low, high) = RULER_F0_RANGE_HZ;
     let Ok(track) = crate::transfer::track_pitch(clip, rate, step, low, high) else {
         return vec![f32::NAN; entries];
@@ -168,6 +235,70 @@ impl PitchCache {
     fn track(&self, index: usize, audio: &[f32], tc: &TrainConfig) -> &[f32] {
         self.tracks[index].get_or_init(|| clip_pitch(audio, tc.model.sample_rate, tc.model.hop))
     }
+
+    /// How many tracks are known (computed or loaded).
+    pub fn known(&self) -> usize {
+        self.tracks.iter().filter(|t| t.get().is_some()).count()
+    }
+
+    /// Takes the tracks a [`Self::save`] left in `path` for `members` (cache index, key, the
+    /// track's length for that clip: [`track_len`]); a track of another length is left to be
+    /// computed. Returns how many were taken; a missing or unreadable file gives 0 (the tracks
+    /// are then computed as usual).
+    pub fn load(&self, path: &Path, members: &[(usize, String, usize)]) -> usize {
+        let Ok(saved) = candle_core::safetensors::load(path, &candle_core::Device::Cpu) else {
+            return 0;
+        };
+        let mut taken = 0;
+        for (index, key, len) in members {
+            let Some(track) = saved.get(key).and_then(|t| t.to_vec1::<f32>().ok()) else {
+                continue;
+            };
+            if track.len() == *len && self.tracks[*index].set(track).is_ok() {
+                taken += 1;
+            }
+        }
+        taken
+    }
+
+    /// Writes the known tracks of `members` (cache index, key) to `path` (a temporary file
+    /// renamed over it, so a reader never sees half a file). Returns how many were written.
+    pub fn save(&self, path: &Path, members: &[(usize, String)]) -> Result<usize, String> {
+        let mut tensors = HashMap::new();
+        for (index, key) in members {
+            if let Some(track) = self.tracks[*index].get() {
+                let t =
+                    candle_core::Tensor::from_slice(track, track.len(), &candle_core::Device::Cpu)
+                        .map_err(|e| e.to_string())?;
+                tensors.insert(key.clone(), t);
+            }
+        }
+        // One temporary name per process: two runs on the same folder never write one file.
+        let tmp = path.with_extension(format!("partial-{}", std::process::id()));
+        candle_core::safetensors::save(&tensors, &tmp).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;
+        Ok(tensors.len())
+    }
+}
+
+/// Version of the pitch targets' definition (pYIN's settings, the stride): part of the cache
+/// file's name, so a change of either makes runs measure again instead of reading stale
+/// tracks.
+const PITCH_CACHE_VERSION: u32 = 1;
+
+/// Where a dataset folder keeps the pitch tracks of its clips for `tc`'s model rate and hop
+/// (written by training after the epoch that measured them; runs that read the folder later
+/// take them instead of running pYIN again).
+pub(super) fn pitch_cache_file(folder: &Path, tc: &TrainConfig) -> PathBuf {
+    folder.join(format!(
+        "pitch-targets-v{PITCH_CACHE_VERSION}-{}hz-hop{}.safetensors",
+        tc.model.sample_rate, tc.model.hop
+    ))
+}
+
+/// The length of [`clip_pitch`]'s track for a clip of `samples` samples at hop `hop`.
+pub(super) fn track_len(samples: usize, hop: usize) -> usize {
+    (samples / hop) / PITCH_TARGET_STRIDE + 1
 }
 
 /// `make(extractor, rng, pick)` for every pick `(item, seed)`, on two threads, each with its
@@ -291,6 +422,54 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Saved tracks come back bit for bit, only for the clips asked for and only at the
+    /// length their clip implies; a missing file loads nothing.
+    #[test]
+    fn saved_pitch_tracks_load_bit_for_bit_and_only_where_they_fit() {
+        let (rate, hop) = (32_000u32, 160usize);
+        let tc = TrainConfig::default();
+        let clips: Vec<Vec<f32>> = [220.0, 330.0]
+            .iter()
+            .map(|&hz| crate::perturb::probes::harmonic_tone(hz, 5, 0.5, rate))
+            .collect();
+        let cache = PitchCache::new(2);
+        for (i, c) in clips.iter().enumerate() {
+            cache.track(i, c, &tc);
+        }
+        let dir =
+            std::env::temp_dir().join(format!("timbreswap-pitch-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tracks.safetensors");
+        let keys = [(0, "a.wav".to_string()), (1, "b.wav".to_string())];
+        assert_eq!(cache.save(&path, &keys), Ok(2));
+
+        let len = |c: &Vec<f32>| track_len(c.len(), hop);
+        let back = PitchCache::new(3);
+        let members = vec![
+            (0, "a.wav".to_string(), len(&clips[0])),
+            // Another length than saved: measured again, not taken.
+            (1, "b.wav".to_string(), len(&clips[1]) + 1),
+            (2, "missing.wav".to_string(), 10),
+        ];
+        assert_eq!(back.load(&path, &members), 1);
+        assert_eq!(back.known(), 1);
+        let (want, got) = (
+            cache.tracks[0].get().unwrap(),
+            back.tracks[0].get().unwrap(),
+        );
+        assert_eq!(want.len(), got.len());
+        assert!(want
+            .iter()
+            .zip(got)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(want.iter().any(|v| v.is_finite()));
+        assert_eq!(
+            PitchCache::new(1).load(&dir.join("none.safetensors"), &members[..1]),
+            0
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// `one_ahead` hands over every job's result in order, makes them on another thread, and

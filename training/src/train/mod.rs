@@ -17,7 +17,10 @@
 //! against pYIN's pitch for the clean, distorted and shifted crops (none of the three is in
 //! the paper; see [`TrainConfig`]). With a `swap` section ([`SwapConfig`], [`swap`]) each step
 //! also decodes paired renders (one score as instrument A and as B) with the reference's
-//! timbre and scores the result against B; `init_from` starts from a model file's weights.
+//! timbre and scores the result against B; with a `cross_library` section
+//! ([`CrossLibraryConfig`], [`cross_library`]) each step also encodes one clip of a few
+//! programs from every training library that has them and asks for nearby `z_t` within a
+//! program; `init_from` starts from a model file's weights.
 //!
 //! Everything random is a pure function of the seed, the epoch and the step (crops,
 //! perturbations, reparameterisation noise, initial weights), so a run resumed from its
@@ -36,8 +39,10 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 mod crops;
+pub mod cross_library;
 pub mod swap;
 
+pub use cross_library::CrossLibraryConfig;
 pub use swap::SwapConfig;
 
 use crate::manifest::{self, ClipRecord, Set, Split};
@@ -49,6 +54,7 @@ use crate::model::{
 };
 use crate::rng::{mix64, normals, SplitMix64};
 use crops::{make_crops, one_ahead, Crop, PitchCache};
+use cross_library::{cross_library_loss, make_program_crops, ProgramIndex};
 
 /// Files of a run folder.
 pub const LOG_FILE: &str = "train.jsonl";
@@ -140,6 +146,10 @@ pub struct TrainConfig {
     /// The swap term on paired renders ([`SwapConfig`]; off by default).
     #[serde(skip_serializing_if = "SwapConfig::is_default")]
     pub swap: SwapConfig,
+    /// The cross-library timbre term ([`CrossLibraryConfig`]; off by default; needs
+    /// `libraries`).
+    #[serde(skip_serializing_if = "CrossLibraryConfig::is_default")]
+    pub cross_library: CrossLibraryConfig,
     /// More dataset folders to train on beside `--data` (each a `timbreswap dataset` render of
     /// another training library, e.g. the csound GM bank and the OPL3 FM bank): their clips
     /// join `--data`'s, split for split, and the timbre map's instruments take the clips of
@@ -180,6 +190,7 @@ impl Default for TrainConfig {
             norm_clips: 300,
             max_clips: 0,
             swap: SwapConfig::default(),
+            cross_library: CrossLibraryConfig::default(),
             libraries: Vec::new(),
             init_from: None,
         }
@@ -265,6 +276,8 @@ pub struct ClipSet {
     pub records: Vec<ClipRecord>,
     /// Their audio, mono, at the model rate.
     pub audio: Vec<Vec<f32>>,
+    /// The dataset folder each came from (its index in the folders read).
+    pub folder: Vec<usize>,
 }
 
 /// Reads the clips of `split` in `sets` from the dataset `folders` (in order; at most `max`
@@ -307,6 +320,7 @@ pub fn load_clips(
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ClipSet {
+        folder: records.iter().map(|(i, _)| *i).collect(),
         records: records.into_iter().map(|(_, r)| r).collect(),
         audio,
     })
@@ -793,6 +807,7 @@ pub fn train(
         ));
     }
     tc.swap.validate()?;
+    tc.cross_library.validate(1 + tc.libraries.len())?;
     if !tc.model.pitch_ruler() && tc.pitch_classifier_weight > 0.0 {
         return Err(TrainError::Data(
             "pitch_classifier_weight needs a model with pitch_bins above 0".into(),
@@ -836,6 +851,26 @@ pub fn train(
             Some(swap::load_pairs(root, true, cfg.sample_rate, 0)?),
         ),
         _ => (None, None),
+    };
+
+    // The cross-library term's programs, when it is on.
+    let programs = if tc.cross_library.enabled() {
+        let train_index = ProgramIndex::new(&train_set);
+        let valid_index = ProgramIndex::new(&valid_set);
+        if train_index.programs() < 2 || valid_index.programs() < 2 {
+            return Err(TrainError::Data(format!(
+                "cross_library needs two or more programs that two libraries share; the \
+                 training clips have {}, the validation clips {}",
+                train_index.programs(),
+                valid_index.programs()
+            )));
+        }
+        let mut rng = SplitMix64::new(mix64(tc.seed ^ 0x4C49_4252_4152_5900));
+        let picks = valid_index.pick(tc.cross_library.valid_programs, &mut rng);
+        let valid = make_program_crops(&valid_set, &picks, rng.next_u64(), tc);
+        Some((train_index, valid))
+    } else {
+        None
     };
 
     // Model: seeded weights with the normalisation measured on the training data, or a model
@@ -902,7 +937,39 @@ pub fn train(
     let valid_crops = make_crops(&valid_set, &valid_picks, tc, false, &PitchCache::new(0));
     // pYIN's pitch of each training clip, for the pitch classifier's targets: computed the
     // first time a crop of the clip is made (the first epoch), then kept.
+    // Tracks a run before this one measured on the same clips are read from each dataset
+    // folder's cache file instead, and the file is rewritten after an epoch that measured
+    // new ones.
     let train_pitch = PitchCache::new(train_set.audio.len());
+    let cache_members: Vec<Vec<(usize, String, usize)>> = (0..folders.len())
+        .map(|f| {
+            (0..train_set.audio.len())
+                .filter(|&i| train_set.folder[i] == f)
+                .map(|i| {
+                    let key = train_set.records[i].path.to_string_lossy().into_owned();
+                    (i, key, crops::track_len(train_set.audio[i].len(), cfg.hop))
+                })
+                .collect()
+        })
+        .collect();
+    if cfg.pitch_ruler() {
+        for (folder, members) in folders.iter().zip(&cache_members) {
+            let path = crops::pitch_cache_file(folder, tc);
+            let taken = train_pitch.load(&path, members);
+            if taken > 0 {
+                progress(
+                    state.epochs_done,
+                    0,
+                    train_set.audio.len().div_ceil(tc.batch),
+                    &format!(
+                        "pitch targets of {taken} clips read from {}",
+                        path.display()
+                    ),
+                );
+            }
+        }
+    }
+    let mut pitch_known = train_pitch.known();
     let valid_swap_crops = valid_pairs.as_ref().map(|set| {
         let picks: Vec<(usize, u64)> = (0..tc.swap.valid_pairs.min(set.audio.len()).max(1))
             .map(|i| (i % set.audio.len(), mix64(tc.seed ^ 0x5357_4150 ^ i as u64)))
@@ -922,7 +989,7 @@ pub fn train(
             mix64(tc.seed ^ 0x4550_4F43_4800_0000 ^ epoch as u64),
         );
         let lr = tc.lr(epoch);
-        let mut sums = [0.0f64; 10];
+        let mut sums = [0.0f64; 12];
         // Each step's crops are made on another thread while the step before trains (they
         // depend on the seed and the step only).
         let first_step = state.step;
@@ -938,6 +1005,11 @@ pub fn train(
                 .map(|(j, &c)| (c, mix64(tc.seed ^ mix64(step) ^ (j as u64) << 48)))
                 .collect();
             let crops = make_crops(&train_set, &picks, tc, true, &train_pitch);
+            let program_crops = programs.as_ref().map(|(index, _)| {
+                let mut rng = SplitMix64::new(mix64(tc.seed ^ 0x4C49_4200 ^ mix64(step)));
+                let picks = index.pick(tc.cross_library.programs, &mut rng);
+                make_program_crops(&train_set, &picks, rng.next_u64(), tc)
+            });
             let swap_crops = train_pairs.as_ref().map(|set| {
                 let picks: Vec<(usize, u64)> = (0..tc.swap.batch)
                     .map(|j| {
@@ -947,13 +1019,13 @@ pub fn train(
                     .collect();
                 swap::make_swap_crops(set, &picks, tc)
             });
-            (crops, swap_crops)
+            (crops, swap_crops, program_crops)
         };
         one_ahead(jobs, make, |next| -> Result<(), TrainError> {
             for (i, _) in order.chunks(tc.batch).enumerate() {
                 let t0 = Instant::now();
                 let step = state.step;
-                let (crops, swap_crops) = next()
+                let (crops, swap_crops, program_crops) = next()
                     .ok_or_else(|| TrainError::Data("the crop thread stopped early".into()))?;
                 let batch = to_batch(&crops, bins, tc.timbre_distortion, cfg.pitch_bins, &dev)?;
                 let beta = tc.kl_weight(epoch, i as f64 / steps_per_epoch as f64);
@@ -1045,10 +1117,23 @@ pub fn train(
                     }
                     None => (None, None, None),
                 };
-                let swap_term = match &swap_crops {
+                let (swap_term, variation_term) = match &swap_crops {
                     Some(crops) => {
-                        let term = swap::swap_loss(&model, crops, tc.swap.differential)?;
-                        loss = (loss + (&term * tc.swap.weight)?)?;
+                        let terms = swap::swap_terms(&model, crops, &tc.swap)?;
+                        if let Some(term) = &terms.swap {
+                            loss = (loss + (term * tc.swap.weight)?)?;
+                        }
+                        if let Some(term) = &terms.variation {
+                            loss = (loss + (term * tc.swap.variation_weight)?)?;
+                        }
+                        (terms.swap, terms.variation)
+                    }
+                    None => (None, None),
+                };
+                let cross_term = match &program_crops {
+                    Some(crops) => {
+                        let term = cross_library_loss(&model, crops, tc.cross_library.temperature)?;
+                        loss = (loss + (&term * tc.cross_library.weight)?)?;
                         Some(term)
                     }
                     None => None,
@@ -1098,8 +1183,21 @@ pub fn train(
                 let (inv, contrast, ruler) =
                     (optional(&inv)?, optional(&contrast)?, optional(&ruler)?);
                 let swap_v = optional(&swap_term)?;
+                let cross_v = optional(&cross_term)?;
+                let variation_v = optional(&variation_term)?;
                 for (s, v) in sums.iter_mut().zip([
-                    loss_v, rec1, rec2, kl_t, kl_v, kl_p, inv, contrast, ruler, swap_v,
+                    loss_v,
+                    rec1,
+                    rec2,
+                    kl_t,
+                    kl_v,
+                    kl_p,
+                    inv,
+                    contrast,
+                    ruler,
+                    swap_v,
+                    cross_v,
+                    variation_v,
                 ]) {
                     *s += v;
                 }
@@ -1111,6 +1209,9 @@ pub fn train(
                     "pitch_contrast": if contrast.is_finite() { Some(contrast) } else { None },
                     "pitch_classifier": if ruler.is_finite() { Some(ruler) } else { None },
                     "swap": if swap_v.is_finite() { Some(swap_v) } else { None },
+                    "cross_library": if cross_v.is_finite() { Some(cross_v) } else { None },
+                    "variation_invariance":
+                        if variation_v.is_finite() { Some(variation_v) } else { None },
                     "beta": beta, "lr": lr,
                     "grad_norm": norm, "frames_per_s": frames as f64 / dt,
                 });
@@ -1120,12 +1221,14 @@ pub fn train(
                 i + 1,
                 steps_per_epoch,
                 &format!(
-                    "loss {loss_v:.1} recon {rec1:.1}{} KL t {kl_t:.2} v {kl_v:.2} p {kl_p:.2}{}{}{}{} beta {beta:.2} {:.0} frames/s",
+                    "loss {loss_v:.1} recon {rec1:.1}{} KL t {kl_t:.2} v {kl_v:.2} p {kl_p:.2}{}{}{}{}{}{} beta {beta:.2} {:.0} frames/s",
                     if rec2.is_finite() { format!(" re-entry {rec2:.1}") } else { String::new() },
                     if inv.is_finite() { format!(" inv {inv:.3}") } else { String::new() },
                     if contrast.is_finite() { format!(" contrast {contrast:.3}") } else { String::new() },
                     if ruler.is_finite() { format!(" pitch CE {ruler:.3}") } else { String::new() },
                     if swap_v.is_finite() { format!(" swap {swap_v:.1}") } else { String::new() },
+                    if cross_v.is_finite() { format!(" cross-library {cross_v:.3}") } else { String::new() },
+                    if variation_v.is_finite() { format!(" z_v gap {variation_v:.3}") } else { String::new() },
                     frames_done as f64 / train_time
                 ),
             );
@@ -1133,15 +1236,29 @@ pub fn train(
             Ok(())
         })?;
         let valid = validate(&model, &valid_crops, tc, &dev)?;
-        let valid_swap = match &valid_swap_crops {
-            Some(crops) => Some(
-                swap::swap_loss(&model, crops, tc.swap.differential)?.to_scalar::<f32>()? as f64,
+        let (valid_swap, valid_variation) = match &valid_swap_crops {
+            Some(crops) => {
+                let terms = swap::swap_terms(&model, crops, &tc.swap)?;
+                let value = |t: Option<Tensor>| -> candle_core::Result<Option<f64>> {
+                    t.map(|t| Ok(t.to_scalar::<f32>()? as f64)).transpose()
+                };
+                (value(terms.swap)?, value(terms.variation)?)
+            }
+            None => (None, None),
+        };
+        let valid_cross = match &programs {
+            Some((_, crops)) => Some(
+                cross_library_loss(&model, crops, tc.cross_library.temperature)?
+                    .to_scalar::<f32>()? as f64,
             ),
             None => None,
         };
         // The score the best epoch is chosen by: the negative ELBO, plus the weighted swap
-        // term when it is trained.
-        let score = valid.loss + valid_swap.map_or(0.0, |v| tc.swap.weight * v);
+        // and cross-library terms when they are trained.
+        let score = valid.loss
+            + valid_swap.map_or(0.0, |v| tc.swap.weight * v)
+            + valid_variation.map_or(0.0, |v| tc.swap.variation_weight * v)
+            + valid_cross.map_or(0.0, |v| tc.cross_library.weight * v);
         let n = steps_per_epoch as f64;
         let improved = score < state.best_valid;
         if improved {
@@ -1162,24 +1279,48 @@ pub fn train(
             "train_pitch_classifier": if sums[8].is_finite() { Some(sums[8] / n) } else { None },
             "train_swap": if sums[9].is_finite() { Some(sums[9] / n) } else { None },
             "valid_swap": valid_swap,
+            "train_cross_library": if sums[10].is_finite() { Some(sums[10] / n) } else { None },
+            "valid_cross_library": valid_cross,
+            "train_variation_invariance":
+                if sums[11].is_finite() { Some(sums[11] / n) } else { None },
+            "valid_variation_invariance": valid_variation,
             "valid": valid, "best": improved, "wall_s": state.wall_s,
             "frames_per_s": frames_done as f64 / train_time,
         });
         writeln!(log, "{record}").map_err(io_err(out))?;
         log.flush().map_err(io_err(out))?;
         write_checkpoint(&ckpt, &varmap, &adam, &state)?;
+        if train_pitch.known() > pitch_known {
+            pitch_known = train_pitch.known();
+            for (folder, members) in folders.iter().zip(&cache_members) {
+                let path = crops::pitch_cache_file(folder, tc);
+                let keys: Vec<(usize, String)> =
+                    members.iter().map(|(i, k, _)| (*i, k.clone())).collect();
+                // A folder that cannot be written to only costs the next run pYIN's time.
+                if let Err(e) = train_pitch.save(&path, &keys) {
+                    progress(
+                        epoch,
+                        steps_per_epoch,
+                        steps_per_epoch,
+                        &format!("pitch targets not cached in {}: {e}", path.display()),
+                    );
+                }
+            }
+        }
         let _ = plot_log(&out.join(LOG_FILE), &out.join(PLOT_FILE));
         progress(
             epoch,
             steps_per_epoch,
             steps_per_epoch,
             &format!(
-                "epoch {epoch}: valid loss {:.2} (recon {:.2}, KL {:.2}, MSE {:.3} ln^2){}{}",
+                "epoch {epoch}: valid loss {:.2} (recon {:.2}, KL {:.2}, MSE {:.3} ln^2){}{}{}{}",
                 valid.loss,
                 valid.recon,
                 valid.kl,
                 valid.mse_ln,
                 valid_swap.map_or(String::new(), |v| format!(", swap {v:.2}")),
+                valid_cross.map_or(String::new(), |v| format!(", cross-library {v:.3}")),
+                valid_variation.map_or(String::new(), |v| format!(", z_v gap {v:.3}")),
                 if improved { " best" } else { "" }
             ),
         );

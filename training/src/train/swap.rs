@@ -45,6 +45,14 @@ pub struct SwapConfig {
     /// `PhaseMode::Differential` applies to the input, bins ratio for ratio). It asks the
     /// decoder for the change between two timbres rather than for every detail of B.
     pub differential: bool,
+    /// Weight of the variation-invariance term on the pairs (0: off): the gap between the
+    /// posterior means of `z_v` of the source and of the target (the same score played by
+    /// another instrument, each encoded with its own `z_t`), frame by frame over the source's
+    /// sounding frames, relative to the spread of the source's means over the batch
+    /// (scale-free, as the pitch-invariance term). It asks `z_v` to carry what the performance
+    /// does (loudness, articulation, vibrato), the same whichever instrument plays it, and
+    /// leaves telling instruments apart to `z_t`.
+    pub variation_weight: f64,
 }
 
 impl Default for SwapConfig {
@@ -57,14 +65,20 @@ impl Default for SwapConfig {
             valid_pairs: 64,
             max_pairs: 0,
             differential: false,
+            variation_weight: 0.0,
         }
     }
 }
 
 impl SwapConfig {
-    /// Whether the term is on (a pair folder and a positive weight).
+    /// Whether the pairs are used (a pair folder and a positive weight for the swap term or
+    /// the variation-invariance term).
     pub fn enabled(&self) -> bool {
-        self.pairs.is_some() && self.weight > 0.0
+        self.pairs.is_some() && self.any_weight()
+    }
+
+    fn any_weight(&self) -> bool {
+        self.weight > 0.0 || self.variation_weight > 0.0
     }
 
     /// Whether every value is the default (the config then serialises without it, so files
@@ -75,9 +89,9 @@ impl SwapConfig {
 
     /// Checks the settings before a run.
     pub fn validate(&self) -> Result<(), TrainError> {
-        if self.pairs.is_some() != (self.weight > 0.0) {
+        if self.pairs.is_some() != self.any_weight() {
             return Err(TrainError::Settings(
-                "swap.pairs and a positive swap.weight go together".into(),
+                "swap.pairs and a positive swap.weight or swap.variation_weight go together".into(),
             ));
         }
         if self.enabled() && (self.batch == 0 || self.reference_frames == 0) {
@@ -85,11 +99,15 @@ impl SwapConfig {
                 "swap.batch and swap.reference_frames must be positive".into(),
             ));
         }
-        if !self.weight.is_finite() || self.weight < 0.0 {
-            return Err(TrainError::Settings(format!(
-                "swap.weight must be a finite number >= 0, got {}",
-                self.weight
-            )));
+        for (name, w) in [
+            ("weight", self.weight),
+            ("variation_weight", self.variation_weight),
+        ] {
+            if !w.is_finite() || w < 0.0 {
+                return Err(TrainError::Settings(format!(
+                    "swap.{name} must be a finite number >= 0, got {w}"
+                )));
+            }
         }
         Ok(())
     }
@@ -234,23 +252,80 @@ pub fn swap_loss(
 ) -> candle_core::Result<Tensor> {
     let dev = model.device();
     let (tv_s, p_s) = inputs(model, crops, Part::Source)?;
-    let (tv_r, _) = inputs(model, crops, Part::Reference)?;
-    let z_ref = model
-        .encode_timbre(&tv_r, &weights(crops, Part::Reference, dev)?)?
-        .mean;
     let z_own = model
         .encode_timbre(&tv_s, &weights(crops, Part::Source, dev)?)?
         .mean;
     let local = model.encode_local(&tv_s, &p_s, &z_own)?;
+    swap_from(model, crops, differential, &z_own, &local)
+}
+
+/// The swap term given the source's own `z_t` and its local posteriors.
+fn swap_from(
+    model: &ThreeFactor,
+    crops: &[SwapCrop],
+    differential: bool,
+    z_own: &Tensor,
+    local: &crate::model::LocalPosteriors,
+) -> candle_core::Result<Tensor> {
+    let dev = model.device();
+    let (tv_r, _) = inputs(model, crops, Part::Reference)?;
+    let z_ref = model
+        .encode_timbre(&tv_r, &weights(crops, Part::Reference, dev)?)?
+        .mean;
     let variation = local.variation.as_ref().map(|v| &v.mean);
     let mut y = model.decode(&z_ref, variation, &local.pitch.mean)?;
     if differential {
-        let own = model.decode(&z_own, variation, &local.pitch.mean)?;
+        let own = model.decode(z_own, variation, &local.pitch.mean)?;
         let source = model.normalise_log_mag(&stack(crops, Part::Source, |f| &f.log_mag, dev)?)?;
         y = ((source + y)? - own)?;
     }
     let target = model.normalise_log_mag(&stack(crops, Part::Target, |f| &f.log_mag, dev)?)?;
     (y - target)?.sqr()?.sum(D::Minus1)?.mean_all()? / (2.0 * LIKELIHOOD_VARIANCE)
+}
+
+/// The terms a step takes from its pairs ([`swap_terms`]); `None` where the weight is 0.
+pub struct SwapTerms {
+    /// The swap term ([`swap_loss`]).
+    pub swap: Option<Tensor>,
+    /// The variation-invariance term ([`SwapConfig::variation_weight`]).
+    pub variation: Option<Tensor>,
+}
+
+/// The pair terms of `crops` that `cfg` weights, sharing the source's encoding.
+pub fn swap_terms(
+    model: &ThreeFactor,
+    crops: &[SwapCrop],
+    cfg: &SwapConfig,
+) -> candle_core::Result<SwapTerms> {
+    let dev = model.device();
+    let (tv_s, p_s) = inputs(model, crops, Part::Source)?;
+    let w_s = weights(crops, Part::Source, dev)?;
+    let z_own = model.encode_timbre(&tv_s, &w_s)?.mean;
+    let local = model.encode_local(&tv_s, &p_s, &z_own)?;
+    let swap = if cfg.weight > 0.0 {
+        Some(swap_from(model, crops, cfg.differential, &z_own, &local)?)
+    } else {
+        None
+    };
+    let variation = match (&local.variation, cfg.variation_weight > 0.0) {
+        (Some(source), true) => {
+            let (tv_t, p_t) = inputs(model, crops, Part::Target)?;
+            let z_target = model
+                .encode_timbre(&tv_t, &weights(crops, Part::Target, dev)?)?
+                .mean;
+            let target = model.encode_local(&tv_t, &p_t, &z_target)?;
+            match &target.variation {
+                Some(t) => {
+                    // The source's frame weights, each crop's summing to 1 (the timbre
+                    // pooling weights are normalised that way).
+                    Some(super::pitch_invariance(&source.mean, &t.mean, &w_s)?)
+                }
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    Ok(SwapTerms { swap, variation })
 }
 
 #[cfg(test)]
@@ -298,6 +373,34 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap() as f64
+    }
+
+    /// The variation-invariance term is 0 when B plays A's own sound (same input, same `z_t`,
+    /// same `z_v`), positive when B sounds otherwise; the swap term is left out at weight 0.
+    #[test]
+    fn the_variation_term_is_zero_for_the_same_sound_and_positive_for_another() {
+        let model = model();
+        let cfg = SwapConfig {
+            pairs: Some("pairs".into()),
+            weight: 0.0,
+            variation_weight: 1.0,
+            ..SwapConfig::default()
+        };
+        let (a, b) = (tone(&model, 0.2), tone(&model, 0.05));
+        let crop = |target: &FrameFeatures| SwapCrop {
+            source: a.clone(),
+            target: target.clone(),
+            reference: a.clone(),
+        };
+        let value = |target: &FrameFeatures| {
+            let terms = swap_terms(&model, &[crop(target), crop(&a)], &cfg).unwrap();
+            assert!(terms.swap.is_none());
+            terms.variation.unwrap().to_scalar::<f32>().unwrap()
+        };
+        let same = value(&a);
+        assert!(same.abs() < 1e-6, "same sound: {same}");
+        let other = value(&b);
+        assert!(other > 1e-3, "another sound: {other}");
     }
 
     #[test]
