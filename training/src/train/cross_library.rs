@@ -14,11 +14,14 @@
 //! the other libraries. Dividing by the mean distance makes it scale-free, so shrinking or
 //! growing `z_t` (which the KL term also acts on) neither lowers nor raises it.
 
+use std::collections::HashMap;
+
 use candle_core::{DType, Tensor, D};
 use serde::{Deserialize, Serialize};
 
 use super::crops::{crops_on_two_threads, timbre_crop, TimbreCrop};
 use super::{ClipSet, TrainConfig, TrainError};
+use crate::manifest::ClipRecord;
 use crate::rng::SplitMix64;
 
 /// The cross-library term's settings (`"cross_library"` in the training config; off by
@@ -35,6 +38,10 @@ pub struct CrossLibraryConfig {
     pub temperature: f64,
     /// Validation programs (fixed crops, drawn once from the validation clips).
     pub valid_programs: usize,
+    /// Each program's clips play the same score in every library (the dataset's same note at
+    /// the same velocity, or the same phrase) where the libraries have it, instead of a clip
+    /// drawn at random per library: the positives then differ only in the library.
+    pub same_score: bool,
 }
 
 impl Default for CrossLibraryConfig {
@@ -44,6 +51,7 @@ impl Default for CrossLibraryConfig {
             programs: 16,
             temperature: 0.1,
             valid_programs: 36,
+            same_score: false,
         }
     }
 }
@@ -98,6 +106,8 @@ impl CrossLibraryConfig {
 pub(super) struct ProgramIndex {
     /// Per program: per library that has it, its clips (indices into the set).
     groups: Vec<Vec<Vec<usize>>>,
+    /// Per clip: the clips of the other libraries that play its program and score.
+    same_score: Vec<Vec<usize>>,
 }
 
 impl ProgramIndex {
@@ -117,7 +127,24 @@ impl ProgramIndex {
             })
             .filter(|libs| libs.len() >= 2)
             .collect();
-        Self { groups }
+        let key = |r: &ClipRecord| (r.program, r.set, r.note, r.velocity, r.phrase);
+        let mut by_score: HashMap<_, Vec<usize>> = HashMap::new();
+        for (i, r) in set.records.iter().enumerate() {
+            by_score.entry(key(r)).or_default().push(i);
+        }
+        let same_score = set
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                by_score[&key(r)]
+                    .iter()
+                    .copied()
+                    .filter(|&j| set.folder[j] != set.folder[i])
+                    .collect()
+            })
+            .collect();
+        Self { groups, same_score }
     }
 
     /// Programs with clips in two or more libraries.
@@ -127,8 +154,14 @@ impl ProgramIndex {
 
     /// `programs` distinct programs (all of them if fewer) drawn by `rng`, and for each one
     /// clip of every library that has it: `(clip, label)` with the label the program's place
-    /// in the draw.
-    pub fn pick(&self, programs: usize, rng: &mut SplitMix64) -> Vec<(usize, usize)> {
+    /// in the draw. With `same_score`, the first library's clip is drawn and the others play
+    /// its score where they have it (else a clip drawn at random).
+    pub fn pick(
+        &self,
+        programs: usize,
+        same_score: bool,
+        rng: &mut SplitMix64,
+    ) -> Vec<(usize, usize)> {
         let mut order: Vec<usize> = (0..self.groups.len()).collect();
         // A partial Fisher-Yates shuffle: the first `programs` entries are the draw.
         let n = programs.min(order.len());
@@ -138,8 +171,19 @@ impl ProgramIndex {
         }
         let mut picks = Vec::new();
         for (label, &g) in order[..n].iter().enumerate() {
+            let mut first: Option<usize> = None;
             for clips in &self.groups[g] {
-                picks.push((clips[rng.below(clips.len() as u64) as usize], label));
+                let drawn = clips[rng.below(clips.len() as u64) as usize];
+                let clip = match first {
+                    Some(f) if same_score => self.same_score[f]
+                        .iter()
+                        .copied()
+                        .find(|c| clips.contains(c))
+                        .unwrap_or(drawn),
+                    _ => drawn,
+                };
+                first.get_or_insert(clip);
+                picks.push((clip, label));
             }
         }
         picks
@@ -258,7 +302,7 @@ pub(super) fn supervised_contrast(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{ClipRecord, Set, Split};
+    use crate::manifest::{Set, Split};
 
     /// The loss against a plain f64 implementation of the same formula, on random points with
     /// one label that has no positive (left out of the mean).
@@ -340,14 +384,14 @@ mod tests {
         assert!(loss(1.0, &mixed) > 1.0, "{}", loss(1.0, &mixed));
     }
 
-    fn record(program: u8) -> ClipRecord {
+    fn record(program: u8, note: u8) -> ClipRecord {
         ClipRecord {
             set: Set::Notes,
-            path: format!("p{program}.wav").into(),
+            path: format!("p{program}-{note}.wav").into(),
             program,
             instrument: String::new(),
             family: String::new(),
-            note: Some(60),
+            note: Some(note),
             velocity: 80,
             phrase: None,
             split: Split::Train,
@@ -374,7 +418,7 @@ mod tests {
             (2, 56),
         ];
         let set = ClipSet {
-            records: programs.iter().map(|&(_, p)| record(p)).collect(),
+            records: programs.iter().map(|&(_, p)| record(p, 60)).collect(),
             audio: vec![Vec::new(); programs.len()],
             folder: programs.iter().map(|&(f, _)| f).collect(),
         };
@@ -382,7 +426,7 @@ mod tests {
         assert_eq!(index.programs(), 2);
         let mut rng = SplitMix64::new(3);
         for _ in 0..20 {
-            let picks = index.pick(5, &mut rng);
+            let picks = index.pick(5, false, &mut rng);
             // Program 0: libraries 0 and 1; program 40: libraries 0, 1 and 2.
             assert_eq!(picks.len(), 5);
             for label in 0..2 {
@@ -399,6 +443,36 @@ mod tests {
                 };
                 assert_eq!(libs, want);
             }
+        }
+    }
+
+    /// With `same_score`, every library's clip of a drawn program plays the first one's note
+    /// where it has it; a library without that note gives a clip of the program all the same.
+    #[test]
+    fn same_score_picks_play_one_note_in_every_library() {
+        // Program 0 in libraries 0 and 1 at notes 60..64, library 2 at note 90 only.
+        let mut clips = Vec::new();
+        for folder in 0..2 {
+            for note in 60..64 {
+                clips.push((folder, record(0, note)));
+            }
+        }
+        clips.push((2, record(0, 90)));
+        let set = ClipSet {
+            folder: clips.iter().map(|c| c.0).collect(),
+            audio: vec![Vec::new(); clips.len()],
+            records: clips.into_iter().map(|c| c.1).collect(),
+        };
+        let index = ProgramIndex::new(&set);
+        let mut rng = SplitMix64::new(11);
+        for _ in 0..20 {
+            let picks = index.pick(1, true, &mut rng);
+            assert_eq!(picks.len(), 3);
+            let note = |i: usize| set.records[picks[i].0].note;
+            let folder = |i: usize| set.folder[picks[i].0];
+            assert_eq!((folder(0), folder(1), folder(2)), (0, 1, 2));
+            assert_eq!(note(0), note(1));
+            assert_eq!(note(2), Some(90));
         }
     }
 }

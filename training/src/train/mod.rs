@@ -866,7 +866,11 @@ pub fn train(
             )));
         }
         let mut rng = SplitMix64::new(mix64(tc.seed ^ 0x4C49_4252_4152_5900));
-        let picks = valid_index.pick(tc.cross_library.valid_programs, &mut rng);
+        let picks = valid_index.pick(
+            tc.cross_library.valid_programs,
+            tc.cross_library.same_score,
+            &mut rng,
+        );
         let valid = make_program_crops(&valid_set, &picks, rng.next_u64(), tc);
         Some((train_index, valid))
     } else {
@@ -1007,7 +1011,11 @@ pub fn train(
             let crops = make_crops(&train_set, &picks, tc, true, &train_pitch);
             let program_crops = programs.as_ref().map(|(index, _)| {
                 let mut rng = SplitMix64::new(mix64(tc.seed ^ 0x4C49_4200 ^ mix64(step)));
-                let picks = index.pick(tc.cross_library.programs, &mut rng);
+                let picks = index.pick(
+                    tc.cross_library.programs,
+                    tc.cross_library.same_score,
+                    &mut rng,
+                );
                 make_program_crops(&train_set, &picks, rng.next_u64(), tc)
             });
             let swap_crops = train_pairs.as_ref().map(|set| {
