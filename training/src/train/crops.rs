@@ -261,23 +261,28 @@ impl PitchCache {
         taken
     }
 
-    /// Writes the known tracks of `members` (cache index, key) to `path` (a temporary file
-    /// renamed over it, so a reader never sees half a file). Returns how many were written.
+    /// Writes the known tracks of `members` (cache index, key) to `path`, keeping the tracks
+    /// the file already holds for other keys (a run on a subset of the clips does not shrink
+    /// it), through a temporary file renamed over it, so a reader never sees half a file.
+    /// Returns how many tracks of `members` were written.
     pub fn save(&self, path: &Path, members: &[(usize, String)]) -> Result<usize, String> {
-        let mut tensors = HashMap::new();
+        let mut tensors: HashMap<String, candle_core::Tensor> =
+            candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap_or_default();
+        let mut written = 0;
         for (index, key) in members {
             if let Some(track) = self.tracks[*index].get() {
                 let t =
                     candle_core::Tensor::from_slice(track, track.len(), &candle_core::Device::Cpu)
                         .map_err(|e| e.to_string())?;
                 tensors.insert(key.clone(), t);
+                written += 1;
             }
         }
         // One temporary name per process: two runs on the same folder never write one file.
         let tmp = path.with_extension(format!("partial-{}", std::process::id()));
         candle_core::safetensors::save(&tensors, &tmp).map_err(|e| e.to_string())?;
         std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;
-        Ok(tensors.len())
+        Ok(written)
     }
 }
 
@@ -469,6 +474,17 @@ mod tests {
             PitchCache::new(1).load(&dir.join("none.safetensors"), &members[..1]),
             0
         );
+
+        // A later save of other clips keeps the tracks already in the file.
+        let other = PitchCache::new(1);
+        other.track(0, &clips[1], &tc);
+        assert_eq!(other.save(&path, &[(0, "c.wav".to_string())]), Ok(1));
+        let all = PitchCache::new(2);
+        let members = [
+            (0, "a.wav".to_string(), len(&clips[0])),
+            (1, "c.wav".to_string(), len(&clips[1])),
+        ];
+        assert_eq!(all.load(&path, &members), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
