@@ -20,7 +20,7 @@ use candle_core::{DType, Tensor, D};
 use serde::{Deserialize, Serialize};
 
 use super::crops::{crops_on_two_threads, timbre_crop, TimbreCrop};
-use super::{ClipSet, TrainConfig, TrainError};
+use super::{pooling, stack, ClipSet, TrainConfig, TrainError};
 use crate::manifest::ClipRecord;
 use crate::rng::SplitMix64;
 
@@ -224,29 +224,15 @@ pub(super) fn cross_library_loss(
     crops: &ProgramCrops,
     temperature: f64,
 ) -> candle_core::Result<Tensor> {
-    let dev = candle_core::Device::Cpu;
-    let b = crops.crops.len();
-    let t = crops.crops[0].shifted.frames;
-    let bins = crops.crops[0].shifted.bins;
-    let stack = |pick: &dyn Fn(&TimbreCrop) -> &[f32]| -> candle_core::Result<Tensor> {
-        let mut v = Vec::with_capacity(b * t * bins);
-        for c in &crops.crops {
-            v.extend_from_slice(pick(c));
-        }
-        Tensor::from_vec(v, (b, t, bins), &dev)
-    };
-    let mut w = Vec::with_capacity(b * t);
-    for c in &crops.crops {
-        w.extend(crate::model::features::pooling_weights(
-            &c.clean_db,
-            crate::model::POOLING_RANGE_DB,
-        ));
-    }
-    let weights = Tensor::from_vec(w, (b, t), &dev)?;
+    let dev = model.device();
+    let items = &crops.crops;
+    let (b, bins) = (items.len(), items[0].shifted.bins);
+    let w = pooling(items, |c| &c.clean_db);
+    let weights = Tensor::from_vec(w, (b, items[0].shifted.frames), dev)?;
     let (tv, _) = model.encoder_inputs(
-        &stack(&|c| &c.shifted.log_mag)?,
-        &stack(&|c| &c.shifted.envelope)?,
-        &stack(&|c| &c.shifted.fine)?,
+        &stack(items, |c| &c.shifted.log_mag, bins, dev)?,
+        &stack(items, |c| &c.shifted.envelope, bins, dev)?,
+        &stack(items, |c| &c.shifted.fine, bins, dev)?,
     )?;
     let means = model.encode_timbre(&tv, &weights)?.mean;
     supervised_contrast(&means, &crops.labels, temperature)

@@ -350,19 +350,30 @@ struct Batch {
     pitch_targets: Option<PitchTargets>,
 }
 
-fn stack(
-    crops: &[Crop],
-    pick: impl Fn(&Crop) -> &[f32],
+/// `pick` of every item (row-major `frames x bins`, the same size for each) as a tensor
+/// `(items, frames, bins)`.
+fn stack<T>(
+    items: &[T],
+    pick: impl Fn(&T) -> &[f32],
     bins: usize,
     dev: &Device,
 ) -> candle_core::Result<Tensor> {
-    let b = crops.len();
-    let t = crops[0].clean.frames;
+    let b = items.len();
+    let t = pick(&items[0]).len() / bins;
     let mut v = Vec::with_capacity(b * t * bins);
-    for c in crops {
-        v.extend_from_slice(pick(c));
+    for item in items {
+        v.extend_from_slice(pick(item));
     }
     Tensor::from_vec(v, (b, t, bins), dev)
+}
+
+/// The timbre pooling weights ([`pooling_weights`]) of every item's frame energies
+/// (`frame_db`, dB), concatenated: `items x frames`, each item's summing to 1.
+fn pooling<T>(items: &[T], frame_db: impl Fn(&T) -> &[f32]) -> Vec<f32> {
+    items
+        .iter()
+        .flat_map(|item| pooling_weights(frame_db(item), POOLING_RANGE_DB))
+        .collect()
 }
 
 /// The pitch classifier's targets: pYIN's pitch of the clean frames that have one as a
@@ -421,10 +432,7 @@ fn to_batch(
 ) -> candle_core::Result<Batch> {
     let b = crops.len();
     let t = crops[0].clean.frames;
-    let mut w = Vec::with_capacity(b * t);
-    for c in crops {
-        w.extend(pooling_weights(&c.clean.frame_db, POOLING_RANGE_DB));
-    }
+    let w = pooling(crops, |c| &c.clean.frame_db);
     Ok(Batch {
         target_log_mag: stack(crops, |c| &c.clean.log_mag, bins, dev)?,
         weights: Tensor::from_slice(&w, (b, t), dev)?,

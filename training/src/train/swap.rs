@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{TrainConfig, TrainError};
 use crate::data::pairs::{self, PairAudio};
-use crate::model::features::{pooling_weights, FrameFeatures};
-use crate::model::{ThreeFactor, LIKELIHOOD_VARIANCE, POOLING_RANGE_DB};
+use crate::model::features::FrameFeatures;
+use crate::model::{ThreeFactor, LIKELIHOOD_VARIANCE};
 use crate::rng::SplitMix64;
 
 /// The swap term's settings (`"swap"` in the training config; off by default).
@@ -206,21 +206,14 @@ fn stack(
     field: fn(&FrameFeatures) -> &[f32],
     dev: &Device,
 ) -> candle_core::Result<Tensor> {
-    let f = crops[0].part(part);
-    let mut v = Vec::with_capacity(crops.len() * f.frames * f.bins);
-    for c in crops {
-        v.extend_from_slice(field(c.part(part)));
-    }
-    Tensor::from_vec(v, (crops.len(), f.frames, f.bins), dev)
+    let bins = crops[0].part(part).bins;
+    super::stack(crops, |c| field(c.part(part)), bins, dev)
 }
 
 /// The timbre pooling weights of `part` of every crop, `(pairs, frames)`.
 fn weights(crops: &[SwapCrop], part: Part, dev: &Device) -> candle_core::Result<Tensor> {
     let frames = crops[0].part(part).frames;
-    let mut w = Vec::with_capacity(crops.len() * frames);
-    for c in crops {
-        w.extend(pooling_weights(&c.part(part).frame_db, POOLING_RANGE_DB));
-    }
+    let w = super::pooling(crops, |c| &c.part(part).frame_db);
     Tensor::from_vec(w, (crops.len(), frames), dev)
 }
 
@@ -250,13 +243,35 @@ pub fn swap_loss(
     crops: &[SwapCrop],
     differential: bool,
 ) -> candle_core::Result<Tensor> {
-    let dev = model.device();
-    let (tv_s, p_s) = inputs(model, crops, Part::Source)?;
-    let z_own = model
-        .encode_timbre(&tv_s, &weights(crops, Part::Source, dev)?)?
-        .mean;
-    let local = model.encode_local(&tv_s, &p_s, &z_own)?;
-    swap_from(model, crops, differential, &z_own, &local)
+    let own = encode_own(model, crops, Part::Source)?;
+    swap_from(model, crops, differential, &own.z_t, &own.local)
+}
+
+/// `part` of every crop encoded as the engine encodes its input: `z_t` (posterior mean) from
+/// the part itself, the local posteriors conditioned on it.
+struct OwnEncoding {
+    /// The part's timbre pooling weights `(pairs, frames)`.
+    weights: Tensor,
+    /// Its own `z_t`.
+    z_t: Tensor,
+    /// Its variation and pitch posteriors.
+    local: crate::model::LocalPosteriors,
+}
+
+fn encode_own(
+    model: &ThreeFactor,
+    crops: &[SwapCrop],
+    part: Part,
+) -> candle_core::Result<OwnEncoding> {
+    let (tv, p) = inputs(model, crops, part)?;
+    let weights = weights(crops, part, model.device())?;
+    let z_t = model.encode_timbre(&tv, &weights)?.mean;
+    let local = model.encode_local(&tv, &p, &z_t)?;
+    Ok(OwnEncoding {
+        weights,
+        z_t,
+        local,
+    })
 }
 
 /// The swap term given the source's own `z_t` and its local posteriors.
@@ -297,29 +312,25 @@ pub fn swap_terms(
     crops: &[SwapCrop],
     cfg: &SwapConfig,
 ) -> candle_core::Result<SwapTerms> {
-    let dev = model.device();
-    let (tv_s, p_s) = inputs(model, crops, Part::Source)?;
-    let w_s = weights(crops, Part::Source, dev)?;
-    let z_own = model.encode_timbre(&tv_s, &w_s)?.mean;
-    let local = model.encode_local(&tv_s, &p_s, &z_own)?;
+    let source = encode_own(model, crops, Part::Source)?;
     let swap = if cfg.weight > 0.0 {
-        Some(swap_from(model, crops, cfg.differential, &z_own, &local)?)
+        Some(swap_from(
+            model,
+            crops,
+            cfg.differential,
+            &source.z_t,
+            &source.local,
+        )?)
     } else {
         None
     };
-    let variation = match (&local.variation, cfg.variation_weight > 0.0) {
-        (Some(source), true) => {
-            let (tv_t, p_t) = inputs(model, crops, Part::Target)?;
-            let z_target = model
-                .encode_timbre(&tv_t, &weights(crops, Part::Target, dev)?)?
-                .mean;
-            let target = model.encode_local(&tv_t, &p_t, &z_target)?;
-            match &target.variation {
-                Some(t) => {
-                    // The source's frame weights, each crop's summing to 1 (the timbre
-                    // pooling weights are normalised that way).
-                    Some(super::pitch_invariance(&source.mean, &t.mean, &w_s)?)
-                }
+    let variation = match (&source.local.variation, cfg.variation_weight > 0.0) {
+        (Some(a), true) => {
+            let target = encode_own(model, crops, Part::Target)?;
+            match &target.local.variation {
+                // The source's frame weights, each crop's summing to 1 (the timbre pooling
+                // weights are normalised that way).
+                Some(b) => Some(super::pitch_invariance(&a.mean, &b.mean, &source.weights)?),
                 None => None,
             }
         }
