@@ -323,30 +323,35 @@ impl NeuralProcessor {
                 .redecode(&mut self.state, &self.z_own, &mut self.decoded_own);
             self.net.denormalise(&mut self.decoded_own);
         }
-        // RTPGHI runs on every frame, so its phase stays continuous when Phase changes.
-        let wrote = self.rtpghi.push(&self.decoded, out);
-        if wrote {
-            match params.phase {
-                PhaseMode::Reconstruct => {}
-                PhaseMode::Differential => {
-                    let limit = MAX_DIFFERENCE_DB * std::f32::consts::LN_10 / 20.0;
-                    for (((o, x), t), s) in out
-                        .iter_mut()
-                        .zip(input)
-                        .zip(self.decoded.iter())
-                        .zip(self.decoded_own.iter())
-                    {
-                        let d = t - s;
-                        let d = if d.is_finite() {
-                            d.clamp(-limit, limit)
-                        } else {
-                            0.0
-                        };
-                        *o = *x * d.exp();
-                    }
+        // Only Reconstruct needs RTPGHI's phase; the other modes play the input's, and RTPGHI
+        // follows the frame they played, so a change to Reconstruct continues from it.
+        let wrote = match params.phase {
+            PhaseMode::Reconstruct => self.rtpghi.push(&self.decoded, out),
+            PhaseMode::Differential => {
+                let limit = MAX_DIFFERENCE_DB * std::f32::consts::LN_10 / 20.0;
+                for (((o, x), t), s) in out
+                    .iter_mut()
+                    .zip(input)
+                    .zip(self.decoded.iter())
+                    .zip(self.decoded_own.iter())
+                {
+                    let d = t - s;
+                    let d = if d.is_finite() {
+                        d.clamp(-limit, limit)
+                    } else {
+                        0.0
+                    };
+                    *o = *x * d.exp();
                 }
-                PhaseMode::Input => with_input_phase(input, &self.decoded, floor, out),
+                true
             }
+            PhaseMode::Input => {
+                with_input_phase(input, &self.decoded, floor, out);
+                true
+            }
+        };
+        if params.phase != PhaseMode::Reconstruct {
+            self.rtpghi.follow(&self.decoded, out);
         }
         wrote
     }

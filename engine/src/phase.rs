@@ -113,6 +113,11 @@ pub struct Rtpghi {
     pending: bool,
     /// Whether `s_prev`, `phase_prev`, `omega_prev`, `sig_prev` describe a real frame.
     has_prev: bool,
+    /// The previous frame was taken by [`Rtpghi::follow`]: `s_prev` and `followed` hold it, and
+    /// its phase, instantaneous frequency and significance are derived when a push needs them.
+    prev_followed: bool,
+    /// The complex spectrum of the followed frame (engine convention).
+    followed: Vec<Complex32>,
 }
 
 impl Rtpghi {
@@ -155,6 +160,8 @@ impl Rtpghi {
             heap: MaxHeap::with_capacity(2 * n_bins),
             pending: false,
             has_prev: false,
+            prev_followed: false,
+            followed: vec![Complex32::default(); n_bins],
         };
         me.reset();
         me
@@ -179,6 +186,7 @@ impl Rtpghi {
         self.rng = splitmix64(self.seed) | 1;
         self.pending = false;
         self.has_prev = false;
+        self.prev_followed = false;
         self.heap.clear();
         for v in [&mut self.s_prev, &mut self.s_cur, &mut self.s_next] {
             v.fill(self.log_floor);
@@ -231,6 +239,88 @@ impl Rtpghi {
         true
     }
 
+    /// Takes a frame whose phase was chosen elsewhere instead of reconstructing one: `log_mag`
+    /// its log-magnitudes (as for [`Rtpghi::push`]) and `spectrum` the complex frame that was
+    /// played (engine convention; a short one counts as silent past its end). The next push
+    /// integrates on from this frame's phase exactly as if it had reconstructed it, so a stream
+    /// can play another phase (the input's) for a while and switch to reconstruction without a
+    /// jump. Costs two copies: the phase is derived only when a push follows. With lookahead 1
+    /// a pending frame is dropped.
+    ///
+    /// Realtime-safe (no allocation, locking or panics); call it from the thread that pushes.
+    pub fn follow(&mut self, log_mag: &[f32], spectrum: &[Complex32]) {
+        let floor = self.log_floor;
+        let mut values = log_mag.iter();
+        for s in self.s_prev.iter_mut() {
+            *s = match values.next() {
+                Some(&v) if v.is_finite() => v.clamp(floor, MAX_LOG_MAG),
+                _ => floor,
+            };
+        }
+        let mut bins = spectrum.iter();
+        for f in self.followed.iter_mut() {
+            *f = bins.next().copied().unwrap_or_default();
+        }
+        self.pending = false;
+        self.has_prev = true;
+        self.prev_followed = true;
+    }
+
+    /// Derives the previous frame's phase (window-centre reference), instantaneous frequency
+    /// and significance from a followed frame, as [`Rtpghi::integrate`] and
+    /// [`Rtpghi::advance`] would have left them.
+    fn settle_followed(&mut self) {
+        self.prev_followed = false;
+        self.instantaneous_frequency(Frame::Previous);
+        self.significance(Frame::Previous);
+        for (m, (p, x)) in self.phase_prev.iter_mut().zip(&self.followed).enumerate() {
+            let start = (x.im as f64).atan2(x.re as f64);
+            // Frame start -> centre: multiply by exp(iπm) = (-1)^m.
+            let centre = if m.is_multiple_of(2) {
+                start
+            } else {
+                start + PI
+            };
+            *p = centre.rem_euclid(TAU);
+        }
+    }
+
+    /// Instantaneous frequency (rad/sample) of a frame from the centred difference across
+    /// bins, mirrored at both ends.
+    fn instantaneous_frequency(&mut self, frame: Frame) {
+        let n = self.n_bins;
+        let (s, omega) = match frame {
+            Frame::Previous => (&self.s_prev, &mut self.omega_prev),
+            Frame::Current => (&self.s_cur, &mut self.omega_cur),
+        };
+        for (m, w) in omega.iter_mut().enumerate() {
+            let below = s[m.abs_diff(1)];
+            let above = s[if m + 1 < n { m + 1 } else { n - 2 }];
+            *w = self.bin_omega * m as f64 + (above - below) as f64 * self.inv_two_gamma_l;
+        }
+    }
+
+    /// Marks a frame's significant bins (above the relative tolerance and clear of the floor);
+    /// returns how many there are.
+    fn significance(&mut self, frame: Frame) -> usize {
+        let (log_floor, mag_floor) = (self.log_floor, self.mag_floor);
+        let (s, sig) = match frame {
+            Frame::Previous => (&self.s_prev, &mut self.sig_prev),
+            Frame::Current => (&self.s_cur, &mut self.sig_cur),
+        };
+        let max_mag = s
+            .iter()
+            .map(|&s| linear(s, mag_floor))
+            .fold(0.0f32, f32::max);
+        let threshold = (max_mag * RELATIVE_TOLERANCE).max(mag_floor * 1e-3);
+        let mut count = 0usize;
+        for (sig, &s) in sig.iter_mut().zip(s) {
+            *sig = s > log_floor && linear(s, mag_floor) > threshold;
+            count += usize::from(*sig);
+        }
+        count
+    }
+
     /// Emits the pending frame (lookahead 1) as if the frame after it had the same magnitudes,
     /// then ends the stream: the next push starts afresh, as after [`Rtpghi::reset`] (the PRNG
     /// is not reseeded). Returns `false` and leaves `out` untouched when nothing is pending
@@ -252,16 +342,10 @@ impl Rtpghi {
     /// Computes the phase of `s_cur` into `phase_cur`.
     fn integrate(&mut self, gradient: Gradient) {
         let n = self.n_bins;
-        let log_floor = self.log_floor;
-        let mag_floor = self.mag_floor;
-
-        // Instantaneous frequency (rad/sample) from the centred difference across bins, mirrored
-        // at both ends.
-        for (m, w) in self.omega_cur.iter_mut().enumerate() {
-            let below = self.s_cur[m.abs_diff(1)];
-            let above = self.s_cur[if m + 1 < n { m + 1 } else { n - 2 }];
-            *w = self.bin_omega * m as f64 + (above - below) as f64 * self.inv_two_gamma_l;
+        if self.prev_followed {
+            self.settle_followed();
         }
+        self.instantaneous_frequency(Frame::Current);
 
         // Phase step per bin from the time derivative of the log-magnitude.
         let hop = self.hop;
@@ -283,18 +367,7 @@ impl Rtpghi {
             *step = -k * ds_du;
         }
 
-        // Significance: above the relative tolerance and clear of the floor.
-        let max_mag = self
-            .s_cur
-            .iter()
-            .map(|&s| linear(s, mag_floor))
-            .fold(0.0f32, f32::max);
-        let threshold = (max_mag * RELATIVE_TOLERANCE).max(mag_floor * 1e-3);
-        let mut remaining = 0usize;
-        for (sig, &s) in self.sig_cur.iter_mut().zip(&self.s_cur) {
-            *sig = s > log_floor && linear(s, mag_floor) > threshold;
-            remaining += usize::from(*sig);
-        }
+        let mut remaining = self.significance(Frame::Current);
 
         // Random phase for the rest; everything significant is still to do.
         for ((phase, done), &sig) in self
@@ -423,6 +496,13 @@ impl std::fmt::Debug for Rtpghi {
             .field("mag_floor", &self.mag_floor)
             .finish_non_exhaustive()
     }
+}
+
+/// Which of the two frames a helper of [`Rtpghi::integrate`] works on.
+#[derive(Clone, Copy)]
+enum Frame {
+    Previous,
+    Current,
 }
 
 /// How the time derivative of the log-magnitude is estimated.
@@ -610,5 +690,78 @@ mod tests {
         let mut r0 = Rtpghi::new(&cfg, 1e-3, 0, 1);
         assert!(r0.push(&frame, &mut out));
         assert!(!r0.flush(&mut out));
+    }
+
+    /// A stream that follows one frame (its magnitudes and the spectrum that was played)
+    /// instead of reconstructing it continues exactly as the stream that reconstructed it:
+    /// the same output frames after it, up to the random phase of bins far below the peak
+    /// (the generator is not drawn while following), on a harmonic tone with vibrato.
+    #[test]
+    fn following_a_frame_continues_as_if_it_was_reconstructed() {
+        let cfg = StftConfig::default();
+        let mut stft = crate::stft::Stft::new(&cfg);
+        let floor = 1e-3f32;
+        let rate = cfg.sample_rate as f64;
+        let signal: Vec<f32> = (0..cfg.n_fft + 60 * cfg.hop)
+            .map(|n| {
+                let t = n as f64 / rate;
+                // 220 Hz with a 5 Hz vibrato of 2 %: the integral of 2π f0(t).
+                let phase = TAU * 220.0 * t - 0.02 * 220.0 / 5.0 * (TAU * 5.0 * t).cos();
+                (1..6)
+                    .map(|h| (h as f64 * phase).sin() / h as f64)
+                    .sum::<f64>() as f32
+                    * 0.3
+            })
+            .collect();
+        let frames: Vec<Vec<f32>> = (0..60)
+            .map(|i| {
+                let mut spec = vec![Complex32::default(); cfg.n_bins()];
+                stft.analyse(&signal[i * cfg.hop..i * cfg.hop + cfg.n_fft], &mut spec);
+                spec.iter().map(|x| (x.norm() + floor).ln()).collect()
+            })
+            .collect();
+        let mut whole = Rtpghi::new(&cfg, floor, 0, 3);
+        let mut outs = Vec::new();
+        for f in &frames {
+            let mut out = vec![Complex32::default(); cfg.n_bins()];
+            assert!(whole.push(f, &mut out));
+            outs.push(out);
+        }
+        let followed_at = 30;
+        let mut parted = Rtpghi::new(&cfg, floor, 0, 3);
+        let mut out = vec![Complex32::default(); cfg.n_bins()];
+        for f in &frames[..followed_at] {
+            parted.push(f, &mut out);
+        }
+        parted.follow(&frames[followed_at], &outs[followed_at]);
+        for (f, want) in frames.iter().zip(&outs).skip(followed_at + 1) {
+            assert!(parted.push(f, &mut out));
+            let energy: f64 = want.iter().map(|x| x.norm_sqr() as f64).sum();
+            let error: f64 = want
+                .iter()
+                .zip(&out)
+                .map(|(a, b)| (a - b).norm_sqr() as f64)
+                .sum();
+            assert!(
+                error < energy * 1e-8,
+                "relative error {:.2e}",
+                error / energy
+            );
+        }
+        // Without following, a restart from a reset stream is far off (the test can fail).
+        let mut fresh = Rtpghi::new(&cfg, floor, 0, 3);
+        fresh.push(&frames[followed_at + 1], &mut out);
+        let want = &outs[followed_at + 1];
+        let energy: f64 = want.iter().map(|x| x.norm_sqr() as f64).sum();
+        let error: f64 = want
+            .iter()
+            .zip(&out)
+            .map(|(a, b)| (a - b).norm_sqr() as f64)
+            .sum();
+        assert!(
+            error > energy * 0.1,
+            "relative error {:.2e}",
+            error / energy
+        );
     }
 }

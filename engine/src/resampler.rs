@@ -17,6 +17,10 @@ const ROLLOFF: f64 = 0.9;
 const KAISER_BETA: f64 = 9.0;
 /// Table phases per input sample.
 const OVERSAMPLE: usize = 512;
+/// Most distinct output phases (the reduced ratio's denominator) for which a [`Resampler`]
+/// keeps one exact kernel per phase (no larger than the interpolation table it replaces:
+/// 441 for 32 -> 44.1 kHz, 3 for 32 -> 48 kHz); above it, two table rows per output.
+const MAX_PHASE_KERNELS: u64 = OVERSAMPLE as u64;
 
 /// Converts a stream at `from` Hz into a stream at `to` Hz.
 ///
@@ -33,8 +37,15 @@ pub struct Resampler {
     /// Kernel half-width, in input samples (0 when `from == to` and the offset is whole).
     half: usize,
     /// Polyphase table: row `j` (0..=OVERSAMPLE) holds the `2 * half` taps for fractional phase
-    /// `j / OVERSAMPLE`.
+    /// `j / OVERSAMPLE`. Empty when `kernels` holds every phase.
     table: Vec<f32>,
+    /// Output phase `p` (an output `k` with `k * num % den == p`), when `den` is at most
+    /// [`MAX_PHASE_KERNELS`]: its `2 * half` taps (what `pop` would interpolate between two
+    /// table rows), its whole-sample shift and its fraction of a sample (the position of `k` is
+    /// `k * num / den` rounded down plus the shift, plus the fraction). Empty otherwise.
+    kernels: Vec<f32>,
+    shifts: Vec<i64>,
+    fracs: Vec<f64>,
     /// Input history, written twice (at `i` and `i + cap`) so every window is contiguous.
     hist: Vec<f32>,
     /// Ring capacity (power of two).
@@ -71,6 +82,12 @@ impl Resampler {
     /// `k * from / to + offset`. `max_push` is the most input samples pushed before outputs are
     /// popped (sizes the history). Allocates; call off the audio thread.
     pub fn new(from: u32, to: u32, offset: f64, max_push: usize) -> Self {
+        Self::build(from, to, offset, max_push, true)
+    }
+
+    /// [`Resampler::new`], with one kernel per output phase where `phase_kernels` and the
+    /// ratio allows, or always two table rows per output (the tests' reference).
+    fn build(from: u32, to: u32, offset: f64, max_push: usize, phase_kernels: bool) -> Self {
         assert!(from > 0 && to > 0, "sample rates must be positive");
         let g = gcd(from as u64, to as u64);
         let (num, den) = (from as u64 / g, to as u64 / g);
@@ -108,17 +125,56 @@ impl Resampler {
             table
         };
         let cap = (2 * half + max_push + 4).next_power_of_two();
-        Self {
+        let mut me = Self {
             num,
             den,
             offset,
             half,
             table,
+            kernels: Vec::new(),
+            shifts: Vec::new(),
+            fracs: Vec::new(),
             hist: vec![0.0; 2 * cap],
             cap,
             pushed: 0,
             produced: 0,
+        };
+        if phase_kernels && den <= MAX_PHASE_KERNELS {
+            me.build_phase_kernels();
         }
+        me
+    }
+
+    /// Fills `kernels`, `shifts` and `fracs` for every output phase from the table (which is
+    /// then dropped): the same positions and the same interpolated kernels `pop` computes per
+    /// output without them.
+    fn build_phase_kernels(&mut self) {
+        let taps = 2 * self.half;
+        let den = self.den as usize;
+        let mut kernels = vec![0.0f32; den * taps];
+        let mut shifts = Vec::with_capacity(den);
+        let mut fracs = Vec::with_capacity(den);
+        for p in 0..den {
+            let pos = p as f64 / self.den as f64 + self.offset;
+            let fl = pos.floor();
+            let frac = pos - fl;
+            shifts.push(fl as i64);
+            fracs.push(frac);
+            if taps > 0 {
+                let (row_a, row_b, w) = self.rows(frac);
+                for ((k, a), b) in kernels[p * taps..(p + 1) * taps]
+                    .iter_mut()
+                    .zip(row_a)
+                    .zip(row_b)
+                {
+                    *k = a + (b - a) * w;
+                }
+            }
+        }
+        self.kernels = kernels;
+        self.shifts = shifts;
+        self.fracs = fracs;
+        self.table = Vec::new();
     }
 
     /// Cut-off of the anti-aliasing/interpolation filter, in cycles per input sample.
@@ -154,20 +210,24 @@ impl Resampler {
         self.pushed += 1;
     }
 
-    /// Integer and fractional input position of output `k`.
+    /// Integer and fractional input position of output `k`, and its phase (`k * num % den`).
     #[inline]
-    fn position(&self, k: u64) -> (i64, f64) {
+    fn position(&self, k: u64) -> (i64, f64, usize) {
         let n = k * self.num;
         let base = (n / self.den) as i64;
-        let pos = (n % self.den) as f64 / self.den as f64 + self.offset;
+        let phase = (n % self.den) as usize;
+        if let Some(&shift) = self.shifts.get(phase) {
+            return (base + shift, self.fracs[phase], phase);
+        }
+        let pos = phase as f64 / self.den as f64 + self.offset;
         let fl = pos.floor();
-        (base + fl as i64, pos - fl)
+        (base + fl as i64, pos - fl, phase)
     }
 
     /// Number of input samples that must have been pushed before the next output is ready.
     #[inline]
     pub fn input_needed(&self) -> u64 {
-        let (idx, _) = self.position(self.produced);
+        let (idx, _, _) = self.position(self.produced);
         (idx + self.half as i64 + 1).max(0) as u64
     }
 
@@ -181,7 +241,7 @@ impl Resampler {
     /// uses (call only when [`Resampler::ready`]): for control signals that need the band-limited
     /// path's timing but not its filter (a constant stays exactly constant). Realtime-safe.
     pub fn pop_linear(&mut self) -> f32 {
-        let (idx, frac) = self.position(self.produced);
+        let (idx, frac, _) = self.position(self.produced);
         self.produced += 1;
         let (a, b) = (self.sample(idx), self.sample(idx + 1));
         if a == b {
@@ -211,16 +271,28 @@ impl Resampler {
 
     /// Computes the next output sample (call only when [`Resampler::ready`]). Realtime-safe.
     pub fn pop(&mut self) -> f32 {
-        let (idx, frac) = self.position(self.produced);
+        let (idx, frac, phase) = self.position(self.produced);
         self.produced += 1;
         if self.half == 0 {
             return self.sample(idx);
         }
         let taps = 2 * self.half;
         let first = idx - self.half as i64 + 1;
-        let (row_a, row_b, w) = self.rows(frac);
         let oldest = self.pushed as i64 - self.cap as i64;
-        if first >= 0 && first >= oldest {
+        let whole = first >= 0 && first >= oldest;
+        if !self.kernels.is_empty() {
+            let kernel = &self.kernels[phase * taps..(phase + 1) * taps];
+            if whole {
+                let start = (first as usize) & (self.cap - 1);
+                return dot(&self.hist[start..start + taps], kernel);
+            }
+            // Start-up: part of the window lies before the first sample (zeros).
+            return (0..taps)
+                .map(|i| self.sample(first + i as i64) * kernel[i])
+                .sum();
+        }
+        let (row_a, row_b, w) = self.rows(frac);
+        if whole {
             let start = (first as usize) & (self.cap - 1);
             let window = &self.hist[start..start + taps];
             let (a, b) = dot2(window, row_a, row_b);
@@ -296,15 +368,13 @@ pub fn resample_all(input: &[f32], from: u32, to: u32) -> Vec<f32> {
     }
     let (half, taps) = (rs.half, 2 * rs.half);
     // Phase p is an output whose position has fraction p / den; its kernel is what `pop`
-    // interpolates between two table rows for that fraction.
-    let mut kernels = vec![0.0f32; rs.den as usize * taps];
-    for (p, kernel) in kernels.chunks_exact_mut(taps).enumerate() {
-        let frac = p as f64 / rs.den as f64;
-        let (row_a, row_b, w) = rs.rows(frac);
-        for ((k, a), b) in kernel.iter_mut().zip(row_a).zip(row_b) {
-            *k = a + (b - a) * w;
-        }
+    // interpolates between two table rows for that fraction (the resampler keeps them already
+    // for up to MAX_PHASE_KERNELS phases).
+    let mut rs = rs;
+    if rs.kernels.is_empty() {
+        rs.build_phase_kernels();
     }
+    let kernels = &rs.kernels;
     // The input with the zeros the stream sees around it: `half` before (the first window
     // starts `half - 1` samples before the input), a window's worth after.
     let mut padded = vec![0.0f32; half + input.len() + taps + 1];
@@ -427,6 +497,52 @@ mod tests {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
             assert!(worst < 1e-5, "{from} -> {to}: largest difference {worst}");
+        }
+    }
+
+    /// One kernel per output phase gives what interpolating two table rows per output gives
+    /// (the resampler before phase kernels, the reference here), at the engine's rate pairs
+    /// and offsets, to f32 rounding, with the same positions (so the same `ready` points).
+    #[test]
+    fn phase_kernels_match_the_interpolated_table() {
+        let mut state = 11u32;
+        for (from, to, offset) in [
+            (48_000, 32_000, 0.0),
+            (32_000, 48_000, 0.0),
+            (32_000, 48_000, 0.37),
+            (44_100, 32_000, 0.0),
+            (32_000, 44_100, -0.61),
+            (96_000, 32_000, 0.0),
+            (32_000, 32_000, 0.25),
+        ] {
+            let mut fast = Resampler::new(from, to, offset, 64);
+            let mut slow = Resampler::build(from, to, offset, 64, false);
+            assert!(!fast.kernels.is_empty() && slow.kernels.is_empty());
+            let (mut fed, mut worst, mut outputs) = (0usize, 0.0f32, 0usize);
+            while fed < 20_000 {
+                for _ in 0..37 {
+                    state ^= state << 13;
+                    state ^= state >> 17;
+                    state ^= state << 5;
+                    let x = (state as f32 / u32::MAX as f32 - 0.5) + (fed as f32 * 0.01).sin();
+                    fast.push(x);
+                    slow.push(x);
+                    fed += 1;
+                }
+                while slow.ready() {
+                    assert!(fast.ready(), "{from} -> {to}: ready differs");
+                    let (a, b) = (fast.pop(), slow.pop());
+                    worst = worst.max((a - b).abs());
+                    outputs += 1;
+                }
+                assert!(!fast.ready(), "{from} -> {to}: ready differs");
+            }
+            let expected = fed as u64 * to as u64 / from as u64;
+            assert!(
+                outputs as u64 + 200 > expected,
+                "{from} -> {to}: {outputs} outputs of {expected}"
+            );
+            assert!(worst < 2e-6, "{from} -> {to}: largest difference {worst}");
         }
     }
 
