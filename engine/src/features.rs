@@ -37,7 +37,7 @@ pub fn split_frame(
     let mut energy = 0.0f32;
     for (l, x) in log_mag.iter_mut().zip(input) {
         energy += x.norm_sqr();
-        *l = (x.norm() + mag_floor).ln();
+        *l = (crate::stft::magnitude(*x) + mag_floor).ln();
     }
     cepstrum.envelope(log_mag, envelope);
     for ((f, l), e) in fine.iter_mut().zip(log_mag.iter()).zip(envelope.iter()) {
@@ -99,7 +99,7 @@ impl FeatureExtractor {
             let mut energy = 0.0f32;
             for (l, c) in log_mag[rows.clone()].iter_mut().zip(&spectrum) {
                 energy += c.norm_sqr();
-                *l = (c.norm() + self.mag_floor).ln();
+                *l = (crate::stft::magnitude(*c) + self.mag_floor).ln();
             }
             frame_db.push(10.0 * (energy + 1e-30).log10());
             self.cepstrum

@@ -362,7 +362,7 @@ impl NeuralProcessor {
 pub fn with_input_phase(input: &[Complex32], log_mag: &[f32], floor: f32, out: &mut [Complex32]) {
     for ((o, x), l) in out.iter_mut().zip(input).zip(log_mag) {
         let mag = (l.exp() - floor).max(0.0);
-        let norm = x.norm();
+        let norm = crate::stft::magnitude(*x);
         *o = if norm > 1e-20 {
             *x * (mag / norm)
         } else {

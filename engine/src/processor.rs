@@ -444,7 +444,7 @@ impl FrameProcessor {
             }
         }
         for (l, c) in self.log_mag.iter_mut().zip(&self.spectrum) {
-            *l = (c.norm() + MAG_FLOOR).ln();
+            *l = (crate::stft::magnitude(*c) + MAG_FLOOR).ln();
         }
         self.cepstrum.envelope(&self.log_mag, &mut self.envelope);
         // The target's shape at the input frame's own level (their log envelopes' peaks

@@ -249,7 +249,7 @@ impl PartialMeter {
         }
         let _ = self.fft.process(&mut self.time, &mut self.spectrum);
         for (m, x) in self.mag.iter_mut().zip(&self.spectrum) {
-            *m = x.norm();
+            *m = crate::stft::magnitude(*x);
         }
         // A sinusoid of amplitude A peaks at A * sum(w) / 2 = A * N / 4 for a Hann window.
         let to_amplitude = 4.0 / HARMONIC_FFT as f32;

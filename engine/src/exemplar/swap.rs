@@ -312,7 +312,7 @@ impl ExemplarSwap {
             None => measured.map_or(self.last_sure, |(p, _)| p),
         };
         for (m, x) in self.mag.iter_mut().zip(input) {
-            *m = x.norm();
+            *m = crate::stft::magnitude(*x);
         }
         let trusted = matches!(measured, Some((_, a)) if a < YIN_TRUST);
         if let Some((p, _)) = measured.filter(|_| trusted) {
