@@ -178,7 +178,7 @@ impl Plugin for Timbreswap {
         self.applied_restores = self.params.restores.load(Ordering::Acquire);
         let timbre_a = loader::validated_timbre(Slot::A, &self.params, &self.shared);
         let timbre_b = loader::validated_timbre(Slot::B, &self.params, &self.shared);
-        let (net, path, _) = loader::wanted_network(&self.params, &self.shared);
+        let (net, choice, _) = loader::wanted_network(&self.params, &self.shared);
         *self
             .shared
             .model
@@ -186,9 +186,9 @@ impl Plugin for Timbreswap {
             .unwrap_or_else(PoisonError::into_inner) = net.clone();
         *self
             .shared
-            .model_path
+            .model_choice
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = path;
+            .unwrap_or_else(PoisonError::into_inner) = choice;
         // Stop the old engine (joins its worker) before starting the new one.
         self.engine = None;
         *self

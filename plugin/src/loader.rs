@@ -6,12 +6,13 @@ use std::sync::{Arc, PoisonError};
 
 use timbreswap_engine::clip::{decode_file_cut, mono_at, MAX_CLIP_SECONDS};
 use timbreswap_engine::exemplar::{ExemplarBank, MAX_BANK_SECONDS};
+use timbreswap_engine::model_file::Precision;
 use timbreswap_engine::network::Network;
 use timbreswap_engine::reference::{analyse_reference_file, at_model_rate, ReferenceAnalysis};
 use timbreswap_engine::timbre::TimbreLatent;
 use timbreswap_engine::{Slot, StftConfig, TimbreDescriptor};
 
-use crate::model::{latent_for, load_network, measure, preset, PRESET_SUFFIX};
+use crate::model::{latent_for, load_network, measure, preset, ModelChoice, PRESET_SUFFIX};
 use crate::params::TimbreswapParams;
 use crate::saved_clip::SavedClip;
 use crate::shared::{slot_name, ClipBank, Shared};
@@ -43,6 +44,12 @@ pub enum Task {
     LoadModel {
         /// The `.safetensors` file.
         path: Option<PathBuf>,
+    },
+    /// Read the model in use (the saved `model-path`) with its matrices in another precision
+    /// (`None`: as the file stores them); the references are measured again with it.
+    SetWeights {
+        /// The precision.
+        weights: Option<Precision>,
     },
     /// Hand the persisted state (model file, both timbres) to the running engine: after the
     /// host restored a state while the plugin was active, or after an activation whose saved
@@ -102,17 +109,37 @@ pub fn run(task: Task, params: &Arc<TimbreswapParams>, shared: &Arc<Shared>) {
             }
         }
         Task::ClearReference { slot } => install(slot, None, None, "", params, shared),
-        Task::LoadModel { path } => match load_network(path.as_deref()) {
-            Ok(net) => {
-                let message = format!("Model: {}", net.name());
-                let path = path.map(|p| p.display().to_string());
-                if use_model(net, path, params, shared) {
-                    shared.report_ok(message);
-                }
-            }
-            Err(e) => shared.report_error(format!("{e}; keeping the current model")),
-        },
+        Task::LoadModel { path } => switch_model(
+            ModelChoice {
+                path: path.map(|p| p.display().to_string()),
+                weights: params.model_weights.snapshot(),
+            },
+            params,
+            shared,
+        ),
+        Task::SetWeights { weights } => switch_model(
+            ModelChoice {
+                path: params.model_path.snapshot(),
+                weights,
+            },
+            params,
+            shared,
+        ),
         Task::ApplyState => apply_state(params, shared),
+    }
+}
+
+/// Loads the model `choice` names and makes it the instance's model ([`use_model`]); on
+/// failure the current model keeps playing and the reason is shown.
+fn switch_model(choice: ModelChoice, params: &Arc<TimbreswapParams>, shared: &Arc<Shared>) {
+    match load_network(&choice) {
+        Ok(net) => {
+            let message = format!("Model: {}", net.name());
+            if use_model(net, choice, params, shared) {
+                shared.report_ok(message);
+            }
+        }
+        Err(e) => shared.report_error(format!("{e}; keeping the current model")),
     }
 }
 
@@ -146,38 +173,38 @@ pub fn validated_timbre(
     }
 }
 
-/// The model the persisted `model-path` asks for, and whether it differs from the one in use:
-/// the model in use if it was chosen for that path, else the file (or the built-in model)
-/// loaded now. A file that cannot be read is reported, and the model in use (else the
-/// built-in one) stays. Off the audio thread; may read a file.
+/// The model the persisted `model-path` and `model-weights` ask for, and whether it differs
+/// from the one in use: the model in use if it was chosen for them, else the file (or the
+/// built-in model) loaded now in that precision. A file that cannot be read is reported, and
+/// the model in use (else the built-in one) stays. Off the audio thread; may read a file.
 pub fn wanted_network(
     params: &TimbreswapParams,
     shared: &Shared,
-) -> (Option<Arc<Network>>, Option<String>, bool) {
-    let wanted = params.model_path.snapshot();
+) -> (Option<Arc<Network>>, ModelChoice, bool) {
+    let wanted = params.model_choice();
     let current = shared.network();
-    let current_path = shared
-        .model_path
+    let current_choice = shared
+        .model_choice
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
-    if current.is_some() && current_path == wanted {
+    if current.is_some() && current_choice == wanted {
         return (current, wanted, false);
     }
-    match load_network(wanted.as_deref().map(Path::new)) {
+    match load_network(&wanted) {
         Ok(net) => (Some(net), wanted, true),
         Err(e) => match current {
             Some(net) => {
                 shared.report_error(format!("{e}; keeping the current model"));
-                (Some(net), current_path, false)
+                (Some(net), current_choice, false)
             }
             None => {
                 shared.report_error(format!("{e}; using the built-in model"));
                 match crate::model::default_network() {
-                    Ok(net) => (Some(net), None, true),
+                    Ok(net) => (Some(net), ModelChoice::default(), true),
                     Err(e) => {
                         shared.report_error(e);
-                        (None, None, false)
+                        (None, ModelChoice::default(), false)
                     }
                 }
             }
@@ -189,7 +216,7 @@ pub fn wanted_network(
 /// locked while files are read or references measured; the engine gets the result between
 /// two frames.
 fn apply_state(params: &Arc<TimbreswapParams>, shared: &Arc<Shared>) {
-    let (net, path, changed) = wanted_network(params, shared);
+    let (net, choice, changed) = wanted_network(params, shared);
     let timbres = [
         validated_timbre(Slot::A, params, shared),
         validated_timbre(Slot::B, params, shared),
@@ -197,9 +224,9 @@ fn apply_state(params: &Arc<TimbreswapParams>, shared: &Arc<Shared>) {
     if hand_over(net.as_ref(), changed, &timbres, params, shared) == Handoff::Taken && changed {
         *shared.model.write().unwrap_or_else(PoisonError::into_inner) = net;
         *shared
-            .model_path
+            .model_choice
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = path;
+            .unwrap_or_else(PoisonError::into_inner) = choice;
     }
 }
 
@@ -458,14 +485,13 @@ fn remeasure(
     None
 }
 
-/// Makes `net` (chosen for the `model-path` value `path`) the instance's model: measures both
-/// slots with it, hands it to the running engine, and records the new latents and `path` in
-/// the saved state. With no engine running, the saved state alone carries the choice to the
+/// Makes `net` (loaded for `choice`) the instance's model: measures both slots with it, hands
+/// it to the running engine, and records the new latents and `choice` in the saved state. With no engine running, the saved state alone carries the choice to the
 /// next engine (see [`TimbreswapParams::note_unapplied_change`]). False if the engine refused
 /// it.
 pub fn use_model(
     net: Arc<Network>,
-    path: Option<String>,
+    choice: ModelChoice,
     params: &Arc<TimbreswapParams>,
     shared: &Arc<Shared>,
 ) -> bool {
@@ -474,17 +500,18 @@ pub fn use_model(
     if handoff == Handoff::Refused {
         return false;
     }
-    // The editor shows the new model at once. With no engine running, `shared.model_path`
+    // The editor shows the new model at once. With no engine running, `shared.model_choice`
     // keeps naming the model the last engine was given, so the next `apply_state` or
-    // activation sees the saved path differ and hands this one over.
+    // activation sees the saved choice differ and hands this one over.
     *shared.model.write().unwrap_or_else(PoisonError::into_inner) = Some(net);
     if handoff == Handoff::Taken {
         *shared
-            .model_path
+            .model_choice
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = path.clone();
+            .unwrap_or_else(PoisonError::into_inner) = choice.clone();
     }
-    *params.model_path.write() = path;
+    *params.model_path.write() = choice.path;
+    *params.model_weights.write() = choice.weights;
     if handoff == Handoff::NoEngine {
         params.note_unapplied_change();
     }
@@ -735,5 +762,65 @@ mod tests {
         assert_eq!(remeasure(Slot::B, &legacy, &net, &params, &shared), None);
         let message = last_error(&shared).unwrap();
         assert!(message.contains("without its file"), "{message}");
+    }
+
+    /// The weights setting reloads the model in the chosen precision: the running engine
+    /// takes it, the saved state records it, the slot's latent is measured again with it, a
+    /// model chosen afterwards keeps the precision, and a restored state that names another
+    /// precision is noticed as a change (and one that names the running one is not).
+    #[test]
+    fn the_weights_setting_reloads_the_model_and_is_saved() {
+        use nice_plug::params::persist::PersistentField;
+        let params = Arc::new(TimbreswapParams::default());
+        let shared = Arc::new(Shared::default());
+        let settings = timbreswap_engine::EngineSettings {
+            host_rate: 48_000.0,
+            max_block: 256,
+            channels: 2,
+            mode: timbreswap_engine::ProcessingMode::Offline,
+            stft: timbreswap_engine::StftConfig::default(),
+            worker_priority: Default::default(),
+            latency_block: None,
+        };
+        let stored = default_network().unwrap();
+        let (_engine, control) =
+            timbreswap_engine::Engine::new(settings, shared.stats.clone(), None, None).unwrap();
+        *shared.control.lock().unwrap() = Some(control);
+        *shared.model.write().unwrap() = Some(stored.clone());
+        install(Slot::A, preset(&stored, 2), None, "", &params, &shared);
+
+        run(
+            Task::SetWeights {
+                weights: Some(Precision::Int8),
+            },
+            &params,
+            &shared,
+        );
+        assert_eq!(last_error(&shared), None);
+        let int8 = shared.network().unwrap();
+        assert!(
+            int8.id() != stored.id() && int8.id().ends_with("-int8"),
+            "{}",
+            int8.id()
+        );
+        assert_eq!(params.model_weights.snapshot(), Some(Precision::Int8));
+        assert_eq!(
+            shared.model_choice.lock().unwrap().weights,
+            Some(Precision::Int8)
+        );
+        let latent = params.timbre_a.snapshot().unwrap().latent.unwrap();
+        assert_eq!(latent.model_id, int8.id());
+        assert!(!wanted_network(&params, &shared).2, "nothing changed since");
+
+        // Back to the built-in model by its button: the precision stays.
+        run(Task::LoadModel { path: None }, &params, &shared);
+        assert_eq!(shared.network().unwrap().id(), int8.id());
+
+        // A restored project that saved no precision asks for the model as stored.
+        PersistentField::set(&params.model_weights, None);
+        let (net, choice, changed) = wanted_network(&params, &shared);
+        assert!(changed);
+        assert_eq!(choice.weights, None);
+        assert_eq!(net.unwrap().id(), stored.id());
     }
 }

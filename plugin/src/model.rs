@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use timbreswap_engine::kernels::Kernels;
-use timbreswap_engine::model_file;
+use timbreswap_engine::model_file::{self, ModelFile, Precision};
 use timbreswap_engine::network::Network;
 use timbreswap_engine::timbre::{TimbreDescriptor, TimbreLatent, TIMBRE_FORMAT_VERSION};
 
@@ -16,32 +16,87 @@ pub const DEFAULT_MODEL: &[u8] = include_bytes!("../../assets/models/default.saf
 /// Name the default model is shown under.
 pub const DEFAULT_NAME: &str = "default (FluidR3 GM)";
 
-/// The default model's network, built once per process and shared by every instance.
-pub fn default_network() -> Result<Arc<Network>, String> {
-    static DEFAULT: OnceLock<Result<Arc<Network>, String>> = OnceLock::new();
-    DEFAULT
+/// Which model an instance runs, as saved with the project (`model-path` and
+/// `model-weights`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelChoice {
+    /// The model file (`None`: the built-in model).
+    pub path: Option<String>,
+    /// The precision the network reads its matrices in (`None`: as the file stores them; the
+    /// built-in model stores f16). int8 streams half the bytes of f16 per frame and costs less
+    /// CPU; its sound differs slightly (docs/quality.md, "int8 weights").
+    pub weights: Option<Precision>,
+}
+
+/// How a precision is offered to the user.
+pub fn weights_label(weights: Option<Precision>) -> &'static str {
+    match weights {
+        None => "as stored",
+        Some(Precision::F32) => "f32",
+        Some(Precision::F16) => "f16",
+        Some(Precision::Int8) => "int8",
+    }
+}
+
+/// The default model's network (its matrices as stored, f16, when `weights` is `None`), built
+/// once per process and precision and shared by every instance.
+pub fn default_network_as(weights: Option<Precision>) -> Result<Arc<Network>, String> {
+    static BUILT: [OnceLock<Result<Arc<Network>, String>>; 4] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
+    let index = match weights {
+        None => 0,
+        Some(Precision::F32) => 1,
+        Some(Precision::F16) => 2,
+        Some(Precision::Int8) => 3,
+    };
+    BUILT[index]
         .get_or_init(|| {
             model_file::parse(DEFAULT_MODEL)
-                .and_then(|file| Network::new(&file, DEFAULT_NAME, Kernels::best()))
-                .map(Arc::new)
                 .map_err(|e| format!("the built-in model is damaged: {e}"))
+                .and_then(|file| network(&file, DEFAULT_NAME, weights))
         })
         .clone()
 }
 
-/// The network of the model file at `path` (`None`: the default model), checked.
-pub fn load_network(path: Option<&Path>) -> Result<Arc<Network>, String> {
-    let Some(path) = path else {
-        return default_network();
+/// The default model's network as it is stored.
+pub fn default_network() -> Result<Arc<Network>, String> {
+    default_network_as(None)
+}
+
+/// The network of `file` called `name`, its matrices as `weights` (`None`: as stored). The
+/// name says the precision where it was changed.
+fn network(
+    file: &ModelFile,
+    name: &str,
+    weights: Option<Precision>,
+) -> Result<Arc<Network>, String> {
+    let (file, name) = match weights {
+        Some(p) if p != file.precision() => {
+            (file.with_precision(p), format!("{name}, {p} weights"))
+        }
+        _ => (file.clone(), name.to_string()),
+    };
+    Network::new(&file, &name, Kernels::best())
+        .map(Arc::new)
+        .map_err(|e| format!("Model {name}: {e}"))
+}
+
+/// The network `choice` names, checked: the model file (or the built-in model) with its
+/// matrices in the chosen precision. Reads the file.
+pub fn load_network(choice: &ModelChoice) -> Result<Arc<Network>, String> {
+    let Some(path) = choice.path.as_deref().map(Path::new) else {
+        return default_network_as(choice.weights);
     };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
-    model_file::load(path)
-        .and_then(|file| Network::new(&file, &name, Kernels::best()))
-        .map(Arc::new)
-        .map_err(|e| format!("Model {name}: {e}"))
+    let file = model_file::load(path).map_err(|e| format!("Model {name}: {e}"))?;
+    network(&file, &name, choice.weights)
 }
 
 /// The descriptor's latent if it was measured with `net`.
@@ -106,6 +161,54 @@ mod tests {
             Some(net.config().z_t)
         );
         assert!(preset(&net, count).is_none());
-        assert!(load_network(Some(Path::new("/nonexistent.safetensors"))).is_err());
+        let missing = ModelChoice {
+            path: Some("/nonexistent.safetensors".into()),
+            weights: None,
+        };
+        assert!(load_network(&missing).is_err());
+    }
+
+    /// The weights setting reads the built-in model's matrices in the chosen precision: int8
+    /// keeps about half of the f16 bytes and f32 twice them (counted by the engine from the
+    /// tensors), each precision is built once per process, its latents are kept apart from
+    /// the stored model's (another id), and choosing the stored precision is the stored model.
+    #[test]
+    fn the_weights_setting_picks_the_precision() {
+        let stored = default_network().unwrap();
+        let with = |weights| {
+            load_network(&ModelChoice {
+                path: None,
+                weights: Some(weights),
+            })
+            .unwrap()
+        };
+        let (int8, f32, f16) = (
+            with(Precision::Int8),
+            with(Precision::F32),
+            with(Precision::F16),
+        );
+        assert!(Arc::ptr_eq(
+            &f16,
+            &default_network_as(Some(Precision::F16)).unwrap()
+        ));
+        assert!(Arc::ptr_eq(&int8, &with(Precision::Int8)));
+        assert_eq!(f16.id(), stored.id());
+        assert!(int8.id() != stored.id() && f32.id() != stored.id() && int8.id() != f32.id());
+        assert!(int8.name().ends_with("int8 weights"), "{}", int8.name());
+        let bytes = |n: &Network| n.weight_bytes() as f64;
+        let (b8, b16, b32) = (bytes(&int8), bytes(&stored), bytes(&f32));
+        assert!(b8 < 0.7 * b16 && b16 < 0.7 * b32, "{b8} {b16} {b32}");
+        // The same file through a path gives the same networks as the built-in one.
+        let path =
+            std::env::temp_dir().join(format!("ts-weights-{}.safetensors", std::process::id()));
+        std::fs::write(&path, DEFAULT_MODEL).unwrap();
+        let from_file = load_network(&ModelChoice {
+            path: Some(path.display().to_string()),
+            weights: Some(Precision::Int8),
+        })
+        .unwrap();
+        std::fs::remove_file(&path).ok();
+        assert_eq!(from_file.id(), int8.id());
+        assert_eq!(from_file.weight_bytes(), int8.weight_bytes());
     }
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 use nice_plug::prelude::*;
+use timbreswap_engine::model_file::Precision;
 use timbreswap_engine::neural::{PhaseMode, MAX_TRANSPOSE};
 use timbreswap_engine::processor::SwapMode;
 use timbreswap_engine::{Slot, TimbreDescriptor};
@@ -107,6 +108,10 @@ pub struct TimbreswapParams {
     /// The neural model file the user chose (`None`: the built-in default model).
     #[persist = "model-path"]
     pub model_path: Persisted<Option<String>>,
+    /// The precision the network reads the model's matrices in (`None`: as the file stores
+    /// them). Saved as `"f32"`, `"f16"` or `"int8"`.
+    #[persist = "model-weights"]
+    pub model_weights: Persisted<Option<Precision>>,
     /// Timbre descriptor of reference A, saved with the project so it sounds the same without
     /// the original file.
     #[persist = "timbre-a"]
@@ -121,7 +126,7 @@ pub struct TimbreswapParams {
     /// The audio of reference B's clip.
     #[persist = "clip-b"]
     pub clip_b: Persisted<Option<SavedClip>>,
-    /// How many persisted fields the host's state restores have set (shared by the five
+    /// How many persisted fields the host's state restores have set (shared by the six
     /// fields above), plus the changes made while no engine ran
     /// ([`TimbreswapParams::note_unapplied_change`]). The audio thread compares it with the
     /// count it last applied and has the state applied when it moves.
@@ -199,6 +204,7 @@ impl Default for TimbreswapParams {
             .with_value_to_string(formatters::v2s_f32_percentage(0))
             .with_string_to_value(formatters::s2v_f32_percentage()),
             model_path: Persisted::new(None, restores.clone()),
+            model_weights: Persisted::new(None, restores.clone()),
             timbre_a: Persisted::new(None, restores.clone()),
             timbre_b: Persisted::new(None, restores.clone()),
             clip_a: Persisted::new(None, restores.clone()),
@@ -223,6 +229,14 @@ fn map_axis(name: &str) -> FloatParam {
 }
 
 impl TimbreswapParams {
+    /// The model the saved state asks for (file and weights).
+    pub fn model_choice(&self) -> crate::model::ModelChoice {
+        crate::model::ModelChoice {
+            path: self.model_path.snapshot(),
+            weights: self.model_weights.snapshot(),
+        }
+    }
+
     /// The persisted descriptor of `slot`.
     pub fn timbre(&self, slot: Slot) -> &Persisted<Option<TimbreDescriptor>> {
         match slot {

@@ -8,6 +8,7 @@ use timbreswap_engine::network::Network;
 use timbreswap_engine::{EngineControl, EngineStats, Slot, TimbreDescriptor};
 
 use crate::meter::LevelMeter;
+use crate::model::ModelChoice;
 
 /// What the editor shows about the instance. Only touched off the audio thread.
 #[derive(Debug, Default, Clone)]
@@ -47,10 +48,10 @@ pub struct Shared {
     pub status: Mutex<Status>,
     /// The neural model in use (`None` until the first activation loads it).
     pub model: RwLock<Option<Arc<Network>>>,
-    /// The `model-path` value of the model last handed to an engine (`None`: the built-in
-    /// model), so a restored state, or a model chosen while no engine ran, that names another
-    /// file is noticed and handed over.
-    pub model_path: Mutex<Option<String>>,
+    /// The `model-path` and `model-weights` values of the model last handed to an engine, so
+    /// a restored state, or a model chosen while no engine ran, that names another file or
+    /// precision is noticed and handed over.
+    pub model_choice: Mutex<ModelChoice>,
     /// Last timbres known to be valid, per slot (A, B): kept so a broken saved state cannot
     /// replace a working timbre.
     pub last_good: Mutex<[Option<TimbreDescriptor>; 2]>,
