@@ -38,10 +38,12 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
+pub mod adversary;
 mod crops;
 pub mod cross_library;
 pub mod swap;
 
+pub use adversary::AdversaryConfig;
 pub use cross_library::CrossLibraryConfig;
 pub use swap::SwapConfig;
 
@@ -53,6 +55,7 @@ use crate::model::{
     POOLING_RANGE_DB,
 };
 use crate::rng::{mix64, normals, SplitMix64};
+use adversary::Adversary;
 use crops::{make_crops, one_ahead, Crop, PitchCache};
 use cross_library::{cross_library_loss, make_program_crops, ProgramIndex};
 
@@ -150,6 +153,10 @@ pub struct TrainConfig {
     /// `libraries`).
     #[serde(skip_serializing_if = "CrossLibraryConfig::is_default")]
     pub cross_library: CrossLibraryConfig,
+    /// An instrument classifier on `z_v` trained against the encoders ([`AdversaryConfig`];
+    /// off by default).
+    #[serde(skip_serializing_if = "AdversaryConfig::is_default")]
+    pub adversary: AdversaryConfig,
     /// More dataset folders to train on beside `--data` (each a `timbreswap dataset` render of
     /// another training library, e.g. the csound GM bank and the OPL3 FM bank): their clips
     /// join `--data`'s, split for split, and the timbre map's instruments take the clips of
@@ -191,6 +198,7 @@ impl Default for TrainConfig {
             max_clips: 0,
             swap: SwapConfig::default(),
             cross_library: CrossLibraryConfig::default(),
+            adversary: AdversaryConfig::default(),
             libraries: Vec::new(),
             init_from: None,
         }
@@ -474,6 +482,8 @@ struct PassLoss {
     kl_p: Tensor,
     /// Posterior mean of `z_p` `(batch, frames, z_p)`.
     pitch_mean: Tensor,
+    /// Posterior mean of `z_v` `(batch, frames, z_v)` (a three-factor model only).
+    variation_mean: Option<Tensor>,
     /// The pitch classifier's logits (a model with a ruler only).
     pitch_logits: Option<Tensor>,
     output: Tensor,
@@ -560,6 +570,7 @@ fn run_pass(
         kl_v,
         kl_p,
         pitch_mean,
+        variation_mean: local.variation.as_ref().map(|v| v.mean.clone()),
         pitch_logits: local.pitch_logits.clone(),
         output,
     })
@@ -816,6 +827,7 @@ pub fn train(
     }
     tc.swap.validate()?;
     tc.cross_library.validate(1 + tc.libraries.len())?;
+    tc.adversary.validate(tc.model.variation)?;
     if !tc.model.pitch_ruler() && tc.pitch_classifier_weight > 0.0 {
         return Err(TrainError::Data(
             "pitch_classifier_weight needs a model with pitch_bins above 0".into(),
@@ -893,6 +905,17 @@ pub fn train(
     };
     let trainable = trainable_vars(&varmap);
     let mut adam = Adam::new(trainable)?;
+    let mut adversary = if tc.adversary.enabled() {
+        Some(Adversary::new(
+            &tc.adversary,
+            cfg.z_v,
+            train_set.records.iter().map(|r| r.program),
+            mix64(tc.seed ^ 0x4144_5645_5253_4152),
+            &dev,
+        )?)
+    } else {
+        None
+    };
     let parameters = ThreeFactor::trainable_parameters(cfg);
 
     let ckpt = out.join(CHECKPOINT_DIR);
@@ -925,6 +948,9 @@ pub fn train(
         drop(data);
         let moments = candle_core::safetensors::load(ckpt.join("adam.safetensors"), &dev)?;
         adam.restore(&moments, saved.adam_t)?;
+        if let Some(adv) = adversary.as_mut() {
+            adv.restore(&ckpt, saved.adam_t, &dev)?;
+        }
         state = saved;
         state.config = tc.clone();
         truncate_log(&out.join(LOG_FILE), state.epochs_done)?;
@@ -1001,7 +1027,7 @@ pub fn train(
             mix64(tc.seed ^ 0x4550_4F43_4800_0000 ^ epoch as u64),
         );
         let lr = tc.lr(epoch);
-        let mut sums = [0.0f64; 12];
+        let mut sums = [0.0f64; 13];
         // Each step's crops are made on another thread while the step before trains (they
         // depend on the seed and the step only).
         let first_step = state.step;
@@ -1038,7 +1064,7 @@ pub fn train(
             (crops, swap_crops, program_crops)
         };
         one_ahead(jobs, make, |next| -> Result<(), TrainError> {
-            for (i, _) in order.chunks(tc.batch).enumerate() {
+            for (i, chunk) in order.chunks(tc.batch).enumerate() {
                 let t0 = Instant::now();
                 let step = state.step;
                 let (crops, swap_crops, program_crops) = next()
@@ -1146,6 +1172,24 @@ pub fn train(
                     }
                     None => (None, None),
                 };
+                let adversary_term = match (&adversary, &first.variation_mean) {
+                    (Some(adv), Some(z_v)) => {
+                        let programs: Vec<u8> = chunk
+                            .iter()
+                            .map(|&c| train_set.records[c].program)
+                            .collect();
+                        let term = adv.loss(
+                            z_v,
+                            &adv.labels(&programs, &dev)?,
+                            &batch.weights,
+                            &adv.known(&programs),
+                            tc.adversary.weight,
+                        )?;
+                        loss = (loss + &term)?;
+                        Some(term)
+                    }
+                    _ => None,
+                };
                 let cross_term = match &program_crops {
                     Some(crops) => {
                         let term = cross_library_loss(&model, crops, tc.cross_library.temperature)?;
@@ -1175,6 +1219,9 @@ pub fn train(
                     1.0
                 };
                 adam.step(&grads, lr, scale)?;
+                if let Some(adv) = adversary.as_mut() {
+                    adv.step(&grads, lr)?;
+                }
                 state.step += 1;
                 let dt = t0.elapsed().as_secs_f64();
                 let frames = (crops.len() * tc.crop_frames) as u64;
@@ -1201,6 +1248,7 @@ pub fn train(
                 let swap_v = optional(&swap_term)?;
                 let cross_v = optional(&cross_term)?;
                 let variation_v = optional(&variation_term)?;
+                let adversary_v = optional(&adversary_term)?;
                 for (s, v) in sums.iter_mut().zip([
                     loss_v,
                     rec1,
@@ -1214,6 +1262,7 @@ pub fn train(
                     swap_v,
                     cross_v,
                     variation_v,
+                    adversary_v,
                 ]) {
                     *s += v;
                 }
@@ -1228,6 +1277,7 @@ pub fn train(
                     "cross_library": if cross_v.is_finite() { Some(cross_v) } else { None },
                     "variation_invariance":
                         if variation_v.is_finite() { Some(variation_v) } else { None },
+                    "adversary": if adversary_v.is_finite() { Some(adversary_v) } else { None },
                     "beta": beta, "lr": lr,
                     "grad_norm": norm, "frames_per_s": frames as f64 / dt,
                 });
@@ -1237,7 +1287,7 @@ pub fn train(
                 i + 1,
                 steps_per_epoch,
                 &format!(
-                    "loss {loss_v:.1} recon {rec1:.1}{} KL t {kl_t:.2} v {kl_v:.2} p {kl_p:.2}{}{}{}{}{}{} beta {beta:.2} {:.0} frames/s",
+                    "loss {loss_v:.1} recon {rec1:.1}{} KL t {kl_t:.2} v {kl_v:.2} p {kl_p:.2}{}{}{}{}{}{}{} beta {beta:.2} {:.0} frames/s",
                     if rec2.is_finite() { format!(" re-entry {rec2:.1}") } else { String::new() },
                     if inv.is_finite() { format!(" inv {inv:.3}") } else { String::new() },
                     if contrast.is_finite() { format!(" contrast {contrast:.3}") } else { String::new() },
@@ -1245,6 +1295,7 @@ pub fn train(
                     if swap_v.is_finite() { format!(" swap {swap_v:.1}") } else { String::new() },
                     if cross_v.is_finite() { format!(" cross-library {cross_v:.3}") } else { String::new() },
                     if variation_v.is_finite() { format!(" z_v gap {variation_v:.3}") } else { String::new() },
+                    if adversary_v.is_finite() { format!(" z_v instrument CE {adversary_v:.3}") } else { String::new() },
                     frames_done as f64 / train_time
                 ),
             );
@@ -1300,12 +1351,13 @@ pub fn train(
             "train_variation_invariance":
                 if sums[11].is_finite() { Some(sums[11] / n) } else { None },
             "valid_variation_invariance": valid_variation,
+            "train_adversary": if sums[12].is_finite() { Some(sums[12] / n) } else { None },
             "valid": valid, "best": improved, "wall_s": state.wall_s,
             "frames_per_s": frames_done as f64 / train_time,
         });
         writeln!(log, "{record}").map_err(io_err(out))?;
         log.flush().map_err(io_err(out))?;
-        write_checkpoint(&ckpt, &varmap, &adam, &state)?;
+        write_checkpoint(&ckpt, &varmap, &adam, adversary.as_ref(), &state)?;
         if train_pitch.known() > pitch_known {
             pitch_known = train_pitch.known();
             for (folder, members) in folders.iter().zip(&cache_members) {
@@ -1580,6 +1632,7 @@ fn write_checkpoint(
     dir: &Path,
     varmap: &VarMap,
     adam: &Adam,
+    adversary: Option<&Adversary>,
     state: &CheckpointState,
 ) -> Result<(), TrainError> {
     let tmp = dir.with_extension("partial");
@@ -1587,6 +1640,9 @@ fn write_checkpoint(
     std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
     save_vars(varmap, &tmp.join("weights.safetensors"))?;
     candle_core::safetensors::save(&adam.tensors(), tmp.join("adam.safetensors"))?;
+    if let Some(adv) = adversary {
+        adv.save(&tmp)?;
+    }
     let text = serde_json::to_string_pretty(state).map_err(|e| TrainError::Data(e.to_string()))?;
     std::fs::write(tmp.join("state.json"), text).map_err(io_err(&tmp))?;
     let old = dir.with_extension("old");
