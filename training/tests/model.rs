@@ -15,8 +15,8 @@ use timbreswap_training::model::layers::{CausalStack, StackShape};
 use timbreswap_training::model::{Config, FeatureStats, ThreeFactor};
 use timbreswap_training::rng::SplitMix64;
 use timbreswap_training::train::{
-    initial_model, train, trainable_vars, weights_of, CrossLibraryConfig, TrainConfig, LOG_FILE,
-    MODEL_FILE,
+    initial_model, train, trainable_vars, weights_of, AdversaryConfig, CrossLibraryConfig,
+    TrainConfig, LOG_FILE, MODEL_FILE,
 };
 
 fn tiny_config() -> Config {
@@ -631,12 +631,20 @@ fn a_binary_pitch_code_is_signs_and_passes_gradients_through() {
     }
 }
 
-fn step_losses(run: &Path) -> Vec<(u64, f64)> {
+/// The step records of a run's log.
+fn step_records(run: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(run.join(LOG_FILE))
         .unwrap()
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["kind"] == "step")
+        .collect()
+}
+
+/// `(step, reconstruction term)` of every step of a run.
+fn step_losses(run: &Path) -> Vec<(u64, f64)> {
+    step_records(run)
+        .iter()
         .map(|v| (v["step"].as_u64().unwrap(), v["recon"].as_f64().unwrap()))
         .collect()
 }
@@ -840,12 +848,7 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
         ..lonely
     };
     train(&data, &crossed, &config, false, &|_, _, _, _| {}).unwrap();
-    let steps: Vec<serde_json::Value> = std::fs::read_to_string(crossed.join(LOG_FILE))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["kind"] == "step")
-        .collect();
+    let steps = step_records(&crossed);
     assert!(!steps.is_empty());
     for s in &steps {
         let v = s["cross_library"].as_f64().unwrap();
@@ -855,6 +858,55 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
         .as_f64()
         .unwrap();
     assert!(valid.is_finite() && valid > 0.0, "{valid}");
+
+    // The instrument classifier on `z_v`: every step logs its cross-entropy (0 < CE; the tiny
+    // set's two programs), the classifier travels in the checkpoint so a run interrupted and
+    // resumed ends bit for bit where the uninterrupted one does, and the exported model holds
+    // no classifier weight. A two-factor model has no `z_v` for it, and is refused.
+    let adversarial = TrainConfig {
+        adversary: AdversaryConfig {
+            weight: 1.0,
+            hidden: 8,
+            ..AdversaryConfig::default()
+        },
+        ..common::tiny_run(3)
+    };
+    let whole = common::temp_dir("model-adversary");
+    train(&data, &whole, &adversarial, false, &|_, _, _, _| {}).unwrap();
+    let ces: Vec<f64> = step_records(&whole)
+        .iter()
+        .map(|s| s["adversary"].as_f64().unwrap())
+        .collect();
+    assert!(
+        !ces.is_empty() && ces.iter().all(|v| v.is_finite() && *v > 0.0),
+        "{ces:?}"
+    );
+    let halves = common::temp_dir("model-adversary-resumed");
+    let first_epoch = TrainConfig {
+        epochs: 1,
+        ..adversarial.clone()
+    };
+    train(&data, &halves, &first_epoch, false, &|_, _, _, _| {}).unwrap();
+    train(&data, &halves, &adversarial, true, &|_, _, _, _| {}).unwrap();
+    assert_eq!(
+        common::epoch_records(&halves),
+        common::epoch_records(&whole)
+    );
+    let a = candle_core::safetensors::load(whole.join(MODEL_FILE), &Device::Cpu).unwrap();
+    let b = candle_core::safetensors::load(halves.join(MODEL_FILE), &Device::Cpu).unwrap();
+    assert_same_bits(&a, &b, "the adversarial run differs after resuming");
+    assert!(a.keys().all(|k| !k.starts_with("adversary")));
+    let mut two_factor = adversarial.clone();
+    two_factor.model.variation = false;
+    let err = train(
+        &data,
+        &common::temp_dir("model-adversary-refused"),
+        &two_factor,
+        false,
+        &|_, _, _, _| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("adversary"), "{err}");
 
     // A resume with another config is refused.
     let mut other = common::tiny_run(8);

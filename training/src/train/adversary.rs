@@ -32,6 +32,9 @@ pub struct AdversaryConfig {
     pub weight: f64,
     /// Units of the classifier's hidden layer.
     pub hidden: usize,
+    /// The classifier's own learning rate (Adam, constant): it must keep up with encoders
+    /// that learn to hide the instrument, so it is well above the model's.
+    pub learning_rate: f64,
 }
 
 impl Default for AdversaryConfig {
@@ -39,6 +42,7 @@ impl Default for AdversaryConfig {
         Self {
             weight: 0.0,
             hidden: 128,
+            learning_rate: 3e-3,
         }
     }
 }
@@ -60,6 +64,12 @@ impl AdversaryConfig {
             return Err(TrainError::Data(format!(
                 "adversary.weight must be a finite number >= 0, not {}",
                 self.weight
+            )));
+        }
+        if self.enabled() && !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(TrainError::Data(format!(
+                "adversary.learning_rate must be a positive number, not {}",
+                self.learning_rate
             )));
         }
         if self.enabled() && (self.hidden == 0 || self.hidden > 4096) {
@@ -146,7 +156,7 @@ impl Adversary {
     }
 
     /// The classifier's cross-entropy (nats per weighted frame) on `z_v` `(crops, frames,
-    /// z_v)` against each crop's `labels`, frames weighted by `weights` `(crops, frames)`
+    /// z_v)`, each dimension standardised over the batch, against each crop's `labels`, frames weighted by `weights` `(crops, frames)`
     /// times `known` per crop; the gradient into `z_v` is reversed and scaled by
     /// `reversal` ([`reverse_gradient`]).
     pub fn loss(
@@ -160,7 +170,7 @@ impl Adversary {
         let (b, t, _) = z_v.dims3()?;
         let h = leaky_relu(&apply_linear(
             &self.hidden,
-            &reverse_gradient(z_v, reversal)?,
+            &standardised(&reverse_gradient(z_v, reversal)?)?,
         )?)?;
         let logits = apply_linear(&self.output, &h)?;
         let known = Tensor::from_slice(known, (b, 1), z_v.device())?;
@@ -168,7 +178,8 @@ impl Adversary {
         frame_cross_entropy(&logits, labels, &weights, t)
     }
 
-    /// One optimiser step of the classifier from `grads` (the whole loss's backward pass).
+    /// One optimiser step of the classifier from `grads` (the whole loss's backward pass) at
+    /// learning rate `lr`.
     pub fn step(
         &mut self,
         grads: &candle_core::backprop::GradStore,
@@ -205,6 +216,20 @@ impl Adversary {
         drop(data);
         self.adam.restore(&tensors, t)
     }
+}
+
+/// `x` `(crops, frames, dims)` with each dimension standardised over the batch's frames (the
+/// mean and spread are constants to the gradient): the classifier reads `z_v` the way the
+/// evaluation's standardised k-NN does, and shrinking `z_v` does not hide anything from it.
+fn standardised(x: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, t, d) = x.dims3()?;
+    let rows = x.reshape((b * t, d))?.detach();
+    let mean = rows.mean_keepdim(0)?;
+    let spread = (rows.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)? + 1e-12)?.sqrt()?;
+    x.reshape((b * t, d))?
+        .broadcast_sub(&mean)?
+        .broadcast_div(&spread)?
+        .reshape((b, t, d))
 }
 
 /// `x` in the forward pass; `-scale` times the incoming gradient in the backward pass:
@@ -305,6 +330,7 @@ mod tests {
         let cfg = AdversaryConfig {
             weight: 1.0,
             hidden: 16,
+            ..AdversaryConfig::default()
         };
         let mut adv = Adversary::new(&cfg, 4, [10u8, 20, 30], 7, &dev).unwrap();
         let programs = [10u8, 20, 30, 10, 20, 30];

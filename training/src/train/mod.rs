@@ -1220,7 +1220,7 @@ pub fn train(
                 };
                 adam.step(&grads, lr, scale)?;
                 if let Some(adv) = adversary.as_mut() {
-                    adv.step(&grads, lr)?;
+                    adv.step(&grads, tc.adversary.learning_rate)?;
                 }
                 state.step += 1;
                 let dt = t0.elapsed().as_secs_f64();
