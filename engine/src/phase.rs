@@ -692,6 +692,17 @@ mod tests {
         assert!(!r0.flush(&mut out));
     }
 
+    /// The energy of `got - want` over the energy of `want`.
+    fn relative_error(want: &[Complex32], got: &[Complex32]) -> f64 {
+        let energy: f64 = want.iter().map(|x| x.norm_sqr() as f64).sum();
+        let error: f64 = want
+            .iter()
+            .zip(got)
+            .map(|(a, b)| (a - b).norm_sqr() as f64)
+            .sum();
+        error / energy
+    }
+
     /// A stream that follows one frame (its magnitudes and the spectrum that was played)
     /// instead of reconstructing it continues exactly as the stream that reconstructed it:
     /// the same output frames after it, up to the random phase of bins far below the peak
@@ -736,32 +747,13 @@ mod tests {
         parted.follow(&frames[followed_at], &outs[followed_at]);
         for (f, want) in frames.iter().zip(&outs).skip(followed_at + 1) {
             assert!(parted.push(f, &mut out));
-            let energy: f64 = want.iter().map(|x| x.norm_sqr() as f64).sum();
-            let error: f64 = want
-                .iter()
-                .zip(&out)
-                .map(|(a, b)| (a - b).norm_sqr() as f64)
-                .sum();
-            assert!(
-                error < energy * 1e-8,
-                "relative error {:.2e}",
-                error / energy
-            );
+            let error = relative_error(want, &out);
+            assert!(error < 1e-8, "relative error {error:.2e}");
         }
         // Without following, a restart from a reset stream is far off (the test can fail).
         let mut fresh = Rtpghi::new(&cfg, floor, 0, 3);
         fresh.push(&frames[followed_at + 1], &mut out);
-        let want = &outs[followed_at + 1];
-        let energy: f64 = want.iter().map(|x| x.norm_sqr() as f64).sum();
-        let error: f64 = want
-            .iter()
-            .zip(&out)
-            .map(|(a, b)| (a - b).norm_sqr() as f64)
-            .sum();
-        assert!(
-            error > energy * 0.1,
-            "relative error {:.2e}",
-            error / energy
-        );
+        let error = relative_error(&outs[followed_at + 1], &out);
+        assert!(error > 0.1, "relative error {error:.2e}");
     }
 }

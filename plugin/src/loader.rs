@@ -582,6 +582,24 @@ mod tests {
     use super::*;
     use crate::model::default_network;
 
+    /// An offline engine (48 kHz, blocks of 256, stereo) whose control handle `shared` holds,
+    /// as while the plugin is active; keep it alive for as long as it should run.
+    fn running_engine(shared: &Shared) -> timbreswap_engine::Engine {
+        let settings = timbreswap_engine::EngineSettings {
+            host_rate: 48_000.0,
+            max_block: 256,
+            channels: 2,
+            mode: timbreswap_engine::ProcessingMode::Offline,
+            stft: timbreswap_engine::StftConfig::default(),
+            worker_priority: Default::default(),
+            latency_block: None,
+        };
+        let (engine, control) =
+            timbreswap_engine::Engine::new(settings, shared.stats.clone(), None, None).unwrap();
+        *shared.control.lock().unwrap() = Some(control);
+        engine
+    }
+
     fn last_error(shared: &Shared) -> Option<String> {
         shared.status.lock().unwrap().last_error.clone()
     }
@@ -601,18 +619,7 @@ mod tests {
         assert_eq!(count(), before + 1, "no engine: the change must be noted");
         assert!(params.timbre_a.snapshot().is_some());
 
-        let settings = timbreswap_engine::EngineSettings {
-            host_rate: 48_000.0,
-            max_block: 256,
-            channels: 2,
-            mode: timbreswap_engine::ProcessingMode::Offline,
-            stft: timbreswap_engine::StftConfig::default(),
-            worker_priority: Default::default(),
-            latency_block: None,
-        };
-        let (_engine, control) =
-            timbreswap_engine::Engine::new(settings, shared.stats.clone(), None, None).unwrap();
-        *shared.control.lock().unwrap() = Some(control);
+        let _engine = running_engine(&shared);
         let before = count();
         install(Slot::B, preset(&net, 3), None, "", &params, &shared);
         assert_eq!(count(), before, "the engine took it: nothing to re-apply");
@@ -773,19 +780,8 @@ mod tests {
         use nice_plug::params::persist::PersistentField;
         let params = Arc::new(TimbreswapParams::default());
         let shared = Arc::new(Shared::default());
-        let settings = timbreswap_engine::EngineSettings {
-            host_rate: 48_000.0,
-            max_block: 256,
-            channels: 2,
-            mode: timbreswap_engine::ProcessingMode::Offline,
-            stft: timbreswap_engine::StftConfig::default(),
-            worker_priority: Default::default(),
-            latency_block: None,
-        };
         let stored = default_network().unwrap();
-        let (_engine, control) =
-            timbreswap_engine::Engine::new(settings, shared.stats.clone(), None, None).unwrap();
-        *shared.control.lock().unwrap() = Some(control);
+        let _engine = running_engine(&shared);
         *shared.model.write().unwrap() = Some(stored.clone());
         install(Slot::A, preset(&stored, 2), None, "", &params, &shared);
 
