@@ -76,7 +76,6 @@ impl ExemplarBank {
         let mut env = vec![0.0f32; bins];
         let mut fine = vec![0.0f32; bins];
         let mut mag = vec![0.0f32; bins];
-        let mut yin = Yin::new();
         let bin_hz = cfg.sample_rate as f32 / cfg.n_fft as f32;
         let sr = cfg.sample_rate as f32;
         let mut tracker = NoteTracker::new(sr / cfg.hop as f32);
@@ -90,20 +89,24 @@ impl ExemplarBank {
             harmonics: Vec::new(),
             noise: Vec::new(),
         };
-        let mut partials = PartialMeter::new();
         let mut prev_kept: Option<u32> = None;
         // YIN's sure answers first: the whole clip is at hand, so a frame YIN is unsure of
         // (a note's first frames, before YIN has a window of it) takes the nearest sure pitch
-        // as the guess, before or after it.
-        let sure: Vec<Option<f32>> = (0..f.frames)
-            .map(|t| {
-                let end = (t * cfg.hop + cfg.n_fft / 2).min(audio.len());
-                yin.estimate(&audio[..end], sr)
-                    .filter(|(_, aperiodicity)| *aperiodicity < YIN_TRUST)
-                    .map(|(p, _)| p)
-            })
-            .collect();
+        // as the guess, before or after it. Frames are independent: two threads.
+        let sure: Vec<Option<f32>> = in_halves(f.frames, |frames| {
+            let mut yin = Yin::new();
+            frames
+                .map(|t| {
+                    let end = (t * cfg.hop + cfg.n_fft / 2).min(audio.len());
+                    yin.estimate(&audio[..end], sr)
+                        .filter(|(_, aperiodicity)| *aperiodicity < YIN_TRUST)
+                        .map(|(p, _)| p)
+                })
+                .collect()
+        });
         let nearest = nearest_known(&sure);
+        // The frames kept (sounding), in order, with their centre sample and fundamental.
+        let mut kept: Vec<(usize, f32)> = Vec::new();
         for t in 0..f.frames {
             let rows = t * bins..(t + 1) * bins;
             let guess = match &mut ruler {
@@ -131,19 +134,24 @@ impl ExemplarBank {
                 *last = note.age == prev + 1;
             }
             bank.log_mag.extend_from_slice(&f.log_mag[rows]);
-            let f0 = MIDDLE_C_HZ * 2f32.powf(pitch / 12.0);
-            partials.measure(
-                &audio,
-                t * cfg.hop,
-                f0,
-                sr,
-                &mut bank.harmonics,
-                &mut bank.noise,
-            );
+            kept.push((t * cfg.hop, MIDDLE_C_HZ * 2f32.powf(pitch / 12.0)));
             bank.pitch.push(pitch);
             bank.age.push(note.age);
             bank.continues.push(false);
             prev_kept = Some(note.age);
+        }
+        // The partials of every kept frame (each frame alone: two threads), in order.
+        let measured: Vec<(Vec<f32>, Vec<f32>)> = in_halves(kept.len(), |frames| {
+            let mut partials = PartialMeter::new();
+            let (mut harmonics, mut noise) = (Vec::new(), Vec::new());
+            for (centre, f0) in &kept[frames] {
+                partials.measure(&audio, *centre, *f0, sr, &mut harmonics, &mut noise);
+            }
+            vec![(harmonics, noise)]
+        });
+        for (harmonics, noise) in measured {
+            bank.harmonics.extend(harmonics);
+            bank.noise.extend(noise);
         }
         (!bank.pitch.is_empty()).then_some(bank)
     }
@@ -169,6 +177,32 @@ impl ExemplarBank {
     pub(super) fn noise(&self, j: usize) -> &[f32] {
         &self.noise[j * HARMONIC_PARTIALS..(j + 1) * HARMONIC_PARTIALS]
     }
+}
+
+/// `work` over `0..n` split in two halves, the second half on another thread (the first
+/// on this one; both here if the system refuses a thread, or for fewer than 64 items), the
+/// results concatenated in order: what one call over `0..n` would give when the items are
+/// independent.
+fn in_halves<T: Send>(n: usize, work: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync) -> Vec<T> {
+    if n < 64 {
+        return work(0..n);
+    }
+    let half = n / 2;
+    let work = &work;
+    std::thread::scope(|scope| {
+        let second = std::thread::Builder::new()
+            .name("timbreswap-exemplar-half".into())
+            .spawn_scoped(scope, move || work(half..n));
+        let mut out = work(0..half);
+        match second {
+            Ok(thread) => match thread.join() {
+                Ok(rest) => out.extend(rest),
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            Err(_) => out.extend(work(half..n)),
+        }
+        out
+    })
 }
 
 /// For each entry, the nearest `Some` value of `values` (itself if `Some`; the earlier one on
@@ -300,6 +334,22 @@ pub(super) fn partial_level(row: &[f32], f0: f32, h: usize, bin_hz: f32) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two halves give what one pass gives, in order, at every size around the threshold,
+    /// and from 64 items on the second half runs on another thread.
+    #[test]
+    fn halves_give_what_one_pass_gives() {
+        for n in [0, 1, 5, 63, 64, 65, 1001] {
+            let got = in_halves(n, |r| r.map(|i| (i * i) as u64).collect());
+            let want: Vec<u64> = (0..n).map(|i| (i * i) as u64).collect();
+            assert_eq!(got, want, "{n}");
+            let names: Vec<bool> = in_halves(n, |r| {
+                let other = std::thread::current().name() == Some("timbreswap-exemplar-half");
+                r.map(|_| other).collect()
+            });
+            assert_eq!(names.iter().any(|&b| b), n >= 64, "{n}");
+        }
+    }
 
     #[test]
     fn unknown_values_take_the_nearest_known_one() {
