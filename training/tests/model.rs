@@ -867,6 +867,7 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
         adversary: AdversaryConfig {
             weight: 1.0,
             hidden: 8,
+            classifier_steps: 2,
             ..AdversaryConfig::default()
         },
         ..common::tiny_run(3)

@@ -22,6 +22,8 @@ use crate::model::layers::{apply_linear, leaky_relu, linear};
 
 /// File of the classifier's weights and optimiser moments in a checkpoint folder.
 pub(super) const CHECKPOINT_FILE: &str = "adversary.safetensors";
+/// The checkpoint entry of the classifier's optimiser step count.
+const STEPS_KEY: &str = "steps";
 
 /// The adversary's settings (`"adversary"` in the training config; off by default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +37,10 @@ pub struct AdversaryConfig {
     /// The classifier's own learning rate (Adam, constant): it must keep up with encoders
     /// that learn to hide the instrument, so it is well above the model's.
     pub learning_rate: f64,
+    /// Extra classifier-only steps per training step, on the step's `z_v` with the encoders
+    /// held (before the joint step), so that the classifier the encoders answer is a fitted
+    /// one rather than one that trails them.
+    pub classifier_steps: usize,
 }
 
 impl Default for AdversaryConfig {
@@ -43,6 +49,7 @@ impl Default for AdversaryConfig {
             weight: 0.0,
             hidden: 128,
             learning_rate: 3e-3,
+            classifier_steps: 0,
         }
     }
 }
@@ -70,6 +77,12 @@ impl AdversaryConfig {
             return Err(TrainError::Data(format!(
                 "adversary.learning_rate must be a positive number, not {}",
                 self.learning_rate
+            )));
+        }
+        if self.classifier_steps > 100 {
+            return Err(TrainError::Data(format!(
+                "adversary.classifier_steps must be 0..=100, not {}",
+                self.classifier_steps
             )));
         }
         if self.enabled() && (self.hidden == 0 || self.hidden > 4096) {
@@ -188,9 +201,31 @@ impl Adversary {
         self.adam.step(grads, lr, 1.0)
     }
 
+    /// `steps` classifier-only steps at learning rate `lr` on `z_v` with the encoders held
+    /// (its gradient does not leave the classifier); arguments as for [`Adversary::loss`].
+    pub fn fit(
+        &mut self,
+        z_v: &Tensor,
+        labels: &Tensor,
+        weights: &Tensor,
+        known: &[f32],
+        steps: usize,
+        lr: f64,
+    ) -> candle_core::Result<()> {
+        let held = z_v.detach();
+        for _ in 0..steps {
+            let grads = self.loss(&held, labels, weights, known, 0.0)?.backward()?;
+            self.step(&grads, lr)?;
+        }
+        Ok(())
+    }
+
     /// Writes the weights and optimiser moments into the checkpoint folder `dir`.
     pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
         let mut tensors = self.adam.tensors();
+        // Its own step count: with classifier-only steps it runs ahead of the model's.
+        let steps = Tensor::new(&[self.adam.t as f64], &Device::Cpu)?;
+        tensors.insert(STEPS_KEY.into(), steps);
         let data = self.varmap.data().lock().expect("var map");
         for (name, var) in data.iter() {
             tensors.insert(format!("w.{name}"), var.as_tensor().clone());
@@ -200,11 +235,18 @@ impl Adversary {
         Ok(())
     }
 
-    /// Reads what [`Adversary::save`] wrote (the optimiser at step `t`).
-    pub fn restore(&mut self, dir: &Path, t: u64, dev: &Device) -> Result<(), TrainError> {
+    /// Reads what [`Adversary::save`] wrote (weights, moments and the step count).
+    pub fn restore(&mut self, dir: &Path, dev: &Device) -> Result<(), TrainError> {
         let tensors: HashMap<String, Tensor> =
             candle_core::safetensors::load(dir.join(CHECKPOINT_FILE), dev)
                 .map_err(|e| TrainError::Resume(format!("{CHECKPOINT_FILE}: {e}")))?;
+        let t = tensors
+            .get(STEPS_KEY)
+            .and_then(|s| s.to_vec1::<f64>().ok())
+            .and_then(|s| s.first().copied())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .ok_or_else(|| TrainError::Resume(format!("{CHECKPOINT_FILE} lacks its step count")))?
+            as u64;
         let data = self.varmap.data().lock().expect("var map");
         for (name, var) in data.iter() {
             let w = tensors
@@ -350,13 +392,9 @@ mod tests {
             &adv.loss(z_var.as_tensor(), &labels, &weights, &known, 1.0)
                 .unwrap(),
         );
-        for _ in 0..200 {
-            let loss = adv
-                .loss(z_var.as_tensor(), &labels, &weights, &known, 1.0)
-                .unwrap();
-            let grads = loss.backward().unwrap();
-            adv.step(&grads, 1e-2).unwrap();
-        }
+        // Fitted on the values as they are (no gradient leaves the classifier).
+        adv.fit(z_var.as_tensor(), &labels, &weights, &known, 200, 1e-2)
+            .unwrap();
         let trained = value(
             &adv.loss(z_var.as_tensor(), &labels, &weights, &known, 1.0)
                 .unwrap(),
@@ -380,8 +418,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         adv.save(&dir).unwrap();
         let mut again = Adversary::new(&cfg, 4, [10u8, 20, 30], 99, &dev).unwrap();
-        again.restore(&dir, adv.adam.t, &dev).unwrap();
+        again.restore(&dir, &dev).unwrap();
         std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(again.adam.t, adv.adam.t);
         let restored = value(
             &again
                 .loss(z_var.as_tensor(), &labels, &weights, &known, 1.0)

@@ -949,7 +949,7 @@ pub fn train(
         let moments = candle_core::safetensors::load(ckpt.join("adam.safetensors"), &dev)?;
         adam.restore(&moments, saved.adam_t)?;
         if let Some(adv) = adversary.as_mut() {
-            adv.restore(&ckpt, saved.adam_t, &dev)?;
+            adv.restore(&ckpt, &dev)?;
         }
         state = saved;
         state.config = tc.clone();
@@ -1172,19 +1172,23 @@ pub fn train(
                     }
                     None => (None, None),
                 };
-                let adversary_term = match (&adversary, &first.variation_mean) {
+                let adversary_term = match (adversary.as_mut(), &first.variation_mean) {
                     (Some(adv), Some(z_v)) => {
                         let programs: Vec<u8> = chunk
                             .iter()
                             .map(|&c| train_set.records[c].program)
                             .collect();
-                        let term = adv.loss(
+                        let (labels, known) = (adv.labels(&programs, &dev)?, adv.known(&programs));
+                        adv.fit(
                             z_v,
-                            &adv.labels(&programs, &dev)?,
+                            &labels,
                             &batch.weights,
-                            &adv.known(&programs),
-                            tc.adversary.weight,
+                            &known,
+                            tc.adversary.classifier_steps,
+                            tc.adversary.learning_rate,
                         )?;
+                        let term =
+                            adv.loss(z_v, &labels, &batch.weights, &known, tc.adversary.weight)?;
                         loss = (loss + &term)?;
                         Some(term)
                     }
