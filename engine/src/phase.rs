@@ -214,13 +214,7 @@ impl Rtpghi {
         } else {
             &mut self.s_next
         };
-        let mut values = log_mag.iter();
-        for s in target.iter_mut() {
-            *s = match values.next() {
-                Some(&v) if v.is_finite() => v.clamp(floor, MAX_LOG_MAG),
-                _ => floor,
-            };
-        }
+        load_frame(target, log_mag, floor);
         if self.lookahead == 0 {
             self.integrate(Gradient::Backward);
             self.emit(out);
@@ -249,14 +243,7 @@ impl Rtpghi {
     ///
     /// Realtime-safe (no allocation, locking or panics); call it from the thread that pushes.
     pub fn follow(&mut self, log_mag: &[f32], spectrum: &[Complex32]) {
-        let floor = self.log_floor;
-        let mut values = log_mag.iter();
-        for s in self.s_prev.iter_mut() {
-            *s = match values.next() {
-                Some(&v) if v.is_finite() => v.clamp(floor, MAX_LOG_MAG),
-                _ => floor,
-            };
-        }
+        load_frame(&mut self.s_prev, log_mag, self.log_floor);
         let mut bins = spectrum.iter();
         for f in self.followed.iter_mut() {
             *f = bins.next().copied().unwrap_or_default();
@@ -275,13 +262,7 @@ impl Rtpghi {
         self.significance(Frame::Previous);
         for (m, (p, x)) in self.phase_prev.iter_mut().zip(&self.followed).enumerate() {
             let start = (x.im as f64).atan2(x.re as f64);
-            // Frame start -> centre: multiply by exp(iπm) = (-1)^m.
-            let centre = if m.is_multiple_of(2) {
-                start
-            } else {
-                start + PI
-            };
-            *p = centre.rem_euclid(TAU);
+            *p = swap_reference(m, start).rem_euclid(TAU);
         }
     }
 
@@ -463,13 +444,7 @@ impl Rtpghi {
             .enumerate()
         {
             let mag = linear(s, self.mag_floor);
-            // Centre → frame start: multiply by exp(-iπm) = (-1)^m.
-            let phase = if m.is_multiple_of(2) {
-                phase
-            } else {
-                phase + PI
-            };
-            let (sin, cos) = phase.sin_cos();
+            let (sin, cos) = swap_reference(m, phase).sin_cos();
             *o = Complex32::new(mag * cos as f32, mag * sin as f32);
         }
     }
@@ -512,6 +487,29 @@ enum Gradient {
     Centred,
     /// `(s[n] − s[n−1]) / hop` (lookahead 0).
     Backward,
+}
+
+/// The phase of bin `m` referenced to the frame's start instead of the window's centre, or
+/// the other way round: both are a factor of `exp(±iπm) = (-1)^m` (π added to odd bins, which
+/// is its own inverse up to whole turns).
+fn swap_reference(m: usize, phase: f64) -> f64 {
+    if m.is_multiple_of(2) {
+        phase
+    } else {
+        phase + PI
+    }
+}
+
+/// Copies `log_mag` into `frame`, non-finite or missing values as `floor`, the rest clamped to
+/// `floor..=MAX_LOG_MAG` (extra values are ignored).
+fn load_frame(frame: &mut [f32], log_mag: &[f32], floor: f32) {
+    let mut values = log_mag.iter();
+    for s in frame.iter_mut() {
+        *s = match values.next() {
+            Some(&v) if v.is_finite() => v.clamp(floor, MAX_LOG_MAG),
+            _ => floor,
+        };
+    }
 }
 
 /// Linear magnitude of a floored log-magnitude: `max(exp(l) − floor, 0)`.

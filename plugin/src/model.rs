@@ -38,9 +38,12 @@ pub fn weights_label(weights: Option<Precision>) -> &'static str {
     }
 }
 
-/// The default model's network (its matrices as stored, f16, when `weights` is `None`), built
-/// once per process and precision and shared by every instance.
+/// The default model's network (its matrices as stored, f16, when `weights` is `None` or
+/// names the stored precision), built once per process and precision and shared by every
+/// instance.
 pub fn default_network_as(weights: Option<Precision>) -> Result<Arc<Network>, String> {
+    // The stored precision asked for by name is the stored network, not a second copy.
+    let weights = weights.filter(|&w| Some(w) != stored_precision());
     static BUILT: [OnceLock<Result<Arc<Network>, String>>; 4] = [
         OnceLock::new(),
         OnceLock::new(),
@@ -60,6 +63,13 @@ pub fn default_network_as(weights: Option<Precision>) -> Result<Arc<Network>, St
                 .and_then(|file| network(&file, DEFAULT_NAME, weights))
         })
         .clone()
+}
+
+/// The precision the built-in model stores its matrices in (`None` if it cannot be read; its
+/// network then reports why). Read once per process.
+fn stored_precision() -> Option<Precision> {
+    static STORED: OnceLock<Option<Precision>> = OnceLock::new();
+    *STORED.get_or_init(|| model_file::parse(DEFAULT_MODEL).ok().map(|f| f.precision()))
 }
 
 /// The default model's network as it is stored.
@@ -191,6 +201,8 @@ mod tests {
             &f16,
             &default_network_as(Some(Precision::F16)).unwrap()
         ));
+        // f16 is how the built-in model is stored: the same network, not a second copy.
+        assert!(Arc::ptr_eq(&f16, &stored));
         assert!(Arc::ptr_eq(&int8, &with(Precision::Int8)));
         assert_eq!(f16.id(), stored.id());
         assert!(int8.id() != stored.id() && f32.id() != stored.id() && int8.id() != f32.id());

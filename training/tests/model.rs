@@ -631,6 +631,19 @@ fn a_binary_pitch_code_is_signs_and_passes_gradients_through() {
     }
 }
 
+/// Training `config` on `data` is refused before it starts, with a message naming `named`.
+fn assert_refused(data: &Path, config: &TrainConfig, named: &str) {
+    let err = train(
+        data,
+        &common::temp_dir("model-refused"),
+        config,
+        false,
+        &|_, _, _, _| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains(named), "{err}");
+}
+
 /// The step records of a run's log.
 fn step_records(run: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(run.join(LOG_FILE))
@@ -765,15 +778,7 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
         (ruler_unweighted, "pitch_classifier_weight"),
         (ruler_unasked, "pitch_classifier_weight"),
     ] {
-        let err = train(
-            &data,
-            &common::temp_dir("model-refused"),
-            &config,
-            false,
-            &|_, _, _, _| {},
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains(named), "{err}");
+        assert_refused(&data, &config, named);
     }
 
     // A binary pitch code with a ruler trains too: no KL term for `z_p`, the reconstruction
@@ -831,15 +836,7 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
         },
         ..common::tiny_run(1)
     };
-    let err = train(
-        &data,
-        &common::temp_dir("model-cross-alone"),
-        &lonely,
-        false,
-        &|_, _, _, _| {},
-    )
-    .unwrap_err();
-    assert!(err.to_string().contains("libraries"), "{err}");
+    assert_refused(&data, &lonely, "libraries");
     // With one, every step logs it and every epoch validates it: a mean negative
     // log-probability over the other crops, so between 0 and far above ln(crops).
     let crossed = common::temp_dir("model-cross-library");
@@ -899,15 +896,7 @@ fn training_lowers_the_loss_and_resumes_to_the_same_result() {
     assert!(a.keys().all(|k| !k.starts_with("adversary")));
     let mut two_factor = adversarial.clone();
     two_factor.model.variation = false;
-    let err = train(
-        &data,
-        &common::temp_dir("model-adversary-refused"),
-        &two_factor,
-        false,
-        &|_, _, _, _| {},
-    )
-    .unwrap_err();
-    assert!(err.to_string().contains("adversary"), "{err}");
+    assert_refused(&data, &two_factor, "adversary");
 
     // A resume with another config is refused.
     let mut other = common::tiny_run(8);

@@ -140,7 +140,8 @@ impl ExemplarBank {
             bank.continues.push(false);
             prev_kept = Some(note.age);
         }
-        // The partials of every kept frame (each frame alone: two threads), in order.
+        // The partials of every kept frame (each frame alone: two threads), in order; each
+        // half hands back its rows as one pair of vectors, not a vector per frame.
         let measured: Vec<(Vec<f32>, Vec<f32>)> = in_halves(kept.len(), |frames| {
             let mut partials = PartialMeter::new();
             let (mut harmonics, mut noise) = (Vec::new(), Vec::new());
