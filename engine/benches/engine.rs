@@ -119,6 +119,7 @@ fn bench_mode_at(
         mode,
         stft: StftConfig::default(),
         worker_priority: Default::default(),
+        latency_mode: Default::default(),
         latency_block: None,
     };
     let (mut engine, mut control) =

@@ -14,7 +14,8 @@
 //! latency for a whole burst (`EngineSettings::latency_block`, what the plugin asks the host to
 //! restart with once it has seen the bursts); `inline` builds the engine in its inline
 //! (offline) mode, the frames processed on the calling thread, as the plugin does for a
-//! buffered host. With `busy`, one extra thread spins for the whole run, so on a
+//! buffered host. A last optional argument, `[normal|low]` (default normal), is the latency
+//! mode the engine is built for. With `busy`, one extra thread spins for the whole run, so on a
 //! 2-core machine the audio thread and the engine's worker share the other core. The last
 //! argument is the worker's requested priority (what the plugin asks for is `realtime`; it is
 //! only granted where the OS permits). The pacing thread plays the host's audio thread and, like
@@ -76,6 +77,10 @@ fn main() {
     let burst: usize = arg(6, "1").parse::<usize>().expect("BURST").max(1);
     let inline = arg(7, "worker") == "inline";
     let covered = arg(7, "worker") == "covered";
+    let latency_mode = match arg(8, "normal").as_str() {
+        "low" => timbreswap_engine::LatencyMode::Low,
+        _ => timbreswap_engine::LatencyMode::Normal,
+    };
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut file = model_file::load(&root.join("assets/models/default.safetensors")).unwrap();
@@ -108,6 +113,7 @@ fn main() {
             },
             stft: StftConfig::default(),
             worker_priority,
+            latency_mode,
             latency_block: covered.then_some(burst * block),
         },
         stats.clone(),

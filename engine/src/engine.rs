@@ -2,10 +2,12 @@
 //! overlap-add of the grains the worker returns, resampling back, dry/wet mix.
 //!
 //! Timing, in model samples (`N` = FFT size, `H` = hop): frame `f` covers input samples
-//! `f*H .. f*H + N` and is complete after sample `f*H + N - 1` arrives. Its grain is added at
-//! output position `f*H`, which is played `D = N - 1 + W` samples after it arrived: `W` is the
-//! worker's slack (one hop in offline mode; at least one host block in realtime mode, so the
-//! worker has a whole block period to answer). The host-rate latency adds the two resamplers'
+//! `f*H .. f*H + N` and is complete after sample `f*H + N - 1` arrives. Its grain can sound only
+//! in its last `S` samples (`S = N`; in [`LatencyMode::Low`] `H` is half the STFT hop and
+//! `S = 2 H`), so it is added at output position `f*H + N - S`, which is played
+//! `D = S - 1 + W` samples after it arrived: `W` is the worker's slack (one hop in offline mode;
+//! at least one host block in realtime mode, so the worker has a whole block period to
+//! answer). The host-rate latency adds the two resamplers'
 //! half-widths and is rounded up to a whole host sample by shifting the output resampler's
 //! phase, so an impulse comes out exactly [`Engine::latency_samples`] later.
 
@@ -16,7 +18,7 @@ use std::time::Duration;
 
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use crate::config::{StftConfig, MAX_HOST_RATE, MIN_HOST_RATE};
+use crate::config::{LatencyMode, StftConfig, MAX_HOST_RATE, MIN_HOST_RATE};
 use crate::error::{EngineError, TimbreError};
 use crate::exemplar::{ExemplarBank, ExemplarSwap};
 use crate::messages::{
@@ -28,7 +30,7 @@ use crate::processor::{FrameParams, FrameProcessor, SwapMode};
 use crate::resampler::Resampler;
 use crate::spectrum_view::{spectrum_pair, SpectrumView};
 use crate::stats::EngineStats;
-use crate::stft::{hann, synthesis_window};
+use crate::stft::{asymmetric_windows, hann, synthesis_window};
 use crate::timbre::TimbreDescriptor;
 use crate::worker::{self, WorkerFlags, WorkerRings};
 
@@ -127,6 +129,9 @@ pub struct EngineSettings {
     pub stft: StftConfig,
     /// Scheduling the worker thread asks for (realtime mode).
     pub worker_priority: WorkerPriority,
+    /// The latency the engine is built for: [`LatencyMode::Normal`], or [`LatencyMode::Low`]
+    /// (less than half of it, with frames twice as often).
+    pub latency_mode: LatencyMode,
 }
 
 /// A whole state for [`EngineControl::set_state`].
@@ -676,8 +681,11 @@ pub struct Engine {
     latency: usize,
     /// Largest host block whose frames all meet their deadline, in samples.
     covered_block: usize,
-    /// Model-rate delay from input to output, `N - 1 + W`.
+    /// Model-rate delay from input to output, `S - 1 + W` (`S`: the samples at the end of a
+    /// frame its grain covers, `N` in [`LatencyMode::Normal`]).
     delay_model: u64,
+    /// Silent samples at the start of every grain, `N - S`.
+    grain_offset: u64,
     n_fft: usize,
     hop: usize,
     /// Per-channel host-rate input history (dry path), indexed by host sample count.
@@ -758,7 +766,12 @@ impl Engine {
         let host = settings.host_rate.round() as u32;
         let model = cfg.sample_rate;
         let rho = host as f64 / model as f64;
-        let (n, h) = (cfg.n_fft, cfg.hop);
+        if !settings.latency_mode.fits(&cfg) {
+            return Err(EngineError::LatencyMode { hop: cfg.hop });
+        }
+        // Frames start every `h` samples; each grain covers the frame's last `span`.
+        let (n, h) = (cfg.n_fft, settings.latency_mode.frame_hop(&cfg));
+        let span = settings.latency_mode.grain_span(&cfg);
         // Model samples one host block can produce (rounding slack included).
         let block_model = (settings.max_block as f64 / rho).ceil() as usize + 2;
         let burst_cap = (MAX_BURST_SECONDS * settings.host_rate) as usize;
@@ -769,7 +782,9 @@ impl Engine {
             ProcessingMode::Offline => h,
             ProcessingMode::Realtime => h.max((latency_block as f64 / rho).ceil() as usize),
         };
-        let delay_model = (n - 1 + slack) as u64;
+        // A grain is silent before its last `span` samples, so it is due once its frame's
+        // `n - span`-th sample is.
+        let delay_model = (span - 1 + slack) as u64;
         let covered_block = match settings.mode {
             ProcessingMode::Offline => usize::MAX,
             ProcessingMode::Realtime => ((slack as f64 * rho).floor() as usize).max(latency_block),
@@ -801,7 +816,7 @@ impl Engine {
             spectra,
             worker: None,
         };
-        let mut processor = FrameProcessor::new(&cfg, ctl_rx, garbage_tx);
+        let mut processor = FrameProcessor::new(&cfg, settings.latency_mode, ctl_rx, garbage_tx);
         processor.set_tap(tap);
         for (slot, timbre) in [(Slot::A, timbre_a), (Slot::B, timbre_b)] {
             if timbre.is_some() {
@@ -856,8 +871,14 @@ impl Engine {
             }
         };
 
-        let analysis = hann(n);
-        let synthesis = synthesis_window(&analysis, h);
+        let (analysis, synthesis) = match settings.latency_mode {
+            LatencyMode::Normal => {
+                let analysis = hann(n);
+                let synthesis = synthesis_window(&analysis, h);
+                (analysis, synthesis)
+            }
+            LatencyMode::Low => asymmetric_windows(n, h),
+        };
         let dry_window = analysis
             .iter()
             .zip(&synthesis)
@@ -872,6 +893,7 @@ impl Engine {
                 latency,
                 covered_block,
                 delay_model,
+                grain_offset: (n - span) as u64,
                 n_fft: n,
                 hop: h,
                 dry: (0..settings.channels)
@@ -1140,7 +1162,7 @@ impl Engine {
             return (0.0, 0.0);
         }
         let pos = m - self.delay_model;
-        while self.next_grain * self.hop as u64 <= pos {
+        while self.next_grain * self.hop as u64 + self.grain_offset <= pos {
             let f = self.next_grain;
             self.next_grain += 1;
             self.add_grain(f);
@@ -1180,7 +1202,7 @@ impl Engine {
                         &mut self.grain_buf,
                     );
                     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        processor.process(frame, params, grain)
+                        processor.process(f, frame, params, grain)
                     })) {
                         Ok(wrote) => {
                             have = wrote;
@@ -1236,7 +1258,16 @@ impl Engine {
         }
         if have {
             // A processed grain, and its share of the output (the windows' overlap-add is 1).
-            for (i, (g, w)) in self.grain_buf.iter().zip(&self.dry_window).enumerate() {
+            // From the grain's first sample that can sound: the silent ones before it lie
+            // before the output position already played.
+            let offset = self.grain_offset as usize;
+            for (i, (g, w)) in self
+                .grain_buf
+                .iter()
+                .zip(&self.dry_window)
+                .enumerate()
+                .skip(offset)
+            {
                 *self.ola.at(first + i as u64) += g;
                 *self.wet_share.at(first + i as u64) += w;
             }

@@ -58,6 +58,12 @@ pub enum EngineError {
     /// An exemplar bank cannot be used with this engine.
     #[error("the exemplar clip cannot be used: {0}")]
     Exemplar(String),
+    /// [`crate::LatencyMode::Low`] needs an even STFT hop (its frames are half a hop apart).
+    #[error("low latency needs an even STFT hop (it is {hop} samples)")]
+    LatencyMode {
+        /// The STFT hop, in samples.
+        hop: usize,
+    },
 }
 
 /// A timbre descriptor (saved in plugin state or made from a clip) that cannot be used.

@@ -32,6 +32,7 @@ pub mod griffin_lim;
 pub mod half;
 pub mod int8;
 pub mod kernels;
+mod low_latency;
 pub mod messages;
 pub mod model_config;
 pub mod model_file;
@@ -51,7 +52,7 @@ pub mod timbre;
 pub mod timbre_map;
 mod worker;
 
-pub use config::StftConfig;
+pub use config::{LatencyMode, StftConfig};
 pub use engine::{
     safe_mix_and_gain, BlockParams, ControlError, Engine, EngineControl, EngineSettings,
     ProcessingMode, StateUpdate, WorkerPriority, MAX_OUTPUT_GAIN, MIN_OUTPUT_GAIN,

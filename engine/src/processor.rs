@@ -10,8 +10,9 @@ use realfft::num_complex::Complex32;
 use rtrb::{Consumer, Producer};
 
 use crate::cepstrum::Cepstrum;
-use crate::config::StftConfig;
+use crate::config::{LatencyMode, StftConfig};
 use crate::exemplar::ExemplarSwap;
+use crate::low_latency::LowLatency;
 use crate::messages::{ControlToProcessorMsg, ProcessorToControlMsg, Slot};
 use crate::neural::{NeuralProcessor, PhaseMode};
 use crate::spectrum_view::SpectrumTap;
@@ -166,14 +167,18 @@ pub struct FrameProcessor {
     last_path: Path,
     /// Where spectra go for the editor's live view, if anywhere.
     tap: Option<SpectrumTap>,
+    /// The low-latency resynthesis ([`LatencyMode::Low`]), if the engine runs it.
+    low: Option<LowLatency>,
     control: Consumer<ControlToProcessorMsg>,
     garbage: Producer<ProcessorToControlMsg>,
 }
 
 impl FrameProcessor {
-    /// Builds the processor for `cfg`. Not realtime-safe (allocates).
+    /// Builds the processor for `cfg`, for frames as `latency` spaces them. Not
+    /// realtime-safe (allocates).
     pub fn new(
         cfg: &StftConfig,
+        latency: LatencyMode,
         control: Consumer<ControlToProcessorMsg>,
         garbage: Producer<ProcessorToControlMsg>,
     ) -> Self {
@@ -197,6 +202,10 @@ impl FrameProcessor {
             },
             last_path: Path::Dry,
             tap: None,
+            low: match latency {
+                LatencyMode::Normal => None,
+                LatencyMode::Low => Some(LowLatency::new(cfg, latency.frame_hop(cfg))),
+            },
             control,
             garbage,
         }
@@ -215,6 +224,9 @@ impl FrameProcessor {
     /// Forgets the stream: the level smoothing and the neural histories. Realtime-safe.
     pub fn reset(&mut self) {
         self.level.gain_db = None;
+        if let Some(low) = &mut self.low {
+            low.held = false;
+        }
         if let Some(n) = &mut self.neural {
             n.reset();
         }
@@ -305,11 +317,48 @@ impl FrameProcessor {
         self.neural.is_some()
     }
 
-    /// Processes one frame (`n_fft` samples, unwindowed) with `params` into its
+    /// Processes frame `index` (`n_fft` samples, unwindowed) with `params` into its
     /// synthesis-windowed `grain`. Returns false (grain untouched) when the frame plays dry:
     /// nothing to swap with (no timbre, or the neural path has no output for it); the engine
-    /// then plays the exact dry input, every channel and the full band. Realtime-safe.
-    pub fn process(&mut self, frame: &[f32], params: &FrameParams, grain: &mut [f32]) -> bool {
+    /// then plays the exact dry input, every channel and the full band. In
+    /// [`LatencyMode::Low`] only even frames (one hop apart) are processed; every frame's grain
+    /// is its own asymmetric-window spectrum times the latest processed frame's output over
+    /// input. Realtime-safe.
+    pub fn process(
+        &mut self,
+        index: u64,
+        frame: &[f32],
+        params: &FrameParams,
+        grain: &mut [f32],
+    ) -> bool {
+        if self.low.is_none() {
+            let Some(scale_back) = self.spectra(frame, params) else {
+                return false;
+            };
+            self.stft.synthesise(&mut self.output, grain);
+            finish_grain(grain, scale_back);
+            return true;
+        }
+        if index.is_multiple_of(2) {
+            let processed = self.spectra(frame, params).is_some();
+            if let Some(low) = &mut self.low {
+                low.hold(processed, &self.spectrum, &self.output);
+            }
+        }
+        match &mut self.low {
+            Some(low) if low.held => {
+                let scale_back = low.resynthesise(frame, grain);
+                finish_grain(grain, scale_back);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The current frame's input spectrum (`self.spectrum`, scaled down if it is far beyond
+    /// full scale) and output spectrum (`self.output`); `None` when the frame plays dry, else
+    /// the factor that scales the output back.
+    fn spectra(&mut self, frame: &[f32], params: &FrameParams) -> Option<f32> {
         self.poll_control();
         let neural_ready = self
             .neural
@@ -331,23 +380,19 @@ impl FrameProcessor {
                     tap.publish(&self.spectrum, &self.spectrum);
                 }
             }
-            return false;
+            return None;
         }
         self.stft.analyse(frame, &mut self.spectrum);
         // A frame far beyond full scale (a finite burst of 1e15, 1e30) is processed at
         // MAX_FRAME_PEAK and scaled back afterwards: the level matching, the model's causal
         // histories and the timbre tracker only ever see finite, plausible levels, so the
         // stream recovers as soon as the burst has left the frames.
-        let peak = frame.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let scale_back = if peak > MAX_FRAME_PEAK {
-            let down = MAX_FRAME_PEAK / peak;
+        let (down, scale_back) = frame_scale(frame);
+        if down != 1.0 {
             for c in self.spectrum.iter_mut() {
                 *c *= down;
             }
-            peak / MAX_FRAME_PEAK
-        } else {
-            1.0
-        };
+        }
         let energy_in: f32 = self.spectrum.iter().map(|c| c.norm_sqr()).sum();
         match (path, self.neural.as_mut()) {
             (Path::Neural, Some(neural)) => {
@@ -356,7 +401,7 @@ impl FrameProcessor {
                     neural.reset();
                 }
                 if !neural.process(&self.spectrum, params, &mut self.output) {
-                    return false;
+                    return None;
                 }
             }
             (Path::Exemplar, _) => self.exemplar(frame, params.morph, switched),
@@ -368,14 +413,7 @@ impl FrameProcessor {
                 tap.publish(&self.spectrum, &self.output);
             }
         }
-        self.stft.synthesise(&mut self.output, grain);
-        for g in grain.iter_mut() {
-            *g *= scale_back;
-            if !g.is_finite() {
-                *g = 0.0;
-            }
-        }
-        true
+        Some(scale_back)
     }
 
     /// Exemplar swap of the current frame into `self.output`. With two clips, Morph's blend
@@ -463,5 +501,27 @@ impl FrameProcessor {
         {
             *o = c * (t + shift - e).clamp(-80.0, 80.0).exp();
         }
+    }
+}
+
+/// Scales a grain made at a reduced level back (`scale_back`) and silences any non-finite
+/// sample.
+fn finish_grain(grain: &mut [f32], scale_back: f32) {
+    for g in grain.iter_mut() {
+        *g *= scale_back;
+        if !g.is_finite() {
+            *g = 0.0;
+        }
+    }
+}
+
+/// For a frame far beyond full scale: the factor that brings it to [`MAX_FRAME_PEAK`], and
+/// the one that scales the result back (both 1 for any plausible frame).
+pub(crate) fn frame_scale(frame: &[f32]) -> (f32, f32) {
+    let peak = frame.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    if peak > MAX_FRAME_PEAK {
+        (MAX_FRAME_PEAK / peak, peak / MAX_FRAME_PEAK)
+    } else {
+        (1.0, 1.0)
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::clip::DecodedAudio;
-use crate::config::StftConfig;
+use crate::config::{LatencyMode, StftConfig};
 use crate::engine::{BlockParams, Engine, EngineSettings, ProcessingMode};
 use crate::error::EngineError;
 use crate::exemplar::ExemplarBank;
@@ -50,6 +50,8 @@ pub struct RenderOptions<'a> {
     /// Exemplar: the analysed clips of slots A and B (Exemplar mode falls back to Classic
     /// without them).
     pub exemplars: [Option<Arc<ExemplarBank>>; 2],
+    /// The latency the engine is built for.
+    pub latency_mode: LatencyMode,
 }
 
 impl Default for RenderOptions<'_> {
@@ -70,6 +72,7 @@ impl Default for RenderOptions<'_> {
             transpose: 0.0,
             phase: PhaseMode::Input,
             exemplars: [None, None],
+            latency_mode: LatencyMode::Normal,
         }
     }
 }
@@ -95,6 +98,7 @@ pub fn render(input: &DecodedAudio, opts: &RenderOptions) -> Result<Rendered, En
         mode: ProcessingMode::Offline,
         stft: opts.stft,
         worker_priority: Default::default(),
+        latency_mode: opts.latency_mode,
         latency_block: None,
     };
     let (mut engine, mut control) = Engine::new(

@@ -50,6 +50,37 @@ pub fn synthesis_window(analysis: &[f32], hop: usize) -> Vec<f32> {
         .collect()
 }
 
+/// The low-latency window pair for `n`-sample frames whose grains are overlap-added every `m`
+/// samples (asymmetric windows after Mauler & Martin 2007): the analysis window rises as the
+/// square root of a Hann window over its first `n - m` samples and falls as the square root of
+/// a Hann window over its last `m`; the synthesis window is silent before the last `2 m`
+/// samples, where analysis x synthesis is a Hann window of `2 m` samples (so the grains
+/// overlap-add to one at hop `m`, and a grain can play `n - 2 m` samples earlier than a
+/// whole-frame grain). Neither window exceeds one by more than rounding, and the analysis
+/// window is positive wherever the synthesis window is not zero. Returns `(analysis,
+/// synthesis)`; the synthesis window excludes the inverse FFT's `1 / n`. `m` is clamped to
+/// `1..=n / 2`.
+pub fn asymmetric_windows(n: usize, m: usize) -> (Vec<f32>, Vec<f32>) {
+    let m = m.clamp(1, n / 2);
+    let hann_at = |j: usize, len: usize| 0.5 - 0.5 * (2.0 * PI * j as f64 / len as f64).cos();
+    let analysis: Vec<f64> = (0..n)
+        .map(|i| {
+            if i < n - m {
+                hann_at(i, 2 * (n - m)).sqrt()
+            } else {
+                hann_at(i + 2 * m - n, 2 * m).sqrt()
+            }
+        })
+        .collect();
+    let synthesis = (0..n)
+        .map(|i| match i.checked_sub(n - 2 * m) {
+            Some(j) if analysis[i] > 0.0 => (hann_at(j, 2 * m) / analysis[i]) as f32,
+            _ => 0.0,
+        })
+        .collect();
+    (analysis.into_iter().map(|a| a as f32).collect(), synthesis)
+}
+
 /// FFT plans and scratch for frames of one [`StftConfig`]. Allocates in `new`, never after.
 pub struct Stft {
     /// Analysis window (periodic Hann), length `n_fft`.
@@ -65,17 +96,22 @@ pub struct Stft {
 }
 
 impl Stft {
-    /// Plans the FFTs of `cfg.n_fft`. Not realtime-safe (allocates).
+    /// Plans the FFTs of `cfg.n_fft`, with the periodic Hann analysis window and its
+    /// least-squares synthesis window at `cfg.hop`. Not realtime-safe (allocates).
     pub fn new(cfg: &StftConfig) -> Self {
+        let analysis = hann(cfg.n_fft);
+        let synthesis = synthesis_window(&analysis, cfg.hop);
+        Self::with_windows(cfg, analysis, synthesis)
+    }
+
+    /// [`new`](Self::new) with other windows (`n_fft` samples each; `synthesis` without the
+    /// inverse FFT's `1 / n`), such as [`asymmetric_windows`]. Not realtime-safe (allocates).
+    pub fn with_windows(cfg: &StftConfig, analysis: Vec<f32>, synthesis: Vec<f32>) -> Self {
         let mut planner = RealFftPlanner::<f32>::new();
         let forward = planner.plan_fft_forward(cfg.n_fft);
         let inverse = planner.plan_fft_inverse(cfg.n_fft);
-        let analysis = hann(cfg.n_fft);
         let scale = 1.0 / cfg.n_fft as f32;
-        let synthesis = synthesis_window(&analysis, cfg.hop)
-            .into_iter()
-            .map(|w| w * scale)
-            .collect();
+        let synthesis = synthesis.into_iter().map(|w| w * scale).collect();
         Self {
             scratch_fwd: forward.make_scratch_vec(),
             scratch_inv: inverse.make_scratch_vec(),
@@ -178,6 +214,52 @@ mod tests {
                 }
                 assert!((sum - 1.0).abs() < 1e-6, "n={n} hop={hop} pos={pos}: {sum}");
             }
+        }
+    }
+
+    /// The asymmetric pair overlap-adds to one at its hop, is silent before its last `2 m`
+    /// samples, stays within [0, 1] (no division by a vanishing window: the synthesis side
+    /// falls as the analysis side does), and its analysis window is positive wherever the
+    /// synthesis window is not zero. A frame through it, with no change, comes back exactly.
+    #[test]
+    fn asymmetric_windows_reconstruct_unity() {
+        for &(n, m) in &[
+            (512usize, 80usize),
+            (512, 160),
+            (512, 256),
+            (64, 8),
+            (66, 7),
+        ] {
+            let (a, s) = asymmetric_windows(n, m);
+            assert!(s[..n - 2 * m].iter().all(|v| *v == 0.0), "n={n} m={m}");
+            for (i, (a, s)) in a.iter().zip(&s).enumerate() {
+                assert!((0.0..=1.0 + 1e-6).contains(a), "n={n} m={m} {i}: {a}");
+                assert!((0.0..=1.0 + 1e-6).contains(s), "n={n} m={m} {i}: {s}");
+                assert!(*s == 0.0 || *a > 0.0, "n={n} m={m} {i}");
+            }
+            for pos in n..2 * n {
+                let mut sum = 0.0f64;
+                let mut f = (pos + 1 - n).div_ceil(m) * m;
+                while f <= pos {
+                    let i = pos - f;
+                    sum += a[i] as f64 * s[i] as f64;
+                    f += m;
+                }
+                assert!((sum - 1.0).abs() < 1e-6, "n={n} m={m} pos={pos}: {sum}");
+            }
+        }
+        let cfg = StftConfig::default();
+        let (a, s) = asymmetric_windows(cfg.n_fft, cfg.hop / 2);
+        let mut stft = Stft::with_windows(&cfg, a.clone(), s.clone());
+        let frame: Vec<f32> = (0..cfg.n_fft)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let mut spec = vec![Complex32::default(); cfg.n_bins()];
+        let mut grain = vec![0.0; cfg.n_fft];
+        stft.analyse(&frame, &mut spec);
+        stft.synthesise(&mut spec, &mut grain);
+        for ((g, x), (a, s)) in grain.iter().zip(&frame).zip(a.iter().zip(&s)) {
+            assert!((g - x * a * s).abs() < 1e-5);
         }
     }
 

@@ -125,7 +125,7 @@ pub(crate) fn spawn(
                     if flags.panic_next.swap(false, Ordering::AcqRel) {
                         panic!("injected worker fault");
                     }
-                    processor.process(&frame, &params, &mut grain)
+                    processor.process(index, &frame, &params, &mut grain)
                 }));
                 let elapsed = started.elapsed();
                 flags.idle.store(processor.idle(), Ordering::Release);

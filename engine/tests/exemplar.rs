@@ -16,8 +16,8 @@ use timbreswap_engine::neural::PhaseMode;
 use timbreswap_engine::processor::SwapMode;
 use timbreswap_engine::render::{render, RenderOptions};
 use timbreswap_engine::{
-    BlockParams, ControlError, Engine, EngineSettings, EngineStats, ProcessingMode, Slot,
-    StateUpdate, StftConfig,
+    BlockParams, ControlError, Engine, EngineSettings, EngineStats, LatencyMode, ProcessingMode,
+    Slot, StateUpdate, StftConfig,
 };
 
 #[global_allocator]
@@ -239,11 +239,12 @@ fn settings(mode: ProcessingMode) -> EngineSettings {
         mode,
         stft: StftConfig::default(),
         worker_priority: Default::default(),
+        latency_mode: Default::default(),
         latency_block: None,
     }
 }
 
-/// `Engine::process` in Exemplar mode, realtime and offline, with the model loaded (its pitch
+/// `Engine::process` in Exemplar mode, realtime and offline, in either latency mode, with the model loaded (its pitch
 /// ruler runs in every frame), while the clips change from the control side, Morph moves and
 /// Mode switches, does not allocate.
 #[test]
@@ -256,9 +257,16 @@ fn exemplar_process_does_not_allocate() {
     let x: Vec<f32> = (0..300 * 128)
         .map(|i| 0.3 * (std::f32::consts::TAU * 196.0 * i as f32 / 48_000.0).sin())
         .collect();
-    for mode in [ProcessingMode::Offline, ProcessingMode::Realtime] {
+    let runs = [ProcessingMode::Offline, ProcessingMode::Realtime]
+        .into_iter()
+        .flat_map(|m| [LatencyMode::Normal, LatencyMode::Low].map(|l| (m, l)));
+    for (mode, latency) in runs {
+        let s = EngineSettings {
+            latency_mode: latency,
+            ..settings(mode)
+        };
         let (mut e, mut control) =
-            Engine::new(settings(mode), Arc::new(EngineStats::default()), None, None).unwrap();
+            Engine::new(s, Arc::new(EngineStats::default()), None, None).unwrap();
         // The built-in model beside it, as in the plugin: its pitch ruler runs per frame too.
         control.set_model(Some(network()), None, None).unwrap();
         control.set_exemplar(Slot::A, Some(bank_a.clone())).unwrap();
@@ -312,9 +320,9 @@ fn exemplar_process_does_not_allocate() {
         assert_eq!(
             violation_count(),
             before,
-            "{mode:?}: allocation inside process"
+            "{mode:?} {latency:?}: allocation inside process"
         );
-        assert!(loud > 200, "{mode:?}: {loud} blocks with sound");
+        assert!(loud > 200, "{mode:?} {latency:?}: {loud} blocks with sound");
     }
 }
 

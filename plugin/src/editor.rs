@@ -26,10 +26,10 @@ use nice_plug::editor::{
     Editor, EditorHandle, HostMethods, ParentWindowHandle, ResizeHint, SpawnedEditor,
 };
 use nice_plug::prelude::*;
-use timbreswap_engine::model_file::Precision;
 use timbreswap_engine::Slot;
 
 mod dialog;
+mod header;
 mod input;
 mod knob;
 pub mod layout;
@@ -43,7 +43,6 @@ mod timbre_map;
 pub mod window;
 
 use crate::loader::Task;
-use crate::model::weights_label;
 use crate::params::{Mode, TimbreswapParams};
 use crate::shared::Shared;
 use crate::Timbreswap;
@@ -576,94 +575,6 @@ impl TimbreswapApp {
         }
     }
 
-    /// The header: title, then the model (a drop zone for model files) with its controls.
-    fn header(&mut self, ui: &mut egui::Ui, rect: Rect) {
-        let name = self
-            .shared
-            .network()
-            .map_or_else(|| "none loaded yet".to_string(), |n| n.name().to_string());
-        let (takes, over) = slot::hover_state(ui, MODEL_ZONE, rect);
-        let (stroke, fill) = slot::zone_frame(takes, over);
-        ui.painter()
-            .rect(rect, 6.0, fill, stroke, egui::StrokeKind::Inside);
-        self.zones[MODEL_ZONE] = Some(rect);
-        ui.scope_builder(egui::UiBuilder::new().max_rect(rect.shrink2(egui::vec2(10.0, 4.0))), |ui| {
-            ui.horizontal_centered(|ui| {
-                ui.label(
-                    RichText::new("TIMBRESWAP")
-                        .font(theme::bold(theme::HEADING + 1.0))
-                        .color(theme::ACCENT),
-                );
-                ui.add_space(12.0);
-                ui.label(RichText::new("Model").color(theme::TEXT_DIM));
-                ui.add(egui::Label::new(RichText::new(name).font(theme::bold(theme::BODY))).truncate());
-                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    self.weights_menu(ui);
-                    if ui
-                        .button("Built-in")
-                        .on_hover_text("Go back to the model that ships with the plugin")
-                        .clicked()
-                    {
-                        self.executor
-                            .execute_gui(Task::LoadModel { path: None });
-                    }
-                    let busy = self.dialogs.open().is_some();
-                    if ui
-                        .add_enabled(!busy, egui::Button::new("Load model…"))
-                        .on_hover_text("Choose a .safetensors model from `timbreswap train` (or drop it anywhere on the editor); the references are measured again with it")
-                        .clicked()
-                    {
-                        self.dialogs.pick(Target::Model);
-                    }
-                    let field = ui.add(
-                        egui::TextEdit::singleline(&mut self.model_path)
-                            .hint_text("model path + Enter")
-                            .desired_width(170.0),
-                    );
-                    if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
-                        let path = self.model_path.trim().to_string();
-                        if !path.is_empty() {
-                            self.executor.execute_gui(Task::LoadModel {
-                                path: Some(PathBuf::from(path)),
-                            });
-                        }
-                    }
-                });
-            });
-        });
-    }
-
-    /// The model's weights precision: as the file stores them, or read as f32, f16 or int8
-    /// (the model is loaded again in the new precision).
-    fn weights_menu(&mut self, ui: &mut egui::Ui) {
-        let current = self.params.model_weights.snapshot();
-        let mut chosen = current;
-        egui::ComboBox::from_id_salt("model-weights")
-            .selected_text(format!("Weights: {}", weights_label(current)))
-            .width(118.0)
-            .show_ui(ui, |ui| {
-                for option in [
-                    None,
-                    Some(Precision::F32),
-                    Some(Precision::F16),
-                    Some(Precision::Int8),
-                ] {
-                    ui.selectable_value(&mut chosen, option, weights_label(option));
-                }
-            })
-            .response
-            .on_hover_text(
-                "How the network reads the model's matrices. int8 costs the least CPU per \
-                 instance (a quarter of f32's memory traffic) and sounds slightly different \
-                 (within 0.1 dB on average); f16 is how the built-in model is stored; f32 is \
-                 the training's own precision. The references are measured again.",
-            );
-        if chosen != current {
-            self.executor
-                .execute_gui(Task::SetWeights { weights: chosen });
-        }
-    }
-
     /// A knob per parameter, `per_row` to a row, in `rect`.
     fn knobs(&self, ui: &mut egui::Ui, setter: &ParamSetter, rect: Rect, per_row: usize) {
         let p = &self.params;
@@ -810,7 +721,7 @@ impl EditorApp for TimbreswapApp {
         let gui = self.gui.clone();
         let setter = gui.param_setter();
         let layout = layout::Layout::new(ui.ctx().content_rect().size());
-        self.header(ui, layout.header);
+        self.header(ui, &setter, layout.header);
         self.slot_card(ui, Slot::A, layout.slots[0]);
         self.slot_card(ui, Slot::B, layout.slots[1]);
         let net = self.shared.network();

@@ -162,10 +162,12 @@ impl Plugin for Timbreswap {
             mode,
             stft: StftConfig::default(),
             worker_priority: Default::default(),
+            latency_mode: self.params.latency.value().engine(),
             latency_block: Some(latency_block),
         };
         let model_rate = settings.stft.sample_rate as f64;
-        let one_hop = (settings.stft.hop as f64 * settings.host_rate / model_rate) as usize;
+        let frame_hop = settings.latency_mode.frame_hop(&settings.stft);
+        let one_hop = (frame_hop as f64 * settings.host_rate / model_rate) as usize;
         self.pacing
             .new_activation(latency_block, max_block, one_hop);
         self.rate = buffer_config.sample_rate as f64;
@@ -325,6 +327,14 @@ impl Plugin for Timbreswap {
             self.shared
                 .outgrown_block
                 .store(self.pacing.largest() as u32, Ordering::Relaxed);
+            context.request_restart();
+        }
+        // A Latency setting other than the one the engine was built for: the host restarts
+        // the plugin, whose activation builds the engine for it and reports its latency.
+        if self.params.latency.value().engine() != engine.settings().latency_mode
+            && !self.restart_requested
+        {
+            self.restart_requested = true;
             context.request_restart();
         }
         // A state the host restored while active (or latents to measure after activation) is

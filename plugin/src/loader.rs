@@ -592,6 +592,7 @@ mod tests {
             mode: timbreswap_engine::ProcessingMode::Offline,
             stft: timbreswap_engine::StftConfig::default(),
             worker_priority: Default::default(),
+            latency_mode: Default::default(),
             latency_block: None,
         };
         let (engine, control) =

@@ -8,7 +8,7 @@ use nice_plug::prelude::*;
 use timbreswap_engine::model_file::Precision;
 use timbreswap_engine::neural::{PhaseMode, MAX_TRANSPOSE};
 use timbreswap_engine::processor::SwapMode;
-use timbreswap_engine::{Slot, TimbreDescriptor};
+use timbreswap_engine::{LatencyMode, Slot, TimbreDescriptor};
 
 use crate::persisted::Persisted;
 use crate::saved_clip::SavedClip;
@@ -68,6 +68,33 @@ impl Phase {
     }
 }
 
+/// How much latency the plugin runs with. A change takes effect when the host restarts the
+/// plugin (it is asked to at once), which reports the new latency.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Latency {
+    /// The whole analysis frame: 22.7 ms at 48 kHz with 128-sample blocks.
+    #[id = "normal"]
+    #[name = "Normal"]
+    Normal,
+    /// Frames twice as often, each resynthesised over its last few milliseconds with the
+    /// latest processed frame's timbre: 9.2 ms at 48 kHz with blocks of up to 64 samples.
+    /// Every mode then keeps the input's phase and carries its timbre change as a smooth
+    /// spectral gain (docs/quality.md, "Low latency").
+    #[id = "low"]
+    #[name = "Low"]
+    Low,
+}
+
+impl Latency {
+    /// The engine's latency mode.
+    pub fn engine(self) -> LatencyMode {
+        match self {
+            Latency::Normal => LatencyMode::Normal,
+            Latency::Low => LatencyMode::Low,
+        }
+    }
+}
+
 /// All parameters and persisted data of one plugin instance.
 #[derive(Params)]
 pub struct TimbreswapParams {
@@ -105,6 +132,9 @@ pub struct TimbreswapParams {
     /// Neural: how much the map point's timbre replaces the A/B morph, 0..=1 (shown in %).
     #[id = "map-amount"]
     pub map_amount: FloatParam,
+    /// Normal or low latency (not automatable: a change restarts the plugin).
+    #[id = "latency"]
+    pub latency: EnumParam<Latency>,
     /// The neural model file the user chose (`None`: the built-in default model).
     #[persist = "model-path"]
     pub model_path: Persisted<Option<String>>,
@@ -203,6 +233,7 @@ impl Default for TimbreswapParams {
             .with_unit(" %")
             .with_value_to_string(formatters::v2s_f32_percentage(0))
             .with_string_to_value(formatters::s2v_f32_percentage()),
+            latency: EnumParam::new("Latency", Latency::Normal).non_automatable(),
             model_path: Persisted::new(None, restores.clone()),
             model_weights: Persisted::new(None, restores.clone()),
             timbre_a: Persisted::new(None, restores.clone()),

@@ -914,6 +914,16 @@ fn engine_latency(rate: f64, max_block: usize) -> u32 {
 
 /// The latency of an engine built directly with `latency_block`.
 fn engine_latency_for(rate: f64, max_block: usize, latency_block: Option<usize>) -> u32 {
+    engine_latency_in(rate, max_block, latency_block, Default::default())
+}
+
+/// The latency of an engine built directly with `latency_block`, in `latency_mode`.
+fn engine_latency_in(
+    rate: f64,
+    max_block: usize,
+    latency_block: Option<usize>,
+    latency_mode: timbreswap_engine::LatencyMode,
+) -> u32 {
     let settings = timbreswap_engine::EngineSettings {
         host_rate: rate,
         max_block,
@@ -921,6 +931,7 @@ fn engine_latency_for(rate: f64, max_block: usize, latency_block: Option<usize>)
         mode: timbreswap_engine::ProcessingMode::Realtime,
         stft: StftConfig::default(),
         worker_priority: timbreswap_engine::WorkerPriority::Normal,
+        latency_mode,
         latency_block,
     };
     let stats = Arc::new(timbreswap_engine::EngineStats::default());
@@ -1006,6 +1017,59 @@ fn latency_follows_the_blocks_the_host_really_uses() {
     host.set_offline(false).unwrap();
     host.activate(rate, 4_096).unwrap();
     assert_eq!(host.latency().unwrap(), grown, "after an offline bounce");
+}
+
+/// The Latency setting, through the CLAP bundle at 48 kHz with 64-sample blocks: Low asks the
+/// host for a restart, after which the plugin reports the low-latency engine's latency (at
+/// most 10 ms) and, with no reference, the input comes out delayed by exactly that; with a
+/// reference it plays, finite and non-silent; Normal brings the normal latency back the same
+/// way. The setting is part of the saved state.
+#[test]
+fn the_latency_setting_restarts_the_plugin_with_its_latency() {
+    use timbreswap_engine::LatencyMode;
+    let rate = 48_000.0;
+    let mut host = load_plugin();
+    host.set_offline(false).unwrap();
+    host.activate(rate, 64).unwrap();
+    let normal = host.latency().unwrap();
+    assert_eq!(
+        normal,
+        engine_latency_in(rate, 64, None, LatencyMode::Normal)
+    );
+    let x = signal(rate, 0.5);
+    host.process_signal(&x, &[64]).unwrap();
+    assert!(
+        !host.restart_requested(),
+        "restart asked for without a change"
+    );
+    set(&mut host, "Latency", 1.0);
+    host.process(&[vec![0.0; 64], vec![0.0; 64]], &[]).unwrap();
+    assert!(
+        host.restart_requested(),
+        "no restart asked for by Latency = Low"
+    );
+    let low = host.latency().unwrap();
+    assert_eq!(low, engine_latency_in(rate, 64, None, LatencyMode::Low));
+    assert!(low as f64 / rate <= 0.010, "{low} samples");
+    assert!(low < normal);
+    let y = host.process_signal(&x, &[64, 17, 64]).unwrap();
+    assert!(!host.restart_requested(), "restart asked for again");
+    assert_delayed(&y, &x, low as usize, "low latency, no reference");
+    // The setting is saved and restored with the state.
+    let state = host.save_state().unwrap();
+    set_timbres(&mut host, Some(&reference("ref-trumpet.wav")), None);
+    let y = host.process_signal(&x, &[64]).unwrap();
+    assert!(y.iter().flatten().all(|v| v.is_finite()));
+    assert!(
+        y.iter().flatten().any(|v| v.abs() > 1e-3),
+        "the reference did not play"
+    );
+    set(&mut host, "Latency", 0.0);
+    host.process_signal(&x, &[64]).unwrap();
+    assert_eq!(host.latency().unwrap(), normal, "back to Normal");
+    host.load_state(&state).unwrap();
+    host.process_signal(&x, &[64]).unwrap();
+    assert_eq!(host.latency().unwrap(), low, "the saved state's Low");
 }
 
 /// A host that calls in bursts (8 blocks of 128 samples back to back, then a wait until their

@@ -21,7 +21,7 @@ use timbreswap_engine::network::Network;
 use timbreswap_engine::neural::PhaseMode;
 use timbreswap_engine::processor::SwapMode;
 use timbreswap_engine::render::{render, write_wav, RenderOptions};
-use timbreswap_engine::StftConfig;
+use timbreswap_engine::{LatencyMode, StftConfig};
 use timbreswap_training::dataset::{render_dataset, DatasetOptions, SetChoice};
 use timbreswap_training::eval::{evaluate_models, EvalOptions, DEFAULT_MAX_TRAIN_FRAMES};
 use timbreswap_training::manifest::Set;
@@ -93,6 +93,15 @@ enum PhaseArg {
     Reconstruct,
     /// The input reshaped by the decoded timbre difference.
     Differential,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LatencyArg {
+    /// The whole analysis frame (22.7 ms at 48 kHz with 128-sample blocks).
+    Normal,
+    /// Frames every half hop, each grain over the frame's last hop (9.2 ms at 48 kHz with
+    /// blocks of up to 64 samples).
+    Low,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -175,6 +184,9 @@ enum Command {
         /// Neural: output phase.
         #[arg(long, value_enum, default_value_t = PhaseArg::Input)]
         phase: PhaseArg,
+        /// The latency the engine is built for (the plugin's Latency setting).
+        #[arg(long, value_enum, default_value_t = LatencyArg::Normal)]
+        latency: LatencyArg,
         /// Output WAV file (32-bit float, same rate and channels as the input).
         #[arg(long)]
         out: PathBuf,
@@ -397,6 +409,10 @@ enum Command {
         /// row; default: all).
         #[arg(long, value_delimiter = ',')]
         exemplar_rows: Vec<String>,
+        /// Also score every engine row (classic, --engine, --exemplar's engine row) with the
+        /// engine built for low latency (rows `... low-latency`).
+        #[arg(long)]
+        low_latency: bool,
     },
     /// Time the k-NN classifier (k = 5) on random data.
     KnnBench {
@@ -811,6 +827,7 @@ fn main() -> Result<()> {
             engine_self,
             exemplar,
             exemplar_rows: exemplar_only,
+            low_latency,
         } => {
             use timbreswap_training::transfer::{
                 evaluate_transfer, EngineNeural, TransferOptions, TransferSystem,
@@ -852,6 +869,7 @@ fn main() -> Result<()> {
                                 phase,
                                 variation,
                                 self_reference: false,
+                                latency_mode: LatencyMode::Normal,
                             });
                         }
                         if engine_self {
@@ -861,6 +879,7 @@ fn main() -> Result<()> {
                                 phase,
                                 variation: 1.0,
                                 self_reference: true,
+                                latency_mode: LatencyMode::Normal,
                             });
                         }
                     }
@@ -921,10 +940,45 @@ fn main() -> Result<()> {
             }
             // The plugin's Exemplar mode through the engine, the first --model loaded beside it
             // as the plugin has its model (its pitch ruler).
-            let engine_exemplar = exemplar.then(|| timbreswap_training::transfer::EngineExemplar {
-                stft: StftConfig::default(),
-                model: first_net.clone(),
-            });
+            let mut engine_exemplar: Vec<timbreswap_training::transfer::EngineExemplar> =
+                Vec::new();
+            let mut classic_rows: Vec<timbreswap_training::transfer::Classic> = Vec::new();
+            let latencies: &[LatencyMode] = if low_latency {
+                &[LatencyMode::Normal, LatencyMode::Low]
+            } else {
+                &[LatencyMode::Normal]
+            };
+            for &latency_mode in latencies {
+                if exemplar {
+                    engine_exemplar.push(timbreswap_training::transfer::EngineExemplar {
+                        stft: StftConfig::default(),
+                        model: first_net.clone(),
+                        latency_mode,
+                    });
+                }
+            }
+            if low_latency {
+                // The classic row itself is always scored; its low-latency twin here.
+                classic_rows.push(timbreswap_training::transfer::Classic {
+                    stft: StftConfig::default(),
+                    latency_mode: LatencyMode::Low,
+                });
+                let low: Vec<EngineNeural> = engine_rows
+                    .iter()
+                    .filter(|row| !row.self_reference)
+                    .map(|row| EngineNeural {
+                        name: format!(
+                            "{}{}",
+                            row.name,
+                            timbreswap_training::transfer::latency_suffix(LatencyMode::Low)
+                        ),
+                        net: row.net.clone(),
+                        latency_mode: LatencyMode::Low,
+                        ..*row
+                    })
+                    .collect();
+                engine_rows.extend(low);
+            }
             let offline: &[String] = if no_offline { &[] } else { &models };
             let neural: Vec<timbreswap_training::model::swap::NeuralTransfer> =
                 load_models(offline)?
@@ -942,6 +996,7 @@ fn main() -> Result<()> {
                 .chain(engine_rows.iter().map(|n| n as &dyn TransferSystem))
                 .chain(exemplar_rows.iter().map(|n| n as &dyn TransferSystem))
                 .chain(engine_exemplar.iter().map(|n| n as &dyn TransferSystem))
+                .chain(classic_rows.iter().map(|n| n as &dyn TransferSystem))
                 .collect();
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
@@ -1010,6 +1065,7 @@ fn main() -> Result<()> {
             variation,
             transpose,
             phase,
+            latency,
             out,
         } => {
             if !(0.0..=2.0).contains(&variation) {
@@ -1100,6 +1156,10 @@ fn main() -> Result<()> {
                         PhaseArg::Input => PhaseMode::Input,
                         PhaseArg::Reconstruct => PhaseMode::Reconstruct,
                         PhaseArg::Differential => PhaseMode::Differential,
+                    },
+                    latency_mode: match latency {
+                        LatencyArg::Normal => LatencyMode::Normal,
+                        LatencyArg::Low => LatencyMode::Low,
                     },
                 },
             )?;

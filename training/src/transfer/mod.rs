@@ -62,8 +62,8 @@ pub use pitch::{
     CENT_TOLERANCE, PYIN_FRAME, PYIN_RESOLUTION,
 };
 pub use systems::{
-    Classic, Dry, EngineExemplar, EngineNeural, Exemplar, FnSystem, Oracle, TransferPair,
-    TransferSystem,
+    latency_suffix, Classic, Dry, EngineExemplar, EngineNeural, Exemplar, FnSystem, Oracle,
+    TransferPair, TransferSystem,
 };
 
 /// Header of the protocol's transfer table.

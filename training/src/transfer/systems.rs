@@ -12,7 +12,7 @@ use timbreswap_engine::network::Network;
 use timbreswap_engine::neural::PhaseMode;
 use timbreswap_engine::processor::SwapMode;
 use timbreswap_engine::render::{render, RenderOptions};
-use timbreswap_engine::StftConfig;
+use timbreswap_engine::{LatencyMode, StftConfig};
 
 use crate::dataset::{self, Score, OUTPUT_GAIN};
 use crate::instruments::Instrument;
@@ -112,25 +112,48 @@ fn render_source(pair: &TransferPair<'_>, opts: &RenderOptions) -> Result<Vec<f3
         .ok_or_else(|| "the engine returned no channel".to_string())
 }
 
+/// What a row's name adds for `mode`: nothing, or ` low-latency`.
+pub fn latency_suffix(mode: LatencyMode) -> &'static str {
+    match mode {
+        LatencyMode::Normal => "",
+        LatencyMode::Low => " low-latency",
+    }
+}
+
+/// What a row's note adds for `mode`.
+fn latency_note(mode: LatencyMode) -> &'static str {
+    match mode {
+        LatencyMode::Normal => "",
+        LatencyMode::Low => {
+            "; the engine built for low latency (frames every half hop, each grain over the \
+             frame's last hop, the latest processed frame's smoothed gain)"
+        }
+    }
+}
+
 /// The `classic` row: the plugin engine's offline render (same code as the plugin) with the
 /// reference's timbre descriptor in slot A, mix 1.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Classic {
     /// The engine's analysis settings.
     pub stft: StftConfig,
+    /// The latency the engine is built for (rows in the low-latency mode are named
+    /// `... low-latency`).
+    pub latency_mode: LatencyMode,
 }
 
 impl TransferSystem for Classic {
     fn name(&self) -> String {
-        "classic".to_string()
+        format!("classic{}", latency_suffix(self.latency_mode))
     }
 
     fn notes(&self) -> Vec<String> {
-        vec![
-            "classic: the engine's offline render (cepstral envelope swap) with the reference's \
-             timbre descriptor, mix 1, default settings."
-                .to_string(),
-        ]
+        vec![format!(
+            "{}: the engine's offline render (cepstral envelope swap) with the reference's \
+             timbre descriptor, mix 1, default settings{}.",
+            self.name(),
+            latency_note(self.latency_mode)
+        )]
     }
 
     fn transfer(&self, pair: &TransferPair<'_>) -> Result<Vec<f32>, String> {
@@ -141,6 +164,7 @@ impl TransferSystem for Classic {
                 timbre_a: Some(&descriptor),
                 mix: 1.0,
                 stft: self.stft,
+                latency_mode: self.latency_mode,
                 ..Default::default()
             },
         )
@@ -168,21 +192,24 @@ pub struct EngineExemplar {
     /// The model loaded beside it, as in the plugin (its pitch ruler guesses where YIN is
     /// unsure).
     pub model: Option<Arc<Network>>,
+    /// The latency the engine is built for.
+    pub latency_mode: LatencyMode,
 }
 
 impl TransferSystem for EngineExemplar {
     fn name(&self) -> String {
-        "engine exemplar".to_string()
+        format!("engine exemplar{}", latency_suffix(self.latency_mode))
     }
 
     fn notes(&self) -> Vec<String> {
-        vec![
-            "engine exemplar: the engine's offline render in Exemplar mode (the reference \
-             clip's partials and noise at the source's pitch, the source's phase where it has \
-             no sure pitch, level matched), mix 1, default settings, the model's pitch ruler \
-             where YIN is unsure."
-                .to_string(),
-        ]
+        vec![format!(
+            "{}: the engine's offline render in Exemplar mode (the reference clip's partials \
+             and noise at the source's pitch, the source's phase where it has no sure pitch, \
+             level matched), mix 1, default settings, the model's pitch ruler where YIN is \
+             unsure{}.",
+            self.name(),
+            latency_note(self.latency_mode)
+        )]
     }
 
     fn transfer(&self, pair: &TransferPair<'_>) -> Result<Vec<f32>, String> {
@@ -198,6 +225,7 @@ impl TransferSystem for EngineExemplar {
                 mode: SwapMode::Exemplar,
                 exemplars: [Some(Arc::new(bank)), None],
                 model: self.model.clone(),
+                latency_mode: self.latency_mode,
                 ..Default::default()
             },
         )
@@ -218,6 +246,8 @@ pub struct EngineNeural {
     /// Diagnostic: take `z_t` from the source itself instead of the reference (the model's
     /// own reconstruction through the engine; its outputs should be classified as A).
     pub self_reference: bool,
+    /// The latency the engine is built for.
+    pub latency_mode: LatencyMode,
 }
 
 impl TransferSystem for EngineNeural {
@@ -227,11 +257,12 @@ impl TransferSystem for EngineNeural {
 
     fn notes(&self) -> Vec<String> {
         vec![format!(
-            "{}: the engine's offline render in Neural mode (streaming encoders with the input-timbre tracker, {}'s z_t, {:?} phase, level matched), mix 1, variation {}, no transposition.",
+            "{}: the engine's offline render in Neural mode (streaming encoders with the input-timbre tracker, {}'s z_t, {:?} phase, level matched), mix 1, variation {}, no transposition{}.",
             self.name,
             if self.self_reference { "the source clip (a diagnostic: no swap)" } else { "the reference clip" },
             self.phase,
-            self.variation
+            self.variation,
+            latency_note(self.latency_mode)
         )]
     }
 
@@ -258,6 +289,7 @@ impl TransferSystem for EngineNeural {
                 latent_a: Some(&z_t),
                 phase: self.phase,
                 variation: self.variation,
+                latency_mode: self.latency_mode,
                 ..Default::default()
             },
         )
