@@ -7,9 +7,9 @@
 //! `S = 2 H`), so it is added at output position `f*H + N - S`, which is played
 //! `D = S - 1 + W` samples after it arrived: `W` is the worker's slack (one hop in offline mode;
 //! at least one host block in realtime mode, so the worker has a whole block period to
-//! answer). The host-rate latency adds the two resamplers'
-//! half-widths and is rounded up to a whole host sample by shifting the output resampler's
-//! phase, so an impulse comes out exactly [`Engine::latency_samples`] later.
+//! answer). The host-rate latency adds the two resamplers' half-widths and is rounded up to a
+//! whole host sample by shifting the output resampler's phase, so an impulse comes out exactly
+//! [`Engine::latency_samples`] later.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

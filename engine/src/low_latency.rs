@@ -11,10 +11,12 @@ use crate::config::StftConfig;
 use crate::processor::frame_scale;
 use crate::stft::{asymmetric_windows, Stft};
 
-/// Largest per-bin gain, either way, that the low-latency path carries from a processed frame
-/// to the frames after it (linear, +-20 dB): a bin the input barely reaches cannot be boosted
-/// from its window's leakage.
-const MAX_HELD_GAIN: f32 = 10.0;
+/// Largest per-bin boost the low-latency path carries from a processed frame to the frames
+/// after it (linear, +30 dB): a bin the input barely reaches cannot be raised from its window's
+/// leakage (which repeats with every grain).
+const MAX_HELD_BOOST: f32 = 31.622_776;
+/// Largest per-bin cut it carries (linear, -60 dB).
+const MAX_HELD_CUT: f32 = 1_000.0;
 
 /// The low-latency resynthesis: each frame's spectrum through the asymmetric analysis window,
 /// times the per-bin ratio of output to input of the latest processed frame, through the
@@ -31,7 +33,8 @@ pub(crate) struct LowLatency {
     spectrum: Vec<Complex32>,
     /// Output over input magnitude of the latest processed frame per bin, smoothed across
     /// frequency (its cepstrum cut at the STFT's cepstral cut-off, as the timbre envelope is)
-    /// and limited to [`MAX_HELD_GAIN`] either way. Real: the grains keep the input's phase.
+    /// and limited to [`MAX_HELD_BOOST`] and [`MAX_HELD_CUT`]. Real: the grains keep the input's
+    /// phase.
     gain: Vec<f32>,
     /// Output over input energy of the latest processed frame: each grain's own ratio is
     /// brought to it, so the output level follows the input as the processed frames' did.
@@ -79,12 +82,12 @@ impl LowLatency {
         }
         self.smoothing
             .envelope(&self.log_gain, &mut self.smooth_gain);
-        let limit = MAX_HELD_GAIN.ln();
+        let (boost, cut) = (MAX_HELD_BOOST.ln(), MAX_HELD_CUT.ln());
         for (g, l) in self.gain.iter_mut().zip(&self.smooth_gain) {
             let l = if l.is_finite() {
-                l.clamp(-limit, limit)
+                l.clamp(-cut, boost)
             } else {
-                -limit
+                -cut
             };
             *g = l.exp();
         }
@@ -116,7 +119,7 @@ impl LowLatency {
         }
         let level = (self.energy_ratio * energy_in / energy_out).sqrt();
         let level = if level.is_finite() {
-            level.min(MAX_HELD_GAIN)
+            level.min(MAX_HELD_BOOST)
         } else {
             0.0
         };
@@ -145,7 +148,7 @@ mod tests {
 
     /// An output equal to its input passes every later frame through unchanged (the grain is
     /// the frame through the two windows); an output 6 dB up raises the grains by 6 dB; one
-    /// 40 dB up in one bin is limited to 20 dB there; a dry frame makes the frames after it
+    /// 40 dB up in one bin is limited to 30 dB there; a dry frame makes the frames after it
     /// dry.
     #[test]
     fn the_held_gain_is_the_output_over_input() {
@@ -179,11 +182,11 @@ mod tests {
         let mut spike = input.clone();
         spike[40] *= 100.0;
         low.hold(true, &input, &spike);
-        let limit = MAX_HELD_GAIN.ln();
+        let (boost, cut) = (MAX_HELD_BOOST.ln(), MAX_HELD_CUT.ln());
         assert!(low
             .gain
             .iter()
-            .all(|g| g.ln() <= limit + 1e-5 && g.ln() >= -limit - 1e-5));
+            .all(|g| g.ln() <= boost + 1e-5 && g.ln() >= -cut - 1e-5));
 
         low.hold(false, &input, &input);
         assert!(!low.held);
