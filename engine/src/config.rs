@@ -73,6 +73,20 @@ impl LatencyMode {
         }
     }
 
+    /// The analysis and synthesis windows (the synthesis one without the inverse FFT's
+    /// `1 / n`) whose product shapes each frame's output grain, for `cfg`: the Hann window and
+    /// its least-squares synthesis window, or the asymmetric pair over the grain's span.
+    pub fn grain_windows(self, cfg: &StftConfig) -> (Vec<f32>, Vec<f32>) {
+        match self {
+            LatencyMode::Normal => {
+                let analysis = crate::stft::hann(cfg.n_fft);
+                let synthesis = crate::stft::synthesis_window(&analysis, cfg.hop);
+                (analysis, synthesis)
+            }
+            LatencyMode::Low => crate::stft::asymmetric_windows(cfg.n_fft, self.frame_hop(cfg)),
+        }
+    }
+
     /// Whether `cfg` can run in this mode (an even hop, for `Low`).
     pub fn fits(self, cfg: &StftConfig) -> bool {
         match self {

@@ -30,7 +30,6 @@ use crate::processor::{FrameParams, FrameProcessor, SwapMode};
 use crate::resampler::Resampler;
 use crate::spectrum_view::{spectrum_pair, SpectrumView};
 use crate::stats::EngineStats;
-use crate::stft::{asymmetric_windows, hann, synthesis_window};
 use crate::timbre::TimbreDescriptor;
 use crate::worker::{self, WorkerFlags, WorkerRings};
 
@@ -871,14 +870,7 @@ impl Engine {
             }
         };
 
-        let (analysis, synthesis) = match settings.latency_mode {
-            LatencyMode::Normal => {
-                let analysis = hann(n);
-                let synthesis = synthesis_window(&analysis, h);
-                (analysis, synthesis)
-            }
-            LatencyMode::Low => asymmetric_windows(n, h),
-        };
+        let (analysis, synthesis) = settings.latency_mode.grain_windows(&cfg);
         let dry_window = analysis
             .iter()
             .zip(&synthesis)

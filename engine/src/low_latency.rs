@@ -7,9 +7,9 @@
 use realfft::num_complex::Complex32;
 
 use crate::cepstrum::Cepstrum;
-use crate::config::StftConfig;
+use crate::config::{LatencyMode, StftConfig};
 use crate::processor::frame_scale;
-use crate::stft::{asymmetric_windows, Stft};
+use crate::stft::Stft;
 
 /// Largest per-bin boost the low-latency path carries from a processed frame to the frames
 /// after it (linear, +30 dB): a bin the input barely reaches cannot be raised from its window's
@@ -31,6 +31,8 @@ pub(crate) struct LowLatency {
     smooth_gain: Vec<f32>,
     /// The current frame's asymmetric-window spectrum, then its output.
     spectrum: Vec<Complex32>,
+    /// The current frame's unprocessed grain (the input the processed one replaces).
+    identity: Vec<f32>,
     /// Output over input magnitude of the latest processed frame per bin, smoothed across
     /// frequency (its cepstrum cut at the STFT's cepstral cut-off, as the timbre envelope is)
     /// and limited to [`MAX_HELD_BOOST`] and [`MAX_HELD_CUT`]. Real: the grains keep the input's
@@ -44,9 +46,9 @@ pub(crate) struct LowLatency {
 }
 
 impl LowLatency {
-    /// For frames of `cfg` starting every `frame_hop` samples. Allocates.
-    pub(crate) fn new(cfg: &StftConfig, frame_hop: usize) -> Self {
-        let (analysis, synthesis) = asymmetric_windows(cfg.n_fft, frame_hop);
+    /// For frames of `cfg` as [`LatencyMode::Low`] spaces them. Allocates.
+    pub(crate) fn new(cfg: &StftConfig) -> Self {
+        let (analysis, synthesis) = LatencyMode::Low.grain_windows(cfg);
         let bins = cfg.n_bins();
         Self {
             stft: Stft::with_windows(cfg, analysis, synthesis),
@@ -54,6 +56,7 @@ impl LowLatency {
             log_gain: vec![0.0; bins],
             smooth_gain: vec![0.0; bins],
             spectrum: vec![Complex32::default(); bins],
+            identity: vec![0.0; cfg.n_fft],
             gain: vec![1.0; bins],
             energy_ratio: 1.0,
             held: false,
@@ -104,19 +107,10 @@ impl LowLatency {
         }
         self.stft.synthesise(&mut self.spectrum, grain);
         // Energy over the grain's span (the synthesis window is zero before it), of this
-        // grain and of the identity grain `frame * analysis * synthesis * n`.
-        let n = frame.len() as f32;
-        let (mut energy_in, mut energy_out) = (0.0f32, 0.0f32);
-        for (((g, x), a), s) in grain
-            .iter()
-            .zip(frame)
-            .zip(&self.stft.analysis)
-            .zip(&self.stft.synthesis)
-        {
-            let identity = x * down * a * s * n;
-            energy_in += identity * identity;
-            energy_out += g * g;
-        }
+        // grain and of the unprocessed one at the same level.
+        self.stft.identity_grain(frame, &mut self.identity);
+        let energy_in: f32 = self.identity.iter().map(|v| (v * down) * (v * down)).sum();
+        let energy_out: f32 = grain.iter().map(|g| g * g).sum();
         let level = (self.energy_ratio * energy_in / energy_out).sqrt();
         let level = if level.is_finite() {
             level.min(MAX_HELD_BOOST)
@@ -153,7 +147,7 @@ mod tests {
     #[test]
     fn the_held_gain_is_the_output_over_input() {
         let cfg = StftConfig::default();
-        let mut low = LowLatency::new(&cfg, cfg.hop / 2);
+        let mut low = LowLatency::new(&cfg);
         let mut stft = Stft::new(&cfg);
         let (processed, next) = (frame(&cfg, 7), frame(&cfg, 9));
         let mut input = vec![Complex32::default(); cfg.n_bins()];

@@ -204,7 +204,7 @@ impl FrameProcessor {
             tap: None,
             low: match latency {
                 LatencyMode::Normal => None,
-                LatencyMode::Low => Some(LowLatency::new(cfg, latency.frame_hop(cfg))),
+                LatencyMode::Low => Some(LowLatency::new(cfg)),
             },
             control,
             garbage,

@@ -195,6 +195,20 @@ mod tests {
         }
     }
 
+    /// `analysis * synthesis` summed at sample `pos` over every frame (starting at multiples
+    /// of `hop`) that covers it; `pos` at least one frame in, so every such frame exists.
+    fn overlap_add(analysis: &[f32], synthesis: &[f32], hop: usize, pos: usize) -> f64 {
+        let n = analysis.len();
+        let mut sum = 0.0f64;
+        let mut f = (pos + 1 - n).div_ceil(hop) * hop;
+        while f <= pos {
+            let i = pos - f;
+            sum += analysis[i] as f64 * synthesis[i] as f64;
+            f += hop;
+        }
+        sum
+    }
+
     /// Overlap-adding analysis x synthesis windows gives exactly one everywhere (the property
     /// the least-squares window is built for), for COLA and non-COLA hops.
     #[test]
@@ -203,15 +217,7 @@ mod tests {
             let a = hann(n);
             let s = synthesis_window(&a, hop);
             for pos in n..2 * n {
-                let mut sum = 0.0f64;
-                let mut start = pos + 1 - n;
-                start = start.div_ceil(hop) * hop;
-                let mut f = start;
-                while f <= pos {
-                    let i = pos - f;
-                    sum += a[i] as f64 * s[i] as f64;
-                    f += hop;
-                }
+                let sum = overlap_add(&a, &s, hop, pos);
                 assert!((sum - 1.0).abs() < 1e-6, "n={n} hop={hop} pos={pos}: {sum}");
             }
         }
@@ -238,13 +244,7 @@ mod tests {
                 assert!(*s == 0.0 || *a > 0.0, "n={n} m={m} {i}");
             }
             for pos in n..2 * n {
-                let mut sum = 0.0f64;
-                let mut f = (pos + 1 - n).div_ceil(m) * m;
-                while f <= pos {
-                    let i = pos - f;
-                    sum += a[i] as f64 * s[i] as f64;
-                    f += m;
-                }
+                let sum = overlap_add(&a, &s, m, pos);
                 assert!((sum - 1.0).abs() < 1e-6, "n={n} m={m} pos={pos}: {sum}");
             }
         }
