@@ -767,6 +767,10 @@ fn low_latency_keeps_a_steady_tone_steady() {
         assert!(gap.abs() < 1.0, "{:?}: low latency {gap:.2} dB off", p.mode);
         for period in [hop / 2, hop] {
             let (r_low, r_normal) = (ripple_db(&low, period), ripple_db(&normal, period));
+            println!(
+                "{:?}: level {gap:+.2} dB; over {period} samples {r_low:.2} dB (normal {r_normal:.2})",
+                p.mode
+            );
             assert!(
                 r_low < 2.0,
                 "{:?}: {r_low:.2} dB over {period} samples (normal mode {r_normal:.2})",
