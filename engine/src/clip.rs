@@ -157,7 +157,10 @@ fn decode_inner(path: &Path, max_seconds: f64, cut: bool) -> Result<DecodedAudio
         rate = spec.rate;
         let n_ch = spec.channels.count().max(1);
         if channels.is_empty() {
-            channels = vec![Vec::new(); n_ch];
+            // The stated length, up to the limit, so the channels grow without copies.
+            let limit = (max_seconds * rate as f64) as u64 + 1;
+            let capacity = expected_frames.unwrap_or(0).min(limit) as usize;
+            channels = (0..n_ch).map(|_| Vec::with_capacity(capacity)).collect();
         } else if channels.len() != n_ch {
             return Err(ClipError::Corrupt {
                 path: p(),
@@ -168,11 +171,13 @@ fn decode_inner(path: &Path, max_seconds: f64, cut: bool) -> Result<DecodedAudio
             Some(buf) if buf.capacity() >= decoded.capacity() * n_ch => buf,
             _ => sample_buf.insert(SampleBuffer::new(decoded.capacity() as u64, spec)),
         };
-        buf.copy_interleaved_ref(decoded);
-        for frame in buf.samples().chunks_exact(n_ch) {
-            for (c, v) in channels.iter_mut().zip(frame) {
-                c.push(*v);
-            }
+        let frames = decoded.frames();
+        buf.copy_planar_ref(decoded);
+        for (c, plane) in channels
+            .iter_mut()
+            .zip(buf.samples().chunks_exact(frames.max(1)))
+        {
+            c.extend_from_slice(plane);
         }
         if rate > 0 && channels[0].len() as f64 > max_seconds * rate as f64 {
             if !cut {
@@ -247,16 +252,20 @@ pub fn check_audio(path: &Path, audio: &DecodedAudio) -> Result<(), ClipError> {
             min_s: MIN_CLIP_SECONDS,
         });
     }
-    let mut peak = 0.0f32;
+    // One pass without an early exit, so it runs many samples at a time.
+    let (mut peak, mut non_finite) = (0.0f32, 0u32);
     for c in &audio.channels {
         for v in c {
-            if !v.is_finite() {
-                return Err(ClipError::NonFinite {
-                    path: path.to_path_buf(),
-                });
-            }
-            peak = peak.max(v.abs());
+            // All exponent bits set: an infinity or a NaN.
+            non_finite |= u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000);
+            let a = v.abs();
+            peak = if a > peak { a } else { peak };
         }
+    }
+    if non_finite != 0 {
+        return Err(ClipError::NonFinite {
+            path: path.to_path_buf(),
+        });
     }
     if 20.0 * (peak as f64 + 1e-30).log10() < SILENCE_DBFS {
         return Err(ClipError::Silent {

@@ -13,6 +13,14 @@ use crate::stft::Stft;
 /// sample `f * hop`).
 pub fn centred_frame(samples: &[f32], centre: usize, frame: &mut [f32]) {
     let pad = frame.len() / 2;
+    // Inside the clip (every frame but the first and last few): one copy.
+    if let Some(inside) = centre
+        .checked_sub(pad)
+        .and_then(|start| samples.get(start..start + frame.len()))
+    {
+        frame.copy_from_slice(inside);
+        return;
+    }
     for (i, x) in frame.iter_mut().enumerate() {
         *x = (centre + i)
             .checked_sub(pad)
@@ -34,10 +42,10 @@ pub fn split_frame(
     envelope: &mut [f32],
     fine: &mut [f32],
 ) -> f32 {
-    let mut energy = 0.0f32;
-    for (l, x) in log_mag.iter_mut().zip(input) {
-        energy += x.norm_sqr();
-        *l = (crate::stft::magnitude(*x) + mag_floor).ln();
+    let energy: f32 = input.iter().map(|x| x.norm_sqr()).sum();
+    crate::stft::magnitudes(input, log_mag);
+    for l in log_mag.iter_mut() {
+        *l = (*l + mag_floor).ln();
     }
     cepstrum.envelope(log_mag, envelope);
     for ((f, l), e) in fine.iter_mut().zip(log_mag.iter()).zip(envelope.iter()) {
@@ -96,10 +104,11 @@ impl FeatureExtractor {
             centred_frame(samples, offset + f * self.cfg.hop, &mut frame);
             self.stft.analyse(&frame, &mut spectrum);
             let rows = f * bins..(f + 1) * bins;
-            let mut energy = 0.0f32;
-            for (l, c) in log_mag[rows.clone()].iter_mut().zip(&spectrum) {
-                energy += c.norm_sqr();
-                *l = (crate::stft::magnitude(*c) + self.mag_floor).ln();
+            let energy: f32 = spectrum.iter().map(|c| c.norm_sqr()).sum();
+            let row = &mut log_mag[rows.clone()];
+            crate::stft::magnitudes(&spectrum, row);
+            for l in row.iter_mut() {
+                *l = (*l + self.mag_floor).ln();
             }
             frame_db.push(10.0 * (energy + 1e-30).log10());
             self.cepstrum
@@ -183,6 +192,30 @@ pub fn pooling_weights(frame_db: &[f32], range_db: f32) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every frame, inside the clip or over either end (and clips shorter than a frame), holds
+    /// sample `centre + i - len / 2` where it exists and zero elsewhere.
+    #[test]
+    fn centred_frames_hold_the_samples_around_their_centre() {
+        for clip_len in [0usize, 3, 8, 9, 40] {
+            let samples: Vec<f32> = (0..clip_len).map(|i| i as f32 + 1.0).collect();
+            for len in [1usize, 2, 8] {
+                for centre in 0..clip_len + len + 2 {
+                    let mut frame = vec![f32::NAN; len];
+                    centred_frame(&samples, centre, &mut frame);
+                    for (i, v) in frame.iter().enumerate() {
+                        let j = (centre + i) as i64 - (len / 2) as i64;
+                        let want = if j >= 0 && (j as usize) < clip_len {
+                            j as f32 + 1.0
+                        } else {
+                            0.0
+                        };
+                        assert_eq!(*v, want, "clip {clip_len}, frame {len}, centre {centre}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn lifter_matrix_reproduces_the_engine_envelope() {

@@ -30,6 +30,7 @@ pub mod exemplar;
 pub mod features;
 pub mod griffin_lim;
 pub mod half;
+mod halves;
 pub mod int8;
 pub mod kernels;
 mod low_latency;

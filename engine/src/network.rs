@@ -12,7 +12,7 @@
 //! (zeros before the first frame, as the training's zero padding).
 
 use crate::config::StftConfig;
-use crate::features::{pooling_weights, FeatureExtractor};
+use crate::features::{pooling_weights, FeatureExtractor, FrameFeatures};
 use crate::kernels::Kernels;
 use crate::model_config::{
     ModelConfig, StackShape, LEAKY_SLOPE, MIDDLE_C, PITCH_BIN_LOW, POOLING_RANGE_DB,
@@ -687,27 +687,63 @@ impl Network {
         let audio = at_training_level(audio);
         let audio = &audio[..];
         let c = &self.config;
-        let (bins, hid) = (c.bins(), c.hidden);
         let mut ex = FeatureExtractor::new(&c.stft(), c.mag_floor);
         let frames = audio.len() / c.hop + 1;
         let weights = pooling_weights(&ex.frame_db(audio, 0, frames), POOLING_RANGE_DB);
+        self.pool_timbre(&weights, |start, n, log_mag, envelope| {
+            let f = ex.frames(audio, start * c.hop, n);
+            log_mag.copy_from_slice(&f.log_mag);
+            envelope.copy_from_slice(&f.envelope);
+        })
+    }
+
+    /// [`Network::clip_timbre`] of a clip whose features are already at hand: `features` must
+    /// be [`FeatureExtractor::clip`] of the clip at the training level ([`at_training_level`])
+    /// at this network's framing and magnitude floor, as the Exemplar analysis also reads them
+    /// (`None` otherwise: another bin count). The same latent, bit for bit, without analysing
+    /// the clip again. Allocates; call it off the audio thread.
+    pub fn clip_timbre_of(&self, features: &FrameFeatures) -> Option<Vec<f32>> {
+        let bins = self.config.bins();
+        if features.bins != bins || features.log_mag.len() != features.frames * bins {
+            return None;
+        }
+        let weights = pooling_weights(&features.frame_db, POOLING_RANGE_DB);
+        Some(self.pool_timbre(&weights, |start, n, log_mag, envelope| {
+            let rows = start * bins..(start + n) * bins;
+            log_mag.copy_from_slice(&features.log_mag[rows.clone()]);
+            envelope.copy_from_slice(&features.envelope[rows]);
+        }))
+    }
+
+    /// The timbre encoder over a clip's frames, [`CLIP_CHUNK_FRAMES`] at a time: `rows(start, n,
+    /// log_mag, envelope)` fills the features of frames `start..start + n` (`n x bins` each);
+    /// their hidden vectors are pooled with `weights` (one per frame) and the head gives the
+    /// posterior mean of `z_t`.
+    fn pool_timbre(
+        &self,
+        weights: &[f32],
+        mut rows: impl FnMut(usize, usize, &mut [f32], &mut [f32]),
+    ) -> Vec<f32> {
+        let c = &self.config;
+        let (bins, hid) = (c.bins(), c.hidden);
+        let frames = weights.len();
         let mut pooled = vec![0.0f64; hid];
         let mut hidden = vec![0.0f32; CLIP_CHUNK_FRAMES * hid];
+        let chunk = CLIP_CHUNK_FRAMES.min(frames);
+        let (mut log_mag, mut envelope) = (vec![0.0f32; chunk * bins], vec![0.0f32; chunk * bins]);
         let mut start = 0;
         while start < frames {
             let n = CLIP_CHUNK_FRAMES.min(frames - start);
-            let mut f = ex.frames(audio, start * c.hop, n);
-            for t in 0..n {
-                let rows = t * bins..(t + 1) * bins;
-                let (env, fine) = (&mut f.envelope[rows.clone()], &mut f.fine[rows.clone()]);
-                self.normalise(&f.log_mag[rows], env, fine);
+            let (log_mag, envelope) = (&mut log_mag[..n * bins], &mut envelope[..n * bins]);
+            rows(start, n, log_mag, envelope);
+            for (l, e) in log_mag
+                .chunks_exact(bins)
+                .zip(envelope.chunks_exact_mut(bins))
+            {
+                self.normalise_envelope(l, e);
             }
-            self.timbre_frames.forward_frames(
-                &self.kernels,
-                &f.envelope,
-                n,
-                &mut hidden[..n * hid],
-            );
+            self.timbre_frames
+                .forward_frames(&self.kernels, envelope, n, &mut hidden[..n * hid]);
             for t in 0..n {
                 let w = weights[start + t] as f64;
                 if w > 0.0 {

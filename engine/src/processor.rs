@@ -481,8 +481,9 @@ impl FrameProcessor {
                 }
             }
         }
-        for (l, c) in self.log_mag.iter_mut().zip(&self.spectrum) {
-            *l = (crate::stft::magnitude(*c) + MAG_FLOOR).ln();
+        crate::stft::magnitudes(&self.spectrum, &mut self.log_mag);
+        for l in self.log_mag.iter_mut() {
+            *l = (*l + MAG_FLOOR).ln();
         }
         self.cepstrum.envelope(&self.log_mag, &mut self.envelope);
         // The target's shape at the input frame's own level (their log envelopes' peaks

@@ -2,16 +2,20 @@
 //! checked, mono at the engine rate) with its classic descriptor, the neural timbre latent, and
 //! the Exemplar analysis. Not realtime-safe (file I/O, allocation, a thread).
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::clip::{
     check_audio, decode_file_cut, descriptor_from_mono, mono_at, ReferenceClip, MAX_CLIP_SECONDS,
 };
 use crate::config::StftConfig;
 use crate::error::ClipError;
-use crate::exemplar::ExemplarBank;
-use crate::network::Network;
+use crate::exemplar::{sure_pitches, ExemplarBank, MAX_BANK_SECONDS};
+use crate::features::FeatureExtractor;
+use crate::network::{at_training_level, Network};
 use crate::resampler::resample_all;
+use crate::timbre::TimbreDescriptor;
 
 /// A reference file's analyses.
 #[derive(Debug, Clone)]
@@ -26,10 +30,11 @@ pub struct ReferenceAnalysis {
 }
 
 /// Decodes and checks the reference at `path`, then analyses it at `cfg`'s rate for every
-/// mode: the Exemplar analysis on a second thread while this one makes the classic descriptor
-/// and, with `net`, the timbre latent (the audio resampled to `net`'s rate where it differs).
-/// If the system refuses the second thread, everything runs on this one. Errors are the
-/// clip's (unreadable, unsupported, silent, ...).
+/// mode on two threads: the classic descriptor, with `net` the timbre latent (the audio
+/// resampled to `net`'s rate where it differs), and the Exemplar analysis. Where the model
+/// reads the clip at the Exemplar analysis's framing (the built-in model does), both read one
+/// analysis of it. If the system refuses the second thread, everything runs on this one.
+/// Errors are the clip's (unreadable, unsupported, silent, ...).
 pub fn analyse_reference_file(
     path: &Path,
     cfg: &StftConfig,
@@ -38,23 +43,14 @@ pub fn analyse_reference_file(
     let audio = decode_file_cut(path, MAX_CLIP_SECONDS)?;
     check_audio(path, &audio)?;
     let samples = mono_at(&audio, cfg.sample_rate);
-    let (descriptor, z_t, bank) = std::thread::scope(|scope| {
-        let exemplar = std::thread::Builder::new()
-            .name("timbreswap-exemplar-analysis".into())
-            .spawn_scoped(scope, || ExemplarBank::new(cfg, &samples));
-        let descriptor = descriptor_from_mono(path, &samples, cfg);
-        let z_t = match (&descriptor, net) {
-            (Ok(_), Some(net)) => Some(net.clip_timbre(&at_model_rate(&samples, cfg, net))),
-            _ => None,
-        };
-        let bank = match exemplar {
-            // A panic in the analysis leaves the clip without Exemplar mode (it plays
-            // Classic there), not the whole load failed.
-            Ok(thread) => thread.join().unwrap_or(None),
-            Err(_) => ExemplarBank::new(cfg, &samples),
-        };
-        (descriptor, z_t, bank)
-    });
+    let shares_features = net.is_some_and(|net| {
+        net.stft() == *cfg && net.config().mag_floor == crate::exemplar::MAG_FLOOR
+    }) && samples.len() <= MAX_BANK_SECONDS * cfg.sample_rate as usize;
+    let (descriptor, z_t, bank) = if shares_features {
+        analyse_shared(path, &samples, cfg, net)
+    } else {
+        analyse_apart(path, &samples, cfg, net)
+    };
     Ok(ReferenceAnalysis {
         clip: ReferenceClip {
             descriptor: descriptor?,
@@ -63,6 +59,111 @@ pub fn analyse_reference_file(
         },
         z_t,
         bank,
+    })
+}
+
+/// What [`analyse_reference_file`] computes from the clip's samples.
+type Analyses = (
+    Result<TimbreDescriptor, ClipError>,
+    Option<Vec<f32>>,
+    Option<ExemplarBank>,
+);
+
+/// Frames of YIN each thread takes at a time in [`analyse_shared`].
+const YIN_CHUNK_FRAMES: usize = 64;
+
+/// The analyses when `net` reads the clip as the Exemplar analysis does: the features once
+/// (then `z_t`) on this thread while the other makes the descriptor; then both take YIN's
+/// frames, [`YIN_CHUNK_FRAMES`] at a time, until none is left; then the bank (its partials on
+/// two threads). The same values as [`analyse_apart`], bit for bit.
+fn analyse_shared(
+    path: &Path,
+    samples: &[f32],
+    cfg: &StftConfig,
+    net: Option<&Network>,
+) -> Analyses {
+    let level = at_training_level(samples);
+    let level = &level[..];
+    let frames = level.len() / cfg.hop + 1;
+    let chunks = frames.div_ceil(YIN_CHUNK_FRAMES);
+    let next = AtomicUsize::new(0);
+    let take_yin_chunks = || {
+        let mut done = Vec::new();
+        loop {
+            let chunk = next.fetch_add(1, Ordering::Relaxed);
+            if chunk >= chunks {
+                return done;
+            }
+            let range = chunk * YIN_CHUNK_FRAMES..((chunk + 1) * YIN_CHUNK_FRAMES).min(frames);
+            done.push((chunk, sure_pitches(cfg, level, range)));
+        }
+    };
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new()
+            .name("timbreswap-reference-analysis".into())
+            .spawn_scoped(scope, || {
+                (descriptor_from_mono(path, samples, cfg), take_yin_chunks())
+            });
+        let features = FeatureExtractor::new(cfg, crate::exemplar::MAG_FLOOR).clip(level);
+        let z_t = net.and_then(|net| net.clip_timbre_of(&features));
+        let mut sure = take_yin_chunks();
+        let descriptor = match helper.map(|thread| thread.join()) {
+            Ok(Ok((descriptor, theirs))) => {
+                sure.extend(theirs);
+                descriptor
+            }
+            // No second thread (every chunk is this thread's), or it panicked (its chunks
+            // are lost): the rest here.
+            _ => {
+                let mut done = vec![false; chunks];
+                sure.iter().for_each(|(chunk, _)| done[*chunk] = true);
+                for chunk in (0..chunks).filter(|c| !done[*c]) {
+                    let range =
+                        chunk * YIN_CHUNK_FRAMES..((chunk + 1) * YIN_CHUNK_FRAMES).min(frames);
+                    sure.push((chunk, sure_pitches(cfg, level, range)));
+                }
+                descriptor_from_mono(path, samples, cfg)
+            }
+        };
+        sure.sort_by_key(|(chunk, _)| *chunk);
+        let sure: Vec<Option<f32>> = sure.into_iter().flat_map(|(_, s)| s).collect();
+        // A panic in the analysis leaves the clip without Exemplar mode (it plays Classic
+        // there), not the whole load failed.
+        let bank = descriptor.is_ok().then(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                ExemplarBank::from_parts(cfg, level, &features, &sure)
+            }))
+            .ok()
+            .flatten()
+        });
+        (descriptor, z_t, bank.flatten())
+    })
+}
+
+/// The analyses each on its own: the Exemplar analysis on a second thread while this one
+/// makes the descriptor and `z_t`.
+fn analyse_apart(
+    path: &Path,
+    samples: &[f32],
+    cfg: &StftConfig,
+    net: Option<&Network>,
+) -> Analyses {
+    std::thread::scope(|scope| {
+        let exemplar = std::thread::Builder::new()
+            .name("timbreswap-exemplar-analysis".into())
+            .spawn_scoped(scope, || ExemplarBank::new(cfg, samples));
+        let descriptor = descriptor_from_mono(path, samples, cfg);
+        let z_t = match (&descriptor, net) {
+            (Ok(_), Some(net)) => Some(net.clip_timbre(&at_model_rate(samples, cfg, net))),
+            _ => None,
+        };
+        let bank = match exemplar {
+            // A panic in the analysis leaves the clip without Exemplar mode (it plays
+            // Classic there), not the whole load failed.
+            Ok(thread) => thread.join().unwrap_or(None),
+            Err(_) => ExemplarBank::new(cfg, samples),
+        };
+        (descriptor, z_t, bank)
     })
 }
 

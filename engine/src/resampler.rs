@@ -9,6 +9,8 @@
 
 use std::f64::consts::PI;
 
+use crate::halves::in_halves;
+
 /// Zero crossings of the windowed sinc on each side of its centre.
 const ZERO_CROSSINGS: f64 = 24.0;
 /// Cut-off as a share of the lower of the two Nyquist frequencies.
@@ -104,22 +106,17 @@ impl Resampler {
             let taps = 2 * half;
             let norm = bessel_i0(KAISER_BETA);
             let mut table = vec![0.0f32; (OVERSAMPLE + 1) * taps];
-            for j in 0..=OVERSAMPLE {
+            // The kernel is even: the tap at offset -d (row OVERSAMPLE - j, tap taps - 1 - i)
+            // equals the one at d, and every d here is exact in f64 (an integer plus a
+            // multiple of 1 / OVERSAMPLE), so only the first half of the rows is computed.
+            for j in 0..=OVERSAMPLE / 2 {
                 for i in 0..taps {
-                    let d = i as f64 + j as f64 / OVERSAMPLE as f64 - half as f64;
-                    let x = d / half as f64;
-                    let window = if x.abs() >= 1.0 {
-                        0.0
-                    } else {
-                        bessel_i0(KAISER_BETA * (1.0 - x * x).sqrt()) / norm
-                    };
-                    let arg = 2.0 * cutoff * d;
-                    let sinc = if arg.abs() < 1e-12 {
-                        1.0
-                    } else {
-                        (PI * arg).sin() / (PI * arg)
-                    };
-                    table[j * taps + i] = (2.0 * cutoff * sinc * window) as f32;
+                    table[j * taps + i] = Self::tap(cutoff, half, norm, i, j);
+                }
+            }
+            for j in OVERSAMPLE / 2 + 1..=OVERSAMPLE {
+                for i in 0..taps {
+                    table[j * taps + i] = table[(OVERSAMPLE - j) * taps + taps - 1 - i];
                 }
             }
             table
@@ -143,6 +140,25 @@ impl Resampler {
             me.build_phase_kernels();
         }
         me
+    }
+
+    /// The filter's tap `i` of table row `j`: the windowed sinc at offset `i + j / OVERSAMPLE
+    /// - half` input samples (`norm`: the Kaiser window's `I0(beta)`).
+    fn tap(cutoff: f64, half: usize, norm: f64, i: usize, j: usize) -> f32 {
+        let d = i as f64 + j as f64 / OVERSAMPLE as f64 - half as f64;
+        let x = d / half as f64;
+        let window = if x.abs() >= 1.0 {
+            0.0
+        } else {
+            bessel_i0(KAISER_BETA * (1.0 - x * x).sqrt()) / norm
+        };
+        let arg = 2.0 * cutoff * d;
+        let sinc = if arg.abs() < 1e-12 {
+            1.0
+        } else {
+            (PI * arg).sin() / (PI * arg)
+        };
+        (2.0 * cutoff * sinc * window) as f32
     }
 
     /// Fills `kernels`, `shifts` and `fracs` for every output phase from the table (which is
@@ -379,16 +395,43 @@ pub fn resample_all(input: &[f32], from: u32, to: u32) -> Vec<f32> {
     // starts `half - 1` samples before the input), a window's worth after.
     let mut padded = vec![0.0f32; half + input.len() + taps + 1];
     padded[half..half + input.len()].copy_from_slice(input);
-    (0..out_len as u64)
-        .map(|k| {
-            let n = k * rs.num;
-            let (idx, phase) = ((n / rs.den) as usize, (n % rs.den) as usize);
-            // The window starts at input idx - half + 1, which is padded index idx + 1.
-            let window = &padded[idx + 1..idx + 1 + taps];
-            dot(window, &kernels[phase * taps..(phase + 1) * taps])
-        })
-        .collect()
+    // Outputs are independent: two threads for long signals.
+    in_halves(out_len, MIN_OUTPUTS_TO_SPLIT, |outputs| {
+        // Output k sits at input k * num / den: index and phase step by num's quotient and
+        // remainder (no division per output).
+        let n = outputs.start as u64 * rs.num;
+        let (mut idx, mut phase) = ((n / rs.den) as usize, (n % rs.den) as usize);
+        let (step, carry, den) = (
+            (rs.num / rs.den) as usize,
+            (rs.num % rs.den) as usize,
+            rs.den as usize,
+        );
+        let wide = wide_dot_available();
+        outputs
+            .map(|_| {
+                // The window starts at input idx - half + 1, which is padded index idx + 1.
+                let window = &padded[idx + 1..idx + 1 + taps];
+                let kernel = &kernels[phase * taps..(phase + 1) * taps];
+                let y = if wide {
+                    // SAFETY: `wide_dot_available` checked that this CPU has AVX.
+                    unsafe { dot_wide(window, kernel) }
+                } else {
+                    dot(window, kernel)
+                };
+                idx += step;
+                phase += carry;
+                if phase >= den {
+                    phase -= den;
+                    idx += 1;
+                }
+                y
+            })
+            .collect()
+    })
 }
+
+/// Fewest outputs of [`resample_all`] worth a second thread.
+const MIN_OUTPUTS_TO_SPLIT: usize = 32_768;
 
 /// [`resample_all`] through the streaming resampler, one sample at a time.
 fn resample_streaming(input: &[f32], from: u32, to: u32) -> Vec<f32> {
@@ -426,9 +469,92 @@ fn dot(x: &[f32], k: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// Whether [`dot_wide`] may run on this CPU.
+fn wide_dot_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// [`dot`] compiled for AVX: the same eight lanes, products and sums in the same order (AVX
+/// without FMA, so nothing is fused), hence the same value, bit for bit, in one instruction
+/// per eight products instead of two.
+///
+/// # Safety
+/// The CPU must have AVX ([`wide_dot_available`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn dot_wide(x: &[f32], k: &[f32]) -> f32 {
+    dot(x, k)
+}
+
+/// Never called where [`wide_dot_available`] is false (everywhere off x86-64).
+///
+/// # Safety
+/// None; the signature matches the x86-64 one.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn dot_wide(x: &[f32], k: &[f32]) -> f32 {
+    dot(x, k)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The AVX build of the dot product is the portable one, bit for bit, at every length
+    /// around the lane count (where this CPU has AVX).
+    #[test]
+    fn the_wide_dot_product_is_the_portable_one() {
+        if !wide_dot_available() {
+            return;
+        }
+        let mut state = 11u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as f32 / u32::MAX as f32 - 0.5
+        };
+        for len in [0usize, 1, 7, 8, 9, 15, 16, 17, 74, 75, 200] {
+            let x: Vec<f32> = (0..len).map(|_| next() * 1e3).collect();
+            let k: Vec<f32> = (0..len).map(|_| next()).collect();
+            // SAFETY: checked above that this CPU has AVX.
+            let wide = unsafe { dot_wide(&x, &k) };
+            assert_eq!(wide.to_bits(), dot(&x, &k).to_bits(), "length {len}");
+        }
+    }
+
+    /// The table's mirrored half is the filter computed at those offsets, bit for bit, at
+    /// rate pairs with short and long kernels.
+    #[test]
+    fn the_mirrored_table_rows_are_the_filter() {
+        for (from, to) in [
+            (44_100, 32_000),
+            (32_000, 48_000),
+            (96_000, 32_000),
+            (8_000, 32_000),
+        ] {
+            let rs = Resampler::build(from, to, 0.0, 64, false);
+            let (cutoff, half) = (Resampler::cutoff(from, to), rs.half);
+            let taps = 2 * half;
+            let norm = bessel_i0(KAISER_BETA);
+            for j in 0..=OVERSAMPLE {
+                for i in 0..taps {
+                    let want = Resampler::tap(cutoff, half, norm, i, j);
+                    assert_eq!(
+                        rs.table[j * taps + i].to_bits(),
+                        want.to_bits(),
+                        "{from} -> {to}, row {j}, tap {i}"
+                    );
+                }
+            }
+        }
+    }
 
     /// `pop_linear` follows the band-limited `pop` on a slow, smooth signal (a 20 Hz sine, as
     /// slow as the engine's wet-share crossfades) to within 1e-4 at the same positions, and

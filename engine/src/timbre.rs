@@ -248,8 +248,9 @@ pub fn analyse(samples: &[f32], cfg: &StftConfig, name: &str) -> Option<TimbreDe
         }
         stft.analyse(&frame, &mut spec);
         let energy: f32 = spec.iter().map(|c| c.norm_sqr()).sum();
-        for (l, c) in log_mag.iter_mut().zip(&spec) {
-            *l = (crate::stft::magnitude(*c) + MAG_FLOOR).ln();
+        crate::stft::magnitudes(&spec, &mut log_mag);
+        for l in log_mag.iter_mut() {
+            *l = (*l + MAG_FLOOR).ln();
         }
         cep.envelope(&log_mag, &mut env);
         let level_db = 10.0 * (energy + 1e-30).log10();

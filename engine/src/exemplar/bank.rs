@@ -6,7 +6,8 @@ use super::notes::NoteTracker;
 use super::pitch::{refine_pitch, Yin, YIN_TRUST};
 use super::{MAG_FLOOR, MIDDLE_C_HZ};
 use crate::config::StftConfig;
-use crate::features::FeatureExtractor;
+use crate::features::{FeatureExtractor, FrameFeatures};
+use crate::halves::in_halves;
 use crate::network::{at_training_level, Network};
 
 /// Longest stretch of a clip the bank analyses, in seconds (its first seconds; a bank of
@@ -69,9 +70,45 @@ impl ExemplarBank {
     ) -> Option<Self> {
         let audio = &audio[..audio.len().min(MAX_BANK_SECONDS * cfg.sample_rate as usize)];
         let audio = at_training_level(audio);
+        let f = FeatureExtractor::new(cfg, MAG_FLOOR).clip(&audio);
+        // Frames are independent: two threads.
+        let sure = in_halves(f.frames, MIN_FRAMES_TO_SPLIT, |frames| {
+            sure_pitches(cfg, &audio, frames)
+        });
+        Self::assemble(cfg, &audio, &f, &sure, net, known)
+    }
+
+    /// The bank of a clip analysed in parts (the reference loader's schedule): `audio` is the
+    /// clip's first [`MAX_BANK_SECONDS`] at the training level (`at_training_level`), `features`
+    /// its [`FeatureExtractor::clip`] at `cfg` with [`MAG_FLOOR`], and `sure` the
+    /// [`sure_pitches`] of all its frames. The same bank as [`new`](Self::new), bit for bit.
+    /// `None` when no frame sounds or the parts do not fit together.
+    pub(crate) fn from_parts(
+        cfg: &StftConfig,
+        audio: &[f32],
+        features: &FrameFeatures,
+        sure: &[Option<f32>],
+    ) -> Option<Self> {
+        let fits = audio.len() <= MAX_BANK_SECONDS * cfg.sample_rate as usize
+            && features.bins == cfg.n_bins()
+            && features.frames == audio.len() / cfg.hop + 1
+            && sure.len() == features.frames;
+        if !fits {
+            return None;
+        }
+        Self::assemble(cfg, audio, features, sure, None, None)
+    }
+
+    /// The bank from the clip's features and YIN's sure pitches (see [`Self::analyse`]).
+    fn assemble(
+        cfg: &StftConfig,
+        audio: &[f32],
+        f: &FrameFeatures,
+        sure: &[Option<f32>],
+        net: Option<&Network>,
+        known: Option<f32>,
+    ) -> Option<Self> {
         let bins = cfg.n_bins();
-        let mut ex = FeatureExtractor::new(cfg, MAG_FLOOR);
-        let f = ex.clip(&audio);
         let mut ruler = net.map(|n| (n, n.state()));
         let mut env = vec![0.0f32; bins];
         let mut fine = vec![0.0f32; bins];
@@ -92,19 +129,8 @@ impl ExemplarBank {
         let mut prev_kept: Option<u32> = None;
         // YIN's sure answers first: the whole clip is at hand, so a frame YIN is unsure of
         // (a note's first frames, before YIN has a window of it) takes the nearest sure pitch
-        // as the guess, before or after it. Frames are independent: two threads.
-        let sure: Vec<Option<f32>> = in_halves(f.frames, |frames| {
-            let mut yin = Yin::new();
-            frames
-                .map(|t| {
-                    let end = (t * cfg.hop + cfg.n_fft / 2).min(audio.len());
-                    yin.estimate(&audio[..end], sr)
-                        .filter(|(_, aperiodicity)| *aperiodicity < YIN_TRUST)
-                        .map(|(p, _)| p)
-                })
-                .collect()
-        });
-        let nearest = nearest_known(&sure);
+        // as the guess, before or after it.
+        let nearest = nearest_known(sure);
         // The frames kept (sounding), in order, with their centre sample and fundamental.
         let mut kept: Vec<(usize, f32)> = Vec::new();
         for t in 0..f.frames {
@@ -118,12 +144,14 @@ impl ExemplarBank {
                 }
                 None => nearest[t],
             };
-            for (m, l) in mag.iter_mut().zip(&f.log_mag[rows.clone()]) {
-                *m = (l.exp() - MAG_FLOOR).max(0.0);
-            }
             let pitch = known.unwrap_or_else(|| match sure[t] {
                 Some(p) => p,
-                None => refine_pitch(&mag, bin_hz, guess),
+                None => {
+                    for (m, l) in mag.iter_mut().zip(&f.log_mag[rows.clone()]) {
+                        *m = (l.exp() - MAG_FLOOR).max(0.0);
+                    }
+                    refine_pitch(&mag, bin_hz, guess)
+                }
             });
             let note = tracker.update(f.frame_db[t], pitch);
             if !note.sounding {
@@ -142,14 +170,19 @@ impl ExemplarBank {
         }
         // The partials of every kept frame (each frame alone: two threads), in order; each
         // half hands back its rows as one pair of vectors, not a vector per frame.
-        let measured: Vec<(Vec<f32>, Vec<f32>)> = in_halves(kept.len(), |frames| {
-            let mut partials = PartialMeter::new();
-            let (mut harmonics, mut noise) = (Vec::new(), Vec::new());
-            for (centre, f0) in &kept[frames] {
-                partials.measure(&audio, *centre, *f0, sr, &mut harmonics, &mut noise);
-            }
-            vec![(harmonics, noise)]
-        });
+        let measured: Vec<(Vec<f32>, Vec<f32>)> =
+            in_halves(kept.len(), MIN_FRAMES_TO_SPLIT, |frames| {
+                let mut partials = PartialMeter::new();
+                let rows = frames.len() * HARMONIC_PARTIALS;
+                let (mut harmonics, mut noise) =
+                    (Vec::with_capacity(rows), Vec::with_capacity(rows));
+                for (centre, f0) in &kept[frames] {
+                    partials.measure(audio, *centre, *f0, sr, &mut harmonics, &mut noise);
+                }
+                vec![(harmonics, noise)]
+            });
+        bank.harmonics.reserve_exact(kept.len() * HARMONIC_PARTIALS);
+        bank.noise.reserve_exact(kept.len() * HARMONIC_PARTIALS);
         for (harmonics, noise) in measured {
             bank.harmonics.extend(harmonics);
             bank.noise.extend(noise);
@@ -180,31 +213,29 @@ impl ExemplarBank {
     }
 }
 
-/// `work` over `0..n` split in two halves, the second half on another thread (the first
-/// on this one; both here if the system refuses a thread, or for fewer than 64 items), the
-/// results concatenated in order: what one call over `0..n` would give when the items are
-/// independent.
-fn in_halves<T: Send>(n: usize, work: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync) -> Vec<T> {
-    if n < 64 {
-        return work(0..n);
-    }
-    let half = n / 2;
-    let work = &work;
-    std::thread::scope(|scope| {
-        let second = std::thread::Builder::new()
-            .name("timbreswap-exemplar-half".into())
-            .spawn_scoped(scope, move || work(half..n));
-        let mut out = work(0..half);
-        match second {
-            Ok(thread) => match thread.join() {
-                Ok(rest) => out.extend(rest),
-                Err(panic) => std::panic::resume_unwind(panic),
-            },
-            Err(_) => out.extend(work(half..n)),
-        }
-        out
-    })
+/// YIN's pitch (semitones from middle C) of each frame in `frames` of `audio` (mono, at
+/// `cfg`'s rate and the training level), where YIN is sure of it (aperiodicity under
+/// [`YIN_TRUST`]): frame `t` is YIN over the samples up to its centre plus half a window.
+/// Frames are independent, so any split of a clip's frames gives the same values. Allocates.
+pub(crate) fn sure_pitches(
+    cfg: &StftConfig,
+    audio: &[f32],
+    frames: std::ops::Range<usize>,
+) -> Vec<Option<f32>> {
+    let mut yin = Yin::new();
+    let sr = cfg.sample_rate as f32;
+    frames
+        .map(|t| {
+            let end = (t * cfg.hop + cfg.n_fft / 2).min(audio.len());
+            yin.estimate(&audio[..end], sr)
+                .filter(|(_, aperiodicity)| *aperiodicity < YIN_TRUST)
+                .map(|(p, _)| p)
+        })
+        .collect()
 }
+
+/// Fewest frames whose analysis is worth a second thread.
+const MIN_FRAMES_TO_SPLIT: usize = 64;
 
 /// For each entry, the nearest `Some` value of `values` (itself if `Some`; the earlier one on
 /// a tie), or 0 when there is none.
@@ -283,9 +314,7 @@ impl PartialMeter {
             *t *= w;
         }
         let _ = self.fft.process(&mut self.time, &mut self.spectrum);
-        for (m, x) in self.mag.iter_mut().zip(&self.spectrum) {
-            *m = crate::stft::magnitude(*x);
-        }
+        crate::stft::magnitudes(&self.spectrum, &mut self.mag);
         // A sinusoid of amplitude A peaks at A * sum(w) / 2 = A * N / 4 for a Hann window.
         let to_amplitude = 4.0 / HARMONIC_FFT as f32;
         let bin_hz = sr / HARMONIC_FFT as f32;
@@ -335,22 +364,6 @@ pub(super) fn partial_level(row: &[f32], f0: f32, h: usize, bin_hz: f32) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Two halves give what one pass gives, in order, at every size around the threshold,
-    /// and from 64 items on the second half runs on another thread.
-    #[test]
-    fn halves_give_what_one_pass_gives() {
-        for n in [0, 1, 5, 63, 64, 65, 1001] {
-            let got = in_halves(n, |r| r.map(|i| (i * i) as u64).collect());
-            let want: Vec<u64> = (0..n).map(|i| (i * i) as u64).collect();
-            assert_eq!(got, want, "{n}");
-            let names: Vec<bool> = in_halves(n, |r| {
-                let other = std::thread::current().name() == Some("timbreswap-exemplar-half");
-                r.map(|_| other).collect()
-            });
-            assert_eq!(names.iter().any(|&b| b), n >= 64, "{n}");
-        }
-    }
 
     #[test]
     fn unknown_values_take_the_nearest_known_one() {

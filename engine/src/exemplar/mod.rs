@@ -23,6 +23,7 @@ mod notes;
 mod pitch;
 mod swap;
 
+pub(crate) use bank::sure_pitches;
 pub use bank::{ExemplarBank, HARMONIC_FFT, HARMONIC_MAX_HZ, HARMONIC_PARTIALS, MAX_BANK_SECONDS};
 pub use notes::{
     NoteFrame, NoteTracker, GATE_RANGE_DB, ONSET_RISE_DB, ONSET_SPAN_FRAMES, PEAK_DECAY_DB_PER_S,

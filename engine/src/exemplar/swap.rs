@@ -311,9 +311,7 @@ impl ExemplarSwap {
             // YIN's best lag even where it is unsure, else the last pitch it was sure of.
             None => measured.map_or(self.last_sure, |(p, _)| p),
         };
-        for (m, x) in self.mag.iter_mut().zip(input) {
-            *m = crate::stft::magnitude(*x);
-        }
+        crate::stft::magnitudes(input, &mut self.mag);
         let trusted = matches!(measured, Some((_, a)) if a < YIN_TRUST);
         if let Some((p, _)) = measured.filter(|_| trusted) {
             self.last_sure = p;
