@@ -239,6 +239,12 @@ fn main() {
             "worker thread CPU (from /proc, 10 ms ticks): {:.2} % of one core",
             100.0 * w / wall.as_secs_f64()
         );
+        // What the plugin itself costs: its worker and the time inside its process calls;
+        // the rest of the process is this host's pacing (its sleeps and wake-ups).
+        println!(
+            "the plugin's threads (process calls + worker): {:.2} % of one core",
+            100.0 * (audio_thread + w) / wall.as_secs_f64()
+        );
     }
     if !busy {
         println!(

@@ -11,7 +11,7 @@ use crate::clip::{
 };
 use crate::config::StftConfig;
 use crate::error::ClipError;
-use crate::exemplar::{sure_pitches, ExemplarBank, MAX_BANK_SECONDS};
+use crate::exemplar::{sure_pitches, ExemplarBank, Yin, MAX_BANK_SECONDS};
 use crate::features::FeatureExtractor;
 use crate::network::{at_training_level, Network};
 use crate::resampler::resample_all;
@@ -88,14 +88,14 @@ fn analyse_shared(
     let chunks = frames.div_ceil(YIN_CHUNK_FRAMES);
     let next = AtomicUsize::new(0);
     let take_yin_chunks = || {
-        let mut done = Vec::new();
+        let (mut done, mut yin) = (Vec::new(), Yin::new());
         loop {
             let chunk = next.fetch_add(1, Ordering::Relaxed);
             if chunk >= chunks {
                 return done;
             }
             let range = chunk * YIN_CHUNK_FRAMES..((chunk + 1) * YIN_CHUNK_FRAMES).min(frames);
-            done.push((chunk, sure_pitches(cfg, level, range)));
+            done.push((chunk, sure_pitches(&mut yin, cfg, level, range)));
         }
     };
     std::thread::scope(|scope| {
@@ -115,12 +115,12 @@ fn analyse_shared(
             // No second thread (every chunk is this thread's), or it panicked (its chunks
             // are lost): the rest here.
             _ => {
-                let mut done = vec![false; chunks];
+                let (mut done, mut yin) = (vec![false; chunks], Yin::new());
                 sure.iter().for_each(|(chunk, _)| done[*chunk] = true);
                 for chunk in (0..chunks).filter(|c| !done[*c]) {
                     let range =
                         chunk * YIN_CHUNK_FRAMES..((chunk + 1) * YIN_CHUNK_FRAMES).min(frames);
-                    sure.push((chunk, sure_pitches(cfg, level, range)));
+                    sure.push((chunk, sure_pitches(&mut yin, cfg, level, range)));
                 }
                 descriptor_from_mono(path, samples, cfg)
             }

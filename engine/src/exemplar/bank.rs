@@ -73,7 +73,7 @@ impl ExemplarBank {
         let f = FeatureExtractor::new(cfg, MAG_FLOOR).clip(&audio);
         // Frames are independent: two threads.
         let sure = in_halves(f.frames, MIN_FRAMES_TO_SPLIT, |frames| {
-            sure_pitches(cfg, &audio, frames)
+            sure_pitches(&mut Yin::new(), cfg, &audio, frames)
         });
         Self::assemble(cfg, &audio, &f, &sure, net, known)
     }
@@ -213,16 +213,16 @@ impl ExemplarBank {
     }
 }
 
-/// YIN's pitch (semitones from middle C) of each frame in `frames` of `audio` (mono, at
+/// YIN's (`yin`'s) pitch (semitones from middle C) of each frame in `frames` of `audio` (mono, at
 /// `cfg`'s rate and the training level), where YIN is sure of it (aperiodicity under
 /// [`YIN_TRUST`]): frame `t` is YIN over the samples up to its centre plus half a window.
 /// Frames are independent, so any split of a clip's frames gives the same values. Allocates.
 pub(crate) fn sure_pitches(
+    yin: &mut Yin,
     cfg: &StftConfig,
     audio: &[f32],
     frames: std::ops::Range<usize>,
 ) -> Vec<Option<f32>> {
-    let mut yin = Yin::new();
     let sr = cfg.sample_rate as f32;
     frames
         .map(|t| {
