@@ -102,42 +102,56 @@ fn analyse_shared(
         let helper = std::thread::Builder::new()
             .name("timbreswap-reference-analysis".into())
             .spawn_scoped(scope, || {
-                (descriptor_from_mono(path, samples, cfg), take_yin_chunks())
+                let descriptor = descriptor_from_mono(path, samples, cfg);
+                (descriptor, exemplar_part(take_yin_chunks))
             });
         let features = FeatureExtractor::new(cfg, crate::exemplar::MAG_FLOOR).clip(level);
         let z_t = net.and_then(|net| net.clip_timbre_of(&features));
-        let mut sure = take_yin_chunks();
+        let mut sure = exemplar_part(take_yin_chunks);
         let descriptor = match helper.map(|thread| thread.join()) {
             Ok(Ok((descriptor, theirs))) => {
-                sure.extend(theirs);
+                sure = sure.zip(theirs).map(|(mut mine, theirs)| {
+                    mine.extend(theirs);
+                    mine
+                });
                 descriptor
             }
             // No second thread (every chunk is this thread's), or it panicked (its chunks
             // are lost): the rest here.
             _ => {
-                let (mut done, mut yin) = (vec![false; chunks], Yin::new());
-                sure.iter().for_each(|(chunk, _)| done[*chunk] = true);
-                for chunk in (0..chunks).filter(|c| !done[*c]) {
-                    let range =
-                        chunk * YIN_CHUNK_FRAMES..((chunk + 1) * YIN_CHUNK_FRAMES).min(frames);
-                    sure.push((chunk, sure_pitches(&mut yin, cfg, level, range)));
-                }
+                sure = sure.and_then(|mut sure| {
+                    let mut done = vec![false; chunks];
+                    sure.iter().for_each(|(chunk, _)| done[*chunk] = true);
+                    let rest = exemplar_part(|| {
+                        let mut yin = Yin::new();
+                        (0..chunks)
+                            .filter(|c| !done[*c])
+                            .map(|chunk| {
+                                let range = chunk * YIN_CHUNK_FRAMES
+                                    ..((chunk + 1) * YIN_CHUNK_FRAMES).min(frames);
+                                (chunk, sure_pitches(&mut yin, cfg, level, range))
+                            })
+                            .collect::<Vec<_>>()
+                    })?;
+                    sure.extend(rest);
+                    Some(sure)
+                });
                 descriptor_from_mono(path, samples, cfg)
             }
         };
-        sure.sort_by_key(|(chunk, _)| *chunk);
-        let sure: Vec<Option<f32>> = sure.into_iter().flat_map(|(_, s)| s).collect();
-        // A panic in the analysis leaves the clip without Exemplar mode (it plays Classic
-        // there), not the whole load failed.
-        let bank = descriptor.is_ok().then(|| {
-            catch_unwind(AssertUnwindSafe(|| {
-                ExemplarBank::from_parts(cfg, level, &features, &sure)
-            }))
-            .ok()
-            .flatten()
+        let bank = sure.filter(|_| descriptor.is_ok()).and_then(|mut sure| {
+            sure.sort_by_key(|(chunk, _)| *chunk);
+            let sure: Vec<Option<f32>> = sure.into_iter().flat_map(|(_, s)| s).collect();
+            exemplar_part(|| ExemplarBank::from_parts(cfg, level, &features, &sure)).flatten()
         });
-        (descriptor, z_t, bank.flatten())
+        (descriptor, z_t, bank)
     })
+}
+
+/// A step of the Exemplar analysis, `None` if it panics: a panic there leaves the clip without
+/// Exemplar mode (it plays Classic there), not the whole load failed.
+fn exemplar_part<T>(step: impl FnOnce() -> T) -> Option<T> {
+    catch_unwind(AssertUnwindSafe(step)).ok()
 }
 
 /// The analyses each on its own: the Exemplar analysis on a second thread while this one
