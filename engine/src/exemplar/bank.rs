@@ -318,24 +318,26 @@ impl PartialMeter {
         // A sinusoid of amplitude A peaks at A * sum(w) / 2 = A * N / 4 for a Hann window.
         let to_amplitude = 4.0 / HARMONIC_FFT as f32;
         let bin_hz = sr / HARMONIC_FFT as f32;
-        for h in 1..=HARMONIC_PARTIALS {
-            let a = if h as f32 * f0 < HARMONIC_MAX_HZ.min(0.5 * sr) {
-                partial_level(&self.mag, f0, h, bin_hz).unwrap_or(0.0) * to_amplitude
-            } else {
-                0.0
-            };
-            out.push(a);
+        // Partials at or above the limit are 0, and once one is, every later one is (h * f0
+        // grows with h): the rest of the row is filled at once.
+        let (row, limit) = (out.len(), HARMONIC_MAX_HZ.min(0.5 * sr));
+        for h in (1..=HARMONIC_PARTIALS).take_while(|&h| (h as f32) * f0 < limit) {
+            out.push(partial_level(&self.mag, f0, h, bin_hz).unwrap_or(0.0) * to_amplitude);
         }
+        out.resize(row + HARMONIC_PARTIALS, 0.0);
         // Valleys: the smallest magnitude between a partial's main lobe and the next one's
         // (a floor of the noise there, below the partials' leakage).
         let to_density = 1.0 / (0.375 * HARMONIC_FFT as f32).sqrt();
+        // Valleys past the Nyquist frequency are 0, and so is every later one.
+        let row = noise.len();
         for h in 0..HARMONIC_PARTIALS {
+            if (h as f32 + 0.5) * f0 >= 0.5 * sr {
+                break;
+            }
             let lo = ((h as f32 + 0.25) * f0 / bin_hz).ceil() as usize;
             let hi = (((h as f32 + 0.75) * f0 / bin_hz).floor() as usize).min(self.mag.len() - 1);
             let mid = (((h as f32 + 0.5) * f0 / bin_hz).round() as usize).min(self.mag.len() - 1);
-            let v = if (h as f32 + 0.5) * f0 >= 0.5 * sr {
-                0.0
-            } else if lo <= hi {
+            let v = if lo <= hi {
                 self.mag[lo..=hi]
                     .iter()
                     .copied()
@@ -345,6 +347,7 @@ impl PartialMeter {
             };
             noise.push(v * to_density);
         }
+        noise.resize(row + HARMONIC_PARTIALS, 0.0);
     }
 }
 
@@ -364,6 +367,50 @@ pub(super) fn partial_level(row: &[f32], f0: f32, h: usize, bin_hz: f32) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each row holds every partial and valley, bit for bit what measuring all of them one by
+    /// one gives (zero above 16 kHz or the Nyquist frequency), whatever the fundamental,
+    /// including none at all (NaN).
+    #[test]
+    fn partial_rows_are_every_partial_measured_one_by_one() {
+        let sr = 32_000.0f32;
+        let audio: Vec<f32> = (0..8_000)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5 + (i as f32 * 0.05).sin())
+            .collect();
+        let mut meter = PartialMeter::new();
+        for f0 in [f32::NAN, 40.0, 130.0, 440.0, 5_000.0, 15_990.0, 20_000.0] {
+            let (mut partials, mut noise) = (vec![1.0], vec![1.0]);
+            meter.measure(&audio, 4_000, f0, sr, &mut partials, &mut noise);
+            assert_eq!(
+                (partials.len(), noise.len()),
+                (HARMONIC_PARTIALS + 1, HARMONIC_PARTIALS + 1)
+            );
+            let bin_hz = sr / HARMONIC_FFT as f32;
+            let mag = &meter.mag;
+            for (h, got) in partials.iter().enumerate().skip(1) {
+                let want = if h as f32 * f0 < HARMONIC_MAX_HZ.min(0.5 * sr) {
+                    partial_level(mag, f0, h, bin_hz).unwrap_or(0.0) * 4.0 / HARMONIC_FFT as f32
+                } else {
+                    0.0
+                };
+                assert_eq!(got.to_bits(), want.to_bits(), "f0 {f0}, partial {h}");
+            }
+            for (h, got) in noise.iter().skip(1).enumerate() {
+                let lo = ((h as f32 + 0.25) * f0 / bin_hz).ceil() as usize;
+                let hi = (((h as f32 + 0.75) * f0 / bin_hz).floor() as usize).min(mag.len() - 1);
+                let mid = (((h as f32 + 0.5) * f0 / bin_hz).round() as usize).min(mag.len() - 1);
+                let v = if (h as f32 + 0.5) * f0 >= 0.5 * sr {
+                    0.0
+                } else if lo <= hi {
+                    mag[lo..=hi].iter().copied().fold(f32::INFINITY, f32::min)
+                } else {
+                    mag[mid]
+                };
+                let want = v * (1.0 / (0.375 * HARMONIC_FFT as f32).sqrt());
+                assert_eq!(got.to_bits(), want.to_bits(), "f0 {f0}, valley {h}");
+            }
+        }
+    }
 
     #[test]
     fn unknown_values_take_the_nearest_known_one() {
