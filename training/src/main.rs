@@ -400,6 +400,17 @@ enum Command {
         /// decoder cannot draw from one the swap does not reach.
         #[arg(long)]
         engine_self: bool,
+        /// Also score each --engine model with the reference's z_t fitted to the reference
+        /// by this many Adam steps on the decoder's error (rows `... fitN`; a diagnostic of
+        /// latent optimisation, after LORD; 0: none).
+        #[arg(long, default_value_t = 0)]
+        engine_fit_steps: usize,
+        /// Learning rate of --engine-fit-steps.
+        #[arg(long, default_value_t = 0.05)]
+        engine_fit_lr: f64,
+        /// Weight of the standard normal prior on the fitted z_t (--engine-fit-steps).
+        #[arg(long, default_value_t = 0.0)]
+        engine_fit_prior: f64,
         /// Also score the exemplar swap: the engine's Exemplar mode (row `engine exemplar`)
         /// and, for each --model, the variants docs/quality.md reports (rows `NAME
         /// exemplar/...`, "Exemplar swap").
@@ -825,6 +836,9 @@ fn main() -> Result<()> {
             no_offline,
             engine_variation,
             engine_self,
+            engine_fit_steps,
+            engine_fit_lr,
+            engine_fit_prior,
             exemplar,
             exemplar_rows: exemplar_only,
             low_latency,
@@ -870,6 +884,7 @@ fn main() -> Result<()> {
                                 variation,
                                 self_reference: false,
                                 latency_mode: LatencyMode::Normal,
+                                fit: None,
                             });
                         }
                         if engine_self {
@@ -880,6 +895,25 @@ fn main() -> Result<()> {
                                 variation: 1.0,
                                 self_reference: true,
                                 latency_mode: LatencyMode::Normal,
+                                fit: None,
+                            });
+                        }
+                        if engine_fit_steps > 0 {
+                            let candle = timbreswap_training::model::file::load(&path)
+                                .with_context(|| format!("--model {}", path.display()))?;
+                            let fit = timbreswap_training::model::fit::TimbreFit {
+                                steps: engine_fit_steps,
+                                learning_rate: engine_fit_lr,
+                                prior_weight: engine_fit_prior,
+                            };
+                            engine_rows.push(EngineNeural {
+                                name: format!("{name} engine/{suffix} fit{engine_fit_steps}"),
+                                net: net.clone(),
+                                phase,
+                                variation: 1.0,
+                                self_reference: false,
+                                latency_mode: LatencyMode::Normal,
+                                fit: Some(Arc::new((candle.model, fit))),
                             });
                         }
                     }
@@ -974,6 +1008,7 @@ fn main() -> Result<()> {
                         ),
                         net: row.net.clone(),
                         latency_mode: LatencyMode::Low,
+                        fit: row.fit.clone(),
                         ..*row
                     })
                     .collect();

@@ -19,6 +19,7 @@
 
 pub mod features;
 pub mod file;
+pub mod fit;
 pub mod latents;
 pub mod layers;
 pub mod swap;

@@ -248,6 +248,9 @@ pub struct EngineNeural {
     pub self_reference: bool,
     /// The latency the engine is built for.
     pub latency_mode: LatencyMode,
+    /// Diagnostic: the reference's `z_t` fitted to the reference by the candle model of the
+    /// same file ([`crate::model::fit`]) instead of read by the timbre encoder.
+    pub fit: Option<Arc<(crate::model::ThreeFactor, crate::model::fit::TimbreFit)>>,
 }
 
 impl TransferSystem for EngineNeural {
@@ -264,6 +267,14 @@ impl TransferSystem for EngineNeural {
             self.variation,
             latency_note(self.latency_mode)
         )]
+        .into_iter()
+        .chain(self.fit.as_ref().map(|fit| {
+            format!(
+                "{}: z_t fitted to the clip (the encoder's z_t, then {} Adam steps at learning rate {} on the decoder's mean squared error over the clip's active frames, its own z_v and z_p held; prior weight {}).",
+                self.name, fit.1.steps, fit.1.learning_rate, fit.1.prior_weight
+            )
+        }))
+        .collect()
     }
 
     fn transfer(&self, pair: &TransferPair<'_>) -> Result<Vec<f32>, String> {
@@ -274,11 +285,19 @@ impl TransferSystem for EngineNeural {
                 stft.sample_rate, pair.sample_rate
             ));
         }
-        let z_t = self.net.clip_timbre(if self.self_reference {
+        let clip = if self.self_reference {
             pair.source
         } else {
             pair.reference
-        });
+        };
+        let z_t = match &self.fit {
+            Some(fit) => {
+                crate::model::fit::fit_timbre(&fit.0, clip, &fit.1)
+                    .map_err(|e| format!("fitting z_t: {e}"))?
+                    .z_t
+            }
+            None => self.net.clip_timbre(clip),
+        };
         render_source(
             pair,
             &RenderOptions {
