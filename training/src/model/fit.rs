@@ -7,8 +7,8 @@
 
 use candle_core::{Tensor, Var};
 
-use super::features::{pooling_weights, FeatureExtractor};
-use super::{ThreeFactor, POOLING_RANGE_DB};
+use super::features::FeatureExtractor;
+use super::ThreeFactor;
 use crate::train::Adam;
 
 /// How a clip's `z_t` is fitted.
@@ -37,7 +37,7 @@ pub struct FittedTimbre {
 
 /// Fits the timbre latent of `audio` (mono, at the model rate): [`TimbreFit::steps`] Adam steps
 /// on the mean squared error of the normalised log-magnitude, over the frames the timbre
-/// encoder pools (within [`POOLING_RANGE_DB`] of the loudest, equally weighted), plus the prior
+/// encoder pools (within [`super::POOLING_RANGE_DB`] of the loudest, equally weighted), plus the prior
 /// term. The clip is read at the training clips' level, as [`ThreeFactor::clip_timbre`] reads it.
 pub fn fit_timbre(
     model: &ThreeFactor,
@@ -48,14 +48,11 @@ pub fn fit_timbre(
     let audio = timbreswap_engine::network::at_training_level(audio);
     let f = FeatureExtractor::new(&cfg.stft(), cfg.mag_floor).clip(&audio);
     let dev = model.device();
-    let (tv, p) = model.clip_inputs(&f)?;
-    let w = Tensor::from_vec(
-        pooling_weights(&f.frame_db, POOLING_RANGE_DB),
-        (1, f.frames),
-        dev,
-    )?;
-    let start = model.encode_timbre(&tv, &w)?.mean;
-    let local = model.encode_local(&tv, &p, &start)?;
+    let super::ClipEncoding {
+        z_t: start,
+        local,
+        weights: w,
+    } = model.encode_clip(&f)?;
     let z_v = local.variation.as_ref().map(|v| v.mean.detach());
     let z_p = local.pitch.mean.detach();
     let target =

@@ -154,6 +154,18 @@ pub struct LocalPosteriors {
     pub pitch_logits: Option<Tensor>,
 }
 
+/// A whole clip through the encoders ([`ThreeFactor::encode_clip`]).
+#[derive(Debug, Clone)]
+pub struct ClipEncoding {
+    /// Posterior mean of the clip's `z_t`, `(1, z_t)`.
+    pub z_t: Tensor,
+    /// The per-frame posteriors given that `z_t`.
+    pub local: LocalPosteriors,
+    /// The timbre encoder's pooling weights, `(1, frames)`: equal over the frames within
+    /// [`POOLING_RANGE_DB`] of the loudest, summing to 1.
+    pub weights: Tensor,
+}
+
 impl ThreeFactor {
     /// Builds the model for `cfg` with weights from `vb` (a `VarMap` for training, a file's
     /// tensors for inference).
@@ -271,6 +283,24 @@ impl ThreeFactor {
             .mean
             .flatten_all()?
             .to_vec1::<f32>()
+    }
+
+    /// A clip's features (at this model's framing and floor) through the encoders: its pooled
+    /// `z_t` and the local posteriors given it.
+    pub fn encode_clip(&self, f: &features::FrameFeatures) -> Result<ClipEncoding> {
+        let (tv, p) = self.clip_inputs(f)?;
+        let weights = Tensor::from_vec(
+            features::pooling_weights(&f.frame_db, POOLING_RANGE_DB),
+            (1, f.frames),
+            self.device(),
+        )?;
+        let z_t = self.encode_timbre(&tv, &weights)?.mean;
+        let local = self.encode_local(&tv, &p, &z_t)?;
+        Ok(ClipEncoding {
+            z_t,
+            local,
+            weights,
+        })
     }
 
     /// The global scale of the log-magnitude normalisation (natural-log units per normalised

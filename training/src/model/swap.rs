@@ -6,9 +6,9 @@
 use candle_core::Tensor;
 use timbreswap_engine::stft::Stft;
 
-use super::features::{pooling_weights, FeatureExtractor};
+use super::features::FeatureExtractor;
 use super::file::ModelFile;
-use super::{ThreeFactor, POOLING_RANGE_DB};
+use super::ThreeFactor;
 use crate::dsp_split::centred_frame;
 use crate::transfer::{TransferPair, TransferSystem};
 
@@ -19,14 +19,7 @@ pub fn swap(model: &ThreeFactor, source: &[f32], z_t: &[f32]) -> candle_core::Re
     let mut ex = FeatureExtractor::new(&stft_cfg, cfg.mag_floor);
     let f = ex.clip(source);
     let dev = model.device();
-    let (tv, p) = model.clip_inputs(&f)?;
-    let w = Tensor::from_vec(
-        pooling_weights(&f.frame_db, POOLING_RANGE_DB),
-        (1, f.frames),
-        dev,
-    )?;
-    let own = model.encode_timbre(&tv, &w)?.mean;
-    let local = model.encode_local(&tv, &p, &own)?;
+    let local = model.encode_clip(&f)?.local;
     let target = Tensor::from_slice(z_t, (1, z_t.len()), dev)?;
     let y = model.decode(
         &target,
