@@ -17,6 +17,11 @@ use crate::error::ClipError;
 use crate::resampler::resample_all;
 use crate::timbre::{analyse, TimbreDescriptor};
 
+/// Most samples (all channels together) the decoder reserves from a file header's stated
+/// length before the audio is there (16 Mi, 64 MiB): a damaged or hostile header cannot make it
+/// allocate more; longer audio grows the buffers as it is decoded.
+const MAX_RESERVED_SAMPLES: usize = 1 << 24;
+
 /// Longest reference clip accepted, in seconds (10 minutes).
 pub const MAX_CLIP_SECONDS: f64 = 600.0;
 
@@ -157,9 +162,13 @@ fn decode_inner(path: &Path, max_seconds: f64, cut: bool) -> Result<DecodedAudio
         rate = spec.rate;
         let n_ch = spec.channels.count().max(1);
         if channels.is_empty() {
-            // The stated length, up to the limit, so the channels grow without copies.
-            let limit = (max_seconds * rate as f64) as u64 + 1;
-            let capacity = expected_frames.unwrap_or(0).min(limit) as usize;
+            // The stated length, up to the limit, so the channels grow without copies; a
+            // header is not trusted with more than MAX_RESERVED_SAMPLES in all.
+            let limit = ((max_seconds * rate as f64) as u64).saturating_add(1);
+            let capacity = expected_frames
+                .unwrap_or(0)
+                .min(limit)
+                .min((MAX_RESERVED_SAMPLES / n_ch) as u64) as usize;
             channels = (0..n_ch).map(|_| Vec::with_capacity(capacity)).collect();
         } else if channels.len() != n_ch {
             return Err(ClipError::Corrupt {
