@@ -406,18 +406,11 @@ pub fn resample_all(input: &[f32], from: u32, to: u32) -> Vec<f32> {
             (rs.num % rs.den) as usize,
             rs.den as usize,
         );
-        let wide = wide_dot_available();
         outputs
             .map(|_| {
                 // The window starts at input idx - half + 1, which is padded index idx + 1.
                 let window = &padded[idx + 1..idx + 1 + taps];
-                let kernel = &kernels[phase * taps..(phase + 1) * taps];
-                let y = if wide {
-                    // SAFETY: `wide_dot_available` checked that this CPU has AVX.
-                    unsafe { dot_wide(window, kernel) }
-                } else {
-                    dot(window, kernel)
-                };
+                let y = dot(window, &kernels[phase * taps..(phase + 1) * taps]);
                 idx += step;
                 phase += carry;
                 if phase >= den {
@@ -469,65 +462,9 @@ fn dot(x: &[f32], k: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// Whether [`dot_wide`] may run on this CPU.
-fn wide_dot_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// [`dot`] compiled for AVX: the same eight lanes, products and sums in the same order (AVX
-/// without FMA, so nothing is fused), hence the same value, bit for bit, in one instruction
-/// per eight products instead of two.
-///
-/// # Safety
-/// The CPU must have AVX ([`wide_dot_available`]).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx")]
-unsafe fn dot_wide(x: &[f32], k: &[f32]) -> f32 {
-    dot(x, k)
-}
-
-/// Never called where [`wide_dot_available`] is false (everywhere off x86-64).
-///
-/// # Safety
-/// None; the signature matches the x86-64 one.
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn dot_wide(x: &[f32], k: &[f32]) -> f32 {
-    dot(x, k)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The AVX build of the dot product is the portable one, bit for bit, at every length
-    /// around the lane count (where this CPU has AVX).
-    #[test]
-    fn the_wide_dot_product_is_the_portable_one() {
-        if !wide_dot_available() {
-            return;
-        }
-        let mut state = 11u32;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as f32 / u32::MAX as f32 - 0.5
-        };
-        for len in [0usize, 1, 7, 8, 9, 15, 16, 17, 74, 75, 200] {
-            let x: Vec<f32> = (0..len).map(|_| next() * 1e3).collect();
-            let k: Vec<f32> = (0..len).map(|_| next()).collect();
-            // SAFETY: checked above that this CPU has AVX.
-            let wide = unsafe { dot_wide(&x, &k) };
-            assert_eq!(wide.to_bits(), dot(&x, &k).to_bits(), "length {len}");
-        }
-    }
 
     /// The table's mirrored half is the filter computed at those offsets, bit for bit, at
     /// rate pairs with short and long kernels.
