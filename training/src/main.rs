@@ -899,6 +899,14 @@ fn main() -> Result<()> {
                             });
                         }
                         if engine_fit_steps > 0 {
+                            if !(engine_fit_lr.is_finite() && engine_fit_lr > 0.0) {
+                                bail!("--engine-fit-lr must be a positive number, got {engine_fit_lr}");
+                            }
+                            if !(engine_fit_prior.is_finite() && engine_fit_prior >= 0.0) {
+                                bail!(
+                                    "--engine-fit-prior must be 0 or more, got {engine_fit_prior}"
+                                );
+                            }
                             let candle = timbreswap_training::model::file::load(&path)
                                 .with_context(|| format!("--model {}", path.display()))?;
                             let fit = timbreswap_training::model::fit::TimbreFit {
