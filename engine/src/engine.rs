@@ -549,7 +549,7 @@ impl EngineControl {
     }
 
     /// Replaces the exemplar swap of `slot` with one drawing from `bank` (`None` empties
-    /// it), used by [`SwapMode::Exemplar`](crate::SwapMode::Exemplar). The swap is built
+    /// it), used by [`SwapMode::Exemplar`]. The swap is built
     /// here; the old one comes back to be freed here. The clip the slot plays already (the
     /// same `Arc`, with the same model) is left playing: nothing restarts. Not realtime-safe.
     pub fn set_exemplar(

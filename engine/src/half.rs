@@ -1,7 +1,7 @@
 //! Half-precision (IEEE 754 binary16) weights: the conversions.
 //!
 //! A model file may store its weight matrices as f16 ([`crate::model_file`]); the network then
-//! streams half the bytes per frame through the cache with the kernels of [`crate::narrow`]
+//! streams half the bytes per frame through the cache with the kernels of `narrow.rs`
 //! (AVX-512F, and AVX2+FMA with F16C); with another kernel set
 //! ([`Kernels::has_f16`](crate::kernels::Kernels::has_f16) false) the network widens the same
 //! f16 values to f32 at load, so every kernel set computes with the same weights.

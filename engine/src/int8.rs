@@ -3,7 +3,7 @@
 //! Row `r` of a matrix is stored as `values[r * cols ..][..cols]` (integers in -127..=127) and
 //! `scales[r]`, and stands for `w[r][c] = scales[r] * values[r * cols + c]`. The scale is the
 //! row's largest magnitude over 127, so every weight is within half a step (`scales[r] / 2`)
-//! of its original. The network reads such rows with the kernels of [`crate::narrow`]: the
+//! of its original. The network reads such rows with the kernels of `narrow.rs`: the
 //! int8 values widened in registers, products and sums in f32, the row's sum times its scale
 //! plus the bias; a quarter of the f32 bytes per frame.
 

@@ -302,7 +302,7 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
         /// Draw each model's timbre space (PCA of the clip-level z_t, coloured by family,
-        /// labelled by instrument) into PNGs named PREFIX-<model>.png.
+        /// labelled by instrument) into PNGs named PREFIX-MODEL.png (MODEL: the row name).
         #[arg(long)]
         plot: Option<PathBuf>,
         /// A trained model file to score as a row (repeatable; NAME=FILE names the row).

@@ -190,7 +190,7 @@ impl ExemplarBank {
         (!bank.pitch.is_empty()).then_some(bank)
     }
 
-    /// The framing the clip was analysed at (an [`ExemplarSwap`] runs at the same).
+    /// The framing the clip was analysed at (an [`ExemplarSwap`](super::ExemplarSwap) runs at the same).
     pub fn stft(&self) -> StftConfig {
         self.cfg
     }
@@ -271,10 +271,10 @@ fn nearest_known(values: &[Option<f32>]) -> Vec<f32> {
 
 /// FFT size of the reference's partial measurement ([`ExemplarBank`]), in samples.
 pub const HARMONIC_FFT: usize = 2048;
-/// Partials the bank measures per frame for [`Shift::Harmonic`] (enough to reach 16 kHz
+/// Partials the bank measures per frame for [`Shift::Harmonic`](super::Shift::Harmonic) (enough to reach 16 kHz
 /// from a 62.5 Hz fundamental).
 pub const HARMONIC_PARTIALS: usize = 256;
-/// Highest partial frequency [`Shift::Harmonic`] plays, in Hz.
+/// Highest partial frequency [`Shift::Harmonic`](super::Shift::Harmonic) plays, in Hz.
 pub const HARMONIC_MAX_HZ: f32 = 16_000.0;
 
 /// Measures partial amplitudes of frames of a clip on a [`HARMONIC_FFT`]-point Hann spectrum.

@@ -1,4 +1,4 @@
-//! The exemplar swap behind [`SwapMode::Exemplar`](crate::SwapMode::Exemplar): every output
+//! The exemplar swap behind [`SwapMode::Exemplar`](crate::processor::SwapMode::Exemplar): every output
 //! frame comes from a frame of the reference clip itself, chosen by the age of the note it
 //! belongs to and by pitch, and is played at the input's pitch. By default
 //! ([`Shift::Harmonic`]) it is resynthesised: sinusoids on the input's partials at the clip's

@@ -102,7 +102,7 @@ pub const MAX_PARTIAL_GAIN_DB: f32 = 40.0;
 /// Switches of [`ExemplarSwap`]; the default is what [`SwapMode::Exemplar`] plays
 /// ([`Shift::Harmonic`], YIN first, the input's phase).
 ///
-/// [`SwapMode::Exemplar`]: crate::SwapMode::Exemplar
+/// [`SwapMode::Exemplar`]: crate::processor::SwapMode::Exemplar
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExemplarOptions {
     /// How a chosen frame is moved to the input's pitch.

@@ -2,11 +2,11 @@
 //! thread that baseview runs.
 //!
 //! This replaces nice-plug-egui's window because its egui-baseview layer drops baseview's
-//! drag-and-drop events; here every event goes through [`InputState`], which turns file drags
+//! drag-and-drop events; here every event goes through `InputState` (`input.rs`), which turns file drags
 //! into egui's hovered / dropped files and answers the platform's drop negotiation. The rest is
 //! what an egui window in a plugin needs: the scale factor and the editor's zoom, resizing,
 //! clipboard text for the path fields, the mouse cursor egui asks for, and redraws on demand
-//! (egui's repaint requests, the host's parameter changes through [`WindowWaker`]).
+//! (egui's repaint requests, the host's parameter changes through `baseview::WindowWaker`).
 
 use std::cell::RefCell;
 use std::sync::Arc;

@@ -26,7 +26,7 @@
 //! perturbations, reparameterisation noise, initial weights), so a run resumed from its
 //! checkpoint (written after every epoch) ends bit-identical to an uninterrupted one. That is
 //! also why each step's crops can be made on another thread while the step before trains, and
-//! the pitch classifier's targets measured once per clip ([`crops`]).
+//! the pitch classifier's targets measured once per clip (`crops.rs`).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -1440,7 +1440,7 @@ pub fn train(
     })
 }
 
-/// A model of `cfg` with normalisation `stats` and seeded initial weights ([`init_weights`]),
+/// A model of `cfg` with normalisation `stats` and seeded initial weights (`init_weights`),
 /// its variables in the returned map.
 pub fn initial_model(
     cfg: &Config,

@@ -251,7 +251,7 @@ pub struct TransferRowReport {
     #[serde(default)]
     pub oracle_sources: usize,
     /// Mean over sources of the log-spectral distance to the oracle, dB
-    /// ([`spectral::log_spectral_distance`]; `None` without an oracle row).
+    /// (`spectral::log_spectral_distance`; `None` without an oracle row).
     #[serde(default)]
     pub oracle_distance_db: Option<f64>,
     /// Mean time this row took to produce one output, in seconds.
