@@ -111,11 +111,9 @@ mod tests {
             f32::INFINITY,
             f32::MIN,
         ];
-        let mut state = 12345u32;
+        let mut rng = crate::test_rng::XorShift::new(12345);
         for _ in 0..100_000 {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
+            let state = rng.next_u32();
             // Exponents across f16's range and beyond.
             let v = f32::from_bits((state & 0x807f_ffff) | ((95 + (state >> 23) % 50) << 23));
             values.push(v);

@@ -63,14 +63,11 @@ mod tests {
     #[test]
     fn every_weight_comes_back_within_half_a_step() {
         let cols = 37;
-        let mut state = 7u32;
+        let mut rng = crate::test_rng::XorShift::new(7);
         let mut w: Vec<f32> = (0..5 * cols)
             .map(|i| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
                 // Rows of very different sizes.
-                (state as f32 / u32::MAX as f32 - 0.5) * 10f32.powi(i as i32 / cols as i32 - 2)
+                rng.next_centred() * 10f32.powi(i as i32 / cols as i32 - 2)
             })
             .collect();
         w[3 * cols..4 * cols].fill(0.0);

@@ -49,6 +49,8 @@ pub mod scheduling;
 pub mod spectrum_view;
 pub mod stats;
 pub mod stft;
+#[cfg(test)]
+mod test_rng;
 pub mod timbre;
 pub mod timbre_map;
 mod worker;

@@ -276,13 +276,8 @@ mod tests {
     /// at sizes that cover every tail, and never reads outside its rows. `draw` makes a weight
     /// from a value in [-0.5, 0.5).
     fn kernels_match_the_reference<T: Narrow>(draw: impl Fn(f32) -> T, with_scales: bool) {
-        let mut state = 99u32;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as f32 / u32::MAX as f32 - 0.5
-        };
+        let mut rng = crate::test_rng::XorShift::new(99);
+        let mut next = || rng.next_centred();
         for (rows, cols) in [
             (1, 1),
             (3, 7),

@@ -532,7 +532,7 @@ mod tests {
     /// rates a reference file comes in, on a tone with a start, noise and a click at the end.
     #[test]
     fn whole_signal_resampling_matches_the_stream() {
-        let mut state = 7u32;
+        let mut rng = crate::test_rng::XorShift::new(7);
         for (from, to) in [
             (44_100, 32_000),
             (48_000, 32_000),
@@ -545,10 +545,7 @@ mod tests {
             let len = from as usize / 3 + 17;
             let mut x = tone(441.0, from, len);
             for v in &mut x {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                *v = 0.5 * *v + 0.2 * (state as f32 / u32::MAX as f32 - 0.5);
+                *v = 0.5 * *v + 0.2 * rng.next_centred();
             }
             x[len - 1] = 1.0;
             let want = resample_streaming(&x, from, to);
@@ -568,7 +565,7 @@ mod tests {
     /// and offsets, to f32 rounding, with the same positions (so the same `ready` points).
     #[test]
     fn phase_kernels_match_the_interpolated_table() {
-        let mut state = 11u32;
+        let mut rng = crate::test_rng::XorShift::new(11);
         for (from, to, offset) in [
             (48_000, 32_000, 0.0),
             (32_000, 48_000, 0.0),
@@ -584,10 +581,7 @@ mod tests {
             let (mut fed, mut worst, mut outputs) = (0usize, 0.0f32, 0usize);
             while fed < 20_000 {
                 for _ in 0..37 {
-                    state ^= state << 13;
-                    state ^= state >> 17;
-                    state ^= state << 5;
-                    let x = (state as f32 / u32::MAX as f32 - 0.5) + (fed as f32 * 0.01).sin();
+                    let x = rng.next_centred() + (fed as f32 * 0.01).sin();
                     fast.push(x);
                     slow.push(x);
                     fed += 1;

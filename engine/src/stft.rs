@@ -192,13 +192,8 @@ mod tests {
     #[test]
     fn magnitude_matches_hypot() {
         assert_eq!(magnitude(Complex32::new(0.0, 0.0)), 0.0);
-        let mut state = 9u32;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as f32 / u32::MAX as f32 - 0.5
-        };
+        let mut rng = crate::test_rng::XorShift::new(9);
+        let mut next = || rng.next_centred();
         for exponent in -45..38 {
             for _ in 0..50 {
                 let scale = 10f32.powi(exponent);
@@ -216,13 +211,8 @@ mod tests {
     /// the spectrum needs the `hypotf` fallback (zero, tiny, huge, infinite, NaN).
     #[test]
     fn magnitudes_are_the_magnitude_of_each_bin() {
-        let mut state = 5u32;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as f32 / u32::MAX as f32 - 0.5
-        };
+        let mut rng = crate::test_rng::XorShift::new(5);
+        let mut next = || rng.next_centred();
         let plain: Vec<Complex32> = (0..257).map(|_| Complex32::new(next(), next())).collect();
         let mut odd = plain.clone();
         odd[3] = Complex32::new(0.0, 0.0);

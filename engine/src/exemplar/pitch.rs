@@ -265,13 +265,10 @@ mod tests {
 
     /// A reproducible mix of a vibrato tone, a second voice and white noise.
     fn busy_signal(seed: u32, len: usize) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2_654_435_761).max(1);
+        let mut rng = crate::test_rng::XorShift::new(seed.wrapping_mul(2_654_435_761).max(1));
         (0..len)
             .map(|n| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                let noise = state as f32 / u32::MAX as f32 - 0.5;
+                let noise = rng.next_centred();
                 let t = n as f32 / SR;
                 let f0 = 180.0 + 40.0 * seed as f32;
                 let phase = std::f32::consts::TAU * f0 * (t + 0.002 * (5.0 * t).sin());
