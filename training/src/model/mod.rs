@@ -154,15 +154,15 @@ pub struct LocalPosteriors {
     pub pitch_logits: Option<Tensor>,
 }
 
-/// A whole clip through the encoders ([`ThreeFactor::encode_clip`]).
+/// Sequences through the encoders as the engine encodes its input
+/// ([`ThreeFactor::encode_pooled`], [`ThreeFactor::encode_clip`]).
 #[derive(Debug, Clone)]
 pub struct ClipEncoding {
-    /// Posterior mean of the clip's `z_t`, `(1, z_t)`.
+    /// Posterior mean of each sequence's own `z_t`, `(batch, z_t)`.
     pub z_t: Tensor,
     /// The per-frame posteriors given that `z_t`.
     pub local: LocalPosteriors,
-    /// The timbre encoder's pooling weights, `(1, frames)`: equal over the frames within
-    /// [`POOLING_RANGE_DB`] of the loudest, summing to 1.
+    /// The timbre encoder's pooling weights, `(batch, frames)`, each row summing to 1.
     pub weights: Tensor,
 }
 
@@ -285,8 +285,9 @@ impl ThreeFactor {
             .to_vec1::<f32>()
     }
 
-    /// A clip's features (at this model's framing and floor) through the encoders: its pooled
-    /// `z_t` and the local posteriors given it.
+    /// A clip's features (at this model's framing and floor) through the encoders: its `z_t`
+    /// pooled equally over the frames within [`POOLING_RANGE_DB`] of the loudest, and the local
+    /// posteriors given it.
     pub fn encode_clip(&self, f: &features::FrameFeatures) -> Result<ClipEncoding> {
         let (tv, p) = self.clip_inputs(f)?;
         let weights = Tensor::from_vec(
@@ -294,8 +295,15 @@ impl ThreeFactor {
             (1, f.frames),
             self.device(),
         )?;
-        let z_t = self.encode_timbre(&tv, &weights)?.mean;
-        let local = self.encode_local(&tv, &p, &z_t)?;
+        self.encode_pooled(&tv, &p, weights)
+    }
+
+    /// Encoder inputs `tv` and `p` `(batch, frames, bins)` through the encoders: each
+    /// sequence's `z_t` (posterior mean) pooled with `weights` `(batch, frames)`, and the
+    /// local posteriors conditioned on it.
+    pub fn encode_pooled(&self, tv: &Tensor, p: &Tensor, weights: Tensor) -> Result<ClipEncoding> {
+        let z_t = self.encode_timbre(tv, &weights)?.mean;
+        let local = self.encode_local(tv, p, &z_t)?;
         Ok(ClipEncoding {
             z_t,
             local,

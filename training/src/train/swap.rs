@@ -249,29 +249,13 @@ pub fn swap_loss(
 
 /// `part` of every crop encoded as the engine encodes its input: `z_t` (posterior mean) from
 /// the part itself, the local posteriors conditioned on it.
-struct OwnEncoding {
-    /// The part's timbre pooling weights `(pairs, frames)`.
-    weights: Tensor,
-    /// Its own `z_t`.
-    z_t: Tensor,
-    /// Its variation and pitch posteriors.
-    local: crate::model::LocalPosteriors,
-}
-
 fn encode_own(
     model: &ThreeFactor,
     crops: &[SwapCrop],
     part: Part,
-) -> candle_core::Result<OwnEncoding> {
+) -> candle_core::Result<crate::model::ClipEncoding> {
     let (tv, p) = inputs(model, crops, part)?;
-    let weights = weights(crops, part, model.device())?;
-    let z_t = model.encode_timbre(&tv, &weights)?.mean;
-    let local = model.encode_local(&tv, &p, &z_t)?;
-    Ok(OwnEncoding {
-        weights,
-        z_t,
-        local,
-    })
+    model.encode_pooled(&tv, &p, weights(crops, part, model.device())?)
 }
 
 /// The swap term given the source's own `z_t` and its local posteriors.
