@@ -31,6 +31,7 @@ pub mod features;
 pub mod griffin_lim;
 pub mod half;
 mod halves;
+pub mod harmonics;
 pub mod int8;
 pub mod kernels;
 mod low_latency;

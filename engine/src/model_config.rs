@@ -87,7 +87,18 @@ pub struct ModelConfig {
     /// code.
     #[serde(skip_serializing_if = "is_one")]
     pub pitch_ruler_scale: f32,
+    /// Harmonics whose levels the timbre encoder reads beside the envelope; 0: none (the
+    /// envelope alone, as the paper). Above 0 (a pitch ruler is then needed), each frame's
+    /// input to `timbre.frames` is its envelope followed by the log-magnitude at the first
+    /// `timbre_harmonics` multiples of the frame's ruler pitch, relative to the strongest of
+    /// them (a pitch-independent harmonic balance). Written to a file only when above 0; the
+    /// engine does not compute these levels yet and refuses such a model.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub timbre_harmonics: usize,
 }
+
+/// Most harmonics the timbre encoder may read ([`ModelConfig::timbre_harmonics`]).
+pub const MAX_TIMBRE_HARMONICS: usize = 64;
 
 /// MIDI note of the pitch classifier's first bin (C1, 32.7 Hz).
 pub const PITCH_BIN_LOW: f32 = 24.0;
@@ -124,6 +135,7 @@ impl Default for ModelConfig {
             pitch_binary: false,
             pitch_bins: 0,
             pitch_ruler_scale: 1.0,
+            timbre_harmonics: 0,
         }
     }
 }
@@ -232,6 +244,21 @@ impl ModelConfig {
                 ));
             }
         }
+        if self.timbre_harmonics > 0 {
+            if !self.pitch_ruler() {
+                return bad(format!(
+                    "timbre_harmonics {} needs a pitch ruler (pitch_bins above 0) for the \
+                     harmonics' frequencies",
+                    self.timbre_harmonics
+                ));
+            }
+            if self.timbre_harmonics > MAX_TIMBRE_HARMONICS {
+                return bad(format!(
+                    "timbre_harmonics {} (at most {MAX_TIMBRE_HARMONICS})",
+                    self.timbre_harmonics
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -246,7 +273,7 @@ impl ModelConfig {
         let mut list = vec![(
             "timbre.frames".to_string(),
             StackShape {
-                input: bins,
+                input: bins + self.timbre_harmonics,
                 hidden: self.hidden,
                 output: self.hidden,
                 kernel: 1,

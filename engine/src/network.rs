@@ -13,6 +13,7 @@
 
 use crate::config::StftConfig;
 use crate::features::{pooling_weights, FeatureExtractor, FrameFeatures};
+use crate::harmonics;
 use crate::kernels::Kernels;
 use crate::model_config::{
     ModelConfig, StackShape, LEAKY_SLOPE, MIDDLE_C, PITCH_BIN_LOW, POOLING_RANGE_DB,
@@ -223,17 +224,33 @@ impl Stack {
         st.frame += 1;
     }
 
-    /// `frames` frames at once through a stack whose blocks have no history (the timbre
-    /// encoder's per-frame stack): `x` row-major `frames x input`, `out` `frames x output`.
-    /// Allocates scratch.
+    /// `frames` consecutive frames at once, the first with zeros before it (as a fresh
+    /// [`Stack::step`] state): `x` row-major `frames x input`, `out` `frames x output`. Needs
+    /// the f32 weights (`batched` at load). Allocates scratch; not realtime-safe.
     fn forward_frames(&self, k: &Kernels, x: &[f32], frames: usize, out: &mut [f32]) {
         let hid = self.hidden;
         let mut h = vec![0.0f32; frames * hid];
         let mut conv = vec![0.0f32; frames * hid];
+        let mut taps = Vec::new();
         k.matmul_bias(&self.input.w, &self.input.b, x, frames, &mut h);
         k.leaky_relu(&mut h, LEAKY_SLOPE);
         for block in &self.blocks {
-            k.matmul_bias(&block.conv.w, &block.conv.b, &h, frames, &mut conv);
+            if block.kernel == 1 {
+                k.matmul_bias(&block.conv.w, &block.conv.b, &h, frames, &mut conv);
+            } else {
+                // Row t: [h[t], h[t - d], ..., h[t - (kernel - 1) d]], zeros before frame 0.
+                let width = block.kernel * hid;
+                taps.clear();
+                taps.resize(frames * width, 0.0f32);
+                for (t, row) in taps.chunks_exact_mut(width).enumerate() {
+                    for (j, tap) in row.chunks_exact_mut(hid).enumerate() {
+                        if let Some(src) = t.checked_sub(j * block.dilation) {
+                            tap.copy_from_slice(&h[src * hid..(src + 1) * hid]);
+                        }
+                    }
+                }
+                k.matmul_bias(&block.conv.w, &block.conv.b, &taps, frames, &mut conv);
+            }
             k.add_leaky_relu(&mut h, &conv, LEAKY_SLOPE);
         }
         k.matmul_bias(&self.output.w, &self.output.b, &h, frames, out);
@@ -288,6 +305,9 @@ pub struct NetworkState {
     redecoder_input: Box<[f32]>,
     /// Mean and log-variance of `z_t` (timbre head output).
     timbre_stats: Box<[f32]>,
+    /// The timbre encoder's input of one frame: normalised envelope, then the harmonic levels
+    /// (`bins + timbre_harmonics` values).
+    timbre_input: Box<[f32]>,
 }
 
 impl NetworkState {
@@ -390,8 +410,13 @@ impl Network {
             layers
                 .iter()
                 .find(|(n, _)| n == prefix)
-                // Only the timbre encoder's per-frame stack runs batched (`clip_timbre`).
-                .map(|(n, shape)| Stack::from_file(file, n, shape, &kernels, n == "timbre.frames"))
+                // The timbre encoder's per-frame stack runs batched (`clip_timbre`), and so
+                // does the pitch stack where the timbre encoder reads harmonic levels.
+                .map(|(n, shape)| {
+                    let batched =
+                        n == "timbre.frames" || (n == "pitch" && cfg.timbre_harmonics > 0);
+                    Stack::from_file(file, n, shape, &kernels, batched)
+                })
                 .transpose()
         };
         let required = |prefix: &str| {
@@ -486,6 +511,7 @@ impl Network {
             decoder_input: vec![0.0; c.z_t + c.z_v_dims() + c.z_p].into_boxed_slice(),
             redecoder_input: vec![0.0; c.z_t + c.z_v_dims() + c.z_p].into_boxed_slice(),
             timbre_stats: vec![0.0; 2 * c.z_t].into_boxed_slice(),
+            timbre_input: vec![0.0; bins + c.timbre_harmonics].into_boxed_slice(),
         }
     }
 
@@ -638,11 +664,40 @@ impl Network {
             .step(&self.kernels, &mut st.redecoder, &st.redecoder_input, out);
     }
 
-    /// The timbre encoder's per-frame hidden vector of one normalised envelope frame (`bins`
-    /// values) into `hidden` (`hidden` values). Realtime-safe.
-    pub fn timbre_frame(&self, st: &mut NetworkState, envelope: &[f32], hidden: &mut [f32]) {
+    /// The timbre encoder's per-frame hidden vector of one frame into `hidden` (`hidden`
+    /// values): its normalised envelope (`bins` values) and, for a model with harmonic input,
+    /// its natural-log magnitude `log_mag` (`bins` values) read at multiples of the pitch that
+    /// `ruler` stands for (a pitch-ruler value; the model ignores both otherwise).
+    /// Realtime-safe.
+    pub fn timbre_frame(
+        &self,
+        st: &mut NetworkState,
+        envelope: &[f32],
+        log_mag: &[f32],
+        ruler: f32,
+        hidden: &mut [f32],
+    ) {
+        let bins = self.config.bins();
+        if self.config.timbre_harmonics == 0 {
+            self.timbre_frames
+                .step(&self.kernels, &mut st.timbre, envelope, hidden);
+            return;
+        }
+        let (env, levels) = st.timbre_input.split_at_mut(bins);
+        env.copy_from_slice(&envelope[..bins]);
+        harmonics::harmonic_levels(&self.config, self.scale[0], &log_mag[..bins], ruler, levels);
         self.timbre_frames
-            .step(&self.kernels, &mut st.timbre, envelope, hidden);
+            .step(&self.kernels, &mut st.timbre, &st.timbre_input, hidden);
+    }
+
+    /// The pitch ruler of the last [`Network::step`] (0 before the first, or in a model
+    /// without a ruler). Realtime-safe.
+    pub fn last_ruler(&self, st: &NetworkState) -> f32 {
+        if self.config.pitch_ruler() {
+            st.pitch_code[0]
+        } else {
+            0.0
+        }
     }
 
     /// Posterior mean of `z_t` from pooled timbre hidden vectors into `z_t`. Realtime-safe.
@@ -718,32 +773,94 @@ impl Network {
     /// The timbre encoder over a clip's frames, [`CLIP_CHUNK_FRAMES`] at a time: `rows(start, n,
     /// log_mag, envelope)` fills the features of frames `start..start + n` (`n x bins` each);
     /// their hidden vectors are pooled with `weights` (one per frame) and the head gives the
-    /// posterior mean of `z_t`.
+    /// posterior mean of `z_t`. With harmonic input (`timbre_harmonics`), each chunk also
+    /// reads the pitch stack's look-back before it, and the pitch stack runs over the chunk
+    /// for each frame's ruler.
     fn pool_timbre(
         &self,
         weights: &[f32],
         mut rows: impl FnMut(usize, usize, &mut [f32], &mut [f32]),
     ) -> Vec<f32> {
         let c = &self.config;
-        let (bins, hid) = (c.bins(), c.hidden);
+        let (bins, hid, harmonics) = (c.bins(), c.hidden, c.timbre_harmonics);
+        let width = bins + harmonics;
+        let context = if harmonics > 0 { c.look_back() } else { 0 };
         let frames = weights.len();
         let mut pooled = vec![0.0f64; hid];
         let mut hidden = vec![0.0f32; CLIP_CHUNK_FRAMES * hid];
-        let chunk = CLIP_CHUNK_FRAMES.min(frames);
+        let chunk = (CLIP_CHUNK_FRAMES + context).min(frames);
         let (mut log_mag, mut envelope) = (vec![0.0f32; chunk * bins], vec![0.0f32; chunk * bins]);
+        // Harmonic input only: the pitch stack's input and output, and the timbre input rows.
+        let outputs = c.pitch_outputs();
+        let scratch = |n: usize| {
+            if harmonics > 0 {
+                vec![0.0f32; n]
+            } else {
+                Vec::new()
+            }
+        };
+        let (mut pitch_in, mut pitch_out) = (scratch(chunk * bins), scratch(chunk * outputs));
+        let mut input = scratch(CLIP_CHUNK_FRAMES.min(frames) * width);
         let mut start = 0;
         while start < frames {
             let n = CLIP_CHUNK_FRAMES.min(frames - start);
-            let (log_mag, envelope) = (&mut log_mag[..n * bins], &mut envelope[..n * bins]);
-            rows(start, n, log_mag, envelope);
-            for (l, e) in log_mag
-                .chunks_exact(bins)
-                .zip(envelope.chunks_exact_mut(bins))
-            {
-                self.normalise_envelope(l, e);
+            let first = start.saturating_sub(context);
+            let (lead, m) = (start - first, start + n - first);
+            let (log_mag, envelope) = (&mut log_mag[..m * bins], &mut envelope[..m * bins]);
+            rows(first, m, log_mag, envelope);
+            if harmonics > 0 {
+                let (pitch_in, pitch_out) =
+                    (&mut pitch_in[..m * bins], &mut pitch_out[..m * outputs]);
+                let mut raw = vec![0.0f32; bins];
+                for ((l, e), p) in log_mag
+                    .chunks_exact(bins)
+                    .zip(envelope.chunks_exact(bins))
+                    .zip(pitch_in.chunks_exact_mut(bins))
+                {
+                    if c.cepstrum {
+                        for ((r, l), e) in raw.iter_mut().zip(l).zip(e) {
+                            *r = l - e;
+                        }
+                        self.normalise_pitch(&raw, p);
+                    } else {
+                        self.normalise_pitch(l, p);
+                    }
+                }
+                self.pitch
+                    .forward_frames(&self.kernels, pitch_in, m, pitch_out);
+                let logits = 2 * c.pitch_heads()..2 * c.pitch_heads() + c.pitch_bins;
+                for t in lead..m {
+                    let row = &mut input[(t - lead) * width..(t - lead + 1) * width];
+                    let (env, levels) = row.split_at_mut(bins);
+                    let l = &log_mag[t * bins..(t + 1) * bins];
+                    env.copy_from_slice(&envelope[t * bins..(t + 1) * bins]);
+                    self.normalise_envelope(l, env);
+                    let ruler = pitch_ruler(
+                        &pitch_out[t * outputs..(t + 1) * outputs][logits.clone()],
+                        c.pitch_ruler_scale,
+                    );
+                    harmonics::harmonic_levels(c, self.scale[0], l, ruler, levels);
+                }
+                self.timbre_frames.forward_frames(
+                    &self.kernels,
+                    &input[..n * width],
+                    n,
+                    &mut hidden[..n * hid],
+                );
+            } else {
+                for (l, e) in log_mag
+                    .chunks_exact(bins)
+                    .zip(envelope.chunks_exact_mut(bins))
+                {
+                    self.normalise_envelope(l, e);
+                }
+                self.timbre_frames.forward_frames(
+                    &self.kernels,
+                    envelope,
+                    n,
+                    &mut hidden[..n * hid],
+                );
             }
-            self.timbre_frames
-                .forward_frames(&self.kernels, envelope, n, &mut hidden[..n * hid]);
             for t in 0..n {
                 let w = weights[start + t] as f64;
                 if w > 0.0 {

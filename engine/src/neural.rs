@@ -98,17 +98,19 @@ impl TimbreTracker {
         self.peak_db = f32::NEG_INFINITY;
     }
 
-    /// Adds one frame (normalised envelope, energy in dB) and writes the input's current
-    /// `z_t` estimate. Realtime-safe.
+    /// Adds one frame (normalised envelope, natural-log magnitude, the pitch ruler it is read
+    /// at by a model with harmonic input, energy in dB) and writes the input's current `z_t`
+    /// estimate. Realtime-safe.
     fn update(
         &mut self,
         net: &Network,
         st: &mut NetworkState,
-        envelope: &[f32],
+        frame: (&[f32], &[f32], f32),
         frame_db: f32,
         z_t: &mut [f32],
     ) {
-        net.timbre_frame(st, envelope, &mut self.hidden);
+        let (envelope, log_mag, ruler) = frame;
+        net.timbre_frame(st, envelope, log_mag, ruler, &mut self.hidden);
         self.peak_db = frame_db.max(self.peak_db - self.decay_db);
         for s in self.sum.iter_mut() {
             *s *= self.forget;
@@ -261,10 +263,19 @@ impl NeuralProcessor {
         self.net
             .normalise_envelope(&self.log_mag, &mut self.envelope);
 
+        // A model whose timbre encoder reads harmonic levels reads them at the last frame's
+        // pitch (this frame's comes out of the step below, which needs this frame's `z_t`),
+        // without the transposition the pitch input had.
+        let transposed = if params.transpose.is_finite() {
+            params.transpose.clamp(-MAX_TRANSPOSE, MAX_TRANSPOSE)
+        } else {
+            0.0
+        };
+        let ruler = self.net.last_ruler(&self.state) - transposed * cfg.pitch_ruler_scale;
         self.tracker.update(
             &self.net,
             &mut self.state,
-            &self.envelope,
+            (&self.envelope, &self.log_mag, ruler),
             frame_db,
             &mut self.z_own,
         );
@@ -432,7 +443,7 @@ mod tests {
         };
         let hidden_of = |st: &mut NetworkState, frame: &[f32]| {
             let mut h = vec![0.0f32; cfg.hidden];
-            net.timbre_frame(st, frame, &mut h);
+            net.timbre_frame(st, frame, frame, 0.0, &mut h);
             h
         };
         let (ha, hb) = (hidden_of(&mut st, &a), hidden_of(&mut st, &b));
@@ -441,11 +452,11 @@ mod tests {
         let mut tracker = TimbreTracker::new(cfg.hidden, 200.0);
         let mut z = vec![0.0f32; cfg.z_t];
         for _ in 0..50 {
-            tracker.update(&net, &mut st, &a, -10.0, &mut z);
+            tracker.update(&net, &mut st, (&a, &a, 0.0), -10.0, &mut z);
         }
         assert!(close(&z, &head_of(&mut st, &ha)));
         // A quiet frame (more than 60 dB down) is not pooled.
-        tracker.update(&net, &mut st, &b, -90.0, &mut z);
+        tracker.update(&net, &mut st, (&b, &b, 0.0), -90.0, &mut z);
         assert!(close(&z, &head_of(&mut st, &ha)));
 
         // Alternating loud frames pool to (nearly) their mean: the newer frame weighs
@@ -453,7 +464,7 @@ mod tests {
         tracker.reset();
         for i in 0..400 {
             let frame = if i % 2 == 0 { &a } else { &b };
-            tracker.update(&net, &mut st, frame, -10.0, &mut z);
+            tracker.update(&net, &mut st, (frame, frame, 0.0), -10.0, &mut z);
         }
         let mean: Vec<f32> = ha.iter().zip(&hb).map(|(x, y)| 0.5 * (x + y)).collect();
         let expected = head_of(&mut st, &mean);

@@ -127,7 +127,7 @@ fn the_model_streams_like_the_whole_sequence() {
         let p = random(&[2, frames, cfg.bins()], 12);
         let weights =
             (Tensor::ones((2, frames), DType::F32, &Device::Cpu).unwrap() / frames as f64).unwrap();
-        let z_t = model.encode_timbre(&tv, &weights).unwrap().mean;
+        let z_t = model.encode_timbre(&tv, &p, &weights).unwrap().mean;
         let z_swap = random(&[2, cfg.z_t], 13);
         let local = model.encode_local(&tv, &p, &z_t).unwrap();
         let y = model
@@ -238,7 +238,7 @@ fn export_and_load_round_trip_bit_exactly() {
     let p = random(&[1, 19, cfg.bins()], 2);
     let w = (Tensor::ones((1, 19), DType::F32, &Device::Cpu).unwrap() / 19.0).unwrap();
     let run = |m: &ThreeFactor| {
-        let z_t = m.encode_timbre(&tv, &w).unwrap().mean;
+        let z_t = m.encode_timbre(&tv, &p, &w).unwrap().mean;
         let l = m.encode_local(&tv, &p, &z_t).unwrap();
         m.decode(&z_t, l.variation.as_ref().map(|v| &v.mean), &l.pitch.mean)
             .unwrap()

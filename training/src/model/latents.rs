@@ -35,7 +35,7 @@ impl NeuralLatents {
             w
         };
         let w = Tensor::from_vec(weights, (1, f.frames), dev)?;
-        let z_t = model.encode_timbre(&tv, &w)?.mean;
+        let z_t = model.encode_timbre(&tv, &p, &w)?.mean;
         let local = model.encode_local(&tv, &p, &z_t)?;
         let rows = |t: &Tensor| -> candle_core::Result<Vec<f32>> {
             let dim = t.dim(D::Minus1)?;

@@ -28,9 +28,10 @@ use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 use layers::{CausalStack, StackState};
 
+pub use timbreswap_engine::harmonics::HARMONIC_FLOOR;
 pub use timbreswap_engine::model_config::{
     ModelConfig as Config, ModelConfigError as ConfigError, StackShape, FORMAT_VERSION,
-    LOG_VAR_RANGE, MIDDLE_C, PITCH_BIN_LOW, POOLING_RANGE_DB,
+    LOG_VAR_RANGE, MAX_TIMBRE_HARMONICS, MIDDLE_C, PITCH_BIN_LOW, POOLING_RANGE_DB,
 };
 
 /// Variance of the Gaussian likelihood on the (normalised) log-magnitude (the paper's 0.5).
@@ -276,10 +277,10 @@ impl ThreeFactor {
         // At the training clips' level, as the engine's `Network::clip_timbre` reads a clip.
         let audio = timbreswap_engine::network::at_training_level(audio);
         let f = features::FeatureExtractor::new(&self.cfg.stft(), self.cfg.mag_floor).clip(&audio);
-        let (tv, _) = self.clip_inputs(&f)?;
+        let (tv, p) = self.clip_inputs(&f)?;
         let w = features::pooling_weights(&f.frame_db, POOLING_RANGE_DB);
         let w = Tensor::from_vec(w, (1, f.frames), self.device())?;
-        self.encode_timbre(&tv, &w)?
+        self.encode_timbre(&tv, &p, &w)?
             .mean
             .flatten_all()?
             .to_vec1::<f32>()
@@ -302,7 +303,7 @@ impl ThreeFactor {
     /// sequence's `z_t` (posterior mean) pooled with `weights` `(batch, frames)`, and the
     /// local posteriors conditioned on it.
     pub fn encode_pooled(&self, tv: &Tensor, p: &Tensor, weights: Tensor) -> Result<ClipEncoding> {
-        let z_t = self.encode_timbre(tv, &weights)?.mean;
+        let z_t = self.encode_timbre(tv, p, &weights)?.mean;
         let local = self.encode_local(tv, p, &z_t)?;
         Ok(ClipEncoding {
             z_t,
@@ -333,12 +334,72 @@ impl ThreeFactor {
         self.encoder_inputs(&log_mag, &envelope, &fine)
     }
 
-    /// Timbre posterior `(batch, z_t)` of `input` `(batch, frames, bins)` pooled with
-    /// `weights` `(batch, frames)` (rows sum to 1).
-    pub fn encode_timbre(&self, input: &Tensor, weights: &Tensor) -> Result<Posterior> {
-        let h = self.timbre_frames.forward(input)?;
+    /// Timbre posterior `(batch, z_t)` of the encoder inputs `tv` and `p` `(batch, frames,
+    /// bins)` pooled with `weights` `(batch, frames)` (rows sum to 1). The timbre encoder reads
+    /// `tv` and, with `timbre_harmonics`, the frames' [`Self::harmonic_levels`].
+    pub fn encode_timbre(&self, tv: &Tensor, p: &Tensor, weights: &Tensor) -> Result<Posterior> {
+        let input = if self.cfg.timbre_harmonics > 0 {
+            Tensor::cat(&[tv, &self.harmonic_levels(tv, p)?], D::Minus1)?
+        } else {
+            tv.clone()
+        };
+        let h = self.timbre_frames.forward(&input)?;
         let pooled = h.broadcast_mul(&weights.unsqueeze(2)?)?.sum(1)?;
         Posterior::from_stats(&self.timbre_head.forward(&pooled)?)
+    }
+
+    /// The timbre encoder's harmonic input `(batch, frames, timbre_harmonics)` of the encoder
+    /// inputs `tv` and `p` `(batch, frames, bins)`: the natural-log magnitude at the first
+    /// `timbre_harmonics` multiples of each frame's pitch (the pitch ruler's note, its
+    /// gradient stopped), read between bins linearly, minus the strongest of them, floored at
+    /// [`HARMONIC_FLOOR`] (also the value of a harmonic above the top bin) and divided by the
+    /// log-magnitude scale. A function of the input alone: no gradient flows through it.
+    pub fn harmonic_levels(&self, tv: &Tensor, p: &Tensor) -> Result<Tensor> {
+        let count = self.cfg.timbre_harmonics;
+        let (b, t, bins) = tv.dims3()?;
+        let dev = tv.device();
+        let log_mag = if self.cfg.cepstrum {
+            let envelope = (tv * self.scale[1])?.broadcast_add(&self.envelope_mean)?;
+            let fine = (p * self.scale[2])?.broadcast_add(&self.fine_mean)?;
+            (envelope + fine)?
+        } else {
+            self.denormalise_log_mag(tv)?
+        }
+        .detach()
+        .contiguous()?;
+        let (_, logits) = self.encode_pitch_with_logits(p)?;
+        let logits = logits.ok_or_else(|| {
+            candle_core::Error::Msg("timbre_harmonics needs a pitch ruler".into())
+        })?;
+        // Ruler -> MIDI note -> the fundamental's position in bins.
+        let note = (self.pitch_ruler(&logits.detach())? / self.cfg.pitch_ruler_scale as f64)?
+            .affine(1.0, MIDDLE_C as f64)?;
+        let bins_per_hz = self.cfg.n_fft as f64 / self.cfg.sample_rate as f64;
+        let fundamental =
+            (((note - 69.0)? * (std::f64::consts::LN_2 / 12.0))?.exp()? * (440.0 * bins_per_hz))?;
+        let multiples: Vec<f32> = (1..=count).map(|k| k as f32).collect();
+        let multiples = Tensor::from_vec(multiples, (1, 1, count), dev)?;
+        let position = fundamental.broadcast_mul(&multiples)?; // (b, t, count)
+        let top = (bins - 1) as f64;
+        let inside = position.le(top)?;
+        let clamped = position.clamp(0.0, top - 1e-3)?;
+        let below = clamped.floor()?;
+        let frac = (&clamped - &below)?;
+        let lo = below.to_dtype(DType::U32)?.contiguous()?;
+        let hi = (&below + 1.0)?.to_dtype(DType::U32)?.contiguous()?;
+        let v_lo = log_mag.gather(&lo, D::Minus1)?;
+        let v_hi = log_mag.gather(&hi, D::Minus1)?;
+        let level = ((v_lo * (1.0 - &frac)?)? + (v_hi * frac)?)?;
+        // The strongest harmonic inside the spectrum is 0; the fundamental is always inside
+        // (the ruler's highest note is below Nyquist at every supported rate).
+        let lowest = Tensor::full(f32::MIN / 4.0, (b, t, count), dev)?;
+        let strongest = inside.where_cond(&level, &lowest)?.max_keepdim(D::Minus1)?;
+        let relative = level
+            .broadcast_sub(&strongest)?
+            .clamp(HARMONIC_FLOOR, 0.0)?;
+        let floor = Tensor::full(HARMONIC_FLOOR, (b, t, count), dev)?;
+        let relative = inside.where_cond(&relative, &floor)?;
+        Ok((relative / self.scale[0])?.detach())
     }
 
     /// `z_t` `(batch, z)` repeated over `frames`.

@@ -229,12 +229,12 @@ pub(super) fn cross_library_loss(
     let (b, bins) = (items.len(), items[0].shifted.bins);
     let w = pooling(items, |c| &c.clean_db);
     let weights = Tensor::from_vec(w, (b, items[0].shifted.frames), dev)?;
-    let (tv, _) = model.encoder_inputs(
+    let (tv, p) = model.encoder_inputs(
         &stack(items, |c| &c.shifted.log_mag, bins, dev)?,
         &stack(items, |c| &c.shifted.envelope, bins, dev)?,
         &stack(items, |c| &c.shifted.fine, bins, dev)?,
     )?;
-    let means = model.encode_timbre(&tv, &weights)?.mean;
+    let means = model.encode_timbre(&tv, &p, &weights)?.mean;
     supervised_contrast(&means, &crops.labels, temperature)
 }
 

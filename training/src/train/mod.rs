@@ -512,7 +512,7 @@ fn run_pass(
 ) -> candle_core::Result<PassLoss> {
     let t = target.dim(1)?;
     let dev = target.device();
-    let timbre = model.encode_timbre(tv_in, weights)?;
+    let timbre = model.encode_timbre(tv_in, p_in, weights)?;
     // A reparameterised sample when `noise` is given, the mean otherwise.
     let mut sample = |post: &crate::model::Posterior| -> candle_core::Result<Tensor> {
         match noise.as_deref_mut() {
@@ -1457,11 +1457,22 @@ pub fn initial_model(
 }
 
 /// A model of `cfg` holding the weights and normalisation of the model file at `path`
-/// (fine-tuning); its config must be `cfg`.
+/// (fine-tuning); its config must be `cfg`, or `cfg` with `timbre_harmonics` where the file
+/// has none: the timbre encoder's input layer then gets zero weights for the harmonic levels,
+/// so the model starts out computing what the file computes.
 pub fn start_from(cfg: &Config, path: &Path) -> Result<(VarMap, ThreeFactor), TrainError> {
     let file = timbreswap_engine::model_file::load(path)
         .map_err(|e| TrainError::Settings(format!("init_from {}: {e}", path.display())))?;
-    if file.config != *cfg {
+    let added_harmonics = if file.config.timbre_harmonics == 0 {
+        cfg.timbre_harmonics
+    } else {
+        0
+    };
+    let as_file = Config {
+        timbre_harmonics: cfg.timbre_harmonics - added_harmonics,
+        ..cfg.clone()
+    };
+    if file.config != as_file {
         return Err(TrainError::Settings(format!(
             "init_from {}: its model config differs from the training config's `model`",
             path.display()
@@ -1489,11 +1500,12 @@ pub fn start_from(cfg: &Config, path: &Path) -> Result<(VarMap, ThreeFactor), Tr
         let w = file.weights.get(name).ok_or_else(|| {
             TrainError::Settings(format!("init_from {}: no tensor {name}", path.display()))
         })?;
-        var.set(&Tensor::from_vec(
-            w.data.clone(),
-            w.shape.clone(),
-            &Device::Cpu,
-        )?)?;
+        let mut value = Tensor::from_vec(w.data.clone(), w.shape.clone(), &Device::Cpu)?;
+        if name == "timbre.frames.input.weight" && added_harmonics > 0 {
+            let zeros = Tensor::zeros((w.shape[0], added_harmonics), DType::F32, &Device::Cpu)?;
+            value = Tensor::cat(&[&value, &zeros], 1)?;
+        }
+        var.set(&value)?;
     }
     drop(data);
     Ok((varmap, model))

@@ -267,9 +267,9 @@ fn swap_from(
     local: &crate::model::LocalPosteriors,
 ) -> candle_core::Result<Tensor> {
     let dev = model.device();
-    let (tv_r, _) = inputs(model, crops, Part::Reference)?;
+    let (tv_r, p_r) = inputs(model, crops, Part::Reference)?;
     let z_ref = model
-        .encode_timbre(&tv_r, &weights(crops, Part::Reference, dev)?)?
+        .encode_timbre(&tv_r, &p_r, &weights(crops, Part::Reference, dev)?)?
         .mean;
     let variation = local.variation.as_ref().map(|v| &v.mean);
     let mut y = model.decode(&z_ref, variation, &local.pitch.mean)?;
