@@ -91,8 +91,7 @@ pub struct ModelConfig {
     /// envelope alone, as the paper). Above 0 (a pitch ruler is then needed), each frame's
     /// input to `timbre.frames` is its envelope followed by the log-magnitude at the first
     /// `timbre_harmonics` multiples of the frame's ruler pitch, relative to the strongest of
-    /// them (a pitch-independent harmonic balance). Written to a file only when above 0; the
-    /// engine does not compute these levels yet and refuses such a model.
+    /// them (a pitch-independent harmonic balance). Written to a file only when above 0.
     #[serde(skip_serializing_if = "is_zero")]
     pub timbre_harmonics: usize,
 }
