@@ -502,9 +502,13 @@ impl PassLoss {
 
 /// One pass of the network: encoders, sampling (`noise` seeds it; `None` takes the means),
 /// decoder, loss against `target` (normalised log-magnitude).
+///
+/// `p_timbre` is the pitch input of the crop `tv_in` comes from: the timbre encoder reads the
+/// harmonic levels of that crop (`timbre_harmonics`), while `p_in` (the pitch encoder's input)
+/// may come from another version of it (the timbre-distorted crop).
 fn run_pass(
     model: &ThreeFactor,
-    tv_in: &Tensor,
+    (tv_in, p_timbre): (&Tensor, &Tensor),
     p_in: &Tensor,
     weights: &Tensor,
     target: &Tensor,
@@ -512,7 +516,7 @@ fn run_pass(
 ) -> candle_core::Result<PassLoss> {
     let t = target.dim(1)?;
     let dev = target.device();
-    let timbre = model.encode_timbre(tv_in, p_in, weights)?;
+    let timbre = model.encode_timbre(tv_in, p_timbre, weights)?;
     // A reparameterised sample when `noise` is given, the mean otherwise.
     let mut sample = |post: &crate::model::Posterior| -> candle_core::Result<Tensor> {
         match noise.as_deref_mut() {
@@ -1083,7 +1087,14 @@ pub fn train(
                     &batch.distorted[1],
                     &batch.distorted[2],
                 )?;
-                let first = run_pass(&model, &tv1, &p1, &batch.weights, &target, Some(&mut noise))?;
+                let first = run_pass(
+                    &model,
+                    (&tv1, &p_shifted),
+                    &p1,
+                    &batch.weights,
+                    &target,
+                    Some(&mut noise),
+                )?;
                 let (kl_v_weight, kl_p_weight) = (tc.kl_variation_weight, tc.kl_pitch_weight);
                 let mut loss = (&first.recon + (first.kl(kl_v_weight, kl_p_weight)? * beta)?)?;
                 let (inv, contrast, ruler) = match &batch.clean_split {
@@ -1204,8 +1215,14 @@ pub fn train(
                 };
                 let second = if tc.reentry {
                     let (tv2, p2) = model.encoder_inputs_from_normalised(&first.output)?;
-                    let pass =
-                        run_pass(&model, &tv2, &p2, &batch.weights, &target, Some(&mut noise))?;
+                    let pass = run_pass(
+                        &model,
+                        (&tv2, &p2),
+                        &p2,
+                        &batch.weights,
+                        &target,
+                        Some(&mut noise),
+                    )?;
                     loss = (loss + (&pass.recon + (pass.kl(kl_v_weight, kl_p_weight)? * beta)?)?)?;
                     Some(pass)
                 } else {
@@ -1616,7 +1633,7 @@ fn validate(
         let target = model.normalise_log_mag(&batch.target_log_mag)?;
         let (tv, p) =
             model.encoder_inputs(&batch.shifted[0], &batch.shifted[1], &batch.shifted[2])?;
-        let pass = run_pass(model, &tv, &p, &batch.weights, &target, None)?;
+        let pass = run_pass(model, (&tv, &p), &p, &batch.weights, &target, None)?;
         let recon = pass.recon.to_scalar::<f32>()? as f64;
         let kl = pass.kl(1.0, 1.0)?.to_scalar::<f32>()? as f64;
         let mse_n = (&pass.output - &target)?
