@@ -15,10 +15,10 @@ use timbreswap_engine::model_file;
 use timbreswap_engine::network::Network;
 use timbreswap_engine::neural::NeuralProcessor;
 use timbreswap_engine::processor::{FrameParams, SwapMode};
-use timbreswap_training::model::file::{self, MapInstrument, TimbreMap};
+use timbreswap_training::model::file;
 use timbreswap_training::model::{Config, FeatureStats, HARMONIC_FLOOR, MIDDLE_C};
 use timbreswap_training::rng::SplitMix64;
-use timbreswap_training::train::{initial_model, start_from, weights_of};
+use timbreswap_training::train::{initial_model, start_from};
 
 #[global_allocator]
 static ALLOC: AllocDisabler = AllocDisabler;
@@ -48,27 +48,11 @@ fn random(shape: &[usize], spread: f64, seed: u64) -> Tensor {
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
-fn save(cfg: &Config, seed: u64, path: &std::path::Path) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+/// A freshly initialised model of `cfg` (weights seeded by `seed`) saved under a scratch
+/// folder named `name`; returns the file.
+fn save(cfg: &Config, seed: u64, name: &str) -> std::path::PathBuf {
     let (varmap, _) = initial_model(cfg, &FeatureStats::identity(cfg.bins()), seed).unwrap();
-    let map = TimbreMap {
-        instruments: vec![MapInstrument {
-            program: 0,
-            name: "Piano".into(),
-            family: "piano".into(),
-        }],
-        z_t: vec![0.5; cfg.z_t],
-        pca_mean: vec![0.0; cfg.z_t],
-        pca_basis: vec![1.0; 2 * cfg.z_t],
-    };
-    file::save(
-        path,
-        cfg,
-        &weights_of(&varmap),
-        &map,
-        &serde_json::json!({"note": "test"}),
-    )
-    .unwrap();
+    common::save_tiny(cfg, &varmap, name).1
 }
 
 #[test]
@@ -146,10 +130,8 @@ fn harmonic_levels_are_the_log_magnitude_at_multiples_of_the_ruler_pitch() {
 
 #[test]
 fn a_model_started_from_a_file_without_harmonics_computes_that_files_timbre() {
-    let dir = common::temp_dir("harmonics-start");
-    let path = dir.join("plain.safetensors");
     let plain = tiny_config(0);
-    save(&plain, 9, &path);
+    let path = save(&plain, 9, "harmonics-plain");
     let (_, before) = start_from(&plain, &path).unwrap();
     let (_, after) = start_from(&tiny_config(12), &path).unwrap();
     let frames = 9;
@@ -159,29 +141,17 @@ fn a_model_started_from_a_file_without_harmonics_computes_that_files_timbre() {
         (Tensor::ones((2, frames), DType::F32, &Device::Cpu).unwrap() / frames as f64).unwrap();
     let a = before.encode_timbre(&tv, &p, &weights).unwrap().mean;
     let b = after.encode_timbre(&tv, &p, &weights).unwrap().mean;
-    let diff = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = common::max_abs_diff(&a, &b);
     assert!(diff < 1e-5, "z_t moved by {diff}");
     // A file with harmonics does not start a model without them.
-    let with = dir.join("with.safetensors");
-    save(&tiny_config(12), 9, &with);
+    let with = save(&tiny_config(12), 9, "harmonics-with");
     assert!(start_from(&plain, &with).is_err());
 }
 
 #[test]
 fn the_engine_reads_a_harmonic_model_as_candle_does() {
-    let dir = common::temp_dir("harmonics-engine");
-    let path = dir.join("harmonics.safetensors");
     let cfg = tiny_config(16);
-    save(&cfg, 4, &path);
+    let path = save(&cfg, 4, "harmonics-engine");
     let candle = file::load(&path).unwrap();
     // 7 s of a tone gliding over an octave with vibrato: more frames than one chunk of the
     // engine's pass (1024), so a chunk reads the pitch stack's look-back before it.
@@ -219,10 +189,8 @@ fn the_engine_reads_a_harmonic_model_as_candle_does() {
 
 #[test]
 fn the_live_path_of_a_harmonic_model_is_allocation_free_and_bounded() {
-    let dir = common::temp_dir("harmonics-live");
-    let path = dir.join("harmonics.safetensors");
     let cfg = tiny_config(16);
-    save(&cfg, 5, &path);
+    let path = save(&cfg, 5, "harmonics-live");
     let net = Arc::new(
         Network::new(
             &model_file::load(&path).unwrap(),

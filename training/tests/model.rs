@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::max_abs_diff;
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -37,19 +39,6 @@ fn random(shape: &[usize], seed: u64) -> Tensor {
     let n: usize = shape.iter().product();
     let v: Vec<f32> = (0..n).map(|_| rng.range(-2.0, 2.0) as f32).collect();
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn max_abs(a: &Tensor) -> f32 {

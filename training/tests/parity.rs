@@ -15,10 +15,10 @@ use timbreswap_engine::features::FeatureExtractor;
 use timbreswap_engine::kernels::Kernels;
 use timbreswap_engine::model_file;
 use timbreswap_engine::network::{Network, StepInput};
-use timbreswap_training::model::file::{self, MapInstrument, TimbreMap};
+use timbreswap_training::model::file;
 use timbreswap_training::model::{Config, FeatureStats, ThreeFactor};
 use timbreswap_training::rng::SplitMix64;
-use timbreswap_training::train::{initial_model, weights_of};
+use timbreswap_training::train::initial_model;
 
 #[global_allocator]
 static ALLOC: AllocDisabler = AllocDisabler;
@@ -117,37 +117,6 @@ fn random(frames: usize, bins: usize, seed: u64) -> Tensor {
     Tensor::from_vec(v, (1, frames, bins), &Device::Cpu).unwrap()
 }
 
-/// Saves a model of `cfg` with `varmap`'s weights and a one-instrument timbre map into a fresh
-/// temporary folder named after `name`; returns the folder and the file.
-fn save_tiny(
-    cfg: &Config,
-    varmap: &candle_nn::VarMap,
-    name: &str,
-) -> (std::path::PathBuf, std::path::PathBuf) {
-    let dir = common::temp_dir(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("model.safetensors");
-    let map = TimbreMap {
-        instruments: vec![MapInstrument {
-            program: 0,
-            name: "Piano".into(),
-            family: "piano".into(),
-        }],
-        z_t: vec![0.5; cfg.z_t],
-        pca_mean: vec![0.0; cfg.z_t],
-        pca_basis: vec![1.0; 2 * cfg.z_t],
-    };
-    file::save(
-        &path,
-        cfg,
-        &weights_of(varmap),
-        &map,
-        &serde_json::Value::Null,
-    )
-    .unwrap();
-    (dir, path)
-}
-
 #[test]
 fn engine_network_matches_candle_on_the_default_model() {
     let path = default_model();
@@ -220,7 +189,7 @@ fn engine_network_matches_candle_on_a_tiny_two_factor_model() {
     stats.log_mag_mean = (0..bins).map(|k| -(k as f32) / 50.0).collect();
     stats.scale = [2.0, 1.5, 0.5];
     let (varmap, model) = initial_model(&cfg, &stats, 4).unwrap();
-    let (dir, path) = save_tiny(&cfg, &varmap, "parity-tiny");
+    let (dir, path) = common::save_tiny(&cfg, &varmap, "parity-tiny");
     let net = Network::new(&model_file::load(&path).unwrap(), "tiny", Kernels::best()).unwrap();
     let z: Vec<f32> = (0..cfg.z_t).map(|i| i as f32 * 0.3 - 0.7).collect();
     let x = random(40, bins, 7);
@@ -258,7 +227,7 @@ fn engine_network_matches_candle_on_a_tiny_binary_pitch_model() {
         let bins = cfg.bins();
         let stats = FeatureStats::identity(bins);
         let (varmap, model) = initial_model(&cfg, &stats, 6).unwrap();
-        let (dir, path) = save_tiny(&cfg, &varmap, "parity-binary");
+        let (dir, path) = common::save_tiny(&cfg, &varmap, "parity-binary");
         let loaded = model_file::load(&path).unwrap();
         assert!(loaded.config.pitch_binary);
         assert_eq!(loaded.config.pitch_ruler(), ruler);

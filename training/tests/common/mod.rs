@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use timbreswap_training::dataset::{DatasetOptions, SetChoice};
 use timbreswap_training::instruments::Instrument;
+use timbreswap_training::model::file::{self, MapInstrument, TimbreMap};
 use timbreswap_training::model::Config;
-use timbreswap_training::train::{TrainConfig, LOG_FILE};
+use timbreswap_training::train::{weights_of, TrainConfig, LOG_FILE};
 
 /// The small General MIDI SoundFont the tests render with.
 pub const TIMGM: &str = "/usr/share/sounds/sf2/TimGM6mb.sf2";
@@ -91,4 +92,49 @@ pub fn epoch_records(run: &Path) -> Vec<serde_json::Value> {
             v
         })
         .collect()
+}
+
+/// Saves a model of `cfg` with `varmap`'s weights and a one-instrument timbre map into a fresh
+/// temporary folder named after `name`; returns the folder and the file.
+pub fn save_tiny(
+    cfg: &Config,
+    varmap: &candle_nn::VarMap,
+    name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = temp_dir(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.safetensors");
+    let map = TimbreMap {
+        instruments: vec![MapInstrument {
+            program: 0,
+            name: "Piano".into(),
+            family: "piano".into(),
+        }],
+        z_t: vec![0.5; cfg.z_t],
+        pca_mean: vec![0.0; cfg.z_t],
+        pca_basis: vec![1.0; 2 * cfg.z_t],
+    };
+    file::save(
+        &path,
+        cfg,
+        &weights_of(varmap),
+        &map,
+        &serde_json::Value::Null,
+    )
+    .unwrap();
+    (dir, path)
+}
+
+/// The largest absolute difference between two tensors of one shape.
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
