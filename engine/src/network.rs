@@ -443,7 +443,8 @@ impl Network {
 
     /// Bytes of layer weights and biases this network holds: what one instance keeps of the
     /// model (the matrices as the file stores them where the kernels read that type, and in
-    /// f32 too for the timbre encoder's per-frame stack, which also runs batched). Not
+    /// f32 too for the stacks that also run batched: the timbre encoder's per-frame stack, and
+    /// the pitch stack of a model with harmonic input). Not
     /// counted: the feature statistics and the timbre map (a few kB).
     pub fn weight_bytes(&self) -> usize {
         [
