@@ -20,7 +20,9 @@
 //!   for them.
 //! - `reference-clip/10s`: analysing a 10 s reference clip off the audio thread: the classic
 //!   descriptor, the neural `z_t` and Exemplar mode's analysis, each alone and the loader's
-//!   whole job from a 44.1 kHz stereo file (one thread, and two as the plugin runs it).
+//!   whole job from a 44.1 kHz stereo file (one thread, and two as the plugin runs it);
+//!   `neural-z_t-harmonic-input` is the `z_t` of a model whose timbre encoder also reads 24
+//!   harmonic levels (`timbre_harmonics`).
 //!
 //! Run: `cargo bench -p timbreswap-engine --bench engine`.
 
@@ -55,6 +57,32 @@ fn network_with(kernels: Kernels, precision: Option<Precision>) -> Arc<Network> 
         file = file.with_precision(p);
     }
     Arc::new(Network::new(&file, "default", kernels).unwrap())
+}
+
+/// The built-in model with a timbre encoder that also reads `harmonics` harmonic levels per
+/// frame (`timbre_harmonics`), their weights zero: the same `z_t`, at the cost of such a model's
+/// analysis (the pitch stack over the clip for each frame's ruler, then the levels).
+fn harmonic_network(kernels: Kernels, harmonics: usize) -> Arc<Network> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../assets/models/default.safetensors");
+    let mut file = model_file::load(&path)
+        .unwrap()
+        .with_precision(Precision::F32);
+    let bins = file.config.bins();
+    file.config.timbre_harmonics = harmonics;
+    let input = file.weights.get_mut("timbre.frames.input.weight").unwrap();
+    let rows = input.shape[0];
+    input.data = input
+        .data
+        .chunks_exact(bins)
+        .flat_map(|row| {
+            row.iter()
+                .copied()
+                .chain(std::iter::repeat_n(0.0, harmonics))
+        })
+        .collect();
+    input.shape = vec![rows, bins + harmonics];
+    Arc::new(Network::new(&file, "harmonic", kernels).unwrap())
 }
 
 /// An example clip (mono, 32 kHz) repeated to `seconds`.
@@ -309,6 +337,10 @@ fn reference_clip(c: &mut Criterion) {
     });
     group.bench_function("10s/neural-z_t", |b| {
         b.iter(|| std::hint::black_box(net.clip_timbre(&audio)[0]))
+    });
+    let harmonic = harmonic_network(Kernels::best(), 24);
+    group.bench_function("10s/neural-z_t-harmonic-input", |b| {
+        b.iter(|| std::hint::black_box(harmonic.clip_timbre(&audio)[0]))
     });
     group.bench_function("10s/exemplar-analysis", |b| {
         b.iter(|| std::hint::black_box(ExemplarBank::new(&cfg, &audio).unwrap().frames()))
