@@ -266,12 +266,8 @@ impl NeuralProcessor {
         // A model whose timbre encoder reads harmonic levels reads them at the last frame's
         // pitch (this frame's comes out of the step below, which needs this frame's `z_t`),
         // without the transposition the pitch input had.
-        let transposed = if params.transpose.is_finite() {
-            params.transpose.clamp(-MAX_TRANSPOSE, MAX_TRANSPOSE)
-        } else {
-            0.0
-        };
-        let ruler = self.net.last_ruler(&self.state) - transposed * cfg.pitch_ruler_scale;
+        let ruler = self.net.last_ruler(&self.state)
+            - transposition(params.transpose) * cfg.pitch_ruler_scale;
         self.tracker.update(
             &self.net,
             &mut self.state,
@@ -382,15 +378,21 @@ pub fn with_input_phase(input: &[Complex32], log_mag: &[f32], floor: f32, out: &
     }
 }
 
+/// The transposition a Transpose setting stands for, in semitones: clamped to
+/// ±[`MAX_TRANSPOSE`], 0 when not a number. Realtime-safe.
+fn transposition(semitones: f32) -> f32 {
+    if semitones.is_finite() {
+        semitones.clamp(-MAX_TRANSPOSE, MAX_TRANSPOSE)
+    } else {
+        0.0
+    }
+}
+
 /// `out[k] = raw[k / r]` (linear interpolation along bins) with `r = 2^(semitones / 12)`,
 /// clamped to ±[`MAX_TRANSPOSE`]; bins whose source lies beyond the last bin take `neutral[k]`
 /// (the feature's mean, i.e. "nothing there"). Realtime-safe.
 pub fn transpose(raw: &[f32], neutral: &[f32], semitones: f32, out: &mut [f32]) {
-    let semitones = if semitones.is_finite() {
-        semitones.clamp(-MAX_TRANSPOSE, MAX_TRANSPOSE)
-    } else {
-        0.0
-    };
+    let semitones = transposition(semitones);
     if semitones == 0.0 {
         out.copy_from_slice(raw);
         return;

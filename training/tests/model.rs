@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::max_abs_diff;
+use common::{max_abs, max_abs_diff};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -39,17 +39,6 @@ fn random(shape: &[usize], seed: u64) -> Tensor {
     let n: usize = shape.iter().product();
     let v: Vec<f32> = (0..n).map(|_| rng.range(-2.0, 2.0) as f32).collect();
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn max_abs(a: &Tensor) -> f32 {
-    a.abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 /// Streams `x` `(batch, frames, in)` through `step`, one frame at a time, and stacks the

@@ -125,11 +125,9 @@ pub fn save_tiny(
     (dir, path)
 }
 
-/// The largest absolute difference between two tensors of one shape.
-pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
+/// The largest absolute value of a tensor.
+pub fn max_abs(a: &candle_core::Tensor) -> f32 {
+    a.abs()
         .unwrap()
         .flatten_all()
         .unwrap()
@@ -137,4 +135,9 @@ pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap()
+}
+
+/// The largest absolute difference between two tensors of one shape.
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    max_abs(&(a - b).unwrap())
 }
