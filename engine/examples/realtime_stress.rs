@@ -2,10 +2,11 @@
 //! and reports dropouts: the real-time safety check of the neural (or classic) path.
 //!
 //! `cargo run --release -p timbreswap-engine --example realtime_stress -- [SECONDS] [BLOCK]
-//! [RATE] [neural|neural-f32|neural-f16|neural-int8|classic|none|mix0] [busy|idle]
+//! [RATE] [neural|neural-f32|neural-f16|neural-int8|exemplar|classic|none|mix0] [busy|idle]
 //! [realtime|normal]` (defaults: 60 s, 64 samples, 48 kHz, neural, busy, realtime; `neural`:
 //! the built-in model as it ships; `neural-f32`, `-f16`, `-int8`: its matrices as f32, f16 or
-//! int8;
+//! int8; `exemplar`: the plugin's default Mode, the trumpet clip analysed with the built-in
+//! model's pitch ruler, as the plugin loads it;
 //! `none`: no reference, the pass-through an idle instance runs; `mix0`: Neural with a
 //! reference at Mix 0, the other idle instance).
 //! Two more optional arguments, `[BURST] [worker|covered|inline]` (defaults 1, worker): the
@@ -68,6 +69,7 @@ fn main() {
     };
     let neural = what == "neural" || precision.is_some() || mix0;
     let none = what == "none";
+    let exemplar = what == "exemplar";
     let busy = arg(4, "busy") == "busy";
     let worker_priority = if arg(5, "realtime") == "realtime" {
         WorkerPriority::Realtime
@@ -127,6 +129,12 @@ fn main() {
             .unwrap();
         control.set_latent(Slot::A, Some(&z)).unwrap();
     }
+    if exemplar {
+        let bank =
+            timbreswap_engine::exemplar::ExemplarBank::with_ruler(&net, &reference.samples, None)
+                .expect("the trumpet clip sounds");
+        control.set_exemplar(Slot::A, Some(Arc::new(bank))).unwrap();
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let spinner = busy.then(|| {
@@ -148,6 +156,8 @@ fn main() {
     let params = BlockParams {
         mode: if neural {
             SwapMode::Neural
+        } else if exemplar {
+            SwapMode::Exemplar
         } else {
             SwapMode::Classic
         },

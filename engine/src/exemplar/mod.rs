@@ -21,6 +21,7 @@
 mod bank;
 mod notes;
 mod pitch;
+mod sinusoids;
 mod swap;
 
 pub(crate) use bank::sure_pitches;
@@ -33,6 +34,7 @@ pub use pitch::{
     refine_pitch, Yin, REFINE_MAX_HZ, REFINE_MAX_PARTIALS, REFINE_RANGE_CENTS, REFINE_STEP_CENTS,
     YIN_MAX_LAG, YIN_MIN_LAG, YIN_THRESHOLD, YIN_TRUST, YIN_WINDOW,
 };
+pub use sinusoids::{SinusoidKernel, KERNEL_LEAKAGE, KERNEL_OVERSAMPLE, MAX_KERNEL_REACH};
 pub use swap::{
     partial_amplitudes, ExemplarOptions, ExemplarSwap, Shift, ATTACK_SECONDS,
     BELOW_FUNDAMENTAL_SLOPE, MAX_PARTIALS, MAX_PARTIAL_GAIN_DB, MAX_SHIFT_SEMITONES, NOISE_GAIN,
@@ -43,9 +45,6 @@ pub use swap::{
 pub const MAG_FLOOR: f32 = 1e-3;
 /// Frequency of middle C (MIDI 60), in Hz.
 const MIDDLE_C_HZ: f32 = 261.625_58;
-
-/// Lanes of the vectorised loops (eight f32: one AVX register).
-const LANES: usize = 8;
 
 /// Test signals shared by the submodules' tests.
 #[cfg(test)]

@@ -7,7 +7,8 @@ use realfft::num_complex::Complex32;
 use super::bank::{partial_level, ExemplarBank, HARMONIC_PARTIALS};
 use super::notes::NoteTracker;
 use super::pitch::{refine_pitch, Yin, YIN_MAX_LAG, YIN_TRUST, YIN_WINDOW};
-use super::{LANES, MAG_FLOOR, MIDDLE_C_HZ};
+use super::sinusoids::SinusoidKernel;
+use super::{MAG_FLOOR, MIDDLE_C_HZ};
 use crate::cepstrum::Cepstrum;
 use crate::config::StftConfig;
 use crate::network::{Network, NetworkState};
@@ -151,12 +152,10 @@ pub struct ExemplarSwap {
     phase: f64,
     /// Pitch of the previous frame, Hz (0 when none).
     last_f0: f32,
-    stft: crate::stft::Stft,
-    grain: Box<[f32]>,
     /// The output's partial amplitudes ([`Shift::Harmonic`]).
     amplitudes: Box<[f32]>,
-    /// The partials' oscillators ([`Shift::Harmonic`]).
-    oscillators: Oscillators,
+    /// The analysis window's transform, for the partials ([`Shift::Harmonic`]).
+    kernel: SinusoidKernel,
     /// State of the noise phases' generator.
     seed: u32,
     /// Makes random-phase noise frames come out of the overlap-add at their own level.
@@ -196,6 +195,7 @@ impl ExemplarSwap {
         let bins = c.n_bins();
         let stft = crate::stft::Stft::new(c);
         let noise_gain = incoherent_gain(&stft, c.hop) * NOISE_GAIN;
+        let kernel = SinusoidKernel::new(&stft.analysis);
         let fps = c.sample_rate as f32 / c.hop as f32;
         Self {
             cfg: *c,
@@ -217,10 +217,8 @@ impl ExemplarSwap {
             rtpghi: crate::phase::Rtpghi::new(c, MAG_FLOOR, 0, 0x6578_656d),
             phase: 0.0,
             last_f0: 0.0,
-            stft,
-            grain: vec![0.0; c.n_fft].into_boxed_slice(),
             amplitudes: vec![0.0; HARMONIC_PARTIALS].into_boxed_slice(),
-            oscillators: Oscillators::new(HARMONIC_PARTIALS.div_ceil(LANES) * LANES),
+            kernel,
             seed: 0x2545_f491,
             noise_gain,
             opts,
@@ -428,30 +426,6 @@ fn incoherent_gain(stft: &crate::stft::Stft, hop: usize) -> f32 {
     (hop as f64 / power.max(1e-12)).sqrt() as f32
 }
 
-/// Sinusoid oscillators as arrays: amplitude, the current phasor `re + i im`, and the
-/// per-sample rotation `dr + i di`.
-struct Oscillators {
-    amp: Box<[f32]>,
-    re: Box<[f32]>,
-    im: Box<[f32]>,
-    dr: Box<[f32]>,
-    di: Box<[f32]>,
-}
-
-impl Oscillators {
-    /// Room for `n` oscillators. Allocates.
-    fn new(n: usize) -> Self {
-        let zeros = || vec![0.0f32; n].into_boxed_slice();
-        Self {
-            amp: zeros(),
-            re: zeros(),
-            im: zeros(),
-            dr: zeros(),
-            di: zeros(),
-        }
-    }
-}
-
 impl ExemplarSwap {
     /// [`Shift::Harmonic`]: the spectrum of a windowed sum of sinusoids at partials of `f0`
     /// Hz with bank frame `j`'s amplitudes, the fundamental's phase carried on from the
@@ -466,52 +440,25 @@ impl ExemplarSwap {
         };
         self.phase = (self.phase + two_pi * step_f0 as f64 * self.hop as f64 / sr as f64) % two_pi;
         self.last_f0 = f0;
-        let n = self.grain.len();
-        self.grain.fill(0.0);
+        let n = self.cfg.n_fft;
         let f0_ref = MIDDLE_C_HZ * 2f32.powf(self.bank.pitch[j] / 12.0);
         partial_amplitudes(self.bank.harmonics(j), f0_ref, f0, &mut self.amplitudes);
         let w = two_pi * f0 as f64 / sr as f64;
-        // One oscillator per sounding partial (structure of arrays, padded to whole lanes
-        // with silent ones), all advanced together sample by sample.
-        let osc = &mut self.oscillators;
-        let mut m = 0;
+        // Each sounding partial's windowed spectrum, placed at its frequency.
+        out.fill(Complex32::default());
+        let bins_per_hz = n as f32 / sr;
         for (i, &a) in self.amplitudes.iter().enumerate() {
             let h = (i + 1) as f64;
             if a <= 0.0 || h * f0 as f64 >= 0.5 * sr as f64 {
                 continue;
             }
-            // Schroeder's phases keep the crest factor low.
+            // Schroeder's phases keep the crest factor low. `start`: the phase at the frame's
+            // first sample.
             let offset = std::f64::consts::PI * h * (h - 1.0) / HARMONIC_PARTIALS as f64;
             let start = h * (self.phase - w * (n / 2) as f64) + offset;
-            osc.amp[m] = a;
-            osc.re[m] = start.cos() as f32;
-            osc.im[m] = start.sin() as f32;
-            osc.dr[m] = (h * w).cos() as f32;
-            osc.di[m] = (h * w).sin() as f32;
-            m += 1;
+            self.kernel
+                .add(out, (h * f0 as f64) as f32 * bins_per_hz, a, start);
         }
-        let padded = m.div_ceil(LANES) * LANES;
-        osc.amp[m..padded].fill(0.0);
-        osc.re[m..padded].fill(0.0);
-        osc.im[m..padded].fill(0.0);
-        osc.dr[m..padded].fill(1.0);
-        osc.di[m..padded].fill(0.0);
-        for g in self.grain.iter_mut() {
-            let mut lanes = [0.0f32; LANES];
-            for c in (0..padded).step_by(LANES) {
-                let r = c..c + LANES;
-                let (amp, dr, di) = (&osc.amp[r.clone()], &osc.dr[r.clone()], &osc.di[r.clone()]);
-                let (re, im) = (&mut osc.re[r.clone()], &mut osc.im[r]);
-                for l in 0..LANES {
-                    lanes[l] += amp[l] * re[l];
-                    let next = re[l] * dr[l] - im[l] * di[l];
-                    im[l] = re[l] * di[l] + im[l] * dr[l];
-                    re[l] = next;
-                }
-            }
-            *g = lanes.iter().sum();
-        }
-        self.stft.analyse(&self.grain, out);
         // The reference's noise between its partials, at the same frequencies, random phase.
         let noise = self.bank.noise(j);
         let bin_hz = sr / n as f32;
