@@ -11,7 +11,7 @@
 //! - `offline/neural-input-at-minus-400-db`: the neural input-phase path on an input 1e-20 times
 //!   as loud, whose squares and products are denormals (flush-to-zero keeps them cheap).
 //! - `offline/exemplar`: the whole Exemplar path (the trumpet example's analysis, the built-in
-//!   model's pitch ruler beside it) on one thread.
+//!   model loaded beside it as in the plugin, which Exemplar does not run) on one thread.
 //! - `offline/neural-input-f32`, `-f16`, `-int8`: `offline/neural-input` (the built-in model
 //!   as it ships, f16) with the model's matrices as f32, f16 and int8.
 //! - `network/frame-f32`: one streaming step of the network (variation, pitch, decoder,
@@ -250,8 +250,8 @@ fn engine_blocks(c: &mut Criterion) {
         None,
         1e-20,
     );
-    // Exemplar mode as the plugin runs it: the model loaded (its pitch ruler), the clip's
-    // analysis in slot A.
+    // Exemplar mode as the plugin runs it: the model loaded (Exemplar does not run it), the
+    // clip's analysis in slot A.
     let bank = ExemplarBank::new(&StftConfig::default(), &clip("ref-trumpet.wav", 3.0)).unwrap();
     bench_mode_at(
         c,

@@ -5,8 +5,8 @@
 //! [RATE] [neural|neural-f32|neural-f16|neural-int8|exemplar|classic|none|mix0] [busy|idle]
 //! [realtime|normal]` (defaults: 60 s, 64 samples, 48 kHz, neural, busy, realtime; `neural`:
 //! the built-in model as it ships; `neural-f32`, `-f16`, `-int8`: its matrices as f32, f16 or
-//! int8; `exemplar`: the plugin's default Mode, the trumpet clip analysed with the built-in
-//! model's pitch ruler, as the plugin loads it;
+//! int8; `exemplar`: the plugin's default Mode, the trumpet clip's analysis in slot A (the
+//! built-in model loaded beside it, as in the plugin);
 //! `none`: no reference, the pass-through an idle instance runs; `mix0`: Neural with a
 //! reference at Mix 0, the other idle instance).
 //! Two more optional arguments, `[BURST] [worker|covered|inline]` (defaults 1, worker): the
@@ -130,9 +130,11 @@ fn main() {
         control.set_latent(Slot::A, Some(&z)).unwrap();
     }
     if exemplar {
-        let bank =
-            timbreswap_engine::exemplar::ExemplarBank::with_ruler(&net, &reference.samples, None)
-                .expect("the trumpet clip sounds");
+        let bank = timbreswap_engine::exemplar::ExemplarBank::new(
+            &StftConfig::default(),
+            &reference.samples,
+        )
+        .expect("the trumpet clip sounds");
         control.set_exemplar(Slot::A, Some(Arc::new(bank))).unwrap();
     }
 

@@ -269,20 +269,13 @@ pub enum ControlError {
     },
 }
 
-/// A clip an exemplar swap draws from, with the model whose pitch ruler it was built with.
-type PlayingClip = (Arc<ExemplarBank>, Option<Arc<Network>>);
-
 /// The control side's handle on a running engine: sets timbres, frees what the engine hands
 /// back. Not realtime-safe; use from the GUI, a background task or the main thread.
 pub struct EngineControl {
     stft: StftConfig,
-    /// The model last handed to the engine: its pitch ruler guesses the pitch for Exemplar
-    /// mode where YIN is unsure.
-    ruler: Option<Arc<Network>>,
-    /// The clips last handed to slots A and B for Exemplar mode, with the pitch ruler their
-    /// swaps were built with: a state that brings the same clip (the same `Arc`) and model
-    /// again leaves that slot's stream playing instead of restarting it.
-    exemplars: [Option<PlayingClip>; 2],
+    /// The clips last handed to slots A and B for Exemplar mode: a state that brings the same
+    /// clip (the same `Arc`) again leaves that slot's stream playing instead of restarting it.
+    exemplars: [Option<Arc<ExemplarBank>>; 2],
     /// Latent size of the loaded model, if any.
     z_t: Option<usize>,
     tx: Producer<ControlToProcessorMsg>,
@@ -341,7 +334,6 @@ impl EngineControl {
         let _ = self.tx.push(ControlToProcessorMsg::SetModel(processor));
         // Recorded only once the model is on its way, so a refused hand-off changes nothing.
         self.z_t = z_t;
-        self.ruler = model;
         self.wake_worker();
         Ok(())
     }
@@ -356,10 +348,6 @@ impl EngineControl {
             self.envelope(update.timbres[0])?,
             self.envelope(update.timbres[1])?,
         ];
-        let ruler = match &update.model {
-            Some(net) => net.clone(),
-            None => self.ruler.clone(),
-        };
         let (model, z_t) = match update.model {
             Some(net) => {
                 let (processor, z_t) = self.neural_processor(net, update.latents)?;
@@ -372,12 +360,12 @@ impl EngineControl {
                 (None, self.z_t)
             }
         };
-        // A slot whose clip and ruler are what it plays already keeps its stream (`None`
-        // here: no message).
+        // A slot whose clip is what it plays already keeps its stream (`None` here: no
+        // message), whatever the model does.
         let mut exemplars = [None, None];
         for (i, bank) in update.exemplars.iter().enumerate() {
-            if !self.plays_already(i, bank.as_ref(), ruler.as_ref()) {
-                exemplars[i] = Some(self.exemplar(bank.clone(), ruler.as_ref())?);
+            if !self.plays_already(i, bank.as_ref()) {
+                exemplars[i] = Some(self.exemplar(bank.clone())?);
             }
         }
         // One message per slot for the timbre and one for the exemplar, plus the model (which
@@ -409,13 +397,10 @@ impl EngineControl {
                 let _ = self
                     .tx
                     .push(ControlToProcessorMsg::SetExemplar { slot, swap });
-                self.exemplars[slot as usize] = update.exemplars[slot as usize]
-                    .clone()
-                    .map(|bank| (bank, ruler.clone()));
+                self.exemplars[slot as usize] = update.exemplars[slot as usize].clone();
             }
         }
         self.z_t = z_t;
-        self.ruler = ruler;
         self.wake_worker();
         Ok(())
     }
@@ -435,11 +420,10 @@ impl EngineControl {
         if let Some(z) = z_t {
             self.check_latent(z, self.z_t)?;
         }
-        let ruler = self.ruler.clone();
-        let swap = if self.plays_already(slot as usize, exemplar.as_ref(), ruler.as_ref()) {
+        let swap = if self.plays_already(slot as usize, exemplar.as_ref()) {
             None
         } else {
-            Some(self.exemplar(exemplar.clone(), ruler.as_ref())?)
+            Some(self.exemplar(exemplar.clone())?)
         };
         if self.tx.slots() < 3 {
             return Err(ControlError::QueueFull);
@@ -449,7 +433,7 @@ impl EngineControl {
             let _ = self
                 .tx
                 .push(ControlToProcessorMsg::SetExemplar { slot, swap });
-            self.exemplars[slot as usize] = exemplar.map(|bank| (bank, ruler));
+            self.exemplars[slot as usize] = exemplar;
         }
         let _ = self
             .tx
@@ -551,18 +535,17 @@ impl EngineControl {
     /// Replaces the exemplar swap of `slot` with one drawing from `bank` (`None` empties
     /// it), used by [`SwapMode::Exemplar`]. The swap is built
     /// here; the old one comes back to be freed here. The clip the slot plays already (the
-    /// same `Arc`, with the same model) is left playing: nothing restarts. Not realtime-safe.
+    /// same `Arc`) is left playing: nothing restarts. Not realtime-safe.
     pub fn set_exemplar(
         &mut self,
         slot: Slot,
         bank: Option<Arc<ExemplarBank>>,
     ) -> Result<(), ControlError> {
         self.collect_garbage();
-        let ruler = self.ruler.clone();
-        if self.plays_already(slot as usize, bank.as_ref(), ruler.as_ref()) {
+        if self.plays_already(slot as usize, bank.as_ref()) {
             return Ok(());
         }
-        let swap = self.exemplar(bank.clone(), ruler.as_ref())?;
+        let swap = self.exemplar(bank.clone())?;
         if self.tx.is_full() {
             return Err(ControlError::QueueFull);
         }
@@ -570,39 +553,27 @@ impl EngineControl {
         let _ = self
             .tx
             .push(ControlToProcessorMsg::SetExemplar { slot, swap });
-        self.exemplars[slot as usize] = bank.map(|bank| (bank, ruler));
+        self.exemplars[slot as usize] = bank;
         self.wake_worker();
         Ok(())
     }
 
-    /// Whether slot `i` plays `bank` (the same analysis, not just an equal one) with `ruler`
-    /// already, so that handing it over again would only restart its stream mid-note.
-    fn plays_already(
-        &self,
-        i: usize,
-        bank: Option<&Arc<ExemplarBank>>,
-        ruler: Option<&Arc<Network>>,
-    ) -> bool {
+    /// Whether slot `i` plays `bank` (the same analysis, not just an equal one) already, so
+    /// that handing it over again would only restart its stream mid-note.
+    fn plays_already(&self, i: usize, bank: Option<&Arc<ExemplarBank>>) -> bool {
         match (&self.exemplars[i], bank) {
             (None, None) => true,
-            (Some((playing, built_with)), Some(bank)) => {
-                Arc::ptr_eq(playing, bank)
-                    && match (built_with, ruler) {
-                        (None, None) => true,
-                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                        _ => false,
-                    }
-            }
+            (Some(playing), Some(bank)) => Arc::ptr_eq(playing, bank),
             _ => false,
         }
     }
 
-    /// The exemplar swap drawing from `bank`, if its framing is this engine's, with `ruler`'s
-    /// pitch ruler where it has one. Allocates.
+    /// The exemplar swap drawing from `bank`, if its framing is this engine's. Where YIN is
+    /// unsure of the input's pitch it searches near the last pitch it was sure of; a model's
+    /// pitch ruler, measured there, moved neither transfer table (docs/quality.md). Allocates.
     fn exemplar(
         &self,
         bank: Option<Arc<ExemplarBank>>,
-        ruler: Option<&Arc<Network>>,
     ) -> Result<Option<Box<ExemplarSwap>>, ControlError> {
         let Some(bank) = bank else {
             return Ok(None);
@@ -613,11 +584,11 @@ impl EngineControl {
                 engine: self.stft,
             });
         }
-        let opts = Default::default();
-        Ok(Some(Box::new(match ruler {
-            Some(net) => ExemplarSwap::with_ruler(net.clone(), bank, opts),
-            None => ExemplarSwap::new(&self.stft, bank, opts),
-        })))
+        Ok(Some(Box::new(ExemplarSwap::new(
+            &self.stft,
+            bank,
+            Default::default(),
+        ))))
     }
 
     /// Frees objects the engine has finished with. Not realtime-safe.
@@ -807,7 +778,6 @@ impl Engine {
         let view_open = tap.open_flag();
         let mut control = EngineControl {
             stft: cfg,
-            ruler: None,
             exemplars: [None, None],
             z_t: None,
             tx: ctl_tx,

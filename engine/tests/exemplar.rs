@@ -244,9 +244,9 @@ fn settings(mode: ProcessingMode) -> EngineSettings {
     }
 }
 
-/// `Engine::process` in Exemplar mode, realtime and offline, in either latency mode, with the model loaded (its pitch
-/// ruler runs in every frame), while the clips change from the control side, Morph moves and
-/// Mode switches, does not allocate.
+/// `Engine::process` in Exemplar mode, realtime and offline, in either latency mode, with the
+/// model loaded, while the clips change from the control side, Morph moves and Mode switches,
+/// does not allocate.
 #[test]
 fn exemplar_process_does_not_allocate() {
     let cfg = StftConfig::default();
@@ -267,7 +267,7 @@ fn exemplar_process_does_not_allocate() {
         };
         let (mut e, mut control) =
             Engine::new(s, Arc::new(EngineStats::default()), None, None).unwrap();
-        // The built-in model beside it, as in the plugin: its pitch ruler runs per frame too.
+        // The built-in model beside it, as in the plugin.
         control.set_model(Some(network()), None, None).unwrap();
         control.set_exemplar(Slot::A, Some(bank_a.clone())).unwrap();
         let (mix, gain, variation, transpose) = (
@@ -327,8 +327,9 @@ fn exemplar_process_does_not_allocate() {
 }
 
 /// A state that brings the clip a slot plays already (the same analysis) leaves its stream
-/// playing: the output is sample for sample what it is without the state, while a state with
-/// an equal but newly built analysis starts the stream again (which the comparison can see).
+/// playing, also when it loads a model (a project recalled while playing): the output is
+/// sample for sample what it is without the state, while a state with an equal but newly
+/// built analysis starts the stream again (which the comparison can see).
 #[test]
 fn a_state_with_the_same_clip_does_not_restart_it() {
     let cfg = StftConfig::default();
@@ -337,7 +338,7 @@ fn a_state_with_the_same_clip_does_not_restart_it() {
     let x: Vec<f32> = (0..200 * 128)
         .map(|i| 0.3 * (std::f32::consts::TAU * 196.0 * i as f32 / 48_000.0).sin())
         .collect();
-    let play = |again: Option<Arc<ExemplarBank>>| -> Vec<f32> {
+    let play = |again: Option<Arc<ExemplarBank>>, model: Option<Arc<Network>>| -> Vec<f32> {
         let (mut e, mut control) = Engine::new(
             settings(ProcessingMode::Offline),
             Arc::new(EngineStats::default()),
@@ -359,7 +360,7 @@ fn a_state_with_the_same_clip_does_not_restart_it() {
                 if let Some(b) = &again {
                     control
                         .set_state(StateUpdate {
-                            model: None,
+                            model: model.clone().map(Some),
                             timbres: [None, None],
                             latents: [None, None],
                             exemplars: [Some(b.clone()), None],
@@ -385,11 +386,20 @@ fn a_state_with_the_same_clip_does_not_restart_it() {
         }
         out
     };
-    let plain = play(None);
+    let plain = play(None, None);
     assert!(plain.iter().all(|v| v.is_finite()));
-    assert_eq!(play(Some(bank.clone())), plain, "the same clip restarted");
+    assert_eq!(
+        play(Some(bank.clone()), None),
+        plain,
+        "the same clip restarted"
+    );
+    assert_eq!(
+        play(Some(bank.clone()), Some(network())),
+        plain,
+        "the same clip restarted with a model"
+    );
     let equal = Arc::new(ExemplarBank::new(&cfg, &clip).unwrap());
-    let restarted = play(Some(equal));
+    let restarted = play(Some(equal), None);
     let tail = 120 * 128..;
     assert_eq!(restarted[..100 * 128], plain[..100 * 128]);
     assert_ne!(

@@ -994,7 +994,6 @@ fn main() -> Result<()> {
                 if exemplar {
                     engine_exemplar.push(timbreswap_training::transfer::EngineExemplar {
                         stft: StftConfig::default(),
-                        model: first_net.clone(),
                         latency_mode,
                     });
                 }

@@ -189,9 +189,6 @@ fn reference_descriptor(
 pub struct EngineExemplar {
     /// Internal STFT settings.
     pub stft: StftConfig,
-    /// The model loaded beside it, as in the plugin (its pitch ruler guesses where YIN is
-    /// unsure).
-    pub model: Option<Arc<Network>>,
     /// The latency the engine is built for.
     pub latency_mode: LatencyMode,
 }
@@ -205,8 +202,8 @@ impl TransferSystem for EngineExemplar {
         vec![format!(
             "{}: the engine's offline render in Exemplar mode (the reference clip's partials \
              and noise at the source's pitch, the source's phase where it has no sure pitch, \
-             level matched), mix 1, default settings, the model's pitch ruler where YIN is \
-             unsure{}.",
+             level matched), mix 1, default settings; where YIN is unsure of the source's \
+             pitch, a harmonic sum near the last pitch it was sure of{}.",
             self.name(),
             latency_note(self.latency_mode)
         )]
@@ -224,7 +221,6 @@ impl TransferSystem for EngineExemplar {
                 stft: self.stft,
                 mode: SwapMode::Exemplar,
                 exemplars: [Some(Arc::new(bank)), None],
-                model: self.model.clone(),
                 latency_mode: self.latency_mode,
                 ..Default::default()
             },
