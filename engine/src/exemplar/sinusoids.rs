@@ -60,23 +60,6 @@ impl SinusoidKernel {
         self.reach
     }
 
-    /// `W(d)` for `d` bins (interpolated between table points; 0 past the reach).
-    #[inline]
-    fn at(&self, d: f32) -> Complex32 {
-        let pos = d.abs() * KERNEL_OVERSAMPLE as f32;
-        let i = pos as usize;
-        if i + 1 >= self.table.len() {
-            return Complex32::default();
-        }
-        let frac = pos - i as f32;
-        let w = self.table[i] + (self.table[i + 1] - self.table[i]) * frac;
-        if d < 0.0 {
-            w.conj()
-        } else {
-            w
-        }
-    }
-
     /// Adds the windowed frame's transform of `amp * cos(2 pi bin t / n + phase)` (`t` the
     /// frame's sample, from 0; `bin` the frequency in bins) to `spectrum`: the sinusoid's
     /// positive-frequency image, and its mirror where that reaches the spectrum.
@@ -99,8 +82,8 @@ impl SinusoidKernel {
     }
 
     /// Adds `c * W(k - centre)` to the bins `k` of `spectrum` from `from` on that the kernel
-    /// reaches from `centre` (in bins); returns the bin after the last one it could write
-    /// (at least `from`).
+    /// reaches from `centre` (in bins; `W` interpolated between table points); returns the bin
+    /// after the last one it could write (at least `from`).
     #[inline]
     fn place(&self, spectrum: &mut [Complex32], centre: f32, c: Complex32, from: usize) -> usize {
         let reach = self.reach as f32;
@@ -110,8 +93,37 @@ impl SinusoidKernel {
         }
         let lo = ((centre - reach).ceil().max(0.0) as usize).max(from);
         let end = (top as usize + 1).min(spectrum.len());
-        for (k, s) in spectrum.iter_mut().enumerate().take(end).skip(lo) {
-            *s += c * self.at(k as f32 - centre);
+        if lo >= end {
+            return end.max(from);
+        }
+        // Bins below the centre read W at their distance conjugated (W(-d) = conj W(d)), the
+        // ones from it on at their distance. Along each run the table position moves by
+        // KERNEL_OVERSAMPLE points per bin, with the same fraction between two points.
+        let (table, step) = (&self.table, KERNEL_OVERSAMPLE);
+        let split = (centre.max(0.0).ceil() as usize).clamp(lo, end);
+        if lo < split {
+            let pos = (centre - lo as f32) * step as f32;
+            let (mut i, frac) = (pos as usize, pos.fract());
+            for s in &mut spectrum[lo..split] {
+                // The first bins may lie just past the reach; the distance only falls.
+                if i + 1 < table.len() {
+                    let w = table[i] + (table[i + 1] - table[i]) * frac;
+                    *s += c * w.conj();
+                }
+                i = i.saturating_sub(step);
+            }
+        }
+        if split < end {
+            let pos = (split as f32 - centre) * step as f32;
+            let (mut i, frac) = (pos as usize, pos.fract());
+            for s in &mut spectrum[split..end] {
+                if i + 1 >= table.len() {
+                    break;
+                }
+                let w = table[i] + (table[i + 1] - table[i]) * frac;
+                *s += c * w;
+                i += step;
+            }
         }
         end.max(from)
     }
