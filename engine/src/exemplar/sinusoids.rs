@@ -62,10 +62,11 @@ impl SinusoidKernel {
 
     /// Adds the windowed frame's transform of `amp * cos(2 pi bin t / n + phase)` (`t` the
     /// frame's sample, from 0; `bin` the frequency in bins) to `spectrum`: the sinusoid's
-    /// positive-frequency image, and its mirror where that reaches the spectrum.
-    /// Realtime-safe.
+    /// positive-frequency image, and its mirror where that reaches the spectrum. A frequency
+    /// outside `0..=n` bins (or anything not finite) adds nothing. Realtime-safe.
     pub fn add(&self, spectrum: &mut [Complex32], bin: f32, amp: f32, phase: f64) {
-        if !(bin.is_finite() && amp.is_finite() && phase.is_finite()) || spectrum.is_empty() {
+        let n = 2 * spectrum.len().saturating_sub(1);
+        if !((0.0..=n as f32).contains(&bin) && amp.is_finite() && phase.is_finite()) || n == 0 {
             return;
         }
         // cos = (e^(i..) + e^(-i..)) / 2: the image at +bin with e^(i phase), the one at -bin
@@ -75,7 +76,6 @@ impl SinusoidKernel {
         // The mirror image, centred on -bin, reaches bins 0..=reach - bin; the transform is
         // periodic over n bins, so it also stands at n - bin, reaching down to n - bin - reach
         // (a partial near the Nyquist frequency).
-        let n = 2 * (spectrum.len() - 1);
         let c = c.conj();
         let covered = self.place(spectrum, -bin, c, 0);
         self.place(spectrum, n as f32 - bin, c, covered);
@@ -206,6 +206,9 @@ mod tests {
         let mut s = vec![Complex32::default(); 257];
         kernel.add(&mut s, f32::NAN, 1.0, 0.0);
         kernel.add(&mut s, 10.0, f32::INFINITY, 0.0);
+        // Nor does a frequency off the spectrum's scale (no overflow working out its bins).
+        kernel.add(&mut s, 1e30, 1.0, 0.0);
+        kernel.add(&mut s, -3.0, 1.0, 0.0);
         assert!(s.iter().all(|c| *c == Complex32::default()));
     }
 }
