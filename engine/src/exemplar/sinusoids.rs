@@ -11,7 +11,8 @@ pub const KERNEL_OVERSAMPLE: usize = 64;
 /// Most bins the kernel reaches on each side of a partial.
 pub const MAX_KERNEL_REACH: usize = 64;
 /// The kernel reaches as far as the window's transform stays above this share of its peak
-/// (-80 dB): what it leaves out is below that.
+/// (-80 dB), at most [`MAX_KERNEL_REACH`] bins: for a window whose transform falls below it
+/// within that reach (the STFT's: 15 bins), what it leaves out is below -80 dB.
 pub const KERNEL_LEAKAGE: f32 = 1e-4;
 
 /// The transform of a real analysis window of `n` samples, tabulated for adding windowed
