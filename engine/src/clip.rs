@@ -14,7 +14,7 @@ use symphonia::core::probe::Hint;
 
 use crate::config::StftConfig;
 use crate::error::ClipError;
-use crate::resampler::resample_all;
+use crate::resampler::resample_filled;
 use crate::timbre::{analyse, TimbreDescriptor};
 
 /// Most samples (all channels together) the decoder reserves from a file header's stated
@@ -43,11 +43,25 @@ pub struct DecodedAudio {
 impl DecodedAudio {
     /// Channel average (mono mix-down).
     pub fn mono(&self) -> Vec<f32> {
+        let mut out = vec![0.0f32; self.channels.first().map_or(0, Vec::len)];
+        self.mix_into(&mut out);
+        out
+    }
+
+    /// Writes the channel average of the first `out.len()` frames into `out` (zero where no
+    /// channel reaches): the channels summed in order, from -0.0 as `Iterator::sum` starts, then
+    /// divided by their count; a channel at a time, so the sums run many samples at once.
+    fn mix_into(&self, out: &mut [f32]) {
+        out.fill(-0.0);
+        for c in &self.channels {
+            for (o, v) in out.iter_mut().zip(c) {
+                *o += v;
+            }
+        }
         let n = self.channels.len().max(1) as f32;
-        let len = self.channels.first().map_or(0, Vec::len);
-        (0..len)
-            .map(|i| self.channels.iter().map(|c| c[i]).sum::<f32>() / n)
-            .collect()
+        for o in out.iter_mut() {
+            *o /= n;
+        }
     }
 
     /// Length, in seconds.
@@ -299,11 +313,11 @@ pub fn descriptor_from_audio(
 
 /// The channel average of `audio` resampled to `rate`. Allocates.
 pub fn mono_at(audio: &DecodedAudio, rate: u32) -> Vec<f32> {
-    let mono = audio.mono();
     if audio.sample_rate == rate {
-        mono
+        audio.mono()
     } else {
-        resample_all(&mono, audio.sample_rate, rate)
+        let len = audio.channels.first().map_or(0, Vec::len);
+        resample_filled(len, audio.sample_rate, rate, |dst| audio.mix_into(dst))
     }
 }
 
@@ -356,4 +370,43 @@ pub fn load_reference_clip(path: &Path, cfg: &StftConfig) -> Result<ReferenceCli
 pub fn load_reference(path: &Path, cfg: &StftConfig) -> Result<TimbreDescriptor, ClipError> {
     let audio = decode_file(path, MAX_CLIP_SECONDS)?;
     descriptor_from_audio(path, &audio, cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The mix-down goes straight into the resampler: the same samples, bit for bit, as the
+    /// per-sample channel average resampled on its own, for one to three channels, at the
+    /// model rate (no resampling), a common rate and a rate the streaming path takes.
+    #[test]
+    fn mono_at_is_the_channel_average_resampled() {
+        let mut rng = crate::test_rng::XorShift::new(5);
+        for channels in 1..=3usize {
+            for from in [32_000u32, 44_100, 44_101] {
+                let len = from as usize / 5 + 3;
+                let audio = DecodedAudio {
+                    sample_rate: from,
+                    channels: (0..channels)
+                        .map(|_| (0..len).map(|_| rng.next_centred()).collect())
+                        .collect(),
+                    truncated: false,
+                };
+                let average: Vec<f32> = (0..len)
+                    .map(|i| audio.channels.iter().map(|c| c[i]).sum::<f32>() / channels as f32)
+                    .collect();
+                let want = resample_filled(len, from, 32_000, |dst| dst.copy_from_slice(&average));
+                let got = mono_at(&audio, 32_000);
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{channels} channels at {from} Hz"
+                );
+                assert_eq!(
+                    audio.mono().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    average.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                );
+            }
+        }
+    }
 }

@@ -61,7 +61,7 @@ pub struct FrameFeatures {
     pub log_mag: Vec<f32>,
     /// Cepstral envelope of `log_mag`.
     pub envelope: Vec<f32>,
-    /// `log_mag - envelope`.
+    /// `log_mag - envelope`; empty from an extractor made [`without_fine`](FeatureExtractor::without_fine).
     pub fine: Vec<f32>,
     /// Frame energy in dB (`10 log10 sum |X|^2`, floor 1e-30).
     pub frame_db: Vec<f32>,
@@ -77,6 +77,8 @@ pub struct FeatureExtractor {
     mag_floor: f32,
     stft: Stft,
     cepstrum: Cepstrum,
+    /// Whether [`frames`](Self::frames) fills [`FrameFeatures::fine`].
+    fine: bool,
 }
 
 impl FeatureExtractor {
@@ -87,7 +89,15 @@ impl FeatureExtractor {
             mag_floor,
             stft: Stft::new(cfg),
             cepstrum: Cepstrum::new(cfg),
+            fine: true,
         }
+    }
+
+    /// The same extractor, leaving [`FrameFeatures::fine`] empty: for readers of the
+    /// log-magnitudes and envelopes only (the reference loader), a third less memory.
+    pub fn without_fine(mut self) -> Self {
+        self.fine = false;
+        self
     }
 
     /// `frames` frames of `samples` (mono, at the model rate); frame `f` is centred on sample
@@ -98,7 +108,11 @@ impl FeatureExtractor {
         let mut spectrum = vec![Default::default(); bins];
         let mut log_mag = vec![0.0f32; frames * bins];
         let mut envelope = vec![0.0f32; frames * bins];
-        let mut fine = vec![0.0f32; frames * bins];
+        let mut fine = if self.fine {
+            vec![0.0f32; frames * bins]
+        } else {
+            Vec::new()
+        };
         let mut frame_db = Vec::with_capacity(frames);
         for f in 0..frames {
             centred_frame(samples, offset + f * self.cfg.hop, &mut frame);
@@ -113,8 +127,10 @@ impl FeatureExtractor {
             frame_db.push(10.0 * (energy + 1e-30).log10());
             self.cepstrum
                 .envelope(&log_mag[rows.clone()], &mut envelope[rows.clone()]);
-            for k in rows {
-                fine[k] = log_mag[k] - envelope[k];
+            if self.fine {
+                for k in rows {
+                    fine[k] = log_mag[k] - envelope[k];
+                }
             }
         }
         FrameFeatures {

@@ -105,7 +105,9 @@ fn analyse_shared(
                 let descriptor = descriptor_from_mono(path, samples, cfg);
                 (descriptor, exemplar_part(take_yin_chunks))
             });
-        let features = FeatureExtractor::new(cfg, crate::exemplar::MAG_FLOOR).clip(level);
+        let features = FeatureExtractor::new(cfg, crate::exemplar::MAG_FLOOR)
+            .without_fine()
+            .clip(level);
         let z_t = net.and_then(|net| net.clip_timbre_of(&features));
         let mut sure = exemplar_part(take_yin_chunks);
         let descriptor = match helper.map(|thread| thread.join()) {
@@ -142,7 +144,7 @@ fn analyse_shared(
         let bank = sure.filter(|_| descriptor.is_ok()).and_then(|mut sure| {
             sure.sort_by_key(|(chunk, _)| *chunk);
             let sure: Vec<Option<f32>> = sure.into_iter().flat_map(|(_, s)| s).collect();
-            exemplar_part(|| ExemplarBank::from_parts(cfg, level, &features, &sure)).flatten()
+            exemplar_part(|| ExemplarBank::from_parts(cfg, level, features, &sure)).flatten()
         });
         (descriptor, z_t, bank)
     })

@@ -8,6 +8,7 @@
 //! zero.
 
 use std::f64::consts::PI;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::halves::in_halves;
 
@@ -371,30 +372,33 @@ const MAX_WHOLE_SIGNAL_PHASES: u64 = 4_096;
 /// kernel per output phase: a reduced ratio `num / den` has only `den` distinct phases, so each
 /// output is one dot product instead of two plus an interpolation. Allocates.
 pub fn resample_all(input: &[f32], from: u32, to: u32) -> Vec<f32> {
-    let out_len = (input.len() as u64 * to as u64).div_ceil(from as u64) as usize;
-    let rs = Resampler::new(from, to, 0.0, 4096);
-    if rs.half == 0 {
-        // Same rate: output k is input k.
-        return (0..out_len)
-            .map(|k| input.get(k).copied().unwrap_or(0.0))
-            .collect();
-    }
-    if rs.den > MAX_WHOLE_SIGNAL_PHASES {
-        return resample_streaming(input, from, to);
+    resample_filled(input.len(), from, to, |dst| dst.copy_from_slice(input))
+}
+
+/// [`resample_all`] of the `len` samples that `fill` writes into the slice it is given (of
+/// length `len`): the same output, without the caller making the input first (a mix-down
+/// goes straight into the resampler's padded copy). Allocates.
+pub fn resample_filled(len: usize, from: u32, to: u32, fill: impl FnOnce(&mut [f32])) -> Vec<f32> {
+    let out_len = (len as u64 * to as u64).div_ceil(from as u64) as usize;
+    let rs = whole_signal_filter(from, to);
+    if rs.half == 0 || rs.den > MAX_WHOLE_SIGNAL_PHASES {
+        let mut input = vec![0.0f32; len];
+        fill(&mut input);
+        if rs.half == 0 {
+            // Same rate: output k is input k.
+            input.resize(out_len, 0.0);
+            return input;
+        }
+        return resample_streaming(&input, from, to);
     }
     let (half, taps) = (rs.half, 2 * rs.half);
     // Phase p is an output whose position has fraction p / den; its kernel is what `pop`
-    // interpolates between two table rows for that fraction (the resampler keeps them already
-    // for up to MAX_PHASE_KERNELS phases).
-    let mut rs = rs;
-    if rs.kernels.is_empty() {
-        rs.build_phase_kernels();
-    }
+    // interpolates between two table rows for that fraction.
     let kernels = &rs.kernels;
     // The input with the zeros the stream sees around it: `half` before (the first window
     // starts `half - 1` samples before the input), a window's worth after.
-    let mut padded = vec![0.0f32; half + input.len() + taps + 1];
-    padded[half..half + input.len()].copy_from_slice(input);
+    let mut padded = vec![0.0f32; half + len + taps + 1];
+    fill(&mut padded[half..half + len]);
     // Outputs are independent: two threads for long signals.
     in_halves(out_len, MIN_OUTPUTS_TO_SPLIT, |outputs| {
         // Output k sits at input k * num / den: index and phase step by num's quotient and
@@ -421,6 +425,34 @@ pub fn resample_all(input: &[f32], from: u32, to: u32) -> Vec<f32> {
             })
             .collect()
     })
+}
+
+/// Rate pairs whose whole-signal filter [`resample_filled`] keeps (the latest ones).
+const FILTER_CACHE_PAIRS: usize = 4;
+
+/// The resampler [`resample_filled`] reads its filter from for `from -> to`: with one kernel per
+/// output phase where its path uses them (up to [`MAX_WHOLE_SIGNAL_PHASES`]). Built once per
+/// rate pair and kept for the next clip at the same rates ([`FILTER_CACHE_PAIRS`] pairs):
+/// building one takes about a millisecond (a Kaiser table of Bessel series), as long as
+/// resampling a second of audio. Locks; call it off the audio thread.
+fn whole_signal_filter(from: u32, to: u32) -> Arc<Resampler> {
+    type Cache = Vec<(u32, u32, Arc<Resampler>)>;
+    static CACHE: Mutex<Cache> = Mutex::new(Vec::new());
+    // A panic while the lock was held leaves at worst a pair missing: the cache stays usable.
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((.., rs)) = cache.iter().find(|(f, t, _)| (*f, *t) == (from, to)) {
+        return Arc::clone(rs);
+    }
+    let mut rs = Resampler::new(from, to, 0.0, 4096);
+    if rs.half > 0 && rs.den <= MAX_WHOLE_SIGNAL_PHASES && rs.kernels.is_empty() {
+        rs.build_phase_kernels();
+    }
+    let rs = Arc::new(rs);
+    if cache.len() >= FILTER_CACHE_PAIRS {
+        cache.remove(0);
+    }
+    cache.push((from, to, Arc::clone(&rs)));
+    rs
 }
 
 /// Fewest outputs of [`resample_all`] worth a second thread.
@@ -557,6 +589,32 @@ mod tests {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
             assert!(worst < 1e-5, "{from} -> {to}: largest difference {worst}");
+        }
+    }
+
+    /// The kept filters are what building one gives, however often a pair is asked for and
+    /// after other pairs have pushed it out.
+    #[test]
+    fn kept_filters_are_freshly_built_ones() {
+        let pairs = [
+            (44_100, 32_000),
+            (48_000, 32_000),
+            (22_050, 32_000),
+            (96_000, 32_000),
+            (88_200, 32_000),
+            (44_100, 32_000),
+        ];
+        for (from, to) in pairs.into_iter().chain(pairs) {
+            let kept = whole_signal_filter(from, to);
+            let mut fresh = Resampler::new(from, to, 0.0, 4096);
+            if fresh.kernels.is_empty() {
+                fresh.build_phase_kernels();
+            }
+            assert_eq!(
+                (kept.num, kept.den, kept.half),
+                (fresh.num, fresh.den, fresh.half)
+            );
+            assert_eq!(kept.kernels, fresh.kernels, "{from} -> {to}");
         }
     }
 

@@ -218,8 +218,6 @@ pub fn analyse(samples: &[f32], cfg: &StftConfig, name: &str) -> Option<TimbreDe
     let mut stft = Stft::new(cfg);
     let mut cep = Cepstrum::new(cfg);
     let mut spec = vec![Complex32::default(); bins];
-    let mut log_mag = vec![0.0f32; bins];
-    let mut env = vec![0.0f32; bins];
     let mut frame = vec![0.0f32; n];
     // The clip is analysed at a fixed peak (ANALYSIS_PEAK), so its absolute level (a quiet
     // take, a clip far past full scale) changes neither the descriptor nor the output.
@@ -235,7 +233,10 @@ pub fn analyse(samples: &[f32], cfg: &StftConfig, name: &str) -> Option<TimbreDe
     // Pad by half a window on both sides so the clip's edges are analysed too.
     let pad = n / 2;
     let total = samples.len() + 2 * pad;
-    let mut envelopes: Vec<(f32, Vec<f32>)> = Vec::new();
+    // Each frame's level (dB) and log-magnitudes (`bins` values, one block for all frames).
+    let frames = total.checked_sub(n).map_or(0, |rest| rest / cfg.hop + 1);
+    let mut levels: Vec<f32> = Vec::with_capacity(frames);
+    let mut log_mags = vec![0.0f32; frames * bins];
     let mut start = 0;
     while start + n <= total {
         for (i, f) in frame.iter_mut().enumerate() {
@@ -248,41 +249,42 @@ pub fn analyse(samples: &[f32], cfg: &StftConfig, name: &str) -> Option<TimbreDe
         }
         stft.analyse(&frame, &mut spec);
         let energy: f32 = spec.iter().map(|c| c.norm_sqr()).sum();
-        crate::stft::magnitudes(&spec, &mut log_mag);
+        let log_mag = &mut log_mags[levels.len() * bins..(levels.len() + 1) * bins];
+        crate::stft::magnitudes(&spec, log_mag);
         for l in log_mag.iter_mut() {
             *l = (*l + MAG_FLOOR).ln();
         }
-        cep.envelope(&log_mag, &mut env);
-        let level_db = 10.0 * (energy + 1e-30).log10();
-        envelopes.push((level_db, env.clone()));
+        levels.push(10.0 * (energy + 1e-30).log10());
         start += cfg.hop;
     }
-    let loudest = envelopes
-        .iter()
-        .map(|(l, _)| *l)
-        .fold(f32::NEG_INFINITY, f32::max);
+    let loudest = levels.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     // Absolute floor: a full-scale sine gives about 10*log10((n/4)^2) dB; stay ~100 dB below.
     let floor = 20.0 * (n as f32 / 4.0).log10() - 100.0;
     // The floor applies to the clip as it is, before the normalisation.
     if !loudest.is_finite() || loudest - 20.0 * gain.log10() < floor {
         return None;
     }
+    // The mean envelope of the active frames. Cepstral liftering is linear, so it is the
+    // envelope of their mean log-magnitudes: one cepstrum instead of one per frame.
     let mut sum = vec![0.0f64; bins];
     let mut count = 0usize;
-    for (level, e) in &envelopes {
+    for (level, l) in levels.iter().zip(log_mags.chunks_exact(bins)) {
         if *level >= loudest - ACTIVE_RANGE_DB {
-            for (s, v) in sum.iter_mut().zip(e) {
+            for (s, v) in sum.iter_mut().zip(l) {
                 *s += *v as f64;
             }
             count += 1;
         }
     }
+    let mean: Vec<f32> = sum.iter().map(|s| (*s / count as f64) as f32).collect();
+    let mut envelope = vec![0.0f32; bins];
+    cep.envelope(&mean, &mut envelope);
     Some(TimbreDescriptor {
         version: TIMBRE_FORMAT_VERSION,
         name: name.to_string(),
         sample_rate: cfg.sample_rate,
         n_fft: cfg.n_fft,
-        envelope: sum.iter().map(|s| (*s / count as f64) as f32).collect(),
+        envelope,
         frames: count,
         duration_s: samples.len() as f32 / cfg.sample_rate as f32,
         latent: None,
@@ -366,6 +368,66 @@ mod tests {
         let same = dist(&band(&a1), &band(&a2));
         let other = dist(&band(&a1), &band(&b));
         assert!(other > 3.0 * same, "same {same}, other {other}");
+    }
+
+    /// The descriptor's envelope is the mean of its active frames' own cepstral envelopes (the
+    /// definition, computed here frame by frame in f64), to f32 rounding.
+    #[test]
+    fn the_envelope_is_the_mean_of_the_active_frames_envelopes() {
+        let cfg = StftConfig::default();
+        let mut rng = crate::test_rng::XorShift::new(3);
+        // A note with a rest and a quiet tail, so some frames fall outside the active range.
+        let samples: Vec<f32> = (0..24_000)
+            .map(|i| {
+                let t = i as f32 / cfg.sample_rate as f32;
+                let level = match i {
+                    0..=9_999 => 1.0,
+                    10_000..=13_999 => 0.0,
+                    14_000..=19_999 => 0.3,
+                    _ => 1e-4,
+                };
+                level * ((std::f32::consts::TAU * 220.0 * t).sin() + 0.1 * rng.next_centred())
+            })
+            .collect();
+        let got = analyse(&samples, &cfg, "note").unwrap();
+        let (n, bins) = (cfg.n_fft, cfg.n_bins());
+        let gain = ANALYSIS_PEAK / samples.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let (mut stft, mut cep) = (Stft::new(&cfg), Cepstrum::new(&cfg));
+        let mut spec = vec![Complex32::default(); bins];
+        let (mut frame, mut mag, mut env) =
+            (vec![0.0f32; n], vec![0.0f32; bins], vec![0.0f32; bins]);
+        let mut frames: Vec<(f32, Vec<f32>)> = Vec::new();
+        for f in 0..=(samples.len() / cfg.hop) {
+            crate::features::centred_frame(&samples, f * cfg.hop, &mut frame);
+            frame.iter_mut().for_each(|v| *v *= gain);
+            stft.analyse(&frame, &mut spec);
+            let energy: f32 = spec.iter().map(|c| c.norm_sqr()).sum();
+            for (m, c) in mag.iter_mut().zip(&spec) {
+                *m = (c.norm() + MAG_FLOOR).ln();
+            }
+            cep.envelope(&mag, &mut env);
+            frames.push((10.0 * (energy + 1e-30).log10(), env.clone()));
+        }
+        let loudest = frames.iter().map(|f| f.0).fold(f32::NEG_INFINITY, f32::max);
+        let active: Vec<&Vec<f32>> = frames
+            .iter()
+            .filter(|f| f.0 >= loudest - ACTIVE_RANGE_DB)
+            .map(|f| &f.1)
+            .collect();
+        assert_eq!(got.frames, active.len());
+        assert!(
+            active.len() < frames.len() * 3 / 4,
+            "some frames are not active"
+        );
+        for k in 0..bins {
+            let want = active.iter().map(|e| f64::from(e[k])).sum::<f64>() / active.len() as f64;
+            let diff = (f64::from(got.envelope[k]) - want).abs();
+            assert!(
+                diff < 1e-4 * want.abs().max(1.0),
+                "bin {k}: {} against {want}",
+                got.envelope[k]
+            );
+        }
     }
 
     #[test]

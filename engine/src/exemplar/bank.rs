@@ -7,7 +7,7 @@ use super::pitch::{refine_pitch, Yin, YIN_TRUST};
 use super::{MAG_FLOOR, MIDDLE_C_HZ};
 use crate::config::StftConfig;
 use crate::features::{FeatureExtractor, FrameFeatures};
-use crate::halves::in_halves;
+use crate::halves::{in_halves, rows_in_halves};
 use crate::network::{at_training_level, Network};
 
 /// Longest stretch of a clip the bank analyses, in seconds (its first seconds; a bank of
@@ -75,18 +75,19 @@ impl ExemplarBank {
         let sure = in_halves(f.frames, MIN_FRAMES_TO_SPLIT, |frames| {
             sure_pitches(&mut Yin::new(), cfg, &audio, frames)
         });
-        Self::assemble(cfg, &audio, &f, &sure, net, known)
+        Self::assemble(cfg, &audio, f, &sure, net, known)
     }
 
     /// The bank of a clip analysed in parts (the reference loader's schedule): `audio` is the
     /// clip's first [`MAX_BANK_SECONDS`] at the training level (`at_training_level`), `features`
-    /// its [`FeatureExtractor::clip`] at `cfg` with [`MAG_FLOOR`], and `sure` the
+    /// its [`FeatureExtractor::clip`] at `cfg` with [`MAG_FLOOR`] (`fine` may be left out: the
+    /// bank does not read it; its log-magnitudes become the bank's rows), and `sure` the
     /// [`sure_pitches`] of all its frames. The same bank as [`new`](Self::new), bit for bit.
     /// `None` when no frame sounds or the parts do not fit together.
     pub(crate) fn from_parts(
         cfg: &StftConfig,
         audio: &[f32],
-        features: &FrameFeatures,
+        features: FrameFeatures,
         sure: &[Option<f32>],
     ) -> Option<Self> {
         let fits = audio.len() <= MAX_BANK_SECONDS * cfg.sample_rate as usize
@@ -103,7 +104,7 @@ impl ExemplarBank {
     fn assemble(
         cfg: &StftConfig,
         audio: &[f32],
-        f: &FrameFeatures,
+        f: FrameFeatures,
         sure: &[Option<f32>],
         net: Option<&Network>,
         known: Option<f32>,
@@ -161,32 +162,45 @@ impl ExemplarBank {
             if let (Some(prev), Some(last)) = (prev_kept, bank.continues.last_mut()) {
                 *last = note.age == prev + 1;
             }
-            bank.log_mag.extend_from_slice(&f.log_mag[rows]);
             kept.push((t * cfg.hop, MIDDLE_C_HZ * 2f32.powf(pitch / 12.0)));
             bank.pitch.push(pitch);
             bank.age.push(note.age);
             bank.continues.push(false);
             prev_kept = Some(note.age);
         }
-        // The partials of every kept frame (each frame alone: two threads), in order; each
-        // half hands back its rows as one pair of vectors, not a vector per frame.
-        let measured: Vec<(Vec<f32>, Vec<f32>)> =
-            in_halves(kept.len(), MIN_FRAMES_TO_SPLIT, |frames| {
-                let mut partials = PartialMeter::new();
-                let rows = frames.len() * HARMONIC_PARTIALS;
-                let (mut harmonics, mut noise) =
-                    (Vec::with_capacity(rows), Vec::with_capacity(rows));
-                for (centre, f0) in &kept[frames] {
-                    partials.measure(audio, *centre, *f0, sr, &mut harmonics, &mut noise);
-                }
-                vec![(harmonics, noise)]
-            });
-        bank.harmonics.reserve_exact(kept.len() * HARMONIC_PARTIALS);
-        bank.noise.reserve_exact(kept.len() * HARMONIC_PARTIALS);
-        for (harmonics, noise) in measured {
-            bank.harmonics.extend(harmonics);
-            bank.noise.extend(noise);
+        // The kept frames' log-magnitudes: the features' own rows, moved down over the frames
+        // not kept (frame t's centre is t * hop), instead of a second copy of the clip's spectra.
+        let mut log_mag = f.log_mag;
+        for (i, (centre, _)) in kept.iter().enumerate() {
+            let t = centre / cfg.hop;
+            if t != i {
+                log_mag.copy_within(t * bins..(t + 1) * bins, i * bins);
+            }
         }
+        log_mag.truncate(kept.len() * bins);
+        if log_mag.capacity() > 2 * log_mag.len() {
+            log_mag.shrink_to_fit();
+        }
+        bank.log_mag = log_mag;
+        // The partials of every kept frame (each frame alone: two threads), written straight
+        // into the bank's rows.
+        bank.harmonics = vec![0.0; kept.len() * HARMONIC_PARTIALS];
+        bank.noise = vec![0.0; kept.len() * HARMONIC_PARTIALS];
+        rows_in_halves(
+            &mut bank.harmonics,
+            &mut bank.noise,
+            HARMONIC_PARTIALS,
+            MIN_FRAMES_TO_SPLIT,
+            |first, harmonics, noise| {
+                let mut partials = PartialMeter::new();
+                let rows = harmonics
+                    .chunks_exact_mut(HARMONIC_PARTIALS)
+                    .zip(noise.chunks_exact_mut(HARMONIC_PARTIALS));
+                for ((centre, f0), (h, n)) in kept[first..].iter().zip(rows) {
+                    partials.measure(audio, *centre, *f0, sr, h, n);
+                }
+            },
+        );
         (!bank.pitch.is_empty()).then_some(bank)
     }
 
@@ -298,16 +312,17 @@ impl PartialMeter {
         }
     }
 
-    /// Appends [`HARMONIC_PARTIALS`] amplitudes of partials of `f0` Hz in the frame centred on
-    /// sample `centre` of `audio` (`sr` Hz) to `out`.
+    /// Writes the amplitudes of partials `1..=HARMONIC_PARTIALS` of `f0` Hz in the frame
+    /// centred on sample `centre` of `audio` (`sr` Hz) into `out`, and the valleys between them
+    /// into `noise` (both [`HARMONIC_PARTIALS`] long; every entry is written).
     fn measure(
         &mut self,
         audio: &[f32],
         centre: usize,
         f0: f32,
         sr: f32,
-        out: &mut Vec<f32>,
-        noise: &mut Vec<f32>,
+        out: &mut [f32],
+        noise: &mut [f32],
     ) {
         crate::features::centred_frame(audio, centre, &mut self.time);
         for (t, w) in self.time.iter_mut().zip(&self.window) {
@@ -320,23 +335,26 @@ impl PartialMeter {
         let bin_hz = sr / HARMONIC_FFT as f32;
         // Partials at or above the limit are 0, and once one is, every later one is (h * f0
         // grows with h): the rest of the row is filled at once.
-        let (row, limit) = (out.len(), HARMONIC_MAX_HZ.min(0.5 * sr));
-        for h in (1..=HARMONIC_PARTIALS).take_while(|&h| (h as f32) * f0 < limit) {
-            out.push(partial_level(&self.mag, f0, h, bin_hz).unwrap_or(0.0) * to_amplitude);
+        let limit = HARMONIC_MAX_HZ.min(0.5 * sr);
+        let below = (1..=HARMONIC_PARTIALS)
+            .take_while(|&h| (h as f32) * f0 < limit)
+            .count();
+        for (h, o) in (1..).zip(&mut out[..below]) {
+            *o = partial_level(&self.mag, f0, h, bin_hz).unwrap_or(0.0) * to_amplitude;
         }
-        out.resize(row + HARMONIC_PARTIALS, 0.0);
+        out[below..].fill(0.0);
         // Valleys: the smallest magnitude between a partial's main lobe and the next one's
         // (a floor of the noise there, below the partials' leakage).
         let to_density = 1.0 / (0.375 * HARMONIC_FFT as f32).sqrt();
         // Valleys past the Nyquist frequency are 0, and so is every later one.
-        let row = noise.len();
-        for h in 0..HARMONIC_PARTIALS {
+        let mut filled = 0;
+        for (h, slot) in noise.iter_mut().enumerate() {
             if (h as f32 + 0.5) * f0 >= 0.5 * sr {
                 break;
             }
-            let lo = ((h as f32 + 0.25) * f0 / bin_hz).ceil() as usize;
-            let hi = (((h as f32 + 0.75) * f0 / bin_hz).floor() as usize).min(self.mag.len() - 1);
-            let mid = (((h as f32 + 0.5) * f0 / bin_hz).round() as usize).min(self.mag.len() - 1);
+            let lo = ceil_index((h as f32 + 0.25) * f0 / bin_hz);
+            let hi = floor_index((h as f32 + 0.75) * f0 / bin_hz).min(self.mag.len() - 1);
+            let mid = round_index((h as f32 + 0.5) * f0 / bin_hz).min(self.mag.len() - 1);
             let v = if lo <= hi {
                 self.mag[lo..=hi]
                     .iter()
@@ -345,9 +363,43 @@ impl PartialMeter {
             } else {
                 self.mag[mid]
             };
-            noise.push(v * to_density);
+            *slot = v * to_density;
+            filled = h + 1;
         }
-        noise.resize(row + HARMONIC_PARTIALS, 0.0);
+        noise[filled..].fill(0.0);
+    }
+}
+
+/// `x.floor() as usize`, for every `f32` (negatives and NaN give 0, as the cast saturates),
+/// without the library call that `floor` is on the baseline x86-64 target (no rounding
+/// instruction there). The cast truncates towards zero, which is the floor from 0 up.
+#[inline]
+fn floor_index(x: f32) -> usize {
+    x as usize
+}
+
+/// `x.ceil() as usize` for every `f32`, without a library call: the truncation, one more where
+/// `x` lies above it.
+#[inline]
+fn ceil_index(x: f32) -> usize {
+    let i = x as usize;
+    if (i as f32) < x {
+        i.saturating_add(1)
+    } else {
+        i
+    }
+}
+
+/// `x.round() as usize` (halves away from zero) for every `f32`, without a library call: the
+/// truncation, one more where the fraction is at least a half (`x - i` is exact for `x` from 0
+/// up, where `i <= x < i + 1`).
+#[inline]
+fn round_index(x: f32) -> usize {
+    let i = x as usize;
+    if x - i as f32 >= 0.5 {
+        i.saturating_add(1)
+    } else {
+        i
     }
 }
 
@@ -356,8 +408,8 @@ impl PartialMeter {
 pub(super) fn partial_level(row: &[f32], f0: f32, h: usize, bin_hz: f32) -> Option<f32> {
     let centre = h as f32 * f0 / bin_hz;
     let half = (0.5 * f0 / bin_hz).max(1.0);
-    let lo = (centre - half).ceil().max(0.0) as usize;
-    let hi = ((centre + half).floor() as usize).min(row.len() - 1);
+    let lo = ceil_index(centre - half);
+    let hi = floor_index(centre + half).min(row.len() - 1);
     if lo > hi || lo >= row.len() {
         return None;
     }
@@ -379,12 +431,12 @@ mod tests {
             .collect();
         let mut meter = PartialMeter::new();
         for f0 in [f32::NAN, 40.0, 130.0, 440.0, 5_000.0, 15_990.0, 20_000.0] {
-            let (mut partials, mut noise) = (vec![1.0], vec![1.0]);
-            meter.measure(&audio, 4_000, f0, sr, &mut partials, &mut noise);
-            assert_eq!(
-                (partials.len(), noise.len()),
-                (HARMONIC_PARTIALS + 1, HARMONIC_PARTIALS + 1)
+            // Rows left over from another frame: every entry must be written.
+            let (mut partials, mut noise) = (
+                vec![f32::NAN; 1 + HARMONIC_PARTIALS],
+                vec![f32::NAN; 1 + HARMONIC_PARTIALS],
             );
+            meter.measure(&audio, 4_000, f0, sr, &mut partials[1..], &mut noise[1..]);
             let bin_hz = sr / HARMONIC_FFT as f32;
             let mag = &meter.mag;
             for (h, got) in partials.iter().enumerate().skip(1) {
@@ -409,6 +461,34 @@ mod tests {
                 let want = v * (1.0 / (0.375 * HARMONIC_FFT as f32).sqrt());
                 assert_eq!(got.to_bits(), want.to_bits(), "f0 {f0}, valley {h}");
             }
+        }
+    }
+
+    /// The index helpers are the library's rounding cast, for every kind of `f32`: integers,
+    /// halves, values just either side of them, tiny, huge, negative, infinite and NaN.
+    #[test]
+    fn index_roundings_are_the_library_ones() {
+        let mut values = vec![0.0f32, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+        values.extend([
+            f32::MIN_POSITIVE,
+            1e-30,
+            f32::MAX,
+            -f32::MAX,
+            1.8e19,
+            1.9e19,
+            4e19,
+        ]);
+        for k in -3..3000 {
+            for base in [k as f32, k as f32 + 0.5, k as f32 * 1024.0 + 0.5] {
+                values.extend([base, base.next_up(), base.next_down()]);
+            }
+        }
+        let mut rng = crate::test_rng::XorShift::new(17);
+        values.extend((0..10_000).map(|_| rng.next_centred() * 3000.0));
+        for x in values {
+            assert_eq!(floor_index(x), x.floor() as usize, "floor {x:e}");
+            assert_eq!(ceil_index(x), x.ceil() as usize, "ceil {x:e}");
+            assert_eq!(round_index(x), x.round() as usize, "round {x:e}");
         }
     }
 
