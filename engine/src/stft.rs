@@ -24,13 +24,16 @@ pub fn magnitude(c: Complex32) -> f32 {
 }
 
 /// [`magnitude`] of every bin of `spectrum` into `out` (the shorter of the two): the same
-/// values, computed eight or sixteen at a time where every square is a normal finite `f32`
-/// (one pass per bin otherwise). Any thread; realtime-safe.
+/// values, computed several at a time where every square is a normal finite `f32` or an exact
+/// zero from a zero bin (one pass per bin otherwise). Any thread; realtime-safe.
 pub fn magnitudes(spectrum: &[Complex32], out: &mut [f32]) {
     let mut all_normal = true;
     for (m, c) in out.iter_mut().zip(spectrum) {
         let squared = c.re * c.re + c.im * c.im;
-        all_normal &= squared.is_finite() & (squared >= f32::MIN_POSITIVE);
+        // A bin that is exactly zero (silence, or a band-limited 16-bit file's top bins) has
+        // the magnitude 0 that `sqrt` gives.
+        all_normal &= (squared.is_finite() & (squared >= f32::MIN_POSITIVE))
+            | ((c.re == 0.0) & (c.im == 0.0));
         *m = squared.sqrt();
     }
     if !all_normal {
@@ -214,13 +217,18 @@ mod tests {
         let mut rng = crate::test_rng::XorShift::new(5);
         let mut next = || rng.next_centred();
         let plain: Vec<Complex32> = (0..257).map(|_| Complex32::new(next(), next())).collect();
+        // Exact zeros among normal bins (no slow pass needed), and with signed zeros.
+        let mut zeros = plain.clone();
+        zeros[0] = Complex32::new(0.0, 0.0);
+        zeros[7] = Complex32::new(-0.0, 0.0);
+        zeros[256] = Complex32::new(0.0, -0.0);
         let mut odd = plain.clone();
         odd[3] = Complex32::new(0.0, 0.0);
         odd[100] = Complex32::new(1e-30, -2e-30);
         odd[200] = Complex32::new(3e30, 1e25);
         odd[201] = Complex32::new(f32::INFINITY, 1.0);
         odd[202] = Complex32::new(f32::NAN, 0.0);
-        for spectrum in [plain, odd] {
+        for spectrum in [plain, zeros, odd] {
             let mut got = vec![0.0f32; spectrum.len()];
             magnitudes(&spectrum, &mut got);
             for (g, c) in got.iter().zip(&spectrum) {
