@@ -18,3 +18,4 @@ pub mod plot;
 pub mod rng;
 pub mod train;
 pub mod transfer;
+pub mod voice;

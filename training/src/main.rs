@@ -373,6 +373,11 @@ enum Command {
         /// pYIN's search range (cost grows with its square).
         #[arg(long, value_enum, default_value = "instrument")]
         pitch_range: timbreswap_training::transfer::PitchRange,
+        /// Sing the sources instead: each test phrase's score sung by a formant voice (vowels,
+        /// vibrato, breath), only phrases a voice can sing; references, oracle and classifier
+        /// stay the dataset's.
+        #[arg(long)]
+        voice_sources: bool,
         /// Write the report as JSON here too.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -829,6 +834,7 @@ fn main() -> Result<()> {
             seed,
             phrase_seed,
             pitch_range,
+            voice_sources,
             json,
             models,
             engine,
@@ -1054,6 +1060,7 @@ fn main() -> Result<()> {
                 seed,
                 phrase_seed,
                 pitch_range,
+                voice_sources,
             };
             let mut report = evaluate_transfer(&opts, &extra, &|stage, done, total| {
                 bar.set_message(stage.to_string());

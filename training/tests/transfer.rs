@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use timbreswap_training::dataset::{self, render_dataset, DatasetOptions, SetChoice};
 use timbreswap_training::instruments::Instrument;
-use timbreswap_training::manifest::{read_manifest, write_manifest, Set, Split};
+use timbreswap_training::manifest::{fnv1a, read_manifest, write_manifest, Set, Split};
 use timbreswap_training::transfer::{
     evaluate_systems, instruments_from_manifest, spectral_centroid, spectral_flatness, Classic,
     Dry, FeatureExtractor, FnSystem, Oracle, TransferOptions, TransferPair, TransferSystem,
@@ -261,6 +261,38 @@ fn end_to_end_on_a_tiny_timgm_dataset() {
     );
     let err = evaluate_systems(&opts, &[&wrong], &|_, _, _| {}).unwrap_err();
     assert!(err.to_string().contains("--phrase-seed"), "{err}");
+
+    // Sung sources: every row gets the phrase's score sung by the formant voice (checked
+    // against singing it here), the oracle still renders the score with B, and the voice keeps
+    // the score's pitch.
+    let sung = TransferOptions {
+        voice_sources: true,
+        ..opts.clone()
+    };
+    let is_the_voice = FnSystem::new("sung", |pair: &TransferPair<'_>| {
+        let score = oracle.source_score(pair.source_record)?;
+        let seed = fnv1a(pair.source_record.path.to_string_lossy().as_bytes());
+        let voice = timbreswap_training::voice::sing(&score, pair.sample_rate, seed);
+        if pair.source != voice.as_slice() {
+            return Err("the source is not the sung phrase".to_string());
+        }
+        Ok(voice)
+    });
+    let systems: [&dyn TransferSystem; 3] = [&Dry, &oracle, &is_the_voice];
+    let report = evaluate_systems(&sung, &systems, &|_, _, _| {}).unwrap();
+    assert!(report.voice_sources);
+    assert_eq!(report.sources_used, 6);
+    let [dry, oracle_row, voice_row] = &report.rows[..] else {
+        panic!("three rows");
+    };
+    assert!(dry.pitch_within_50_cents.unwrap() > 0.99);
+    assert_eq!(voice_row.pitch_within_50_cents, dry.pitch_within_50_cents);
+    // The oracle plays the score the voice sings: pYIN agrees on most frames.
+    assert!(
+        oracle_row.pitch_within_50_cents.unwrap() > 0.8,
+        "{oracle_row:?}"
+    );
+    assert!(report.notes.iter().any(|n| n.starts_with("sources: sung")));
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -122,6 +122,14 @@ pub enum TransferError {
         /// What went wrong.
         message: String,
     },
+    /// A sung source's score could not be regenerated.
+    #[error("singing {path}: {message}")]
+    Voice {
+        /// The source phrase whose score was wanted.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// A row refused the sources before anything was computed.
     #[error("row {row}: {message}")]
     Prepare {
@@ -177,6 +185,11 @@ pub struct TransferOptions {
     pub phrase_seed: u64,
     /// pYIN's search range.
     pub pitch_range: PitchRange,
+    /// Sources sung instead of played: each source phrase's score sung by
+    /// [`crate::voice::sing`] (only phrases inside [`crate::voice::VOICE_RANGE`]), a voice-like
+    /// input no SoundFont renders. The references, the oracle and the classifier stay the
+    /// dataset's.
+    pub voice_sources: bool,
 }
 
 impl TransferOptions {
@@ -189,6 +202,7 @@ impl TransferOptions {
             seed: 0,
             phrase_seed: DEFAULT_PHRASE_SEED,
             pitch_range: PitchRange::Instrument,
+            voice_sources: false,
         }
     }
 }
@@ -320,6 +334,8 @@ pub struct TransferReport {
     pub phrase_seed: u64,
     /// pYIN's search range.
     pub pitch_range: PitchRange,
+    /// Whether the sources were sung ([`TransferOptions::voice_sources`]).
+    pub voice_sources: bool,
     /// Sample rate of the data, in Hz.
     pub sample_rate: u32,
     /// Test-split phrases in the dataset.
@@ -495,9 +511,19 @@ pub fn plan_pairs(
     max_sources: Option<usize>,
     seed: u64,
 ) -> Result<Vec<(usize, usize)>, TransferError> {
+    plan_pairs_of(records, max_sources, seed, |_| true)
+}
+
+/// [`plan_pairs`] over the test-split phrases that `accept` takes.
+pub fn plan_pairs_of(
+    records: &[ClipRecord],
+    max_sources: Option<usize>,
+    seed: u64,
+    accept: impl Fn(&ClipRecord) -> bool,
+) -> Result<Vec<(usize, usize)>, TransferError> {
     let mut by_program: BTreeMap<u8, Vec<usize>> = BTreeMap::new();
     for (i, r) in records.iter().enumerate() {
-        if r.set == Set::Phrases && r.split == Split::Test {
+        if r.set == Set::Phrases && r.split == Split::Test && accept(r) {
             by_program.entry(r.program).or_default().push(i);
         }
     }
@@ -749,6 +775,8 @@ struct Context<'a> {
     systems: &'a [&'a dyn TransferSystem],
     instruments: &'a BTreeMap<u8, Instrument>,
     pitch_range: PitchRange,
+    /// With sung sources: the phrase generator's seed (the scores are regenerated from it).
+    voice_phrase_seed: Option<u64>,
 }
 
 impl Context<'_> {
@@ -777,7 +805,18 @@ impl Context<'_> {
     fn process(&self, &(s, r): &(usize, usize)) -> Result<SourceOutcome, TransferError> {
         let src_rec = &self.records[s];
         let ref_rec = &self.records[r];
-        let source = manifest::read_clip_audio(self.root, src_rec, self.rate)?;
+        let source = match self.voice_phrase_seed {
+            Some(phrase_seed) => {
+                let score = systems::phrase_score_of(src_rec, self.instruments, phrase_seed)
+                    .map_err(|message| TransferError::Voice {
+                        path: src_rec.path.clone(),
+                        message,
+                    })?;
+                let seed = manifest::fnv1a(src_rec.path.to_string_lossy().as_bytes());
+                crate::voice::sing(&score, self.rate, seed)
+            }
+            None => manifest::read_clip_audio(self.root, src_rec, self.rate)?,
+        };
         let reference = manifest::read_clip_audio(self.root, ref_rec, self.rate)?;
         let (fmin, fmax) = self.range_hz(src_rec);
         let pitch_err = |message| TransferError::Pitch {
@@ -926,7 +965,14 @@ pub fn evaluate_systems(
         .iter()
         .filter(|r| r.set == Set::Phrases && r.split == Split::Test)
         .count();
-    let pairs = plan_pairs(&records, opts.max_sources, opts.seed)?;
+    let (low, high) = crate::voice::VOICE_RANGE;
+    let singable = |r: &ClipRecord| {
+        !opts.voice_sources
+            || r.frame_notes
+                .iter()
+                .all(|n| *n < 0 || (low as i16..=high as i16).contains(n))
+    };
+    let pairs = plan_pairs_of(&records, opts.max_sources, opts.seed, singable)?;
     let rate = records[pairs[0].0].sample_rate;
     let source_records: Vec<&ClipRecord> = pairs.iter().map(|(s, _)| &records[*s]).collect();
     for system in systems {
@@ -953,6 +999,7 @@ pub fn evaluate_systems(
         systems,
         instruments: &instruments,
         pitch_range: opts.pitch_range,
+        voice_phrase_seed: opts.voice_sources.then_some(opts.phrase_seed),
     };
     let sources_start = Instant::now();
     let done = AtomicUsize::new(0);
@@ -1098,6 +1145,18 @@ pub fn evaluate_systems(
                 .to_string(),
         );
     }
+    if opts.voice_sources {
+        let (low, high) = crate::voice::VOICE_RANGE;
+        notes.push(format!(
+            "sources: sung, not played: each test phrase's score (only phrases inside MIDI \
+             {low}-{high}) sung by a formant voice (training/src/voice.rs: a glottal pulse \
+             through four vowel formants, a vowel per note, jitter, shimmer and breath), an \
+             input no SoundFont renders; references, oracle and classifier are the dataset's. \
+             'classified as A' counts outputs labelled as the phrase's original instrument, \
+             and the clean-source accuracy is the sung phrases labelled so (no voice is among \
+             the classifier's instruments)."
+        ));
+    }
     for system in systems {
         notes.extend(system.notes());
     }
@@ -1107,6 +1166,7 @@ pub fn evaluate_systems(
         seed: opts.seed,
         phrase_seed: opts.phrase_seed,
         pitch_range: opts.pitch_range,
+        voice_sources: opts.voice_sources,
         sample_rate: rate,
         sources_available,
         sources_used: n,
