@@ -240,6 +240,10 @@ enum Command {
         /// Share of pairs (0-1) whose target and reference get one random timbre augmentation.
         #[arg(long, default_value_t = timbreswap_training::data::pairs::DEFAULT_AUGMENT_SHARE)]
         augment: f64,
+        /// Share of pairs (0-1) whose source is sung by the formant voice instead of played
+        /// (pairs whose register a voice can sing; their library_a is "voice").
+        #[arg(long, default_value_t = 0.0)]
+        voice_share: f64,
         /// Instrument list (TSV); default: the protocol's, plus voice and lead programs.
         #[arg(long)]
         instruments: Option<PathBuf>,
@@ -575,11 +579,15 @@ fn main() -> Result<()> {
             rate,
             seed,
             augment,
+            voice_share,
             instruments,
         } => {
             use timbreswap_training::data::pairs;
             if !(0.0..=1.0).contains(&augment) {
                 anyhow::bail!("--augment is a share between 0 and 1, got {augment}");
+            }
+            if !(0.0..=1.0).contains(&voice_share) {
+                anyhow::bail!("--voice-share is a share between 0 and 1, got {voice_share}");
             }
             let names: Vec<(String, Option<PathBuf>)> = libraries
                 .iter()
@@ -597,6 +605,7 @@ fn main() -> Result<()> {
                 rate,
                 seed,
                 augment_share: augment,
+                voice_share,
                 threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             };
             let bar = counting_bar("pairs")?;

@@ -61,6 +61,7 @@ fn the_swap_term_trains_and_fine_tuning_starts_from_the_file() {
             rate: 32_000,
             seed: 3,
             augment_share: 0.5,
+            voice_share: 0.0,
             threads: 2,
         },
         &|_, _| {},

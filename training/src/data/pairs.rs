@@ -95,6 +95,12 @@ pub struct PairOptions {
     pub seed: u64,
     /// Share of pairs (0-1) whose target and reference are coloured by one random augmentation.
     pub augment_share: f64,
+    /// Share of pairs (0-1) whose source is sung instead of played: the same score sung by
+    /// the formant voice ([`crate::voice::sing`]: vowels, vibrato, breath), a synthetic
+    /// vowel-like source, at the played source's peak level. Only pairs whose register lies
+    /// inside [`crate::voice::VOICE_RANGE`]; their `library_a` is `"voice"`. 0 draws nothing,
+    /// so a set rendered without it is unchanged.
+    pub voice_share: f64,
     /// Worker threads.
     pub threads: usize,
 }
@@ -139,6 +145,9 @@ struct PairSettings {
     rate: u32,
     seed: u64,
     augment_share: f64,
+    /// Absent from folders rendered before it existed (they had none).
+    #[serde(default)]
+    voice_share: f64,
 }
 
 /// A planned pair: its record and what to render.
@@ -150,6 +159,8 @@ struct PairPlan {
     target: Score,
     reference: Score,
     augment: TimbreAugment,
+    /// The source is sung ([`PairOptions::voice_share`]).
+    sung: bool,
 }
 
 /// The score with its program change set to `program`.
@@ -205,11 +216,21 @@ fn plan_pair(opts: &PairOptions, available: &[Vec<usize>], index: usize) -> Opti
     } else {
         TimbreAugment::none()
     };
+    // Drawn last, and only when asked for, so the other draws stay what they were.
+    let (low, high) = crate::voice::VOICE_RANGE;
+    let sung = opts.voice_share > 0.0
+        && register.0 >= low
+        && register.1 <= high
+        && rng.unit() < opts.voice_share;
     Some(PairPlan {
         record: PairRecord {
             index,
             valid: is_valid_pair(index),
-            library_a: opts.libraries[lib_a].name.to_string(),
+            library_a: if sung {
+                "voice".to_string()
+            } else {
+                opts.libraries[lib_a].name.to_string()
+            },
             program_a: inst_a.program,
             library_b: opts.libraries[lib_b].name.to_string(),
             program_b: inst_b.program,
@@ -224,6 +245,7 @@ fn plan_pair(opts: &PairOptions, available: &[Vec<usize>], index: usize) -> Opti
         target,
         reference,
         augment,
+        sung,
     })
 }
 
@@ -338,6 +360,7 @@ pub fn render_pairs(
         rate: opts.rate,
         seed: opts.seed,
         augment_share: opts.augment_share,
+        voice_share: opts.voice_share,
     };
     let settings_path = opts.out.join(PAIR_SETTINGS);
     let text = serde_json::to_string_pretty(&settings).expect("settings serialise");
@@ -395,7 +418,15 @@ pub fn render_pairs(
                     let paths = plan.record.paths(&opts.out);
                     let n = plan.record.samples;
                     if !paths.iter().all(|p| already_rendered(p, opts.rate, n)) {
-                        let source = play(&mut synths[plan.library_a], &plan.source);
+                        let mut source = play(&mut synths[plan.library_a], &plan.source);
+                        if plan.sung {
+                            let seed = mix64(opts.seed ^ 0x766f_6963 ^ plan.record.index as u64);
+                            let mut voice = crate::voice::sing(&plan.source, opts.rate, seed);
+                            let peak = |x: &[f32]| x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                            let gain = peak(&source) / crate::voice::VOICE_PEAK;
+                            voice.iter_mut().for_each(|v| *v *= gain);
+                            source = voice;
+                        }
                         let mut target = play(&mut synths[plan.library_b], &plan.target);
                         let mut reference = play(&mut synths[plan.library_b], &plan.reference);
                         plan.augment.apply(&mut target, opts.rate);
@@ -607,6 +638,7 @@ mod tests {
             rate: 16_000,
             seed: 5,
             augment_share: 0.5,
+            voice_share: 0.0,
             threads: 2,
         };
         let first = render_pairs(&opts, &|_, _| {}).expect("renders");
@@ -666,6 +698,60 @@ mod tests {
             agree as f64 > 0.8 * voiced_both as f64,
             "{agree} of {voiced_both}"
         );
+        // Sung sources: the same pairs (instruments, registers, scores, augmentations), the
+        // ones whose register a voice can sing with the score sung; pYIN hears the target's
+        // notes in it.
+        let sung_dir = dir.with_extension("sung");
+        let _ = std::fs::remove_dir_all(&sung_dir);
+        let sung_opts = PairOptions {
+            out: sung_dir.clone(),
+            voice_share: 1.0,
+            ..opts.clone()
+        };
+        render_pairs(&sung_opts, &|_, _| {}).expect("renders sung pairs");
+        let sung = read_pairs(&sung_dir).expect("manifest");
+        let (low, high) = crate::voice::VOICE_RANGE;
+        let (mut sung_pairs, mut agree, mut voiced_both) = (0, 0usize, 0usize);
+        for (r, s) in records.iter().zip(&sung) {
+            let singable = r.register.0 >= low && r.register.1 <= high;
+            assert_eq!(s.library_a == "voice", singable, "pair {}", r.index);
+            let relabelled = PairRecord {
+                library_a: r.library_a.clone(),
+                ..s.clone()
+            };
+            assert_eq!(&relabelled, r);
+            let (played, voice) = (
+                read_pair_audio(&dir, r).expect("audio"),
+                read_pair_audio(&sung_dir, s).expect("audio"),
+            );
+            assert_eq!(played.reference, voice.reference);
+            if !singable {
+                assert_eq!(played.source, voice.source);
+                continue;
+            }
+            sung_pairs += 1;
+            assert_ne!(played.source, voice.source);
+            let (ts, tt) = (detector(&voice.source), detector(&voice.target));
+            for ((vs, fs), (vt, ft)) in ts
+                .voiced
+                .iter()
+                .zip(&ts.f0_hz)
+                .zip(tt.voiced.iter().zip(&tt.f0_hz))
+            {
+                if *vs && *vt {
+                    voiced_both += 1;
+                    let cents = 1200.0 * (fs / ft).log2();
+                    let folded = cents - 1200.0 * (cents / 1200.0).round();
+                    agree += usize::from(folded.abs() < 50.0);
+                }
+            }
+        }
+        assert!(sung_pairs >= 2, "{sung_pairs} sung pairs");
+        assert!(
+            agree as f64 > 0.8 * voiced_both as f64 && voiced_both > 100,
+            "{agree} of {voiced_both}"
+        );
+        let _ = std::fs::remove_dir_all(&sung_dir);
         // Resuming renders nothing and writes the same manifest.
         let again = render_pairs(&opts, &|_, _| {}).expect("resumes");
         assert_eq!(again.rendered, 0);
