@@ -645,8 +645,29 @@ mod tests {
         assert_eq!((first.pairs, first.rendered), (6, 6));
         let records = read_pairs(&dir).expect("manifest");
         assert_eq!(records.len(), 6);
-        let detector =
-            |x: &[f32]| crate::transfer::track_pitch(x, 16_000, 80, 40.0, 2200.0).expect("pYIN");
+        // Frames where pYIN finds both clips voiced, and those of them on the same note
+        // (within 50 cents; the tracker's octave errors count as the same note name).
+        let same_notes = |x: &[f32], y: &[f32]| -> (usize, usize) {
+            let detector = |x: &[f32]| {
+                crate::transfer::track_pitch(x, 16_000, 80, 40.0, 2200.0).expect("pYIN")
+            };
+            let (tx, ty) = (detector(x), detector(y));
+            let (mut agree, mut both) = (0, 0);
+            for ((vx, fx), (vy, fy)) in tx
+                .voiced
+                .iter()
+                .zip(&tx.f0_hz)
+                .zip(ty.voiced.iter().zip(&ty.f0_hz))
+            {
+                if *vx && *vy {
+                    both += 1;
+                    let cents = 1200.0 * (fx / fy).log2();
+                    let folded = cents - 1200.0 * (cents / 1200.0).round();
+                    agree += usize::from(folded.abs() < 50.0);
+                }
+            }
+            (agree, both)
+        };
         let mut agree = 0usize;
         let mut voiced_both = 0usize;
         for r in &records {
@@ -664,23 +685,9 @@ mod tests {
             assert!(r.register.1 - r.register.0 >= MIN_OVERLAP);
             let audio = read_pair_audio(&dir, r).expect("audio");
             // The same score: where both renderings are voiced, pYIN hears the same note.
-            let (ts, tt) = (detector(&audio.source), detector(&audio.target));
-            for ((vs, fs), (vt, ft)) in ts
-                .voiced
-                .iter()
-                .zip(&ts.f0_hz)
-                .zip(tt.voiced.iter().zip(&tt.f0_hz))
-            {
-                if *vs && *vt {
-                    voiced_both += 1;
-                    let cents = 1200.0 * (fs / ft).log2();
-                    // Octave errors of the tracker count as agreement on the note name.
-                    let folded = cents - 1200.0 * (cents / 1200.0).round();
-                    if folded.abs() < 50.0 {
-                        agree += 1;
-                    }
-                }
-            }
+            let (a, both) = same_notes(&audio.source, &audio.target);
+            agree += a;
+            voiced_both += both;
             // The target carries the source's level (matched over the sounding samples).
             let rms = |x: &[f32]| {
                 (x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
@@ -731,20 +738,9 @@ mod tests {
             }
             sung_pairs += 1;
             assert_ne!(played.source, voice.source);
-            let (ts, tt) = (detector(&voice.source), detector(&voice.target));
-            for ((vs, fs), (vt, ft)) in ts
-                .voiced
-                .iter()
-                .zip(&ts.f0_hz)
-                .zip(tt.voiced.iter().zip(&tt.f0_hz))
-            {
-                if *vs && *vt {
-                    voiced_both += 1;
-                    let cents = 1200.0 * (fs / ft).log2();
-                    let folded = cents - 1200.0 * (cents / 1200.0).round();
-                    agree += usize::from(folded.abs() < 50.0);
-                }
-            }
+            let (a, both) = same_notes(&voice.source, &voice.target);
+            agree += a;
+            voiced_both += both;
         }
         assert!(sung_pairs >= 2, "{sung_pairs} sung pairs");
         assert!(
