@@ -48,7 +48,7 @@ pub enum PhaseMode {
     /// input's own timbre as the target the input passes unchanged. Twice the decoder's cost.
     /// Offered by `timbreswap render` and `eval-transfer`, not by the plugin: with the shipped
     /// model the decoded difference is small and few outputs reach the reference's instrument
-    /// (`docs/quality.md`, "Differential output").
+    /// (`experiments/quality-log.md`, "Differential output").
     Differential,
 }
 

@@ -200,7 +200,7 @@ fn int8_weights_decode_close_to_what_f32_weights_decode() {
     );
     // int8 moves a weight by up to half a step, 1/254 of its row's largest (f16: 2^-12 of
     // the weight itself), so the decoded spectrum moves about sixty times as much as with f16;
-    // measured 0.09 dB on average (docs/benchmarks.md, "int8 weights"), with single quiet
+    // measured 0.09 dB on average (experiments/quality-log.md, "int8 weights"), with single quiet
     // bins a few dB off. The bound documents that figure with a margin; the transfer and
     // disentanglement tables are the judges (docs/quality.md).
     assert!(mean < 0.2, "mean difference {mean} dB");

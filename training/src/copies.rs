@@ -4,7 +4,7 @@
 //! most a velocity-dependent gain and filter, renders such copies, and the protocol's split (a
 //! hash of program, note and velocity) sends the copies of a test note to train, where a
 //! frame-wise k-NN can find them; `timbreswap eval --copy-threshold-db` splits the table by
-//! them (`docs/quality.md`, "What instrument on z_p is made of").
+//! them (`experiments/quality-log.md`, "What instrument on z_p is made of").
 //!
 //! Measure: the power-weighted magnitude-squared coherence `C` of the two clips (Welch:
 //! [`COHERENCE_FFT`]-point Hann frames, half overlapping, over their common length), and the

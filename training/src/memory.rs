@@ -4,7 +4,7 @@
 //! hundreds of times. glibc's allocator by default serves such blocks with fresh `mmap`s (or
 //! returns a heap's free top to the system) and gets them back page by page, zero-filled, on
 //! the next step: on this project's 2-core VM keeping that memory took a training step from
-//! 1.36 to 1.14 s (`docs/benchmarks.md`, "Training speed").
+//! 1.36 to 1.14 s (`experiments/benchmarks-log.md`, "Training speed").
 
 /// Largest block glibc may serve from its heaps rather than a private `mmap` (its ceiling on
 /// 64-bit systems, 32 MiB), in bytes.

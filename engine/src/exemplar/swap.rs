@@ -26,11 +26,11 @@ pub const MAX_SHIFT_SEMITONES: f32 = 24.0;
 /// frequency `f`: `(f / f0_ref)^BELOW_FUNDAMENTAL_SLOPE` times the fundamental's amplitude
 /// (2: 12 dB per octave). The reference shows nothing there; holding the fundamental's level
 /// (0) gave low inputs a buzzy, flat low end. Measured against 0, 1 and 3 on both libraries
-/// (docs/quality.md): 2 moved the most outputs to the reference's instrument on TimGM6mb.
+/// (experiments/quality-log.md): 2 moved the most outputs to the reference's instrument on TimGM6mb.
 pub const BELOW_FUNDAMENTAL_SLOPE: f32 = 2.0;
 /// The reference's noise between its partials is played this much louder (amplitude) than it
 /// was measured: the valley minimum under-reads the noise, which sits under the partials'
-/// skirts too. 1.2 of 1, 1.2, 1.3 and 1.4 measured (docs/quality.md): louder noise moves more
+/// skirts too. 1.2 of 1, 1.2, 1.3 and 1.4 measured (experiments/quality-log.md): louder noise moves more
 /// outputs to the reference's instrument and costs pitch accuracy; 1.3 already dropped FluidR3
 /// below 95 % of frames within 50 cents.
 pub const NOISE_GAIN: f32 = 1.2;
@@ -42,7 +42,7 @@ pub const NOISE_GAIN: f32 = 1.2;
 /// [`BELOW_FUNDAMENTAL_SLOPE`]), so resonances stay where they are. Nothing past the
 /// reference's last partial. Measured against keeping the pattern by
 /// partial number (source and filter) on TimGM6mb: more outputs classified as the
-/// reference's instrument, and the pitch kept more often (docs/quality.md). Realtime-safe.
+/// reference's instrument, and the pitch kept more often (experiments/quality-log.md). Realtime-safe.
 pub fn partial_amplitudes(amps: &[f32], f0_ref: f32, f0: f32, out: &mut [f32]) {
     let n = amps.len().min(out.len());
     out[..n].fill(0.0);
