@@ -239,7 +239,7 @@ impl FrameProcessor {
     fn discard(&mut self, garbage: ProcessorToControlMsg) {
         // The push cannot fail: the garbage ring is as large as the control ring and the
         // control side empties it before every message it sends (see `MESSAGE_RING_SLOTS` in
-        // `engine.rs`). Were it ever full, the object would be freed here.
+        // `engine/mod.rs`). Were it ever full, the object would be freed here.
         let _ = self.garbage.push(garbage);
     }
 
