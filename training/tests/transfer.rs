@@ -293,6 +293,44 @@ fn end_to_end_on_a_tiny_timgm_dataset() {
         "{oracle_row:?}"
     );
     assert!(report.notes.iter().any(|n| n.starts_with("sources: sung")));
+
+    // Phrase references: the same sources and the same instrument B as with note references,
+    // each reference now a test-split phrase of B (checked on every pair a row sees), drawn
+    // the same way every run.
+    let notes = evaluate_systems(&opts, &[&Dry], &|_, _, _| {}).unwrap();
+    let phrased = TransferOptions {
+        phrase_references: true,
+        ..opts.clone()
+    };
+    let reads_a_phrase_of_b = FnSystem::new("phrase of B", |pair: &TransferPair<'_>| {
+        let r = pair.reference_record;
+        if r.set != Set::Phrases || r.split != Split::Test || r.note.is_some() {
+            return Err(format!("{} is not a test-split phrase", r.path.display()));
+        }
+        Ok(pair.source.to_vec())
+    });
+    let systems: [&dyn TransferSystem; 2] = [&Dry, &reads_a_phrase_of_b];
+    let report = evaluate_systems(&phrased, &systems, &|_, _, _| {}).unwrap();
+    let again = evaluate_systems(&phrased, &[&Dry], &|_, _, _| {}).unwrap();
+    assert!(report.phrase_references);
+    assert_eq!(report.pairs.len(), notes.pairs.len());
+    for ((p, n), a) in report.pairs.iter().zip(&notes.pairs).zip(&again.pairs) {
+        assert_eq!(
+            (&p.source, p.program_a, p.program_b),
+            (&n.source, n.program_a, n.program_b)
+        );
+        assert!(
+            p.reference.starts_with("phrases"),
+            "{}",
+            p.reference.display()
+        );
+        assert_eq!(p.reference_note, None);
+        assert_eq!(p.reference, a.reference);
+    }
+    assert!(report
+        .notes
+        .iter()
+        .any(|n| n.starts_with("references: a test-split phrase")));
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -46,6 +46,8 @@ use crate::rng::{mix64, SplitMix64};
 mod classifier;
 mod features;
 mod pitch;
+mod plan;
+mod report;
 mod spectral;
 mod systems;
 
@@ -61,6 +63,8 @@ pub use pitch::{
     level_difference_db, midi_to_hz, pitch_agreement, track_pitch, PitchAgreement, PitchTrack,
     CENT_TOLERANCE, PYIN_FRAME, PYIN_RESOLUTION,
 };
+pub use plan::*;
+pub use report::*;
 pub use systems::{
     latency_suffix, Classic, Dry, EngineExemplar, EngineNeural, Exemplar, FnSystem, Oracle,
     TransferPair, TransferSystem,
@@ -109,6 +113,12 @@ pub enum TransferError {
     #[error("no test-split note clip of an instrument other than program {program} to use as a reference")]
     NoReference {
         /// Program of the source.
+        program: u8,
+    },
+    /// Phrase references were asked for, and instrument B has no test-split phrase.
+    #[error("no test-split phrase of program {program} to use as a reference")]
+    NoReferencePhrase {
+        /// Program of the reference's instrument (B).
         program: u8,
     },
     /// No note clip has an active, labelled frame to fit the classifier on.
@@ -190,6 +200,10 @@ pub struct TransferOptions {
     /// input no SoundFont renders. The references, the oracle and the classifier stay the
     /// dataset's.
     pub voice_sources: bool,
+    /// References played as phrases instead of single notes: each pair's reference is a
+    /// test-split phrase of the same instrument B ([`phrase_references`]), as a user would
+    /// drag a clip of several notes. Sources, B, oracle and classifier are unchanged.
+    pub phrase_references: bool,
 }
 
 impl TransferOptions {
@@ -203,412 +217,9 @@ impl TransferOptions {
             phrase_seed: DEFAULT_PHRASE_SEED,
             pitch_range: PitchRange::Instrument,
             voice_sources: false,
+            phrase_references: false,
         }
     }
-}
-
-/// One source and its reference.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PairInfo {
-    /// Source phrase, relative to the dataset folder.
-    pub source: PathBuf,
-    /// Program of the source (A).
-    pub program_a: u8,
-    /// Reference note clip, relative to the dataset folder.
-    pub reference: PathBuf,
-    /// Program of the reference (B).
-    pub program_b: u8,
-    /// The reference's MIDI note.
-    pub reference_note: Option<u8>,
-    /// The reference's velocity.
-    pub reference_velocity: u8,
-    /// pYIN's search range for this source, in Hz.
-    pub pitch_range_hz: (f64, f64),
-    /// The classifier's label of the clean source (a program), `None` if it has no active
-    /// frame.
-    pub source_label: Option<u32>,
-    /// Per row (table order): the classifier's label of the output.
-    pub output_labels: Vec<Option<u32>>,
-    /// Per row (table order): the share of frames voiced in both source and output whose
-    /// pitch is within 50 cents (`None` when no frame is voiced in both).
-    pub output_pitch_within_50_cents: Vec<Option<f64>>,
-}
-
-/// One row of the table. Shares are in 0..=1 (the markdown shows percent); `None` reads N/A.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TransferRowReport {
-    /// Row name.
-    pub row: String,
-    /// Outputs produced (one per source).
-    pub outputs: usize,
-    /// Sources with at least one frame voiced in both source and output.
-    pub pitch_sources: usize,
-    /// Frames voiced in both, over all sources.
-    pub pitch_frames: usize,
-    /// Mean over sources of the share of frames within 50 cents; high is good.
-    pub pitch_within_50_cents: Option<f64>,
-    /// Mean over sources of the median absolute error in cents; low is good.
-    pub median_cent_error: Option<f64>,
-    /// Outputs with at least one active frame (the others are classified as nothing).
-    pub classified: usize,
-    /// Share of outputs classified as B; high is good.
-    pub classified_as_b: Option<f64>,
-    /// Share of outputs classified as A; low is good.
-    pub classified_as_a: Option<f64>,
-    /// Sources with voiced frames in the source for the level.
-    pub level_sources: usize,
-    /// Mean over sources of output minus source level, in dB; 0 is good.
-    pub level_difference_db: Option<f64>,
-    /// Mean over sources of the absolute level difference, in dB.
-    pub level_abs_difference_db: Option<f64>,
-    /// Sources whose distance to the oracle was measured.
-    #[serde(default)]
-    pub oracle_sources: usize,
-    /// Mean over sources of the log-spectral distance to the oracle, dB
-    /// (`spectral::log_spectral_distance`; `None` without an oracle row).
-    #[serde(default)]
-    pub oracle_distance_db: Option<f64>,
-    /// Mean time this row took to produce one output, in seconds.
-    pub transfer_mean_s: f64,
-}
-
-/// The classifier and its check on the clean sources.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ClassifierInfo {
-    /// Neighbours per vote.
-    pub k: usize,
-    /// Values per frame.
-    pub dim: usize,
-    /// FFT size of the features, in samples.
-    pub fft: usize,
-    /// Hop of the features, in samples.
-    pub hop: usize,
-    /// Note clips with active frames fitted on.
-    pub fit_clips: usize,
-    /// Note clips without an active labelled frame (left out).
-    pub silent_clips: usize,
-    /// Frames fitted on.
-    pub fit_frames: usize,
-    /// Instruments (programs) it knows.
-    pub classes: usize,
-    /// Share of clean sources classified as their own instrument (A).
-    pub clean_source_accuracy: f64,
-    /// Clean sources with an active frame.
-    pub clean_sources_classified: usize,
-}
-
-/// Wall-clock times, in seconds (CPU-parallel stages report wall time; the per-call means
-/// are measured inside the worker threads).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct TransferTimings {
-    /// Reading the note clips, their features and the classifier's index.
-    pub fit_s: f64,
-    /// All sources: outputs, pYIN, features.
-    pub sources_s: f64,
-    /// The k-NN classification of all sources and outputs.
-    pub knn_s: f64,
-    /// Everything.
-    pub total_s: f64,
-    /// pYIN runs.
-    pub pyin_calls: usize,
-    /// Mean time of one pYIN run (one clip).
-    pub pyin_mean_s: f64,
-    /// Feature extractions on sources and outputs.
-    pub feature_calls: usize,
-    /// Mean time of one feature extraction (one clip).
-    pub feature_mean_s: f64,
-    /// Worker threads.
-    pub threads: usize,
-}
-
-/// The transfer table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TransferReport {
-    /// Dataset folder.
-    pub data: PathBuf,
-    /// SoundFont of the oracle.
-    pub soundfont: PathBuf,
-    /// Seed of the reference choice and subsets.
-    pub seed: u64,
-    /// Seed of the phrase generator.
-    pub phrase_seed: u64,
-    /// pYIN's search range.
-    pub pitch_range: PitchRange,
-    /// Whether the sources were sung ([`TransferOptions::voice_sources`]).
-    pub voice_sources: bool,
-    /// Sample rate of the data, in Hz.
-    pub sample_rate: u32,
-    /// Test-split phrases in the dataset.
-    pub sources_available: usize,
-    /// Sources used.
-    pub sources_used: usize,
-    /// Instruments among the sources.
-    pub source_instruments: usize,
-    /// The rows.
-    pub rows: Vec<TransferRowReport>,
-    /// The classifier and its accuracy on the clean sources.
-    pub classifier: ClassifierInfo,
-    /// Every source, its reference and the labels.
-    pub pairs: Vec<PairInfo>,
-    /// Stage timings.
-    pub timings: TransferTimings,
-    /// Remarks printed under the table.
-    pub notes: Vec<String>,
-    /// SHA-256 of the neural model file, `None` until neural rows exist.
-    pub model_hash: Option<String>,
-    /// The command line, when run from the CLI.
-    pub command: Option<String>,
-}
-
-fn percent(v: Option<f64>) -> String {
-    match v {
-        Some(x) if x.is_finite() => format!("{:.1} %", 100.0 * x),
-        _ => "N/A".to_string(),
-    }
-}
-
-impl TransferReport {
-    /// The table in markdown (the protocol's header), then the classifier's accuracy on the
-    /// clean sources, counts, timings, notes and the command line.
-    pub fn to_markdown(&self) -> String {
-        let mut s = String::new();
-        s.push_str(TABLE_HEADER);
-        s.push_str("\n|---|---|---|---|---|---|---|\n");
-        for r in &self.rows {
-            let cents = match r.median_cent_error {
-                Some(c) if c.is_finite() => format!("{c:.1}"),
-                _ => "N/A".to_string(),
-            };
-            let level = match (r.level_difference_db, r.level_abs_difference_db) {
-                (Some(d), Some(a)) if d.is_finite() && a.is_finite() => {
-                    format!("{d:+.2} (abs {a:.2})")
-                }
-                _ => "N/A".to_string(),
-            };
-            let distance = match r.oracle_distance_db {
-                Some(d) if d.is_finite() => format!("{d:.2}"),
-                _ => "N/A".to_string(),
-            };
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                r.row,
-                percent(r.pitch_within_50_cents),
-                cents,
-                percent(r.classified_as_b),
-                percent(r.classified_as_a),
-                level,
-                distance
-            );
-        }
-        let c = &self.classifier;
-        let _ = writeln!(
-            s,
-            "\nClassifier accuracy on the clean source phrases (classified as A): {} ({} of {} \
-             sources have active frames).",
-            percent(Some(c.clean_source_accuracy)),
-            c.clean_sources_classified,
-            self.sources_used
-        );
-        let _ = writeln!(
-            s,
-            "\nSources: {} of {} test-split phrases ({} instruments) of {}, each with one \
-             test-split note reference of another instrument (seed {}). Classifier: k-NN \
-             (k = {}, standardised) on {} frames ({} features, FFT {}, hop {}) of {} note clips \
-             ({} without active frames), {} instruments. Pitch: pYIN, {} Hz, frame {}, bins of \
-             {} semitone, range {}.",
-            self.sources_used,
-            self.sources_available,
-            self.source_instruments,
-            self.data.display(),
-            self.seed,
-            c.k,
-            c.fit_frames,
-            c.dim,
-            c.fft,
-            c.hop,
-            c.fit_clips,
-            c.silent_clips,
-            c.classes,
-            self.sample_rate,
-            PYIN_FRAME,
-            PYIN_RESOLUTION,
-            match self.pitch_range {
-                PitchRange::Instrument => "the source instrument's notes ± 3 semitones",
-                PitchRange::Phrase => "the source phrase's notes ± 3 semitones",
-                PitchRange::Full => "50-2100 Hz",
-            },
-        );
-        let counts: Vec<String> = self
-            .rows
-            .iter()
-            .map(|r| {
-                format!(
-                    "{}: {} outputs, {} classified, pitch on {} sources ({} frames), level on {} \
-                     sources, {:.2} s per output",
-                    r.row,
-                    r.outputs,
-                    r.classified,
-                    r.pitch_sources,
-                    r.pitch_frames,
-                    r.level_sources,
-                    r.transfer_mean_s
-                )
-            })
-            .collect();
-        let _ = writeln!(s, "\nCounts: {}.", counts.join("; "));
-        let t = &self.timings;
-        let _ = writeln!(
-            s,
-            "\nTime: classifier fit {:.1} s, sources {:.1} s, k-NN {:.1} s, total {:.1} s on {} \
-             threads; pYIN {:.2} s per clip ({} clips), features {:.3} s per clip ({} clips).",
-            t.fit_s,
-            t.sources_s,
-            t.knn_s,
-            t.total_s,
-            t.threads,
-            t.pyin_mean_s,
-            t.pyin_calls,
-            t.feature_mean_s,
-            t.feature_calls
-        );
-        for n in &self.notes {
-            let _ = writeln!(s, "\n- {n}");
-        }
-        if let Some(cmd) = &self.command {
-            let _ = writeln!(s, "\nCommand: `{cmd}`");
-        }
-        s
-    }
-}
-
-/// Note ranges of the instruments, from the manifest's note clips (all splits): the
-/// instrument list the dataset was rendered with, as the phrase generator needs it.
-pub fn instruments_from_manifest(records: &[ClipRecord]) -> BTreeMap<u8, Instrument> {
-    let mut out: BTreeMap<u8, Instrument> = BTreeMap::new();
-    for r in records.iter().filter(|r| r.set == Set::Notes) {
-        let Some(note) = r.note else { continue };
-        let inst = out.entry(r.program).or_insert_with(|| Instrument {
-            program: r.program,
-            name: r.instrument.clone(),
-            family: r.family.clone(),
-            low: note,
-            high: note,
-        });
-        inst.low = inst.low.min(note);
-        inst.high = inst.high.max(note);
-    }
-    out
-}
-
-/// Sources (test-split phrases) and their references, as indices into `records`: at most
-/// `max_sources` sources, taken round-robin over the instruments in a seeded order; for each,
-/// B drawn with the seed among the other instruments with test-split notes, and B's
-/// test-split note clip at velocity 80 (any velocity when there is none) nearest the middle of
-/// B's range. Sorted by (program, phrase).
-pub fn plan_pairs(
-    records: &[ClipRecord],
-    max_sources: Option<usize>,
-    seed: u64,
-) -> Result<Vec<(usize, usize)>, TransferError> {
-    plan_pairs_of(records, max_sources, seed, |_| true)
-}
-
-/// [`plan_pairs`] over the test-split phrases that `accept` takes.
-pub fn plan_pairs_of(
-    records: &[ClipRecord],
-    max_sources: Option<usize>,
-    seed: u64,
-    accept: impl Fn(&ClipRecord) -> bool,
-) -> Result<Vec<(usize, usize)>, TransferError> {
-    let mut by_program: BTreeMap<u8, Vec<usize>> = BTreeMap::new();
-    for (i, r) in records.iter().enumerate() {
-        if r.set == Set::Phrases && r.split == Split::Test && accept(r) {
-            by_program.entry(r.program).or_default().push(i);
-        }
-    }
-    let key = |i: usize| {
-        let r = &records[i];
-        manifest::fnv1a(manifest::phrase_key(r.program, r.phrase.unwrap_or(u32::MAX)).as_bytes())
-    };
-    let total: usize = by_program.values().map(Vec::len).sum();
-    let cap = max_sources.unwrap_or(total).min(total);
-    let mut chosen = Vec::with_capacity(cap);
-    if cap == total {
-        chosen.extend(by_program.values().flatten().copied());
-    } else {
-        let mut queues: Vec<Vec<usize>> = by_program
-            .values()
-            .map(|v| {
-                let mut v = v.clone();
-                // Seeded order inside an instrument; taken from the back.
-                v.sort_by_key(|&i| std::cmp::Reverse(mix64(seed ^ key(i))));
-                v
-            })
-            .collect();
-        while chosen.len() < cap {
-            for q in &mut queues {
-                if chosen.len() < cap {
-                    if let Some(i) = q.pop() {
-                        chosen.push(i);
-                    }
-                }
-            }
-        }
-    }
-    if chosen.is_empty() {
-        return Err(TransferError::NoSources);
-    }
-    chosen.sort_by_key(|&i| (records[i].program, records[i].phrase, i));
-
-    let ranges = instruments_from_manifest(records);
-    let mut refs: BTreeMap<u8, Vec<usize>> = BTreeMap::new();
-    for (i, r) in records.iter().enumerate() {
-        if r.set == Set::Notes && r.split == Split::Test && r.note.is_some() {
-            refs.entry(r.program).or_default().push(i);
-        }
-    }
-    chosen
-        .into_iter()
-        .map(|s| {
-            let a = records[s].program;
-            let others: Vec<u8> = refs.keys().copied().filter(|p| *p != a).collect();
-            if others.is_empty() {
-                return Err(TransferError::NoReference { program: a });
-            }
-            let mut rng = SplitMix64::new(mix64(seed ^ key(s)));
-            let b = others[rng.int(0, others.len() as i32 - 1) as usize];
-            let clips = &refs[&b];
-            let preferred: Vec<usize> = clips
-                .iter()
-                .copied()
-                .filter(|&i| records[i].velocity == REFERENCE_VELOCITY)
-                .collect();
-            let pool = if preferred.is_empty() {
-                clips
-            } else {
-                &preferred
-            };
-            let middle2 = ranges
-                .get(&b)
-                .map_or(120, |inst| inst.low as i32 + inst.high as i32);
-            let r = pool
-                .iter()
-                .copied()
-                .min_by_key(|&i| {
-                    let rec = &records[i];
-                    let note = rec.note.unwrap_or(0) as i32;
-                    (
-                        (2 * note - middle2).abs(),
-                        (rec.velocity as i32 - REFERENCE_VELOCITY as i32).abs(),
-                        note,
-                        i,
-                    )
-                })
-                .ok_or(TransferError::NoReference { program: a })?;
-            Ok((s, r))
-        })
-        .collect()
 }
 
 /// Runs `f` over `items` on `threads` threads; results in item order; the error of the
@@ -972,7 +583,10 @@ pub fn evaluate_systems(
                 .iter()
                 .all(|n| *n < 0 || (low as i16..=high as i16).contains(n))
     };
-    let pairs = plan_pairs_of(&records, opts.max_sources, opts.seed, singable)?;
+    let mut pairs = plan_pairs_of(&records, opts.max_sources, opts.seed, singable)?;
+    if opts.phrase_references {
+        pairs = phrase_references(&records, &pairs, opts.seed)?;
+    }
     let rate = records[pairs[0].0].sample_rate;
     let source_records: Vec<&ClipRecord> = pairs.iter().map(|(s, _)| &records[*s]).collect();
     for system in systems {
@@ -1157,6 +771,14 @@ pub fn evaluate_systems(
              the classifier's instruments)."
         ));
     }
+    if opts.phrase_references {
+        notes.push(
+            "references: a test-split phrase of B (several notes, the dataset's phrase \
+             generator) instead of one note; the same sources, B and oracle as with note \
+             references."
+                .to_string(),
+        );
+    }
     for system in systems {
         notes.extend(system.notes());
     }
@@ -1167,6 +789,7 @@ pub fn evaluate_systems(
         phrase_seed: opts.phrase_seed,
         pitch_range: opts.pitch_range,
         voice_sources: opts.voice_sources,
+        phrase_references: opts.phrase_references,
         sample_rate: rate,
         sources_available,
         sources_used: n,

@@ -1,0 +1,426 @@
+//! The command line's arguments: every subcommand and its options (clap).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use timbreswap_engine::StftConfig;
+use timbreswap_training::eval::DEFAULT_MAX_TRAIN_FRAMES;
+
+/// Default SoundFont of the protocol (Debian package `fluid-soundfont-gm`).
+pub(crate) const DEFAULT_SOUNDFONT: &str = "/usr/share/sounds/sf2/FluidR3_GM.sf2";
+
+/// How a model's weight matrices are stored (`convert-model --to`, `--weights`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PrecisionArg {
+    /// 4 bytes per weight.
+    F32,
+    /// IEEE binary16, 2 bytes per weight.
+    F16,
+    /// 1 byte per weight and one f32 scale per row.
+    Int8,
+}
+
+impl PrecisionArg {
+    pub(crate) fn precision(self) -> timbreswap_engine::model_file::Precision {
+        use timbreswap_engine::model_file::Precision;
+        match self {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::F16 => Precision::F16,
+            PrecisionArg::Int8 => Precision::Int8,
+        }
+    }
+}
+
+/// `--mode` of `render`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ModeArg {
+    /// Cepstral envelope swap.
+    Classic,
+    /// The three-factor model.
+    Neural,
+    /// The reference clip's own partials and noise at the input's pitch.
+    Exemplar,
+}
+
+/// `--phase` of `render`.
+/// Phase modes of `eval-transfer --engine`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum EnginePhaseArg {
+    /// Input phase and RTPGHI.
+    Both,
+    /// Input phase only (the plugin's default).
+    Input,
+    /// RTPGHI only.
+    Reconstruct,
+    /// The input reshaped by the decoded timbre difference only.
+    Differential,
+    /// Input phase and the differential mode.
+    InputDifferential,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PhaseArg {
+    /// The input's phase.
+    Input,
+    /// RTPGHI reconstruction.
+    Reconstruct,
+    /// The input reshaped by the decoded timbre difference.
+    Differential,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LatencyArg {
+    /// The whole analysis frame (22.7 ms at 48 kHz with 128-sample blocks).
+    Normal,
+    /// Frames every half hop, each grain over the frame's last hop (9.2 ms at 48 kHz with
+    /// blocks of up to 64 samples).
+    Low,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SetArg {
+    /// Isolated notes.
+    Notes,
+    /// Monophonic phrases.
+    Phrases,
+    /// Both (dataset only).
+    All,
+}
+
+/// Longest input `render` accepts, in seconds (one hour).
+pub(crate) const MAX_INPUT_SECONDS: f64 = 3600.0;
+
+#[derive(Parser)]
+#[command(
+    name = "timbreswap",
+    version,
+    about = "Timbre transfer: play a performance with the timbre of a reference clip"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Copy a model file with its weight matrices stored as f16: half the bytes per frame for
+    /// the engine's f16 kernels (AVX-512F, AVX2+F16C), and half the file. Prints how much a
+    /// weight moved.
+    ConvertModel {
+        /// The model file to convert.
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the copy.
+        #[arg(long)]
+        out: PathBuf,
+        /// How the copy stores its weight matrices: f16 (2 bytes a weight), int8 (1 byte and
+        /// one scale per row) or f32.
+        #[arg(long, value_enum, default_value_t = PrecisionArg::F16)]
+        to: PrecisionArg,
+    },
+    /// Render a file through the plugin's engine in offline mode (same code as the plugin).
+    Render {
+        /// The performance to transform (WAV, AIFF, FLAC, MP3, OGG/Vorbis).
+        #[arg(long)]
+        input: PathBuf,
+        /// Reference clip whose timbre to use (slot A).
+        #[arg(long)]
+        timbre: PathBuf,
+        /// Second reference clip (slot B), blended by --morph.
+        #[arg(long)]
+        timbre_b: Option<PathBuf>,
+        /// Morph A -> B, 0..1.
+        #[arg(long, default_value_t = 0.0)]
+        morph: f32,
+        /// Wet share, 0..1 (0 = the input, 1 = fully swapped).
+        #[arg(long, default_value_t = 1.0)]
+        mix: f32,
+        /// Output gain, in dB.
+        #[arg(long, default_value_t = 0.0)]
+        output_db: f32,
+        /// Processing block size, in samples (the result does not depend on it).
+        #[arg(long, default_value_t = 512)]
+        block: usize,
+        /// Classic (cepstral envelope swap), neural (the three-factor model) or exemplar (the
+        /// reference clip's own partials and noise at the input's pitch).
+        #[arg(long, value_enum, default_value_t = ModeArg::Classic)]
+        mode: ModeArg,
+        /// Neural model file (default: the built-in model, assets/models/default.safetensors).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Neural: expression kept, 0..2 (1 = as played).
+        #[arg(long, default_value_t = 1.0)]
+        variation: f32,
+        /// Neural: transposition, semitones (-12..12).
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        transpose: f32,
+        /// Neural: output phase.
+        #[arg(long, value_enum, default_value_t = PhaseArg::Input)]
+        phase: PhaseArg,
+        /// The latency the engine is built for (the plugin's Latency setting).
+        #[arg(long, value_enum, default_value_t = LatencyArg::Normal)]
+        latency: LatencyArg,
+        /// Output WAV file (32-bit float, same rate and channels as the input).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Render the evaluation protocol's notes and phrases from a SoundFont (skips clips already
+    /// rendered; writes DIR/manifest.jsonl).
+    Dataset {
+        /// SF2 file (another library is the test of generalisation).
+        #[arg(long, default_value = DEFAULT_SOUNDFONT)]
+        soundfont: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Which set.
+        #[arg(long, value_enum, default_value = "all")]
+        set: SetArg,
+        /// Sample rate, in Hz (the model rate).
+        #[arg(long, default_value_t = StftConfig::default().sample_rate)]
+        rate: u32,
+        /// Seed of the phrase generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Instrument list (TSV: program, name, family, low, high); default: the protocol's.
+        #[arg(long)]
+        instruments: Option<PathBuf>,
+        /// Phrases per instrument.
+        #[arg(long, default_value_t = timbreswap_training::dataset::PHRASES_PER_INSTRUMENT)]
+        phrases: u32,
+    },
+    /// Render the paired swap set: one score played by instrument A (source) and by B
+    /// (target), plus another clip of B (reference), from the training libraries, with a
+    /// random timbre augmentation shared by target and reference (skips pairs already on disk;
+    /// writes DIR/pairs.jsonl).
+    Pairs {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Training libraries (fluidr3, csound, opl3), each optionally NAME=PATH; default all
+        /// three at their Debian paths. TimGM6mb is held out and refused.
+        #[arg(long = "library", value_delimiter = ',', default_values_t = ["fluidr3".to_string(), "csound".to_string(), "opl3".to_string()])]
+        libraries: Vec<String>,
+        /// Pairs to render.
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+        /// Sample rate, in Hz (the model rate).
+        #[arg(long, default_value_t = StftConfig::default().sample_rate)]
+        rate: u32,
+        /// Seed of every draw.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Share of pairs (0-1) whose target and reference get one random timbre augmentation.
+        #[arg(long, default_value_t = timbreswap_training::data::pairs::DEFAULT_AUGMENT_SHARE)]
+        augment: f64,
+        /// Share of pairs (0-1) whose source is sung by the formant voice instead of played
+        /// (pairs whose register a voice can sing; their library_a is "voice").
+        #[arg(long, default_value_t = 0.0)]
+        voice_share: f64,
+        /// Instrument list (TSV); default: the protocol's, plus voice and lead programs.
+        #[arg(long)]
+        instruments: Option<PathBuf>,
+    },
+    /// Train the three-factor model on a rendered dataset and export the best validation epoch
+    /// to RUN_DIR/model.safetensors. Writes train.jsonl, loss.png and a checkpoint after every
+    /// epoch; --resume continues an interrupted run to the same result.
+    Train {
+        /// Dataset folder (with manifest.jsonl).
+        #[arg(long)]
+        data: PathBuf,
+        /// Run folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Training config (JSON, any subset of the fields, the rest at their defaults; see
+        /// docs/model.md). Without it: the shipped model's config (assets/models/default-train.json).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Continue from RUN_DIR/checkpoint (only --epochs may differ).
+        #[arg(long)]
+        resume: bool,
+        /// Epochs (overrides the config).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Seed (overrides the config).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Ablation: no random pitch shift of the timbre/variation input.
+        #[arg(long)]
+        no_pitch_shift: bool,
+        /// Ablation: no random timbre distortion of the pitch input.
+        #[arg(long)]
+        no_timbre_distortion: bool,
+        /// Ablation: no cepstral split (every encoder sees the whole log-magnitude).
+        #[arg(long)]
+        no_cepstrum: bool,
+        /// Ablation: no re-entry pass.
+        #[arg(long)]
+        no_reentry: bool,
+        /// Ablation: two factors (no variation latent).
+        #[arg(long)]
+        no_variation: bool,
+    },
+    /// Score disentanglement on a rendered dataset: the protocol's k-NN table (DSP split and
+    /// chance rows until a model exists), as markdown on stdout and JSON with --json.
+    Eval {
+        /// Dataset folder (with manifest.jsonl).
+        #[arg(long)]
+        data: PathBuf,
+        /// Which set.
+        #[arg(long, value_enum, default_value = "notes")]
+        set: SetArg,
+        /// Largest number of train frames for the frame-wise k-NN (random subsample).
+        #[arg(long, default_value_t = DEFAULT_MAX_TRAIN_FRAMES)]
+        max_train_frames: usize,
+        /// Seed of the subsampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Write the report as JSON here too.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Draw each model's timbre space (PCA of the clip-level z_t, coloured by family,
+        /// labelled by instrument) into PNGs named PREFIX-MODEL.png (MODEL: the row name).
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// A trained model file to score as a row (repeatable; NAME=FILE names the row).
+        #[arg(long = "model")]
+        models: Vec<String>,
+        /// Leave the DSP-split row out (its figures do not depend on the models; its 257-value
+        /// frames are most of the k-NN time).
+        #[arg(long)]
+        no_dsp_row: bool,
+        /// Diagnostic: keep every test frame and clip from the train frames and clips of its own
+        /// instrument and note (every velocity of a note plays one SoundFont sample).
+        #[arg(long)]
+        exclude_same_note: bool,
+        /// Diagnostic: add the "sounding F0 only" row, a one-value pitch latent holding the
+        /// frame's F0 to a fraction of a cent and nothing else.
+        #[arg(long)]
+        f0_row: bool,
+        /// Cepstral cut-off of the DSP-split row, in quefrency samples: lower quefrencies are
+        /// its timbre (envelope), the rest its pitch (fine structure). Default: the engine's.
+        /// Model rows analyse with their own settings.
+        #[arg(long)]
+        cepstral_cutoff: Option<usize>,
+        /// Diagnostic (notes set): also split the instrument columns by whether the test
+        /// clip has a copy in train (the same instrument and note at another velocity, the same
+        /// waveform through a static linear filter to within this many dB, as `timbreswap
+        /// copies` counts them).
+        #[arg(long, allow_hyphen_values = true)]
+        copy_threshold_db: Option<f64>,
+        /// Generalisation test: score the test split of this dataset (the same set rendered
+        /// from another SoundFont) against the train split of --data.
+        #[arg(long)]
+        test_data: Option<PathBuf>,
+    },
+    /// Count the notes set's test clips that have a copy in the train split: the same
+    /// instrument and note at another velocity, the same waveform through a static linear
+    /// filter (a SoundFont that plays every velocity from one sample renders such copies).
+    Copies {
+        /// Dataset folder (with manifest.jsonl).
+        #[arg(long)]
+        data: PathBuf,
+        /// Largest residual that still counts as a copy, dB: the share of the test clip's
+        /// energy that no linear filter of the train clip explains (1 - coherence).
+        #[arg(long, default_value_t = timbreswap_training::copies::DEFAULT_THRESHOLD_DB, allow_hyphen_values = true)]
+        threshold_db: f64,
+        /// Write the report as JSON here too.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Score timbre transfer on a rendered dataset: the protocol's transfer table (dry, oracle
+    /// and classic rows; sources are the test-split phrases), as markdown on stdout and JSON
+    /// with --json.
+    EvalTransfer {
+        /// Dataset folder (with manifest.jsonl).
+        #[arg(long)]
+        data: PathBuf,
+        /// The SF2 file the dataset was rendered from (the oracle row re-renders with it).
+        #[arg(long, default_value = DEFAULT_SOUNDFONT)]
+        soundfont: PathBuf,
+        /// Most sources (an instrument-balanced subset drawn with --seed); default: all.
+        #[arg(long)]
+        max_sources: Option<usize>,
+        /// Seed of the reference choice and of the subsets.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Seed the dataset's phrases were rendered with (`timbreswap dataset --seed`).
+        #[arg(long, default_value_t = timbreswap_training::transfer::DEFAULT_PHRASE_SEED)]
+        phrase_seed: u64,
+        /// pYIN's search range (cost grows with its square).
+        #[arg(long, value_enum, default_value = "instrument")]
+        pitch_range: timbreswap_training::transfer::PitchRange,
+        /// Sing the sources instead: each test phrase's score sung by a formant voice (vowels,
+        /// vibrato, breath), only phrases a voice can sing; references, oracle and classifier
+        /// stay the dataset's.
+        #[arg(long)]
+        voice_sources: bool,
+        /// Play a phrase of the reference's instrument as the reference (several notes, as a
+        /// user would drag) instead of one note; the same sources, B and oracle.
+        #[arg(long)]
+        phrase_references: bool,
+        /// Write the report as JSON here too.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// A trained model file to score as an offline neural-swap row (repeatable; NAME=FILE
+        /// names the row).
+        #[arg(long = "model")]
+        models: Vec<String>,
+        /// For each --model also score the plugin engine's streaming neural mode (rows
+        /// `NAME engine/reconstruct` and `NAME engine/input`).
+        #[arg(long)]
+        engine: bool,
+        /// Which phase modes the --engine rows run (input is the plugin's default).
+        #[arg(long, value_enum, default_value = "both")]
+        engine_phase: EnginePhaseArg,
+        /// Skip the offline (candle) neural-swap row of each --model (with --engine, only the
+        /// engine's rows are scored).
+        #[arg(long)]
+        no_offline: bool,
+        /// Variation amounts the --engine rows run at (comma-separated; 1 is the plugin's
+        /// default; rows other than 1 are named `... v<amount>`).
+        #[arg(long, value_delimiter = ',', default_values_t = [1.0f32])]
+        engine_variation: Vec<f32>,
+        /// Also score each --engine model with the source's own z_t (rows `... self`): the
+        /// model's reconstruction, which the classifier should call A; it tells a timbre the
+        /// decoder cannot draw from one the swap does not reach.
+        #[arg(long)]
+        engine_self: bool,
+        /// Also score each --engine model with the reference's z_t fitted to the reference
+        /// by this many Adam steps on the decoder's error (rows `... fitN`; a diagnostic of
+        /// latent optimisation, after LORD; 0: none).
+        #[arg(long, default_value_t = 0)]
+        engine_fit_steps: usize,
+        /// Learning rate of --engine-fit-steps.
+        #[arg(long, default_value_t = 0.05)]
+        engine_fit_lr: f64,
+        /// Weight of the standard normal prior on the fitted z_t (--engine-fit-steps).
+        #[arg(long, default_value_t = 0.0)]
+        engine_fit_prior: f64,
+        /// Also score the exemplar swap: the engine's Exemplar mode (row `engine exemplar`)
+        /// and, for each --model, the variants experiments/quality-log.md reports (rows `NAME
+        /// exemplar/...`, "Exemplar swap").
+        #[arg(long)]
+        exemplar: bool,
+        /// With --exemplar: only these variants (e.g. `yin,harmonic`; `none`: only the engine
+        /// row; default: all).
+        #[arg(long, value_delimiter = ',')]
+        exemplar_rows: Vec<String>,
+        /// Also score every engine row (classic, --engine, --exemplar's engine row) with the
+        /// engine built for low latency (rows `... low-latency`).
+        #[arg(long)]
+        low_latency: bool,
+    },
+    /// Time the k-NN classifier (k = 5) on random data.
+    KnnBench {
+        /// Training rows.
+        #[arg(long, default_value_t = 200_000)]
+        train: usize,
+        /// Test rows.
+        #[arg(long, default_value_t = 20_000)]
+        test: usize,
+        /// Dimensions.
+        #[arg(long, default_value_t = 64)]
+        dim: usize,
+    },
+}
