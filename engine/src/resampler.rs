@@ -11,6 +11,7 @@ use std::f64::consts::PI;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::halves::in_halves;
+use crate::kernels::Kernels;
 
 /// Zero crossings of the windowed sinc on each side of its centre.
 const ZERO_CROSSINGS: f64 = 24.0;
@@ -57,6 +58,8 @@ pub struct Resampler {
     pushed: u64,
     /// Index of the next output sample.
     produced: u64,
+    /// The dot product of a window with its kernel (the CPU's best instruction set).
+    simd: Kernels,
 }
 
 fn bessel_i0(x: f64) -> f64 {
@@ -136,6 +139,7 @@ impl Resampler {
             cap,
             pushed: 0,
             produced: 0,
+            simd: Kernels::best(),
         };
         if phase_kernels && den <= MAX_PHASE_KERNELS {
             me.build_phase_kernels();
@@ -301,7 +305,7 @@ impl Resampler {
             let kernel = &self.kernels[phase * taps..(phase + 1) * taps];
             if whole {
                 let start = (first as usize) & (self.cap - 1);
-                return dot(&self.hist[start..start + taps], kernel);
+                return self.simd.dot(&self.hist[start..start + taps], kernel);
             }
             // Start-up: part of the window lies before the first sample (zeros).
             return (0..taps)
@@ -395,6 +399,7 @@ pub fn resample_filled(len: usize, from: u32, to: u32, fill: impl FnOnce(&mut [f
     // Phase p is an output whose position has fraction p / den; its kernel is what `pop`
     // interpolates between two table rows for that fraction.
     let kernels = &rs.kernels;
+    let simd = rs.simd;
     // The input with the zeros the stream sees around it: `half` before (the first window
     // starts `half - 1` samples before the input), a window's worth after.
     let mut padded = vec![0.0f32; half + len + taps + 1];
@@ -414,7 +419,7 @@ pub fn resample_filled(len: usize, from: u32, to: u32, fill: impl FnOnce(&mut [f
             .map(|_| {
                 // The window starts at input idx - half + 1, which is padded index idx + 1.
                 let window = &padded[idx + 1..idx + 1 + taps];
-                let y = dot(window, &kernels[phase * taps..(phase + 1) * taps]);
+                let y = simd.dot(window, &kernels[phase * taps..(phase + 1) * taps]);
                 idx += step;
                 phase += carry;
                 if phase >= den {
@@ -473,25 +478,6 @@ fn resample_streaming(input: &[f32], from: u32, to: u32) -> Vec<f32> {
         out.push(rs.pop());
     }
     out
-}
-
-/// The dot product of `x` and `k`, accumulated in 8 lanes so the compiler vectorises.
-#[inline]
-fn dot(x: &[f32], k: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let (cx, ck) = (x.chunks_exact(8), k.chunks_exact(8));
-    let tail: f32 = cx
-        .remainder()
-        .iter()
-        .zip(ck.remainder())
-        .map(|(a, b)| a * b)
-        .sum();
-    for (xs, ks) in cx.zip(ck) {
-        for l in 0..8 {
-            lanes[l] += xs[l] * ks[l];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

@@ -236,3 +236,43 @@ pub(super) unsafe fn add_leaky_relu(acc: &mut [f32], x: &[f32], slope: f32) {
     }
     super::scalar::add_leaky_relu(ca.into_remainder(), cx.remainder(), slope);
 }
+
+/// `Σ a[i] b[i]`: two 8-lane FMA chains, then the last `len % 8` products in scalar code.
+///
+/// # Safety
+/// AVX2 and FMA available; `a.len() == b.len()`.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len();
+    let (end16, end8) = (n & !15, n & !7);
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut i = 0;
+    while i < end16 {
+        // SAFETY: i + 16 <= n = both lengths; unaligned loads.
+        unsafe {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
+            s1 = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(i + 8)),
+                _mm256_loadu_ps(pb.add(i + 8)),
+                s1,
+            );
+        }
+        i += 16;
+    }
+    if i < end8 {
+        // SAFETY: i + 8 <= n.
+        unsafe {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
+        }
+        i += 8;
+    }
+    let s = _mm256_add_ps(s0, s1);
+    let h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+    let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    let mut sum = _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps::<1>(h, h)));
+    for (p, q) in a[i..].iter().zip(&b[i..]) {
+        sum += p * q;
+    }
+    sum
+}

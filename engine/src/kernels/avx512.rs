@@ -270,3 +270,48 @@ pub(super) unsafe fn add_leaky_relu(acc: &mut [f32], x: &[f32], slope: f32) {
         i += 16;
     }
 }
+
+/// `Σ a[i] b[i]`: two 16-lane FMA chains, the last `len % 16` products in one masked step.
+///
+/// # Safety
+/// AVX-512F available; `a.len() == b.len()`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len();
+    let (end32, end16) = (n & !31, n & !15);
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let (mut s0, mut s1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    let mut i = 0;
+    while i < end32 {
+        // SAFETY: i + 32 <= n = both lengths; unaligned loads.
+        unsafe {
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), s0);
+            s1 = _mm512_fmadd_ps(
+                _mm512_loadu_ps(pa.add(i + 16)),
+                _mm512_loadu_ps(pb.add(i + 16)),
+                s1,
+            );
+        }
+        i += 32;
+    }
+    if i < end16 {
+        // SAFETY: i + 16 <= n.
+        unsafe {
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), s0);
+        }
+        i += 16;
+    }
+    if i < n {
+        let mask = tail_mask(n - i);
+        // SAFETY: the mask reads only lanes i..n, inside both slices; masked-off lanes are
+        // not accessed.
+        unsafe {
+            s1 = _mm512_fmadd_ps(
+                _mm512_maskz_loadu_ps(mask, pa.add(i)),
+                _mm512_maskz_loadu_ps(mask, pb.add(i)),
+                s1,
+            );
+        }
+    }
+    _mm512_reduce_add_ps(_mm512_add_ps(s0, s1))
+}

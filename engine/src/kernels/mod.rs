@@ -71,6 +71,8 @@ type MatvecNarrowFn<T> =
 type LeakyFn = unsafe fn(y: &mut [f32], slope: f32);
 /// `acc += max(x, slope x)`; contract: `acc.len() == x.len()` and the CPU supports the ISA.
 type AddLeakyFn = unsafe fn(acc: &mut [f32], x: &[f32], slope: f32);
+/// `Σ a[i] b[i]`; contract: `a.len() == b.len()` and the CPU supports the ISA.
+type DotFn = unsafe fn(a: &[f32], b: &[f32]) -> f32;
 
 /// A table of compute kernels for one instruction set, chosen once at construction.
 ///
@@ -88,6 +90,7 @@ pub struct Kernels {
     matmul: MatmulFn,
     leaky: LeakyFn,
     add_leaky: AddLeakyFn,
+    dot: DotFn,
 }
 
 impl fmt::Debug for Kernels {
@@ -154,6 +157,7 @@ impl Kernels {
             matmul: scalar::matmul_bias,
             leaky: scalar::leaky_relu,
             add_leaky: scalar::add_leaky_relu,
+            dot: scalar::dot,
         }
     }
 
@@ -295,6 +299,22 @@ impl Kernels {
         // SAFETY: the table's ISA was detected at construction; lengths checked above.
         unsafe { (self.add_leaky)(acc, x, slope) }
     }
+
+    /// Dot product `Σ a[i] b[i]`, accumulated in f32 over several partial sums (FMA where the
+    /// ISA has it); the resamplers' filter taps. On unequal lengths it fires a
+    /// `debug_assert!` and otherwise returns 0.
+    ///
+    /// Realtime-safe; unitless.
+    #[inline]
+    pub fn dot(&self, a: &[f32], b: &[f32]) -> f32 {
+        let ok = a.len() == b.len();
+        debug_assert!(ok, "dot: a {} != b {}", a.len(), b.len());
+        if !ok {
+            return 0.0;
+        }
+        // SAFETY: the table's ISA was detected at construction; lengths checked above.
+        unsafe { (self.dot)(a, b) }
+    }
 }
 
 /// The length rules of a matrix-vector product with `w_len` weights: `true` when the kernel
@@ -339,6 +359,7 @@ fn avx2_table() -> Option<Kernels> {
         matmul: avx2::matmul_bias,
         leaky: avx2::leaky_relu,
         add_leaky: avx2::add_leaky_relu,
+        dot: avx2::dot,
     })
 }
 
@@ -352,6 +373,7 @@ fn avx512_table() -> Option<Kernels> {
         matmul: avx512::matmul_bias,
         leaky: avx512::leaky_relu,
         add_leaky: avx512::add_leaky_relu,
+        dot: avx512::dot,
     })
 }
 
@@ -375,6 +397,7 @@ fn neon_table() -> Option<Kernels> {
         matmul: neon::matmul_bias,
         leaky: neon::leaky_relu,
         add_leaky: neon::add_leaky_relu,
+        dot: neon::dot,
     })
 }
 

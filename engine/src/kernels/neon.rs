@@ -7,7 +7,7 @@ use std::arch::aarch64::*;
 /// # Safety
 /// NEON available; `w.len() >= x.len()`.
 #[target_feature(enable = "neon")]
-unsafe fn dot(w: &[f32], x: &[f32]) -> f32 {
+pub(super) unsafe fn dot(w: &[f32], x: &[f32]) -> f32 {
     let n = x.len();
     let end4 = n & !3;
     let mut acc = vdupq_n_f32(0.0);
