@@ -132,28 +132,35 @@ impl ExemplarBank {
         // (a note's first frames, before YIN has a window of it) takes the nearest sure pitch
         // as the guess, before or after it.
         let nearest = nearest_known(sure);
+        // Every frame's pitch first: the clip's whole pitch track, so that the short stretches
+        // YIN gets wrong can be told from the notes around them.
+        let pitches: Vec<f32> = (0..f.frames)
+            .map(|t| {
+                let rows = t * bins..(t + 1) * bins;
+                let guess = match &mut ruler {
+                    Some((net, st)) => {
+                        env.copy_from_slice(&f.envelope[rows.clone()]);
+                        fine.copy_from_slice(&f.fine[rows.clone()]);
+                        net.normalise(&f.log_mag[rows.clone()], &mut env, &mut fine);
+                        net.pitch_step(st, &fine)?
+                    }
+                    None => nearest[t],
+                };
+                Some(known.unwrap_or_else(|| match sure[t] {
+                    Some(p) => p,
+                    None => {
+                        for (m, l) in mag.iter_mut().zip(&f.log_mag[rows]) {
+                            *m = (l.exp() - MAG_FLOOR).max(0.0);
+                        }
+                        refine_pitch(&mag, bin_hz, guess)
+                    }
+                }))
+            })
+            .collect::<Option<Vec<f32>>>()?;
+        let pitches = mend_stray_pitches(pitches);
         // The frames kept (sounding), in order, with their centre sample and fundamental.
         let mut kept: Vec<(usize, f32)> = Vec::new();
-        for t in 0..f.frames {
-            let rows = t * bins..(t + 1) * bins;
-            let guess = match &mut ruler {
-                Some((net, st)) => {
-                    env.copy_from_slice(&f.envelope[rows.clone()]);
-                    fine.copy_from_slice(&f.fine[rows.clone()]);
-                    net.normalise(&f.log_mag[rows.clone()], &mut env, &mut fine);
-                    net.pitch_step(st, &fine)?
-                }
-                None => nearest[t],
-            };
-            let pitch = known.unwrap_or_else(|| match sure[t] {
-                Some(p) => p,
-                None => {
-                    for (m, l) in mag.iter_mut().zip(&f.log_mag[rows.clone()]) {
-                        *m = (l.exp() - MAG_FLOOR).max(0.0);
-                    }
-                    refine_pitch(&mag, bin_hz, guess)
-                }
-            });
+        for (t, &pitch) in pitches.iter().enumerate() {
             let note = tracker.update(f.frame_db[t], pitch);
             if !note.sounding {
                 prev_kept = None;
@@ -246,6 +253,81 @@ pub(crate) fn sure_pitches(
                 .map(|(p, _)| p)
         })
         .collect()
+}
+
+/// Shortest stretch of frames, each within [`STRAY_STEP_SEMITONES`] of the one before, that
+/// counts as a note of its own: 12 frames, 60 ms at the 5 ms hop.
+const STRAY_MAX_FRAMES: usize = 12;
+
+/// Largest pitch step between two frames of one stretch, in semitones (a glide moves far less
+/// per frame).
+const STRAY_STEP_SEMITONES: f32 = 1.0;
+
+/// How far a short stretch must lie from the notes on both sides of it to be stray, in
+/// semitones: more than a fifth, so octave and subharmonic errors go and melodic steps stay.
+const STRAY_DISTANCE_SEMITONES: f32 = 7.0;
+
+/// A pitch track (semitones, one per frame) with its stray stretches mended: a stretch
+/// shorter than [`STRAY_MAX_FRAMES`] whose pitches all lie more than
+/// [`STRAY_DISTANCE_SEMITONES`] from the longer stretches just before and just after it (where
+/// there is one on that side) takes the pitch of the nearer of them where it meets this one.
+/// YIN reads the common period of two notes where a legato transition puts both in its window
+/// (a whole tone apart: three octaves down), and a plucked string's body resonance in its
+/// first frames (an octave down); measured at such a pitch, a frame's partials are the wrong
+/// ones, and an input far from the clip's notes would choose exactly those frames. Mended,
+/// they keep their sound (the attack, the transition) at the note's pitch. A clip with no
+/// longer stretch keeps every pitch.
+fn mend_stray_pitches(mut pitches: Vec<f32>) -> Vec<f32> {
+    // Stretches: [start, end) ranges of frames that move by less than a step each.
+    let mut stretches: Vec<(usize, usize)> = Vec::new();
+    let mut start = 0;
+    for t in 1..=pitches.len() {
+        if t == pitches.len() || (pitches[t] - pitches[t - 1]).abs() > STRAY_STEP_SEMITONES {
+            stretches.push((start, t));
+            start = t;
+        }
+    }
+    let long = |&(a, b): &(usize, usize)| b - a >= STRAY_MAX_FRAMES;
+    for (i, &(a, b)) in stretches.iter().enumerate() {
+        if long(&(a, b)) {
+            continue;
+        }
+        // Where the nearest long stretch on each side meets this one: (frame, pitch).
+        let before = stretches[..i]
+            .iter()
+            .rev()
+            .find(|s| long(s))
+            .map(|s| (s.1 - 1, pitches[s.1 - 1]));
+        let after = stretches[i + 1..]
+            .iter()
+            .find(|s| long(s))
+            .map(|s| (s.0, pitches[s.0]));
+        let far = |p: f32| {
+            [before, after]
+                .into_iter()
+                .flatten()
+                .all(|(_, q)| (p - q).abs() > STRAY_DISTANCE_SEMITONES)
+        };
+        if (before.is_none() && after.is_none()) || !pitches[a..b].iter().all(|&p| far(p)) {
+            continue;
+        }
+        // Each frame takes the nearer side's pitch (the earlier on a tie).
+        for t in a..b {
+            let pitch = match (before, after) {
+                (Some((tb, pb)), Some((ta, pa))) => {
+                    if t - tb <= ta - t {
+                        pb
+                    } else {
+                        pa
+                    }
+                }
+                (Some((_, p)), None) | (None, Some((_, p))) => p,
+                (None, None) => unreachable!("checked above"),
+            };
+            pitches[t] = pitch;
+        }
+    }
+    pitches
 }
 
 /// Fewest frames whose analysis is worth a second thread.
@@ -497,5 +579,47 @@ mod tests {
         let v = [None, Some(1.0), None, None, None, Some(5.0), None];
         assert_eq!(nearest_known(&v), vec![1.0, 1.0, 1.0, 1.0, 5.0, 5.0, 5.0]);
         assert_eq!(nearest_known(&[None, None]), vec![0.0, 0.0]);
+    }
+
+    /// Short stretches far from the notes around them take the nearer note's pitch (a legato
+    /// transition's subharmonic answers, a pluck's body resonance); glides, melodic steps and
+    /// clips made only of short stretches keep theirs.
+    #[test]
+    fn stray_stretches_take_the_nearer_notes_pitch() {
+        let track = |parts: &[(usize, f32, f32)]| -> Vec<f32> {
+            parts
+                .iter()
+                .flat_map(|&(n, from, step)| (0..n).map(move |i| from + step * i as f32))
+                .collect()
+        };
+        let unchanged =
+            |pitches: Vec<f32>| assert_eq!(mend_stray_pitches(pitches.clone()), pitches);
+        // A whole-tone legato step read three octaves and one octave down for 7 frames: the
+        // first four frames are nearer the note before, the last three the note after.
+        let legato = track(&[
+            (30, 15.0, 0.0),
+            (4, -21.0, 0.0),
+            (3, 3.0, 0.0),
+            (30, 13.0, 0.0),
+        ]);
+        let want = track(&[
+            (30, 15.0, 0.0),
+            (4, 15.0, 0.0),
+            (3, 13.0, 0.0),
+            (30, 13.0, 0.0),
+        ]);
+        assert_eq!(mend_stray_pitches(legato), want);
+        // A pluck's first frames an octave and a half down: the note's pitch.
+        let pluck = track(&[(10, -13.5, 0.0), (40, 2.0, 0.0)]);
+        assert_eq!(mend_stray_pitches(pluck), track(&[(50, 2.0, 0.0)]));
+        // A glide of a fifth, half a semitone a frame: one stretch.
+        unchanged(track(&[(20, 0.0, 0.0), (14, 0.5, 0.5), (20, 7.0, 0.0)]));
+        // A short note a major third up between two notes: a melodic step.
+        unchanged(track(&[(20, 0.0, 0.0), (5, 4.0, 0.0), (20, 2.0, 0.0)]));
+        // A short leap far from the note before but near the one after.
+        unchanged(track(&[(20, 0.0, 0.0), (5, 9.0, 0.0), (20, 5.0, 0.0)]));
+        // Only short stretches (a clip of short notes): nothing to judge them by.
+        unchanged(track(&[(5, 0.0, 0.0), (5, 12.0, 0.0), (5, -12.0, 0.0)]));
+        unchanged(Vec::new());
     }
 }
