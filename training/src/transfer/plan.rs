@@ -49,10 +49,7 @@ pub fn plan_pairs_of(
             by_program.entry(r.program).or_default().push(i);
         }
     }
-    let key = |i: usize| {
-        let r = &records[i];
-        manifest::fnv1a(manifest::phrase_key(r.program, r.phrase.unwrap_or(u32::MAX)).as_bytes())
-    };
+    let key = |i: usize| phrase_hash(&records[i]);
     let total: usize = by_program.values().map(Vec::len).sum();
     let cap = max_sources.unwrap_or(total).min(total);
     let mut chosen = Vec::with_capacity(cap);
@@ -156,10 +153,7 @@ pub fn phrase_references(
                 .get(&b)
                 .filter(|p| !p.is_empty())
                 .ok_or(TransferError::NoReferencePhrase { program: b })?;
-            let source = &records[s];
-            let key = manifest::fnv1a(
-                manifest::phrase_key(source.program, source.phrase.unwrap_or(u32::MAX)).as_bytes(),
-            );
+            let key = phrase_hash(&records[s]);
             let mut rng = SplitMix64::new(mix64(seed ^ key ^ PHRASE_REFERENCE_SALT));
             Ok((s, pool[rng.int(0, pool.len() as i32 - 1) as usize]))
         })
@@ -168,3 +162,8 @@ pub fn phrase_references(
 
 /// Keeps the phrase draw of [`phrase_references`] apart from the draw of B.
 const PHRASE_REFERENCE_SALT: u64 = 0x5048_5241_5345_5245;
+
+/// A phrase record's stable hash (its program and phrase index), the seed of its draws.
+fn phrase_hash(r: &ClipRecord) -> u64 {
+    manifest::fnv1a(manifest::phrase_key(r.program, r.phrase.unwrap_or(u32::MAX)).as_bytes())
+}
