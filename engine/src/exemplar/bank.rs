@@ -272,11 +272,11 @@ const STRAY_DISTANCE_SEMITONES: f32 = 7.0;
 /// [`STRAY_DISTANCE_SEMITONES`] from the longer stretches just before and just after it (where
 /// there is one on that side) takes the pitch of the nearer of them where it meets this one.
 /// YIN reads the common period of two notes where a legato transition puts both in its window
-/// (a whole tone apart: three octaves down), and a plucked string's body resonance in its
-/// first frames (an octave down); measured at such a pitch, a frame's partials are the wrong
-/// ones, and an input far from the clip's notes would choose exactly those frames. Mended,
-/// they keep their sound (the attack, the transition) at the note's pitch. A clip with no
-/// longer stretch keeps every pitch.
+/// (a whole tone apart: three octaves down), and a note's first frames, before its window
+/// holds much of the note, an octave or more off; measured at such a pitch, a frame's
+/// partials are the wrong ones, and an input far from the clip's notes would choose exactly
+/// those frames. Mended, they keep their sound (the attack, the transition) at the note's
+/// pitch. A clip with no longer stretch keeps every pitch.
 fn mend_stray_pitches(mut pitches: Vec<f32>) -> Vec<f32> {
     // Stretches: [start, end) ranges of frames that move by less than a step each.
     let mut stretches: Vec<(usize, usize)> = Vec::new();
@@ -312,8 +312,8 @@ fn mend_stray_pitches(mut pitches: Vec<f32>) -> Vec<f32> {
             continue;
         }
         // Each frame takes the nearer side's pitch (the earlier on a tie).
-        for t in a..b {
-            let pitch = match (before, after) {
+        for (t, slot) in (a..b).zip(&mut pitches[a..b]) {
+            *slot = match (before, after) {
                 (Some((tb, pb)), Some((ta, pa))) => {
                     if t - tb <= ta - t {
                         pb
@@ -322,9 +322,9 @@ fn mend_stray_pitches(mut pitches: Vec<f32>) -> Vec<f32> {
                     }
                 }
                 (Some((_, p)), None) | (None, Some((_, p))) => p,
-                (None, None) => unreachable!("checked above"),
+                // Not reached: a stretch with neither side was skipped above.
+                (None, None) => continue,
             };
-            pitches[t] = pitch;
         }
     }
     pitches
@@ -582,8 +582,8 @@ mod tests {
     }
 
     /// Short stretches far from the notes around them take the nearer note's pitch (a legato
-    /// transition's subharmonic answers, a pluck's body resonance); glides, melodic steps and
-    /// clips made only of short stretches keep theirs.
+    /// transition's subharmonic answers, a note's first frames read an octave off); glides,
+    /// melodic steps and clips made only of short stretches keep theirs.
     #[test]
     fn stray_stretches_take_the_nearer_notes_pitch() {
         let track = |parts: &[(usize, f32, f32)]| -> Vec<f32> {
@@ -609,9 +609,9 @@ mod tests {
             (30, 13.0, 0.0),
         ]);
         assert_eq!(mend_stray_pitches(legato), want);
-        // A pluck's first frames an octave and a half down: the note's pitch.
-        let pluck = track(&[(10, -13.5, 0.0), (40, 2.0, 0.0)]);
-        assert_eq!(mend_stray_pitches(pluck), track(&[(50, 2.0, 0.0)]));
+        // A note's first frames read an octave and more down: the note's pitch.
+        let attack = track(&[(10, -13.5, 0.0), (40, 2.0, 0.0)]);
+        assert_eq!(mend_stray_pitches(attack), track(&[(50, 2.0, 0.0)]));
         // A glide of a fifth, half a semitone a frame: one stretch.
         unchanged(track(&[(20, 0.0, 0.0), (14, 0.5, 0.5), (20, 7.0, 0.0)]));
         // A short note a major third up between two notes: a melodic step.
