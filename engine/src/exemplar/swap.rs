@@ -131,12 +131,6 @@ pub struct ExemplarSwap {
     ruler: Option<(Arc<Network>, NetworkState)>,
     /// The last pitch YIN was sure of, semitones from middle C (the guess without a ruler).
     last_sure: f32,
-    /// Whether YIN was sure of the previous frame's pitch (or its answer was held as a
-    /// subharmonic): a voiced stretch goes on.
-    sure_before: bool,
-    /// Frames in a row whose sure answer was set aside as a subharmonic of `last_sure`
-    /// ([`subharmonic_of`]).
-    held: u32,
     bank: Arc<ExemplarBank>,
     opts: ExemplarOptions,
     rtpghi: crate::phase::Rtpghi,
@@ -207,8 +201,6 @@ impl ExemplarSwap {
             cfg: *c,
             ruler,
             last_sure: 0.0,
-            sure_before: false,
-            held: 0,
             cepstrum: Cepstrum::new(c),
             tracker: NoteTracker::new(fps),
             attack_frames: (ATTACK_SECONDS * fps).round() as u32,
@@ -240,8 +232,6 @@ impl ExemplarSwap {
             state.reset();
         }
         self.last_sure = 0.0;
-        self.sure_before = false;
-        self.held = 0;
         self.tracker.reset();
         self.previous = None;
         self.history.fill(0.0);
@@ -320,30 +310,12 @@ impl ExemplarSwap {
             None => measured.map_or(self.last_sure, |(p, _)| p),
         };
         crate::stft::magnitudes(input, &mut self.mag);
-        let mut trusted = matches!(measured, Some((_, a)) if a < YIN_TRUST);
-        // Within a voiced stretch, a sure answer that falls to a subharmonic of the last sure
-        // pitch is most often two notes in YIN's window (a legato step) read as their common
-        // period: for up to SUBHARMONIC_HOLD_FRAMES it counts as unsure, so the pitch is sought
-        // near the last sure one; an answer that stays longer is a real leap down.
-        let sub = self.sure_before
-            && matches!(measured, Some((p, _)) if trusted && subharmonic_of(p, self.last_sure));
-        if sub && self.held < SUBHARMONIC_HOLD_FRAMES {
-            self.held += 1;
-            trusted = false;
-        } else {
-            self.held = 0;
-        }
-        self.sure_before = trusted || (sub && self.held > 0);
+        let trusted = matches!(measured, Some((_, a)) if a < YIN_TRUST);
         if let Some((p, _)) = measured.filter(|_| trusted) {
             self.last_sure = p;
         }
-        let guess = if self.held > 0 { self.last_sure } else { guess };
         let pitch = known.unwrap_or_else(|| match measured {
-            Some((p, aperiodicity))
-                if self.opts.yin && aperiodicity < YIN_TRUST && self.held == 0 =>
-            {
-                p
-            }
+            Some((p, aperiodicity)) if self.opts.yin && aperiodicity < YIN_TRUST => p,
             _ => refine_pitch(&self.mag, bin_hz, guess),
         });
         let voiced = known.is_some() || trusted;
@@ -510,16 +482,6 @@ impl ExemplarSwap {
     }
 }
 
-/// Frames a subharmonic answer is set aside for before it counts as a leap: 8 frames, 40 ms.
-const SUBHARMONIC_HOLD_FRAMES: u32 = 8;
-
-/// Whether `pitch` lies within half a semitone below `of` by the interval of a subharmonic
-/// `1/k`, `k` = 2 to 9 (semitones from middle C both).
-fn subharmonic_of(pitch: f32, of: f32) -> bool {
-    let drop = of - pitch;
-    (2..=9).any(|k| (drop - 12.0 * (k as f32).log2()).abs() < 0.5)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -646,24 +608,5 @@ mod tests {
         partial_amplitudes(&smooth, 200.0, 400.0, &mut out);
         assert!(out[20..].iter().all(|a| *a == 0.0));
         assert!(out[..20].iter().all(|a| *a > 0.0));
-    }
-
-    /// A subharmonic is a drop of 12 log2(k) semitones, k = 2 to 9, within half a semitone:
-    /// the octave, the twelfth, and the common period of a whole-tone legato step (9:8, three
-    /// octaves and a whole tone down from the upper note); melodic intervals are not.
-    #[test]
-    fn subharmonics_are_the_integer_ratios_below() {
-        for (pitch, of, want) in [
-            (3.0, 15.0, true),    // an octave down
-            (-4.02, 15.0, true),  // a twelfth down (k = 3)
-            (-23.04, 15.0, true), // k = 9: the whole step 15 -> 13 read as its common period
-            (-21.0, 15.0, true),  // k = 8 from the lower note of the same step
-            (8.0, 15.0, false),   // a fifth down
-            (15.0, 15.0, false),  // the same pitch
-            (27.0, 15.0, false),  // an octave up
-            (2.3, 15.0, false),   // 12.7 semitones down: between k = 2 and k = 3
-        ] {
-            assert_eq!(subharmonic_of(pitch, of), want, "{pitch} below {of}");
-        }
     }
 }
