@@ -10,11 +10,12 @@ pub struct PairInfo {
     pub source: PathBuf,
     /// Program of the source (A).
     pub program_a: u8,
-    /// Reference note clip, relative to the dataset folder.
+    /// Reference clip, relative to the dataset folder: a test-split note, or a phrase with
+    /// [`TransferOptions::phrase_references`].
     pub reference: PathBuf,
     /// Program of the reference (B).
     pub program_b: u8,
-    /// The reference's MIDI note.
+    /// The reference's MIDI note (`None` for a phrase).
     pub reference_note: Option<u8>,
     /// The reference's velocity.
     pub reference_velocity: u8,
