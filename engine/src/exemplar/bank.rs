@@ -311,20 +311,16 @@ fn mend_stray_pitches(mut pitches: Vec<f32>) -> Vec<f32> {
         if (before.is_none() && after.is_none()) || !pitches[a..b].iter().all(|&p| far(p)) {
             continue;
         }
-        // Each frame takes the nearer side's pitch (the earlier on a tie).
+        // Each frame takes the nearer side's pitch (the earlier on a tie: `min_by_key` keeps
+        // the first of equals).
         for (t, slot) in (a..b).zip(&mut pitches[a..b]) {
-            *slot = match (before, after) {
-                (Some((tb, pb)), Some((ta, pa))) => {
-                    if t - tb <= ta - t {
-                        pb
-                    } else {
-                        pa
-                    }
-                }
-                (Some((_, p)), None) | (None, Some((_, p))) => p,
-                // Not reached: a stretch with neither side was skipped above.
-                (None, None) => continue,
-            };
+            if let Some((_, p)) = before
+                .into_iter()
+                .chain(after)
+                .min_by_key(|&(side, _)| side.abs_diff(t))
+            {
+                *slot = p;
+            }
         }
     }
     pitches

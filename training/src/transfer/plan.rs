@@ -151,7 +151,6 @@ pub fn phrase_references(
             let b = records[r].program;
             let pool = phrases
                 .get(&b)
-                .filter(|p| !p.is_empty())
                 .ok_or(TransferError::NoReferencePhrase { program: b })?;
             let key = phrase_hash(&records[s]);
             let mut rng = SplitMix64::new(mix64(seed ^ key ^ PHRASE_REFERENCE_SALT));
