@@ -8,7 +8,7 @@ use std::time::Duration;
 use nice_assert_no_alloc::{assert_no_alloc, violation_count, AllocDisabler};
 use realfft::RealFftPlanner;
 use timbreswap_engine::clip::DecodedAudio;
-use timbreswap_engine::exemplar::ExemplarBank;
+use timbreswap_engine::exemplar::{ExemplarBank, MAX_NOISE_BELOW_FUNDAMENTAL, NOISE_GAIN};
 use timbreswap_engine::kernels::Kernels;
 use timbreswap_engine::model_file;
 use timbreswap_engine::network::Network;
@@ -147,6 +147,62 @@ fn exemplar_mode_plays_the_references_resonance_at_the_inputs_pitch() {
         on > 0.9 * total,
         "{:.1} % on the partials",
         100.0 * on / total
+    );
+}
+
+/// `seconds` of reproducible noise through a one-pole low-pass (about 500 Hz at 32 kHz).
+fn low_noise(seconds: f32, level: f32) -> Vec<f32> {
+    let (mut state, mut y) = (12_345u32, 0.0f32);
+    (0..(seconds * SR as f32) as usize)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let x = state as f32 / 2_147_483_648.0 - 1.0;
+            y += 0.1 * (x - y);
+            level * y
+        })
+        .collect()
+}
+
+/// A low reference (100 Hz, partials falling 18 dB per octave, over a loud noise band below
+/// 600 Hz) under a 1 kHz input: the reference's noise there is louder than all its partials
+/// from 1 kHz up, so played at its own frequencies it would bury the input's fundamental.
+/// Below the fundamental it is held to [`MAX_NOISE_BELOW_FUNDAMENTAL`] of the partials' power
+/// (played [`NOISE_GAIN`] louder, as all the noise is), and the output's energy lies on the
+/// input's partials.
+#[test]
+fn the_references_noise_does_not_bury_a_higher_inputs_fundamental() {
+    let cfg = StftConfig::default();
+    let steady = 16_000..56_000;
+    let partials = tone(100.0, 60, 2.0, |h| 1.0 / (h * h * h) as f32);
+    let noise = low_noise(2.0, 0.05);
+    let reference: Vec<f32> = partials.iter().zip(&noise).map(|(a, b)| a + b).collect();
+    // The scene: the reference's energy off its partials below 800 Hz outweighs its partials
+    // from 1 kHz up.
+    let ref_low_total = energy_below(&reference[steady.clone()], 800.0);
+    let ref_low_partials: f32 = partial_energies(&reference[steady.clone()], 100.0, 7)
+        .iter()
+        .sum();
+    let ref_high_partials: f32 = partial_energies(&reference[steady.clone()], 100.0, 60)[9..]
+        .iter()
+        .sum();
+    assert!(
+        ref_low_total - ref_low_partials > 10.0 * ref_high_partials,
+        "noise {} against partials {}",
+        ref_low_total - ref_low_partials,
+        ref_high_partials
+    );
+    let bank = Arc::new(ExemplarBank::new(&cfg, &reference).expect("the reference sounds"));
+    let input = tone(1_000.0, 12, 2.0, |h| 1.0 / h as f32);
+    let out = render_mode(&input, SwapMode::Exemplar, [Some(bank), None], 0.0);
+    let out = &out[steady];
+    let on: f32 = partial_energies(out, 1_000.0, 15).iter().sum();
+    let below = energy_below(out, 900.0);
+    let allowed = MAX_NOISE_BELOW_FUNDAMENTAL * NOISE_GAIN * NOISE_GAIN;
+    assert!(
+        below < 1.25 * allowed * on,
+        "below the fundamental {:.1} dB under the partials (at least {:.1})",
+        -10.0 * (below / on).log10(),
+        -10.0 * (1.25 * allowed).log10()
     );
 }
 

@@ -37,8 +37,8 @@ pub use pitch::{
 pub use sinusoids::{SinusoidKernel, KERNEL_LEAKAGE, KERNEL_OVERSAMPLE, MAX_KERNEL_REACH};
 pub use swap::{
     partial_amplitudes, ExemplarOptions, ExemplarSwap, Shift, ATTACK_SECONDS,
-    BELOW_FUNDAMENTAL_SLOPE, MAX_PARTIALS, MAX_PARTIAL_GAIN_DB, MAX_SHIFT_SEMITONES, NOISE_GAIN,
-    SEMITONE_COST_FRAMES,
+    BELOW_FUNDAMENTAL_SLOPE, MAX_NOISE_BELOW_FUNDAMENTAL, MAX_PARTIALS, MAX_PARTIAL_GAIN_DB,
+    MAX_SHIFT_SEMITONES, NOISE_GAIN, SEMITONE_COST_FRAMES,
 };
 
 /// Floor added to magnitudes before their logarithm (the shipped models' `mag_floor`).

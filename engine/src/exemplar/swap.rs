@@ -34,6 +34,15 @@ pub const BELOW_FUNDAMENTAL_SLOPE: f32 = 2.0;
 /// outputs to the reference's instrument and costs pitch accuracy; 1.3 already dropped FluidR3
 /// below 95 % of frames within 50 cents.
 pub const NOISE_GAIN: f32 = 1.2;
+/// The most power the reference's noise may carry below the output's fundamental, as a share
+/// of the output's partials' power (0.1: 10 dB under them); louder, it is scaled down to this.
+/// The noise keeps the reference's frequencies, so a low reference (a bass) under a high input
+/// put its whole low end, loud, below the input's fundamental: a rumble louder than the note,
+/// which pYIN read as the pitch (a flute phrase under a bass note: 0 % of frames within 50
+/// cents). Measured against no limit, 1, 0.25 and 0.1 on both libraries
+/// (experiments/quality-log.md, "Noise below the fundamental"): 0.1 kept the most pitch and
+/// every TimGM6mb output's instrument.
+pub const MAX_NOISE_BELOW_FUNDAMENTAL: f32 = 0.1;
 
 /// The output's partial amplitudes at `f0` Hz from a reference frame's partial amplitudes
 /// `amps` at `f0_ref` Hz: the reference's partials read as an envelope over frequency (each
@@ -463,15 +472,21 @@ impl ExemplarSwap {
         let noise = self.bank.noise(j);
         let bin_hz = sr / n as f32;
         let scale = (0.375 * n as f32).sqrt() * self.noise_gain;
-        for (k, o) in out.iter_mut().enumerate() {
+        let density = |k: usize| {
             let v = (k as f32 * bin_hz / f0_ref - 0.5).max(0.0);
             let i = (v.floor() as usize).min(HARMONIC_PARTIALS - 1);
             let (n0, n1) = (noise[i], noise[(i + 1).min(HARMONIC_PARTIALS - 1)]);
-            let d = if n0 <= 0.0 || n1 <= 0.0 {
+            if n0 <= 0.0 || n1 <= 0.0 {
                 0.0
             } else {
                 n0 * (n1 / n0).powf((v - i as f32).min(1.0))
-            };
+            }
+        };
+        // The bins below the fundamental, and the gain that holds their noise to its share.
+        let below = ((f0 / bin_hz).ceil() as usize).min(out.len());
+        let below_gain = noise_below_gain((0..below).map(density), n, &self.amplitudes, f0, sr);
+        for (k, o) in out.iter_mut().enumerate() {
+            let d = density(k) * if k < below { below_gain } else { 1.0 };
             self.seed = self
                 .seed
                 .wrapping_mul(1_664_525)
@@ -479,6 +494,33 @@ impl ExemplarSwap {
             let theta = self.seed as f32 * (std::f32::consts::TAU / 4_294_967_296.0);
             *o += Complex32::from_polar(d * scale, theta);
         }
+    }
+}
+
+/// The gain (at most 1) that holds the noise below the fundamental to
+/// [`MAX_NOISE_BELOW_FUNDAMENTAL`] of the partials' power. `densities`: the noise's amplitude
+/// densities (`|X| / sqrt(sum w^2)`, as the bank measures them) in the bins below `f0` Hz of an
+/// `n`-point frame at `sr` Hz; `amplitudes`: the output's partial amplitudes at `f0`. A bin of
+/// density `d` carries a mean power of `2 d^2 / n`; a partial of amplitude `a`, `a^2 / 2`.
+/// Realtime-safe.
+fn noise_below_gain(
+    densities: impl Iterator<Item = f32>,
+    n: usize,
+    amplitudes: &[f32],
+    f0: f32,
+    sr: f32,
+) -> f32 {
+    let noise: f32 = densities.map(|d| 2.0 * d * d / n as f32).sum();
+    let partials: f32 = (1..)
+        .zip(amplitudes)
+        .take_while(|(h, _)| *h as f32 * f0 < 0.5 * sr)
+        .map(|(_, a)| 0.5 * a * a)
+        .sum();
+    let allowed = MAX_NOISE_BELOW_FUNDAMENTAL * partials;
+    if noise > allowed {
+        (allowed / noise).sqrt()
+    } else {
+        1.0
     }
 }
 
