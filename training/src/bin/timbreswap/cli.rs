@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use timbreswap_engine::StftConfig;
 use timbreswap_training::eval::DEFAULT_MAX_TRAIN_FRAMES;
 
@@ -119,51 +119,7 @@ pub(crate) enum Command {
         to: PrecisionArg,
     },
     /// Render a file through the plugin's engine in offline mode (same code as the plugin).
-    Render {
-        /// The performance to transform (WAV, AIFF, FLAC, MP3, OGG/Vorbis).
-        #[arg(long)]
-        input: PathBuf,
-        /// Reference clip whose timbre to use (slot A).
-        #[arg(long)]
-        timbre: PathBuf,
-        /// Second reference clip (slot B), blended by --morph.
-        #[arg(long)]
-        timbre_b: Option<PathBuf>,
-        /// Morph A -> B, 0..1.
-        #[arg(long, default_value_t = 0.0)]
-        morph: f32,
-        /// Wet share, 0..1 (0 = the input, 1 = fully swapped).
-        #[arg(long, default_value_t = 1.0)]
-        mix: f32,
-        /// Output gain, in dB.
-        #[arg(long, default_value_t = 0.0)]
-        output_db: f32,
-        /// Processing block size, in samples (the result does not depend on it).
-        #[arg(long, default_value_t = 512)]
-        block: usize,
-        /// Classic (cepstral envelope swap), neural (the three-factor model) or exemplar (the
-        /// reference clip's own partials and noise at the input's pitch).
-        #[arg(long, value_enum, default_value_t = ModeArg::Classic)]
-        mode: ModeArg,
-        /// Neural model file (default: the built-in model, assets/models/default.safetensors).
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Neural: expression kept, 0..2 (1 = as played).
-        #[arg(long, default_value_t = 1.0)]
-        variation: f32,
-        /// Neural: transposition, semitones (-12..12).
-        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
-        transpose: f32,
-        /// Neural: output phase.
-        #[arg(long, value_enum, default_value_t = PhaseArg::Input)]
-        phase: PhaseArg,
-        /// The latency the engine is built for (the plugin's Latency setting).
-        #[arg(long, value_enum, default_value_t = LatencyArg::Normal)]
-        latency: LatencyArg,
-        /// Output WAV file (32-bit float, same rate and channels as the input).
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Render(RenderArgs),
     /// Render the evaluation protocol's notes and phrases from a SoundFont (skips clips already
     /// rendered; writes DIR/manifest.jsonl).
     Dataset {
@@ -331,86 +287,7 @@ pub(crate) enum Command {
     /// Score timbre transfer on a rendered dataset: the protocol's transfer table (dry, oracle
     /// and classic rows; sources are the test-split phrases), as markdown on stdout and JSON
     /// with --json.
-    EvalTransfer {
-        /// Dataset folder (with manifest.jsonl).
-        #[arg(long)]
-        data: PathBuf,
-        /// The SF2 file the dataset was rendered from (the oracle row re-renders with it).
-        #[arg(long, default_value = DEFAULT_SOUNDFONT)]
-        soundfont: PathBuf,
-        /// Most sources (an instrument-balanced subset drawn with --seed); default: all.
-        #[arg(long)]
-        max_sources: Option<usize>,
-        /// Seed of the reference choice and of the subsets.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Seed the dataset's phrases were rendered with (`timbreswap dataset --seed`).
-        #[arg(long, default_value_t = timbreswap_training::transfer::DEFAULT_PHRASE_SEED)]
-        phrase_seed: u64,
-        /// pYIN's search range (cost grows with its square).
-        #[arg(long, value_enum, default_value = "instrument")]
-        pitch_range: timbreswap_training::transfer::PitchRange,
-        /// Sing the sources instead: each test phrase's score sung by a formant voice (vowels,
-        /// vibrato, breath), only phrases a voice can sing; references, oracle and classifier
-        /// stay the dataset's.
-        #[arg(long)]
-        voice_sources: bool,
-        /// Play a phrase of the reference's instrument as the reference (several notes, as a
-        /// user would drag) instead of one note; the same sources, B and oracle.
-        #[arg(long)]
-        phrase_references: bool,
-        /// Write the report as JSON here too.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// A trained model file to score as an offline neural-swap row (repeatable; NAME=FILE
-        /// names the row).
-        #[arg(long = "model")]
-        models: Vec<String>,
-        /// For each --model also score the plugin engine's streaming neural mode (rows
-        /// `NAME engine/reconstruct` and `NAME engine/input`).
-        #[arg(long)]
-        engine: bool,
-        /// Which phase modes the --engine rows run (input is the plugin's default).
-        #[arg(long, value_enum, default_value = "both")]
-        engine_phase: EnginePhaseArg,
-        /// Skip the offline (candle) neural-swap row of each --model (with --engine, only the
-        /// engine's rows are scored).
-        #[arg(long)]
-        no_offline: bool,
-        /// Variation amounts the --engine rows run at (comma-separated; 1 is the plugin's
-        /// default; rows other than 1 are named `... v<amount>`).
-        #[arg(long, value_delimiter = ',', default_values_t = [1.0f32])]
-        engine_variation: Vec<f32>,
-        /// Also score each --engine model with the source's own z_t (rows `... self`): the
-        /// model's reconstruction, which the classifier should call A; it tells a timbre the
-        /// decoder cannot draw from one the swap does not reach.
-        #[arg(long)]
-        engine_self: bool,
-        /// Also score each --engine model with the reference's z_t fitted to the reference
-        /// by this many Adam steps on the decoder's error (rows `... fitN`; a diagnostic of
-        /// latent optimisation, after LORD; 0: none).
-        #[arg(long, default_value_t = 0)]
-        engine_fit_steps: usize,
-        /// Learning rate of --engine-fit-steps.
-        #[arg(long, default_value_t = 0.05)]
-        engine_fit_lr: f64,
-        /// Weight of the standard normal prior on the fitted z_t (--engine-fit-steps).
-        #[arg(long, default_value_t = 0.0)]
-        engine_fit_prior: f64,
-        /// Also score the exemplar swap: the engine's Exemplar mode (row `engine exemplar`)
-        /// and, for each --model, the variants experiments/quality-log.md reports (rows `NAME
-        /// exemplar/...`, "Exemplar swap").
-        #[arg(long)]
-        exemplar: bool,
-        /// With --exemplar: only these variants (e.g. `yin,harmonic`; `none`: only the engine
-        /// row; default: all).
-        #[arg(long, value_delimiter = ',')]
-        exemplar_rows: Vec<String>,
-        /// Also score every engine row (classic, --engine, --exemplar's engine row) with the
-        /// engine built for low latency (rows `... low-latency`).
-        #[arg(long)]
-        low_latency: bool,
-    },
+    EvalTransfer(EvalTransferArgs),
     /// Time the k-NN classifier (k = 5) on random data.
     KnnBench {
         /// Training rows.
@@ -423,4 +300,135 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 64)]
         dim: usize,
     },
+}
+
+/// The arguments of `EvalTransfer`.
+#[derive(Args)]
+pub(crate) struct EvalTransferArgs {
+    /// Dataset folder (with manifest.jsonl).
+    #[arg(long)]
+    pub(crate) data: PathBuf,
+    /// The SF2 file the dataset was rendered from (the oracle row re-renders with it).
+    #[arg(long, default_value = DEFAULT_SOUNDFONT)]
+    pub(crate) soundfont: PathBuf,
+    /// Most sources (an instrument-balanced subset drawn with --seed); default: all.
+    #[arg(long)]
+    pub(crate) max_sources: Option<usize>,
+    /// Seed of the reference choice and of the subsets.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// Seed the dataset's phrases were rendered with (`timbreswap dataset --seed`).
+    #[arg(long, default_value_t = timbreswap_training::transfer::DEFAULT_PHRASE_SEED)]
+    pub(crate) phrase_seed: u64,
+    /// pYIN's search range (cost grows with its square).
+    #[arg(long, value_enum, default_value = "instrument")]
+    pub(crate) pitch_range: timbreswap_training::transfer::PitchRange,
+    /// Sing the sources instead: each test phrase's score sung by a formant voice (vowels,
+    /// vibrato, breath), only phrases a voice can sing; references, oracle and classifier
+    /// stay the dataset's.
+    #[arg(long)]
+    pub(crate) voice_sources: bool,
+    /// Play a phrase of the reference's instrument as the reference (several notes, as a
+    /// user would drag) instead of one note; the same sources, B and oracle.
+    #[arg(long)]
+    pub(crate) phrase_references: bool,
+    /// Write the report as JSON here too.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// A trained model file to score as an offline neural-swap row (repeatable; NAME=FILE
+    /// names the row).
+    #[arg(long = "model")]
+    pub(crate) models: Vec<String>,
+    /// For each --model also score the plugin engine's streaming neural mode (rows
+    /// `NAME engine/reconstruct` and `NAME engine/input`).
+    #[arg(long)]
+    pub(crate) engine: bool,
+    /// Which phase modes the --engine rows run (input is the plugin's default).
+    #[arg(long, value_enum, default_value = "both")]
+    pub(crate) engine_phase: EnginePhaseArg,
+    /// Skip the offline (candle) neural-swap row of each --model (with --engine, only the
+    /// engine's rows are scored).
+    #[arg(long)]
+    pub(crate) no_offline: bool,
+    /// Variation amounts the --engine rows run at (comma-separated; 1 is the plugin's
+    /// default; rows other than 1 are named `... v<amount>`).
+    #[arg(long, value_delimiter = ',', default_values_t = [1.0f32])]
+    pub(crate) engine_variation: Vec<f32>,
+    /// Also score each --engine model with the source's own z_t (rows `... self`): the
+    /// model's reconstruction, which the classifier should call A; it tells a timbre the
+    /// decoder cannot draw from one the swap does not reach.
+    #[arg(long)]
+    pub(crate) engine_self: bool,
+    /// Also score each --engine model with the reference's z_t fitted to the reference
+    /// by this many Adam steps on the decoder's error (rows `... fitN`; a diagnostic of
+    /// latent optimisation, after LORD; 0: none).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) engine_fit_steps: usize,
+    /// Learning rate of --engine-fit-steps.
+    #[arg(long, default_value_t = 0.05)]
+    pub(crate) engine_fit_lr: f64,
+    /// Weight of the standard normal prior on the fitted z_t (--engine-fit-steps).
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) engine_fit_prior: f64,
+    /// Also score the exemplar swap: the engine's Exemplar mode (row `engine exemplar`)
+    /// and, for each --model, the variants experiments/quality-log.md reports (rows `NAME
+    /// exemplar/...`, "Exemplar swap").
+    #[arg(long)]
+    pub(crate) exemplar: bool,
+    /// With --exemplar: only these variants (e.g. `yin,harmonic`; `none`: only the engine
+    /// row; default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) exemplar_rows: Vec<String>,
+    /// Also score every engine row (classic, --engine, --exemplar's engine row) with the
+    /// engine built for low latency (rows `... low-latency`).
+    #[arg(long)]
+    pub(crate) low_latency: bool,
+}
+
+/// The arguments of `Render`.
+#[derive(Args)]
+pub(crate) struct RenderArgs {
+    /// The performance to transform (WAV, AIFF, FLAC, MP3, OGG/Vorbis).
+    #[arg(long)]
+    pub(crate) input: PathBuf,
+    /// Reference clip whose timbre to use (slot A).
+    #[arg(long)]
+    pub(crate) timbre: PathBuf,
+    /// Second reference clip (slot B), blended by --morph.
+    #[arg(long)]
+    pub(crate) timbre_b: Option<PathBuf>,
+    /// Morph A -> B, 0..1.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) morph: f32,
+    /// Wet share, 0..1 (0 = the input, 1 = fully swapped).
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) mix: f32,
+    /// Output gain, in dB.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) output_db: f32,
+    /// Processing block size, in samples (the result does not depend on it).
+    #[arg(long, default_value_t = 512)]
+    pub(crate) block: usize,
+    /// Classic (cepstral envelope swap), neural (the three-factor model) or exemplar (the
+    /// reference clip's own partials and noise at the input's pitch).
+    #[arg(long, value_enum, default_value_t = ModeArg::Classic)]
+    pub(crate) mode: ModeArg,
+    /// Neural model file (default: the built-in model, assets/models/default.safetensors).
+    #[arg(long)]
+    pub(crate) model: Option<PathBuf>,
+    /// Neural: expression kept, 0..2 (1 = as played).
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) variation: f32,
+    /// Neural: transposition, semitones (-12..12).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub(crate) transpose: f32,
+    /// Neural: output phase.
+    #[arg(long, value_enum, default_value_t = PhaseArg::Input)]
+    pub(crate) phase: PhaseArg,
+    /// The latency the engine is built for (the plugin's Latency setting).
+    #[arg(long, value_enum, default_value_t = LatencyArg::Normal)]
+    pub(crate) latency: LatencyArg,
+    /// Output WAV file (32-bit float, same rate and channels as the input).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
 }

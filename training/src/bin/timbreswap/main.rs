@@ -1,33 +1,34 @@
 //! `timbreswap`: the project's command-line tool.
 //!
-//! - `render` runs the plugin's engine offline (no candle involved);
+//! - `render` runs the plugin's engine offline (no candle involved; `render.rs`);
 //! - `dataset` renders the protocol's notes and phrases from a General MIDI SoundFont;
+//! - `pairs` renders the paired swap set (one score, two instruments, and a reference);
+//! - `train` trains the three-factor model (checkpointed, resumable) and exports it;
 //! - `eval` scores disentanglement (k-NN protocol) on a rendered dataset;
-//! - `eval-transfer` scores timbre transfer (the protocol's transfer table) on a rendered dataset;
-//! - `knn-bench` times the k-NN classifier on random data;
-//! - `train` trains the three-factor model (checkpointed, resumable) and exports it.
+//! - `eval-transfer` scores timbre transfer (the protocol's transfer table) on a rendered
+//!   dataset (`eval_transfer.rs`);
+//! - `copies` counts the test clips that have a copy in the train split;
+//! - `convert-model` stores a model's weight matrices as f16 or int8;
+//! - `knn-bench` times the k-NN classifier on random data.
+//!
+//! The arguments of every command are in `cli.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use std::sync::Arc;
 
-use timbreswap_engine::clip::{decode_file, load_reference_clip};
-use timbreswap_engine::exemplar::ExemplarBank;
-use timbreswap_engine::kernels::Kernels;
-use timbreswap_engine::network::Network;
-use timbreswap_engine::neural::PhaseMode;
-use timbreswap_engine::processor::SwapMode;
-use timbreswap_engine::render::{render, write_wav, RenderOptions};
-use timbreswap_engine::{LatencyMode, StftConfig};
+use timbreswap_engine::StftConfig;
 use timbreswap_training::dataset::{render_dataset, DatasetOptions, SetChoice};
 use timbreswap_training::eval::{evaluate_models, EvalOptions};
 use timbreswap_training::manifest::Set;
 use timbreswap_training::{instruments, knn};
 
 mod cli;
+mod eval_transfer;
+mod render;
+
 use cli::*;
 
 /// The built-in default model (what the plugin embeds).
@@ -47,7 +48,6 @@ fn counting_bar(unit: &str) -> Result<indicatif::ProgressBar> {
     Ok(bar)
 }
 
-/// Loads each `--model` argument (`FILE` or `NAME=FILE`; the name defaults to the file stem).
 /// The row name and file of a `--model` argument (`FILE` or `NAME=FILE`; the name defaults to
 /// the file stem).
 fn model_arg(spec: &str) -> (String, PathBuf) {
@@ -423,257 +423,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::EvalTransfer {
-            data,
-            soundfont,
-            max_sources,
-            seed,
-            phrase_seed,
-            pitch_range,
-            voice_sources,
-            phrase_references,
-            json,
-            models,
-            engine,
-            engine_phase,
-            no_offline,
-            engine_variation,
-            engine_self,
-            engine_fit_steps,
-            engine_fit_lr,
-            engine_fit_prior,
-            exemplar,
-            exemplar_rows: exemplar_only,
-            low_latency,
-        } => {
-            use timbreswap_training::transfer::{
-                evaluate_transfer, EngineNeural, TransferOptions, TransferSystem,
-            };
-            let mut engine_rows: Vec<EngineNeural> = Vec::new();
-            if engine {
-                for spec in &models {
-                    let (name, path) = model_arg(spec);
-                    let file = timbreswap_engine::model_file::load(&path)
-                        .with_context(|| format!("--model {}", path.display()))?;
-                    let net = Arc::new(Network::new(&file, &name, Kernels::best())?);
-                    let phases: &[(&str, PhaseMode)] = match engine_phase {
-                        EnginePhaseArg::Both => &[
-                            ("reconstruct", PhaseMode::Reconstruct),
-                            ("input", PhaseMode::Input),
-                        ],
-                        EnginePhaseArg::Input => &[("input", PhaseMode::Input)],
-                        EnginePhaseArg::Reconstruct => &[("reconstruct", PhaseMode::Reconstruct)],
-                        EnginePhaseArg::Differential => {
-                            &[("differential", PhaseMode::Differential)]
-                        }
-                        EnginePhaseArg::InputDifferential => &[
-                            ("input", PhaseMode::Input),
-                            ("differential", PhaseMode::Differential),
-                        ],
-                    };
-                    for &(suffix, phase) in phases {
-                        for &variation in &engine_variation {
-                            if !(0.0..=2.0).contains(&variation) {
-                                bail!("--engine-variation values lie in 0..2, got {variation}");
-                            }
-                            engine_rows.push(EngineNeural {
-                                name: if variation == 1.0 {
-                                    format!("{name} engine/{suffix}")
-                                } else {
-                                    format!("{name} engine/{suffix} v{variation}")
-                                },
-                                net: net.clone(),
-                                phase,
-                                variation,
-                                self_reference: false,
-                                latency_mode: LatencyMode::Normal,
-                                fit: None,
-                            });
-                        }
-                        if engine_self {
-                            engine_rows.push(EngineNeural {
-                                name: format!("{name} engine/{suffix} self"),
-                                net: net.clone(),
-                                phase,
-                                variation: 1.0,
-                                self_reference: true,
-                                latency_mode: LatencyMode::Normal,
-                                fit: None,
-                            });
-                        }
-                        if engine_fit_steps > 0 {
-                            if !(engine_fit_lr.is_finite() && engine_fit_lr > 0.0) {
-                                bail!("--engine-fit-lr must be a positive number, got {engine_fit_lr}");
-                            }
-                            if !(engine_fit_prior.is_finite() && engine_fit_prior >= 0.0) {
-                                bail!(
-                                    "--engine-fit-prior must be 0 or more, got {engine_fit_prior}"
-                                );
-                            }
-                            let candle = timbreswap_training::model::file::load(&path)
-                                .with_context(|| format!("--model {}", path.display()))?;
-                            let fit = timbreswap_training::model::fit::TimbreFit {
-                                steps: engine_fit_steps,
-                                learning_rate: engine_fit_lr,
-                                prior_weight: engine_fit_prior,
-                            };
-                            engine_rows.push(EngineNeural {
-                                name: format!("{name} engine/{suffix} fit{engine_fit_steps}"),
-                                net: net.clone(),
-                                phase,
-                                variation: 1.0,
-                                self_reference: false,
-                                latency_mode: LatencyMode::Normal,
-                                fit: Some(Arc::new((candle.model, fit))),
-                            });
-                        }
-                    }
-                }
-            }
-            let mut exemplar_rows: Vec<timbreswap_training::transfer::Exemplar> = Vec::new();
-            // The first --model's network, loaded beside the engine's Exemplar row.
-            let mut first_net: Option<Arc<Network>> = None;
-            if exemplar {
-                use timbreswap_engine::exemplar::Shift;
-                for spec in &models {
-                    let (name, path) = model_arg(spec);
-                    let file = timbreswap_engine::model_file::load(&path)
-                        .with_context(|| format!("--model {}", path.display()))?;
-                    let net = Arc::new(Network::new(&file, &name, Kernels::best())?);
-                    first_net.get_or_insert_with(|| net.clone());
-                    // Every row experiments/quality-log.md reports ("Exemplar swap").
-                    for (suffix, shift, yin, reconstruct, known_pitch) in [
-                        ("ruler", Shift::KeepEnvelope, false, false, false),
-                        ("yin", Shift::KeepEnvelope, true, false, false),
-                        ("ruler rtpghi", Shift::KeepEnvelope, false, true, false),
-                        ("known rtpghi", Shift::KeepEnvelope, false, true, true),
-                        ("partials", Shift::Partials, true, false, false),
-                        (
-                            "partials+noise",
-                            Shift::PartialsAndNoise,
-                            true,
-                            false,
-                            false,
-                        ),
-                        (
-                            "partials+noise known",
-                            Shift::PartialsAndNoise,
-                            true,
-                            false,
-                            true,
-                        ),
-                        ("harmonic", Shift::Harmonic, true, false, false),
-                        ("harmonic known", Shift::Harmonic, true, false, true),
-                    ]
-                    .into_iter()
-                    .filter(|row| {
-                        exemplar_only.is_empty() || exemplar_only.iter().any(|r| r == row.0)
-                    }) {
-                        exemplar_rows.push(timbreswap_training::transfer::Exemplar {
-                            name: format!("{name} exemplar/{suffix}"),
-                            net: net.clone(),
-                            opts: timbreswap_engine::exemplar::ExemplarOptions {
-                                shift,
-                                yin,
-                                reconstruct,
-                            },
-                            known_pitch,
-                            ruler: shift != Shift::Harmonic,
-                        });
-                    }
-                }
-            }
-            // The plugin's Exemplar mode through the engine, the first --model loaded beside it
-            // as the plugin has its model (its pitch ruler).
-            let mut engine_exemplar: Vec<timbreswap_training::transfer::EngineExemplar> =
-                Vec::new();
-            let mut classic_rows: Vec<timbreswap_training::transfer::Classic> = Vec::new();
-            let latencies: &[LatencyMode] = if low_latency {
-                &[LatencyMode::Normal, LatencyMode::Low]
-            } else {
-                &[LatencyMode::Normal]
-            };
-            for &latency_mode in latencies {
-                if exemplar {
-                    engine_exemplar.push(timbreswap_training::transfer::EngineExemplar {
-                        stft: StftConfig::default(),
-                        latency_mode,
-                    });
-                }
-            }
-            if low_latency {
-                // The classic row itself is always scored; its low-latency twin here.
-                classic_rows.push(timbreswap_training::transfer::Classic {
-                    stft: StftConfig::default(),
-                    latency_mode: LatencyMode::Low,
-                });
-                let low: Vec<EngineNeural> = engine_rows
-                    .iter()
-                    .filter(|row| !row.self_reference)
-                    .map(|row| EngineNeural {
-                        name: format!(
-                            "{}{}",
-                            row.name,
-                            timbreswap_training::transfer::latency_suffix(LatencyMode::Low)
-                        ),
-                        net: row.net.clone(),
-                        latency_mode: LatencyMode::Low,
-                        fit: row.fit.clone(),
-                        ..*row
-                    })
-                    .collect();
-                engine_rows.extend(low);
-            }
-            let offline: &[String] = if no_offline { &[] } else { &models };
-            let neural: Vec<timbreswap_training::model::swap::NeuralTransfer> =
-                load_models(offline)?
-                    .into_iter()
-                    .map(
-                        |(name, file)| timbreswap_training::model::swap::NeuralTransfer {
-                            name,
-                            file,
-                        },
-                    )
-                    .collect();
-            let extra: Vec<&dyn TransferSystem> = neural
-                .iter()
-                .map(|n| n as &dyn TransferSystem)
-                .chain(engine_rows.iter().map(|n| n as &dyn TransferSystem))
-                .chain(exemplar_rows.iter().map(|n| n as &dyn TransferSystem))
-                .chain(engine_exemplar.iter().map(|n| n as &dyn TransferSystem))
-                .chain(classic_rows.iter().map(|n| n as &dyn TransferSystem))
-                .collect();
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg:>10} {bar:40} {pos}/{len} {elapsed_precise} (eta {eta})",
-                )
-                .context("progress bar template")?,
-            );
-            let opts = TransferOptions {
-                data,
-                soundfont,
-                max_sources,
-                seed,
-                phrase_seed,
-                pitch_range,
-                voice_sources,
-                phrase_references,
-            };
-            let mut report = evaluate_transfer(&opts, &extra, &|stage, done, total| {
-                bar.set_message(stage.to_string());
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            })?;
-            bar.finish_and_clear();
-            report.command = Some(command_line);
-            println!("{}", report.to_markdown());
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            Ok(())
-        }
+        Command::EvalTransfer(args) => eval_transfer::run(args, command_line),
         Command::ConvertModel { input, out, to } => {
             let precision = to.precision();
             let report = timbreswap_training::model::file::convert(&input, &out, precision)?;
@@ -699,130 +449,6 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
-        Command::Render {
-            input,
-            timbre,
-            timbre_b,
-            morph,
-            mix,
-            output_db,
-            block,
-            mode,
-            model,
-            variation,
-            transpose,
-            phase,
-            latency,
-            out,
-        } => {
-            if !(0.0..=2.0).contains(&variation) {
-                bail!("--variation must be within 0..2 (got {variation})");
-            }
-            if !(-12.0..=12.0).contains(&transpose) {
-                bail!("--transpose must be within -12..12 semitones (got {transpose})");
-            }
-            for (name, v) in [("--morph", morph), ("--mix", mix)] {
-                if !(0.0..=1.0).contains(&v) {
-                    bail!("{name} must be within 0..1 (got {v})");
-                }
-            }
-            if block == 0 {
-                bail!("--block must be at least 1");
-            }
-            let cfg = StftConfig::default();
-            let a = load_reference_clip(&timbre, &cfg).context("reference --timbre")?;
-            let b = timbre_b
-                .map(|p| load_reference_clip(&p, &cfg).context("reference --timbre-b"))
-                .transpose()?;
-            for (clip, flag) in [(Some(&a), "--timbre"), (b.as_ref(), "--timbre-b")] {
-                if clip.is_some_and(|c| c.truncated) {
-                    eprintln!(
-                        "note: {flag}: only the first {} minutes of the clip are used",
-                        timbreswap_engine::clip::MAX_CLIP_SECONDS / 60.0
-                    );
-                }
-            }
-            // Exemplar mode loads the model too, as the plugin does: its pitch ruler guesses
-            // where YIN is unsure.
-            let net = match mode {
-                ModeArg::Classic => None,
-                ModeArg::Neural | ModeArg::Exemplar => Some(Arc::new(match &model {
-                    Some(path) => {
-                        let file = timbreswap_engine::model_file::load(path)
-                            .with_context(|| format!("--model {}", path.display()))?;
-                        Network::new(&file, &path.display().to_string(), Kernels::best())?
-                    }
-                    None => Network::new(
-                        &timbreswap_engine::model_file::parse(DEFAULT_MODEL)?,
-                        "default",
-                        Kernels::best(),
-                    )?,
-                })),
-            };
-            if let Some(m) = net.as_ref().map(|n| n.stft()) {
-                if (m.sample_rate, m.n_fft, m.hop) != (cfg.sample_rate, cfg.n_fft, cfg.hop) {
-                    bail!("the model frames audio differently ({m:?}) from the engine ({cfg:?})");
-                }
-            }
-            // The latents only matter to Neural mode (Exemplar loads the model for its ruler).
-            let neural_net = net.as_ref().filter(|_| matches!(mode, ModeArg::Neural));
-            let latent_a = neural_net.map(|n| n.clip_timbre(&a.samples));
-            let latent_b = neural_net
-                .zip(b.as_ref())
-                .map(|(n, b)| n.clip_timbre(&b.samples));
-            let exemplars = match mode {
-                ModeArg::Exemplar => [Some(&a), b.as_ref()].map(|clip| {
-                    clip.and_then(|c| ExemplarBank::new(&cfg, &c.samples).map(Arc::new))
-                }),
-                _ => [None, None],
-            };
-            let audio = decode_file(&input, MAX_INPUT_SECONDS).context("--input")?;
-            let started = Instant::now();
-            let rendered = render(
-                &audio,
-                &RenderOptions {
-                    timbre_a: Some(&a.descriptor),
-                    timbre_b: b.as_ref().map(|b| &b.descriptor),
-                    morph,
-                    mix,
-                    output_db,
-                    block,
-                    stft: cfg,
-                    mode: match mode {
-                        ModeArg::Classic => SwapMode::Classic,
-                        ModeArg::Neural => SwapMode::Neural,
-                        ModeArg::Exemplar => SwapMode::Exemplar,
-                    },
-                    exemplars,
-                    model: net,
-                    latent_a: latent_a.as_deref(),
-                    latent_b: latent_b.as_deref(),
-                    variation,
-                    transpose,
-                    phase: match phase {
-                        PhaseArg::Input => PhaseMode::Input,
-                        PhaseArg::Reconstruct => PhaseMode::Reconstruct,
-                        PhaseArg::Differential => PhaseMode::Differential,
-                    },
-                    latency_mode: match latency {
-                        LatencyArg::Normal => LatencyMode::Normal,
-                        LatencyArg::Low => LatencyMode::Low,
-                    },
-                },
-            )?;
-            let seconds = started.elapsed().as_secs_f64();
-            write_wav(&out, &rendered.audio)
-                .with_context(|| format!("writing {}", out.display()))?;
-            println!(
-                "{}: {:.2} s of audio in {:.3} s (real-time factor {:.4}), latency {} samples ({:.2} ms, compensated)",
-                out.display(),
-                audio.duration_s(),
-                seconds,
-                seconds / audio.duration_s().max(1e-9),
-                rendered.latency,
-                rendered.latency as f64 * 1000.0 / audio.sample_rate as f64
-            );
-            Ok(())
-        }
+        Command::Render(args) => render::run(args),
     }
 }
