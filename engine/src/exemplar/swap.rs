@@ -32,7 +32,9 @@ pub const BELOW_FUNDAMENTAL_SLOPE: f32 = 2.0;
 /// was measured: the valley minimum under-reads the noise, which sits under the partials'
 /// skirts too. 1.2 of 1, 1.2, 1.3 and 1.4 measured (experiments/quality-log.md): louder noise moves more
 /// outputs to the reference's instrument and costs pitch accuracy; 1.3 already dropped FluidR3
-/// below 95 % of frames within 50 cents.
+/// below 95 % of frames within 50 cents. With the noise below the fundamental held to
+/// [`MAX_NOISE_BELOW_FUNDAMENTAL`], 1.4 kept the pitch but cost the phrase references on
+/// TimGM6mb three outputs' instrument (same log, "Noise below the fundamental").
 pub const NOISE_GAIN: f32 = 1.2;
 /// The most power the reference's noise may carry below the output's fundamental, as a share
 /// of the output's partials' power (0.1: 10 dB under them); louder, it is scaled down to this.
