@@ -302,7 +302,7 @@ pub(crate) enum Command {
     },
 }
 
-/// The arguments of `EvalTransfer`.
+/// The arguments of `timbreswap eval-transfer`.
 #[derive(Args)]
 pub(crate) struct EvalTransferArgs {
     /// Dataset folder (with manifest.jsonl).
@@ -385,7 +385,7 @@ pub(crate) struct EvalTransferArgs {
     pub(crate) low_latency: bool,
 }
 
-/// The arguments of `Render`.
+/// The arguments of `timbreswap render`.
 #[derive(Args)]
 pub(crate) struct RenderArgs {
     /// The performance to transform (WAV, AIFF, FLAC, MP3, OGG/Vorbis).
