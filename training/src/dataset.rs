@@ -3,8 +3,10 @@
 //! labels and a stable train/valid/test split (`../shared/eval-protocol.md`).
 //!
 //! Everything is a function of the instrument list and the seed: re-running renders the same
-//! files, and clips already on disk (with the right length) are not rendered again.
+//! files, and clips already on disk (with the right length) are not rendered again. Programs
+//! that play samples of the held-out library are left out ([`DatasetOptions::held_out`]).
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -68,6 +70,10 @@ pub struct DatasetOptions {
     pub phrases: u32,
     /// Worker threads.
     pub threads: usize,
+    /// The library held out for evaluation: programs of `soundfont` that play any of its
+    /// samples are not rendered ([`crate::data::overlap`]), unless `soundfont` is that library.
+    /// `None`: no check.
+    pub held_out: Option<PathBuf>,
 }
 
 /// Why rendering failed.
@@ -76,6 +82,13 @@ pub enum DatasetError {
     /// The SoundFont file is missing.
     #[error("SoundFont {} not found: {}", .0.display(), install_hint(.0))]
     MissingSoundFont(PathBuf),
+    /// The held-out library, needed to check the SoundFont for its samples, is missing.
+    #[error(
+        "held-out library {} not found: it is needed to leave out programs that play its \
+         samples (install it with `apt-get install timgm6mb-soundfont`, pass --held-out PATH, \
+         or --held-out none to render without the check)", .0.display()
+    )]
+    MissingHeldOut(PathBuf),
     /// The SoundFont could not be parsed.
     #[error("cannot parse SoundFont {path}: {detail}")]
     BadSoundFont {
@@ -151,12 +164,17 @@ pub struct RenderSettings {
     pub seed: u64,
     /// Output gain.
     pub gain: f32,
+    /// Programs left out because they play samples of the held-out library; `None` (absent
+    /// from the file) when no check was made: folders rendered before it existed or with no
+    /// held-out library.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_programs: Option<Vec<u8>>,
 }
 
 /// Bump when scores or mixing change, so old folders are not silently resumed.
 pub const RENDERER_VERSION: u32 = 1;
 
-fn settings_of(opts: &DatasetOptions) -> RenderSettings {
+fn settings_of(opts: &DatasetOptions, skipped: Option<&BTreeSet<u8>>) -> RenderSettings {
     RenderSettings {
         renderer_version: RENDERER_VERSION,
         soundfont: (
@@ -169,17 +187,32 @@ fn settings_of(opts: &DatasetOptions) -> RenderSettings {
         rate: opts.rate,
         seed: opts.seed,
         gain: OUTPUT_GAIN,
+        skipped_programs: skipped.map(|s| s.iter().copied().collect()),
     }
 }
 
 /// Records the settings in a new folder, or checks they match those of an existing one.
-fn check_settings(opts: &DatasetOptions) -> Result<(), DatasetError> {
+fn check_settings(
+    opts: &DatasetOptions,
+    skipped: Option<&BTreeSet<u8>>,
+) -> Result<(), DatasetError> {
     let path = opts.out.join(SETTINGS_FILE);
-    let current = settings_of(opts);
+    let current = settings_of(opts, skipped);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let previous: Option<RenderSettings> = serde_json::from_str(&text).ok();
-            if previous.as_ref() != Some(&current) {
+            // A folder rendered without the held-out check resumes with it when the check
+            // leaves nothing out: its clips are the same.
+            let same = previous.as_ref().is_some_and(|p| {
+                *p == current
+                    || (p.skipped_programs.is_none()
+                        && current.skipped_programs.as_ref().is_some_and(Vec::is_empty)
+                        && RenderSettings {
+                            skipped_programs: None,
+                            ..current.clone()
+                        } == *p)
+            });
+            if !same {
                 return Err(DatasetError::SettingsChanged {
                     folder: opts.out.clone(),
                     previous: text.trim().to_string(),
@@ -208,6 +241,9 @@ pub struct RenderSummary {
     pub wall_s: f64,
     /// Samples that hit full scale and were clipped.
     pub clipped_samples: usize,
+    /// Programs of the instrument list left out because they play samples of the held-out
+    /// library.
+    pub skipped_programs: Vec<u8>,
 }
 
 impl RenderSummary {
@@ -517,10 +553,41 @@ struct Job {
     score: Score,
 }
 
-fn jobs(opts: &DatasetOptions) -> Vec<Job> {
+/// The programs of the instrument list that `soundfont` (the file `opts.soundfont`) plays with
+/// samples of the held-out library `opts.held_out`: none when `soundfont` is that library,
+/// `None` when there is no held-out library (no check).
+fn held_out_programs(
+    opts: &DatasetOptions,
+    soundfont: &SoundFont,
+) -> Result<Option<BTreeSet<u8>>, DatasetError> {
+    match &opts.held_out {
+        Some(held_out) if !crate::data::overlap::same_soundfont(&opts.soundfont, held_out) => {
+            if !held_out.exists() {
+                return Err(DatasetError::MissingHeldOut(held_out.clone()));
+            }
+            let held_out = load_soundfont(held_out)?;
+            let shared = crate::data::overlap::programs_sharing_samples(soundfont, &held_out);
+            Ok(Some(
+                opts.instruments
+                    .iter()
+                    .map(|i| i.program)
+                    .filter(|p| shared.contains(p))
+                    .collect(),
+            ))
+        }
+        Some(_) => Ok(Some(BTreeSet::new())),
+        None => Ok(None),
+    }
+}
+
+fn jobs(opts: &DatasetOptions, skipped: &BTreeSet<u8>) -> Vec<Job> {
     let hop = seconds(opts.rate, 0.005).max(1);
     let mut out = Vec::new();
-    for inst in &opts.instruments {
+    for inst in opts
+        .instruments
+        .iter()
+        .filter(|i| !skipped.contains(&i.program))
+    {
         if matches!(opts.set, SetChoice::Notes | SetChoice::All) {
             for key in inst.low..=inst.high {
                 for velocity in NOTE_VELOCITIES {
@@ -633,9 +700,11 @@ pub fn render_dataset(
         let path = path.to_path_buf();
         move |source| DatasetError::Io { path, source }
     };
+    let checked = held_out_programs(opts, &soundfont)?;
     std::fs::create_dir_all(&opts.out).map_err(io_err(&opts.out))?;
-    check_settings(opts)?;
-    let jobs = jobs(opts);
+    check_settings(opts, checked.as_ref())?;
+    let skipped = checked.unwrap_or_default();
+    let jobs = jobs(opts, &skipped);
     let total = jobs.len();
     let done = AtomicUsize::new(0);
     let rendered = AtomicUsize::new(0);
@@ -714,6 +783,7 @@ pub fn render_dataset(
         audio_s: audio_samples.into_inner() as f64 / opts.rate as f64,
         wall_s: started.elapsed().as_secs_f64(),
         clipped_samples: clipped.into_inner(),
+        skipped_programs: skipped.into_iter().collect(),
     })
 }
 
@@ -780,5 +850,107 @@ mod tests {
         assert_eq!(value, 8192 + 4096);
         let e = bend_event(0, -2.0);
         assert_eq!(e.data1 | (e.data2 << 7), 0);
+    }
+
+    #[test]
+    fn programs_that_play_held_out_samples_are_left_out_and_recorded() {
+        use crate::data::sf2_writer::{write_sf2, TestPreset};
+        let dir = std::env::temp_dir().join(format!("timbreswap-heldout-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tone = |from: i16| -> Vec<i16> {
+            (0..2000)
+                .map(|i| from.wrapping_add((i * 13) as i16))
+                .collect()
+        };
+        let (x, y) = (tone(50), tone(-7000));
+        // The training library plays X as the flute and Y as the clarinet; the held-out one
+        // has X.
+        let library = dir.join("library.sf2");
+        let held_out = dir.join("held-out.sf2");
+        let preset = |program, sample| TestPreset {
+            program,
+            bank: 0,
+            samples: vec![sample],
+        };
+        std::fs::write(
+            &library,
+            write_sf2(&[("x", &x), ("y", &y)], &[preset(73, 0), preset(71, 1)]),
+        )
+        .unwrap();
+        std::fs::write(&held_out, write_sf2(&[("x", &x)], &[preset(40, 0)])).unwrap();
+        let clarinet = Instrument {
+            program: 71,
+            name: "Clarinet".into(),
+            family: "reed".into(),
+            low: 60,
+            high: 61,
+        };
+        let flute = Instrument {
+            low: 60,
+            high: 61,
+            ..flute()
+        };
+        let opts = |out: &str, held: Option<&Path>| DatasetOptions {
+            soundfont: library.clone(),
+            out: dir.join(out),
+            set: SetChoice::Notes,
+            rate: 16_000,
+            seed: 1,
+            instruments: vec![flute.clone(), clarinet.clone()],
+            phrases: 0,
+            threads: 1,
+            held_out: held.map(Path::to_path_buf),
+        };
+        let checked = opts("checked", Some(&held_out));
+        let summary = render_dataset(&checked, &|_, _| {}).unwrap();
+        assert_eq!(summary.skipped_programs, vec![73]);
+        let programs: BTreeSet<u8> = crate::manifest::read_manifest(&checked.out)
+            .unwrap()
+            .iter()
+            .map(|r| r.program)
+            .collect();
+        assert_eq!(programs, BTreeSet::from([71]));
+        assert_eq!(summary.clips, 2 * NOTE_VELOCITIES.len());
+        // The folder records the check: the same folder without it is refused.
+        let text = std::fs::read_to_string(checked.out.join(SETTINGS_FILE)).unwrap();
+        let recorded: RenderSettings = serde_json::from_str(&text).unwrap();
+        assert_eq!(recorded.skipped_programs, Some(vec![73]));
+        let unchecked = DatasetOptions {
+            held_out: None,
+            ..checked.clone()
+        };
+        assert!(matches!(
+            render_dataset(&unchecked, &|_, _| {}),
+            Err(DatasetError::SettingsChanged { .. })
+        ));
+        // Without the check, or rendering the held-out library itself, nothing is left out.
+        let all = render_dataset(&opts("unchecked", None), &|_, _| {}).unwrap();
+        assert!(all.skipped_programs.is_empty());
+        assert_eq!(all.clips, 4 * NOTE_VELOCITIES.len());
+        let itself = DatasetOptions {
+            soundfont: held_out.clone(),
+            ..opts("itself", Some(&held_out))
+        };
+        assert_eq!(
+            held_out_programs(&itself, &load_soundfont(&held_out).unwrap()).unwrap(),
+            Some(BTreeSet::new())
+        );
+        // A folder rendered without the check resumes with it when nothing is left out, and
+        // records that it was checked only once rendered with the check from the start.
+        let clarinet_only = |out: &str, held: Option<&Path>| DatasetOptions {
+            instruments: vec![clarinet.clone()],
+            ..opts(out, held)
+        };
+        render_dataset(&clarinet_only("resumed", None), &|_, _| {}).unwrap();
+        let resumed = render_dataset(&clarinet_only("resumed", Some(&held_out)), &|_, _| {});
+        assert_eq!(resumed.unwrap().rendered, 0);
+        // A missing held-out library stops the render and says how to get it.
+        let missing = opts("missing", Some(Path::new("/nonexistent/TimGM6mb.sf2")));
+        let err = render_dataset(&missing, &|_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("apt-get install timgm6mb-soundfont"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

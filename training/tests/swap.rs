@@ -51,6 +51,7 @@ fn the_swap_term_trains_and_fine_tuning_starts_from_the_file() {
                 name: "timgm",
                 path: timgm.to_path_buf(),
                 soundfont: load_soundfont(timgm).unwrap(),
+                held_out_programs: Default::default(),
             }],
             instruments: vec![
                 instrument(73, "Flute", 60, 84),

@@ -165,6 +165,7 @@ fn tiny_dataset(out: &Path) {
         ],
         phrases: 2,
         threads: 2,
+        held_out: Some(PathBuf::from(TIMGM)),
     };
     render_dataset(&opts, &|_, _| {}).unwrap();
     let mut records = read_manifest(out).unwrap();

@@ -2,6 +2,7 @@
 //! evaluation (`../shared/eval-protocol.md`). Paths are Debian's; each has its package named,
 //! so a missing file is reported with the command that installs it.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -69,6 +70,20 @@ pub enum LibraryError {
         /// Debian package.
         package: &'static str,
     },
+    /// The held-out library, needed to check the training library for its samples, is not
+    /// installed.
+    #[error(
+        "cannot check {name} for samples of the held-out library: {path} not found (install it \
+         with `apt-get install {package}`)"
+    )]
+    HeldOutMissing {
+        /// The training library.
+        name: &'static str,
+        /// Expected file of the held-out library.
+        path: PathBuf,
+        /// Its Debian package.
+        package: &'static str,
+    },
     /// The file exists but could not be loaded.
     #[error(transparent)]
     Load(#[from] DatasetError),
@@ -83,6 +98,9 @@ pub struct Library {
     pub path: PathBuf,
     /// The parsed SoundFont, shared by the rendering threads.
     pub soundfont: Arc<SoundFont>,
+    /// Its GM programs that play samples of the held-out library ([`super::overlap`]): never
+    /// trained on.
+    pub held_out_programs: BTreeSet<u8>,
 }
 
 impl std::fmt::Debug for Library {
@@ -94,6 +112,14 @@ impl std::fmt::Debug for Library {
     }
 }
 
+/// The library held out for tests and evaluation (TimGM6mb).
+pub fn held_out() -> KnownLibrary {
+    *LIBRARIES
+        .iter()
+        .find(|l| !l.training)
+        .expect("the protocol holds one library out")
+}
+
 /// The known library called `name`.
 pub fn known(name: &str) -> Result<KnownLibrary, LibraryError> {
     LIBRARIES
@@ -103,8 +129,9 @@ pub fn known(name: &str) -> Result<KnownLibrary, LibraryError> {
         .ok_or_else(|| LibraryError::Unknown(name.to_string()))
 }
 
-/// Loads the training library `name` from `path` (its Debian path when `None`). A held-out
-/// library is refused; a missing file names the package that installs it.
+/// Loads the training library `name` from `path` (its Debian path when `None`) and finds its
+/// programs that play samples of the held-out library (read from its Debian path, which must
+/// exist). A held-out library is refused; a missing file names the package that installs it.
 pub fn load_training(name: &str, path: Option<&Path>) -> Result<Library, LibraryError> {
     let lib = known(name)?;
     if !lib.training {
@@ -119,10 +146,23 @@ pub fn load_training(name: &str, path: Option<&Path>) -> Result<Library, Library
         });
     }
     let soundfont = dataset::load_soundfont(&path)?;
+    let held = held_out();
+    let held_path = PathBuf::from(held.path);
+    if !held_path.exists() {
+        return Err(LibraryError::HeldOutMissing {
+            name: lib.name,
+            path: held_path,
+            package: held.package,
+        });
+    }
+    let held_out_soundfont = dataset::load_soundfont(&held_path)?;
+    let held_out_programs =
+        super::overlap::programs_sharing_samples(&soundfont, &held_out_soundfont);
     Ok(Library {
         name: lib.name,
         path,
         soundfont,
+        held_out_programs,
     })
 }
 
@@ -159,7 +199,7 @@ mod tests {
 
     #[test]
     fn program_presence_follows_the_presets() {
-        let path = Path::new(LIBRARIES[3].path);
+        let path = Path::new(held_out().path);
         assert!(path.exists(), "install timgm6mb-soundfont");
         let sf = dataset::load_soundfont(path).expect("loads");
         // Every General MIDI library has a piano; no melodic bank has program 128.

@@ -148,6 +148,10 @@ struct PairSettings {
     /// Absent from folders rendered before it existed (they had none).
     #[serde(default)]
     voice_share: f64,
+    /// Programs left out per library because they play samples of the held-out library.
+    /// Absent from folders rendered before the check existed, so those are refused.
+    #[serde(default)]
+    held_out_programs: Vec<(String, Vec<u8>)>,
 }
 
 /// A planned pair: its record and what to render.
@@ -302,6 +306,9 @@ pub struct PairSummary {
     pub rendered: usize,
     /// Programs skipped per library because the library lacks them: (library, programs).
     pub skipped: Vec<(String, Vec<u8>)>,
+    /// Programs left out per library because they play samples of the held-out library:
+    /// (library, programs).
+    pub held_out: Vec<(String, Vec<u8>)>,
     /// Samples clipped when writing 16-bit PCM.
     pub clipped_samples: usize,
     /// Wall-clock seconds.
@@ -324,23 +331,30 @@ pub fn render_pairs(
         .iter()
         .map(|l| {
             (0..opts.instruments.len())
-                .filter(|&i| has_program(&l.soundfont, opts.instruments[i].program))
+                .filter(|&i| {
+                    let program = opts.instruments[i].program;
+                    has_program(&l.soundfont, program) && !l.held_out_programs.contains(&program)
+                })
                 .collect()
         })
         .collect();
-    let skipped: Vec<(String, Vec<u8>)> = opts
-        .libraries
-        .iter()
-        .zip(&available)
-        .filter(|(_, a)| a.len() < opts.instruments.len())
-        .map(|(l, a)| {
-            let missing = (0..opts.instruments.len())
-                .filter(|i| !a.contains(i))
-                .map(|i| opts.instruments[i].program)
-                .collect();
-            (l.name.to_string(), missing)
-        })
-        .collect();
+    let programs_where = |keep: &dyn Fn(&Library, u8) -> bool| -> Vec<(String, Vec<u8>)> {
+        opts.libraries
+            .iter()
+            .map(|l| {
+                let programs: Vec<u8> = opts
+                    .instruments
+                    .iter()
+                    .map(|i| i.program)
+                    .filter(|&p| keep(l, p))
+                    .collect();
+                (l.name.to_string(), programs)
+            })
+            .filter(|(_, programs)| !programs.is_empty())
+            .collect()
+    };
+    let skipped = programs_where(&|l, p| !has_program(&l.soundfont, p));
+    let held_out = programs_where(&|l, p| l.held_out_programs.contains(&p));
     if let Some((l, _)) = opts
         .libraries
         .iter()
@@ -355,6 +369,7 @@ pub fn render_pairs(
     }
     std::fs::create_dir_all(opts.out.join("pairs")).map_err(io_err(&opts.out))?;
     let settings = PairSettings {
+        held_out_programs: held_out.clone(),
         libraries: opts.libraries.iter().map(|l| l.name.to_string()).collect(),
         programs: opts.instruments.iter().map(|i| i.program).collect(),
         rate: opts.rate,
@@ -467,6 +482,7 @@ pub fn render_pairs(
         pairs: total,
         rendered: rendered.into_inner(),
         skipped,
+        held_out,
         clipped_samples: clipped.into_inner(),
         wall_s: started.elapsed().as_secs_f64(),
     })
@@ -626,6 +642,7 @@ mod tests {
             name: "timgm",
             path: path.to_path_buf(),
             soundfont: load_soundfont(path).expect("TimGM6mb loads"),
+            held_out_programs: Default::default(),
         };
         let dir = std::env::temp_dir().join(format!("timbreswap-pairs-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

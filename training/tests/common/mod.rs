@@ -52,6 +52,7 @@ pub fn tiny_dataset(out: PathBuf) -> DatasetOptions {
         ],
         phrases: 2,
         threads: 2,
+        held_out: Some(PathBuf::from(TIMGM)),
     }
 }
 

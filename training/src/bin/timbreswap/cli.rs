@@ -8,6 +8,8 @@ use timbreswap_training::eval::DEFAULT_MAX_TRAIN_FRAMES;
 
 /// Default SoundFont of the protocol (Debian package `fluid-soundfont-gm`).
 pub(crate) const DEFAULT_SOUNDFONT: &str = "/usr/share/sounds/sf2/FluidR3_GM.sf2";
+/// The library held out for evaluation (Debian package `timgm6mb-soundfont`).
+pub(crate) const HELD_OUT_SOUNDFONT: &str = "/usr/share/sounds/sf2/TimGM6mb.sf2";
 
 /// How a model's weight matrices are stored (`convert-model --to`, `--weights`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -144,6 +146,12 @@ pub(crate) enum Command {
         /// Phrases per instrument.
         #[arg(long, default_value_t = timbreswap_training::dataset::PHRASES_PER_INSTRUMENT)]
         phrases: u32,
+        /// The library held out for evaluation (an SF2 file, or `none`): programs of
+        /// --soundfont that play any of its samples are left out, so that training data never
+        /// holds its sound (the csound GM bank plays many of TimGM6mb's samples). Rendering
+        /// the held-out library itself leaves nothing out.
+        #[arg(long, default_value = HELD_OUT_SOUNDFONT)]
+        held_out: String,
     },
     /// Render the paired swap set: one score played by instrument A (source) and by B
     /// (target), plus another clip of B (reference), from the training libraries, with a

@@ -201,6 +201,11 @@ fn main() -> Result<()> {
                 bar.set_position(done as u64);
             })?;
             bar.finish();
+            for (lib, programs) in &summary.held_out {
+                eprintln!(
+                    "{lib}: programs {programs:?} play samples of the held-out library: left out there"
+                );
+            }
             for (lib, programs) in &summary.skipped {
                 eprintln!("{lib} lacks programs {programs:?}: skipped there");
             }
@@ -222,6 +227,7 @@ fn main() -> Result<()> {
             seed,
             instruments,
             phrases,
+            held_out,
         } => {
             let opts = DatasetOptions {
                 soundfont,
@@ -236,6 +242,7 @@ fn main() -> Result<()> {
                 instruments: instruments::load(instruments.as_deref())?,
                 phrases,
                 threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                held_out: (held_out != "none").then(|| PathBuf::from(held_out)),
             };
             let bar = counting_bar("clips")?;
             let summary = render_dataset(&opts, &|done, total| {
@@ -253,6 +260,14 @@ fn main() -> Result<()> {
                 summary.speed(),
                 summary.clipped_samples
             );
+            if !summary.skipped_programs.is_empty() {
+                println!(
+                    "left out {} program(s) that play samples of the held-out library {}: {:?}",
+                    summary.skipped_programs.len(),
+                    opts.held_out.as_deref().unwrap_or(Path::new("")).display(),
+                    summary.skipped_programs
+                );
+            }
             Ok(())
         }
         Command::Train {
@@ -290,6 +305,9 @@ fn main() -> Result<()> {
             tc.reentry &= !no_reentry;
             tc.model.cepstrum &= !no_cepstrum;
             tc.model.variation &= !no_variation;
+            for folder in tc.folders(&data) {
+                timbreswap_training::data::overlap::check_training_folder(folder)?;
+            }
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             std::fs::write(
                 out.join("train-config.json"),
