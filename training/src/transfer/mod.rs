@@ -24,15 +24,15 @@
 //!   finds voiced in the source).
 //!
 //! Layout: `features` (the classifier's frame features), `classifier` (the k-NN instrument
-//! classifier), `pitch` (pYIN, pitch agreement, level difference) and `systems` (the rows);
+//! classifier), `fit` (fitting it on the dataset's notes), `pitch` (pYIN, pitch agreement,
+//! level difference), `systems` (the rows) and `parallel` (the thread pool);
 //! this module holds the options, the errors, the source/reference plan, the evaluation loop
 //! and the report, and re-exports the public items of the others.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -45,6 +45,8 @@ use crate::rng::{mix64, SplitMix64};
 
 mod classifier;
 mod features;
+mod fit;
+mod parallel;
 mod pitch;
 mod plan;
 mod report;
@@ -59,6 +61,8 @@ pub use features::{
     CONTRAST_QUANTILE, DELTA_OFFSET, DELTA_REACH, FEATURE_DIM, FEATURE_FFT, FEATURE_HOP,
     FLATNESS_INDEX, MFCC_OFFSET, N_MELS, N_MFCC,
 };
+pub use fit::fit_classifier;
+use parallel::parallel_map;
 pub use pitch::{
     level_difference_db, midi_to_hz, pitch_agreement, track_pitch, PitchAgreement, PitchTrack,
     CENT_TOLERANCE, PYIN_FRAME, PYIN_RESOLUTION,
@@ -220,139 +224,6 @@ impl TransferOptions {
             phrase_references: false,
         }
     }
-}
-
-/// Runs `f` over `items` on `threads` threads; results in item order; the error of the
-/// lowest failing item (others stop early).
-fn parallel_map<T, R, E, F>(items: &[T], threads: usize, f: F) -> Result<Vec<R>, E>
-where
-    T: Sync,
-    R: Send,
-    E: Send,
-    F: Fn(usize, &T) -> Result<R, E> + Sync,
-{
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
-    let first_error: Mutex<Option<(usize, E)>> = Mutex::new(None);
-    let threads = threads.clamp(1, items.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                if failed.load(Ordering::Relaxed) {
-                    break;
-                }
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(item) = items.get(i) else { break };
-                match f(i, item) {
-                    Ok(r) => {
-                        results.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(r);
-                    }
-                    Err(e) => {
-                        failed.store(true, Ordering::Relaxed);
-                        let mut slot = first_error.lock().unwrap_or_else(PoisonError::into_inner);
-                        if slot.as_ref().is_none_or(|(j, _)| i < *j) {
-                            *slot = Some((i, e));
-                        }
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    if let Some((_, e)) = first_error
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner)
-    {
-        return Err(e);
-    }
-    Ok(results
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner)
-        .into_iter()
-        .flatten()
-        .collect())
-}
-
-/// Features of one note clip for the fit: up to [`MAX_FIT_FRAMES_PER_CLIP`] random active
-/// frames (labelled and within 40 dB of the clip's loudest frame), raw.
-fn fit_rows(
-    root: &Path,
-    record: &ClipRecord,
-    index: usize,
-    extractor: &FeatureExtractor,
-    seed: u64,
-) -> Result<Vec<f32>, TransferError> {
-    let samples = manifest::read_clip_audio(root, record, extractor.sample_rate())?;
-    let features = extractor.analyse(&samples);
-    let hop = record.hop.max(1);
-    let labelled = |f: usize| {
-        // The label of the manifest frame nearest this frame's centre.
-        let at = (f * FEATURE_HOP + hop / 2) / hop;
-        record.frame_notes.get(at).is_some_and(|n| *n >= 0)
-    };
-    let mut active: Vec<usize> = active_frames(&features.frame_db)
-        .into_iter()
-        .filter(|&f| labelled(f))
-        .collect();
-    if active.len() > MAX_FIT_FRAMES_PER_CLIP {
-        // Partial Fisher-Yates shuffle, seeded per clip.
-        let mut rng = SplitMix64::new(mix64(seed ^ mix64(index as u64 + 1)));
-        for i in 0..MAX_FIT_FRAMES_PER_CLIP {
-            let j = rng.int(i as i32, active.len() as i32 - 1) as usize;
-            active.swap(i, j);
-        }
-        active.truncate(MAX_FIT_FRAMES_PER_CLIP);
-        active.sort_unstable();
-    }
-    let mut rows = Vec::with_capacity(active.len() * FEATURE_DIM);
-    for f in active {
-        rows.extend_from_slice(features.row(f));
-    }
-    Ok(rows)
-}
-
-/// The classifier fitted on the note clips of `records` (all splits), and the number of clips
-/// with and without active frames.
-pub fn fit_classifier(
-    root: &Path,
-    records: &[ClipRecord],
-    sample_rate: u32,
-    seed: u64,
-    threads: usize,
-    progress: &(dyn Fn(&str, usize, usize) + Sync),
-) -> Result<(InstrumentClassifier, usize, usize), TransferError> {
-    let extractor = FeatureExtractor::new(sample_rate);
-    let notes: Vec<&ClipRecord> = records.iter().filter(|r| r.set == Set::Notes).collect();
-    let done = AtomicUsize::new(0);
-    let per_clip = parallel_map(&notes, threads, |i, r| {
-        let rows = fit_rows(root, r, i, &extractor, seed)?;
-        progress(
-            "classifier",
-            done.fetch_add(1, Ordering::Relaxed) + 1,
-            notes.len(),
-        );
-        Ok::<_, TransferError>(rows)
-    })?;
-    let mut rows = Vec::new();
-    let mut labels = Vec::new();
-    let mut silent = 0;
-    for (r, clip_rows) in notes.iter().zip(per_clip) {
-        if clip_rows.is_empty() {
-            silent += 1;
-        }
-        labels.extend(std::iter::repeat_n(
-            r.program as u32,
-            clip_rows.len() / FEATURE_DIM,
-        ));
-        rows.extend(clip_rows);
-    }
-    let fitted = notes.len() - silent;
-    Ok((
-        InstrumentClassifier::fit(extractor, rows, labels)?,
-        fitted,
-        silent,
-    ))
 }
 
 /// What one row made of one source.
