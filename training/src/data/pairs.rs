@@ -149,7 +149,8 @@ struct PairSettings {
     #[serde(default)]
     voice_share: f64,
     /// Programs left out per library because they play samples of the held-out library.
-    /// Absent from folders rendered before the check existed, so those are refused.
+    /// Absent from folders rendered before the check existed: such a folder is refused where
+    /// the check now leaves programs out (its pairs may have used them).
     #[serde(default)]
     held_out_programs: Vec<(String, Vec<u8>)>,
 }
@@ -774,6 +775,66 @@ mod tests {
         other.seed = 6;
         assert!(matches!(
             render_pairs(&other, &|_, _| {}),
+            Err(PairError::SettingsChanged { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn programs_that_play_held_out_samples_are_never_drawn() {
+        let path = Path::new(super::super::library::held_out().path);
+        assert!(path.exists(), "install timgm6mb-soundfont");
+        let soundfont = load_soundfont(path).expect("TimGM6mb loads");
+        let protocol = crate::instruments::load(None).expect("instrument list");
+        let pool = instrument_pool(&protocol);
+        // Every program but the flute and the clarinet counts as playing held-out samples.
+        let kept = [71u8, 73];
+        let held_out_programs: std::collections::BTreeSet<u8> = pool
+            .iter()
+            .map(|i| i.program)
+            .filter(|p| !kept.contains(p))
+            .collect();
+        let library = |held_out_programs| Library {
+            name: "timgm",
+            path: path.to_path_buf(),
+            soundfont: soundfont.clone(),
+            held_out_programs,
+        };
+        let dir =
+            std::env::temp_dir().join(format!("timbreswap-pairs-held-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let opts = PairOptions {
+            out: dir.clone(),
+            libraries: vec![library(held_out_programs.clone())],
+            instruments: pool.clone(),
+            count: 4,
+            rate: 16_000,
+            seed: 3,
+            augment_share: 0.0,
+            voice_share: 0.0,
+            threads: 2,
+        };
+        let summary = render_pairs(&opts, &|_, _| {}).expect("renders");
+        assert_eq!(summary.pairs, 4);
+        let expected: Vec<u8> = pool
+            .iter()
+            .map(|i| i.program)
+            .filter(|p| held_out_programs.contains(p))
+            .collect();
+        assert_eq!(summary.held_out, vec![("timgm".to_string(), expected)]);
+        for r in read_pairs(&dir).expect("manifest") {
+            assert!(
+                kept.contains(&r.program_a) && kept.contains(&r.program_b),
+                "{r:?}"
+            );
+        }
+        // The same folder with nothing left out is another set: refused.
+        let unchecked = PairOptions {
+            libraries: vec![library(Default::default())],
+            ..opts.clone()
+        };
+        assert!(matches!(
+            render_pairs(&unchecked, &|_, _| {}),
             Err(PairError::SettingsChanged { .. })
         ));
         let _ = std::fs::remove_dir_all(&dir);
