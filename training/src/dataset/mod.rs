@@ -198,31 +198,38 @@ fn check_settings(
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let previous: Option<RenderSettings> = serde_json::from_str(&text).ok();
+            if previous.as_ref() == Some(&current) {
+                return Ok(());
+            }
             // A folder rendered without the held-out check resumes with it when the check
-            // leaves nothing out: its clips are the same.
-            let same = previous.as_ref().is_some_and(|p| {
-                *p == current
-                    || (p.skipped_programs.is_none()
-                        && current.skipped_programs.as_ref().is_some_and(Vec::is_empty)
-                        && RenderSettings {
-                            skipped_programs: None,
-                            ..current.clone()
-                        } == *p)
+            // leaves nothing out (its clips are the same), and records the check from then on.
+            let checked_now = previous.as_ref().is_some_and(|p| {
+                p.skipped_programs.is_none()
+                    && current.skipped_programs.as_ref().is_some_and(Vec::is_empty)
+                    && RenderSettings {
+                        skipped_programs: None,
+                        ..current.clone()
+                    } == *p
             });
-            if !same {
+            if !checked_now {
                 return Err(DatasetError::SettingsChanged {
                     folder: opts.out.clone(),
                     previous: text.trim().to_string(),
                 });
             }
-            Ok(())
+            write_settings(&path, &current)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let text = serde_json::to_string_pretty(&current).unwrap_or_default();
-            std::fs::write(&path, text).map_err(|source| DatasetError::Io { path, source })
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_settings(&path, &current),
         Err(source) => Err(DatasetError::Io { path, source }),
     }
+}
+
+fn write_settings(path: &Path, settings: &RenderSettings) -> Result<(), DatasetError> {
+    let text = serde_json::to_string_pretty(settings).unwrap_or_default();
+    std::fs::write(path, text).map_err(|source| DatasetError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// What a run did.
@@ -598,7 +605,7 @@ mod tests {
             Some(BTreeSet::new())
         );
         // A folder rendered without the check resumes with it when nothing is left out, and
-        // records that it was checked only once rendered with the check from the start.
+        // records the check from then on.
         let clarinet_only = |out: &str, held: Option<&Path>| DatasetOptions {
             instruments: vec![clarinet.clone()],
             ..opts(out, held)
@@ -606,6 +613,9 @@ mod tests {
         render_dataset(&clarinet_only("resumed", None), &|_, _| {}).unwrap();
         let resumed = render_dataset(&clarinet_only("resumed", Some(&held_out)), &|_, _| {});
         assert_eq!(resumed.unwrap().rendered, 0);
+        let text = std::fs::read_to_string(dir.join("resumed").join(SETTINGS_FILE)).unwrap();
+        let recorded: RenderSettings = serde_json::from_str(&text).unwrap();
+        assert_eq!(recorded.skipped_programs, Some(Vec::new()));
         // A missing held-out library stops the render and says how to get it.
         let missing = opts("missing", Some(Path::new("/nonexistent/TimGM6mb.sf2")));
         let err = render_dataset(&missing, &|_, _| {})
