@@ -226,31 +226,11 @@ mod tests {
                 ("silence", &[0; 500]),
             ],
             &[
-                TestPreset {
-                    program: 0,
-                    bank: 0,
-                    samples: vec![0],
-                },
-                TestPreset {
-                    program: 1,
-                    bank: 0,
-                    samples: vec![1],
-                },
-                TestPreset {
-                    program: 2,
-                    bank: 0,
-                    samples: vec![1, 0],
-                },
-                TestPreset {
-                    program: 3,
-                    bank: 1,
-                    samples: vec![0],
-                },
-                TestPreset {
-                    program: 4,
-                    bank: 0,
-                    samples: vec![2, 3],
-                },
+                TestPreset::new(0, 0, &[0]),
+                TestPreset::new(1, 0, &[1]),
+                TestPreset::new(2, 0, &[1, 0]),
+                TestPreset::new(3, 1, &[0]),
+                TestPreset::new(4, 0, &[2, 3]),
             ],
         ));
         // The held-out library has X under another name, Z's first 32 frames, silence and
@@ -264,11 +244,7 @@ mod tests {
                 ("z-short", &z[..32]),
                 ("quiet", &[0; 500]),
             ],
-            &[TestPreset {
-                program: 40,
-                bank: 0,
-                samples: vec![0, 1, 2, 3],
-            }],
+            &[TestPreset::new(40, 0, &[0, 1, 2, 3])],
         ));
         assert_eq!(
             shared_samples(&library, &held_out),
@@ -279,14 +255,7 @@ mod tests {
             BTreeSet::from([0, 2])
         );
         // Nothing is shared with a library of other sounds.
-        let other = load(&write_sf2(
-            &[("z", &z)],
-            &[TestPreset {
-                program: 0,
-                bank: 0,
-                samples: vec![0],
-            }],
-        ));
+        let other = load(&write_sf2(&[("z", &z)], &[TestPreset::new(0, 0, &[0])]));
         assert!(programs_sharing_samples(&library, &other).is_empty());
     }
 

@@ -13,6 +13,17 @@ pub struct TestPreset {
     pub samples: Vec<usize>,
 }
 
+impl TestPreset {
+    /// A preset of `program` in `bank` playing `samples`.
+    pub fn new(program: u16, bank: u16, samples: &[usize]) -> Self {
+        Self {
+            program,
+            bank,
+            samples: samples.to_vec(),
+        }
+    }
+}
+
 /// Zero frames the specification asks for after each sample.
 const SAMPLE_PADDING: usize = 46;
 /// Generator numbers (SF2 2.01, section 8.1.2).

@@ -534,11 +534,7 @@ mod tests {
         // has X.
         let library = dir.join("library.sf2");
         let held_out = dir.join("held-out.sf2");
-        let preset = |program, sample| TestPreset {
-            program,
-            bank: 0,
-            samples: vec![sample],
-        };
+        let preset = |program, sample| TestPreset::new(program, 0, &[sample]);
         std::fs::write(
             &library,
             write_sf2(&[("x", &x), ("y", &y)], &[preset(73, 0), preset(71, 1)]),
