@@ -120,6 +120,18 @@ pub fn held_out() -> KnownLibrary {
         .expect("the protocol holds one library out")
 }
 
+/// The known library whose Debian file is named `file_name` (e.g. `TimGM6mb.sf2`).
+pub fn by_file_name(file_name: &str) -> Option<KnownLibrary> {
+    LIBRARIES
+        .iter()
+        .find(|l| {
+            Path::new(l.path)
+                .file_name()
+                .is_some_and(|n| n == file_name)
+        })
+        .copied()
+}
+
 /// The known library called `name`.
 pub fn known(name: &str) -> Result<KnownLibrary, LibraryError> {
     LIBRARIES

@@ -149,13 +149,10 @@ pub fn check_training_folder(folder: &Path) -> Result<(), TrainingDataError> {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let held = super::library::held_out();
-    let file_name = |p: &str| {
-        Path::new(p)
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
+    let Some(known) = super::library::by_file_name(&soundfont) else {
+        return Ok(());
     };
-    if Some(soundfont.as_str()) == file_name(held.path).as_deref() {
+    if !known.training {
         return Err(TrainingDataError::HeldOut {
             folder: folder.to_path_buf(),
             soundfont,
@@ -164,12 +161,7 @@ pub fn check_training_folder(folder: &Path) -> Result<(), TrainingDataError> {
     if settings["skipped_programs"].is_array() {
         return Ok(());
     }
-    let Some(known) = super::library::LIBRARIES
-        .iter()
-        .find(|l| l.training && file_name(l.path).as_deref() == Some(soundfont.as_str()))
-    else {
-        return Ok(());
-    };
+    let held = super::library::held_out();
     if !Path::new(known.path).exists() || !Path::new(held.path).exists() {
         return Ok(());
     }

@@ -126,13 +126,8 @@ pub enum DatasetError {
 /// How to get a missing SoundFont: the Debian package of a library the protocol names, or
 /// the list of them.
 fn install_hint(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string());
-    match crate::data::library::LIBRARIES.iter().find(|l| {
-        Path::new(l.path)
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            == name
-    }) {
+    let name = path.file_name().map(|n| n.to_string_lossy());
+    match name.and_then(|n| crate::data::library::by_file_name(&n)) {
         Some(l) => format!(
             "install it with `apt-get install {}` or pass --soundfont PATH",
             l.package
