@@ -408,12 +408,47 @@ impl FrameProcessor {
             _ => self.classic(params.morph),
         }
         self.level.apply(energy_in, &mut self.output);
+        if path == Path::Exemplar {
+            let gain = self.note_gain(params.morph);
+            if gain != 1.0 {
+                for c in self.output.iter_mut() {
+                    *c *= gain;
+                }
+            }
+        }
         if view {
             if let Some(tap) = self.tap.as_mut() {
                 tap.publish(&self.spectrum, &self.output);
             }
         }
         Some(scale_back)
+    }
+
+    /// The share of Morph taken by the slot without a clip when only one slot has one and
+    /// the other holds a Classic preset (it plays Classic); 0 otherwise.
+    fn preset_share(&self, morph: f32) -> f32 {
+        match (&self.exemplar, &self.timbre_a, &self.timbre_b) {
+            ([Some(_), None], _, Some(_)) => morph,
+            ([None, Some(_)], Some(_), _) => 1.0 - morph,
+            _ => 0.0,
+        }
+    }
+
+    /// The exemplar slots' note gain for the frame just processed, blended by `morph` as their
+    /// outputs are (the Classic preset's share at gain 1).
+    fn note_gain(&self, morph: f32) -> f32 {
+        let morph = if morph.is_finite() {
+            morph.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        match &self.exemplar {
+            [Some(a), Some(b)] => a.note_gain() + (b.note_gain() - a.note_gain()) * morph,
+            [Some(e), None] | [None, Some(e)] => {
+                e.note_gain() + (1.0 - e.note_gain()) * self.preset_share(morph)
+            }
+            [None, None] => 1.0,
+        }
     }
 
     /// Exemplar swap of the current frame into `self.output`. With two clips, Morph's blend
@@ -432,11 +467,7 @@ impl FrameProcessor {
             }
         }
         // The share of the slot without a clip, when only one has one.
-        let other_share = match (&self.exemplar, &self.timbre_a, &self.timbre_b) {
-            ([Some(_), None], _, Some(_)) => morph,
-            ([None, Some(_)], Some(_), _) => 1.0 - morph,
-            _ => 0.0,
-        };
+        let other_share = self.preset_share(morph);
         if other_share > 0.0 {
             self.classic(morph);
             std::mem::swap(&mut self.output, &mut self.exemplar_b);

@@ -150,6 +150,52 @@ fn exemplar_mode_plays_the_references_resonance_at_the_inputs_pitch() {
     );
 }
 
+/// `x` falling `db_per_s` dB a second from its start.
+fn decaying(mut x: Vec<f32>, db_per_s: f32) -> Vec<f32> {
+    for (i, v) in x.iter_mut().enumerate() {
+        *v *= 10f32.powf(db_per_s * i as f32 / SR as f32 / 20.0);
+    }
+    x
+}
+
+/// Level of `x` over `seconds` (a range), in dB.
+fn level_db(x: &[f32], seconds: std::ops::Range<f32>) -> f32 {
+    let span = &x[(seconds.start * SR as f32) as usize..(seconds.end * SR as f32) as usize];
+    10.0 * (span.iter().map(|v| v * v).sum::<f32>() / span.len() as f32).log10()
+}
+
+/// A struck reference (falling 20 dB a second) makes a held input's note fall as it does; a
+/// held reference leaves the input's level alone; and an input that already falls as the
+/// reference does is not made to fall twice.
+#[test]
+fn a_struck_references_notes_decay_and_a_held_ones_do_not() {
+    let cfg = StftConfig::default();
+    let partials = |h: usize| 1.0 / h as f32;
+    let struck = decaying(tone(220.0, 30, 2.0, partials), -20.0);
+    let held = tone(220.0, 30, 2.0, partials);
+    let input = tone(330.0, 30, 2.0, partials);
+    // The input's level over a second of its note, as the output keeps it.
+    let fall = |input: &[f32], reference: &[f32]| {
+        let bank = Arc::new(ExemplarBank::new(&cfg, reference).expect("the tone sounds"));
+        let out = render_mode(input, SwapMode::Exemplar, [Some(bank), None], 0.0);
+        assert!(out.iter().all(|v| v.is_finite()));
+        level_db(&out, 1.3..1.5) - level_db(&out, 0.3..0.5)
+    };
+    let struck_fall = fall(&input, &struck);
+    assert!(
+        (struck_fall + 20.0).abs() < 2.0,
+        "struck: {struck_fall:.1} dB"
+    );
+    let held_fall = fall(&input, &held);
+    assert!(held_fall.abs() < 1.0, "held: {held_fall:.1} dB");
+    let falling_input = decaying(input.clone(), -20.0);
+    let both_fall = fall(&falling_input, &struck);
+    assert!(
+        (both_fall + 20.0).abs() < 2.0,
+        "both struck: {both_fall:.1} dB"
+    );
+}
+
 /// `seconds` of reproducible noise through a one-pole low-pass (about 500 Hz at 32 kHz).
 fn low_noise(seconds: f32, level: f32) -> Vec<f32> {
     let (mut state, mut y) = (12_345u32, 0.0f32);

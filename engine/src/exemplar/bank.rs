@@ -36,6 +36,8 @@ pub struct ExemplarBank {
     /// entry `h` is the spectrum's valley between partials `h` and `h + 1` (`h = 0`: below
     /// the fundamental) as a noise amplitude per bin (`|X| / sqrt(sum w^2)`).
     pub(super) noise: Vec<f32>,
+    /// How the clip's notes fall after their peak ([`note_decay`]).
+    pub(super) decay: NoteDecay,
 }
 
 impl ExemplarBank {
@@ -126,6 +128,7 @@ impl ExemplarBank {
             continues: Vec::new(),
             harmonics: Vec::new(),
             noise: Vec::new(),
+            decay: NoteDecay::default(),
         };
         let mut prev_kept: Option<u32> = None;
         // YIN's sure answers first: the whole clip is at hand, so a frame YIN is unsure of
@@ -160,6 +163,8 @@ impl ExemplarBank {
         let pitches = mend_stray_pitches(pitches);
         // The frames kept (sounding), in order, with their centre sample and fundamental.
         let mut kept: Vec<(usize, f32)> = Vec::new();
+        // Their levels (dB), for the notes' decay.
+        let mut levels: Vec<f32> = Vec::new();
         for (t, &pitch) in pitches.iter().enumerate() {
             let note = tracker.update(f.frame_db[t], pitch);
             if !note.sounding {
@@ -173,6 +178,7 @@ impl ExemplarBank {
             bank.pitch.push(pitch);
             bank.age.push(note.age);
             bank.continues.push(false);
+            levels.push(f.frame_db[t]);
             prev_kept = Some(note.age);
         }
         // The kept frames' log-magnitudes: the features' own rows, moved down over the frames
@@ -208,6 +214,7 @@ impl ExemplarBank {
                 }
             },
         );
+        bank.decay = note_decay(&levels, &bank.continues, sr / cfg.hop as f32);
         (!bank.pitch.is_empty()).then_some(bank)
     }
 
@@ -231,6 +238,75 @@ impl ExemplarBank {
 
     pub(super) fn noise(&self, j: usize) -> &[f32] {
         &self.noise[j * HARMONIC_PARTIALS..(j + 1) * HARMONIC_PARTIALS]
+    }
+}
+
+/// How a clip's notes fall after their peak: what [`note_decay`] reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct NoteDecay {
+    /// Frames from a note's start to its peak (the median over the clip's notes).
+    pub peak_frames: u32,
+    /// Level change per frame after the peak, in dB (at most 0; 0 for a sustained sound).
+    pub db_per_frame: f32,
+}
+
+/// Part of a note after its peak that its decay is read from; the rest may be the release.
+pub const DECAY_READ_SHARE: f32 = 0.6;
+/// Shortest stretch after a note's peak its decay is read from, in seconds.
+pub const DECAY_MIN_SECONDS: f32 = 0.08;
+/// Fastest decay read from a clip, in dB per second.
+pub const MAX_DECAY_DB_PER_S: f32 = 120.0;
+/// A note's peak is looked for in its first this many seconds.
+pub const PEAK_SEARCH_SECONDS: f32 = 0.25;
+
+/// The decay of a clip's notes from the level of its kept frames (`level_db`, dB) and their
+/// note links (`continues`), frames `fps` a second: each note's peak in its first
+/// [`PEAK_SEARCH_SECONDS`], then the least-squares slope of its level over the first
+/// [`DECAY_READ_SHARE`] of the rest (at least [`DECAY_MIN_SECONDS`] long); the median over
+/// the notes. Allocates.
+pub fn note_decay(level_db: &[f32], continues: &[bool], fps: f32) -> NoteDecay {
+    let search = (PEAK_SEARCH_SECONDS * fps).round().max(1.0) as usize;
+    let min_len = (DECAY_MIN_SECONDS * fps).round().max(3.0) as usize;
+    let mut peaks = Vec::new();
+    let mut slopes = Vec::new();
+    let mut start = 0;
+    while start < level_db.len() {
+        let mut end = start + 1;
+        while end < level_db.len() && continues[end - 1] {
+            end += 1;
+        }
+        let note = &level_db[start..end];
+        let peak = (0..note.len().min(search))
+            .max_by(|a, b| note[*a].total_cmp(&note[*b]))
+            .unwrap_or(0);
+        let len = ((note.len() - peak) as f32 * DECAY_READ_SHARE) as usize;
+        if len >= min_len {
+            let seg = &note[peak..peak + len];
+            let n = len as f32;
+            let mean_x = (n - 1.0) / 2.0;
+            let mean_y = seg.iter().sum::<f32>() / n;
+            let (mut sxy, mut sxx) = (0.0f32, 0.0f32);
+            for (i, y) in seg.iter().enumerate() {
+                let dx = i as f32 - mean_x;
+                sxy += dx * (y - mean_y);
+                sxx += dx * dx;
+            }
+            if sxx > 0.0 && sxy.is_finite() {
+                peaks.push(peak as u32);
+                slopes.push(sxy / sxx);
+            }
+        }
+        start = end;
+    }
+    if slopes.is_empty() {
+        return NoteDecay::default();
+    }
+    slopes.sort_by(f32::total_cmp);
+    peaks.sort_unstable();
+    let fastest = MAX_DECAY_DB_PER_S / fps.max(1.0);
+    NoteDecay {
+        peak_frames: peaks[peaks.len() / 2],
+        db_per_frame: slopes[slopes.len() / 2].clamp(-fastest, 0.0),
     }
 }
 
@@ -497,6 +573,55 @@ pub(super) fn partial_level(row: &[f32], f0: f32, h: usize, bin_hz: f32) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Levels of a note that rises for `rise` frames to 0 dB, falls `slope` dB a frame for
+    /// `hold` frames, then `release` dB a frame for 40 frames; and its note links.
+    fn note(rise: usize, slope: f32, hold: usize, release: f32) -> (Vec<f32>, Vec<bool>) {
+        let mut db: Vec<f32> = (0..rise)
+            .map(|i| -20.0 * (1.0 - i as f32 / rise as f32))
+            .collect();
+        db.extend((0..hold).map(|i| slope * i as f32));
+        let held = slope * hold as f32;
+        db.extend((1..=40).map(|i| held + release * i as f32));
+        let mut continues = vec![true; db.len()];
+        *continues.last_mut().unwrap() = false;
+        (db, continues)
+    }
+
+    #[test]
+    fn a_notes_decay_is_read_after_its_peak_and_before_its_release() {
+        let fps = 200.0;
+        // A struck note: -0.1 dB a frame (-20 dB/s) from its peak at frame 4, released at
+        // -1 dB a frame: the slope of the decay, not of the release.
+        let (db, links) = note(4, -0.1, 300, -1.0);
+        let d = note_decay(&db, &links, fps);
+        assert_eq!(d.peak_frames, 4);
+        assert!((d.db_per_frame + 0.1).abs() < 1e-3, "{d:?}");
+        // A held note that swells a little: no decay (never a rise).
+        let (db, links) = note(30, 0.01, 300, -1.0);
+        assert_eq!(note_decay(&db, &links, fps).db_per_frame, 0.0);
+        // Several notes: the median note's decay; a note too short to read is left out.
+        let mut all = (Vec::new(), Vec::new());
+        for slope in [-0.05, -0.2, -0.1] {
+            let (db, links) = note(2, slope, 100, -1.0);
+            all.0.extend(db);
+            all.1.extend(links);
+        }
+        let (db, links) = note(2, -3.0, 5, -1.0);
+        all.0.extend(&db[..10]);
+        all.1.extend(&links[..9]);
+        all.1.push(false);
+        let d = note_decay(&all.0, &all.1, fps);
+        assert!((d.db_per_frame + 0.1).abs() < 1e-3, "{d:?}");
+        // Faster than MAX_DECAY_DB_PER_S is held to it; a clip of no readable note has none.
+        let (db, links) = note(1, -5.0, 200, -1.0);
+        let d = note_decay(&db, &links, fps);
+        assert!(
+            (d.db_per_frame + MAX_DECAY_DB_PER_S / fps).abs() < 1e-6,
+            "{d:?}"
+        );
+        assert_eq!(note_decay(&[0.0; 5], &[true; 5], fps), NoteDecay::default());
+    }
 
     /// Each row holds every partial and valley, bit for bit what measuring all of them one by
     /// one gives (zero above 16 kHz or the Nyquist frequency), whatever the fundamental,

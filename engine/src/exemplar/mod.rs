@@ -12,7 +12,8 @@
 //!
 //! - [`ExemplarBank`] is the reference's analysis: log-magnitude frames, their pitch (YIN),
 //!   the age of their note, their partial levels and noise on a [`HARMONIC_FFT`]-point
-//!   window. Built off the audio thread when a reference loads.
+//!   window, and how its notes decay ([`NoteDecay`]). Built off the audio thread when a
+//!   reference loads.
 //! - [`NoteTracker`] finds note starts in a stream of frames (level jumps, a pitch that moves
 //!   to another note, sound after silence); the bank and the input use the same one.
 //! - [`ExemplarSwap`] is the per-frame processor (YIN on the input; a model's pitch ruler as
@@ -25,7 +26,10 @@ mod sinusoids;
 mod swap;
 
 pub(crate) use bank::sure_pitches;
-pub use bank::{ExemplarBank, HARMONIC_FFT, HARMONIC_MAX_HZ, HARMONIC_PARTIALS, MAX_BANK_SECONDS};
+pub use bank::{
+    note_decay, ExemplarBank, NoteDecay, DECAY_MIN_SECONDS, DECAY_READ_SHARE, HARMONIC_FFT,
+    HARMONIC_MAX_HZ, HARMONIC_PARTIALS, MAX_BANK_SECONDS, MAX_DECAY_DB_PER_S, PEAK_SEARCH_SECONDS,
+};
 pub use notes::{
     NoteFrame, NoteTracker, GATE_RANGE_DB, ONSET_RISE_DB, ONSET_SPAN_FRAMES, PEAK_DECAY_DB_PER_S,
     PITCH_CHANGE_FRAMES, PITCH_CHANGE_SEMITONES,
@@ -37,8 +41,8 @@ pub use pitch::{
 pub use sinusoids::{SinusoidKernel, KERNEL_LEAKAGE, KERNEL_OVERSAMPLE, MAX_KERNEL_REACH};
 pub use swap::{
     partial_amplitudes, ExemplarOptions, ExemplarSwap, Shift, ATTACK_SECONDS,
-    BELOW_FUNDAMENTAL_SLOPE, MAX_NOISE_BELOW_FUNDAMENTAL, MAX_PARTIALS, MAX_PARTIAL_GAIN_DB,
-    MAX_SHIFT_SEMITONES, NOISE_GAIN, SEMITONE_COST_FRAMES,
+    BELOW_FUNDAMENTAL_SLOPE, MAX_NOISE_BELOW_FUNDAMENTAL, MAX_NOTE_DECAY_DB, MAX_PARTIALS,
+    MAX_PARTIAL_GAIN_DB, MAX_SHIFT_SEMITONES, NOISE_GAIN, SEMITONE_COST_FRAMES,
 };
 
 /// Floor added to magnitudes before their logarithm (the shipped models' `mag_floor`).

@@ -22,6 +22,9 @@ pub const SEMITONE_COST_FRAMES: f32 = 6.0;
 /// moved this far and no further.
 pub const MAX_SHIFT_SEMITONES: f32 = 24.0;
 
+/// Most a reference's note decay takes off the input's level, in dB.
+pub const MAX_NOTE_DECAY_DB: f32 = 60.0;
+
 /// How the level of an output partial below the reference's fundamental falls with its
 /// frequency `f`: `(f / f0_ref)^BELOW_FUNDAMENTAL_SLOPE` times the fundamental's amplitude
 /// (2: 12 dB per octave). The reference shows nothing there; holding the fundamental's level
@@ -171,6 +174,11 @@ pub struct ExemplarSwap {
     seed: u32,
     /// Makes random-phase noise frames come out of the overlap-add at their own level.
     noise_gain: f32,
+    /// The input note's loudest frame so far, in dB.
+    note_peak_db: f32,
+    /// The gain the last frame's output takes after level matching: the reference's note
+    /// decay ([`ExemplarSwap::note_gain`]), linear.
+    note_gain: f32,
 }
 
 impl ExemplarSwap {
@@ -232,6 +240,8 @@ impl ExemplarSwap {
             kernel,
             seed: 0x2545_f491,
             noise_gain,
+            note_peak_db: f32::NEG_INFINITY,
+            note_gain: 1.0,
             opts,
             bank,
         }
@@ -248,6 +258,36 @@ impl ExemplarSwap {
         self.history.fill(0.0);
         self.phase = 0.0;
         self.last_f0 = 0.0;
+        self.note_peak_db = f32::NEG_INFINITY;
+        self.note_gain = 1.0;
+    }
+
+    /// The gain (at most 1) the last processed frame takes after its level has been matched
+    /// to the input's: the reference's notes' decay after their peak, as far as the input's
+    /// own note has not fallen as far already. Realtime-safe.
+    pub fn note_gain(&self) -> f32 {
+        self.note_gain
+    }
+
+    /// The note gain of an input frame at `frame_db` dB, note age `age` frames: the
+    /// reference's decay since its notes' peak ([`NoteDecay`](super::NoteDecay)), less what
+    /// the input's note has already fallen from its own peak (a struck input under a struck
+    /// reference does not decay twice), to at most [`MAX_NOTE_DECAY_DB`]. Realtime-safe.
+    fn decay_gain(&mut self, sounding: bool, age: u32, frame_db: f32) -> f32 {
+        if !sounding || !frame_db.is_finite() {
+            return 1.0;
+        }
+        if age == 0 {
+            self.note_peak_db = frame_db;
+        } else {
+            self.note_peak_db = self.note_peak_db.max(frame_db);
+        }
+        let d = self.bank.decay;
+        let after = age.saturating_sub(d.peak_frames) as f32;
+        let target = (d.db_per_frame * after).max(-MAX_NOTE_DECAY_DB);
+        let fallen = (frame_db - self.note_peak_db).min(0.0);
+        let db = (target - fallen).min(0.0);
+        10f32.powf(db / 20.0)
     }
 
     /// The bank frame for an input frame of note age `age` at `pitch` semitones.
@@ -331,6 +371,7 @@ impl ExemplarSwap {
         });
         let voiced = known.is_some() || trusted;
         let note = self.tracker.update(frame_db, pitch);
+        self.note_gain = self.decay_gain(note.sounding, note.age, frame_db);
         let j = self.choose(note.age, pitch);
         self.previous = Some(j);
         let row = self.bank.row(j);
