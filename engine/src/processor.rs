@@ -58,6 +58,8 @@ pub struct FrameParams {
     pub map_point: [f32; 2],
     /// Neural: share of the map point's timbre against the A/B morph, 0..=1.
     pub map_amount: f32,
+    /// Exemplar: share of a struck reference's note decay the output takes, 0..=1.
+    pub decay: f32,
 }
 
 impl Default for FrameParams {
@@ -70,6 +72,7 @@ impl Default for FrameParams {
             phase: PhaseMode::Input,
             map_point: [0.0; 2],
             map_amount: 0.0,
+            decay: 1.0,
         }
     }
 }
@@ -409,8 +412,14 @@ impl FrameProcessor {
         }
         self.level.apply(energy_in, &mut self.output);
         if path == Path::Exemplar {
-            let gain = self.note_gain(params.morph);
-            if gain != 1.0 {
+            let decay = if params.decay.is_finite() {
+                params.decay.clamp(0.0, 1.0)
+            } else {
+                1.0
+            };
+            let db = decay * self.note_decay_db(params.morph);
+            if db < 0.0 {
+                let gain = 10f32.powf(db / 20.0);
                 for c in self.output.iter_mut() {
                     *c *= gain;
                 }
@@ -434,20 +443,22 @@ impl FrameProcessor {
         }
     }
 
-    /// The exemplar slots' note gain for the frame just processed, blended by `morph` as their
-    /// outputs are (the Classic preset's share at gain 1).
-    fn note_gain(&self, morph: f32) -> f32 {
+    /// The exemplar slots' note decay for the frame just processed (dB, at most 0), blended
+    /// by `morph` as their outputs are (the Classic preset's share at 0 dB).
+    fn note_decay_db(&self, morph: f32) -> f32 {
         let morph = if morph.is_finite() {
             morph.clamp(0.0, 1.0)
         } else {
             0.0
         };
         match &self.exemplar {
-            [Some(a), Some(b)] => a.note_gain() + (b.note_gain() - a.note_gain()) * morph,
-            [Some(e), None] | [None, Some(e)] => {
-                e.note_gain() + (1.0 - e.note_gain()) * self.preset_share(morph)
+            [Some(a), Some(b)] => {
+                a.note_decay_db() + (b.note_decay_db() - a.note_decay_db()) * morph
             }
-            [None, None] => 1.0,
+            [Some(e), None] | [None, Some(e)] => {
+                e.note_decay_db() * (1.0 - self.preset_share(morph))
+            }
+            [None, None] => 0.0,
         }
     }
 

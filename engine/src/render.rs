@@ -47,6 +47,8 @@ pub struct RenderOptions<'a> {
     pub transpose: f32,
     /// Neural: phase reconstruction.
     pub phase: PhaseMode,
+    /// Exemplar: share of a struck reference's note decay the output takes, 0..=1.
+    pub decay: f32,
     /// Exemplar: the analysed clips of slots A and B (Exemplar mode falls back to Classic
     /// without them).
     pub exemplars: [Option<Arc<ExemplarBank>>; 2],
@@ -71,6 +73,7 @@ impl Default for RenderOptions<'_> {
             variation: 1.0,
             transpose: 0.0,
             phase: PhaseMode::Input,
+            decay: 1.0,
             exemplars: [None, None],
             latency_mode: LatencyMode::Normal,
         }
@@ -134,6 +137,7 @@ pub fn render(input: &DecodedAudio, opts: &RenderOptions) -> Result<Rendered, En
     let morph = vec![opts.morph.clamp(0.0, 1.0); block];
     let variation = vec![opts.variation; block];
     let transpose = vec![opts.transpose; block];
+    let decay = vec![opts.decay; block];
     let params = BlockParams {
         mix: &mix,
         gain: &gain,
@@ -145,6 +149,7 @@ pub fn render(input: &DecodedAudio, opts: &RenderOptions) -> Result<Rendered, En
         map_x: &[],
         map_y: &[],
         map_amount: &[],
+        decay: &decay,
     };
     let mut start = 0;
     while start < total {

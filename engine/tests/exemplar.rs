@@ -165,8 +165,8 @@ fn level_db(x: &[f32], seconds: std::ops::Range<f32>) -> f32 {
 }
 
 /// A struck reference (falling 20 dB a second) makes a held input's note fall as it does; a
-/// held reference leaves the input's level alone; and an input that already falls as the
-/// reference does is not made to fall twice.
+/// held reference leaves the input's level alone; an input that already falls as the
+/// reference does is not made to fall twice; and Decay scales the fall (0: none).
 #[test]
 fn a_struck_references_notes_decay_and_a_held_ones_do_not() {
     let cfg = StftConfig::default();
@@ -174,22 +174,41 @@ fn a_struck_references_notes_decay_and_a_held_ones_do_not() {
     let struck = decaying(tone(220.0, 30, 2.0, partials), -20.0);
     let held = tone(220.0, 30, 2.0, partials);
     let input = tone(330.0, 30, 2.0, partials);
-    // The input's level over a second of its note, as the output keeps it.
-    let fall = |input: &[f32], reference: &[f32]| {
+    // How far the output falls over a second of the input's note, in dB.
+    let fall = |input: &[f32], reference: &[f32], decay: f32| {
         let bank = Arc::new(ExemplarBank::new(&cfg, reference).expect("the tone sounds"));
-        let out = render_mode(input, SwapMode::Exemplar, [Some(bank), None], 0.0);
+        let audio = DecodedAudio {
+            sample_rate: SR,
+            channels: vec![input.to_vec()],
+            truncated: false,
+        };
+        let options = RenderOptions {
+            stft: cfg,
+            mode: SwapMode::Exemplar,
+            exemplars: [Some(bank), None],
+            decay,
+            ..Default::default()
+        };
+        let out = &render(&audio, &options).unwrap().audio.channels[0];
         assert!(out.iter().all(|v| v.is_finite()));
-        level_db(&out, 1.3..1.5) - level_db(&out, 0.3..0.5)
+        level_db(out, 1.3..1.5) - level_db(out, 0.3..0.5)
     };
-    let struck_fall = fall(&input, &struck);
+    let struck_fall = fall(&input, &struck, 1.0);
     assert!(
         (struck_fall + 20.0).abs() < 2.0,
         "struck: {struck_fall:.1} dB"
     );
-    let held_fall = fall(&input, &held);
+    let half = fall(&input, &struck, 0.5);
+    assert!(
+        (half + 10.0).abs() < 1.5,
+        "struck at Decay 50 %: {half:.1} dB"
+    );
+    let none = fall(&input, &struck, 0.0);
+    assert!(none.abs() < 1.0, "struck at Decay 0: {none:.1} dB");
+    let held_fall = fall(&input, &held, 1.0);
     assert!(held_fall.abs() < 1.0, "held: {held_fall:.1} dB");
     let falling_input = decaying(input.clone(), -20.0);
-    let both_fall = fall(&falling_input, &struck);
+    let both_fall = fall(&falling_input, &struck, 1.0);
     assert!(
         (both_fall + 20.0).abs() < 2.0,
         "both struck: {both_fall:.1} dB"
@@ -405,6 +424,7 @@ fn exemplar_process_does_not_allocate() {
                 map_x: &[],
                 map_y: &[],
                 map_amount: &[],
+                decay: &[],
             };
             assert_no_alloc(|| {
                 e.process(&mut [&mut buf[..]], &params);
@@ -483,6 +503,7 @@ fn a_state_with_the_same_clip_does_not_restart_it() {
                 map_x: &[],
                 map_y: &[],
                 map_amount: &[],
+                decay: &[],
             };
             e.process(&mut [&mut buf[..]], &params);
             out.extend_from_slice(&buf);

@@ -75,6 +75,7 @@ fn run(engine: &mut Engine, x: &[f32], blocks: &[usize], p: FrameParams) -> Vec<
         map_x: &[],
         map_y: &[],
         map_amount: &[],
+        decay: &[],
     };
     let mut out = x.to_vec();
     let mut start = 0;
@@ -343,6 +344,7 @@ fn neural_process_does_not_allocate() {
                 map_x: &map_x,
                 map_y: &map_y,
                 map_amount: if i % 50 < 25 { &map_amount } else { &[] },
+                decay: &[],
             };
             assert_no_alloc(|| {
                 e.process(&mut [&mut buf[..]], &params);
@@ -513,6 +515,7 @@ fn map_point_at_an_anchor_plays_that_instrument() {
             map_x: &mx,
             map_y: &my,
             map_amount: &ma,
+            decay: &[],
             ..BlockParams::new(&mix, &gain, &morph)
         };
         let mut out = x.clone();

@@ -1,4 +1,4 @@
-//! The editor, landscape (900×560 by default, `editor/layout.rs`): a header with the title and
+//! The editor, landscape (980×560 by default, `editor/layout.rs`): a header with the title and
 //! the neural model (a drop zone for model files), the two reference cards on the left
 //! (`editor/slot.rs`: drop zones with the clip's waveform, name, length and level, the preset
 //! picker, the slot's own error), the timbre map (`editor/timbre_map.rs`), a knob per parameter
@@ -579,7 +579,7 @@ impl TimbreswapApp {
     fn knobs(&self, ui: &mut egui::Ui, setter: &ParamSetter, rect: Rect, per_row: usize) {
         let p = &self.params;
         let cell = (rect.width() / per_row as f32).min(knob::CELL_WIDTH);
-        let row_h = rect.height() / (layout::KNOBS / per_row) as f32;
+        let row_h = rect.height() / layout::KNOBS.div_ceil(per_row) as f32;
         let x0 = rect.left() + (rect.width() - cell * per_row as f32) / 2.0;
         let place = |i: usize| {
             Rect::from_min_size(
@@ -612,6 +612,9 @@ impl TimbreswapApp {
         });
         next(ui, &mut |ui| {
             knob::knob(ui, &p.mode, setter, "Mode", "Classic: the reference's average spectral envelope on your sound. Neural: the learned model re-plays your notes and expression with the reference's timbre. Exemplar: your notes and dynamics re-played with the reference clip's own partials and noise (presets play Classic)");
+        });
+        next(ui, &mut |ui| {
+            knob::knob(ui, &p.decay, setter, "Decay", "Exemplar: how much of a struck or plucked reference's note decay you hear. 100 % a held note fades as the reference's notes do, 0 % it keeps your level");
         });
         next(ui, &mut |ui| {
             knob::knob(ui, &p.variation, setter, "Variation", "Neural: how much of your playing's expression is kept. 0 % flat, 100 % as played, 200 % exaggerated");

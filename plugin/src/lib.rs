@@ -46,6 +46,8 @@ pub struct Timbreswap {
     variation: Vec<f32>,
     /// Per-sample Transpose values of the current block (semitones); sized in `activate`.
     transpose: Vec<f32>,
+    /// Per-sample Decay values of the current block (0..=1); sized in `activate`.
+    decay: Vec<f32>,
     /// Per-sample timbre-map point and amount of the current block (normalised map
     /// coordinates, 0..=1); sized in `activate`.
     map: [Vec<f32>; 3],
@@ -83,6 +85,7 @@ impl Default for Timbreswap {
             morph: Vec::new(),
             variation: Vec::new(),
             transpose: Vec::new(),
+            decay: Vec::new(),
             map: [Vec::new(), Vec::new(), Vec::new()],
             editor_state: Arc::new(editor::EditorState::default()),
             pacing: pacing::Pacing::default(),
@@ -271,6 +274,7 @@ impl Plugin for Timbreswap {
                 self.morph = vec![0.0; max_block];
                 self.variation = vec![1.0; max_block];
                 self.transpose = vec![0.0; max_block];
+                self.decay = vec![1.0; max_block];
                 self.map = [
                     vec![0.0; max_block],
                     vec![0.0; max_block],
@@ -358,6 +362,7 @@ impl Plugin for Timbreswap {
                 .transpose
                 .smoothed
                 .next_block(&mut self.transpose, len);
+            self.params.decay.smoothed.next_block(&mut self.decay, len);
             let [map_x, map_y, map_amount] = &mut self.map;
             self.params.timbre_x.smoothed.next_block(map_x, len);
             self.params.timbre_y.smoothed.next_block(map_y, len);
@@ -383,6 +388,7 @@ impl Plugin for Timbreswap {
                     map_x: &self.map[0][..len],
                     map_y: &self.map[1][..len],
                     map_amount: &self.map[2][..len],
+                    decay: &self.decay[..len],
                 },
             );
             self.output_follower

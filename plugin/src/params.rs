@@ -132,6 +132,11 @@ pub struct TimbreswapParams {
     /// Neural: how much the map point's timbre replaces the A/B morph, 0..=1 (shown in %).
     #[id = "map-amount"]
     pub map_amount: FloatParam,
+    /// Exemplar: how much of a struck reference's note decay the output takes, 0..=1 (shown
+    /// in %): 100 % a held note fades as the reference's notes do, 0 % it keeps the input's
+    /// level.
+    #[id = "decay"]
+    pub decay: FloatParam,
     /// Normal or low latency (not automatable: a change restarts the plugin).
     #[id = "latency"]
     pub latency: EnumParam<Latency>,
@@ -233,6 +238,11 @@ impl Default for TimbreswapParams {
             .with_unit(" %")
             .with_value_to_string(formatters::v2s_f32_percentage(0))
             .with_string_to_value(formatters::s2v_f32_percentage()),
+            decay: FloatParam::new("Decay", 1.0, FloatRange::Linear { min: 0.0, max: 1.0 })
+                .with_smoother(SmoothingStyle::Linear(SMOOTHING_MS))
+                .with_unit(" %")
+                .with_value_to_string(formatters::v2s_f32_percentage(0))
+                .with_string_to_value(formatters::s2v_f32_percentage()),
             latency: EnumParam::new("Latency", Latency::Normal).non_automatable(),
             model_path: Persisted::new(None, restores.clone()),
             model_weights: Persisted::new(None, restores.clone()),

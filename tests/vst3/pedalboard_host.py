@@ -87,6 +87,7 @@ def check_parameters(plugin):
         "timbre_x": (-1.0, 1.0),
         "timbre_y": (-1.0, 1.0),
         "map_amount": (0.0, 100.0),
+        "decay": (0.0, 100.0),
     }
     params = plugin.parameters
     for name, (low, high) in expected.items():

@@ -96,6 +96,9 @@ pub struct BlockParams<'a> {
     pub map_y: &'a [f32],
     /// Neural: share of the map point against the A/B morph, 0..=1; empty = 0 throughout.
     pub map_amount: &'a [f32],
+    /// Exemplar: share of a struck reference's note decay the output takes, 0..=1 (clamped;
+    /// non-finite: 1); empty = 1 throughout.
+    pub decay: &'a [f32],
 }
 
 impl<'a> BlockParams<'a> {
@@ -112,6 +115,7 @@ impl<'a> BlockParams<'a> {
             map_x: &[],
             map_y: &[],
             map_amount: &[],
+            decay: &[],
         }
     }
 
@@ -129,6 +133,7 @@ impl<'a> BlockParams<'a> {
                 self.map_y.get(j).copied().unwrap_or(0.0),
             ],
             map_amount: self.map_amount.get(j).copied().unwrap_or(0.0),
+            decay: self.decay.get(j).copied().unwrap_or(1.0),
         }
     }
 }

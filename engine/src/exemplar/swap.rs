@@ -176,9 +176,9 @@ pub struct ExemplarSwap {
     noise_gain: f32,
     /// The input note's loudest frame so far, in dB.
     note_peak_db: f32,
-    /// The gain the last frame's output takes after level matching: the reference's note
-    /// decay ([`ExemplarSwap::note_gain`]), linear.
-    note_gain: f32,
+    /// The level change the last frame's output takes after level matching: the reference's
+    /// note decay ([`ExemplarSwap::note_decay_db`]), in dB (at most 0).
+    note_decay_db: f32,
 }
 
 impl ExemplarSwap {
@@ -241,7 +241,7 @@ impl ExemplarSwap {
             seed: 0x2545_f491,
             noise_gain,
             note_peak_db: f32::NEG_INFINITY,
-            note_gain: 1.0,
+            note_decay_db: 0.0,
             opts,
             bank,
         }
@@ -259,23 +259,23 @@ impl ExemplarSwap {
         self.phase = 0.0;
         self.last_f0 = 0.0;
         self.note_peak_db = f32::NEG_INFINITY;
-        self.note_gain = 1.0;
+        self.note_decay_db = 0.0;
     }
 
-    /// The gain (at most 1) the last processed frame takes after its level has been matched
-    /// to the input's: the reference's notes' decay after their peak, as far as the input's
-    /// own note has not fallen as far already. Realtime-safe.
-    pub fn note_gain(&self) -> f32 {
-        self.note_gain
+    /// The level change (dB, at most 0) the last processed frame takes after its level has
+    /// been matched to the input's: the reference's notes' decay after their peak, as far as
+    /// the input's own note has not fallen as far already. Realtime-safe.
+    pub fn note_decay_db(&self) -> f32 {
+        self.note_decay_db
     }
 
-    /// The note gain of an input frame at `frame_db` dB, note age `age` frames: the
+    /// The note decay (dB) of an input frame at `frame_db` dB, note age `age` frames: the
     /// reference's decay since its notes' peak ([`NoteDecay`](super::NoteDecay)), less what
     /// the input's note has already fallen from its own peak (a struck input under a struck
     /// reference does not decay twice), to at most [`MAX_NOTE_DECAY_DB`]. Realtime-safe.
-    fn decay_gain(&mut self, sounding: bool, age: u32, frame_db: f32) -> f32 {
+    fn decay_db(&mut self, sounding: bool, age: u32, frame_db: f32) -> f32 {
         if !sounding || !frame_db.is_finite() {
-            return 1.0;
+            return 0.0;
         }
         if age == 0 {
             self.note_peak_db = frame_db;
@@ -286,8 +286,7 @@ impl ExemplarSwap {
         let after = age.saturating_sub(d.peak_frames) as f32;
         let target = (d.db_per_frame * after).max(-MAX_NOTE_DECAY_DB);
         let fallen = (frame_db - self.note_peak_db).min(0.0);
-        let db = (target - fallen).min(0.0);
-        10f32.powf(db / 20.0)
+        (target - fallen).min(0.0)
     }
 
     /// The bank frame for an input frame of note age `age` at `pitch` semitones.
@@ -371,7 +370,7 @@ impl ExemplarSwap {
         });
         let voiced = known.is_some() || trusted;
         let note = self.tracker.update(frame_db, pitch);
-        self.note_gain = self.decay_gain(note.sounding, note.age, frame_db);
+        self.note_decay_db = self.decay_db(note.sounding, note.age, frame_db);
         let j = self.choose(note.age, pitch);
         self.previous = Some(j);
         let row = self.bank.row(j);

@@ -5,8 +5,9 @@
 
 use egui::{Pos2, Rect, Vec2};
 
-/// Editor size when first opened, in logical pixels (landscape, like a host's plugin window).
-pub const DEFAULT_SIZE: (u32, u32) = (900, 560);
+/// Editor size when first opened, in logical pixels (landscape, like a host's plugin window;
+/// wide enough for the knobs in one row).
+pub const DEFAULT_SIZE: (u32, u32) = (980, 560);
 /// Smallest editor size, in logical pixels.
 pub const MIN_SIZE: (u32, u32) = (800, 500);
 /// Largest editor size, in logical pixels.
@@ -26,7 +27,7 @@ pub const MIN_KNOB_CELL: f32 = 70.0;
 /// Widest knob cell, in logical pixels.
 pub const MAX_KNOB_CELL: f32 = 96.0;
 /// Knobs in the editor.
-pub const KNOBS: usize = 8;
+pub const KNOBS: usize = 9;
 /// Width of the meters beside the spectra, in logical pixels.
 pub const METERS: f32 = 132.0;
 
@@ -41,7 +42,7 @@ pub struct Layout {
     pub map: Rect,
     /// The knobs.
     pub knobs: Rect,
-    /// Knobs per row (all in one row, or two rows).
+    /// Knobs per row (all in one row, or two rows, the second one shorter if they are odd).
     pub knobs_per_row: usize,
     /// The spectra.
     pub spectra: Rect,
@@ -77,9 +78,9 @@ impl Layout {
         let knobs_per_row = if right_w / KNOBS as f32 >= MIN_KNOB_CELL {
             KNOBS
         } else {
-            KNOBS / 2
+            KNOBS.div_ceil(2)
         };
-        let knob_rows = KNOBS / knobs_per_row;
+        let knob_rows = KNOBS.div_ceil(knobs_per_row);
         let knob_h = KNOB_ROW * knob_rows as f32;
         let body_h = bottom - top;
         // The map gets 55 % of what the knobs leave, the live view the rest.
@@ -184,10 +185,18 @@ mod tests {
                 layout.slots
             );
             assert!(layout.knob_cell() >= MIN_KNOB_CELL, "{w}x{h}");
-            assert_eq!(KNOBS % layout.knobs_per_row, 0);
+            // Every knob has a cell: the rows hold them all, and no row is empty.
+            let rows = (layout.knobs.height() / KNOB_ROW).round() as usize;
+            assert!(rows * layout.knobs_per_row >= KNOBS, "{w}x{h}");
+            assert!((rows - 1) * layout.knobs_per_row < KNOBS, "{w}x{h}");
         }
         let (w, h) = DEFAULT_SIZE;
         assert!(w > h, "the default size is landscape");
+        // At the default size the knobs take one row.
+        assert_eq!(
+            Layout::new(Vec2::new(w as f32, h as f32)).knobs_per_row,
+            KNOBS
+        );
         // Outside the allowed range the layout is that of the nearest allowed size.
         assert_eq!(
             Layout::new(Vec2::new(10.0, 10.0)),

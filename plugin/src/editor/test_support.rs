@@ -51,7 +51,10 @@ impl GuiContextInner for Recorder {
 }
 
 /// The test screen, in points: the editor's default size.
-pub const SCREEN: Vec2 = Vec2::new(900.0, 560.0);
+pub const SCREEN: Vec2 = Vec2::new(
+    super::layout::DEFAULT_SIZE.0 as f32,
+    super::layout::DEFAULT_SIZE.1 as f32,
+);
 
 /// Runs one egui frame per entry of `frames` (each the events of that frame, 50 ms apart)
 /// with `ui` drawing into the root; returns the number of shapes of the last frame.

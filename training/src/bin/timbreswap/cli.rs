@@ -433,6 +433,10 @@ pub(crate) struct RenderArgs {
     /// Neural: output phase.
     #[arg(long, value_enum, default_value_t = PhaseArg::Input)]
     pub(crate) phase: PhaseArg,
+    /// Exemplar: share of a struck reference's note decay the output takes, 0..1 (the
+    /// plugin's Decay; 0 keeps the input's level).
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) decay: f32,
     /// The latency the engine is built for (the plugin's Latency setting).
     #[arg(long, value_enum, default_value_t = LatencyArg::Normal)]
     pub(crate) latency: LatencyArg,

@@ -31,6 +31,7 @@ pub(crate) fn run(args: RenderArgs) -> Result<()> {
         variation,
         transpose,
         phase,
+        decay,
         latency,
         out,
     } = args;
@@ -40,7 +41,7 @@ pub(crate) fn run(args: RenderArgs) -> Result<()> {
     if !(-12.0..=12.0).contains(&transpose) {
         bail!("--transpose must be within -12..12 semitones (got {transpose})");
     }
-    for (name, v) in [("--morph", morph), ("--mix", mix)] {
+    for (name, v) in [("--morph", morph), ("--mix", mix), ("--decay", decay)] {
         if !(0.0..=1.0).contains(&v) {
             bail!("{name} must be within 0..1 (got {v})");
         }
@@ -117,6 +118,7 @@ pub(crate) fn run(args: RenderArgs) -> Result<()> {
             latent_b: latent_b.as_deref(),
             variation,
             transpose,
+            decay,
             phase: match phase {
                 PhaseArg::Input => PhaseMode::Input,
                 PhaseArg::Reconstruct => PhaseMode::Reconstruct,
