@@ -166,7 +166,8 @@ fn level_db(x: &[f32], seconds: std::ops::Range<f32>) -> f32 {
 
 /// A struck reference (falling 20 dB a second) makes a held input's note fall as it does; a
 /// held reference leaves the input's level alone; an input that already falls as the
-/// reference does is not made to fall twice; and Decay scales the fall (0: none).
+/// reference does is not made to fall twice; and Decay scales the fall (0: none; outside
+/// 0..=1 it is held to the range, and a non-finite value plays as the default, 1).
 #[test]
 fn a_struck_references_notes_decay_and_a_held_ones_do_not() {
     let cfg = StftConfig::default();
@@ -174,8 +175,8 @@ fn a_struck_references_notes_decay_and_a_held_ones_do_not() {
     let struck = decaying(tone(220.0, 30, 2.0, partials), -20.0);
     let held = tone(220.0, 30, 2.0, partials);
     let input = tone(330.0, 30, 2.0, partials);
-    // How far the output falls over a second of the input's note, in dB.
-    let fall = |input: &[f32], reference: &[f32], decay: f32| {
+    // The output of `input` under `reference` at Decay `decay`.
+    let play = |input: &[f32], reference: &[f32], decay: f32| {
         let bank = Arc::new(ExemplarBank::new(&cfg, reference).expect("the tone sounds"));
         let audio = DecodedAudio {
             sample_rate: SR,
@@ -189,9 +190,14 @@ fn a_struck_references_notes_decay_and_a_held_ones_do_not() {
             decay,
             ..Default::default()
         };
-        let out = &render(&audio, &options).unwrap().audio.channels[0];
+        let out = render(&audio, &options).unwrap().audio.channels[0].clone();
         assert!(out.iter().all(|v| v.is_finite()));
-        level_db(out, 1.3..1.5) - level_db(out, 0.3..0.5)
+        out
+    };
+    // How far the output falls over a second of the input's note, in dB.
+    let fall = |input: &[f32], reference: &[f32], decay: f32| {
+        let out = play(input, reference, decay);
+        level_db(&out, 1.3..1.5) - level_db(&out, 0.3..0.5)
     };
     let struck_fall = fall(&input, &struck, 1.0);
     assert!(
@@ -207,6 +213,17 @@ fn a_struck_references_notes_decay_and_a_held_ones_do_not() {
     assert!(none.abs() < 1.0, "struck at Decay 0: {none:.1} dB");
     let held_fall = fall(&input, &held, 1.0);
     assert!(held_fall.abs() < 1.0, "held: {held_fall:.1} dB");
+    for (given, played) in [
+        (f32::NAN, 1.0),
+        (f32::INFINITY, 1.0),
+        (7.0, 1.0),
+        (-2.0, 0.0),
+    ] {
+        assert!(
+            play(&input, &struck, given) == play(&input, &struck, played),
+            "Decay {given} plays as {played}"
+        );
+    }
     let falling_input = decaying(input.clone(), -20.0);
     let both_fall = fall(&falling_input, &struck, 1.0);
     assert!(
