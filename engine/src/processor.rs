@@ -397,6 +397,7 @@ impl FrameProcessor {
             }
         }
         let energy_in: f32 = self.spectrum.iter().map(|c| c.norm_sqr()).sum();
+        let morph = unit_share(params.morph, 0.0);
         match (path, self.neural.as_mut()) {
             (Path::Neural, Some(neural)) => {
                 if switched {
@@ -407,17 +408,12 @@ impl FrameProcessor {
                     return None;
                 }
             }
-            (Path::Exemplar, _) => self.exemplar(frame, params.morph, switched),
-            _ => self.classic(params.morph),
+            (Path::Exemplar, _) => self.exemplar(frame, morph, switched),
+            _ => self.classic(morph),
         }
         self.level.apply(energy_in, &mut self.output);
         if path == Path::Exemplar {
-            let decay = if params.decay.is_finite() {
-                params.decay.clamp(0.0, 1.0)
-            } else {
-                1.0
-            };
-            let db = decay * self.note_decay_db(params.morph);
+            let db = unit_share(params.decay, 1.0) * self.note_decay_db(morph);
             if db < 0.0 {
                 let gain = 10f32.powf(db / 20.0);
                 for c in self.output.iter_mut() {
@@ -444,13 +440,8 @@ impl FrameProcessor {
     }
 
     /// The exemplar slots' note decay for the frame just processed (dB, at most 0), blended
-    /// by `morph` as their outputs are (the Classic preset's share at 0 dB).
+    /// by `morph` (0..=1) as their outputs are (the Classic preset's share at 0 dB).
     fn note_decay_db(&self, morph: f32) -> f32 {
-        let morph = if morph.is_finite() {
-            morph.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
         match &self.exemplar {
             [Some(a), Some(b)] => {
                 a.note_decay_db() + (b.note_decay_db() - a.note_decay_db()) * morph
@@ -465,13 +456,9 @@ impl FrameProcessor {
     /// Exemplar swap of the current frame into `self.output`. With two clips, Morph's blend
     /// of the two (both run every frame so their streams stay aligned: the same measured pitch
     /// and phase, so the blend is phase-coherent). With one clip, the other slot's Classic
-    /// timbre (a preset) takes its share of Morph, and an empty other slot none.
+    /// timbre (a preset) takes its share of Morph, and an empty other slot none. `morph`:
+    /// 0..=1.
     fn exemplar(&mut self, frame: &[f32], morph: f32, switched: bool) {
-        let morph = if morph.is_finite() {
-            morph.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
         if switched {
             for e in self.exemplar.iter_mut().flatten() {
                 e.reset();
@@ -506,13 +493,8 @@ impl FrameProcessor {
     }
 
     /// Classic swap of the current frame into `self.output`: keep its fine structure and
-    /// phase, `Y = X * exp(target - envelope)`.
+    /// phase, `Y = X * exp(target - envelope)`, the target blended by `morph` (0..=1).
     fn classic(&mut self, morph: f32) {
-        let morph = if morph.is_finite() {
-            morph.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
         match (&self.timbre_a, &self.timbre_b) {
             (None, None) => {}
             (Some(a), None) => self.target.copy_from_slice(a),
@@ -544,6 +526,16 @@ impl FrameProcessor {
         {
             *o = c * (t + shift - e).clamp(-80.0, 80.0).exp();
         }
+    }
+}
+
+/// `v` held to 0..=1; `non_finite` where it is NaN or infinite (a host's or caller's
+/// out-of-range control value).
+fn unit_share(v: f32, non_finite: f32) -> f32 {
+    if v.is_finite() {
+        v.clamp(0.0, 1.0)
+    } else {
+        non_finite
     }
 }
 
