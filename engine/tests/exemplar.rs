@@ -384,15 +384,16 @@ fn settings(mode: ProcessingMode) -> EngineSettings {
 }
 
 /// `Engine::process` in Exemplar mode, realtime and offline, in either latency mode, with the
-/// model loaded, while the clips change from the control side, Morph moves and Mode switches,
-/// does not allocate.
+/// model loaded, while the clips change from the control side, Morph and Decay move and Mode
+/// switches, does not allocate. Clip B is struck (it falls 20 dB a second), so its note decay
+/// scales the output.
 #[test]
 fn exemplar_process_does_not_allocate() {
     let cfg = StftConfig::default();
     let bank_a =
         Arc::new(ExemplarBank::new(&cfg, &tone(220.0, 30, 1.0, |h| 1.0 / h as f32)).unwrap());
-    let bank_b =
-        Arc::new(ExemplarBank::new(&cfg, &tone(330.0, 30, 1.0, |h| 1.0 / (h * h) as f32)).unwrap());
+    let struck = decaying(tone(330.0, 30, 1.0, |h| 1.0 / (h * h) as f32), -20.0);
+    let bank_b = Arc::new(ExemplarBank::new(&cfg, &struck).unwrap());
     let x: Vec<f32> = (0..300 * 128)
         .map(|i| 0.3 * (std::f32::consts::TAU * 196.0 * i as f32 / 48_000.0).sin())
         .collect();
@@ -416,6 +417,7 @@ fn exemplar_process_does_not_allocate() {
             vec![0.0; 128],
         );
         let morph: Vec<f32> = (0..128).map(|i| i as f32 / 127.0).collect();
+        let decay: Vec<f32> = morph.iter().map(|m| 1.0 - m).collect();
         let mut buf = vec![0.0f32; 128];
         let before = violation_count();
         let mut loud = 0;
@@ -441,7 +443,7 @@ fn exemplar_process_does_not_allocate() {
                 map_x: &[],
                 map_y: &[],
                 map_amount: &[],
-                decay: &[],
+                decay: &decay,
             };
             assert_no_alloc(|| {
                 e.process(&mut [&mut buf[..]], &params);
