@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use timbreswap_training::dataset::{self, render_dataset, DatasetOptions, SetChoice};
 use timbreswap_training::instruments::Instrument;
-use timbreswap_training::manifest::{fnv1a, read_manifest, write_manifest, Set, Split};
+use timbreswap_training::manifest::{
+    fnv1a, read_clip_audio, read_manifest, write_manifest, Set, Split,
+};
 use timbreswap_training::transfer::{
     evaluate_systems, instruments_from_manifest, spectral_centroid, spectral_flatness, Classic,
     Dry, FeatureExtractor, FnSystem, Oracle, TransferOptions, TransferPair, TransferSystem,
@@ -200,7 +202,13 @@ fn end_to_end_on_a_tiny_timgm_dataset() {
     });
     let classic = Classic::default();
     let systems: [&dyn TransferSystem; 4] = [&Dry, &oracle, &classic, &half];
-    let report = evaluate_systems(&opts, &systems, &|_, _, _| {}).unwrap();
+    let listen = out.join("listen");
+    std::fs::create_dir_all(&listen).unwrap();
+    let written = TransferOptions {
+        write_audio: Some(listen.clone()),
+        ..opts.clone()
+    };
+    let report = evaluate_systems(&written, &systems, &|_, _, _| {}).unwrap();
     println!("{}", report.to_markdown());
     println!(
         "dataset render {render_s:.1} s, evaluation {:.1} s",
@@ -246,6 +254,32 @@ fn end_to_end_on_a_tiny_timgm_dataset() {
         dry.classified_as_a.unwrap(),
         report.classifier.clean_source_accuracy
     );
+
+    // Every pair's audio was written to listen to: the source and reference as the dataset
+    // holds them, the dry row the source itself, the "half" row the source at half level.
+    let wav = |source: &Path, reference: &Path, name: &str| -> Vec<f32> {
+        let stem = |p: &Path| p.file_stem().unwrap().to_string_lossy().into_owned();
+        let path = listen.join(format!("{}__{}__{name}.wav", stem(source), stem(reference)));
+        let mut r = hound::WavReader::open(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        assert_eq!(r.spec().sample_rate, RATE);
+        r.samples::<f32>().map(Result::unwrap).collect()
+    };
+    let by_path = |path: &Path| records.iter().find(|r| r.path == path).unwrap();
+    for p in &report.pairs {
+        let (source, reference) = (by_path(&p.source), by_path(&p.reference));
+        let clip = read_clip_audio(&out, source, RATE).unwrap();
+        let (s, r) = (&source.path, &reference.path);
+        assert_eq!(wav(s, r, "source"), clip);
+        assert_eq!(
+            wav(s, r, "reference"),
+            read_clip_audio(&out, reference, RATE).unwrap()
+        );
+        assert_eq!(wav(s, r, "dry"), clip);
+        let halved: Vec<f32> = clip.iter().map(|v| v * 0.5).collect();
+        assert_eq!(wav(s, r, "half"), halved);
+        assert_eq!(wav(s, r, "oracle").len(), clip.len());
+        assert_eq!(wav(s, r, "classic").len(), clip.len());
+    }
 
     let md = report.to_markdown();
     assert!(md.starts_with(TABLE_HEADER), "{md}");

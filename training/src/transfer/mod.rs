@@ -165,6 +165,14 @@ pub enum TransferError {
     /// The classifier's index could not be built.
     #[error(transparent)]
     Knn(#[from] knn::KnnError),
+    /// An output could not be written to [`TransferOptions::write_audio`].
+    #[error("writing {path}: {source}")]
+    WriteAudio {
+        /// The file that was being written.
+        path: PathBuf,
+        /// Underlying error.
+        source: hound::Error,
+    },
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,6 +216,11 @@ pub struct TransferOptions {
     /// test-split phrase of the same instrument B ([`phrase_references`]), as a user would
     /// drag a clip of several notes. Sources, B, oracle and classifier are unchanged.
     pub phrase_references: bool,
+    /// A folder to write every pair's audio into, to listen to: the source, the reference and
+    /// each row's output, as 32-bit float WAV files at the dataset's rate named
+    /// `SOURCE__REFERENCE__ROW.wav` (file stems; the row's spaces and slashes as `_`). `None`:
+    /// nothing is written.
+    pub write_audio: Option<PathBuf>,
 }
 
 impl TransferOptions {
@@ -222,6 +235,7 @@ impl TransferOptions {
             pitch_range: PitchRange::Instrument,
             voice_sources: false,
             phrase_references: false,
+            write_audio: None,
         }
     }
 }
@@ -259,6 +273,8 @@ struct Context<'a> {
     pitch_range: PitchRange,
     /// With sung sources: the phrase generator's seed (the scores are regenerated from it).
     voice_phrase_seed: Option<u64>,
+    /// Where each pair's audio is written ([`TransferOptions::write_audio`]).
+    write_audio: Option<&'a Path>,
 }
 
 impl Context<'_> {
@@ -353,6 +369,17 @@ impl Context<'_> {
             out.resize(source.len(), 0.0);
             outputs.push((out, transfer_s));
         }
+        if let Some(dir) = self.write_audio {
+            let named =
+                self.systems.iter().zip(&outputs).map(|(system, (out, _))| {
+                    (system.name().replace([' ', '/'], "_"), out.as_slice())
+                });
+            let clips = [("source".to_string(), source.as_slice())]
+                .into_iter()
+                .chain([("reference".to_string(), reference.as_slice())])
+                .chain(named);
+            write_pair_audio(dir, &src_rec.path, &ref_rec.path, self.rate, clips)?;
+        }
         // The oracle row's output is what every row's distance is measured to.
         let oracle = self
             .systems
@@ -397,6 +424,42 @@ impl Context<'_> {
             feature_calls,
         })
     }
+}
+
+/// Writes one pair's clips into `dir` as `SOURCE__REFERENCE__NAME.wav` (32-bit float, mono,
+/// `rate` Hz; `source` and `reference` are the clips' paths, of which the file stems are used).
+fn write_pair_audio<'c>(
+    dir: &Path,
+    source: &Path,
+    reference: &Path,
+    rate: u32,
+    clips: impl Iterator<Item = (String, &'c [f32])>,
+) -> Result<(), TransferError> {
+    let stem = |p: &Path| {
+        p.file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+    };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    for (name, samples) in clips {
+        let path = dir.join(format!("{}__{}__{name}.wav", stem(source), stem(reference)));
+        let write = || -> Result<(), hound::Error> {
+            let mut w = hound::WavWriter::create(&path, spec)?;
+            for v in samples {
+                w.write_sample(*v)?;
+            }
+            w.finalize()
+        };
+        write().map_err(|source| TransferError::WriteAudio {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
@@ -485,6 +548,7 @@ pub fn evaluate_systems(
         instruments: &instruments,
         pitch_range: opts.pitch_range,
         voice_phrase_seed: opts.voice_sources.then_some(opts.phrase_seed),
+        write_audio: opts.write_audio.as_deref(),
     };
     let sources_start = Instant::now();
     let done = AtomicUsize::new(0);

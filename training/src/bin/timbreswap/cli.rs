@@ -340,6 +340,11 @@ pub(crate) struct EvalTransferArgs {
     /// user would drag) instead of one note; the same sources, B and oracle.
     #[arg(long)]
     pub(crate) phrase_references: bool,
+    /// Write every pair's audio into this folder (created if missing), to listen to: the
+    /// source, the reference and each row's output as 32-bit float WAV files named
+    /// SOURCE__REFERENCE__ROW.wav
+    #[arg(long)]
+    pub(crate) write_audio: Option<PathBuf>,
     /// Write the report as JSON here too.
     #[arg(long)]
     pub(crate) json: Option<PathBuf>,

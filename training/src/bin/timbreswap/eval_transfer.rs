@@ -22,6 +22,7 @@ pub(crate) fn run(args: EvalTransferArgs, command_line: String) -> Result<()> {
         pitch_range,
         voice_sources,
         phrase_references,
+        write_audio,
         json,
         models,
         engine,
@@ -228,6 +229,9 @@ pub(crate) fn run(args: EvalTransferArgs, command_line: String) -> Result<()> {
         )
         .context("progress bar template")?,
     );
+    if let Some(dir) = &write_audio {
+        std::fs::create_dir_all(dir).with_context(|| format!("--write-audio {}", dir.display()))?;
+    }
     let opts = TransferOptions {
         data,
         soundfont,
@@ -237,6 +241,7 @@ pub(crate) fn run(args: EvalTransferArgs, command_line: String) -> Result<()> {
         pitch_range,
         voice_sources,
         phrase_references,
+        write_audio,
     };
     let mut report = evaluate_transfer(&opts, &extra, &|stage, done, total| {
         bar.set_message(stage.to_string());
