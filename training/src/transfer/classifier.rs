@@ -114,6 +114,20 @@ impl InstrumentClassifier {
     pub fn classify_clip(&self, samples: &[f32]) -> Option<u32> {
         majority(&self.classify_rows(&self.active_rows(samples)))
     }
+
+    /// Every active frame of `samples` with its label: `(frame, program)`, frames of
+    /// [`FEATURE_HOP`](super::FEATURE_HOP) samples from the start, ascending. The labels
+    /// [`classify_clip`](Self::classify_clip) votes on, with where they lie in time.
+    pub fn frame_labels(&self, samples: &[f32]) -> Vec<(usize, u32)> {
+        let features = self.extractor.analyse(samples);
+        let frames = active_frames(&features.frame_db);
+        let mut rows = Vec::with_capacity(frames.len() * FEATURE_DIM);
+        for &f in &frames {
+            rows.extend_from_slice(features.row(f));
+        }
+        standardise(&mut rows, &self.mean, &self.inv_std);
+        frames.into_iter().zip(self.classify_rows(&rows)).collect()
+    }
 }
 
 fn standardise(rows: &mut [f32], mean: &[f32], inv_std: &[f32]) {
@@ -127,6 +141,77 @@ fn standardise(rows: &mut [f32], mean: &[f32], inv_std: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transfer::{FEATURE_FFT, FEATURE_HOP};
+
+    /// `seconds` of a tone at `hz` (label 1 below) or, with `hz` 0, of white noise (label 2).
+    fn signal(hz: f32, seconds: f32, seed: &mut u32) -> Vec<f32> {
+        let n = (seconds * 32_000.0) as usize;
+        (0..n)
+            .map(|i| {
+                if hz > 0.0 {
+                    0.3 * (std::f32::consts::TAU * hz * i as f32 / 32_000.0).sin()
+                } else {
+                    *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    0.3 * (*seed as f32 / u32::MAX as f32 - 0.5)
+                }
+            })
+            .collect()
+    }
+
+    /// A classifier fitted on a tone (1) and on noise (2) labels a clip of tone, silence and
+    /// noise frame by frame: the tone's frames 1, the noise's 2, the silence left out, and the
+    /// clip's vote is the majority of the same labels.
+    #[test]
+    fn frame_labels_say_which_frames_sound_like_what() {
+        let extractor = FeatureExtractor::new(32_000);
+        let mut seed = 1;
+        let (tone, noise) = (signal(440.0, 1.0, &mut seed), signal(0.0, 1.0, &mut seed));
+        let mut rows = Vec::new();
+        let mut labels = Vec::new();
+        for (clip, label) in [(&tone, 1u32), (&noise, 2u32)] {
+            let features = extractor.analyse(clip);
+            for f in active_frames(&features.frame_db) {
+                rows.extend_from_slice(features.row(f));
+                labels.push(label);
+            }
+        }
+        let classifier = InstrumentClassifier::fit(extractor, rows, labels).unwrap();
+
+        // 0.6 s of tone, 0.4 s of silence, then 1.2 s of noise.
+        let mut clip = signal(440.0, 0.6, &mut seed);
+        clip.extend(std::iter::repeat_n(0.0, 12_800));
+        clip.extend(signal(0.0, 1.2, &mut seed));
+        let hop_s = FEATURE_HOP as f32 / 32_000.0;
+        let labelled = classifier.frame_labels(&clip);
+        assert!(labelled.windows(2).all(|w| w[0].0 < w[1].0));
+        // Frames wholly inside one part (a frame spans FEATURE_FFT samples from its start).
+        let span_s = FEATURE_FFT as f32 / 32_000.0;
+        let inside = |f: usize, from: f32, to: f32| {
+            let start = f as f32 * hop_s - span_s / 2.0;
+            start >= from && start + span_s <= to
+        };
+        let tone_frames: Vec<u32> = labelled
+            .iter()
+            .filter(|(f, _)| inside(*f, 0.0, 0.6))
+            .map(|(_, l)| *l)
+            .collect();
+        let noise_frames: Vec<u32> = labelled
+            .iter()
+            .filter(|(f, _)| inside(*f, 1.0, 2.2))
+            .map(|(_, l)| *l)
+            .collect();
+        assert!(tone_frames.len() >= 10, "{labelled:?}");
+        assert!(noise_frames.len() >= 30, "{labelled:?}");
+        assert!(tone_frames.iter().all(|l| *l == 1), "{tone_frames:?}");
+        assert!(noise_frames.iter().all(|l| *l == 2), "{noise_frames:?}");
+        assert!(
+            labelled.iter().all(|(f, _)| !inside(*f, 0.6, 1.0)),
+            "a silent frame was labelled: {labelled:?}"
+        );
+        let votes: Vec<u32> = labelled.iter().map(|(_, l)| *l).collect();
+        assert_eq!(classifier.classify_clip(&clip), majority(&votes));
+        assert_eq!(classifier.classify_clip(&clip), Some(2));
+    }
 
     #[test]
     fn majority_breaks_ties_towards_the_smaller_label() {

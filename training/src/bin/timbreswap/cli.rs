@@ -296,6 +296,10 @@ pub(crate) enum Command {
     /// and classic rows; sources are the test-split phrases), as markdown on stdout and JSON
     /// with --json.
     EvalTransfer(EvalTransferArgs),
+    /// Name the instrument of audio files with the transfer table's classifier (k-NN on the
+    /// note clips of a rendered dataset), with each file's votes and, with --frames, which
+    /// stretch was heard as what: what `eval-transfer` counts, for one output.
+    Classify(ClassifyArgs),
     /// Time the k-NN classifier (k = 5) on random data.
     KnnBench {
         /// Training rows.
@@ -308,6 +312,25 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 64)]
         dim: usize,
     },
+}
+
+/// The arguments of `timbreswap classify`.
+#[derive(Args)]
+pub(crate) struct ClassifyArgs {
+    /// Dataset folder whose note clips the classifier is fitted on (with manifest.jsonl), as
+    /// `eval-transfer --data`.
+    #[arg(long)]
+    pub(crate) data: PathBuf,
+    /// Seed of the fit's frame choice (`eval-transfer --seed`).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// Also print each run of frames with one label, with its times.
+    #[arg(long)]
+    pub(crate) frames: bool,
+    /// Audio files to classify (WAV, AIFF, FLAC, MP3, OGG/Vorbis; mixed to mono at the
+    /// dataset's rate).
+    #[arg(required = true)]
+    pub(crate) files: Vec<PathBuf>,
 }
 
 /// The arguments of `timbreswap eval-transfer`.

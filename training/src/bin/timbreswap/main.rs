@@ -25,6 +25,7 @@ use timbreswap_training::eval::{evaluate_models, EvalOptions};
 use timbreswap_training::manifest::Set;
 use timbreswap_training::{instruments, knn};
 
+mod classify;
 mod cli;
 mod eval_transfer;
 mod render;
@@ -442,6 +443,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::EvalTransfer(args) => eval_transfer::run(args, command_line),
+        Command::Classify(args) => classify::run(args),
         Command::ConvertModel { input, out, to } => {
             let precision = to.precision();
             let report = timbreswap_training::model::file::convert(&input, &out, precision)?;
