@@ -17,6 +17,10 @@ const SHOWN_LABELS: usize = 5;
 
 /// Runs `classify` with its arguments.
 pub(crate) fn run(args: ClassifyArgs) -> Result<()> {
+    // A mistyped file name is reported before the fit's seconds, not after.
+    for file in &args.files {
+        std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
+    }
     let records = read_manifest(&args.data)
         .with_context(|| format!("reading the manifest in {}", args.data.display()))?;
     let Some(rate) = records
