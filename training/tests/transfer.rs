@@ -281,6 +281,49 @@ fn end_to_end_on_a_tiny_timgm_dataset() {
         assert_eq!(wav(s, r, "classic").len(), clip.len());
     }
 
+    // References of the source's own instrument: B is A, each reference is A's velocity-80
+    // test note nearest the phrase's median note, and the oracle plays the source's own score
+    // with its own instrument, so the dry row (the source) is at about 0 dB from it.
+    let same = TransferOptions {
+        same_instrument_references: true,
+        ..opts.clone()
+    };
+    let own: [&dyn TransferSystem; 2] = [&Dry, &oracle];
+    let own_report = evaluate_systems(&same, &own, &|_, _, _| {}).unwrap();
+    assert!(own_report.same_instrument_references);
+    assert_eq!(own_report.pairs.len(), 6);
+    for p in &own_report.pairs {
+        assert_eq!(p.program_a, p.program_b);
+        let mut labelled: Vec<f64> = by_path(&p.source)
+            .frame_notes
+            .iter()
+            .filter(|n| **n >= 0)
+            .map(|n| *n as f64)
+            .collect();
+        labelled.sort_by(f64::total_cmp);
+        let n = labelled.len();
+        let median = (labelled[(n - 1) / 2] + labelled[n / 2]) / 2.0;
+        let nearest = records
+            .iter()
+            .filter(|r| r.program == p.program_a && r.split == Split::Test && r.velocity == 80)
+            .filter_map(|r| r.note)
+            .map(|note| (note as f64 - median).abs())
+            .fold(f64::INFINITY, f64::min);
+        let note = p.reference_note.unwrap() as f64;
+        assert_eq!((note - median).abs(), nearest, "{p:?}");
+        assert_eq!(p.reference_velocity, 80);
+    }
+    let dry_to_own = own_report.rows[0].oracle_distance_db.unwrap();
+    let dry_to_other = dry.oracle_distance_db.unwrap();
+    assert!(
+        dry_to_own < 0.01,
+        "the source is {dry_to_own} dB from its own oracle"
+    );
+    assert!(dry_to_other > 5.0, "{dry_to_other}");
+    assert!(own_report
+        .to_markdown()
+        .contains("reference of its own instrument"));
+
     let md = report.to_markdown();
     assert!(md.starts_with(TABLE_HEADER), "{md}");
     assert!(md.contains("| oracle |"));

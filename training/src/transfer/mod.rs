@@ -216,6 +216,12 @@ pub struct TransferOptions {
     /// test-split phrase of the same instrument B ([`phrase_references`]), as a user would
     /// drag a clip of several notes. Sources, B, oracle and classifier are unchanged.
     pub phrase_references: bool,
+    /// References of the source's own instrument: each pair's reference is A's test-split
+    /// note nearest the phrase's median note ([`same_instrument_references`]), so B is A and
+    /// the oracle is the source's own score played by its own instrument. "Classified as B"
+    /// then measures what a row keeps of an instrument when nothing has to change. Applied
+    /// after [`phrase_references`](Self::phrase_references), which it replaces.
+    pub same_instrument_references: bool,
     /// A folder to write every pair's audio into, to listen to: the source, the reference and
     /// each row's output, as 32-bit float WAV files at the dataset's rate named
     /// `SOURCE__REFERENCE__ROW.wav` (file stems; the row's spaces and slashes as `_`). `None`:
@@ -235,6 +241,7 @@ impl TransferOptions {
             pitch_range: PitchRange::Instrument,
             voice_sources: false,
             phrase_references: false,
+            same_instrument_references: false,
             write_audio: None,
         }
     }
@@ -521,6 +528,9 @@ pub fn evaluate_systems(
     if opts.phrase_references {
         pairs = phrase_references(&records, &pairs, opts.seed)?;
     }
+    if opts.same_instrument_references {
+        pairs = same_instrument_references(&records, &pairs)?;
+    }
     let rate = records[pairs[0].0].sample_rate;
     let source_records: Vec<&ClipRecord> = pairs.iter().map(|(s, _)| &records[*s]).collect();
     for system in systems {
@@ -714,6 +724,15 @@ pub fn evaluate_systems(
                 .to_string(),
         );
     }
+    if opts.same_instrument_references {
+        notes.push(
+            "references: a test-split note of the source's own instrument, the nearest to the \
+             phrase's median note (B is A): the oracle is the source's own score played by its \
+             own instrument, and 'classified as B' is what a row keeps of an instrument when \
+             nothing has to change."
+                .to_string(),
+        );
+    }
     for system in systems {
         notes.extend(system.notes());
     }
@@ -725,6 +744,7 @@ pub fn evaluate_systems(
         pitch_range: opts.pitch_range,
         voice_sources: opts.voice_sources,
         phrase_references: opts.phrase_references,
+        same_instrument_references: opts.same_instrument_references,
         sample_rate: rate,
         sources_available,
         sources_used: n,

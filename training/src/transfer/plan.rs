@@ -1,6 +1,6 @@
 //! Which sources and references a transfer evaluation plays: the test-split phrases, each
 //! with one note of another instrument as its reference (or, [`phrase_references`], one
-//! phrase of it).
+//! phrase of it; or, [`same_instrument_references`], a note of the source's own instrument).
 
 use super::*;
 
@@ -155,6 +155,60 @@ pub fn phrase_references(
             let key = phrase_hash(&records[s]);
             let mut rng = SplitMix64::new(mix64(seed ^ key ^ PHRASE_REFERENCE_SALT));
             Ok((s, pool[rng.int(0, pool.len() as i32 - 1) as usize]))
+        })
+        .collect()
+}
+
+/// `pairs` ([`plan_pairs_of`]) with each reference replaced by a test-split note of the
+/// source's own instrument: at velocity 80 where there is one, the nearest to the median of
+/// the phrase's labelled notes (ties to the lower note). B is then A, and the oracle renders
+/// the source's own score with its own instrument: what a swap keeps of an instrument when
+/// nothing has to change, the synthesis' own fidelity. Errors when A has no test-split note.
+pub fn same_instrument_references(
+    records: &[ClipRecord],
+    pairs: &[(usize, usize)],
+) -> Result<Vec<(usize, usize)>, TransferError> {
+    let mut notes: BTreeMap<u8, Vec<usize>> = BTreeMap::new();
+    for (i, r) in records.iter().enumerate() {
+        if r.set == Set::Notes && r.split == Split::Test && r.note.is_some() {
+            notes.entry(r.program).or_default().push(i);
+        }
+    }
+    pairs
+        .iter()
+        .map(|&(s, _)| {
+            let a = records[s].program;
+            let clips = notes
+                .get(&a)
+                .ok_or(TransferError::NoReference { program: a })?;
+            let mut labelled: Vec<i16> = records[s]
+                .frame_notes
+                .iter()
+                .copied()
+                .filter(|n| *n >= 0)
+                .collect();
+            labelled.sort_unstable();
+            // Twice the median, so that an even count's midpoint stays an integer.
+            let median2 = match labelled.len() {
+                0 => None,
+                n if n % 2 == 1 => Some(2 * labelled[n / 2] as i32),
+                n => Some(labelled[n / 2 - 1] as i32 + labelled[n / 2] as i32),
+            };
+            let r = clips
+                .iter()
+                .copied()
+                .min_by_key(|&i| {
+                    let rec = &records[i];
+                    let note = rec.note.unwrap_or(0) as i32;
+                    (
+                        rec.velocity != REFERENCE_VELOCITY,
+                        median2.map_or(0, |m| (2 * note - m).abs()),
+                        note,
+                        i,
+                    )
+                })
+                .ok_or(TransferError::NoReference { program: a })?;
+            Ok((s, r))
         })
         .collect()
 }

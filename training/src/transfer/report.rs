@@ -135,6 +135,9 @@ pub struct TransferReport {
     pub voice_sources: bool,
     /// Whether the references were phrases ([`TransferOptions::phrase_references`]).
     pub phrase_references: bool,
+    /// Whether the references were of the source's own instrument
+    /// ([`TransferOptions::same_instrument_references`]).
+    pub same_instrument_references: bool,
     /// Sample rate of the data, in Hz.
     pub sample_rate: u32,
     /// Test-split phrases in the dataset.
@@ -212,7 +215,7 @@ impl TransferReport {
         let _ = writeln!(
             s,
             "\nSources: {} of {} test-split phrases ({} instruments) of {}, each with one \
-             test-split note reference of another instrument (seed {}). Classifier: k-NN \
+             test-split reference of {} (seed {}). Classifier: k-NN \
              (k = {}, standardised) on {} frames ({} features, FFT {}, hop {}) of {} note clips \
              ({} without active frames), {} instruments. Pitch: pYIN, {} Hz, frame {}, bins of \
              {} semitone, range {}.",
@@ -220,6 +223,11 @@ impl TransferReport {
             self.sources_available,
             self.source_instruments,
             self.data.display(),
+            if self.same_instrument_references {
+                "its own instrument"
+            } else {
+                "another instrument"
+            },
             self.seed,
             c.k,
             c.fit_frames,

@@ -363,6 +363,11 @@ pub(crate) struct EvalTransferArgs {
     /// user would drag) instead of one note; the same sources, B and oracle.
     #[arg(long)]
     pub(crate) phrase_references: bool,
+    /// Play a note of the source's own instrument as the reference (the test-split note
+    /// nearest the phrase's median note): B is A and the oracle is the source itself, so
+    /// "classified as B" is what the swap keeps of an instrument when nothing has to change
+    #[arg(long, conflicts_with = "phrase_references")]
+    pub(crate) same_instrument_references: bool,
     /// Write every pair's audio into this folder (created if missing), to listen to: the
     /// source, the reference and each row's output as 32-bit float WAV files named
     /// SOURCE__REFERENCE__ROW.wav

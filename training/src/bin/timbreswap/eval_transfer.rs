@@ -22,6 +22,7 @@ pub(crate) fn run(args: EvalTransferArgs, command_line: String) -> Result<()> {
         pitch_range,
         voice_sources,
         phrase_references,
+        same_instrument_references,
         write_audio,
         json,
         models,
@@ -241,6 +242,7 @@ pub(crate) fn run(args: EvalTransferArgs, command_line: String) -> Result<()> {
         pitch_range,
         voice_sources,
         phrase_references,
+        same_instrument_references,
         write_audio,
     };
     let mut report = evaluate_transfer(&opts, &extra, &|stage, done, total| {
