@@ -42,7 +42,8 @@ pub use sinusoids::{SinusoidKernel, KERNEL_LEAKAGE, KERNEL_OVERSAMPLE, MAX_KERNE
 pub use swap::{
     partial_amplitudes, ExemplarOptions, ExemplarSwap, Shift, ATTACK_SECONDS,
     BELOW_FUNDAMENTAL_SLOPE, MAX_NOISE_BELOW_FUNDAMENTAL, MAX_NOTE_DECAY_DB, MAX_PARTIALS,
-    MAX_PARTIAL_GAIN_DB, MAX_SHIFT_SEMITONES, NOISE_GAIN, SEMITONE_COST_FRAMES,
+    MAX_PARTIAL_GAIN_DB, MAX_SHIFT_SEMITONES, NOISE_GAIN, PARTIAL_NUMBER_SEMITONES,
+    SEMITONE_COST_FRAMES,
 };
 
 /// Floor added to magnitudes before their logarithm (the shipped models' `mag_floor`).

@@ -49,14 +49,25 @@ pub const NOISE_GAIN: f32 = 1.2;
 /// every TimGM6mb output's instrument.
 pub const MAX_NOISE_BELOW_FUNDAMENTAL: f32 = 0.1;
 
+/// Within this many semitones of the reference frame's pitch, each output partial keeps the
+/// level of the reference's partial of the same number (a square wave's missing even
+/// partials, a clarinet's weak ones); from there to twice as far, its level (in dB) moves to
+/// the envelope reading of [`partial_amplitudes`]. Measured against the envelope alone
+/// (experiments/quality-log.md, "What a swap keeps of an instrument"): 4 kept more of an
+/// instrument with its own note as the reference on both libraries and the same share of
+/// swapped outputs on TimGM6mb.
+pub const PARTIAL_NUMBER_SEMITONES: f32 = 4.0;
+
 /// The output's partial amplitudes at `f0` Hz from a reference frame's partial amplitudes
-/// `amps` at `f0_ref` Hz: the reference's partials read as an envelope over frequency (each
-/// output partial takes the reference's level at its own frequency, log-linear between the
-/// reference's partials; below the fundamental the fundamental's level falling by
-/// [`BELOW_FUNDAMENTAL_SLOPE`]), so resonances stay where they are. Nothing past the
-/// reference's last partial. Measured against keeping the pattern by
-/// partial number (source and filter) on TimGM6mb: more outputs classified as the
-/// reference's instrument, and the pitch kept more often (experiments/quality-log.md). Realtime-safe.
+/// `amps` at `f0_ref` Hz. Far from the reference's pitch, the reference's partials are read
+/// as an envelope over frequency (each output partial takes the reference's level at its own
+/// frequency, log-linear between the reference's partials; below the fundamental the
+/// fundamental's level falling by [`BELOW_FUNDAMENTAL_SLOPE`]), so resonances stay where they
+/// are; measured against keeping the pattern by partial number (source and filter) on
+/// TimGM6mb: more outputs classified as the reference's instrument, and the pitch kept more
+/// often (experiments/quality-log.md). Near it (within [`PARTIAL_NUMBER_SEMITONES`], fading
+/// out by twice that), each partial the reference has keeps its level by number. Nothing past
+/// the reference's last partial's frequency. Realtime-safe.
 pub fn partial_amplitudes(amps: &[f32], f0_ref: f32, f0: f32, out: &mut [f32]) {
     let n = amps.len().min(out.len());
     out[..n].fill(0.0);
@@ -87,6 +98,16 @@ pub fn partial_amplitudes(amps: &[f32], f0_ref: f32, f0: f32, out: &mut [f32]) {
         } else {
             0.0
         };
+    }
+    // Near the reference's pitch: by partial number, blended in dB towards the envelope.
+    let shift = (12.0 * ratio.log2()).abs();
+    let by_number = (2.0 - shift / PARTIAL_NUMBER_SEMITONES).clamp(0.0, 1.0);
+    if by_number > 0.0 {
+        for (o, a) in out[..m].iter_mut().zip(&amps[..m]) {
+            if *o > 0.0 && *a > 0.0 {
+                *o = *a * (*o / *a).powf(1.0 - by_number);
+            }
+        }
     }
 }
 
@@ -692,5 +713,85 @@ mod tests {
         partial_amplitudes(&smooth, 200.0, 400.0, &mut out);
         assert!(out[20..].iter().all(|a| *a == 0.0));
         assert!(out[..20].iter().all(|a| *a > 0.0));
+    }
+
+    /// The envelope reading of `amps` for output partial `i` (from 0) at `ratio` times the
+    /// reference's pitch, as documented: log-linear between the reference's partials, the
+    /// fundamental's level falling by the slope below it, nothing past the last partial.
+    fn envelope_reading(amps: &[f32], ratio: f32, i: usize) -> f32 {
+        let rel = (i + 1) as f32 * ratio;
+        if rel < 1.0 {
+            return amps[0] * rel.powf(BELOW_FUNDAMENTAL_SLOPE);
+        }
+        let pos = rel - 1.0;
+        if pos > (amps.len() - 1) as f32 {
+            return 0.0;
+        }
+        let k = pos as usize;
+        let next = amps[(k + 1).min(amps.len() - 1)];
+        (amps[k].ln() + (next.ln() - amps[k].ln()) * (pos - k as f32)).exp()
+    }
+
+    /// Near the reference's pitch a square wave's pattern (odd partials, even ones 40 dB
+    /// under) is kept by partial number; from [`PARTIAL_NUMBER_SEMITONES`] the levels move in
+    /// dB to the envelope reading, which they reach at twice that.
+    #[test]
+    fn near_the_references_pitch_partials_keep_their_levels_by_number() {
+        let n = 40;
+        let square: Vec<f32> = (1..=n)
+            .map(|h| if h % 2 == 1 { 1.0 } else { 0.01 } / h as f32)
+            .collect();
+        let f0_ref = 440.0;
+        let at = |semitones: f32| f0_ref * 2f32.powf(semitones / 12.0);
+        let mut out = vec![0.0; n];
+        let close = |a: f32, b: f32| (a / b - 1.0).abs() < 1e-3;
+        for semitones in [
+            -PARTIAL_NUMBER_SEMITONES,
+            -1.5,
+            0.0,
+            3.0,
+            PARTIAL_NUMBER_SEMITONES,
+        ] {
+            let ratio = at(semitones) / f0_ref;
+            partial_amplitudes(&square, f0_ref, at(semitones), &mut out);
+            for (i, (o, a)) in out.iter().zip(&square).enumerate() {
+                // Only past the reference's last partial's frequency does nothing play.
+                if envelope_reading(&square, ratio, i) == 0.0 {
+                    assert_eq!(*o, 0.0, "{semitones} st, partial {}", i + 1);
+                } else {
+                    assert!(
+                        close(*o, *a),
+                        "{semitones} st, partial {}: {o} vs {a}",
+                        i + 1
+                    );
+                }
+            }
+            // The even partials stay 40 dB under their odd neighbours; below the reference's
+            // pitch the fundamental keeps its level.
+            assert!(out[1] < 0.02 * out[0] && out[1] < 0.02 * out[2], "{out:?}");
+            assert!(close(out[0], square[0]), "{semitones} st: {}", out[0]);
+        }
+        for (semitones, by_number) in [
+            (1.5 * PARTIAL_NUMBER_SEMITONES, 0.5),
+            (-1.5 * PARTIAL_NUMBER_SEMITONES, 0.5),
+            (2.0 * PARTIAL_NUMBER_SEMITONES, 0.0),
+            (7.0, 2.0 - 7.0 / PARTIAL_NUMBER_SEMITONES),
+        ] {
+            let ratio = at(semitones) / f0_ref;
+            partial_amplitudes(&square, f0_ref, at(semitones), &mut out);
+            for (i, o) in out.iter().enumerate() {
+                let e = envelope_reading(&square, ratio, i);
+                let expected = if e > 0.0 {
+                    (by_number * square[i].ln() + (1.0 - by_number) * e.ln()).exp()
+                } else {
+                    0.0
+                };
+                assert!(
+                    (expected == 0.0 && *o == 0.0) || close(*o, expected),
+                    "{semitones} st, partial {}: {o} vs {expected}",
+                    i + 1
+                );
+            }
+        }
     }
 }
