@@ -80,34 +80,42 @@ pub fn partial_amplitudes(amps: &[f32], f0_ref: f32, f0: f32, out: &mut [f32]) {
     } else {
         1.0
     };
+    // Near the reference's pitch: by partial number, blended in dB towards the envelope.
+    let by_number = (2.0 - (12.0 * ratio.log2()).abs() / PARTIAL_NUMBER_SEMITONES).clamp(0.0, 1.0);
     for (i, o) in out[..n].iter_mut().enumerate() {
         // This partial's frequency in the reference's partial numbers, from 0.
         let rel = (i + 1) as f32 * ratio;
-        if rel < 1.0 {
-            *o = amps[0] * rel.powf(BELOW_FUNDAMENTAL_SLOPE);
+        // Where the envelope has a level: the partial's neighbours in the reference, and how
+        // far between them it lies (below the fundamental: none, the fall's factor).
+        let (a0, a1, between) = if rel < 1.0 {
+            (amps[0], amps[0], rel.powf(BELOW_FUNDAMENTAL_SLOPE))
+        } else {
+            let pos = rel - 1.0;
+            if pos > (m - 1) as f32 {
+                break;
+            }
+            let k = pos as usize;
+            (amps[k], amps[(k + 1).min(m - 1)], pos - k as f32)
+        };
+        if a0 <= 0.0 || a1 <= 0.0 {
             continue;
         }
-        let pos = rel - 1.0;
-        if pos > (m - 1) as f32 {
-            break;
+        // Wholly by number: no envelope to compute.
+        let own = if i < m { amps[i] } else { 0.0 };
+        if by_number >= 1.0 && own > 0.0 {
+            *o = own;
+            continue;
         }
-        let k = pos as usize;
-        let (a0, a1) = (amps[k], amps[(k + 1).min(m - 1)]);
-        *o = if a0 > 0.0 && a1 > 0.0 {
-            a0 * (a1 / a0).powf(pos - k as f32)
+        let envelope = if rel < 1.0 {
+            a0 * between
         } else {
-            0.0
+            a0 * (a1 / a0).powf(between)
         };
-    }
-    // Near the reference's pitch: by partial number, blended in dB towards the envelope.
-    let shift = (12.0 * ratio.log2()).abs();
-    let by_number = (2.0 - shift / PARTIAL_NUMBER_SEMITONES).clamp(0.0, 1.0);
-    if by_number > 0.0 {
-        for (o, a) in out[..m].iter_mut().zip(&amps[..m]) {
-            if *o > 0.0 && *a > 0.0 {
-                *o = *a * (*o / *a).powf(1.0 - by_number);
-            }
-        }
+        *o = if by_number > 0.0 && own > 0.0 {
+            own * (envelope / own).powf(1.0 - by_number)
+        } else {
+            envelope
+        };
     }
 }
 
