@@ -85,8 +85,9 @@ pub fn partial_amplitudes(amps: &[f32], f0_ref: f32, f0: f32, out: &mut [f32]) {
     for (i, o) in out[..n].iter_mut().enumerate() {
         // This partial's frequency in the reference's partial numbers, from 0.
         let rel = (i + 1) as f32 * ratio;
-        // Where the envelope has a level: the partial's neighbours in the reference, and how
-        // far between them it lies (below the fundamental: none, the fall's factor).
+        // The envelope's two neighbouring reference partials and how far between them this
+        // partial lies; below the reference's fundamental, the fundamental twice and the
+        // factor of the fall below it.
         let (a0, a1, between) = if rel < 1.0 {
             (amps[0], amps[0], rel.powf(BELOW_FUNDAMENTAL_SLOPE))
         } else {
