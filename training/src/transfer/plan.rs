@@ -81,12 +81,7 @@ pub fn plan_pairs_of(
     chosen.sort_by_key(|&i| (records[i].program, records[i].phrase, i));
 
     let ranges = instruments_from_manifest(records);
-    let mut refs: BTreeMap<u8, Vec<usize>> = BTreeMap::new();
-    for (i, r) in records.iter().enumerate() {
-        if r.set == Set::Notes && r.split == Split::Test && r.note.is_some() {
-            refs.entry(r.program).or_default().push(i);
-        }
-    }
+    let refs = test_clips_by_program(records, Set::Notes);
     chosen
         .into_iter()
         .map(|s| {
@@ -139,12 +134,7 @@ pub fn phrase_references(
     pairs: &[(usize, usize)],
     seed: u64,
 ) -> Result<Vec<(usize, usize)>, TransferError> {
-    let mut phrases: BTreeMap<u8, Vec<usize>> = BTreeMap::new();
-    for (i, r) in records.iter().enumerate() {
-        if r.set == Set::Phrases && r.split == Split::Test {
-            phrases.entry(r.program).or_default().push(i);
-        }
-    }
+    let phrases = test_clips_by_program(records, Set::Phrases);
     pairs
         .iter()
         .map(|&(s, r)| {
@@ -168,12 +158,7 @@ pub fn same_instrument_references(
     records: &[ClipRecord],
     pairs: &[(usize, usize)],
 ) -> Result<Vec<(usize, usize)>, TransferError> {
-    let mut notes: BTreeMap<u8, Vec<usize>> = BTreeMap::new();
-    for (i, r) in records.iter().enumerate() {
-        if r.set == Set::Notes && r.split == Split::Test && r.note.is_some() {
-            notes.entry(r.program).or_default().push(i);
-        }
-    }
+    let notes = test_clips_by_program(records, Set::Notes);
     pairs
         .iter()
         .map(|&(s, _)| {
@@ -211,6 +196,18 @@ pub fn same_instrument_references(
             Ok((s, r))
         })
         .collect()
+}
+
+/// The test-split clips of `set` by program, as indices into `records` in manifest order
+/// (notes only where they name their note).
+fn test_clips_by_program(records: &[ClipRecord], set: Set) -> BTreeMap<u8, Vec<usize>> {
+    let mut by_program: BTreeMap<u8, Vec<usize>> = BTreeMap::new();
+    for (i, r) in records.iter().enumerate() {
+        if r.set == set && r.split == Split::Test && (set != Set::Notes || r.note.is_some()) {
+            by_program.entry(r.program).or_default().push(i);
+        }
+    }
+    by_program
 }
 
 /// Keeps the phrase draw of [`phrase_references`] apart from the draw of B.
