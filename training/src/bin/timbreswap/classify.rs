@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 use timbreswap_engine::clip::{decode_file, mono_at};
+use timbreswap_training::knn;
 use timbreswap_training::manifest::{read_manifest, Set};
 use timbreswap_training::transfer::{fit_classifier, FEATURE_HOP};
 
@@ -47,7 +48,8 @@ pub(crate) fn run(args: ClassifyArgs) -> Result<()> {
         &|_, _, _| {},
     )?;
     println!(
-        "Classifier: k-NN (k = 5) on {} frames of {clips} note clips of {} ({} instruments), seed {}.",
+        "Classifier: k-NN (k = {}) on {} frames of {clips} note clips of {} ({} instruments), seed {}.",
+        knn::K,
         classifier.fit_frames,
         args.data.display(),
         classifier.classes.len(),
