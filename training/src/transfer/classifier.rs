@@ -96,13 +96,19 @@ impl InstrumentClassifier {
     /// Standardised feature rows of the active frames of `samples` (frames within 40 dB of the
     /// loudest), row-major.
     pub fn active_rows(&self, samples: &[f32]) -> Vec<f32> {
+        self.active_frames_and_rows(samples).1
+    }
+
+    /// The active frames of `samples` (ascending) and their standardised feature rows.
+    fn active_frames_and_rows(&self, samples: &[f32]) -> (Vec<usize>, Vec<f32>) {
         let features = self.extractor.analyse(samples);
-        let mut rows = Vec::new();
-        for f in active_frames(&features.frame_db) {
+        let frames = active_frames(&features.frame_db);
+        let mut rows = Vec::with_capacity(frames.len() * FEATURE_DIM);
+        for &f in &frames {
             rows.extend_from_slice(features.row(f));
         }
         standardise(&mut rows, &self.mean, &self.inv_std);
-        rows
+        (frames, rows)
     }
 
     /// Label of every standardised row.
@@ -119,13 +125,7 @@ impl InstrumentClassifier {
     /// [`FEATURE_HOP`](super::FEATURE_HOP) samples from the start, ascending. The labels
     /// [`classify_clip`](Self::classify_clip) votes on, with where they lie in time.
     pub fn frame_labels(&self, samples: &[f32]) -> Vec<(usize, u32)> {
-        let features = self.extractor.analyse(samples);
-        let frames = active_frames(&features.frame_db);
-        let mut rows = Vec::with_capacity(frames.len() * FEATURE_DIM);
-        for &f in &frames {
-            rows.extend_from_slice(features.row(f));
-        }
-        standardise(&mut rows, &self.mean, &self.inv_std);
+        let (frames, rows) = self.active_frames_and_rows(samples);
         frames.into_iter().zip(self.classify_rows(&rows)).collect()
     }
 }
