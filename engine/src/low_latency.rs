@@ -1,13 +1,16 @@
 //! Low-latency resynthesis ([`LatencyMode::Low`](crate::LatencyMode::Low)): frames every half
 //! hop, each grain covering only its frame's last hop. The frame processor runs on every other
 //! frame, as in the normal mode; its output over input, smoothed across frequency, is applied
-//! to the asymmetric-window spectra of that frame and the next. Runs wherever the frame
-//! processor runs; realtime-safe after construction.
+//! to the asymmetric-window spectra of that frame and the next. Where the processed frame was
+//! an Exemplar frame played as partials and noise, its grains are those partials (sinusoids at
+//! the frame's pitch and phase) and that noise instead. Runs wherever the frame processor runs;
+//! realtime-safe after construction.
 
 use realfft::num_complex::Complex32;
 
 use crate::cepstrum::Cepstrum;
 use crate::config::{LatencyMode, StftConfig};
+use crate::exemplar::{HarmonicFrame, HARMONIC_PARTIALS};
 use crate::processor::frame_scale;
 use crate::stft::Stft;
 
@@ -17,6 +20,10 @@ use crate::stft::Stft;
 const MAX_HELD_BOOST: f32 = 31.622_776;
 /// Largest per-bin cut it carries (linear, -60 dB).
 const MAX_HELD_CUT: f32 = 1_000.0;
+/// Largest factor a grain of held partials or noise is scaled by to reach its share of the
+/// processed frame's energy (+120 dB): the bank's amplitudes are at the training level, the
+/// input at any level; past this (a grain of nearly nothing) the grain plays its gain instead.
+const MAX_PARTIALS_GAIN: f32 = 1e6;
 
 /// The low-latency resynthesis: each frame's spectrum through the asymmetric analysis window,
 /// times the per-bin ratio of output to input of the latest processed frame, through the
@@ -43,12 +50,51 @@ pub(crate) struct LowLatency {
     energy_ratio: f32,
     /// Whether `gain` holds a processed frame's ratio (false: the frames play dry).
     pub(crate) held: bool,
+    /// The processed frame's partials and noise, when it was played that way.
+    partials: HeldPartials,
+    /// Whether the current grain is the second after the processed frame (half a hop later).
+    second: bool,
+    /// The product of the asymmetric analysis and synthesis windows (a 160-sample Hann window
+    /// at the end of the frame at the default framing): what a grain made in the time domain
+    /// is shaped by, so that the grains overlap-add as the spectral ones do.
+    grain_window: Vec<f32>,
+    /// Sum of the squares of `grain_window`.
+    grain_window_energy: f32,
+    /// Shapes the noise grains: an inverse FFT through the square root of `grain_window`, so
+    /// that independent grains overlap-add to a steady power.
+    noise: Stft,
+    /// The noise grain, before it is added.
+    noise_grain: Vec<f32>,
+    /// State of the noise phases' generator.
+    seed: u32,
+    sample_rate: f32,
+    hop: usize,
+}
+
+/// An Exemplar frame's partials and noise ([`HarmonicFrame`]), held for its grains.
+struct HeldPartials {
+    /// Whether the latest processed frame was one.
+    held: bool,
+    f0: f32,
+    /// Phase of the fundamental at the processed frame's centre, radians.
+    phase: f64,
+    amplitudes: Vec<f32>,
+    noise: Vec<f32>,
+    noise_share: f32,
 }
 
 impl LowLatency {
     /// For frames of `cfg` as [`LatencyMode::Low`] spaces them. Allocates.
     pub(crate) fn new(cfg: &StftConfig) -> Self {
         let (analysis, synthesis) = LatencyMode::Low.grain_windows(cfg);
+        let grain_window: Vec<f32> = analysis
+            .iter()
+            .zip(&synthesis)
+            .map(|(a, s)| a * s)
+            .collect();
+        let grain_window_energy = grain_window.iter().map(|v| v * v).sum();
+        let noise_window = grain_window.iter().map(|v| v.max(0.0).sqrt()).collect();
+        let noise = Stft::with_windows(cfg, analysis.clone(), noise_window);
         let bins = cfg.n_bins();
         Self {
             stft: Stft::with_windows(cfg, analysis, synthesis),
@@ -60,7 +106,128 @@ impl LowLatency {
             gain: vec![1.0; bins],
             energy_ratio: 1.0,
             held: false,
+            partials: HeldPartials {
+                held: false,
+                f0: 0.0,
+                phase: 0.0,
+                amplitudes: vec![0.0; HARMONIC_PARTIALS],
+                noise: vec![0.0; bins],
+                noise_share: 0.0,
+            },
+            second: false,
+            grain_window,
+            grain_window_energy,
+            noise,
+            noise_grain: vec![0.0; cfg.n_fft],
+            seed: 0x6c6f_7721,
+            sample_rate: cfg.sample_rate as f32,
+            hop: cfg.hop,
         }
+    }
+
+    /// Keeps the processed frame's partials and noise for its grains: `a`, or `a` and `b`
+    /// blended by `morph` (0..=1; two clips' frames at the same pitch and phase), or none (the
+    /// grains take the held gain). Call after [`hold`](Self::hold), for every processed frame.
+    pub(crate) fn hold_partials(
+        &mut self,
+        a: Option<HarmonicFrame<'_>>,
+        b: Option<(HarmonicFrame<'_>, f32)>,
+    ) {
+        self.second = false;
+        let p = &mut self.partials;
+        p.held = false;
+        let Some(a) = a else {
+            return;
+        };
+        let n = a.amplitudes.len().min(p.amplitudes.len());
+        let m = a.noise.len().min(p.noise.len());
+        p.amplitudes[..n].copy_from_slice(&a.amplitudes[..n]);
+        p.noise[..m].copy_from_slice(&a.noise[..m]);
+        p.noise_share = a.noise_share;
+        if let Some((b, morph)) = b {
+            for (x, y) in p.amplitudes[..n].iter_mut().zip(b.amplitudes) {
+                *x += (y - *x) * morph;
+            }
+            for (x, y) in p.noise[..m].iter_mut().zip(b.noise) {
+                *x += (y - *x) * morph;
+            }
+            p.noise_share += (b.noise_share - p.noise_share) * morph;
+        }
+        p.f0 = a.f0;
+        p.phase = a.phase;
+        p.held = self.held && a.f0.is_finite() && a.f0 > 0.0;
+    }
+
+    /// Marks the next grain as the second after the processed frame.
+    pub(crate) fn next_grain(&mut self) {
+        self.second = true;
+    }
+
+    /// The held partials as sinusoids over the grain (`grain`, shaped by `grain_window`) and
+    /// the held noise with fresh random phases (`noise_grain`); returns their energies.
+    fn partial_grains(&mut self, grain: &mut [f32]) -> (f32, f32) {
+        let p = &self.partials;
+        let n = grain.len();
+        let w = std::f64::consts::TAU * p.f0 as f64 / self.sample_rate as f64;
+        // The fundamental's phase at this grain's frame centre: half a hop on for the second.
+        let centre = if self.second {
+            p.phase + w * (self.hop / 2) as f64
+        } else {
+            p.phase
+        };
+        grain.fill(0.0);
+        // The window is zero before the grain's span.
+        let first = self
+            .grain_window
+            .iter()
+            .position(|v| *v != 0.0)
+            .unwrap_or(n);
+        let nyquist = 0.5 * self.sample_rate as f64;
+        for (i, &a) in p.amplitudes.iter().enumerate() {
+            let h = (i + 1) as f64;
+            if h * p.f0 as f64 >= nyquist {
+                break;
+            }
+            if a <= 0.0 {
+                continue;
+            }
+            // As the normal grains: Schroeder's phase offsets, the phase at the first sample.
+            let offset = std::f64::consts::PI * h * (h - 1.0) / HARMONIC_PARTIALS as f64;
+            let start = h * (centre + w * (first as f64 - (n / 2) as f64)) + offset;
+            // A rotating phasor: one complex multiplication a sample.
+            let (mut c, mut s) = (start.cos(), start.sin());
+            let (dc, ds) = ((h * w).cos(), (h * w).sin());
+            for g in &mut grain[first..] {
+                *g += a * c as f32;
+                (c, s) = (c * dc - s * ds, s * dc + c * ds);
+            }
+        }
+        // The partials' expected energy over the grain: each partial's mean power (a^2 / 2)
+        // times the window's energy. (The grain's own energy swings with where the waveform's
+        // peaks fall in its 5 ms, and scaling each grain by it modulated the level.)
+        let mut power = 0.0;
+        for (i, &a) in p.amplitudes.iter().enumerate() {
+            if (i + 1) as f64 * p.f0 as f64 >= nyquist {
+                break;
+            }
+            power += 0.5 * a * a;
+        }
+        for (g, v) in grain.iter_mut().zip(&self.grain_window) {
+            *g *= v;
+        }
+        let partial_energy = power * self.grain_window_energy;
+        for (c, m) in self.spectrum.iter_mut().zip(&p.noise) {
+            self.seed = self
+                .seed
+                .wrapping_mul(1_664_525)
+                .wrapping_add(1_013_904_223);
+            let theta = self.seed as f32 * (std::f32::consts::TAU / 4_294_967_296.0);
+            *c = Complex32::from_polar(*m, theta);
+        }
+        self.noise
+            .synthesise(&mut self.spectrum, &mut self.noise_grain);
+        let noise_energy = self.noise_grain.iter().map(|v| v * v).sum();
+        (partial_energy, noise_energy)
     }
 
     /// Keeps the smoothed `|output| / |input|` per bin and the energy ratio if the frame was
@@ -100,14 +267,42 @@ impl LowLatency {
     /// the same frame's unprocessed grain (the input it replaces); returns the factor to scale
     /// it back by.
     pub(crate) fn resynthesise(&mut self, frame: &[f32], grain: &mut [f32]) -> f32 {
-        self.stft.analyse(frame, &mut self.spectrum);
         let (down, scale_back) = frame_scale(frame);
+        if self.partials.held {
+            // The partials carry their share of the processed frame's energy, the noise the rest.
+            let (partial_energy, noise_energy) = self.partial_grains(grain);
+            // The input's mean power over the grain's whole frame (the span the processed
+            // frames' level is matched over) times the window's energy: the energy a steady
+            // input has under the grain. (Measured under the grain alone, it swings with where
+            // the input's waveform peaks fall in those 5 ms, and that swing came through as a
+            // ripple at the grain rate: 4.6 dB on a steady tone.)
+            let power =
+                frame.iter().map(|v| (v * down) * (v * down)).sum::<f32>() / frame.len() as f32;
+            let target = self.energy_ratio * power * self.grain_window_energy;
+            let share = self.partials.noise_share.clamp(0.0, 1.0);
+            let gain = |part: f32, energy: f32| {
+                let g = (part * target / energy).sqrt();
+                if g.is_finite() && g <= MAX_PARTIALS_GAIN {
+                    g
+                } else {
+                    0.0
+                }
+            };
+            let (gp, gn) = (gain(1.0 - share, partial_energy), gain(share, noise_energy));
+            if gp > 0.0 {
+                for (g, v) in grain.iter_mut().zip(&self.noise_grain) {
+                    *g = *g * gp + v * gn;
+                }
+                return scale_back;
+            }
+        }
+        self.stft.analyse(frame, &mut self.spectrum);
         for (c, g) in self.spectrum.iter_mut().zip(&self.gain) {
             *c *= g * down;
         }
         self.stft.synthesise(&mut self.spectrum, grain);
-        // Energy over the grain's span (the synthesis window is zero before it), of this
-        // grain and of the unprocessed one at the same level.
+        // Energy over the grain's span (the synthesis window is zero before it) of the
+        // unprocessed grain at the same level.
         self.stft.identity_grain(frame, &mut self.identity);
         let energy_in: f32 = self.identity.iter().map(|v| (v * down) * (v * down)).sum();
         let energy_out: f32 = grain.iter().map(|g| g * g).sum();

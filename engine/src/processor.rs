@@ -326,7 +326,8 @@ impl FrameProcessor {
     /// then plays the exact dry input, every channel and the full band. In
     /// [`LatencyMode::Low`] only even frames (one hop apart) are processed; every frame's grain
     /// is its own asymmetric-window spectrum times the latest processed frame's output over
-    /// input. Realtime-safe.
+    /// input, or, where that frame was an Exemplar frame of partials and noise, those partials
+    /// and that noise over the grain. Realtime-safe.
     pub fn process(
         &mut self,
         index: u64,
@@ -344,9 +345,25 @@ impl FrameProcessor {
         }
         if index.is_multiple_of(2) {
             let processed = self.spectra(frame, params).is_some();
+            let exemplar = processed && self.last_path == Path::Exemplar;
+            // An Exemplar frame played as partials and noise (one clip, or two blended by
+            // Morph) is resynthesised as such; with a Classic preset's share, by its gain.
+            let morph = unit_share(params.morph, 0.0);
+            let (a, b) = match &self.exemplar {
+                _ if !exemplar || self.preset_share(morph) > 0.0 => (None, None),
+                [Some(a), Some(b)] => match (a.harmonic_frame(), b.harmonic_frame()) {
+                    (Some(a), Some(b)) => (Some(a), Some((b, morph))),
+                    _ => (None, None),
+                },
+                [Some(e), None] | [None, Some(e)] => (e.harmonic_frame(), None),
+                [None, None] => (None, None),
+            };
             if let Some(low) = &mut self.low {
                 low.hold(processed, &self.spectrum, &self.output);
+                low.hold_partials(a, b);
             }
+        } else if let Some(low) = &mut self.low {
+            low.next_grain();
         }
         match &mut self.low {
             Some(low) if low.held => {

@@ -85,6 +85,17 @@ fn render_mode(
     banks: [Option<Arc<ExemplarBank>>; 2],
     morph: f32,
 ) -> Vec<f32> {
+    render_at(input, mode, banks, morph, LatencyMode::Normal)
+}
+
+/// [`render_mode`] with the engine built for `latency`.
+fn render_at(
+    input: &[f32],
+    mode: SwapMode,
+    banks: [Option<Arc<ExemplarBank>>; 2],
+    morph: f32,
+    latency: LatencyMode,
+) -> Vec<f32> {
     let cfg = StftConfig::default();
     let audio = DecodedAudio {
         sample_rate: SR,
@@ -98,6 +109,7 @@ fn render_mode(
             mode,
             exemplars: banks,
             morph,
+            latency_mode: latency,
             ..Default::default()
         },
     )
@@ -301,8 +313,14 @@ fn morph_blends_the_two_clips() {
         Some(Arc::new(ExemplarBank::new(&cfg, &high).unwrap())),
     ];
     let input = tone(200.0, 40, 2.0, |h| 1.0 / h as f32);
+    for latency in [LatencyMode::Normal, LatencyMode::Low] {
+        morph_blends_at(&input, &banks, latency);
+    }
+}
+
+fn morph_blends_at(input: &[f32], banks: &[Option<Arc<ExemplarBank>>; 2], latency: LatencyMode) {
     let energies = |morph: f32| {
-        let out = render_mode(&input, SwapMode::Exemplar, banks.clone(), morph);
+        let out = render_at(input, SwapMode::Exemplar, banks.clone(), morph, latency);
         partial_energies(&out[16_000..56_000], 200.0, 12)
     };
     let db = |a: f32, b: f32| 10.0 * (a / b).log10();
@@ -312,17 +330,17 @@ fn morph_blends_the_two_clips() {
     let peak_db = 20.0 * ((1.0 + RESONANCE_FLOOR) / RESONANCE_FLOOR).log10();
     assert!(
         db(a[3], a[9]) > peak_db - 3.0,
-        "morph 0: {:.1} dB",
+        "{latency:?}, morph 0: {:.1} dB",
         db(a[3], a[9])
     );
     assert!(
         db(b[9], b[3]) > peak_db - 3.0,
-        "morph 1: {:.1} dB",
+        "{latency:?}, morph 1: {:.1} dB",
         db(b[9], b[3])
     );
     assert!(
         db(half[3], half[9]).abs() < 3.0,
-        "halfway: {:.1} dB",
+        "{latency:?}, halfway: {:.1} dB",
         db(half[3], half[9])
     );
     // Halfway, the mean of the two references' amplitudes (their phases agree).
@@ -330,9 +348,50 @@ fn morph_blends_the_two_clips() {
     let between_db = 20.0 * (mean(4) / mean(7)).log10();
     assert!(
         db(half[3], half[6]) > between_db - 3.0,
-        "halfway, between them: {:.1} dB",
+        "{latency:?}, halfway, between them: {:.1} dB",
         db(half[3], half[6])
     );
+}
+
+/// Low latency keeps the reference's own partials, not the input's under a smooth gain: a
+/// 220 Hz input with every partial (1/h) under a reference of odd partials only (a square
+/// wave's 1/h) comes out with partials 2, 4 and 6 at least 20 dB under their lower odd
+/// neighbours, as in the normal mode, at the input's level (within 1 dB of the normal mode).
+#[test]
+fn low_latency_exemplar_plays_the_references_partials() {
+    let cfg = StftConfig::default();
+    let square = tone(220.0, 30, 1.5, |h| {
+        if h % 2 == 1 {
+            1.0 / h as f32
+        } else {
+            0.0
+        }
+    });
+    let bank = Arc::new(ExemplarBank::new(&cfg, &square).expect("the reference sounds"));
+    let input = tone(220.0, 30, 2.0, |h| 1.0 / h as f32);
+    let steady = 16_000..56_000;
+    let mut levels = Vec::new();
+    for latency in [LatencyMode::Normal, LatencyMode::Low] {
+        let out = render_at(
+            &input,
+            SwapMode::Exemplar,
+            [Some(bank.clone()), None],
+            0.0,
+            latency,
+        );
+        let out = &out[steady.clone()];
+        let e = partial_energies(out, 220.0, 7);
+        for h in [2, 4, 6] {
+            let under = 10.0 * (e[h - 2] / e[h - 1]).log10();
+            assert!(
+                under > 20.0,
+                "{latency:?}: partial {h} {under:.1} dB under partial {}",
+                h - 1
+            );
+        }
+        levels.push(10.0 * (out.iter().map(|v| v * v).sum::<f32>() / out.len() as f32).log10());
+    }
+    assert!((levels[1] - levels[0]).abs() < 1.0, "levels {levels:?} dB");
 }
 
 #[test]

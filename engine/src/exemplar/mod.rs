@@ -39,6 +39,7 @@ pub use pitch::{
     YIN_MAX_LAG, YIN_MIN_LAG, YIN_THRESHOLD, YIN_TRUST, YIN_WINDOW,
 };
 pub use sinusoids::{SinusoidKernel, KERNEL_LEAKAGE, KERNEL_OVERSAMPLE, MAX_KERNEL_REACH};
+pub(crate) use swap::HarmonicFrame;
 pub use swap::{
     partial_amplitudes, ExemplarOptions, ExemplarSwap, Shift, ATTACK_SECONDS,
     BELOW_FUNDAMENTAL_SLOPE, MAX_NOISE_BELOW_FUNDAMENTAL, MAX_NOTE_DECAY_DB, MAX_PARTIALS,

@@ -198,6 +198,10 @@ pub struct ExemplarSwap {
     last_f0: f32,
     /// The output's partial amplitudes ([`Shift::Harmonic`]).
     amplitudes: Box<[f32]>,
+    /// The last [`Shift::Harmonic`] frame's noise: its magnitude per bin (before the random
+    /// phases), and its share of the frame's energy (0..=1).
+    noise_mag: Box<[f32]>,
+    noise_share: f32,
     /// The analysis window's transform, for the partials ([`Shift::Harmonic`]).
     kernel: SinusoidKernel,
     /// State of the noise phases' generator.
@@ -267,6 +271,8 @@ impl ExemplarSwap {
             phase: 0.0,
             last_f0: 0.0,
             amplitudes: vec![0.0; HARMONIC_PARTIALS].into_boxed_slice(),
+            noise_mag: vec![0.0; bins].into_boxed_slice(),
+            noise_share: 0.0,
             kernel,
             seed: 0x2545_f491,
             noise_gain,
@@ -275,6 +281,19 @@ impl ExemplarSwap {
             opts,
             bank,
         }
+    }
+
+    /// The last processed frame as partials and noise, if it was played that way
+    /// ([`Shift::Harmonic`], a voiced frame): what the low-latency path resynthesises its short
+    /// grains from. Realtime-safe.
+    pub(crate) fn harmonic_frame(&self) -> Option<HarmonicFrame<'_>> {
+        (self.last_f0 > 0.0).then_some(HarmonicFrame {
+            f0: self.last_f0,
+            phase: self.phase,
+            amplitudes: &self.amplitudes,
+            noise: &self.noise_mag,
+            noise_share: self.noise_share,
+        })
     }
 
     /// Forgets the stream. Realtime-safe.
@@ -540,6 +559,7 @@ impl ExemplarSwap {
             self.kernel
                 .add(out, (h * f0 as f64) as f32 * bins_per_hz, a, start);
         }
+        let partial_energy: f32 = out.iter().map(|c| c.norm_sqr()).sum();
         // The reference's noise between its partials, at the same frequencies, random phase.
         let noise = self.bank.noise(j);
         let bin_hz = sr / n as f32;
@@ -557,8 +577,9 @@ impl ExemplarSwap {
         // The bins below the fundamental, and the gain that holds their noise to its share.
         let below = ((f0 / bin_hz).ceil() as usize).min(out.len());
         let below_gain = noise_below_gain((0..below).map(density), n, &self.amplitudes, f0, sr);
-        for (k, o) in out.iter_mut().enumerate() {
+        for ((k, o), m) in out.iter_mut().enumerate().zip(self.noise_mag.iter_mut()) {
             let d = density(k) * if k < below { below_gain } else { 1.0 };
+            *m = d * scale;
             self.seed = self
                 .seed
                 .wrapping_mul(1_664_525)
@@ -566,7 +587,29 @@ impl ExemplarSwap {
             let theta = self.seed as f32 * (std::f32::consts::TAU / 4_294_967_296.0);
             *o += Complex32::from_polar(d * scale, theta);
         }
+        let noise_energy: f32 = self.noise_mag.iter().map(|m| m * m).sum();
+        let total = partial_energy + noise_energy;
+        self.noise_share = if total > 0.0 && total.is_finite() {
+            noise_energy / total
+        } else {
+            0.0
+        };
     }
+}
+
+/// One [`Shift::Harmonic`] frame as [`ExemplarSwap::harmonic_frame`] gives it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HarmonicFrame<'a> {
+    /// Fundamental, Hz.
+    pub f0: f32,
+    /// Phase of the fundamental at the frame's centre, radians.
+    pub phase: f64,
+    /// Amplitude of partials `1..=HARMONIC_PARTIALS` (linear, sample units).
+    pub amplitudes: &'a [f32],
+    /// The noise's magnitude per bin of the frame's spectrum, before its random phases.
+    pub noise: &'a [f32],
+    /// The noise's share of the frame's energy, 0..=1.
+    pub noise_share: f32,
 }
 
 /// The gain (at most 1) that holds the noise below the fundamental to
