@@ -78,8 +78,9 @@ pub enum Latency {
     Normal,
     /// Frames twice as often, each resynthesised over its last few milliseconds with the
     /// latest processed frame's timbre: 9.2 ms at 48 kHz with blocks of up to 64 samples.
-    /// Every mode then keeps the input's phase and carries its timbre change as a smooth
-    /// spectral gain (docs/quality.md, "Low latency").
+    /// Exemplar plays the reference's partials and noise in those grains; Classic and Neural
+    /// keep the input's phase and carry their timbre change as a smooth spectral gain
+    /// (docs/quality.md, "Low latency").
     #[id = "low"]
     #[name = "Low"]
     Low,

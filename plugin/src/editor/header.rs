@@ -123,10 +123,11 @@ impl TimbreswapApp {
             .response
             .on_hover_text(
                 "Normal: the whole analysis frame (22.7 ms at 48 kHz with 128-sample \
-                 buffers). Low: 9.2 ms with buffers of up to 64 samples; every mode then \
-                 carries its timbre change as a smooth gain on your sound (its phase kept), \
-                 and the plugin works twice as often. The host restarts the plugin to \
-                 apply it.",
+                 buffers). Low: 9.2 ms with buffers of up to 64 samples; Exemplar then \
+                 plays the reference's partials in short grains and keeps most of its swap, \
+                 Classic and Neural carry their timbre change as a smooth gain on your sound \
+                 (its phase kept), and the plugin works twice as often. The host restarts \
+                 the plugin to apply it.",
             );
         if chosen != current {
             setter.begin_set_parameter(param);
