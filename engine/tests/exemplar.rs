@@ -302,7 +302,7 @@ fn the_references_noise_does_not_bury_a_higher_inputs_fundamental() {
 }
 
 /// Morph blends two clips: at 0 slot A's resonance (800 Hz), at 1 slot B's (2 kHz), halfway
-/// both.
+/// both; in Low latency too, where the grains play the two clips' blended partials.
 #[test]
 fn morph_blends_the_two_clips() {
     let cfg = StftConfig::default();
@@ -318,6 +318,7 @@ fn morph_blends_the_two_clips() {
     }
 }
 
+/// [`morph_blends_the_two_clips`] with the engine built for `latency`.
 fn morph_blends_at(input: &[f32], banks: &[Option<Arc<ExemplarBank>>; 2], latency: LatencyMode) {
     let energies = |morph: f32| {
         let out = render_at(input, SwapMode::Exemplar, banks.clone(), morph, latency);
