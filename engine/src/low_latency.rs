@@ -10,7 +10,7 @@ use realfft::num_complex::Complex32;
 
 use crate::cepstrum::Cepstrum;
 use crate::config::{LatencyMode, StftConfig};
-use crate::exemplar::{HarmonicFrame, HARMONIC_PARTIALS};
+use crate::exemplar::{random_phase, schroeder_offset, HarmonicFrame, HARMONIC_PARTIALS};
 use crate::processor::frame_scale;
 use crate::stft::Stft;
 
@@ -60,6 +60,8 @@ pub(crate) struct LowLatency {
     grain_window: Vec<f32>,
     /// Sum of the squares of `grain_window`.
     grain_window_energy: f32,
+    /// The first sample where `grain_window` is not zero (the grain's span starts there).
+    grain_start: usize,
     /// Shapes the noise grains: an inverse FFT through the square root of `grain_window`, so
     /// that independent grains overlap-add to a steady power.
     noise: Stft,
@@ -93,6 +95,10 @@ impl LowLatency {
             .map(|(a, s)| a * s)
             .collect();
         let grain_window_energy = grain_window.iter().map(|v| v * v).sum();
+        let grain_start = grain_window
+            .iter()
+            .position(|v| *v != 0.0)
+            .unwrap_or(grain_window.len());
         let noise_window = grain_window.iter().map(|v| v.max(0.0).sqrt()).collect();
         let noise = Stft::with_windows(cfg, analysis.clone(), noise_window);
         let bins = cfg.n_bins();
@@ -117,6 +123,7 @@ impl LowLatency {
             second: false,
             grain_window,
             grain_window_energy,
+            grain_start,
             noise,
             noise_grain: vec![0.0; cfg.n_fft],
             seed: 0x6c6f_7721,
@@ -177,12 +184,12 @@ impl LowLatency {
         };
         grain.fill(0.0);
         // The window is zero before the grain's span.
-        let first = self
-            .grain_window
-            .iter()
-            .position(|v| *v != 0.0)
-            .unwrap_or(n);
+        let first = self.grain_start;
         let nyquist = 0.5 * self.sample_rate as f64;
+        // The partials' expected energy over the grain: each partial's mean power (a^2 / 2)
+        // times the window's energy. (The grain's own energy swings with where the waveform's
+        // peaks fall in its 5 ms, and scaling each grain by it modulated the level.)
+        let mut power = 0.0;
         for (i, &a) in p.amplitudes.iter().enumerate() {
             let h = (i + 1) as f64;
             if h * p.f0 as f64 >= nyquist {
@@ -191,9 +198,9 @@ impl LowLatency {
             if a <= 0.0 {
                 continue;
             }
+            power += 0.5 * a * a;
             // As the normal grains: Schroeder's phase offsets, the phase at the first sample.
-            let offset = std::f64::consts::PI * h * (h - 1.0) / HARMONIC_PARTIALS as f64;
-            let start = h * (centre + w * (first as f64 - (n / 2) as f64)) + offset;
+            let start = h * (centre + w * (first as f64 - (n / 2) as f64)) + schroeder_offset(h);
             // A rotating phasor: one complex multiplication a sample.
             let (mut c, mut s) = (start.cos(), start.sin());
             let (dc, ds) = ((h * w).cos(), (h * w).sin());
@@ -202,27 +209,12 @@ impl LowLatency {
                 (c, s) = (c * dc - s * ds, s * dc + c * ds);
             }
         }
-        // The partials' expected energy over the grain: each partial's mean power (a^2 / 2)
-        // times the window's energy. (The grain's own energy swings with where the waveform's
-        // peaks fall in its 5 ms, and scaling each grain by it modulated the level.)
-        let mut power = 0.0;
-        for (i, &a) in p.amplitudes.iter().enumerate() {
-            if (i + 1) as f64 * p.f0 as f64 >= nyquist {
-                break;
-            }
-            power += 0.5 * a * a;
-        }
         for (g, v) in grain.iter_mut().zip(&self.grain_window) {
             *g *= v;
         }
         let partial_energy = power * self.grain_window_energy;
         for (c, m) in self.spectrum.iter_mut().zip(&p.noise) {
-            self.seed = self
-                .seed
-                .wrapping_mul(1_664_525)
-                .wrapping_add(1_013_904_223);
-            let theta = self.seed as f32 * (std::f32::consts::TAU / 4_294_967_296.0);
-            *c = Complex32::from_polar(*m, theta);
+            *c = Complex32::from_polar(*m, random_phase(&mut self.seed));
         }
         self.noise
             .synthesise(&mut self.spectrum, &mut self.noise_grain);

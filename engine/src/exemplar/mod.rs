@@ -39,13 +39,13 @@ pub use pitch::{
     YIN_MAX_LAG, YIN_MIN_LAG, YIN_THRESHOLD, YIN_TRUST, YIN_WINDOW,
 };
 pub use sinusoids::{SinusoidKernel, KERNEL_LEAKAGE, KERNEL_OVERSAMPLE, MAX_KERNEL_REACH};
-pub(crate) use swap::HarmonicFrame;
 pub use swap::{
     partial_amplitudes, ExemplarOptions, ExemplarSwap, Shift, ATTACK_SECONDS,
     BELOW_FUNDAMENTAL_SLOPE, MAX_NOISE_BELOW_FUNDAMENTAL, MAX_NOTE_DECAY_DB, MAX_PARTIALS,
     MAX_PARTIAL_GAIN_DB, MAX_SHIFT_SEMITONES, NOISE_GAIN, PARTIAL_NUMBER_SEMITONES,
     SEMITONE_COST_FRAMES,
 };
+pub(crate) use swap::{random_phase, schroeder_offset, HarmonicFrame};
 
 /// Floor added to magnitudes before their logarithm (the shipped models' `mag_floor`).
 pub const MAG_FLOOR: f32 = 1e-3;

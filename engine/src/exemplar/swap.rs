@@ -552,10 +552,8 @@ impl ExemplarSwap {
             if a <= 0.0 || h * f0 as f64 >= 0.5 * sr as f64 {
                 continue;
             }
-            // Schroeder's phases keep the crest factor low. `start`: the phase at the frame's
-            // first sample.
-            let offset = std::f64::consts::PI * h * (h - 1.0) / HARMONIC_PARTIALS as f64;
-            let start = h * (self.phase - w * (n / 2) as f64) + offset;
+            // `start`: the phase at the frame's first sample.
+            let start = h * (self.phase - w * (n / 2) as f64) + schroeder_offset(h);
             self.kernel
                 .add(out, (h * f0 as f64) as f32 * bins_per_hz, a, start);
         }
@@ -580,12 +578,7 @@ impl ExemplarSwap {
         for ((k, o), m) in out.iter_mut().enumerate().zip(self.noise_mag.iter_mut()) {
             let d = density(k) * if k < below { below_gain } else { 1.0 };
             *m = d * scale;
-            self.seed = self
-                .seed
-                .wrapping_mul(1_664_525)
-                .wrapping_add(1_013_904_223);
-            let theta = self.seed as f32 * (std::f32::consts::TAU / 4_294_967_296.0);
-            *o += Complex32::from_polar(d * scale, theta);
+            *o += Complex32::from_polar(d * scale, random_phase(&mut self.seed));
         }
         let noise_energy: f32 = self.noise_mag.iter().map(|m| m * m).sum();
         let total = partial_energy + noise_energy;
@@ -595,6 +588,20 @@ impl ExemplarSwap {
             0.0
         };
     }
+}
+
+/// Schroeder's phase offset of partial `h` (from 1), in radians: the partials' phases spread
+/// so that their sum keeps a low crest factor. Every grain of partials ([`Shift::Harmonic`],
+/// and the low-latency grains made from its frames) starts its partials with these.
+pub(crate) fn schroeder_offset(h: f64) -> f64 {
+    std::f64::consts::PI * h * (h - 1.0) / HARMONIC_PARTIALS as f64
+}
+
+/// The next random phase (radians, `0..TAU`) of the linear congruential generator whose state
+/// is `seed`: the phases of the reference's noise. Realtime-safe.
+pub(crate) fn random_phase(seed: &mut u32) -> f32 {
+    *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+    *seed as f32 * (std::f32::consts::TAU / 4_294_967_296.0)
 }
 
 /// One [`Shift::Harmonic`] frame as [`ExemplarSwap::harmonic_frame`] gives it.
