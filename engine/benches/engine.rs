@@ -11,7 +11,9 @@
 //! - `offline/neural-input-at-minus-400-db`: the neural input-phase path on an input 1e-20 times
 //!   as loud, whose squares and products are denormals (flush-to-zero keeps them cheap).
 //! - `offline/exemplar`: the whole Exemplar path (the trumpet example's analysis, the built-in
-//!   model loaded beside it as in the plugin, which Exemplar does not run) on one thread.
+//!   model loaded beside it as in the plugin, which Exemplar does not run) on one thread;
+//!   `offline/exemplar-low-latency` the same built for the Low latency mode (grains every half
+//!   hop, the reference's partials played by oscillators).
 //! - `offline/neural-input-f32`, `-f16`, `-int8`: `offline/neural-input` (the built-in model
 //!   as it ships, f16) with the model's matrices as f32, f16 and int8.
 //! - `network/frame-f32`: one streaming step of the network (variation, pitch, decoder,
@@ -38,8 +40,8 @@ use timbreswap_engine::neural::PhaseMode;
 use timbreswap_engine::processor::SwapMode;
 use timbreswap_engine::timbre::analyse;
 use timbreswap_engine::{
-    BlockParams, Engine, EngineSettings, EngineStats, ProcessingMode, Slot, StftConfig,
-    TimbreDescriptor,
+    BlockParams, Engine, EngineSettings, EngineStats, LatencyMode, ProcessingMode, Slot,
+    StftConfig, TimbreDescriptor,
 };
 
 /// The built-in model's network with `kernels`, as it ships.
@@ -127,20 +129,12 @@ fn bench_mode(
     timbre: Option<&TimbreDescriptor>,
     neural: Option<Neural>,
 ) {
-    bench_mode_at(c, name, mode, timbre, neural, None, 1.0);
+    bench_mode_at(c, name, settings(mode), timbre, neural, None, 1.0);
 }
 
-/// [`bench_mode`] with the input scaled by `level`.
-fn bench_mode_at(
-    c: &mut Criterion,
-    name: &str,
-    mode: ProcessingMode,
-    timbre: Option<&TimbreDescriptor>,
-    neural: Option<Neural>,
-    exemplar: Option<Arc<ExemplarBank>>,
-    level: f32,
-) {
-    let settings = EngineSettings {
+/// The engine's settings for `mode` at [`RATE`] and [`BLOCK`], stereo, normal latency.
+fn settings(mode: ProcessingMode) -> EngineSettings {
+    EngineSettings {
         host_rate: RATE,
         max_block: BLOCK,
         channels: 2,
@@ -149,7 +143,19 @@ fn bench_mode_at(
         worker_priority: Default::default(),
         latency_mode: Default::default(),
         latency_block: None,
-    };
+    }
+}
+
+/// [`bench_mode`] with the engine built with `settings`, the input scaled by `level`.
+fn bench_mode_at(
+    c: &mut Criterion,
+    name: &str,
+    settings: EngineSettings,
+    timbre: Option<&TimbreDescriptor>,
+    neural: Option<Neural>,
+    exemplar: Option<Arc<ExemplarBank>>,
+    level: f32,
+) {
     let (mut engine, mut control) =
         Engine::new(settings, Arc::new(EngineStats::default()), timbre, None).unwrap();
     let (swap, phase) = match &neural {
@@ -244,7 +250,7 @@ fn engine_blocks(c: &mut Criterion) {
     bench_mode_at(
         c,
         "offline/neural-input-at-minus-400-db",
-        ProcessingMode::Offline,
+        settings(ProcessingMode::Offline),
         Some(&t),
         Some((net.clone(), z.clone(), PhaseMode::Input)),
         None,
@@ -252,16 +258,25 @@ fn engine_blocks(c: &mut Criterion) {
     );
     // Exemplar mode as the plugin runs it: the model loaded (Exemplar does not run it), the
     // clip's analysis in slot A.
-    let bank = ExemplarBank::new(&StftConfig::default(), &clip("ref-trumpet.wav", 3.0)).unwrap();
-    bench_mode_at(
-        c,
-        "offline/exemplar",
-        ProcessingMode::Offline,
-        Some(&t),
-        Some((net.clone(), z.clone(), PhaseMode::Input)),
-        Some(Arc::new(bank)),
-        1.0,
-    );
+    let bank =
+        Arc::new(ExemplarBank::new(&StftConfig::default(), &clip("ref-trumpet.wav", 3.0)).unwrap());
+    for (name, latency_mode) in [
+        ("offline/exemplar", LatencyMode::Normal),
+        ("offline/exemplar-low-latency", LatencyMode::Low),
+    ] {
+        bench_mode_at(
+            c,
+            name,
+            EngineSettings {
+                latency_mode,
+                ..settings(ProcessingMode::Offline)
+            },
+            Some(&t),
+            Some((net.clone(), z.clone(), PhaseMode::Input)),
+            Some(bank.clone()),
+            1.0,
+        );
+    }
     bench_mode(
         c,
         "realtime/audio-thread-neural",

@@ -39,13 +39,16 @@ pub use pitch::{
     YIN_MAX_LAG, YIN_MIN_LAG, YIN_THRESHOLD, YIN_TRUST, YIN_WINDOW,
 };
 pub use sinusoids::{SinusoidKernel, KERNEL_LEAKAGE, KERNEL_OVERSAMPLE, MAX_KERNEL_REACH};
+/// The Low latency oscillators make these offsets by recursion; their test reads the formula.
+#[cfg(test)]
+pub(crate) use swap::schroeder_offset;
 pub use swap::{
     partial_amplitudes, ExemplarOptions, ExemplarSwap, Shift, ATTACK_SECONDS,
     BELOW_FUNDAMENTAL_SLOPE, MAX_NOISE_BELOW_FUNDAMENTAL, MAX_NOTE_DECAY_DB, MAX_PARTIALS,
     MAX_PARTIAL_GAIN_DB, MAX_SHIFT_SEMITONES, NOISE_GAIN, PARTIAL_NUMBER_SEMITONES,
     SEMITONE_COST_FRAMES,
 };
-pub(crate) use swap::{random_phase, schroeder_offset, HarmonicFrame};
+pub(crate) use swap::{random_phase, HarmonicFrame};
 
 /// Floor added to magnitudes before their logarithm (the shipped models' `mag_floor`).
 pub const MAG_FLOOR: f32 = 1e-3;
