@@ -65,6 +65,10 @@ pub(crate) struct LowLatency {
     /// Shapes the noise grains: an inverse FFT through the square root of `grain_window`, so
     /// that independent grains overlap-add to a steady power.
     noise: Stft,
+    /// Weights of the input's power over a grain's whole frame: the processed frames'
+    /// analysis window (Hann), and the sum of its squares.
+    power_window: Vec<f32>,
+    power_window_energy: f32,
     /// The noise grain, before it is added.
     noise_grain: Vec<f32>,
     /// State of the noise phases' generator.
@@ -76,6 +80,8 @@ pub(crate) struct LowLatency {
     partial_grain: Option<u64>,
     grain_phase: f64,
     grain_w: f64,
+    /// The gain the latest grain of partials asked for (before it was smoothed).
+    partial_gain: f32,
     sample_rate: f32,
     hop: usize,
 }
@@ -109,6 +115,7 @@ impl LowLatency {
         let noise_window = grain_window.iter().map(|v| v.max(0.0).sqrt()).collect();
         let noise = Stft::with_windows(cfg, analysis.clone(), noise_window);
         let bins = cfg.n_bins();
+        let power_window = crate::stft::hann(cfg.n_fft);
         Self {
             stft: Stft::with_windows(cfg, analysis, synthesis),
             smoothing: Cepstrum::new(cfg),
@@ -133,11 +140,14 @@ impl LowLatency {
             grain_start,
             noise,
             noise_grain: vec![0.0; cfg.n_fft],
+            power_window_energy: power_window.iter().map(|w| w * w).sum(),
+            power_window,
             seed: 0x6c6f_7721,
             grain: 0,
             partial_grain: None,
             grain_phase: 0.0,
             grain_w: 0.0,
+            partial_gain: 0.0,
             sample_rate: cfg.sample_rate as f32,
             hop: cfg.hop,
         }
@@ -183,8 +193,9 @@ impl LowLatency {
     }
 
     /// The held partials as sinusoids over the grain (`grain`, shaped by `grain_window`) and
-    /// the held noise with fresh random phases (`noise_grain`); returns their energies.
-    fn partial_grains(&mut self, grain: &mut [f32]) -> (f32, f32) {
+    /// the held noise with fresh random phases (`noise_grain`); returns their energies and
+    /// whether the grain before this one was also made of partials.
+    fn partial_grains(&mut self, grain: &mut [f32]) -> (f32, f32, bool) {
         let p = &self.partials;
         let n = grain.len();
         let w = std::f64::consts::TAU * p.f0 as f64 / self.sample_rate as f64;
@@ -198,7 +209,8 @@ impl LowLatency {
         // from the processed frame's centre instead, a grain drifted from the one before it
         // by its distance from that centre times the change of pitch: with a voice's jitter,
         // a roughness at the grain rate.)
-        self.grain_phase = if self.partial_grain.is_some_and(|g| g + 1 == self.grain) {
+        let continues = self.partial_grain.is_some_and(|g| g + 1 == self.grain);
+        self.grain_phase = if continues {
             (self.grain_phase + 0.5 * (self.grain_w + w) * (self.hop / 2) as f64) % tau
         } else {
             // From the processed frame's centre (half a hop on for the second grain).
@@ -227,7 +239,7 @@ impl LowLatency {
         self.noise
             .synthesise(&mut self.spectrum, &mut self.noise_grain);
         let noise_energy = self.noise_grain.iter().map(|v| v * v).sum();
-        (partial_energy, noise_energy)
+        (partial_energy, noise_energy, continues)
     }
 
     /// Keeps the smoothed `|output| / |input|` per bin and the energy ratio if the frame was
@@ -271,14 +283,21 @@ impl LowLatency {
         let (down, scale_back) = frame_scale(frame);
         if self.partials.held {
             // The partials carry their share of the processed frame's energy, the noise the rest.
-            let (partial_energy, noise_energy) = self.partial_grains(grain);
-            // The input's mean power over the grain's whole frame (the span the processed
-            // frames' level is matched over) times the window's energy: the energy a steady
-            // input has under the grain. (Measured under the grain alone, it swings with where
-            // the input's waveform peaks fall in those 5 ms, and that swing came through as a
-            // ripple at the grain rate: 4.6 dB on a steady tone.)
-            let power =
-                frame.iter().map(|v| (v * down) * (v * down)).sum::<f32>() / frame.len() as f32;
+            let (partial_energy, noise_energy, continues) = self.partial_grains(grain);
+            // The input's mean power over the grain's whole frame, weighted by the processed
+            // frames' analysis window (the span and weights their level is matched with),
+            // times the window's energy: the energy a steady input has under the grain.
+            // (Measured under the grain alone, it swings with where the input's waveform peaks
+            // fall in those 5 ms: a ripple at the grain rate, 4.6 dB on a steady tone.
+            // Unweighted over the frame, a pulse of a peaky input (a voice's glottal pulses)
+            // entering or leaving it stepped the level at the grain rate, which spread the
+            // partials into their valleys.)
+            let power = frame
+                .iter()
+                .zip(&self.power_window)
+                .map(|(v, w)| (v * down * w) * (v * down * w))
+                .sum::<f32>()
+                / self.power_window_energy;
             let target = self.energy_ratio * power * self.grain_window_energy;
             let share = self.partials.noise_share.clamp(0.0, 1.0);
             let gain = |part: f32, energy: f32| {
@@ -289,7 +308,15 @@ impl LowLatency {
                     0.0
                 }
             };
-            let (gp, gn) = (gain(1.0 - share, partial_energy), gain(share, noise_energy));
+            let (mut gp, gn) = (gain(1.0 - share, partial_energy), gain(share, noise_energy));
+            // The partials' level moves at most half way each grain: the geometric mean of
+            // this grain's gain and the one before it. A step of level from one 5 ms grain to
+            // the next, crossfaded over 2.5 ms, spread the partials into their valleys.
+            let own = gp;
+            if continues && self.partial_gain > 0.0 && gp > 0.0 {
+                gp = (gp * self.partial_gain).sqrt();
+            }
+            self.partial_gain = own;
             if gp > 0.0 {
                 for (g, v) in grain.iter_mut().zip(&self.noise_grain) {
                     *g = *g * gp + v * gn;

@@ -395,6 +395,56 @@ fn low_latency_exemplar_plays_the_references_partials() {
     assert!((levels[1] - levels[0]).abs() < 1.0, "levels {levels:?} dB");
 }
 
+/// Low latency keeps a peaky input's partials nearly as clean as the normal mode does: a
+/// 150 Hz pulse train (40 equal partials in cosine phase, as a voice's glottal pulses are
+/// peaky) under a sawtooth reference comes out of Low latency with less than four times the
+/// normal mode's share of its energy off the partials (further than 4 Hz from every one).
+/// Measured: 0.19 % against 0.07 %. When each grain took the input's power over its frame
+/// unweighted, a pulse entering or leaving the frame stepped the grain's level at the grain
+/// rate, and that modulation spread the partials: 0.53 %. (The Hann-weighted power alone
+/// gives 0.23 %; moving the level half way per grain, 0.19 %.)
+#[test]
+fn low_latency_exemplar_keeps_a_pulse_trains_partials_clean() {
+    let cfg = StftConfig::default();
+    let bank =
+        Arc::new(ExemplarBank::new(&cfg, &tone(220.0, 40, 1.5, |h| 1.0 / h as f32)).unwrap());
+    let f0 = 150.0;
+    let input: Vec<f32> = (0..2 * SR as usize)
+        .map(|i| {
+            let t = i as f32 / SR as f32;
+            let s: f32 = (1..=40)
+                .map(|h| (std::f32::consts::TAU * h as f32 * f0 * t).cos())
+                .sum();
+            0.02 * (t / 0.02).min(1.0) * s
+        })
+        .collect();
+    let mut off = Vec::new();
+    for latency in [LatencyMode::Normal, LatencyMode::Low] {
+        let out = render_at(
+            &input,
+            SwapMode::Exemplar,
+            [Some(bank.clone()), None],
+            0.0,
+            latency,
+        );
+        let out = &out[16_000..56_000];
+        let on: f32 = partial_energies(out, f0, 100).iter().sum();
+        let (power, _) = power_spectrum(out);
+        let total: f32 = power.iter().sum();
+        off.push(1.0 - on / total);
+    }
+    println!(
+        "energy off the partials: normal {:.4}, low {:.4}",
+        off[0], off[1]
+    );
+    assert!(
+        off[0] > 0.0 && off[1] < 4.0 * off[0],
+        "off the partials: normal {:.4}, low {:.4}",
+        off[0],
+        off[1]
+    );
+}
+
 #[test]
 fn a_bank_of_other_frames_is_refused() {
     let other = StftConfig {
