@@ -309,9 +309,11 @@ impl LowLatency {
                 }
             };
             let (mut gp, gn) = (gain(1.0 - share, partial_energy), gain(share, noise_energy));
-            // The partials' level moves at most half way each grain: the geometric mean of
+            // The partials' gain moves half way (in dB) each grain: the geometric mean of
             // this grain's gain and the one before it. A step of level from one 5 ms grain to
-            // the next, crossfaded over 2.5 ms, spread the partials into their valleys.
+            // the next, crossfaded over 2.5 ms, spread the partials into their valleys. (The
+            // gain scales the processed frame's own amplitudes, so where that frame's
+            // partials jump in level, the grain after the jump is off by half the jump.)
             let own = gp;
             if continues && self.partial_gain > 0.0 && gp > 0.0 {
                 gp = (gp * self.partial_gain).sqrt();

@@ -354,6 +354,19 @@ fn morph_blends_at(input: &[f32], banks: &[Option<Arc<ExemplarBank>>; 2], latenc
     );
 }
 
+/// `input` rendered in Exemplar mode with `bank` in slot A, built for `latency`: its steady
+/// stretch, 0.5 s to 1.75 s (past the onset and the level matching's settling).
+fn steady_exemplar(input: &[f32], bank: &Arc<ExemplarBank>, latency: LatencyMode) -> Vec<f32> {
+    let out = render_at(
+        input,
+        SwapMode::Exemplar,
+        [Some(bank.clone()), None],
+        0.0,
+        latency,
+    );
+    out[16_000..56_000].to_vec()
+}
+
 /// Low latency keeps the reference's own partials, not the input's under a smooth gain: a
 /// 220 Hz input with every partial (1/h) under a reference of odd partials only (a square
 /// wave's 1/h) comes out with partials 2, 4 and 6 at least 20 dB under their lower odd
@@ -370,17 +383,9 @@ fn low_latency_exemplar_plays_the_references_partials() {
     });
     let bank = Arc::new(ExemplarBank::new(&cfg, &square).expect("the reference sounds"));
     let input = tone(220.0, 30, 2.0, |h| 1.0 / h as f32);
-    let steady = 16_000..56_000;
     let mut levels = Vec::new();
     for latency in [LatencyMode::Normal, LatencyMode::Low] {
-        let out = render_at(
-            &input,
-            SwapMode::Exemplar,
-            [Some(bank.clone()), None],
-            0.0,
-            latency,
-        );
-        let out = &out[steady.clone()];
+        let out = &steady_exemplar(&input, &bank, latency);
         let e = partial_energies(out, 220.0, 7);
         for h in [2, 4, 6] {
             let under = 10.0 * (e[h - 2] / e[h - 1]).log10();
@@ -420,14 +425,7 @@ fn low_latency_exemplar_keeps_a_pulse_trains_partials_clean() {
         .collect();
     let mut off = Vec::new();
     for latency in [LatencyMode::Normal, LatencyMode::Low] {
-        let out = render_at(
-            &input,
-            SwapMode::Exemplar,
-            [Some(bank.clone()), None],
-            0.0,
-            latency,
-        );
-        let out = &out[16_000..56_000];
+        let out = &steady_exemplar(&input, &bank, latency);
         let on: f32 = partial_energies(out, f0, 100).iter().sum();
         let (power, _) = power_spectrum(out);
         let total: f32 = power.iter().sum();
