@@ -186,6 +186,16 @@ impl LowLatency {
         p.held = self.held && a.f0.is_finite() && a.f0 > 0.0;
     }
 
+    /// Forgets the held frame and the latest grain of partials: the next grains play dry
+    /// until a frame is processed, and the first grain of partials after that starts its
+    /// phase and level afresh. Realtime-safe.
+    pub(crate) fn reset(&mut self) {
+        self.held = false;
+        self.partials.held = false;
+        self.partial_grain = None;
+        self.partial_gain = 0.0;
+    }
+
     /// Marks the next grain as the second after the processed frame.
     pub(crate) fn next_grain(&mut self) {
         self.second = true;
@@ -581,5 +591,42 @@ mod tests {
         let spread_db = 20.0 * (hi / lo).log10();
         assert!(hi > 0.5, "the partial sounds: {hi}");
         assert!(spread_db < 1.0, "amplitude {lo} to {hi}: {spread_db:.2} dB");
+    }
+
+    /// A grain of partials carries on from the grain before it only when that one was made of
+    /// partials too and no reset came between them.
+    #[test]
+    fn grains_of_partials_carry_on_only_from_the_grain_before() {
+        let cfg = StftConfig::default();
+        let mut low = LowLatency::new(&cfg);
+        let silent = vec![Complex32::default(); cfg.n_bins()];
+        let amplitudes = vec![0.5f32; HARMONIC_PARTIALS];
+        let noise = vec![0.0f32; cfg.n_bins()];
+        let frame = HarmonicFrame {
+            f0: 220.0,
+            phase: 0.0,
+            amplitudes: &amplitudes,
+            noise: &noise,
+            noise_share: 0.0,
+        };
+        let mut grain = vec![0.0f32; cfg.n_fft];
+        let mut carries = |low: &mut LowLatency| low.partial_grains(&mut grain).2;
+        low.hold(true, &silent, &silent);
+        low.hold_partials(Some(frame), None);
+        assert!(!carries(&mut low), "the first grain starts afresh");
+        low.next_grain();
+        assert!(carries(&mut low), "the second carries on");
+        low.reset();
+        low.hold(true, &silent, &silent);
+        low.hold_partials(Some(frame), None);
+        assert!(!carries(&mut low), "after a reset it starts afresh");
+        // A grain that played no partials (dry) breaks the run.
+        low.next_grain();
+        low.hold(true, &silent, &silent);
+        low.hold_partials(Some(frame), None);
+        assert!(
+            !carries(&mut low),
+            "after a grain without partials it starts afresh"
+        );
     }
 }

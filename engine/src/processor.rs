@@ -228,7 +228,7 @@ impl FrameProcessor {
     pub fn reset(&mut self) {
         self.level.gain_db = None;
         if let Some(low) = &mut self.low {
-            low.held = false;
+            low.reset();
         }
         if let Some(n) = &mut self.neural {
             n.reset();
