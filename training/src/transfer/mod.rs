@@ -64,8 +64,8 @@ pub use features::{
 pub use fit::fit_classifier;
 use parallel::parallel_map;
 pub use pitch::{
-    level_difference_db, midi_to_hz, pitch_agreement, track_pitch, PitchAgreement, PitchTrack,
-    CENT_TOLERANCE, PYIN_FRAME, PYIN_RESOLUTION,
+    level_difference_db, midi_to_hz, pitch_agreement, score_agreement, track_pitch, PitchAgreement,
+    PitchTrack, ScoreAgreement, CENT_TOLERANCE, PYIN_FRAME, PYIN_RESOLUTION,
 };
 pub use plan::*;
 pub use report::*;
@@ -74,6 +74,8 @@ pub use systems::{
     TransferPair, TransferSystem,
 };
 
+/// Header of the table of each row's pitch against the source's score.
+pub const SCORE_TABLE_HEADER: &str = "| row | within 50 cents of the score's note (up) | octaves up (down) | octaves down (down) | frames |";
 /// Header of the protocol's transfer table.
 pub const TABLE_HEADER: &str = "| row | pitch within 50 cents (up) | median cent error (down) | classified as B (up) | classified as A (down) | level difference dB | distance to oracle dB (down) |";
 
@@ -250,6 +252,8 @@ impl TransferOptions {
 /// What one row made of one source.
 struct RowOutcome {
     pitch: Option<PitchAgreement>,
+    /// The output's pitch against the source's score.
+    score: Option<ScoreAgreement>,
     level_db: Option<f64>,
     /// Log-spectral distance to the oracle's output, dB.
     oracle_db: Option<f64>,
@@ -310,7 +314,8 @@ impl Context<'_> {
     fn process(&self, &(s, r): &(usize, usize)) -> Result<SourceOutcome, TransferError> {
         let src_rec = &self.records[s];
         let ref_rec = &self.records[r];
-        let source = match self.voice_phrase_seed {
+        // The source and the note its score sounds in each frame (at the record's hop).
+        let (source, notes) = match self.voice_phrase_seed {
             Some(phrase_seed) => {
                 let score = systems::phrase_score_of(src_rec, self.instruments, phrase_seed)
                     .map_err(|message| TransferError::Voice {
@@ -318,9 +323,13 @@ impl Context<'_> {
                         message,
                     })?;
                 let seed = manifest::fnv1a(src_rec.path.to_string_lossy().as_bytes());
-                crate::voice::sing(&score, self.rate, seed)
+                let notes = score.frame_notes(src_rec.hop);
+                (crate::voice::sing(&score, self.rate, seed), notes)
             }
-            None => manifest::read_clip_audio(self.root, src_rec, self.rate)?,
+            None => (
+                manifest::read_clip_audio(self.root, src_rec, self.rate)?,
+                src_rec.frame_notes.clone(),
+            ),
         };
         let reference = manifest::read_clip_audio(self.root, ref_rec, self.rate)?;
         let (fmin, fmax) = self.range_hz(src_rec);
@@ -404,6 +413,7 @@ impl Context<'_> {
                 // Same audio, same analysis: reuse the source's.
                 RowOutcome {
                     pitch: pitch_agreement(&src_track, &src_track),
+                    score: score_agreement(&notes, &src_track),
                     level_db,
                     oracle_db,
                     features: None,
@@ -413,6 +423,7 @@ impl Context<'_> {
                 let out_track = track(out)?;
                 RowOutcome {
                     pitch: pitch_agreement(&src_track, &out_track),
+                    score: score_agreement(&notes, &out_track),
                     level_db,
                     oracle_db,
                     features: Some(features(out)),
@@ -622,6 +633,7 @@ pub fn evaluate_systems(
                 .iter()
                 .map(|r| r.pitch.map(|p| p.within))
                 .collect(),
+            output_pitch_on_score: o.rows.iter().map(|r| r.score).collect(),
         });
     }
 
@@ -633,6 +645,8 @@ pub fn evaluate_systems(
             let pitch: Vec<PitchAgreement> =
                 outcomes.iter().filter_map(|o| o.rows[k].pitch).collect();
             let levels: Vec<f64> = outcomes.iter().filter_map(|o| o.rows[k].level_db).collect();
+            let score: Vec<ScoreAgreement> =
+                outcomes.iter().filter_map(|o| o.rows[k].score).collect();
             // Share of outputs labelled with the program `which` picks (A or B) of their pair.
             let share = |which: fn(&PairInfo) -> u8| {
                 let hits = pair_infos
@@ -648,6 +662,11 @@ pub fn evaluate_systems(
                 pitch_frames: pitch.iter().map(|p| p.frames).sum(),
                 pitch_within_50_cents: mean(pitch.iter().map(|p| p.within)),
                 median_cent_error: mean(pitch.iter().map(|p| p.median_cents)),
+                score_sources: score.len(),
+                score_frames: score.iter().map(|a| a.frames).sum(),
+                pitch_on_score: mean(score.iter().map(|a| a.within)),
+                octaves_up_from_score: mean(score.iter().map(|a| a.octaves_up)),
+                octaves_down_from_score: mean(score.iter().map(|a| a.octaves_down)),
                 classified: pair_infos
                     .iter()
                     .filter(|p| p.output_labels[k].is_some())

@@ -123,6 +123,54 @@ pub fn pitch_agreement(source: &PitchTrack, output: &PitchTrack) -> Option<Pitch
     })
 }
 
+/// Pitch of a clip against its score: on the frames where the score sounds a note and pYIN
+/// finds the clip voiced, how far pYIN's pitch is from the note. An octave error (a pitch
+/// tracker's, or the output's own: a weak fundamental read as its second partial) keeps the
+/// pitch class, so it shows here as a whole number of octaves off, where a comparison with the
+/// source's own pYIN track cannot see an error both tracks share.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ScoreAgreement {
+    /// Frames with a note in the score and voiced in the clip.
+    pub frames: usize,
+    /// Share of those frames within [`CENT_TOLERANCE`] cents of the note, 0..=1.
+    pub within: f64,
+    /// Share within [`CENT_TOLERANCE`] cents of the note one or more octaves up, 0..=1.
+    pub octaves_up: f64,
+    /// Share within [`CENT_TOLERANCE`] cents of the note one or more octaves down, 0..=1.
+    pub octaves_down: f64,
+}
+
+/// Compares a pitch track with the score's note per frame (`notes[f]`, a MIDI note, negative
+/// where none sounds; frame `f` as the track's); `None` when no frame has both.
+pub fn score_agreement(notes: &[i16], track: &PitchTrack) -> Option<ScoreAgreement> {
+    let (mut frames, mut within, mut up, mut down) = (0usize, 0usize, 0usize, 0usize);
+    for ((note, f0), voiced) in notes.iter().zip(&track.f0_hz).zip(&track.voiced) {
+        if *note < 0 || !*voiced || f0.is_nan() || *f0 <= 0.0 {
+            continue;
+        }
+        frames += 1;
+        let cents = 1200.0 * (f0 / midi_to_hz(f64::from(*note))).log2();
+        let octaves = (cents / 1200.0).round();
+        // A hair of slack: pYIN's bins are rounded multiples of 25 cents.
+        if (cents - 1200.0 * octaves).abs() <= CENT_TOLERANCE + 1e-6 {
+            match octaves {
+                o if o > 0.0 => up += 1,
+                o if o < 0.0 => down += 1,
+                _ => within += 1,
+            }
+        }
+    }
+    (frames > 0).then(|| {
+        let share = |n: usize| n as f64 / frames as f64;
+        ScoreAgreement {
+            frames,
+            within: share(within),
+            octaves_up: share(up),
+            octaves_down: share(down),
+        }
+    })
+}
+
 /// Output level minus source level, in dB: `10 log10(sum out^2 / sum src^2)` over the samples
 /// of the frames voiced in the source (frame `f` covers samples `f * hop - hop / 2` up to
 /// `f * hop + hop / 2`). `None` when no frame is voiced or the source is silent there.
@@ -174,5 +222,39 @@ mod tests {
         let d = level_difference_db(&x, &y, &[true, false, true], 160).unwrap();
         assert!((d + 6.0206).abs() < 1e-3, "{d}");
         assert_eq!(level_difference_db(&x, &y, &[false; 3], 160), None);
+    }
+
+    /// Each frame is counted by its distance from the score's note: on the note (a quarter
+    /// tone either side), one or two octaves up, an octave down, or neither (a fifth up, 75
+    /// cents off); frames without a note or without a voiced pitch are left out.
+    #[test]
+    fn score_agreement_counts_octave_errors() {
+        let a4 = midi_to_hz(69.0);
+        let cents = |c: f64| a4 * 2f64.powf(c / 1200.0);
+        let track = PitchTrack {
+            f0_hz: vec![
+                cents(0.0),
+                cents(50.0),
+                cents(-50.0),
+                cents(1200.0),
+                cents(2400.0 + 25.0),
+                cents(-1200.0),
+                cents(700.0),
+                cents(75.0),
+                a4,
+                f64::NAN,
+            ],
+            voiced: vec![true, true, true, true, true, true, true, true, true, false],
+        };
+        let mut notes = vec![69i16; 10];
+        notes[8] = -1; // No note in the score: not counted, whatever pYIN hears.
+        let a = score_agreement(&notes, &track).unwrap();
+        assert_eq!(a.frames, 8);
+        assert!((a.within - 3.0 / 8.0).abs() < 1e-12, "{a:?}");
+        assert!((a.octaves_up - 2.0 / 8.0).abs() < 1e-12, "{a:?}");
+        assert!((a.octaves_down - 1.0 / 8.0).abs() < 1e-12, "{a:?}");
+        assert_eq!(score_agreement(&[-1; 10], &track), None);
+        // A shorter score than the track covers only its own frames.
+        assert_eq!(score_agreement(&notes[..2], &track).unwrap().frames, 2);
     }
 }

@@ -29,6 +29,9 @@ pub struct PairInfo {
     /// Per row (table order): the share of frames voiced in both source and output whose
     /// pitch is within 50 cents (`None` when no frame is voiced in both).
     pub output_pitch_within_50_cents: Vec<Option<f64>>,
+    /// Per row (table order): the output's pitch against the source's score (`None` when no
+    /// frame has both a note and a voiced pitch).
+    pub output_pitch_on_score: Vec<Option<ScoreAgreement>>,
 }
 
 /// One row of the table. Shares are in 0..=1 (the markdown shows percent); `None` reads N/A.
@@ -46,6 +49,23 @@ pub struct TransferRowReport {
     pub pitch_within_50_cents: Option<f64>,
     /// Mean over sources of the median absolute error in cents; low is good.
     pub median_cent_error: Option<f64>,
+    /// Sources with at least one frame that has a note in the score and is voiced in the
+    /// output.
+    #[serde(default)]
+    pub score_sources: usize,
+    /// Such frames, over all sources.
+    #[serde(default)]
+    pub score_frames: usize,
+    /// Mean over sources of the share of those frames within 50 cents of the score's note
+    /// ([`ScoreAgreement::within`]); high is good.
+    #[serde(default)]
+    pub pitch_on_score: Option<f64>,
+    /// Mean over sources of the share a whole number of octaves above the note; low is good.
+    #[serde(default)]
+    pub octaves_up_from_score: Option<f64>,
+    /// Mean over sources of the share a whole number of octaves below the note; low is good.
+    #[serde(default)]
+    pub octaves_down_from_score: Option<f64>,
     /// Outputs with at least one active frame (the others are classified as nothing).
     pub classified: usize,
     /// Share of outputs classified as B; high is good.
@@ -201,6 +221,23 @@ impl TransferReport {
                 percent(r.classified_as_a),
                 level,
                 distance
+            );
+        }
+        s.push_str(
+            "\nPitch against the score (pYIN on each output against the note the source's score \
+             sounds, on the frames with a note that pYIN finds voiced; means over sources):\n\n",
+        );
+        s.push_str(SCORE_TABLE_HEADER);
+        s.push_str("\n|---|---|---|---|---|\n");
+        for r in &self.rows {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} |",
+                r.row,
+                percent(r.pitch_on_score),
+                percent(r.octaves_up_from_score),
+                percent(r.octaves_down_from_score),
+                r.score_frames
             );
         }
         let c = &self.classifier;
