@@ -72,6 +72,12 @@ pub const YIN_WINDOW: usize = 512;
 pub const YIN_TRUST: f32 = 0.3;
 /// YIN's absolute threshold on the cumulative-mean-normalised difference.
 pub const YIN_THRESHOLD: f32 = 0.15;
+/// The octave check: YIN's dip is taken at twice its lag when the normalised difference there
+/// is under this share of the dip's own.
+pub const YIN_OCTAVE_RATIO: f32 = 0.1;
+/// The octave check leaves a dip whose normalised difference is under this alone: a tone that
+/// repeats that well at the lag is read there (a near-sine, a whistle).
+pub const YIN_OCTAVE_FLOOR: f32 = 0.04;
 
 /// Samples YIN reads per estimate: the window and the largest lag before it. Also the length of
 /// its FFT: every product the cross-correlation needs stays inside one period of it, so the
@@ -200,8 +206,9 @@ impl Yin {
 }
 
 /// YIN's steps after the difference function `d` (lags 0..=YIN_MAX_LAG): cumulative mean
-/// normalisation in place, the first dip under [`YIN_THRESHOLD`] (else the lowest value), a
-/// parabola through it. Returns semitones from middle C and the normalised difference there.
+/// normalisation in place, the first dip under [`YIN_THRESHOLD`] (else the lowest value), the
+/// octave check ([`octave_below`]), a parabola through the dip. Returns semitones from middle C
+/// and the normalised difference there.
 fn pick(d: &mut [f32], sample_rate: f32) -> (f32, f32) {
     let mut running = 0.0f32;
     for (tau, v) in d.iter_mut().enumerate().skip(1) {
@@ -229,6 +236,7 @@ fn pick(d: &mut [f32], sample_rate: f32) -> (f32, f32) {
             .min_by(|&a, &b| d[a].total_cmp(&d[b]))
             .unwrap_or(YIN_MIN_LAG)
     });
+    let tau = octave_below(d, tau).unwrap_or(tau);
     let (l, m, r) = (d[tau - 1], d[tau], d[(tau + 1).min(YIN_MAX_LAG)]);
     let denom = l - 2.0 * m + r;
     let offset = if denom > 0.0 {
@@ -238,6 +246,40 @@ fn pick(d: &mut [f32], sample_rate: f32) -> (f32, f32) {
     };
     let f0 = sample_rate / (tau as f32 + offset);
     (12.0 * (f0 / MIDDLE_C_HZ).log2(), m)
+}
+
+/// The lowest normalised difference within two lags of `2 * tau` when it is under
+/// [`YIN_OCTAVE_RATIO`] of `d[tau]` and `d[tau]` is over [`YIN_OCTAVE_FLOOR`]: a tone whose
+/// fundamental is weak beside its second partial (a voice whose first formant lifts the second
+/// partial, an oboe's upper notes) repeats almost as well at half its period, which YIN's first
+/// dip under the threshold takes, and much better at the period. At half the period the
+/// normalised difference is about twice the odd partials' share of the energy, so YIN takes
+/// that dip when the share is under 7.5 % and the check moves it when the share is over 2 %
+/// (the floor); a tone that repeats at the lag within the floor (a near-sine, a whistle) is
+/// left alone. `None` when the check does not move the dip or `2 * tau` is past
+/// [`YIN_MAX_LAG`].
+fn octave_below(d: &[f32], tau: usize) -> Option<usize> {
+    let here = dip_floor(d, tau);
+    if here <= YIN_OCTAVE_FLOOR || 2 * tau + 3 > YIN_MAX_LAG {
+        return None;
+    }
+    let double = (2 * tau - 2..=2 * tau + 2).min_by(|&a, &b| d[a].total_cmp(&d[b]))?;
+    (dip_floor(d, double) < YIN_OCTAVE_RATIO * here).then_some(double)
+}
+
+/// The lowest value of the parabola through `d` at `tau - 1`, `tau` and `tau + 1`, or `d[tau]`
+/// where it does not open upwards: a dip's depth between whole lags, which the period's
+/// fraction of a sample otherwise hides (at 880 Hz, 0.36 of a sample lifts the true period's
+/// difference to a tenth of the half period's).
+fn dip_floor(d: &[f32], tau: usize) -> f32 {
+    let (l, m, r) = (d[tau - 1], d[tau], d[tau + 1]);
+    let denom = l - 2.0 * m + r;
+    if denom > 0.0 {
+        let offset = (0.5 * (l - r) / denom).clamp(-0.5, 0.5);
+        (m - 0.25 * (l - r) * offset).max(0.0)
+    } else {
+        m
+    }
 }
 
 #[cfg(test)]
@@ -335,6 +377,50 @@ mod tests {
         let mut broken = x.clone();
         broken[700] = f32::NAN;
         assert!(yin.estimate(&broken, SR).is_none());
+    }
+
+    /// A tone whose fundamental is weak beside its second partial (odd partials 3.8 % of the
+    /// energy, the fundamental 14 dB under the second partial), as a voice whose first formant
+    /// sits on the second partial sings: it repeats within YIN's threshold at half its period,
+    /// and the octave check reads its fundamental. A sine, which repeats perfectly at every
+    /// multiple of its period, is still read at its own.
+    #[test]
+    fn the_octave_check_reads_a_weak_fundamental() {
+        let amplitudes = [0.2f32, 1.0, 0.1, 0.5, 0.05, 0.3];
+        let odd: f32 = amplitudes.iter().step_by(2).map(|a| a * a).sum();
+        let all: f32 = amplitudes.iter().map(|a| a * a).sum();
+        assert!(
+            (0.02..0.075).contains(&(odd / all)),
+            "odd share {}",
+            odd / all
+        );
+        let mut yin = Yin::new();
+        for f0 in [110.0f32, 262.0, 523.0, 880.0] {
+            let x: Vec<f32> = (0..YIN_SPAN)
+                .map(|n| {
+                    let t = n as f32 / SR;
+                    let partials = amplitudes.iter().enumerate();
+                    0.1 * partials
+                        .map(|(i, a)| a * (std::f32::consts::TAU * (i + 1) as f32 * f0 * t).sin())
+                        .sum::<f32>()
+                })
+                .collect();
+            let (p, _) = yin.estimate(&x, SR).expect("a tone is not silence");
+            // Without the check, YIN's first dip under the threshold is half the period.
+            let half = (SR / f0 / 2.0).round() as usize;
+            let dip = (half - 1..=half + 1)
+                .map(|t| yin.d[t])
+                .fold(f32::MAX, f32::min);
+            assert!(dip < YIN_THRESHOLD, "{f0} Hz: {dip} at half the period");
+            let cents = 100.0 * (p - semitones(f0));
+            assert!(cents.abs() < 5.0, "{f0} Hz: {cents} cents off");
+        }
+        for f0 in [262.0f32, 440.0, 1234.5] {
+            let x = tone(f0, 1, YIN_SPAN);
+            let (p, _) = yin.estimate(&x, SR).expect("a sine is not silence");
+            let cents = 100.0 * (p - semitones(f0));
+            assert!(cents.abs() < 5.0, "sine at {f0} Hz: {cents} cents off");
+        }
     }
 
     #[test]
