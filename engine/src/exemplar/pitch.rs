@@ -237,13 +237,8 @@ fn pick(d: &mut [f32], sample_rate: f32) -> (f32, f32) {
             .unwrap_or(YIN_MIN_LAG)
     });
     let tau = octave_below(d, tau).unwrap_or(tau);
-    let (l, m, r) = (d[tau - 1], d[tau], d[(tau + 1).min(YIN_MAX_LAG)]);
-    let denom = l - 2.0 * m + r;
-    let offset = if denom > 0.0 {
-        (0.5 * (l - r) / denom).clamp(-0.5, 0.5)
-    } else {
-        0.0
-    };
+    let m = d[tau];
+    let (offset, _) = dip_vertex(d[tau - 1], m, d[(tau + 1).min(YIN_MAX_LAG)]);
     let f0 = sample_rate / (tau as f32 + offset);
     (12.0 * (f0 / MIDDLE_C_HZ).log2(), m)
 }
@@ -267,18 +262,24 @@ fn octave_below(d: &[f32], tau: usize) -> Option<usize> {
     (dip_floor(d, double) < YIN_OCTAVE_RATIO * here).then_some(double)
 }
 
-/// The lowest value of the parabola through `d` at `tau - 1`, `tau` and `tau + 1`, or `d[tau]`
-/// where it does not open upwards: a dip's depth between whole lags, which the period's
-/// fraction of a sample otherwise hides (at 880 Hz, 0.36 of a sample lifts the true period's
-/// difference to a tenth of the half period's).
+/// The lowest value of the parabola through `d` at `tau - 1`, `tau` and `tau + 1` (at least
+/// 0): a dip's depth between whole lags, which the period's fraction of a sample otherwise
+/// hides (at 880 Hz, 0.36 of a sample lifts the true period's difference to a tenth of the half
+/// period's).
 fn dip_floor(d: &[f32], tau: usize) -> f32 {
-    let (l, m, r) = (d[tau - 1], d[tau], d[tau + 1]);
+    dip_vertex(d[tau - 1], d[tau], d[tau + 1]).1.max(0.0)
+}
+
+/// The vertex of the parabola through `(-1, l)`, `(0, m)` and `(1, r)`: its offset (clamped to
+/// half a lag either side) and its value; offset 0 and value `m` where the parabola does not
+/// open upwards.
+fn dip_vertex(l: f32, m: f32, r: f32) -> (f32, f32) {
     let denom = l - 2.0 * m + r;
     if denom > 0.0 {
         let offset = (0.5 * (l - r) / denom).clamp(-0.5, 0.5);
-        (m - 0.25 * (l - r) * offset).max(0.0)
+        (offset, m - 0.25 * (l - r) * offset)
     } else {
-        m
+        (0.0, m)
     }
 }
 
