@@ -48,7 +48,8 @@ pub struct FrameParams {
     pub morph: f32,
     /// Neural: scale of `z_v` around its prior mean, 0..=2 (1 = as played).
     pub variation: f32,
-    /// Neural: transposition of the pitch encoder's input, semitones, -12..=12.
+    /// Transposition, semitones, -12..=12. Exemplar: the pitch the output plays, above the
+    /// input's. Neural: of the pitch encoder's input.
     pub transpose: f32,
     /// Classic, exemplar or neural.
     pub mode: SwapMode,
@@ -425,7 +426,7 @@ impl FrameProcessor {
                     return None;
                 }
             }
-            (Path::Exemplar, _) => self.exemplar(frame, morph, switched),
+            (Path::Exemplar, _) => self.exemplar(frame, morph, params.transpose, switched),
             _ => self.classic(morph),
         }
         self.level.apply(energy_in, &mut self.output);
@@ -474,12 +475,13 @@ impl FrameProcessor {
     /// of the two (both run every frame so their streams stay aligned: the same measured pitch
     /// and phase, so the blend is phase-coherent). With one clip, the other slot's Classic
     /// timbre (a preset) takes its share of Morph, and an empty other slot none. `morph`:
-    /// 0..=1.
-    fn exemplar(&mut self, frame: &[f32], morph: f32, switched: bool) {
-        if switched {
-            for e in self.exemplar.iter_mut().flatten() {
+    /// 0..=1; `transpose`: semitones the clips play above the input's pitch.
+    fn exemplar(&mut self, frame: &[f32], morph: f32, transpose: f32, switched: bool) {
+        for e in self.exemplar.iter_mut().flatten() {
+            if switched {
                 e.reset();
             }
+            e.set_transpose(transpose);
         }
         // The share of the slot without a clip, when only one has one.
         let other_share = self.preset_share(morph);

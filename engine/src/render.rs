@@ -43,7 +43,8 @@ pub struct RenderOptions<'a> {
     pub latent_b: Option<&'a [f32]>,
     /// Neural: variation amount, 0..=2.
     pub variation: f32,
-    /// Neural: transposition, semitones.
+    /// Transposition, semitones (Exemplar: the played pitch; Neural: the pitch the model
+    /// hears).
     pub transpose: f32,
     /// Neural: phase reconstruction.
     pub phase: PhaseMode,

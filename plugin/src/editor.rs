@@ -620,7 +620,7 @@ impl TimbreswapApp {
             knob::knob(ui, &p.variation, setter, "Variation", "Neural: how much of your playing's expression is kept. 0 % flat, 100 % as played, 200 % exaggerated");
         });
         next(ui, &mut |ui| {
-            knob::knob(ui, &p.transpose, setter, "Transpose", "Neural: shifts the pitch the model hears, in semitones; with Phase = Reconstruct the sounding pitch follows");
+            knob::knob(ui, &p.transpose, setter, "Transpose", "Exemplar: plays your notes this many semitones higher or lower (-12 for a whistled line an octave down). Neural: shifts the pitch the model hears; with Phase = Reconstruct the sounding pitch follows");
         });
         next(ui, &mut |ui| {
             knob::knob(ui, &p.map_amount, setter, "Map amount", "Neural: 0 % plays the A/B morph, 100 % the timbre of the point on the map (with no reference loaded, the map point alone)");

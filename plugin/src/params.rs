@@ -117,7 +117,9 @@ pub struct TimbreswapParams {
     /// 0..=2 (shown in %): 0 % flat, 100 % as played, 200 % exaggerated.
     #[id = "variation"]
     pub variation: FloatParam,
-    /// Neural: transposition of the pitch the model hears, in semitones (-12..=12).
+    /// Transposition in semitones (-12..=12). Exemplar: the output plays this far above the
+    /// input's pitch (an octave down for a whistled line, up for a low voice). Neural: the
+    /// pitch the model hears (with Phase Input the sounding pitch stays the input's).
     #[id = "transpose"]
     pub transpose: FloatParam,
     /// Neural: output phase from the input or reconstructed.

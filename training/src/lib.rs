@@ -19,3 +19,4 @@ pub mod rng;
 pub mod train;
 pub mod transfer;
 pub mod voice;
+pub mod whistle;

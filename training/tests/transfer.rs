@@ -372,6 +372,54 @@ fn end_to_end_on_a_tiny_timgm_dataset() {
     );
     assert!(report.notes.iter().any(|n| n.starts_with("sources: sung")));
 
+    // Whistled sources: only the phrases whose score an octave up lies in the whistled range
+    // (the flute's and the trumpet's; the clarinet's are too low), each whistled an octave up
+    // (checked against whistling it here) and handed to the rows with a transposition of an
+    // octave down. The pitch columns measure against the source moved down an octave: the
+    // oracle, which plays the score as written, agrees on most frames and the dry whistle on
+    // none, and against the score the whistle is an octave up.
+    let whistled = TransferOptions {
+        whistle_sources: true,
+        ..opts.clone()
+    };
+    let is_the_whistle = FnSystem::new("whistled", |pair: &TransferPair<'_>| {
+        let score = oracle.source_score(pair.source_record)?;
+        let seed = fnv1a(pair.source_record.path.to_string_lossy().as_bytes());
+        let whistle = timbreswap_training::whistle::whistle(&score, pair.sample_rate, seed);
+        if pair.source != whistle.as_slice() {
+            return Err("the source is not the whistled phrase".to_string());
+        }
+        if pair.transpose != -f32::from(timbreswap_training::whistle::WHISTLE_OCTAVE) {
+            return Err(format!("transposition {}", pair.transpose));
+        }
+        Ok(whistle)
+    });
+    let systems: [&dyn TransferSystem; 3] = [&Dry, &oracle, &is_the_whistle];
+    let report = evaluate_systems(&whistled, &systems, &|_, _, _| {}).unwrap();
+    assert!(report.whistle_sources && !report.voice_sources);
+    assert_eq!(report.sources_used, 4);
+    assert!(report.pairs.iter().all(|p| p.program_a != 71));
+    let [dry, oracle_row, whistle_row] = &report.rows[..] else {
+        panic!("three rows");
+    };
+    assert!(dry.pitch_within_50_cents.unwrap() < 0.05, "{dry:?}");
+    assert!(dry.octaves_up_from_score.unwrap() > 0.9, "{dry:?}");
+    assert_eq!(whistle_row.pitch_within_50_cents, dry.pitch_within_50_cents);
+    assert!(
+        oracle_row.pitch_within_50_cents.unwrap() > 0.8,
+        "{oracle_row:?}"
+    );
+    assert!(report
+        .notes
+        .iter()
+        .any(|n| n.starts_with("sources: whistled")));
+    let both = TransferOptions {
+        voice_sources: true,
+        ..whistled.clone()
+    };
+    let err = evaluate_systems(&both, &[&Dry], &|_, _, _| {}).unwrap_err();
+    assert!(err.to_string().contains("sung or whistled"), "{err}");
+
     // Phrase references: the same sources and the same instrument B as with note references,
     // each reference now a test-split phrase of B (checked on every pair a row sees), drawn
     // the same way every run.

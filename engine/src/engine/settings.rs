@@ -84,7 +84,9 @@ pub struct BlockParams<'a> {
     pub morph: &'a [f32],
     /// Neural: variation amount, 0..=2 (1 = as played); empty = 1 throughout.
     pub variation: &'a [f32],
-    /// Neural: transposition, semitones, -12..=12; empty = 0 throughout.
+    /// Transposition, semitones, -12..=12 (clamped; non-finite: 0); empty = 0 throughout.
+    /// Exemplar: the output plays this far above the input's pitch. Neural: the pitch the
+    /// model hears (with Phase Input the sounding pitch stays the input's).
     pub transpose: &'a [f32],
     /// Classic or neural, for the whole block.
     pub mode: SwapMode,

@@ -25,6 +25,10 @@ pub const MAX_SHIFT_SEMITONES: f32 = 24.0;
 /// Most a reference's note decay takes off the input's level, in dB.
 pub const MAX_NOTE_DECAY_DB: f32 = 60.0;
 
+/// Largest transposition of the played pitch ([`ExemplarSwap::set_transpose`]), in semitones
+/// either way (the plugin's Transpose range).
+pub const MAX_TRANSPOSE_SEMITONES: f32 = crate::neural::MAX_TRANSPOSE;
+
 /// How the level of an output partial below the reference's fundamental falls with its
 /// frequency `f`: `(f / f0_ref)^BELOW_FUNDAMENTAL_SLOPE` times the fundamental's amplitude
 /// (2: 12 dB per octave). The reference shows nothing there; holding the fundamental's level
@@ -210,6 +214,8 @@ pub struct ExemplarSwap {
     noise_gain: f32,
     /// The input note's loudest frame so far, in dB.
     note_peak_db: f32,
+    /// Semitones the output plays above the input's pitch ([`ExemplarSwap::set_transpose`]).
+    transpose: f32,
     /// The level change the last frame's output takes after level matching: the reference's
     /// note decay ([`ExemplarSwap::note_decay_db`]), in dB (at most 0).
     note_decay_db: f32,
@@ -278,6 +284,7 @@ impl ExemplarSwap {
             noise_gain,
             note_peak_db: f32::NEG_INFINITY,
             note_decay_db: 0.0,
+            transpose: 0.0,
             opts,
             bank,
         }
@@ -309,6 +316,20 @@ impl ExemplarSwap {
         self.last_f0 = 0.0;
         self.note_peak_db = f32::NEG_INFINITY;
         self.note_decay_db = 0.0;
+    }
+
+    /// Plays the following frames `semitones` above the input's pitch (below when negative),
+    /// clamped to [`MAX_TRANSPOSE_SEMITONES`] either way; not finite: 0. Voiced frames are
+    /// resynthesised at the moved pitch from the reference's frame nearest it; an unvoiced
+    /// frame takes the reference's frame moved there on the input's phase. The experimental
+    /// [`Shift::Partials`] variants reshape the input's own partials, which stay at its pitch.
+    /// Realtime-safe.
+    pub fn set_transpose(&mut self, semitones: f32) {
+        self.transpose = if semitones.is_finite() {
+            semitones.clamp(-MAX_TRANSPOSE_SEMITONES, MAX_TRANSPOSE_SEMITONES)
+        } else {
+            0.0
+        };
     }
 
     /// The level change (dB, at most 0) the last processed frame takes after its level has
@@ -418,8 +439,11 @@ impl ExemplarSwap {
             _ => refine_pitch(&self.mag, bin_hz, guess),
         });
         let voiced = known.is_some() || trusted;
+        // Notes are the input's own; the output plays them `transpose` semitones away.
         let note = self.tracker.update(frame_db, pitch);
         self.note_decay_db = self.decay_db(note.sounding, note.age, frame_db);
+        let heard = pitch;
+        let pitch = pitch + self.transpose;
         let j = self.choose(note.age, pitch);
         self.previous = Some(j);
         let row = self.bank.row(j);
@@ -439,7 +463,9 @@ impl ExemplarSwap {
         };
         let f0_in = MIDDLE_C_HZ * 2f32.powf(pitch / 12.0);
         let f0_ref = MIDDLE_C_HZ * 2f32.powf(self.bank.pitch[j] / 12.0);
-        let resolved = f0_in / bin_hz >= 1.5 && f0_ref / bin_hz >= 1.5;
+        // Where the input's own partials lie (the Partials variants reshape them).
+        let f0_heard = MIDDLE_C_HZ * 2f32.powf(heard / 12.0);
+        let resolved = f0_heard / bin_hz >= 1.5 && f0_ref / bin_hz >= 1.5;
         let shift = match self.opts.shift {
             Shift::Partials | Shift::PartialsAndNoise if !resolved => Shift::KeepEnvelope,
             Shift::Harmonic if !voiced => Shift::KeepEnvelope,
@@ -471,12 +497,12 @@ impl ExemplarSwap {
             Shift::Partials | Shift::PartialsAndNoise => {
                 // Log gain of each partial number, in `chosen_env` (free here).
                 let limit = MAX_PARTIAL_GAIN_DB * std::f32::consts::LN_10 / 20.0;
-                let partials = ((bins as f32 * bin_hz / f0_in) as usize).clamp(1, MAX_PARTIALS);
+                let partials = ((bins as f32 * bin_hz / f0_heard) as usize).clamp(1, MAX_PARTIALS);
                 let gains = &mut self.chosen_env[..partials];
                 let mut last = 0.0;
                 for (i, g) in gains.iter_mut().enumerate() {
                     let h = i + 1;
-                    let input = partial_level(&self.log_mag, f0_in, h, bin_hz);
+                    let input = partial_level(&self.log_mag, f0_heard, h, bin_hz);
                     let reference = partial_level(row, f0_ref, h, bin_hz);
                     *g = match (input, reference) {
                         (Some(a), Some(b)) => (b - a).clamp(-limit, limit),
@@ -487,8 +513,8 @@ impl ExemplarSwap {
                 }
                 let near_only = shift == Shift::PartialsAndNoise;
                 for (k, o) in self.out_log.iter_mut().enumerate() {
-                    let u = k as f32 * bin_hz / f0_in;
-                    if near_only && (u - u.round()).abs() * f0_in / bin_hz > 1.0 {
+                    let u = k as f32 * bin_hz / f0_heard;
+                    if near_only && (u - u.round()).abs() * f0_heard / bin_hz > 1.0 {
                         continue;
                     }
                     let i = (u.floor() as usize).max(1);

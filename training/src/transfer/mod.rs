@@ -138,8 +138,11 @@ pub enum TransferError {
         /// What went wrong.
         message: String,
     },
-    /// A sung source's score could not be regenerated.
-    #[error("singing {path}: {message}")]
+    /// Sources both sung and whistled were asked for.
+    #[error("sources are sung or whistled, not both")]
+    SungAndWhistled,
+    /// A sung or whistled source's score could not be regenerated.
+    #[error("singing or whistling {path}: {message}")]
     Voice {
         /// The source phrase whose score was wanted.
         path: PathBuf,
@@ -214,6 +217,14 @@ pub struct TransferOptions {
     /// input no SoundFont renders. The references, the oracle and the classifier stay the
     /// dataset's.
     pub voice_sources: bool,
+    /// Sources whistled instead of played: each source phrase's score whistled
+    /// [`crate::whistle::WHISTLE_OCTAVE`] semitones up by [`crate::whistle::whistle`] (only
+    /// phrases that then lie inside [`crate::whistle::WHISTLE_RANGE`]), and the rows that can
+    /// move pitch (the engine's Exemplar and Neural) play it back down with Transpose. The
+    /// pitch columns compare each output with the source's pitch moved down as far; the
+    /// references, the oracle (the score as written) and the classifier stay the dataset's.
+    /// Not with [`voice_sources`](Self::voice_sources).
+    pub whistle_sources: bool,
     /// References played as phrases instead of single notes: each pair's reference is a
     /// test-split phrase of the same instrument B ([`phrase_references`]), as a user would
     /// drag a clip of several notes. Sources, B, oracle and classifier are unchanged.
@@ -242,6 +253,7 @@ impl TransferOptions {
             phrase_seed: DEFAULT_PHRASE_SEED,
             pitch_range: PitchRange::Instrument,
             voice_sources: false,
+            whistle_sources: false,
             phrase_references: false,
             same_instrument_references: false,
             write_audio: None,
@@ -282,8 +294,11 @@ struct Context<'a> {
     systems: &'a [&'a dyn TransferSystem],
     instruments: &'a BTreeMap<u8, Instrument>,
     pitch_range: PitchRange,
-    /// With sung sources: the phrase generator's seed (the scores are regenerated from it).
+    /// With sung or whistled sources: the phrase generator's seed (the scores are
+    /// regenerated from it).
     voice_phrase_seed: Option<u64>,
+    /// Whether the scores are whistled (an octave up) rather than sung.
+    whistled: bool,
     /// Where each pair's audio is written ([`TransferOptions::write_audio`]).
     write_audio: Option<&'a Path>,
 }
@@ -324,7 +339,12 @@ impl Context<'_> {
                     })?;
                 let seed = manifest::fnv1a(src_rec.path.to_string_lossy().as_bytes());
                 let notes = score.frame_notes(src_rec.hop);
-                (crate::voice::sing(&score, self.rate, seed), notes)
+                let source = if self.whistled {
+                    crate::whistle::whistle(&score, self.rate, seed)
+                } else {
+                    crate::voice::sing(&score, self.rate, seed)
+                };
+                (source, notes)
             }
             None => (
                 manifest::read_clip_audio(self.root, src_rec, self.rate)?,
@@ -333,6 +353,15 @@ impl Context<'_> {
         };
         let reference = manifest::read_clip_audio(self.root, ref_rec, self.rate)?;
         let (fmin, fmax) = self.range_hz(src_rec);
+        // A whistled source sounds an octave above its score; the outputs are to play the
+        // score (the rows that can move pitch play it back down by `transpose`).
+        let up = if self.whistled {
+            f64::from(crate::whistle::WHISTLE_OCTAVE)
+        } else {
+            0.0
+        };
+        let transpose = -up as f32;
+        let moved = |hz: f64| hz * (up / 12.0).exp2();
         let pitch_err = |message| TransferError::Pitch {
             path: src_rec.path.clone(),
             message,
@@ -341,14 +370,22 @@ impl Context<'_> {
         let mut feature_s = 0.0;
         let mut pyin_calls = 0;
         let mut feature_calls = 0;
-        let mut track = |x: &[f32]| {
+        // pYIN over `x` between `scale` times the source's range (the whistle sounds an
+        // octave above the outputs).
+        let mut track = |x: &[f32], scale: f64| {
             let t = Instant::now();
-            let result = track_pitch(x, self.rate, src_rec.hop, fmin, fmax).map_err(pitch_err);
+            let result = track_pitch(x, self.rate, src_rec.hop, fmin * scale, fmax * scale)
+                .map_err(pitch_err);
             pyin_s += t.elapsed().as_secs_f64();
             pyin_calls += 1;
             result
         };
-        let src_track = track(&source)?;
+        let src_track = track(&source, moved(1.0))?;
+        // The pitch every output should play: the source's, moved by the transposition.
+        let target_track = PitchTrack {
+            f0_hz: src_track.f0_hz.iter().map(|f| f / moved(1.0)).collect(),
+            voiced: src_track.voiced.clone(),
+        };
         let mut features = |x: &[f32]| {
             let t = Instant::now();
             let rows = self.classifier.active_rows(x);
@@ -363,6 +400,7 @@ impl Context<'_> {
             reference: &reference,
             reference_record: ref_rec,
             sample_rate: self.rate,
+            transpose,
         };
         let mut outputs = Vec::with_capacity(self.systems.len());
         for system in self.systems {
@@ -412,7 +450,7 @@ impl Context<'_> {
             let outcome = if out == source.as_slice() {
                 // Same audio, same analysis: reuse the source's.
                 RowOutcome {
-                    pitch: pitch_agreement(&src_track, &src_track),
+                    pitch: pitch_agreement(&target_track, &src_track),
                     score: score_agreement(&notes, &src_track),
                     level_db,
                     oracle_db,
@@ -420,9 +458,9 @@ impl Context<'_> {
                     transfer_s,
                 }
             } else {
-                let out_track = track(out)?;
+                let out_track = track(out, 1.0)?;
                 RowOutcome {
-                    pitch: pitch_agreement(&src_track, &out_track),
+                    pitch: pitch_agreement(&target_track, &out_track),
                     score: score_agreement(&notes, &out_track),
                     level_db,
                     oracle_db,
@@ -528,9 +566,18 @@ pub fn evaluate_systems(
         .iter()
         .filter(|r| r.set == Set::Phrases && r.split == Split::Test)
         .count();
-    let (low, high) = crate::voice::VOICE_RANGE;
+    if opts.voice_sources && opts.whistle_sources {
+        return Err(TransferError::SungAndWhistled);
+    }
+    let (low, high) = if opts.whistle_sources {
+        let (low, high) = crate::whistle::WHISTLE_RANGE;
+        let octave = crate::whistle::WHISTLE_OCTAVE;
+        (low - octave, high - octave)
+    } else {
+        crate::voice::VOICE_RANGE
+    };
     let singable = |r: &ClipRecord| {
-        !opts.voice_sources
+        !(opts.voice_sources || opts.whistle_sources)
             || r.frame_notes
                 .iter()
                 .all(|n| *n < 0 || (low as i16..=high as i16).contains(n))
@@ -568,7 +615,8 @@ pub fn evaluate_systems(
         systems,
         instruments: &instruments,
         pitch_range: opts.pitch_range,
-        voice_phrase_seed: opts.voice_sources.then_some(opts.phrase_seed),
+        voice_phrase_seed: (opts.voice_sources || opts.whistle_sources).then_some(opts.phrase_seed),
+        whistled: opts.whistle_sources,
         write_audio: opts.write_audio.as_deref(),
     };
     let sources_start = Instant::now();
@@ -735,6 +783,22 @@ pub fn evaluate_systems(
              the classifier's instruments)."
         ));
     }
+    if opts.whistle_sources {
+        let (low, high) = crate::whistle::WHISTLE_RANGE;
+        let octave = crate::whistle::WHISTLE_OCTAVE;
+        notes.push(format!(
+            "sources: whistled, not played: each test phrase's score whistled {octave} \
+             semitones up (only phrases that then lie inside MIDI {low}-{high}; \
+             training/src/whistle.rs: a sine with partials 2 and 3 at -30 and -40 dB, breath \
+             noise around the tone, a hiss, a scoop into each note), an input no SoundFont \
+             renders. The engine's Exemplar and Neural rows play it with Transpose -{octave}; \
+             the other rows cannot move pitch. The pitch columns compare each output with the \
+             source's pitch moved down {octave} semitones (the dry row is an octave off by \
+             design), and the score table with the score as written. References, oracle and \
+             classifier are the dataset's; 'classified as A' counts outputs labelled as the \
+             phrase's original instrument."
+        ));
+    }
     if opts.phrase_references {
         notes.push(
             "references: a test-split phrase of B (several notes, the dataset's phrase \
@@ -762,6 +826,7 @@ pub fn evaluate_systems(
         phrase_seed: opts.phrase_seed,
         pitch_range: opts.pitch_range,
         voice_sources: opts.voice_sources,
+        whistle_sources: opts.whistle_sources,
         phrase_references: opts.phrase_references,
         same_instrument_references: opts.same_instrument_references,
         sample_rate: rate,

@@ -153,6 +153,8 @@ pub struct TransferReport {
     pub pitch_range: PitchRange,
     /// Whether the sources were sung ([`TransferOptions::voice_sources`]).
     pub voice_sources: bool,
+    /// Whether the sources were whistled ([`TransferOptions::whistle_sources`]).
+    pub whistle_sources: bool,
     /// Whether the references were phrases ([`TransferOptions::phrase_references`]).
     pub phrase_references: bool,
     /// Whether the references were of the source's own instrument

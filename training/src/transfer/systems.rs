@@ -31,6 +31,10 @@ pub struct TransferPair<'a> {
     pub reference_record: &'a ClipRecord,
     /// Sample rate of both, in Hz.
     pub sample_rate: u32,
+    /// Semitones the rows that can move pitch (the engine's Exemplar and Neural, the
+    /// Exemplar variants) play the source at, as the plugin's Transpose; 0 for a played or
+    /// sung source.
+    pub transpose: f32,
 }
 
 /// A row of the table: anything that turns (source, reference) into output audio.
@@ -221,6 +225,7 @@ impl TransferSystem for EngineExemplar {
                 stft: self.stft,
                 mode: SwapMode::Exemplar,
                 exemplars: [Some(Arc::new(bank)), None],
+                transpose: pair.transpose,
                 latency_mode: self.latency_mode,
                 ..Default::default()
             },
@@ -304,6 +309,7 @@ impl TransferSystem for EngineNeural {
                 latent_a: Some(&z_t),
                 phase: self.phase,
                 variation: self.variation,
+                transpose: pair.transpose,
                 latency_mode: self.latency_mode,
                 ..Default::default()
             },
@@ -464,6 +470,7 @@ impl TransferSystem for Exemplar {
         } else {
             ExemplarSwap::new(&cfg, bank, self.opts)
         };
+        swap.set_transpose(pair.transpose);
         let mut stft = Stft::new(&cfg);
         let n = cfg.n_fft;
         let bins = cfg.n_bins();
@@ -483,7 +490,8 @@ impl TransferSystem for Exemplar {
                 .then(|| pair.source_record.frame_notes.get(f).copied())
                 .flatten()
                 .filter(|n| *n >= 0)
-                .map(|n| n as f32 - 60.0);
+                // The note the source sounds: its score's, `transpose` above the outputs'.
+                .map(|n| n as f32 - 60.0 - pair.transpose);
             swap.process_at(&frame, &spectrum, known, &mut out);
             let e_in: f32 = spectrum.iter().map(|c| c.norm_sqr()).sum();
             let e_out: f32 = out.iter().map(|c| c.norm_sqr()).sum();

@@ -359,6 +359,12 @@ pub(crate) struct EvalTransferArgs {
     /// stay the dataset's.
     #[arg(long)]
     pub(crate) voice_sources: bool,
+    /// Whistle the sources instead: each test phrase's score whistled an octave up (only
+    /// phrases that then lie in B4-B6), and the engine's Exemplar and Neural rows play it back
+    /// down with Transpose -12, as a user whistling a line would; references, oracle and
+    /// classifier stay the dataset's.
+    #[arg(long, conflicts_with = "voice_sources")]
+    pub(crate) whistle_sources: bool,
     /// Play a phrase of the reference's instrument as the reference (several notes, as a
     /// user would drag) instead of one note; the same sources, B and oracle.
     #[arg(long)]
@@ -460,7 +466,9 @@ pub(crate) struct RenderArgs {
     /// Neural: expression kept, 0..2 (1 = as played).
     #[arg(long, default_value_t = 1.0)]
     pub(crate) variation: f32,
-    /// Neural: transposition, semitones (-12..12).
+    /// Transposition, semitones (-12..12). Exemplar: the output plays this far above the
+    /// input's pitch. Neural: the pitch the model hears (with `--phase input` the sounding
+    /// pitch stays the input's).
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub(crate) transpose: f32,
     /// Neural: output phase.
