@@ -16,7 +16,10 @@
 //! restart with once it has seen the bursts); `inline` builds the engine in its inline
 //! (offline) mode, the frames processed on the calling thread, as the plugin does for a
 //! buffered host. A last optional argument, `[normal|low]` (default normal), is the latency
-//! mode the engine is built for. With `busy`, one extra thread spins for the whole run, so on a
+//! mode the engine is built for, and after it `[reconstruct|input]` (default reconstruct) the
+//! Neural Phase: Reconstruct runs RTPGHI on every frame (the costlier path, for the safety
+//! check), Input is the plugin's default (what an instance costs as it ships). With `busy`, one
+//! extra thread spins for the whole run, so on a
 //! 2-core machine the audio thread and the engine's worker share the other core. The last
 //! argument is the worker's requested priority (what the plugin asks for is `realtime`; it is
 //! only granted where the OS permits). The pacing thread plays the host's audio thread and, like
@@ -82,6 +85,10 @@ fn main() {
     let latency_mode = match arg(8, "normal").as_str() {
         "low" => timbreswap_engine::LatencyMode::Low,
         _ => timbreswap_engine::LatencyMode::Normal,
+    };
+    let phase = match arg(9, "reconstruct").as_str() {
+        "input" => PhaseMode::Input,
+        _ => PhaseMode::Reconstruct,
     };
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -163,7 +170,7 @@ fn main() {
         } else {
             SwapMode::Classic
         },
-        phase: PhaseMode::Reconstruct,
+        phase,
         ..BlockParams::new(&mix, &gain, &morph)
     };
     let host_realtime = realtime_thread(10);
