@@ -420,6 +420,38 @@ fn end_to_end_on_a_tiny_timgm_dataset() {
     let err = evaluate_systems(&both, &[&Dry], &|_, _, _| {}).unwrap_err();
     assert!(err.to_string().contains("sung or whistled"), "{err}");
 
+    // A room: every row hears the source reverberated and with noise added (checked against
+    // applying the same room to the dataset's clip, seeded by its path), and the oracle stays
+    // the clean score played by B.
+    let room = timbreswap_training::transfer::Room {
+        reverb_s: Some(0.4),
+        noise_snr_db: Some(30.0),
+    };
+    let roomy = TransferOptions {
+        room,
+        ..opts.clone()
+    };
+    let hears_the_room = FnSystem::new("room", |pair: &TransferPair<'_>| {
+        let mut expected =
+            read_clip_audio(&out, pair.source_record, RATE).map_err(|e| e.to_string())?;
+        let clean = expected.clone();
+        let seed = fnv1a(pair.source_record.path.to_string_lossy().as_bytes()) ^ 0x726f_6f6d;
+        room.apply(&mut expected, RATE, seed);
+        if pair.source != expected.as_slice() || expected == clean {
+            return Err("the source is not the clip in the room".to_string());
+        }
+        Ok(expected)
+    });
+    let systems: [&dyn TransferSystem; 2] = [&oracle, &hears_the_room];
+    let report = evaluate_systems(&roomy, &systems, &|_, _, _| {}).unwrap();
+    assert_eq!(report.room, room);
+    assert_eq!(report.rows[0].oracle_distance_db, Some(0.0));
+    assert!(report.rows[1].oracle_distance_db.unwrap() > 5.0);
+    assert!(report
+        .notes
+        .iter()
+        .any(|n| n.starts_with("room: pink noise")));
+
     // Phrase references: the same sources and the same instrument B as with note references,
     // each reference now a test-split phrase of B (checked on every pair a row sees), drawn
     // the same way every run.

@@ -50,6 +50,7 @@ mod parallel;
 mod pitch;
 mod plan;
 mod report;
+mod room;
 mod spectral;
 mod systems;
 
@@ -69,6 +70,7 @@ pub use pitch::{
 };
 pub use plan::*;
 pub use report::*;
+pub use room::{Room, REVERB_DAMPING, REVERB_SHARE};
 pub use systems::{
     latency_suffix, Classic, Dry, EngineExemplar, EngineNeural, Exemplar, FnSystem, Oracle,
     TransferPair, TransferSystem,
@@ -225,6 +227,9 @@ pub struct TransferOptions {
     /// references, the oracle (the score as written) and the classifier stay the dataset's.
     /// Not with [`voice_sources`](Self::voice_sources).
     pub whistle_sources: bool,
+    /// What the source's room adds (reverb, noise) before any row hears it; the references
+    /// and the oracle stay clean.
+    pub room: Room,
     /// References played as phrases instead of single notes: each pair's reference is a
     /// test-split phrase of the same instrument B ([`phrase_references`]), as a user would
     /// drag a clip of several notes. Sources, B, oracle and classifier are unchanged.
@@ -254,6 +259,7 @@ impl TransferOptions {
             pitch_range: PitchRange::Instrument,
             voice_sources: false,
             whistle_sources: false,
+            room: Room::default(),
             phrase_references: false,
             same_instrument_references: false,
             write_audio: None,
@@ -299,6 +305,8 @@ struct Context<'a> {
     voice_phrase_seed: Option<u64>,
     /// Whether the scores are whistled (an octave up) rather than sung.
     whistled: bool,
+    /// What the source's room adds.
+    room: Room,
     /// Where each pair's audio is written ([`TransferOptions::write_audio`]).
     write_audio: Option<&'a Path>,
 }
@@ -351,6 +359,11 @@ impl Context<'_> {
                 src_rec.frame_notes.clone(),
             ),
         };
+        let mut source = source;
+        if !self.room.is_dry() {
+            let seed = manifest::fnv1a(src_rec.path.to_string_lossy().as_bytes()) ^ 0x726f_6f6d;
+            self.room.apply(&mut source, self.rate, seed);
+        }
         let reference = manifest::read_clip_audio(self.root, ref_rec, self.rate)?;
         let (fmin, fmax) = self.range_hz(src_rec);
         // A whistled source sounds an octave above its score; the outputs are to play the
@@ -617,6 +630,7 @@ pub fn evaluate_systems(
         pitch_range: opts.pitch_range,
         voice_phrase_seed: (opts.voice_sources || opts.whistle_sources).then_some(opts.phrase_seed),
         whistled: opts.whistle_sources,
+        room: opts.room,
         write_audio: opts.write_audio.as_deref(),
     };
     let sources_start = Instant::now();
@@ -799,6 +813,22 @@ pub fn evaluate_systems(
              phrase's original instrument."
         ));
     }
+    if let Some(rt60) = opts.room.reverb_s {
+        notes.push(format!(
+            "room: each source reverberated before any row hears it (training/src/transfer/room.rs: \
+             an 8-line feedback delay network, RT60 {rt60} s, a wet share of {}, damping {}); \
+             references and oracle are clean. The pitch columns compare with pYIN of the \
+             reverberated source.",
+            room::REVERB_SHARE,
+            room::REVERB_DAMPING
+        ));
+    }
+    if let Some(snr) = opts.room.noise_snr_db {
+        notes.push(format!(
+            "room: pink noise added to each source throughout, {snr} dB under its RMS over the \
+             20 ms blocks within 40 dB of its loudest; references and oracle are clean."
+        ));
+    }
     if opts.phrase_references {
         notes.push(
             "references: a test-split phrase of B (several notes, the dataset's phrase \
@@ -827,6 +857,7 @@ pub fn evaluate_systems(
         pitch_range: opts.pitch_range,
         voice_sources: opts.voice_sources,
         whistle_sources: opts.whistle_sources,
+        room: opts.room,
         phrase_references: opts.phrase_references,
         same_instrument_references: opts.same_instrument_references,
         sample_rate: rate,

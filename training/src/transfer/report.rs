@@ -155,6 +155,8 @@ pub struct TransferReport {
     pub voice_sources: bool,
     /// Whether the sources were whistled ([`TransferOptions::whistle_sources`]).
     pub whistle_sources: bool,
+    /// What the sources' room added ([`TransferOptions::room`]).
+    pub room: Room,
     /// Whether the references were phrases ([`TransferOptions::phrase_references`]).
     pub phrase_references: bool,
     /// Whether the references were of the source's own instrument

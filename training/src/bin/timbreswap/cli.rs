@@ -365,6 +365,14 @@ pub(crate) struct EvalTransferArgs {
     /// classifier stay the dataset's.
     #[arg(long, conflicts_with = "voice_sources")]
     pub(crate) whistle_sources: bool,
+    /// Reverberate each source as a room would, this many seconds to -60 dB (a quarter of the
+    /// signal wet), before any row hears it; references and oracle stay clean.
+    #[arg(long)]
+    pub(crate) source_reverb: Option<f64>,
+    /// Add pink noise (room tone) to each source, this many dB under its level, before any
+    /// row hears it.
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) source_noise: Option<f64>,
     /// Play a phrase of the reference's instrument as the reference (several notes, as a
     /// user would drag) instead of one note; the same sources, B and oracle.
     #[arg(long)]

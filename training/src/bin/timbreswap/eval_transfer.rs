@@ -22,6 +22,8 @@ pub(crate) fn run(args: EvalTransferArgs, command_line: String) -> Result<()> {
         pitch_range,
         voice_sources,
         whistle_sources,
+        source_reverb,
+        source_noise,
         phrase_references,
         same_instrument_references,
         write_audio,
@@ -42,6 +44,16 @@ pub(crate) fn run(args: EvalTransferArgs, command_line: String) -> Result<()> {
     use timbreswap_training::transfer::{
         evaluate_transfer, EngineNeural, TransferOptions, TransferSystem,
     };
+    if let Some(s) = source_reverb {
+        if !(s.is_finite() && (0.05..=10.0).contains(&s)) {
+            bail!("--source-reverb is a decay time of 0.05 to 10 seconds, got {s}");
+        }
+    }
+    if let Some(db) = source_noise {
+        if !(db.is_finite() && (-20.0..=100.0).contains(&db)) {
+            bail!("--source-noise is a signal-to-noise ratio of -20 to 100 dB, got {db}");
+        }
+    }
     let mut engine_rows: Vec<EngineNeural> = Vec::new();
     if engine {
         for spec in &models {
@@ -243,6 +255,10 @@ pub(crate) fn run(args: EvalTransferArgs, command_line: String) -> Result<()> {
         pitch_range,
         voice_sources,
         whistle_sources,
+        room: timbreswap_training::transfer::Room {
+            reverb_s: source_reverb,
+            noise_snr_db: source_noise,
+        },
         phrase_references,
         same_instrument_references,
         write_audio,
