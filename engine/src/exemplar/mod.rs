@@ -21,6 +21,7 @@
 
 mod bank;
 mod notes;
+mod partials;
 mod pitch;
 mod sinusoids;
 mod swap;
@@ -34,6 +35,7 @@ pub use notes::{
     NoteFrame, NoteTracker, GATE_RANGE_DB, ONSET_RISE_DB, ONSET_SPAN_FRAMES, PEAK_DECAY_DB_PER_S,
     PITCH_CHANGE_FRAMES, PITCH_CHANGE_SEMITONES,
 };
+pub use partials::{partial_amplitudes, BELOW_FUNDAMENTAL_SLOPE, PARTIAL_NUMBER_SEMITONES};
 pub use pitch::{
     refine_pitch, Yin, REFINE_MAX_HZ, REFINE_MAX_PARTIALS, REFINE_RANGE_CENTS, REFINE_STEP_CENTS,
     YIN_MAX_LAG, YIN_MIN_LAG, YIN_THRESHOLD, YIN_TRUST, YIN_WINDOW,
@@ -42,13 +44,12 @@ pub use sinusoids::{SinusoidKernel, KERNEL_LEAKAGE, KERNEL_OVERSAMPLE, MAX_KERNE
 /// The Low latency oscillators make these offsets by recursion; their test reads the formula.
 #[cfg(test)]
 pub(crate) use swap::schroeder_offset;
-pub use swap::{
-    partial_amplitudes, ExemplarOptions, ExemplarSwap, Shift, ATTACK_SECONDS,
-    BELOW_FUNDAMENTAL_SLOPE, MAX_NOISE_BELOW_FUNDAMENTAL, MAX_NOTE_DECAY_DB, MAX_PARTIALS,
-    MAX_PARTIAL_GAIN_DB, MAX_SHIFT_SEMITONES, NOISE_GAIN, PARTIAL_NUMBER_SEMITONES,
-    SEMITONE_COST_FRAMES,
-};
 pub(crate) use swap::{random_phase, HarmonicFrame};
+pub use swap::{
+    ExemplarOptions, ExemplarSwap, Shift, ATTACK_SECONDS, MAX_NOISE_BELOW_FUNDAMENTAL,
+    MAX_NOTE_DECAY_DB, MAX_PARTIALS, MAX_PARTIAL_GAIN_DB, MAX_SHIFT_SEMITONES,
+    MAX_TRANSPOSE_SEMITONES, NOISE_GAIN, SEMITONE_COST_FRAMES,
+};
 
 /// Floor added to magnitudes before their logarithm (the shipped models' `mag_floor`).
 pub const MAG_FLOOR: f32 = 1e-3;

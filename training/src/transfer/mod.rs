@@ -37,15 +37,17 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::dataset::{self, DatasetError};
+use crate::dataset;
 use crate::instruments::Instrument;
-use crate::knn::{self, K};
-use crate::manifest::{self, ClipReadError, ClipRecord, Set, Split};
+use crate::knn::K;
+use crate::manifest::{self, ClipRecord, Set, Split};
 use crate::rng::{mix64, SplitMix64};
 
 mod classifier;
+mod error;
 mod features;
 mod fit;
+mod listen;
 mod parallel;
 mod pitch;
 mod plan;
@@ -55,6 +57,7 @@ mod spectral;
 mod systems;
 
 pub use classifier::{majority, InstrumentClassifier};
+pub use error::TransferError;
 pub use features::{
     active_frames, contrast_bands, dct_matrix, hz_to_mel, mel_filterbank, mel_to_hz,
     spectral_centroid, spectral_contrast, spectral_flatness, FeatureExtractor, FrameFeatures,
@@ -63,6 +66,7 @@ pub use features::{
     FLATNESS_INDEX, MFCC_OFFSET, N_MELS, N_MFCC,
 };
 pub use fit::fit_classifier;
+use listen::write_pair_audio;
 use parallel::parallel_map;
 pub use pitch::{
     level_difference_db, midi_to_hz, pitch_agreement, score_agreement, track_pitch, PitchAgreement,
@@ -96,91 +100,6 @@ pub const PITCH_MARGIN_SEMITONES: f64 = 3.0;
 
 /// Most frames of one note clip the classifier is fitted on (protocol).
 pub const MAX_FIT_FRAMES_PER_CLIP: usize = 200;
-
-/// Why the transfer table could not be computed.
-#[derive(Debug, thiserror::Error)]
-pub enum TransferError {
-    /// A clip's audio does not match its manifest record.
-    #[error(transparent)]
-    Clip(#[from] ClipReadError),
-    /// The manifest could not be read or parsed.
-    #[error("cannot read the manifest in {path}: {source}")]
-    Manifest {
-        /// Dataset folder.
-        path: PathBuf,
-        /// Underlying error.
-        source: std::io::Error,
-    },
-    /// The SoundFont could not be loaded.
-    #[error(transparent)]
-    SoundFont(#[from] DatasetError),
-    /// There is no test-split phrase (or `max_sources` is 0).
-    #[error("no test-split phrases to use as sources")]
-    NoSources,
-    /// No other instrument has a test-split note clip to use as a reference.
-    #[error("no test-split note clip of an instrument other than program {program} to use as a reference")]
-    NoReference {
-        /// Program of the source.
-        program: u8,
-    },
-    /// Phrase references were asked for, and instrument B has no test-split phrase.
-    #[error("no test-split phrase of program {program} to use as a reference")]
-    NoReferencePhrase {
-        /// Program of the reference's instrument (B).
-        program: u8,
-    },
-    /// No note clip has an active, labelled frame to fit the classifier on.
-    #[error("no note clip with active frames to fit the instrument classifier on")]
-    NoFitFrames,
-    /// The pitch tracker failed.
-    #[error("pYIN on {path}: {message}")]
-    Pitch {
-        /// Audio the tracker ran on (the source's file for outputs).
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// Sources both sung and whistled were asked for.
-    #[error("sources are sung or whistled, not both")]
-    SungAndWhistled,
-    /// A sung or whistled source's score could not be regenerated.
-    #[error("singing or whistling {path}: {message}")]
-    Voice {
-        /// The source phrase whose score was wanted.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// A row refused the sources before anything was computed.
-    #[error("row {row}: {message}")]
-    Prepare {
-        /// Row name.
-        row: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// A row could not produce an output.
-    #[error("row {row}, source {source_path}: {message}")]
-    System {
-        /// Row name.
-        row: String,
-        /// Source file, relative to the dataset folder.
-        source_path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// The classifier's index could not be built.
-    #[error(transparent)]
-    Knn(#[from] knn::KnnError),
-    /// An output could not be written to [`TransferOptions::write_audio`].
-    #[error("writing {path}: {source}")]
-    WriteAudio {
-        /// The file that was being written.
-        path: PathBuf,
-        /// Underlying error.
-        source: hound::Error,
-    },
-}
 
 // ---------------------------------------------------------------------------------------------
 // Evaluation.
@@ -493,42 +412,6 @@ impl Context<'_> {
             feature_calls,
         })
     }
-}
-
-/// Writes one pair's clips into `dir` as `SOURCE__REFERENCE__NAME.wav` (32-bit float, mono,
-/// `rate` Hz; `source` and `reference` are the clips' paths, of which the file stems are used).
-fn write_pair_audio<'c>(
-    dir: &Path,
-    source: &Path,
-    reference: &Path,
-    rate: u32,
-    clips: impl Iterator<Item = (String, &'c [f32])>,
-) -> Result<(), TransferError> {
-    let stem = |p: &Path| {
-        p.file_stem()
-            .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
-    };
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    for (name, samples) in clips {
-        let path = dir.join(format!("{}__{}__{name}.wav", stem(source), stem(reference)));
-        let write = || -> Result<(), hound::Error> {
-            let mut w = hound::WavWriter::create(&path, spec)?;
-            for v in samples {
-                w.write_sample(*v)?;
-            }
-            w.finalize()
-        };
-        write().map_err(|source| TransferError::WriteAudio {
-            path: path.clone(),
-            source,
-        })?;
-    }
-    Ok(())
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
