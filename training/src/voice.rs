@@ -211,7 +211,7 @@ fn rosenberg(phase: f32) -> f32 {
 
 /// Klatt's two-pole digital resonator, unit gain at DC.
 #[derive(Debug, Clone, Copy, Default)]
-struct Resonator {
+pub(crate) struct Resonator {
     a: f32,
     b: f32,
     c: f32,
@@ -221,7 +221,7 @@ struct Resonator {
 
 impl Resonator {
     /// Centre `hz` and bandwidth `bandwidth` Hz at `sr` Hz.
-    fn tune(&mut self, hz: f32, bandwidth: f32, sr: f32) {
+    pub(crate) fn tune(&mut self, hz: f32, bandwidth: f32, sr: f32) {
         use std::f32::consts::PI;
         let r = (-PI * bandwidth / sr).exp();
         self.c = -r * r;
@@ -229,7 +229,8 @@ impl Resonator {
         self.a = 1.0 - self.b - self.c;
     }
 
-    fn run(&mut self, x: f32) -> f32 {
+    /// The next output sample for input `x`.
+    pub(crate) fn run(&mut self, x: f32) -> f32 {
         let y = self.a * x + self.b * self.y1 + self.c * self.y2;
         self.y2 = self.y1;
         self.y1 = y;
@@ -237,33 +238,38 @@ impl Resonator {
     }
 }
 
+/// A score of held notes `(key, on s, off s)` at `rate` Hz (no bends, full expression, velocity
+/// 100), ending 0.3 s after the last note-off: what the synthetic sources' tests play.
+#[cfg(test)]
+pub(crate) fn held_score(notes: &[(u8, f64, f64)], rate: u32) -> Score {
+    let at = |s: f64| (s * rate as f64) as usize;
+    let notes: Vec<crate::dataset::ScoreNote> = notes
+        .iter()
+        .map(|&(key, on, off)| crate::dataset::ScoreNote {
+            key,
+            velocity: 100,
+            on: at(on),
+            off: at(off),
+        })
+        .collect();
+    let length = notes.last().map_or(0, |n| n.off) + at(0.3);
+    Score {
+        events: Vec::new(),
+        notes,
+        bends: vec![(0, 0.0)],
+        length,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::ScoreNote;
     use crate::transfer::{midi_to_hz, track_pitch};
 
     const RATE: u32 = 32_000;
 
-    /// A score of held notes (no bends, full expression).
     fn held(notes: &[(u8, f64, f64)]) -> Score {
-        let at = |s: f64| (s * RATE as f64) as usize;
-        let notes: Vec<ScoreNote> = notes
-            .iter()
-            .map(|&(key, on, off)| ScoreNote {
-                key,
-                velocity: 100,
-                on: at(on),
-                off: at(off),
-            })
-            .collect();
-        let length = notes.last().map_or(0, |n| n.off) + at(0.3);
-        Score {
-            events: Vec::new(),
-            notes,
-            bends: vec![(0, 0.0)],
-            length,
-        }
+        held_score(notes, RATE)
     }
 
     /// The voice sings the score's notes: pYIN hears the labelled note (within 50 cents) on

@@ -12,6 +12,7 @@
 
 use crate::dataset::Score;
 use crate::rng::SplitMix64;
+use crate::voice::Resonator;
 
 /// Lowest and highest MIDI notes whistled (B4 to B6, about 490 to 1980 Hz: where most people
 /// whistle, and under the engine's pitch tracker's 2 kHz).
@@ -27,7 +28,8 @@ pub const WHISTLE_PEAK: f32 = crate::voice::VOICE_PEAK;
 const SECOND: f32 = 0.0316;
 const THIRD: f32 = 0.01;
 /// Breath noise around the tone and broadband hiss, RMS relative to the tone's over the phrase
-/// (-18 and -36 dB).
+/// (-18 and -36 dB). The breath is white noise through the voice's formant resonator tuned to
+/// the tone (its gain does not matter: the mix sets the level).
 const BREATH: f32 = 0.126;
 const HISS: f32 = 0.0158;
 /// The breath resonator's bandwidth, as a share of the tone's frequency.
@@ -142,61 +144,15 @@ pub fn whistle(score: &Score, rate: u32, seed: u64) -> Vec<f32> {
     out
 }
 
-/// A two-pole band-pass resonator (its gain does not matter: the mix sets the breath's level).
-#[derive(Debug, Clone, Copy, Default)]
-struct Resonator {
-    a: f32,
-    b: f32,
-    c: f32,
-    y1: f32,
-    y2: f32,
-}
-
-impl Resonator {
-    /// Centre `hz` and bandwidth `bandwidth` Hz at `sr` Hz.
-    fn tune(&mut self, hz: f32, bandwidth: f32, sr: f32) {
-        use std::f32::consts::PI;
-        let r = (-PI * bandwidth / sr).exp();
-        self.c = -r * r;
-        self.b = 2.0 * r * (2.0 * PI * hz.min(0.45 * sr) / sr).cos();
-        self.a = 1.0 - r;
-    }
-
-    fn run(&mut self, x: f32) -> f32 {
-        let y = self.a * x + self.b * self.y1 + self.c * self.y2;
-        self.y2 = self.y1;
-        self.y1 = y;
-        y
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::ScoreNote;
     use crate::transfer::{midi_to_hz, track_pitch};
 
     const RATE: u32 = 32_000;
 
-    /// A score of held notes (no bends, full expression).
     fn held(notes: &[(u8, f64, f64)]) -> Score {
-        let at = |s: f64| (s * RATE as f64) as usize;
-        let notes: Vec<ScoreNote> = notes
-            .iter()
-            .map(|&(key, on, off)| ScoreNote {
-                key,
-                velocity: 100,
-                on: at(on),
-                off: at(off),
-            })
-            .collect();
-        let length = notes.last().map_or(0, |n| n.off) + at(0.3);
-        Score {
-            events: Vec::new(),
-            notes,
-            bends: vec![(0, 0.0)],
-            length,
-        }
+        crate::voice::held_score(notes, RATE)
     }
 
     /// The whistle plays the score an octave up: pYIN hears the labelled note plus
