@@ -7,11 +7,11 @@ use std::time::Instant;
 use timbreswap_training::dataset::{self, render_dataset, DatasetOptions, SetChoice};
 use timbreswap_training::instruments::Instrument;
 use timbreswap_training::manifest::{
-    fnv1a, read_clip_audio, read_manifest, write_manifest, Set, Split,
+    fnv1a, read_clip_audio, read_manifest, write_manifest, ClipRecord, Set, Split,
 };
 use timbreswap_training::transfer::{
     evaluate_systems, instruments_from_manifest, spectral_centroid, spectral_flatness, Classic,
-    Dry, FeatureExtractor, FnSystem, Oracle, TransferOptions, TransferPair, TransferSystem,
+    Dry, FeatureExtractor, FnSystem, Oracle, Room, TransferOptions, TransferPair, TransferSystem,
     CENTROID_INDEX, FEATURE_DIM, FEATURE_FFT, FLATNESS_INDEX, MFCC_OFFSET, N_MELS, N_MFCC,
     TABLE_HEADER,
 };
@@ -420,37 +420,53 @@ fn end_to_end_on_a_tiny_timgm_dataset() {
     let err = evaluate_systems(&both, &[&Dry], &|_, _, _| {}).unwrap_err();
     assert!(err.to_string().contains("sung or whistled"), "{err}");
 
-    // A room: every row hears the source reverberated and with noise added (checked against
-    // applying the same room to the dataset's clip, seeded by its path), and the oracle stays
-    // the clean score played by B.
-    let room = timbreswap_training::transfer::Room {
+    // Rooms: every row hears the source reverberated and with noise added, and the reference
+    // with noise (each checked against applying the same room to the dataset's clip, seeded
+    // by its path); the oracle stays the clean score played by B.
+    let room = Room {
         reverb_s: Some(0.4),
         noise_snr_db: Some(30.0),
     };
+    let reference_room = Room {
+        reverb_s: None,
+        noise_snr_db: Some(20.0),
+    };
     let roomy = TransferOptions {
         room,
+        reference_room,
         ..opts.clone()
     };
-    let hears_the_room = FnSystem::new("room", |pair: &TransferPair<'_>| {
-        let mut expected =
-            read_clip_audio(&out, pair.source_record, RATE).map_err(|e| e.to_string())?;
-        let clean = expected.clone();
-        let seed = fnv1a(pair.source_record.path.to_string_lossy().as_bytes()) ^ 0x726f_6f6d;
-        room.apply(&mut expected, RATE, seed);
-        if pair.source != expected.as_slice() || expected == clean {
-            return Err("the source is not the clip in the room".to_string());
+    let in_its_room = |record: &ClipRecord, room: &Room, salt: u64| -> Result<Vec<f32>, String> {
+        let mut clip = read_clip_audio(&out, record, RATE).map_err(|e| e.to_string())?;
+        let clean = clip.clone();
+        let seed = fnv1a(record.path.to_string_lossy().as_bytes()) ^ salt;
+        room.apply(&mut clip, RATE, seed);
+        if clip == clean {
+            return Err("the room changed nothing".to_string());
         }
-        Ok(expected)
+        Ok(clip)
+    };
+    let hears_the_rooms = FnSystem::new("room", |pair: &TransferPair<'_>| {
+        let source = in_its_room(pair.source_record, &room, 0x726f_6f6d)?;
+        let reference = in_its_room(pair.reference_record, &reference_room, 0x7265_6672)?;
+        if pair.source != source.as_slice() || pair.reference != reference.as_slice() {
+            return Err("the source or the reference is not the clip in its room".to_string());
+        }
+        Ok(source)
     });
-    let systems: [&dyn TransferSystem; 2] = [&oracle, &hears_the_room];
+    let systems: [&dyn TransferSystem; 2] = [&oracle, &hears_the_rooms];
     let report = evaluate_systems(&roomy, &systems, &|_, _, _| {}).unwrap();
-    assert_eq!(report.room, room);
+    assert_eq!((report.room, report.reference_room), (room, reference_room));
     assert_eq!(report.rows[0].oracle_distance_db, Some(0.0));
     assert!(report.rows[1].oracle_distance_db.unwrap() > 5.0);
     assert!(report
         .notes
         .iter()
         .any(|n| n.starts_with("room: pink noise")));
+    assert!(report
+        .notes
+        .iter()
+        .any(|n| n.starts_with("reference room: pink noise")));
 
     // Phrase references: the same sources and the same instrument B as with note references,
     // each reference now a test-split phrase of B (checked on every pair a row sees), drawn

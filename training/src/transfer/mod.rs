@@ -149,6 +149,9 @@ pub struct TransferOptions {
     /// What the source's room adds (reverb, noise) before any row hears it; the references
     /// and the oracle stay clean.
     pub room: Room,
+    /// What the reference clip's room adds before any row analyses it (a clip taken from a
+    /// recording); the sources and the oracle stay as they are.
+    pub reference_room: Room,
     /// References played as phrases instead of single notes: each pair's reference is a
     /// test-split phrase of the same instrument B ([`phrase_references`]), as a user would
     /// drag a clip of several notes. Sources, B, oracle and classifier are unchanged.
@@ -179,6 +182,7 @@ impl TransferOptions {
             voice_sources: false,
             whistle_sources: false,
             room: Room::default(),
+            reference_room: Room::default(),
             phrase_references: false,
             same_instrument_references: false,
             write_audio: None,
@@ -226,6 +230,8 @@ struct Context<'a> {
     whistled: bool,
     /// What the source's room adds.
     room: Room,
+    /// What the reference's room adds.
+    reference_room: Room,
     /// Where each pair's audio is written ([`TransferOptions::write_audio`]).
     write_audio: Option<&'a Path>,
 }
@@ -283,7 +289,11 @@ impl Context<'_> {
             let seed = manifest::fnv1a(src_rec.path.to_string_lossy().as_bytes()) ^ 0x726f_6f6d;
             self.room.apply(&mut source, self.rate, seed);
         }
-        let reference = manifest::read_clip_audio(self.root, ref_rec, self.rate)?;
+        let mut reference = manifest::read_clip_audio(self.root, ref_rec, self.rate)?;
+        if !self.reference_room.is_dry() {
+            let seed = manifest::fnv1a(ref_rec.path.to_string_lossy().as_bytes()) ^ 0x7265_6672;
+            self.reference_room.apply(&mut reference, self.rate, seed);
+        }
         let (fmin, fmax) = self.range_hz(src_rec);
         // A whistled source sounds an octave above its score; the outputs are to play the
         // score (the rows that can move pitch play it back down by `transpose`).
@@ -514,6 +524,7 @@ pub fn evaluate_systems(
         voice_phrase_seed: (opts.voice_sources || opts.whistle_sources).then_some(opts.phrase_seed),
         whistled: opts.whistle_sources,
         room: opts.room,
+        reference_room: opts.reference_room,
         write_audio: opts.write_audio.as_deref(),
     };
     let sources_start = Instant::now();
@@ -700,7 +711,7 @@ pub fn evaluate_systems(
         notes.push(format!(
             "room: each source reverberated before any row hears it (training/src/transfer/room.rs: \
              an 8-line feedback delay network, RT60 {rt60} s, a wet share of {}, damping {}); \
-             references and oracle are clean. The pitch columns compare with pYIN of the \
+             the oracle is clean. The pitch columns compare with pYIN of the \
              reverberated source.",
             room::REVERB_SHARE,
             room::REVERB_DAMPING
@@ -709,7 +720,20 @@ pub fn evaluate_systems(
     if let Some(snr) = opts.room.noise_snr_db {
         notes.push(format!(
             "room: pink noise added to each source throughout, {snr} dB under its RMS over the \
-             20 ms blocks within 40 dB of its loudest; references and oracle are clean."
+             20 ms blocks within 40 dB of its loudest; the oracle is clean."
+        ));
+    }
+    if let Some(rt60) = opts.reference_room.reverb_s {
+        notes.push(format!(
+            "reference room: each reference clip reverberated before any row analyses it (the \
+             same reverb, RT60 {rt60} s, a wet share of {}); sources and oracle as they are.",
+            room::REVERB_SHARE
+        ));
+    }
+    if let Some(snr) = opts.reference_room.noise_snr_db {
+        notes.push(format!(
+            "reference room: pink noise added to each reference clip, {snr} dB under its \
+             sounding level; sources and oracle as they are."
         ));
     }
     if opts.phrase_references {
@@ -741,6 +765,7 @@ pub fn evaluate_systems(
         voice_sources: opts.voice_sources,
         whistle_sources: opts.whistle_sources,
         room: opts.room,
+        reference_room: opts.reference_room,
         phrase_references: opts.phrase_references,
         same_instrument_references: opts.same_instrument_references,
         sample_rate: rate,

@@ -157,6 +157,8 @@ pub struct TransferReport {
     pub whistle_sources: bool,
     /// What the sources' room added ([`TransferOptions::room`]).
     pub room: Room,
+    /// What the references' room added ([`TransferOptions::reference_room`]).
+    pub reference_room: Room,
     /// Whether the references were phrases ([`TransferOptions::phrase_references`]).
     pub phrase_references: bool,
     /// Whether the references were of the source's own instrument

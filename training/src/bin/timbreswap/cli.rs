@@ -373,6 +373,13 @@ pub(crate) struct EvalTransferArgs {
     /// row hears it.
     #[arg(long, allow_hyphen_values = true)]
     pub(crate) source_noise: Option<f64>,
+    /// Reverberate each reference clip as a room would (as --source-reverb) before any row
+    /// analyses it; sources and oracle stay as they are.
+    #[arg(long)]
+    pub(crate) reference_reverb: Option<f64>,
+    /// Add pink noise to each reference clip, this many dB under its level.
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) reference_noise: Option<f64>,
     /// Play a phrase of the reference's instrument as the reference (several notes, as a
     /// user would drag) instead of one note; the same sources, B and oracle.
     #[arg(long)]

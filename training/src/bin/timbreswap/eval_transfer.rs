@@ -24,6 +24,8 @@ pub(crate) fn run(args: EvalTransferArgs, command_line: String) -> Result<()> {
         whistle_sources,
         source_reverb,
         source_noise,
+        reference_reverb,
+        reference_noise,
         phrase_references,
         same_instrument_references,
         write_audio,
@@ -44,14 +46,24 @@ pub(crate) fn run(args: EvalTransferArgs, command_line: String) -> Result<()> {
     use timbreswap_training::transfer::{
         evaluate_transfer, EngineNeural, TransferOptions, TransferSystem,
     };
-    if let Some(s) = source_reverb {
-        if !(s.is_finite() && (0.05..=10.0).contains(&s)) {
-            bail!("--source-reverb is a decay time of 0.05 to 10 seconds, got {s}");
+    for (flag, s) in [
+        ("--source-reverb", source_reverb),
+        ("--reference-reverb", reference_reverb),
+    ] {
+        if let Some(s) = s {
+            if !(s.is_finite() && (0.05..=10.0).contains(&s)) {
+                bail!("{flag} is a decay time of 0.05 to 10 seconds, got {s}");
+            }
         }
     }
-    if let Some(db) = source_noise {
-        if !(db.is_finite() && (-20.0..=100.0).contains(&db)) {
-            bail!("--source-noise is a signal-to-noise ratio of -20 to 100 dB, got {db}");
+    for (flag, db) in [
+        ("--source-noise", source_noise),
+        ("--reference-noise", reference_noise),
+    ] {
+        if let Some(db) = db {
+            if !(db.is_finite() && (-20.0..=100.0).contains(&db)) {
+                bail!("{flag} is a signal-to-noise ratio of -20 to 100 dB, got {db}");
+            }
         }
     }
     let mut engine_rows: Vec<EngineNeural> = Vec::new();
@@ -258,6 +270,10 @@ pub(crate) fn run(args: EvalTransferArgs, command_line: String) -> Result<()> {
         room: timbreswap_training::transfer::Room {
             reverb_s: source_reverb,
             noise_snr_db: source_noise,
+        },
+        reference_room: timbreswap_training::transfer::Room {
+            reverb_s: reference_reverb,
+            noise_snr_db: reference_noise,
         },
         phrase_references,
         same_instrument_references,
