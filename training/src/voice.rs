@@ -261,10 +261,56 @@ pub(crate) fn held_score(notes: &[(u8, f64, f64)], rate: u32) -> Score {
     }
 }
 
+/// Energy of `x` (at `rate` Hz) between `lo` and `hi` Hz: a direct Hann-windowed DFT every
+/// `step` Hz, summed. For the synthetic sources' tests.
+#[cfg(test)]
+pub(crate) fn band_energy(x: &[f32], rate: u32, lo: f32, hi: f32, step: f32) -> f64 {
+    let mut sum = 0.0;
+    let mut f = lo;
+    while f <= hi {
+        let w = std::f64::consts::TAU * f as f64 / rate as f64;
+        let (mut re, mut im) = (0.0f64, 0.0f64);
+        for (n, v) in x.iter().enumerate() {
+            let hann = 0.5 - 0.5 * (std::f64::consts::TAU * n as f64 / x.len() as f64).cos();
+            re += *v as f64 * hann * (w * n as f64).cos();
+            im -= *v as f64 * hann * (w * n as f64).sin();
+        }
+        sum += re * re + im * im;
+        f += step;
+    }
+    sum
+}
+
+/// How well pYIN (between `fmin` and `fmax` Hz) hears `score`'s notes, moved `offset`
+/// semitones, in `audio` at `rate` Hz: the frames (160-sample hop) where both the labels and
+/// pYIN say a note sounds, those within 50 cents of the note, and all frames. For the
+/// synthetic sources' tests.
+#[cfg(test)]
+pub(crate) fn frames_on_the_score(
+    audio: &[f32],
+    score: &Score,
+    rate: u32,
+    (fmin, fmax): (f64, f64),
+    offset: f64,
+) -> (usize, usize, usize) {
+    let hop = 160;
+    let track = crate::transfer::track_pitch(audio, rate, hop, fmin, fmax).unwrap();
+    let labels = score.frame_notes(hop);
+    let (mut both, mut agree) = (0, 0);
+    for (f, label) in labels.iter().enumerate() {
+        if *label >= 0 && track.voiced.get(f) == Some(&true) {
+            both += 1;
+            let expected = crate::transfer::midi_to_hz(*label as f64 + offset);
+            let cents: f64 = 1200.0 * (track.f0_hz[f] / expected).log2();
+            agree += usize::from(cents.abs() < 50.0);
+        }
+    }
+    (both, agree, labels.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transfer::{midi_to_hz, track_pitch};
 
     const RATE: u32 = 32_000;
 
@@ -285,22 +331,8 @@ mod tests {
             (76, 2.3, 2.8),
         ]);
         let audio = sing_vowels(&score, RATE, 3, &VOWELS);
-        let hop = 160;
-        let track = track_pitch(&audio, RATE, hop, 80.0, 1200.0).unwrap();
-        let labels = score.frame_notes(hop);
-        let (mut both, mut agree) = (0, 0);
-        for (f, label) in labels.iter().enumerate() {
-            if *label >= 0 && track.voiced.get(f) == Some(&true) {
-                both += 1;
-                let cents: f64 = 1200.0 * (track.f0_hz[f] / midi_to_hz(*label as f64)).log2();
-                agree += usize::from(cents.abs() < 50.0);
-            }
-        }
-        assert!(
-            both > labels.len() / 2,
-            "{both} of {} frames voiced",
-            labels.len()
-        );
+        let (both, agree, frames) = frames_on_the_score(&audio, &score, RATE, (80.0, 1200.0), 0.0);
+        assert!(both > frames / 2, "{both} of {frames} frames voiced");
         assert!(
             agree * 10 >= both * 9,
             "{agree} of {both} frames on the note"
@@ -316,24 +348,6 @@ mod tests {
         assert!((peak - VOICE_PEAK).abs() < 1e-6);
     }
 
-    /// Energy of `x` between `lo` and `hi` Hz (a direct DFT at every 10 Hz).
-    fn band_energy(x: &[f32], lo: f32, hi: f32) -> f64 {
-        let mut sum = 0.0;
-        let mut f = lo;
-        while f <= hi {
-            let w = std::f64::consts::TAU * f as f64 / RATE as f64;
-            let (mut re, mut im) = (0.0f64, 0.0f64);
-            for (n, v) in x.iter().enumerate() {
-                let hann = 0.5 - 0.5 * (std::f64::consts::TAU * n as f64 / x.len() as f64).cos();
-                re += *v as f64 * hann * (w * n as f64).cos();
-                im -= *v as f64 * hann * (w * n as f64).sin();
-            }
-            sum += re * re + im * im;
-            f += 10.0;
-        }
-        sum
-    }
-
     /// The formants shape the spectrum by vowel: on the same held note, /a/ (F1 730 Hz) puts
     /// far more energy around 700 Hz than /i/ (F1 270 Hz, F2 2290 Hz), and /i/ far more
     /// around 2.3 kHz than /a/ (whose F2 is at 1090 Hz).
@@ -343,7 +357,9 @@ mod tests {
         let a = sing_vowels(&score, RATE, 1, &VOWELS[0..1]);
         let i = sing_vowels(&score, RATE, 1, &VOWELS[2..3]);
         let (a, i) = (&a[8_000..16_192], &i[8_000..16_192]);
-        let ratio = |x: &[f32]| band_energy(x, 600.0, 850.0) / band_energy(x, 2150.0, 2450.0);
+        let ratio = |x: &[f32]| {
+            band_energy(x, RATE, 600.0, 850.0, 10.0) / band_energy(x, RATE, 2150.0, 2450.0, 10.0)
+        };
         let (ra, ri) = (ratio(a), ratio(i));
         // At least 20 dB apart either way.
         assert!(ra > 100.0 * ri, "/a/ {ra:.3e} against /i/ {ri:.3e}");

@@ -147,7 +147,7 @@ pub fn whistle(score: &Score, rate: u32, seed: u64) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transfer::{midi_to_hz, track_pitch};
+    use crate::transfer::midi_to_hz;
 
     const RATE: u32 = 32_000;
 
@@ -167,23 +167,10 @@ mod tests {
             (83, 1.7, 2.2),
         ]);
         let audio = whistle(&score, RATE, 5);
-        let hop = 160;
-        let track = track_pitch(&audio, RATE, hop, 400.0, 2_400.0).unwrap();
-        let labels = score.frame_notes(hop);
-        let (mut both, mut agree) = (0, 0);
-        for (f, label) in labels.iter().enumerate() {
-            if *label >= 0 && track.voiced.get(f) == Some(&true) {
-                both += 1;
-                let expected = midi_to_hz(*label as f64 + WHISTLE_OCTAVE as f64);
-                let cents: f64 = 1200.0 * (track.f0_hz[f] / expected).log2();
-                agree += usize::from(cents.abs() < 50.0);
-            }
-        }
-        assert!(
-            both > labels.len() / 2,
-            "{both} of {} frames voiced",
-            labels.len()
-        );
+        let octave = f64::from(WHISTLE_OCTAVE);
+        let (both, agree, frames) =
+            crate::voice::frames_on_the_score(&audio, &score, RATE, (400.0, 2_400.0), octave);
+        assert!(both > frames / 2, "{both} of {frames} frames voiced");
         assert!(
             agree * 10 >= both * 9,
             "{agree} of {both} frames on the note"
@@ -193,22 +180,9 @@ mod tests {
         assert!((peak - WHISTLE_PEAK).abs() < 1e-6);
     }
 
-    /// Energy of `x` within `width` Hz of `hz` (a direct Hann-windowed DFT every 2 Hz).
+    /// Energy of `x` within `width` Hz of `hz`, every 2 Hz.
     fn band_energy(x: &[f32], hz: f32, width: f32) -> f64 {
-        let mut sum = 0.0;
-        let mut f = hz - width;
-        while f <= hz + width {
-            let w = std::f64::consts::TAU * f as f64 / RATE as f64;
-            let (mut re, mut im) = (0.0f64, 0.0f64);
-            for (n, v) in x.iter().enumerate() {
-                let hann = 0.5 - 0.5 * (std::f64::consts::TAU * n as f64 / x.len() as f64).cos();
-                re += *v as f64 * hann * (w * n as f64).cos();
-                im -= *v as f64 * hann * (w * n as f64).sin();
-            }
-            sum += re * re + im * im;
-            f += 2.0;
-        }
-        sum
+        crate::voice::band_energy(x, RATE, hz - width, hz + width, 2.0)
     }
 
     /// A whistle is nearly a sine with breath around it: on a held A5 (whistled at 1760 Hz),
