@@ -552,7 +552,7 @@ fn settings(mode: ProcessingMode) -> EngineSettings {
 }
 
 /// `Engine::process` in Exemplar mode, realtime and offline, in either latency mode, with the
-/// model loaded, while the clips change from the control side, Morph and Decay move and Mode
+/// model loaded, while the clips change from the control side, Morph, Decay and Transpose move and Mode
 /// switches, does not allocate. Clip B is struck (it falls 20 dB a second), so its note decay
 /// scales the output.
 #[test]
@@ -578,13 +578,11 @@ fn exemplar_process_does_not_allocate() {
         // The built-in model beside it, as in the plugin.
         control.set_model(Some(network()), None, None).unwrap();
         control.set_exemplar(Slot::A, Some(bank_a.clone())).unwrap();
-        let (mix, gain, variation, transpose) = (
-            vec![1.0; 128],
-            vec![1.0; 128],
-            vec![1.0; 128],
-            vec![0.0; 128],
-        );
+        let (mix, gain, variation) = (vec![1.0; 128], vec![1.0; 128], vec![1.0; 128]);
         let morph: Vec<f32> = (0..128).map(|i| i as f32 / 127.0).collect();
+        // Transpose swept over its whole range within each block: the moved pitch's frame
+        // choice and synthesis run under the allocation check too.
+        let transpose: Vec<f32> = morph.iter().map(|m| 24.0 * m - 12.0).collect();
         let decay: Vec<f32> = morph.iter().map(|m| 1.0 - m).collect();
         let mut buf = vec![0.0f32; 128];
         let before = violation_count();
