@@ -6,31 +6,42 @@
 //! where the input has no sure pitch, the clip's spectrum on the input's phase. The other
 //! [`Shift`]s are the experiments that led there (`timbreswap eval-transfer --exemplar`).
 //!
-//! Files: `bank.rs` (the clip's analysis), `swap.rs` (the per-frame processor and its
+//! Files: `bank.rs` (the clip's analysis), `meter.rs` (its partials and the noise between
+//! them), `background.rs` (the clip's background noise, measured in its pauses and taken out
+//! of its notes), `swap.rs` (the per-frame processor and its
 //! synthesis), `pitch.rs` (YIN and the harmonic-sum refinement), `notes.rs` (note
 //! segmentation).
 //!
 //! - [`ExemplarBank`] is the reference's analysis: log-magnitude frames, their pitch (YIN),
 //!   the age of their note, their partial levels and noise on a [`HARMONIC_FFT`]-point
-//!   window, and how its notes decay ([`NoteDecay`]). Built off the audio thread when a
-//!   reference loads.
+//!   window, and how its notes decay ([`NoteDecay`]). Where the clip carries a steady
+//!   background (a room's noise in its pauses), the bank measures it there and takes it out
+//!   of the frames it keeps (`background.rs`). Built off the audio thread when a reference
+//!   loads.
 //! - [`NoteTracker`] finds note starts in a stream of frames (level jumps, a pitch that moves
 //!   to another note, sound after silence); the bank and the input use the same one.
 //! - [`ExemplarSwap`] is the per-frame processor (YIN on the input; a model's pitch ruler as
 //!   the guess where YIN is unsure, if one is given). Realtime-safe after construction.
 
+mod background;
 mod bank;
+mod meter;
 mod notes;
 mod partials;
 mod pitch;
 mod sinusoids;
 mod swap;
 
+pub use background::{
+    BACKGROUND_UNDER_DB, MAX_BACKGROUND_FRAMES, MIN_BACKGROUND_FRAMES, NOTE_OVER_BACKGROUND_DB,
+    OVER_SUBTRACTION, PARTIAL_OVER_BACKGROUND, SUBTRACTION_FLOOR,
+};
 pub(crate) use bank::sure_pitches;
 pub use bank::{
-    note_decay, ExemplarBank, NoteDecay, DECAY_MIN_SECONDS, DECAY_READ_SHARE, HARMONIC_FFT,
-    HARMONIC_MAX_HZ, HARMONIC_PARTIALS, MAX_BANK_SECONDS, MAX_DECAY_DB_PER_S, PEAK_SEARCH_SECONDS,
+    note_decay, ExemplarBank, NoteDecay, DECAY_MIN_SECONDS, DECAY_READ_SHARE, MAX_BANK_SECONDS,
+    MAX_DECAY_DB_PER_S, PEAK_SEARCH_SECONDS,
 };
+pub use meter::{HARMONIC_FFT, HARMONIC_MAX_HZ, HARMONIC_PARTIALS};
 pub use notes::{
     NoteFrame, NoteTracker, GATE_RANGE_DB, ONSET_RISE_DB, ONSET_SPAN_FRAMES, PEAK_DECAY_DB_PER_S,
     PITCH_CHANGE_FRAMES, PITCH_CHANGE_SEMITONES,

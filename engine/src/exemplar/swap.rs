@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use realfft::num_complex::Complex32;
 
-use super::bank::{partial_level, ExemplarBank, HARMONIC_PARTIALS};
+use super::bank::ExemplarBank;
+use super::meter::{partial_level, HARMONIC_PARTIALS};
 use super::notes::NoteTracker;
 use super::partials::partial_amplitudes;
 use super::pitch::{refine_pitch, Yin, YIN_MAX_LAG, YIN_TRUST, YIN_WINDOW};

@@ -263,7 +263,7 @@ impl Context<'_> {
         let src_rec = &self.records[s];
         let ref_rec = &self.records[r];
         // The source and the note its score sounds in each frame (at the record's hop).
-        let (source, notes) = match self.voice_phrase_seed {
+        let (mut source, notes) = match self.voice_phrase_seed {
             Some(phrase_seed) => {
                 let score = systems::phrase_score_of(src_rec, self.instruments, phrase_seed)
                     .map_err(|message| TransferError::Voice {
@@ -284,16 +284,12 @@ impl Context<'_> {
                 src_rec.frame_notes.clone(),
             ),
         };
-        let mut source = source;
-        if !self.room.is_dry() {
-            let seed = manifest::fnv1a(src_rec.path.to_string_lossy().as_bytes()) ^ 0x726f_6f6d;
-            self.room.apply(&mut source, self.rate, seed);
-        }
+        // Salts of the two roles' room noise: "room" and "refr" in ASCII.
+        self.room
+            .apply_to_clip(&mut source, self.rate, &src_rec.path, 0x726f_6f6d);
         let mut reference = manifest::read_clip_audio(self.root, ref_rec, self.rate)?;
-        if !self.reference_room.is_dry() {
-            let seed = manifest::fnv1a(ref_rec.path.to_string_lossy().as_bytes()) ^ 0x7265_6672;
-            self.reference_room.apply(&mut reference, self.rate, seed);
-        }
+        self.reference_room
+            .apply_to_clip(&mut reference, self.rate, &ref_rec.path, 0x7265_6672);
         let (fmin, fmax) = self.range_hz(src_rec);
         // A whistled source sounds an octave above its score; the outputs are to play the
         // score (the rows that can move pitch play it back down by `transpose`).

@@ -30,6 +30,17 @@ impl Room {
         self.reverb_s.is_none() && self.noise_snr_db.is_none()
     }
 
+    /// The clip at `path` (its `samples`, mono, `rate` Hz) recorded in the room, its noise
+    /// drawn from a seed of the path and `salt` (one per role a clip plays, so that a clip
+    /// as a source and as a reference gets different noise). Nothing when the room is dry.
+    pub fn apply_to_clip(&self, samples: &mut [f32], rate: u32, path: &std::path::Path, salt: u64) {
+        if self.is_dry() {
+            return;
+        }
+        let seed = crate::manifest::fnv1a(path.to_string_lossy().as_bytes()) ^ salt;
+        self.apply(samples, rate, seed);
+    }
+
     /// `samples` (mono, `rate` Hz) recorded in the room: reverberated, then the noise added
     /// throughout (in the pauses too), drawn from `seed`.
     pub fn apply(&self, samples: &mut [f32], rate: u32, seed: u64) {

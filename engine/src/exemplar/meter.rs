@@ -1,0 +1,252 @@
+//! The partial meter: the amplitudes of a frame's partials and the noise in the valleys
+//! between them, on a long window, for the bank's frames ([`super::ExemplarBank`]).
+
+use realfft::num_complex::Complex32;
+
+use super::background::Background;
+
+/// A periodic Hann window's power (`sum w^2`) per sample: 3/8.
+pub(super) const HANN_POWER_PER_SAMPLE: f32 = 0.375;
+
+/// FFT size of the reference's partial measurement ([`ExemplarBank`](super::ExemplarBank)), in samples.
+pub const HARMONIC_FFT: usize = 2048;
+/// Partials the bank measures per frame for [`Shift::Harmonic`](super::Shift::Harmonic) (enough to reach 16 kHz
+/// from a 62.5 Hz fundamental).
+pub const HARMONIC_PARTIALS: usize = 256;
+/// Highest partial frequency [`Shift::Harmonic`](super::Shift::Harmonic) plays, in Hz.
+pub const HARMONIC_MAX_HZ: f32 = 16_000.0;
+
+/// From a spectral peak (`|X|`) to the amplitude of the sinusoid behind it: a sinusoid of
+/// amplitude `A` peaks at `A sum(w) / 2 = A N / 4` for a Hann window of `N` samples.
+const TO_AMPLITUDE: f32 = 4.0 / HARMONIC_FFT as f32;
+
+/// Measures partial amplitudes of frames of a clip on a [`HARMONIC_FFT`]-point Hann spectrum.
+pub(super) struct PartialMeter {
+    fft: std::sync::Arc<dyn realfft::RealToComplex<f32>>,
+    window: Vec<f32>,
+    time: Vec<f32>,
+    spectrum: Vec<Complex32>,
+    mag: Vec<f32>,
+}
+
+impl PartialMeter {
+    pub(super) fn new() -> Self {
+        let fft = realfft::RealFftPlanner::<f32>::new().plan_fft_forward(HARMONIC_FFT);
+        Self {
+            spectrum: fft.make_output_vec(),
+            fft,
+            window: crate::stft::hann(HARMONIC_FFT),
+            time: vec![0.0; HARMONIC_FFT],
+            mag: vec![0.0; HARMONIC_FFT / 2 + 1],
+        }
+    }
+
+    /// Writes the amplitudes of partials `1..=HARMONIC_PARTIALS` of `f0` Hz in the frame
+    /// centred on sample `centre` of `audio` (`sr` Hz) into `out`, and the valleys between them
+    /// into `noise` (both [`HARMONIC_PARTIALS`] long; every entry is written); with
+    /// `background`'s noise taken out of both, where there is one.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn measure(
+        &mut self,
+        audio: &[f32],
+        centre: usize,
+        f0: f32,
+        sr: f32,
+        background: Option<&Background>,
+        out: &mut [f32],
+        noise: &mut [f32],
+    ) {
+        crate::features::centred_frame(audio, centre, &mut self.time);
+        for (t, w) in self.time.iter_mut().zip(&self.window) {
+            *t *= w;
+        }
+        let _ = self.fft.process(&mut self.time, &mut self.spectrum);
+        crate::stft::magnitudes(&self.spectrum, &mut self.mag);
+        let to_amplitude = TO_AMPLITUDE;
+        let bin_hz = sr / HARMONIC_FFT as f32;
+        // Partials at or above the limit are 0, and once one is, every later one is (h * f0
+        // grows with h): the rest of the row is filled at once.
+        let limit = HARMONIC_MAX_HZ.min(0.5 * sr);
+        let below = (1..=HARMONIC_PARTIALS)
+            .take_while(|&h| (h as f32) * f0 < limit)
+            .count();
+        let window_power = HARMONIC_FFT as f32 * HANN_POWER_PER_SAMPLE;
+        for (h, o) in (1..).zip(&mut out[..below]) {
+            let peak = partial_level(&self.mag, f0, h, bin_hz).unwrap_or(0.0);
+            let peak = match background {
+                Some(b) => b.clean_partial(peak, h as f32 * f0, window_power),
+                None => peak,
+            };
+            *o = peak * to_amplitude;
+        }
+        out[below..].fill(0.0);
+        // Valleys: the smallest magnitude between a partial's main lobe and the next one's
+        // (a floor of the noise there, below the partials' leakage).
+        let to_density = 1.0 / window_power.sqrt();
+        // Valleys past the Nyquist frequency are 0, and so is every later one.
+        let mut filled = 0;
+        for (h, slot) in noise.iter_mut().enumerate() {
+            if (h as f32 + 0.5) * f0 >= 0.5 * sr {
+                break;
+            }
+            let lo = ceil_index((h as f32 + 0.25) * f0 / bin_hz);
+            let hi = floor_index((h as f32 + 0.75) * f0 / bin_hz).min(self.mag.len() - 1);
+            let mid = round_index((h as f32 + 0.5) * f0 / bin_hz).min(self.mag.len() - 1);
+            let v = if lo <= hi {
+                self.mag[lo..=hi]
+                    .iter()
+                    .copied()
+                    .fold(f32::INFINITY, f32::min)
+            } else {
+                self.mag[mid]
+            };
+            *slot = match background {
+                Some(b) => b.clean_density(v * to_density, (h as f32 + 0.5) * f0),
+                None => v * to_density,
+            };
+            filled = h + 1;
+        }
+        noise[filled..].fill(0.0);
+    }
+}
+
+/// Whether any of a frame's partials (`amps`, partial `h` of `f0` Hz at `amps[h - 1]`, as
+/// [`PartialMeter::measure`] writes them over `background`) stands above the background, not
+/// at the level a hidden partial is given.
+pub(super) fn any_partial_heard(background: &Background, amps: &[f32], f0: f32) -> bool {
+    let window_power = HARMONIC_FFT as f32 * HANN_POWER_PER_SAMPLE;
+    amps.iter()
+        .zip(1..)
+        .any(|(&a, h)| a > background.hidden_partial(h as f32 * f0, window_power) * TO_AMPLITUDE)
+}
+
+/// `x.floor() as usize`, for every `f32` (negatives and NaN give 0, as the cast saturates),
+/// without the library call that `floor` is on the baseline x86-64 target (no rounding
+/// instruction there). The cast truncates towards zero, which is the floor from 0 up.
+#[inline]
+fn floor_index(x: f32) -> usize {
+    x as usize
+}
+
+/// `x.ceil() as usize` for every `f32`, without a library call: the truncation, one more where
+/// `x` lies above it.
+#[inline]
+fn ceil_index(x: f32) -> usize {
+    let i = x as usize;
+    if (i as f32) < x {
+        i.saturating_add(1)
+    } else {
+        i
+    }
+}
+
+/// `x.round() as usize` (halves away from zero) for every `f32`, without a library call: the
+/// truncation, one more where the fraction is at least a half (`x - i` is exact for `x` from 0
+/// up, where `i <= x < i + 1`).
+#[inline]
+fn round_index(x: f32) -> usize {
+    let i = x as usize;
+    if x - i as f32 >= 0.5 {
+        i.saturating_add(1)
+    } else {
+        i
+    }
+}
+
+/// The largest value of `row` within half a partial spacing of partial `h` of `f0` Hz (bins
+/// `bin_hz` apart); `None` above the last bin.
+pub(super) fn partial_level(row: &[f32], f0: f32, h: usize, bin_hz: f32) -> Option<f32> {
+    let centre = h as f32 * f0 / bin_hz;
+    let half = (0.5 * f0 / bin_hz).max(1.0);
+    let lo = ceil_index(centre - half);
+    let hi = floor_index(centre + half).min(row.len() - 1);
+    if lo > hi || lo >= row.len() {
+        return None;
+    }
+    row[lo..=hi].iter().copied().reduce(f32::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each row holds every partial and valley, bit for bit what measuring all of them one by
+    /// one gives (zero above 16 kHz or the Nyquist frequency), whatever the fundamental,
+    /// including none at all (NaN).
+    #[test]
+    fn partial_rows_are_every_partial_measured_one_by_one() {
+        let sr = 32_000.0f32;
+        let audio: Vec<f32> = (0..8_000)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5 + (i as f32 * 0.05).sin())
+            .collect();
+        let mut meter = PartialMeter::new();
+        for f0 in [f32::NAN, 40.0, 130.0, 440.0, 5_000.0, 15_990.0, 20_000.0] {
+            // Rows left over from another frame: every entry must be written.
+            let (mut partials, mut noise) = (
+                vec![f32::NAN; 1 + HARMONIC_PARTIALS],
+                vec![f32::NAN; 1 + HARMONIC_PARTIALS],
+            );
+            meter.measure(
+                &audio,
+                4_000,
+                f0,
+                sr,
+                None,
+                &mut partials[1..],
+                &mut noise[1..],
+            );
+            let bin_hz = sr / HARMONIC_FFT as f32;
+            let mag = &meter.mag;
+            for (h, got) in partials.iter().enumerate().skip(1) {
+                let want = if h as f32 * f0 < HARMONIC_MAX_HZ.min(0.5 * sr) {
+                    partial_level(mag, f0, h, bin_hz).unwrap_or(0.0) * 4.0 / HARMONIC_FFT as f32
+                } else {
+                    0.0
+                };
+                assert_eq!(got.to_bits(), want.to_bits(), "f0 {f0}, partial {h}");
+            }
+            for (h, got) in noise.iter().skip(1).enumerate() {
+                let lo = ((h as f32 + 0.25) * f0 / bin_hz).ceil() as usize;
+                let hi = (((h as f32 + 0.75) * f0 / bin_hz).floor() as usize).min(mag.len() - 1);
+                let mid = (((h as f32 + 0.5) * f0 / bin_hz).round() as usize).min(mag.len() - 1);
+                let v = if (h as f32 + 0.5) * f0 >= 0.5 * sr {
+                    0.0
+                } else if lo <= hi {
+                    mag[lo..=hi].iter().copied().fold(f32::INFINITY, f32::min)
+                } else {
+                    mag[mid]
+                };
+                let want = v * (1.0 / (0.375 * HARMONIC_FFT as f32).sqrt());
+                assert_eq!(got.to_bits(), want.to_bits(), "f0 {f0}, valley {h}");
+            }
+        }
+    }
+
+    /// The index helpers are the library's rounding cast, for every kind of `f32`: integers,
+    /// halves, values just either side of them, tiny, huge, negative, infinite and NaN.
+    #[test]
+    fn index_roundings_are_the_library_ones() {
+        let mut values = vec![0.0f32, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+        values.extend([
+            f32::MIN_POSITIVE,
+            1e-30,
+            f32::MAX,
+            -f32::MAX,
+            1.8e19,
+            1.9e19,
+            4e19,
+        ]);
+        for k in -3..3000 {
+            for base in [k as f32, k as f32 + 0.5, k as f32 * 1024.0 + 0.5] {
+                values.extend([base, base.next_up(), base.next_down()]);
+            }
+        }
+        let mut rng = crate::test_rng::XorShift::new(17);
+        values.extend((0..10_000).map(|_| rng.next_centred() * 3000.0));
+        for x in values {
+            assert_eq!(floor_index(x), x.floor() as usize, "floor {x:e}");
+            assert_eq!(ceil_index(x), x.ceil() as usize, "ceil {x:e}");
+            assert_eq!(round_index(x), x.round() as usize, "round {x:e}");
+        }
+    }
+}
