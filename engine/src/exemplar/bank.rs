@@ -227,17 +227,16 @@ impl ExemplarBank {
         // not kept (frame t's centre is t * hop), instead of a second copy of the clip's
         // spectra; the background taken out.
         let mut log_mag = f.log_mag;
+        let cleaner = room
+            .as_ref()
+            .map(|r| r.row_cleaner(MAG_FLOOR, window_power));
         for (i, (centre, _)) in kept.iter().enumerate() {
             let t = centre / cfg.hop;
             if t != i {
                 log_mag.copy_within(t * bins..(t + 1) * bins, i * bins);
             }
-            if let Some(room) = &room {
-                room.clean_row(
-                    &mut log_mag[i * bins..(i + 1) * bins],
-                    MAG_FLOOR,
-                    window_power,
-                );
+            if let Some(cleaner) = &cleaner {
+                cleaner.clean(&mut log_mag[i * bins..(i + 1) * bins]);
             }
         }
         log_mag.truncate(kept.len() * bins);
