@@ -78,7 +78,7 @@ pub fn run(task: Task, params: &Arc<TimbreswapParams>, shared: &Arc<Shared>) {
                         .source
                         .as_deref()
                         .and_then(|source| SavedClip::new(source, &clip.samples, cfg.sample_rate));
-                    let note = if clip.truncated {
+                    let mut note = if clip.truncated {
                         format!(
                             " (only its first {} minutes are used)",
                             MAX_CLIP_SECONDS / 60.0
@@ -86,6 +86,12 @@ pub fn run(task: Task, params: &Arc<TimbreswapParams>, shared: &Arc<Shared>) {
                     } else {
                         String::new()
                     };
+                    if let Some(db) = bank.as_ref().and_then(|b| b.background_db()) {
+                        note.push_str(&format!(
+                            "; its room noise ({:.0} dB under its loudest) is taken out of Exemplar",
+                            -db
+                        ));
+                    }
                     install(
                         slot,
                         Some(descriptor),

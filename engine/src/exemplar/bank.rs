@@ -38,6 +38,9 @@ pub struct ExemplarBank {
     pub(super) noise: Vec<f32>,
     /// How the clip's notes fall after their peak ([`note_decay`]).
     pub(super) decay: NoteDecay,
+    /// The level of the background taken out of the frames, in dB under the clip's loudest
+    /// frame (negative); `None` where the clip has none.
+    background_db: Option<f32>,
 }
 
 impl ExemplarBank {
@@ -132,6 +135,7 @@ impl ExemplarBank {
             harmonics: Vec::new(),
             noise: Vec::new(),
             decay: NoteDecay::default(),
+            background_db: None,
         };
         let mut prev_kept: Option<u32> = None;
         // YIN's sure answers first: the whole clip is at hand, so a frame YIN is unsure of
@@ -263,6 +267,7 @@ impl ExemplarBank {
                 }
             },
         );
+        bank.background_db = room.as_ref().map(|r| r.frame_db(window_power) - loudest);
         if let Some(room) = &room {
             // A frame of no partial above the background is the background's, not a note's.
             let heard: Vec<bool> = bank
@@ -315,6 +320,13 @@ impl ExemplarBank {
     /// The framing the clip was analysed at (an [`ExemplarSwap`](super::ExemplarSwap) runs at the same).
     pub fn stft(&self) -> StftConfig {
         self.cfg
+    }
+
+    /// The level of the background noise measured in the clip's pauses and taken out of its
+    /// frames, in dB under its loudest frame (frame energies at the clip's framing); `None`
+    /// where the clip has none (its pauses are silent, or too short to measure).
+    pub fn background_db(&self) -> Option<f32> {
+        self.background_db
     }
 
     /// Frames in the bank.
@@ -690,6 +702,10 @@ mod tests {
             .collect();
         let quiet = ExemplarBank::new(&cfg, &clean).expect("a note");
         let room = ExemplarBank::new(&cfg, &noisy).expect("a note");
+        // The noise's level under the steady tone's frames: 30 dB.
+        assert_eq!(quiet.background_db(), None);
+        let level = room.background_db().expect("a background");
+        assert!((level + 30.0).abs() < 1.0, "{level} dB");
         assert!(
             room.frames().abs_diff(quiet.frames()) <= 3,
             "{} frames kept in the room, {} clean",

@@ -48,6 +48,65 @@ fn an_install_with_no_engine_is_not_lost() {
     assert!(params.timbre_b.snapshot().is_some());
 }
 
+/// A clip recorded in a room (the violin example, then half a second of its room alone, white
+/// noise 30 dB under its RMS throughout) loads with its background measured, taken out and
+/// said in the status line; the clean clip (its pause silent) says nothing of a room.
+#[test]
+fn a_clips_room_noise_is_measured_and_said() {
+    let params = Arc::new(TimbreswapParams::default());
+    let shared = Arc::new(Shared::default());
+    let cfg = StftConfig::default();
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/examples/ref-violin.wav");
+    let mut samples = timbreswap_engine::clip::load_reference_clip(&example, &cfg)
+        .unwrap()
+        .samples;
+    let rms = (samples.iter().map(|x| x * x).sum::<f32>() / samples.len() as f32).sqrt();
+    samples.extend(vec![0.0; cfg.sample_rate as usize / 2]);
+    // Uniform on [-a, a] has an RMS of a / sqrt(3).
+    let a = rms * 10f32.powf(-30.0 / 20.0) * 3f32.sqrt();
+    let mut state = 77u32;
+    for x in &mut samples {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        *x += a * (state as f32 / 2_147_483_648.0 - 1.0);
+    }
+    let dir = std::env::temp_dir().join(format!("timbreswap-room-clip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("violin-in-a-room.wav");
+    let audio = timbreswap_engine::clip::DecodedAudio {
+        sample_rate: cfg.sample_rate,
+        channels: vec![samples],
+        truncated: false,
+    };
+    timbreswap_engine::render::write_wav(&path, &audio).unwrap();
+    let load = |slot: Slot, path: &Path| {
+        run(
+            Task::LoadReference {
+                slot,
+                path: path.to_path_buf(),
+            },
+            &params,
+            &shared,
+        );
+        let status = shared.status();
+        assert_eq!(status.last_error, None);
+        status.message
+    };
+    let message = load(Slot::A, &path);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(message.contains("room noise"), "{message}");
+    let descriptor = params.timbre_a.snapshot().expect("slot A holds the clip");
+    let bank = shared
+        .exemplar_for(Slot::A, Some(&descriptor))
+        .expect("the clip is analysed");
+    // 30 dB under the clip's RMS, and the loudest frame lies above its RMS.
+    let level = bank.background_db().expect("a background");
+    assert!((-45.0..-30.0).contains(&level), "{level} dB");
+    assert!(message.contains(&format!("{:.0} dB", -level)), "{message}");
+    let message = load(Slot::B, &example);
+    assert!(!message.contains("room"), "{message}");
+}
+
 /// A loaded clip is analysed for Exemplar mode, kept with its file for the next activation,
 /// and saved with the project: with the file gone, the saved clip is analysed instead.
 /// A preset has no clip; a damaged saved clip without its file, or a file gone from a
