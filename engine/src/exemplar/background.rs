@@ -11,9 +11,10 @@ pub const BACKGROUND_UNDER_DB: f32 = 20.0;
 pub const NOTE_OVER_BACKGROUND_DB: f32 = 10.0;
 /// What spectral subtraction leaves at least of the background in a bin or a valley, as a
 /// share of its power there (-20 dB; Berouti et al.'s spectral floor). Measured on TimGM6mb
-/// with references under pink noise 30 dB down (docs/quality.md, "A reference in a room"): 0,
-/// 0.01 and 0.1 moved 27.2, 33.6 and 31.2 % of outputs to the reference's instrument (a
-/// reference's noise between partials is part of how it sounds; none at all reads as another
+/// with references under pink noise 30 dB down (experiments/quality-log.md, "A reference in a
+/// room, taken out"), on the valleys, before hidden partials were given it too: 0, 0.01 and
+/// 0.1 moved 27.2, 33.6 and 31.2 % of outputs to the reference's instrument (a reference's
+/// noise between partials is part of how it sounds; none at all reads as another
 /// instrument).
 pub const SUBTRACTION_FLOOR: f32 = 0.01;
 /// A bin of a row this many times (43 dB) above the background's mean power is left as it
@@ -79,7 +80,9 @@ impl Background {
                 *c = m * m;
             }
             let (_, median, _) = column.select_nth_unstable_by(mid, f32::total_cmp);
-            *d = *median / std::f32::consts::LN_2 / window_power;
+            let v = *median / std::f32::consts::LN_2 / window_power;
+            // A clip's samples are finite; a bin that is not anyway is taken as no noise.
+            *d = if v.is_finite() { v } else { 0.0 };
         }
         let audible = density.iter().any(|&d| d * window_power > floor * floor);
         audible.then_some(Self { density, bin_hz })
