@@ -20,7 +20,8 @@ pub struct ExemplarBank {
     /// The framing the clip was analysed at.
     pub(super) cfg: StftConfig,
     pub(super) bins: usize,
-    /// `ln(|X| + mag_floor)` of each kept frame, row-major `frames x bins`.
+    /// `ln(|X| + mag_floor)` of each kept frame, row-major `frames x bins`; less the clip's
+    /// background, where it has one (`background.rs`).
     pub(super) log_mag: Vec<f32>,
     /// Pitch ruler of each kept frame, semitones from middle C.
     pub(super) pitch: Vec<f32>,
@@ -31,10 +32,12 @@ pub struct ExemplarBank {
     /// Amplitude of partials `1..=HARMONIC_PARTIALS` of each kept frame (linear, the sinusoid's
     /// peak amplitude in sample units), row-major `frames x HARMONIC_PARTIALS`; measured on a
     /// [`HARMONIC_FFT`](super::HARMONIC_FFT)-point Hann spectrum, so low notes' partials are resolved.
+    /// Where the clip has a background, less it; a partial hidden under it holds its floor.
     pub(super) harmonics: Vec<f32>,
     /// Noise between the partials of each kept frame, row-major `frames x HARMONIC_PARTIALS`:
     /// entry `h` is the spectrum's valley between partials `h` and `h + 1` (`h = 0`: below
-    /// the fundamental) as a noise amplitude per bin (`|X| / sqrt(sum w^2)`).
+    /// the fundamental) as a noise amplitude per bin (`|X| / sqrt(sum w^2)`); less the clip's
+    /// background, where it has one, down to its floor.
     pub(super) noise: Vec<f32>,
     /// How the clip's notes fall after their peak ([`note_decay`]).
     pub(super) decay: NoteDecay,
