@@ -19,6 +19,8 @@ pub const HARMONIC_MAX_HZ: f32 = 16_000.0;
 /// From a spectral peak (`|X|`) to the amplitude of the sinusoid behind it: a sinusoid of
 /// amplitude `A` peaks at `A sum(w) / 2 = A N / 4` for a Hann window of `N` samples.
 const TO_AMPLITUDE: f32 = 4.0 / HARMONIC_FFT as f32;
+/// The meter's window power (`sum w^2` of its Hann window).
+const WINDOW_POWER: f32 = HARMONIC_FFT as f32 * HANN_POWER_PER_SAMPLE;
 
 /// Measures partial amplitudes of frames of a clip on a [`HARMONIC_FFT`]-point Hann spectrum.
 pub(super) struct PartialMeter {
@@ -62,7 +64,6 @@ impl PartialMeter {
         }
         let _ = self.fft.process(&mut self.time, &mut self.spectrum);
         crate::stft::magnitudes(&self.spectrum, &mut self.mag);
-        let to_amplitude = TO_AMPLITUDE;
         let bin_hz = sr / HARMONIC_FFT as f32;
         // Partials at or above the limit are 0, and once one is, every later one is (h * f0
         // grows with h): the rest of the row is filled at once.
@@ -70,19 +71,18 @@ impl PartialMeter {
         let below = (1..=HARMONIC_PARTIALS)
             .take_while(|&h| (h as f32) * f0 < limit)
             .count();
-        let window_power = HARMONIC_FFT as f32 * HANN_POWER_PER_SAMPLE;
         for (h, o) in (1..).zip(&mut out[..below]) {
             let peak = partial_level(&self.mag, f0, h, bin_hz).unwrap_or(0.0);
             let peak = match background {
-                Some(b) => b.clean_partial(peak, h as f32 * f0, window_power),
+                Some(b) => b.clean_partial(peak, h as f32 * f0, WINDOW_POWER),
                 None => peak,
             };
-            *o = peak * to_amplitude;
+            *o = peak * TO_AMPLITUDE;
         }
         out[below..].fill(0.0);
         // Valleys: the smallest magnitude between a partial's main lobe and the next one's
         // (a floor of the noise there, below the partials' leakage).
-        let to_density = 1.0 / window_power.sqrt();
+        let to_density = 1.0 / WINDOW_POWER.sqrt();
         // Valleys past the Nyquist frequency are 0, and so is every later one.
         let mut filled = 0;
         for (h, slot) in noise.iter_mut().enumerate() {
@@ -114,10 +114,9 @@ impl PartialMeter {
 /// [`PartialMeter::measure`] writes them over `background`) stands above the background, not
 /// at the level a hidden partial is given.
 pub(super) fn any_partial_heard(background: &Background, amps: &[f32], f0: f32) -> bool {
-    let window_power = HARMONIC_FFT as f32 * HANN_POWER_PER_SAMPLE;
     amps.iter()
         .zip(1..)
-        .any(|(&a, h)| a > background.hidden_partial(h as f32 * f0, window_power) * TO_AMPLITUDE)
+        .any(|(&a, h)| a > background.hidden_partial(h as f32 * f0, WINDOW_POWER) * TO_AMPLITUDE)
 }
 
 /// `x.floor() as usize`, for every `f32` (negatives and NaN give 0, as the cast saturates),
