@@ -2,10 +2,16 @@
 //! room's hiss, a microphone's floor), measured where no note sounds and taken out of the
 //! frames the bank keeps, so that the swap plays the instrument and not the room.
 
+use crate::features::FrameFeatures;
+
 /// A frame YIN has no sure pitch for and that lies this far under the clip's loudest frame is
 /// background, not note, in dB: it may measure the background, and where the clip has one
 /// (its pauses are not silent) the bank does not keep it.
 pub const BACKGROUND_UNDER_DB: f32 = 20.0;
+/// A background further than this under the clip's loudest frame, in dB, is left in: as
+/// quiet as a good studio's floor, or the last of a reverb's tail at a clip's end, it is no
+/// room a listener hears in the clip.
+pub const MAX_BACKGROUND_UNDER_DB: f32 = 60.0;
 /// Over a background, a frame the bank keeps lies at least this far above the background's
 /// own level (all bins), in dB.
 pub const NOTE_OVER_BACKGROUND_DB: f32 = 10.0;
@@ -23,6 +29,20 @@ pub const UNTOUCHED_OVER_BACKGROUND: f32 = 2e4;
 /// Background frames an estimate needs (whose whole window lies in background); with fewer,
 /// nothing is estimated and nothing taken out.
 pub const MIN_BACKGROUND_FRAMES: usize = 8;
+/// The quantile of the background frames' levels an estimate starts from (a frame's level:
+/// its mean log-magnitude over the bins, in dB); it reads the frames at most
+/// [`QUIET_SPREAD_DB`] above that level. A room's steady noise scatters little in this
+/// measure (pink and white noise from `sox`, at the default framing: 0.37 dB standard
+/// deviation, every frame within 1.5 dB of the 10 % quantile); a pause's ringing tails and a
+/// fade lie above it.
+pub const QUIET_QUANTILE: f32 = 0.1;
+/// How far above the [`QUIET_QUANTILE`] of the background frames' levels a frame the estimate
+/// reads may lie, in dB. Under a tail that dies away over the floor of the pauses, 1.5 dB
+/// reads the floor within 10 % (`a_pauses_ringing_tails_are_not_its_background`); 2 and 3 dB
+/// read it 11 and 16 % high, and the median over every background frame 100 %.
+pub const QUIET_SPREAD_DB: f32 = 1.5;
+/// dB per neper of magnitude (`20 / ln 10`).
+const NEPER_TO_DB: f32 = 8.685_89;
 /// Background frames an estimate reads at most (spread evenly over those there are).
 pub const MAX_BACKGROUND_FRAMES: usize = 128;
 /// A partial counts only where its peak power stands this many times (10 dB) above the
@@ -45,23 +65,28 @@ pub(super) struct Background {
 }
 
 impl Background {
-    /// The background of a clip's frames: `log_mag` holds `ln(|X| + floor)` rows of `bins`
-    /// bins (`bin_hz` apart, window power `window_power` = `sum w^2`); `background[t]` says
-    /// whether frame `t` is background; `reach` is how many frames either side of a frame its
-    /// window covers. Reads the frames whose whole window is background (not the clip's edges,
-    /// where the window runs past the audio): per bin, the median power over ln 2 (the mean of
-    /// noise's exponentially distributed power, robust to a few frames a note still reaches).
-    /// `None` where fewer than [`MIN_BACKGROUND_FRAMES`] qualify, or where the background lies
-    /// under the rows' own floor in every bin (a digital silence: nothing to take out).
+    /// The background of a clip's frames `f` (rows of `ln(|X| + floor)`, `bin_hz` apart,
+    /// window power `window_power` = `sum w^2`); `background[t]` says whether frame `t` is
+    /// background; `reach` is how many frames either side of a frame its window covers.
+    /// Reads the frames whose whole window is background (not the clip's edges, where the
+    /// window runs past the audio), and of those only the quietest (minimum statistics, after
+    /// Martin: a room's noise is the floor a clip never falls under, while a note's ringing
+    /// tail in a pause lies above it): those within [`QUIET_SPREAD_DB`] of the
+    /// [`QUIET_QUANTILE`] of their levels (at least the [`MIN_BACKGROUND_FRAMES`]-th
+    /// quietest). Per bin, the median power over ln 2 (the mean of noise's exponentially
+    /// distributed power, robust to a few frames a note still reaches). `None` where fewer than
+    /// [`MIN_BACKGROUND_FRAMES`] qualify, or where the background lies under the rows' own
+    /// floor in every bin (a digital silence, as in a clean clip's pauses: nothing to take
+    /// out).
     pub(super) fn estimate(
-        log_mag: &[f32],
-        bins: usize,
+        f: &FrameFeatures,
         floor: f32,
         window_power: f32,
         bin_hz: f32,
         background: &[bool],
         reach: usize,
     ) -> Option<Self> {
+        let (log_mag, bins) = (&f.log_mag, f.bins);
         let frames = background.len().min(log_mag.len() / bins.max(1));
         let whole: Vec<usize> = (reach..frames.saturating_sub(reach))
             .filter(|&t| background[t - reach..=t + reach].iter().all(|&b| b))
@@ -69,8 +94,29 @@ impl Background {
         if whole.len() < MIN_BACKGROUND_FRAMES {
             return None;
         }
-        let step = whole.len().div_ceil(MAX_BACKGROUND_FRAMES);
-        let read: Vec<usize> = whole.into_iter().step_by(step).collect();
+        // Each frame's level: its mean log-magnitude over the bins, in dB (noise's scatters
+        // far less from frame to frame than its energy, which a few low bins rule).
+        let level = |t: usize| {
+            let row = &log_mag[t * bins..(t + 1) * bins];
+            row.iter().sum::<f32>() / bins as f32 * NEPER_TO_DB
+        };
+        // The quiet level: a low quantile of those, at least the MIN_BACKGROUND_FRAMES-th
+        // quietest (so that an estimate reads that many).
+        let levels: Vec<f32> = whole.iter().map(|&t| level(t)).collect();
+        let mut sorted = levels.clone();
+        let rank = ((whole.len() as f32 * QUIET_QUANTILE) as usize)
+            .max(MIN_BACKGROUND_FRAMES)
+            .min(whole.len())
+            - 1;
+        let (_, &mut quiet, _) = sorted.select_nth_unstable_by(rank, f32::total_cmp);
+        let quiet: Vec<usize> = whole
+            .into_iter()
+            .zip(levels)
+            .filter(|&(_, l)| l <= quiet + QUIET_SPREAD_DB)
+            .map(|(t, _)| t)
+            .collect();
+        let step = quiet.len().div_ceil(MAX_BACKGROUND_FRAMES);
+        let read: Vec<usize> = quiet.into_iter().step_by(step).collect();
         let mut column = vec![0.0f32; read.len()];
         let mut density = vec![0.0f32; bins];
         let mid = read.len() / 2;
@@ -231,16 +277,8 @@ mod tests {
         let all = vec![true; f.frames];
         let window_power: f32 = crate::stft::hann(cfg.n_fft).iter().map(|w| w * w).sum();
         let bin_hz = cfg.sample_rate as f32 / cfg.n_fft as f32;
-        let bg = Background::estimate(
-            &f.log_mag,
-            f.bins,
-            super::super::MAG_FLOOR,
-            window_power,
-            bin_hz,
-            &all,
-            2,
-        )
-        .expect("a second of noise is background");
+        let bg = Background::estimate(&f, super::super::MAG_FLOOR, window_power, bin_hz, &all, 2)
+            .expect("a second of noise is background");
         let inner = &bg.density[4..f.bins - 4];
         let mean = inner.iter().sum::<f32>() / inner.len() as f32;
         let want = sigma * sigma;
@@ -255,6 +293,47 @@ mod tests {
         assert_eq!(bg.density_at(1e9), 0.0);
     }
 
+    /// Pauses that hold a ringing tail (noise dying away 40 dB over 0.3 s from 20 dB over a
+    /// floor) on a steady floor of white noise: the estimate reads the floor, within 10 %,
+    /// not the tails (the median over every pause frame lies 2.4 times above it). Where the
+    /// floor under the tails is a digital silence, there is no estimate.
+    #[test]
+    fn a_pauses_ringing_tails_are_not_its_background() {
+        let cfg = StftConfig::default();
+        let floor = super::super::MAG_FLOOR;
+        let bin_hz = cfg.sample_rate as f32 / cfg.n_fft as f32;
+        let window_power: f32 = crate::stft::hann(cfg.n_fft).iter().map(|w| w * w).sum();
+        let sigma = 0.005f32;
+        let sr = cfg.sample_rate as usize;
+        // Three pauses: a 0.3 s tail, then 0.1 s of the floor alone.
+        let tails = |steady: f32| -> Vec<f32> {
+            let mut tail = white(3 * sr / 10, 10.0 * sigma, 7);
+            let len = tail.len() as f32;
+            for (i, v) in tail.iter_mut().enumerate() {
+                *v *= 10f32.powf(-2.0 * i as f32 / len);
+            }
+            let mut pause = tail;
+            pause.extend(vec![0.0; sr / 10]);
+            let mut audio: Vec<f32> = (0..3).flat_map(|_| pause.iter().copied()).collect();
+            for (v, n) in audio.iter_mut().zip(white(3 * 4 * sr / 10, steady, 11)) {
+                *v += n;
+            }
+            audio
+        };
+        let audio = tails(sigma);
+        let f = FeatureExtractor::new(&cfg, floor).clip(&audio);
+        let all = vec![true; f.frames];
+        let bg = Background::estimate(&f, floor, window_power, bin_hz, &all, 2)
+            .expect("a floor of noise");
+        let inner = &bg.density[4..f.bins - 4];
+        let mean = inner.iter().sum::<f32>() / inner.len() as f32;
+        let want = sigma * sigma;
+        assert!((mean / want - 1.0).abs() < 0.1, "{mean} against {want}");
+        let silent = FeatureExtractor::new(&cfg, floor).clip(&tails(0.0));
+        let all = vec![true; silent.frames];
+        assert!(Background::estimate(&silent, floor, window_power, bin_hz, &all, 2).is_none());
+    }
+
     /// Too few background frames, a digital silence, or frames whose window reaches a note:
     /// no estimate.
     #[test]
@@ -264,9 +343,8 @@ mod tests {
         let floor = super::super::MAG_FLOOR;
         let audio = white(cfg.sample_rate as usize / 2, 0.05, 5);
         let f = FeatureExtractor::new(&cfg, floor).clip(&audio);
-        let estimate = |background: &[bool]| {
-            Background::estimate(&f.log_mag, f.bins, floor, 192.0, bin_hz, background, 2)
-        };
+        let estimate =
+            |background: &[bool]| Background::estimate(&f, floor, 192.0, bin_hz, background, 2);
         // Every other frame background: none has a whole window of it.
         let alternate: Vec<bool> = (0..f.frames).map(|t| t % 2 == 0).collect();
         assert!(estimate(&alternate).is_none());
@@ -278,8 +356,7 @@ mod tests {
         // Silence.
         let silent = FeatureExtractor::new(&cfg, floor).clip(&vec![0.0; 16_000]);
         let all = vec![true; silent.frames];
-        let none =
-            Background::estimate(&silent.log_mag, silent.bins, floor, 192.0, bin_hz, &all, 2);
+        let none = Background::estimate(&silent, floor, 192.0, bin_hz, &all, 2);
         assert!(none.is_none());
     }
 

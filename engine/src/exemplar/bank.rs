@@ -1,6 +1,9 @@
 //! The reference clip's analysis: the frames an [`super::ExemplarSwap`] chooses from.
 
-use super::background::{Background, BACKGROUND_UNDER_DB, NOTE_OVER_BACKGROUND_DB};
+use super::background::{
+    Background, BACKGROUND_UNDER_DB, MAX_BACKGROUND_UNDER_DB, NOTE_OVER_BACKGROUND_DB,
+};
+use super::cuts::{frames_over_cuts, hard_cuts};
 use super::meter::{any_partial_heard, PartialMeter, HANN_POWER_PER_SAMPLE, HARMONIC_PARTIALS};
 use super::notes::{NoteFrame, NoteTracker};
 use super::pitch::{refine_pitch, Yin, YIN_TRUST};
@@ -192,14 +195,14 @@ impl ExemplarBank {
         // Its noise, from the frames whose whole window is background.
         let window_power = cfg.n_fft as f32 * HANN_POWER_PER_SAMPLE;
         let room = Background::estimate(
-            &f.log_mag,
-            bins,
+            &f,
             MAG_FLOOR,
             window_power,
             bin_hz,
             &background,
             cfg.n_fft.div_ceil(2 * cfg.hop),
-        );
+        )
+        .filter(|r| r.frame_db(window_power) > loudest - MAX_BACKGROUND_UNDER_DB);
         // The frames kept, in order, with their centre sample and fundamental: the sounding
         // ones, less the background where there is one (in a clean clip, whose pauses are
         // silent, the quiet frames YIN is unsure of are the notes' own onsets and tails).
@@ -211,11 +214,14 @@ impl ExemplarBank {
         let floor_db = room.as_ref().map_or(f32::NEG_INFINITY, |r| {
             r.frame_db(window_power) + NOTE_OVER_BACKGROUND_DB
         });
+        // A frame whose window holds a hard cut holds its splatter, not the instrument.
+        let over_cut = frames_over_cuts(&hard_cuts(audio, sr), f.frames, cfg.hop, cfg.n_fft);
         for (t, (&pitch, note)) in pitches.iter().zip(&notes).enumerate() {
-            let keep = match room {
-                Some(_) => !background[t] && f.frame_db[t] > floor_db,
-                None => note.sounding,
-            };
+            let keep = !over_cut[t]
+                && match room {
+                    Some(_) => !background[t] && f.frame_db[t] > floor_db,
+                    None => note.sounding,
+                };
             if !keep {
                 prev_kept = None;
                 continue;
@@ -681,6 +687,44 @@ mod tests {
         assert!(before.continues.iter().filter(|&&c| c).count() > n / 2);
     }
 
+    /// A second of a 330 Hz tone (five partials), then half a second of silence, and the same
+    /// with white noise `db` dB under the tone's RMS added throughout; the noise's standard
+    /// deviation.
+    fn tone_in_a_room(db: f32) -> (Vec<f32>, Vec<f32>, f32) {
+        use super::super::test_signal::{tone, SR};
+        let mut clean = tone(330.0, 5, SR as usize);
+        let rms = (clean.iter().map(|x| x * x).sum::<f32>() / clean.len() as f32).sqrt();
+        clean.extend(vec![0.0; SR as usize / 2]);
+        let sigma = rms * 10f32.powf(db / 20.0);
+        let mut rng = crate::test_rng::XorShift::new(11);
+        // Uniform on [-a, a] has variance a^2 / 3.
+        let a = sigma * 3f32.sqrt();
+        let noisy = clean
+            .iter()
+            .map(|x| x + rng.next_centred() * 2.0 * a)
+            .collect();
+        (clean, noisy, sigma)
+    }
+
+    /// A room's noise 55 dB under the note is measured and taken out; 62 dB under, further
+    /// than [`MAX_BACKGROUND_UNDER_DB`] (and still above the rows' floor: measured 61.9 dB
+    /// under without the limit), it is left in: the bank keeps the frames a clean clip's
+    /// analysis keeps.
+    #[test]
+    fn a_background_far_under_the_note_is_left_in() {
+        let cfg = StftConfig::default();
+        let (clean, near, _) = tone_in_a_room(-55.0);
+        let level = ExemplarBank::new(&cfg, &near)
+            .and_then(|b| b.background_db())
+            .expect("a background");
+        assert!((level + 55.0).abs() < 1.0, "{level} dB");
+        let (_, far, _) = tone_in_a_room(-62.0);
+        let far = ExemplarBank::new(&cfg, &far).expect("a note");
+        let quiet = ExemplarBank::new(&cfg, &clean).expect("a note");
+        assert_eq!(far.background_db(), None);
+        assert_eq!(far.frames(), quiet.frames());
+    }
+
     /// A clip in a room: white noise 30 dB under its note, through the note and for half a
     /// second after it. The bank keeps none of the noise alone (the clean clip's frames, to
     /// the edges' few), its first partials keep the clean clip's levels to each other, and the
@@ -690,19 +734,8 @@ mod tests {
     #[test]
     fn a_rooms_noise_is_background_not_note() {
         use super::super::background::SUBTRACTION_FLOOR;
-        use super::super::test_signal::{tone, SR};
         let cfg = StftConfig::default();
-        let mut clean = tone(330.0, 5, SR as usize);
-        let rms = (clean.iter().map(|x| x * x).sum::<f32>() / clean.len() as f32).sqrt();
-        clean.extend(vec![0.0; SR as usize / 2]);
-        let sigma = rms * 10f32.powf(-30.0 / 20.0);
-        let mut rng = crate::test_rng::XorShift::new(11);
-        // Uniform on [-a, a] has variance a^2 / 3.
-        let a = sigma * 3f32.sqrt();
-        let noisy: Vec<f32> = clean
-            .iter()
-            .map(|x| x + rng.next_centred() * 2.0 * a)
-            .collect();
+        let (clean, noisy, sigma) = tone_in_a_room(-30.0);
         let quiet = ExemplarBank::new(&cfg, &clean).expect("a note");
         let room = ExemplarBank::new(&cfg, &noisy).expect("a note");
         // The noise's level under the steady tone's frames: 30 dB.

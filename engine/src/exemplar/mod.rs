@@ -8,7 +8,8 @@
 //!
 //! Files: `bank.rs` (the clip's analysis), `meter.rs` (its partials and the noise between
 //! them), `background.rs` (the clip's background noise, measured in its pauses and taken out
-//! of its notes), `swap.rs` (the per-frame processor and its
+//! of its notes), `cuts.rs` (where the clip is cut hard: the frames over a cut are not kept),
+//! `swap.rs` (the per-frame processor and its
 //! synthesis), `pitch.rs` (YIN and the harmonic-sum refinement), `notes.rs` (note
 //! segmentation).
 //!
@@ -25,6 +26,7 @@
 
 mod background;
 mod bank;
+mod cuts;
 mod meter;
 mod notes;
 mod partials;
@@ -33,13 +35,18 @@ mod sinusoids;
 mod swap;
 
 pub use background::{
-    BACKGROUND_UNDER_DB, MAX_BACKGROUND_FRAMES, MIN_BACKGROUND_FRAMES, NOTE_OVER_BACKGROUND_DB,
-    OVER_SUBTRACTION, PARTIAL_OVER_BACKGROUND, SUBTRACTION_FLOOR,
+    BACKGROUND_UNDER_DB, MAX_BACKGROUND_FRAMES, MAX_BACKGROUND_UNDER_DB, MIN_BACKGROUND_FRAMES,
+    NOTE_OVER_BACKGROUND_DB, OVER_SUBTRACTION, PARTIAL_OVER_BACKGROUND, QUIET_QUANTILE,
+    QUIET_SPREAD_DB, SUBTRACTION_FLOOR,
 };
 pub(crate) use bank::sure_pitches;
 pub use bank::{
     note_decay, ExemplarBank, NoteDecay, DECAY_MIN_SECONDS, DECAY_READ_SHARE, MAX_BANK_SECONDS,
     MAX_DECAY_DB_PER_S, PEAK_SEARCH_SECONDS,
+};
+pub use cuts::{
+    hard_cuts, CUT_BLOCK_SECONDS, CUT_CONTEXT_SECONDS, CUT_FALL_DB, CUT_FROM_UNDER_CONTEXT_DB,
+    CUT_FROM_UNDER_LOUDEST_DB,
 };
 pub use meter::{HARMONIC_FFT, HARMONIC_MAX_HZ, HARMONIC_PARTIALS};
 pub use notes::{
