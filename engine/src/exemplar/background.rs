@@ -32,8 +32,9 @@ pub const MIN_BACKGROUND_FRAMES: usize = 8;
 /// The quantile of the background frames' levels an estimate starts from (a frame's level:
 /// its mean log-magnitude over the bins, in dB); it reads the frames at most
 /// [`QUIET_SPREAD_DB`] above that level. A room's steady noise scatters little in this
-/// measure (pink and white noise from `sox`, at the default framing: 0.37 dB standard
-/// deviation, every frame within 1.5 dB of the 10 % quantile); a pause's ringing tails and a
+/// measure (3 s of `sox`'s pink and of its white noise at the default framing, a throwaway
+/// script: 0.37 dB standard deviation, every frame within 1.5 dB of the 10 % quantile; white
+/// noise in `tests::white_noise_has_its_variance_as_density`); a pause's ringing tails and a
 /// fade lie above it.
 pub const QUIET_QUANTILE: f32 = 0.1;
 /// How far above the [`QUIET_QUANTILE`] of the background frames' levels a frame the estimate
@@ -291,6 +292,20 @@ mod tests {
             "{got}"
         );
         assert_eq!(bg.density_at(1e9), 0.0);
+        // Every frame of a steady noise lies within QUIET_SPREAD_DB of the QUIET_QUANTILE of
+        // the frames' levels (mean log-magnitude, dB): the estimate reads them all.
+        let mut levels: Vec<f32> = f
+            .log_mag
+            .chunks_exact(f.bins)
+            .map(|row| row.iter().sum::<f32>() / f.bins as f32 * NEPER_TO_DB)
+            .collect();
+        levels.sort_by(f32::total_cmp);
+        let quantile = levels[(levels.len() as f32 * QUIET_QUANTILE) as usize];
+        let loudest = levels[levels.len() - 1];
+        assert!(
+            loudest <= quantile + QUIET_SPREAD_DB,
+            "{loudest} dB against {quantile} dB"
+        );
     }
 
     /// Pauses that hold a ringing tail (noise dying away 40 dB over 0.3 s from 20 dB over a
