@@ -310,7 +310,7 @@ mod tests {
 
     /// Pauses that hold a ringing tail (noise dying away 40 dB over 0.3 s from 20 dB over a
     /// floor) on a steady floor of white noise: the estimate reads the floor, within 10 %,
-    /// not the tails (the median over every pause frame lies 2.4 times above it). Where the
+    /// not the tails (the median over every pause frame lies twice as high). Where the
     /// floor under the tails is a digital silence, there is no estimate.
     #[test]
     fn a_pauses_ringing_tails_are_not_its_background() {
