@@ -28,6 +28,7 @@ pub const CUT_CONTEXT_SECONDS: f32 = 0.016;
 /// holds a cut (the blocks it may fall in, or the clip's last sample when the clip ends
 /// while still within [`CUT_FROM_UNDER_LOUDEST_DB`] of its loudest and
 /// [`CUT_FROM_UNDER_CONTEXT_DB`] of the sound before). In order, not overlapping.
+/// Allocates; call it off the audio thread (the bank does, when a clip loads).
 pub fn hard_cuts(audio: &[f32], sample_rate: f32) -> Vec<std::ops::Range<usize>> {
     let block = ((sample_rate * CUT_BLOCK_SECONDS).round() as usize).max(1);
     let context = ((CUT_CONTEXT_SECONDS / CUT_BLOCK_SECONDS).round() as usize).max(1);
@@ -71,7 +72,7 @@ pub fn hard_cuts(audio: &[f32], sample_rate: f32) -> Vec<std::ops::Range<usize>>
 }
 
 /// Whether each of `frames` frames (frame `t` centred on sample `t * hop`, its window
-/// `n_fft` samples) holds one of the `cuts` (from [`hard_cuts`]).
+/// `n_fft` samples) holds one of the `cuts` (from [`hard_cuts`]). Allocates.
 pub(super) fn frames_over_cuts(
     cuts: &[std::ops::Range<usize>],
     frames: usize,
