@@ -74,6 +74,21 @@ fn partial_energies(x: &[f32], f0: f32, count: usize) -> Vec<f32> {
         .collect()
 }
 
+/// `x` faded out linearly over its last `samples` samples.
+fn fade_out(x: &mut [f32], samples: usize) {
+    let len = x.len();
+    for (i, v) in x[len - samples..].iter_mut().enumerate() {
+        *v *= 1.0 - i as f32 / samples as f32;
+    }
+}
+
+/// Share of `x`'s energy at and above `hz` (a ratio, 0 to 1).
+fn share_above(x: &[f32], hz: f32) -> f32 {
+    let (power, bin_hz) = power_spectrum(x);
+    let k = (hz / bin_hz) as usize;
+    power[k..].iter().sum::<f32>() / power.iter().sum::<f32>()
+}
+
 /// Energy of `x` below `hz`.
 fn energy_below(x: &[f32], hz: f32) -> f32 {
     let (power, bin_hz) = power_spectrum(x);
@@ -346,10 +361,7 @@ fn a_reference_in_a_room_plays_the_instrument_not_the_room() {
     let cfg = StftConfig::default();
     let mut clean = tone(220.0, 40, 1.5, |h| resonance(h, 220.0, 1_320.0));
     // A 50 ms fade-out: a cut would splatter past the last partial.
-    let len = clean.len();
-    for (i, v) in clean[len - 1_600..].iter_mut().enumerate() {
-        *v *= 1.0 - i as f32 / 1_600.0;
-    }
+    fade_out(&mut clean, 1_600);
     clean.extend(vec![0.0; SR as usize / 2]);
     let reference = in_a_room(&clean, 30.0);
     let bank = Arc::new(ExemplarBank::new(&cfg, &reference).expect("the tone sounds"));
@@ -357,13 +369,8 @@ fn a_reference_in_a_room_plays_the_instrument_not_the_room() {
     let steady = 16_000..56_000;
     let out = render_mode(&input, SwapMode::Exemplar, [Some(bank), None], 0.0);
     assert_eq!(loudest_partial(&out[steady.clone()], 110.0, 24), 12);
-    let high_share = |x: &[f32]| {
-        let (power, bin_hz) = power_spectrum(x);
-        let k = (9_500.0 / bin_hz) as usize;
-        power[k..].iter().sum::<f32>() / power.iter().sum::<f32>()
-    };
-    let clip = high_share(&reference[8_000..40_000]);
-    let played = high_share(&out[steady]);
+    let clip = share_above(&reference[8_000..40_000], 9_500.0);
+    let played = share_above(&out[steady], 9_500.0);
     assert!(
         played < clip * 0.1,
         "above 9.5 kHz: {:.1} dB of the output, {:.1} dB of the clip",
@@ -788,16 +795,11 @@ fn a_reference_cut_hard_plays_no_splatter() {
     let high_db = |clip: &[f32]| {
         let bank = Arc::new(ExemplarBank::new(&cfg, clip).expect("the tone sounds"));
         let out = render_mode(&input, SwapMode::Exemplar, [Some(bank), None], 0.0);
-        let (power, bin_hz) = power_spectrum(&out[steady.clone()]);
-        let k = (9_500.0 / bin_hz) as usize;
-        10.0 * (power[k..].iter().sum::<f32>() / power.iter().sum::<f32>()).log10()
+        10.0 * share_above(&out[steady.clone()], 9_500.0).log10()
     };
     let cut = tone(220.0, 40, 1.5, |h| resonance(h, 220.0, 1_320.0));
     let mut faded = cut.clone();
-    let len = faded.len();
-    for (i, v) in faded[len - 1_600..].iter_mut().enumerate() {
-        *v *= 1.0 - i as f32 / 1_600.0;
-    }
+    fade_out(&mut faded, 1_600);
     let then_silence = |x: &[f32]| [x, &vec![0.0; SR as usize / 2]].concat();
     let reference = high_db(&then_silence(&faded));
     let resampled = {
