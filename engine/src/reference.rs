@@ -6,9 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::clip::{
-    check_audio, decode_file_cut, descriptor_from_mono, mono_at, ReferenceClip, MAX_CLIP_SECONDS,
-};
+use crate::clip::{descriptor_from_mono, reference_samples, ReferenceClip};
 use crate::config::StftConfig;
 use crate::error::ClipError;
 use crate::exemplar::{sure_pitches, ExemplarBank, Yin, MAX_BANK_SECONDS};
@@ -40,9 +38,7 @@ pub fn analyse_reference_file(
     cfg: &StftConfig,
     net: Option<&Network>,
 ) -> Result<ReferenceAnalysis, ClipError> {
-    let audio = decode_file_cut(path, MAX_CLIP_SECONDS)?;
-    check_audio(path, &audio)?;
-    let samples = mono_at(&audio, cfg.sample_rate);
+    let (samples, truncated) = reference_samples(path, cfg.sample_rate)?;
     let shares_features = net.is_some_and(|net| {
         net.stft() == *cfg && net.config().mag_floor == crate::exemplar::MAG_FLOOR
     }) && samples.len() <= MAX_BANK_SECONDS * cfg.sample_rate as usize;
@@ -55,7 +51,7 @@ pub fn analyse_reference_file(
         clip: ReferenceClip {
             descriptor: descriptor?,
             samples,
-            truncated: audio.truncated,
+            truncated,
         },
         z_t,
         bank,

@@ -200,3 +200,138 @@ fn bad_files_get_messages_that_name_the_problem() {
     let err = load_reference(&one, &cfg).unwrap_err();
     assert!(matches!(err, ClipError::TooShort { .. }), "{err}");
 }
+
+/// Writes `channels` (all the same length) as one interleaved WAV of `spec`'s format.
+fn write_wav(path: &Path, channels: &[Vec<f32>], rate: u32, float: bool) {
+    let spec = hound::WavSpec {
+        channels: channels.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: if float { 32 } else { 16 },
+        sample_format: if float {
+            hound::SampleFormat::Float
+        } else {
+            hound::SampleFormat::Int
+        },
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..channels[0].len() {
+        for c in channels {
+            if float {
+                w.write_sample(c[i]).unwrap();
+            } else {
+                w.write_sample((c[i].clamp(-1.0, 1.0) * 32_767.0) as i16)
+                    .unwrap();
+            }
+        }
+    }
+    w.finalize().unwrap();
+}
+
+/// The loader's decode (`reference_samples`: mixed down as it decodes, checked on the way)
+/// gives what decoding every channel, checking them and mixing them down gives: the same
+/// samples bit for bit, the same cut, or the same error, for every format, channel count and
+/// rate, and for each bad file (a NaN or an infinity in one channel only, silence, too short,
+/// empty, cut short, garbage).
+#[test]
+fn the_loaders_decode_is_the_checked_channel_average() {
+    use timbreswap_engine::clip::{
+        check_audio, decode_file_cut, decode_mono_cut, mono_at, reference_samples,
+    };
+    let tone = |n: usize, f: f32, a: f32| -> Vec<f32> {
+        (0..n).map(|i| a * (i as f32 * f).sin()).collect()
+    };
+    let mut files: Vec<PathBuf> = ["tone.wav", "tone.flac", "tone.aiff", "tone.ogg", "tone.mp3"]
+        .iter()
+        .map(|n| fixture(n))
+        .collect();
+    let mut add = |name: &str, channels: Vec<Vec<f32>>, rate: u32, float: bool| {
+        let path = temp(name);
+        write_wav(&path, &channels, rate, float);
+        files.push(path);
+    };
+    add("mono-32k.wav", vec![tone(9_000, 0.03, 0.4)], 32_000, true);
+    add(
+        "three-48k.wav",
+        vec![
+            tone(9_000, 0.03, 0.4),
+            tone(9_000, 0.07, -0.9),
+            tone(9_000, 0.01, 0.2),
+        ],
+        48_000,
+        false,
+    );
+    let mut right_nan = vec![tone(9_000, 0.03, 0.4), tone(9_000, 0.05, 0.3)];
+    right_nan[1][4_321] = f32::NAN;
+    add("right-nan.wav", right_nan, 44_100, true);
+    let mut left_inf = vec![tone(9_000, 0.03, 0.4), tone(9_000, 0.05, 0.3)];
+    left_inf[0][8_999] = f32::NEG_INFINITY;
+    add("left-inf.wav", left_inf, 44_100, true);
+    // Quiet in one channel, loud in the other: the peak is over every channel.
+    add(
+        "one-loud-channel.wav",
+        vec![vec![1e-6; 9_000], tone(9_000, 0.05, 0.5)],
+        44_100,
+        true,
+    );
+    add(
+        "silent-stereo.wav",
+        vec![vec![-0.0; 9_000], vec![1e-5; 9_000]],
+        44_100,
+        true,
+    );
+    add(
+        "too-short.wav",
+        vec![vec![0.5; 100], vec![0.5; 100]],
+        44_100,
+        true,
+    );
+    add("empty-stereo.wav", vec![vec![], vec![]], 44_100, true);
+    let whole = temp("long-stereo.wav");
+    write_wav(
+        &whole,
+        &[tone(40_000, 0.02, 0.5), tone(40_000, 0.04, 0.5)],
+        32_000,
+        true,
+    );
+    let bytes = std::fs::read(&whole).unwrap();
+    let cut = temp("cut-stereo.wav");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    files.extend([whole, cut]);
+    let garbage = temp("garbage-stereo.wav");
+    std::fs::write(&garbage, b"RIFF\x10\x00\x00\x00WAVEfmt garbage garbage").unwrap();
+    files.push(garbage);
+
+    for path in &files {
+        for rate in [32_000, 22_050] {
+            let want = decode_file_cut(path, MAX_CLIP_SECONDS).and_then(|audio| {
+                check_audio(path, &audio)?;
+                Ok((mono_at(&audio, rate), audio.truncated))
+            });
+            let got = reference_samples(path, rate);
+            match (&got, &want) {
+                (Ok((g, gt)), Ok((w, wt))) => {
+                    assert_eq!(gt, wt, "{}", path.display());
+                    assert_eq!(
+                        g.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        w.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "{} at {rate} Hz",
+                        path.display()
+                    );
+                }
+                (Err(g), Err(w)) => assert_eq!(g.to_string(), w.to_string()),
+                _ => panic!("{}: {got:?} against {want:?}", path.display()),
+            }
+        }
+        // Cut at a limit: the same first samples, and both say so.
+        if let (Ok(mono), Ok(all)) = (decode_mono_cut(path, 0.05), decode_file_cut(path, 0.05)) {
+            assert_eq!(mono.truncated, all.truncated, "{}", path.display());
+            assert_eq!(mono.sample_rate, all.sample_rate);
+            assert_eq!(
+                mono.samples.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                all.mono().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{}",
+                path.display()
+            );
+        }
+    }
+}
