@@ -10,6 +10,9 @@
 //!   weights (about 4.5 MB in all, as in the real model) and reads its own preallocated input;
 //!   the budget is the 5 ms hop.
 //! - `matmul_bias/64x192x384`: the batched product over 64 frames (encoder pass over a clip).
+//! - `real_fft/{forward,inverse}-<n>/{realfft,engine}`: one real FFT of the lengths the engine
+//!   uses (the STFT's 512, YIN's 1152, the partial meter's 2048), realfft's beside the engine's
+//!   own (`real_fft.rs`: the same values, bit for bit).
 //!
 //! Only the kernel calls are timed; all buffers are built outside `iter`.
 //!
@@ -158,5 +161,59 @@ fn bench_matmul(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_matvec, bench_network, bench_matmul);
+fn bench_real_fft(c: &mut Criterion) {
+    use realfft::num_complex::Complex32;
+    use timbreswap_engine::real_fft::{ForwardFft, InverseFft};
+    let mut group = c.benchmark_group("real_fft");
+    for n in [512usize, 1152, 2048] {
+        let signal = data(n as u64, n);
+        let theirs = realfft::RealFftPlanner::<f32>::new().plan_fft_forward(n);
+        let ours = ForwardFft::new(n);
+        let (mut input, mut spectrum) = (signal.clone(), vec![Complex32::default(); n / 2 + 1]);
+        let mut scratch = theirs.make_scratch_vec();
+        group.bench_function(format!("forward-{n}/realfft"), |b| {
+            b.iter(|| {
+                input.copy_from_slice(&signal);
+                let _ = theirs.process_with_scratch(&mut input, &mut spectrum, &mut scratch);
+                black_box(spectrum[1])
+            })
+        });
+        let mut scratch = ours.make_scratch();
+        group.bench_function(format!("forward-{n}/engine"), |b| {
+            b.iter(|| {
+                input.copy_from_slice(&signal);
+                ours.process(&mut input, &mut spectrum, &mut scratch);
+                black_box(spectrum[1])
+            })
+        });
+        let bins: Vec<Complex32> = spectrum.clone();
+        let theirs = realfft::RealFftPlanner::<f32>::new().plan_fft_inverse(n);
+        let ours = InverseFft::new(n);
+        let mut scratch = theirs.make_scratch_vec();
+        group.bench_function(format!("inverse-{n}/realfft"), |b| {
+            b.iter(|| {
+                spectrum.copy_from_slice(&bins);
+                let _ = theirs.process_with_scratch(&mut spectrum, &mut input, &mut scratch);
+                black_box(input[1])
+            })
+        });
+        let mut scratch = ours.make_scratch();
+        group.bench_function(format!("inverse-{n}/engine"), |b| {
+            b.iter(|| {
+                spectrum.copy_from_slice(&bins);
+                ours.process(&mut spectrum, &mut input, &mut scratch);
+                black_box(input[1])
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_matvec,
+    bench_network,
+    bench_matmul,
+    bench_real_fft
+);
 criterion_main!(benches);

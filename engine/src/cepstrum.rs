@@ -1,19 +1,17 @@
 //! Cepstral split of a log-magnitude spectrum into envelope (low quefrency: timbre) and fine
 //! structure (high quefrency: pitch).
 
-use std::sync::Arc;
-
 use realfft::num_complex::Complex32;
-use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 
 use crate::config::StftConfig;
+use crate::real_fft::{ForwardFft, InverseFft};
 
 /// Liftering in the real-cepstrum domain. Allocates in `new`, never after.
 pub struct Cepstrum {
     /// Coefficients with quefrency below this (and their mirror images) are the envelope.
     cutoff: usize,
-    to_cepstrum: Arc<dyn ComplexToReal<f32>>,
-    to_spectrum: Arc<dyn RealToComplex<f32>>,
+    to_cepstrum: InverseFft,
+    to_spectrum: ForwardFft,
     spec: Vec<Complex32>,
     cep: Vec<f32>,
     scratch_inv: Vec<Complex32>,
@@ -23,15 +21,14 @@ pub struct Cepstrum {
 impl Cepstrum {
     /// Plans the transforms for `cfg`. Not realtime-safe (allocates).
     pub fn new(cfg: &StftConfig) -> Self {
-        let mut planner = RealFftPlanner::<f32>::new();
-        let to_cepstrum = planner.plan_fft_inverse(cfg.n_fft);
-        let to_spectrum = planner.plan_fft_forward(cfg.n_fft);
+        let to_cepstrum = InverseFft::new(cfg.n_fft);
+        let to_spectrum = ForwardFft::new(cfg.n_fft);
         Self {
             cutoff: cfg.cepstral_cutoff,
             spec: vec![Complex32::default(); cfg.n_bins()],
             cep: vec![0.0; cfg.n_fft],
-            scratch_inv: to_cepstrum.make_scratch_vec(),
-            scratch_fwd: to_spectrum.make_scratch_vec(),
+            scratch_inv: to_cepstrum.make_scratch(),
+            scratch_fwd: to_spectrum.make_scratch(),
             to_cepstrum,
             to_spectrum,
         }
@@ -43,22 +40,16 @@ impl Cepstrum {
         for (s, l) in self.spec.iter_mut().zip(log_mag) {
             *s = Complex32::new(*l, 0.0);
         }
-        let _ = self.to_cepstrum.process_with_scratch(
-            &mut self.spec,
-            &mut self.cep,
-            &mut self.scratch_inv,
-        );
+        self.to_cepstrum
+            .process(&mut self.spec, &mut self.cep, &mut self.scratch_inv);
         let n = self.cep.len();
         let scale = 1.0 / n as f32;
         for (q, c) in self.cep.iter_mut().enumerate() {
             let keep = q < self.cutoff || q > n - self.cutoff;
             *c = if keep { *c * scale } else { 0.0 };
         }
-        let _ = self.to_spectrum.process_with_scratch(
-            &mut self.cep,
-            &mut self.spec,
-            &mut self.scratch_fwd,
-        );
+        self.to_spectrum
+            .process(&mut self.cep, &mut self.spec, &mut self.scratch_fwd);
         for (e, s) in envelope.iter_mut().zip(&self.spec) {
             *e = s.re;
         }

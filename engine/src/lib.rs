@@ -43,6 +43,7 @@ pub mod network;
 pub mod neural;
 pub mod phase;
 pub mod processor;
+pub mod real_fft;
 pub mod reference;
 pub mod render;
 pub mod resampler;

@@ -1,12 +1,11 @@
 //! Analysis/synthesis windows and the forward/inverse real FFT of one frame.
 
 use std::f64::consts::PI;
-use std::sync::Arc;
 
 use realfft::num_complex::Complex32;
-use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 
 use crate::config::StftConfig;
+use crate::real_fft::{ForwardFft, InverseFft};
 
 /// `|c|`: the square root of `re² + im²` where that is a normal finite `f32` (a fifth of
 /// libm's `hypotf` here), `hypotf` where the squares would overflow or underflow. Any thread;
@@ -108,8 +107,8 @@ pub struct Stft {
     /// Least-squares synthesis window, length `n_fft`, including the `1 / n_fft` of the
     /// unnormalised inverse FFT.
     pub synthesis: Vec<f32>,
-    forward: Arc<dyn RealToComplex<f32>>,
-    inverse: Arc<dyn ComplexToReal<f32>>,
+    forward: ForwardFft,
+    inverse: InverseFft,
     scratch_fwd: Vec<Complex32>,
     scratch_inv: Vec<Complex32>,
     time: Vec<f32>,
@@ -127,14 +126,12 @@ impl Stft {
     /// [`new`](Self::new) with other windows (`n_fft` samples each; `synthesis` without the
     /// inverse FFT's `1 / n`), such as [`asymmetric_windows`]. Not realtime-safe (allocates).
     pub fn with_windows(cfg: &StftConfig, analysis: Vec<f32>, synthesis: Vec<f32>) -> Self {
-        let mut planner = RealFftPlanner::<f32>::new();
-        let forward = planner.plan_fft_forward(cfg.n_fft);
-        let inverse = planner.plan_fft_inverse(cfg.n_fft);
+        let (forward, inverse) = (ForwardFft::new(cfg.n_fft), InverseFft::new(cfg.n_fft));
         let scale = 1.0 / cfg.n_fft as f32;
         let synthesis = synthesis.into_iter().map(|w| w * scale).collect();
         Self {
-            scratch_fwd: forward.make_scratch_vec(),
-            scratch_inv: inverse.make_scratch_vec(),
+            scratch_fwd: forward.make_scratch(),
+            scratch_inv: inverse.make_scratch(),
             time: vec![0.0; cfg.n_fft],
             analysis,
             synthesis,
@@ -150,9 +147,8 @@ impl Stft {
             *t = x * w;
         }
         // The lengths are fixed at construction, so the transform cannot fail.
-        let _ = self
-            .forward
-            .process_with_scratch(&mut self.time, spectrum, &mut self.scratch_fwd);
+        self.forward
+            .process(&mut self.time, spectrum, &mut self.scratch_fwd);
     }
 
     /// Inverse-transforms `spectrum` (consumed as scratch) and writes the synthesis-windowed
@@ -163,9 +159,8 @@ impl Stft {
         spectrum[0].im = 0.0;
         let last = spectrum.len() - 1;
         spectrum[last].im = 0.0;
-        let _ = self
-            .inverse
-            .process_with_scratch(spectrum, &mut self.time, &mut self.scratch_inv);
+        self.inverse
+            .process(spectrum, &mut self.time, &mut self.scratch_inv);
         for ((g, t), w) in grain.iter_mut().zip(&self.time).zip(&self.synthesis) {
             *g = t * w;
         }

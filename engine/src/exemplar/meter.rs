@@ -4,6 +4,7 @@
 use realfft::num_complex::Complex32;
 
 use super::background::Background;
+use crate::real_fft::ForwardFft;
 
 /// A periodic Hann window's power (`sum w^2`) per sample: 3/8.
 pub(super) const HANN_POWER_PER_SAMPLE: f32 = 0.375;
@@ -24,7 +25,9 @@ const WINDOW_POWER: f32 = HARMONIC_FFT as f32 * HANN_POWER_PER_SAMPLE;
 
 /// Measures partial amplitudes of frames of a clip on a [`HARMONIC_FFT`]-point Hann spectrum.
 pub(super) struct PartialMeter {
-    fft: std::sync::Arc<dyn realfft::RealToComplex<f32>>,
+    fft: ForwardFft,
+    /// The transform's scratch, kept between frames.
+    scratch: Vec<Complex32>,
     window: Vec<f32>,
     time: Vec<f32>,
     spectrum: Vec<Complex32>,
@@ -33,9 +36,10 @@ pub(super) struct PartialMeter {
 
 impl PartialMeter {
     pub(super) fn new() -> Self {
-        let fft = realfft::RealFftPlanner::<f32>::new().plan_fft_forward(HARMONIC_FFT);
+        let fft = ForwardFft::new(HARMONIC_FFT);
         Self {
-            spectrum: fft.make_output_vec(),
+            spectrum: vec![Complex32::default(); HARMONIC_FFT / 2 + 1],
+            scratch: fft.make_scratch(),
             fft,
             window: crate::stft::hann(HARMONIC_FFT),
             time: vec![0.0; HARMONIC_FFT],
@@ -62,7 +66,8 @@ impl PartialMeter {
         for (t, w) in self.time.iter_mut().zip(&self.window) {
             *t *= w;
         }
-        let _ = self.fft.process(&mut self.time, &mut self.spectrum);
+        self.fft
+            .process(&mut self.time, &mut self.spectrum, &mut self.scratch);
         crate::stft::magnitudes(&self.spectrum, &mut self.mag);
         let bin_hz = sr / HARMONIC_FFT as f32;
         // Partials at or above the limit are 0, and once one is, every later one is (h * f0

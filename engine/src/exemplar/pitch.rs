@@ -1,10 +1,9 @@
 //! Pitch: YIN on the newest samples (its difference function through an FFT), and a harmonic
 //! sum that refines a rough guess.
 
-use std::sync::Arc;
+use crate::real_fft::{ForwardFft, InverseFft};
 
 use realfft::num_complex::Complex32;
-use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 
 use super::MIDDLE_C_HZ;
 
@@ -91,8 +90,8 @@ const YIN_SPAN: usize = YIN_WINDOW + YIN_MAX_LAG;
 /// (`YIN_MAX_LAG * YIN_WINDOW` products per estimate) within f32 rounding, at a fraction of the
 /// work. Build it off the audio thread; [`estimate`](Self::estimate) is realtime-safe.
 pub struct Yin {
-    forward: Arc<dyn RealToComplex<f32>>,
-    inverse: Arc<dyn ComplexToReal<f32>>,
+    forward: ForwardFft,
+    inverse: InverseFft,
     /// The newest window, zero-padded to [`YIN_SPAN`].
     window: Box<[f32]>,
     /// A copy of the span (the forward transform overwrites its input).
@@ -114,13 +113,9 @@ impl Default for Yin {
 impl Yin {
     /// Plans the transforms and allocates the buffers. Allocates.
     pub fn new() -> Self {
-        let mut planner = RealFftPlanner::<f32>::new();
-        let forward = planner.plan_fft_forward(YIN_SPAN);
-        let inverse = planner.plan_fft_inverse(YIN_SPAN);
-        let scratch = forward
-            .get_scratch_len()
-            .max(inverse.get_scratch_len())
-            .max(1);
+        let forward = ForwardFft::new(YIN_SPAN);
+        let inverse = InverseFft::new(YIN_SPAN);
+        let scratch = forward.scratch_len().max(inverse.scratch_len()).max(1);
         let bins = YIN_SPAN / 2 + 1;
         Self {
             forward,
@@ -163,12 +158,12 @@ impl Yin {
         self.window[YIN_WINDOW..].fill(0.0);
         self.span.copy_from_slice(x);
         // The lengths are the plans' own, so the transforms cannot fail.
-        let _ = self.forward.process_with_scratch(
+        self.forward.process(
             &mut self.window,
             &mut self.window_spectrum,
             &mut self.fft_scratch,
         );
-        let _ = self.forward.process_with_scratch(
+        self.forward.process(
             &mut self.span,
             &mut self.span_spectrum,
             &mut self.fft_scratch,
@@ -184,7 +179,7 @@ impl Yin {
         // A real signal's spectrum has real DC and Nyquist bins; rounding leaves a trace.
         self.span_spectrum[0].im = 0.0;
         self.span_spectrum[YIN_SPAN / 2].im = 0.0;
-        let _ = self.inverse.process_with_scratch(
+        self.inverse.process(
             &mut self.span_spectrum,
             &mut self.correlation,
             &mut self.fft_scratch,
