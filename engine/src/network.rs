@@ -356,10 +356,7 @@ pub const CLIP_PEAK_RANGE: (f32, f32) = (0.03, 0.4);
 /// [`CLIP_PEAK_RANGE`] when its peak lies outside (non-finite samples as silence), borrowed
 /// unchanged otherwise. Allocates only when it scales.
 pub fn at_training_level(audio: &[f32]) -> std::borrow::Cow<'_, [f32]> {
-    let peak = audio
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold(0.0f32, |m, v| m.max(v.abs()));
+    let peak = crate::clip::finite_peak(audio);
     let (low, high) = CLIP_PEAK_RANGE;
     if peak > 0.0 && !(low..=high).contains(&peak) {
         let gain = peak.clamp(low, high) / peak;

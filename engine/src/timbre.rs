@@ -221,10 +221,7 @@ pub fn analyse(samples: &[f32], cfg: &StftConfig, name: &str) -> Option<TimbreDe
     let mut frame = vec![0.0f32; n];
     // The clip is analysed at a fixed peak (ANALYSIS_PEAK), so its absolute level (a quiet
     // take, a clip far past full scale) changes neither the descriptor nor the output.
-    let peak = samples
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold(0.0f32, |m, v| m.max(v.abs()));
+    let peak = crate::clip::finite_peak(samples);
     let gain = if peak > 0.0 {
         ANALYSIS_PEAK / peak
     } else {
