@@ -140,13 +140,11 @@ fn decode_checked<S: Sink + Default>(
 trait Sink {
     /// Gets ready for `channels` channels of about `capacity` frames (the stated length).
     fn begin(&mut self, channels: usize, capacity: usize);
-    /// Takes `frames` frames of planar audio: `planes` holds each channel's `frames` samples
-    /// in turn.
-    fn push(&mut self, planes: &[f32], frames: usize);
+    /// Takes the first `take` of `frames` frames of planar audio: `planes` holds each
+    /// channel's `frames` samples in turn.
+    fn push(&mut self, planes: &[f32], frames: usize, take: usize);
     /// Frames taken so far.
     fn frames(&self) -> usize;
-    /// Keeps the first `frames` frames only.
-    fn truncate(&mut self, frames: usize);
 }
 
 impl Sink for Vec<Vec<f32>> {
@@ -156,20 +154,15 @@ impl Sink for Vec<Vec<f32>> {
             .collect();
     }
 
-    fn push(&mut self, planes: &[f32], frames: usize) {
+    fn push(&mut self, planes: &[f32], frames: usize, take: usize) {
+        let take = take.min(frames);
         for (c, plane) in self.iter_mut().zip(planes.chunks_exact(frames.max(1))) {
-            c.extend_from_slice(plane);
+            c.extend_from_slice(&plane[..take]);
         }
     }
 
     fn frames(&self) -> usize {
         self.first().map_or(0, Vec::len)
-    }
-
-    fn truncate(&mut self, frames: usize) {
-        for c in self {
-            c.truncate(frames);
-        }
     }
 }
 
@@ -191,13 +184,15 @@ impl Sink for MonoSink {
         self.samples = Vec::with_capacity(capacity);
     }
 
-    fn push(&mut self, planes: &[f32], frames: usize) {
+    fn push(&mut self, planes: &[f32], frames: usize, take: usize) {
+        let take = take.min(frames);
         let start = self.samples.len();
         // As `DecodedAudio::mix_into`: the channels summed in order from -0.0, then divided
         // by their count.
-        self.samples.resize(start + frames, -0.0);
+        self.samples.resize(start + take, -0.0);
         let out = &mut self.samples[start..];
         for plane in planes.chunks_exact(frames.max(1)).take(self.channels) {
+            let plane = &plane[..take];
             for (o, v) in out.iter_mut().zip(plane) {
                 *o += v;
             }
@@ -211,10 +206,6 @@ impl Sink for MonoSink {
 
     fn frames(&self) -> usize {
         self.samples.len()
-    }
-
-    fn truncate(&mut self, frames: usize) {
-        self.samples.truncate(frames);
     }
 }
 
@@ -330,18 +321,20 @@ fn decode_inner<S: Sink + Default>(
         };
         let frames = decoded.frames();
         buf.copy_planar_ref(decoded);
-        sink.push(buf.samples(), frames);
-        if rate > 0 && sink.frames() as f64 > max_seconds * rate as f64 {
+        if rate > 0 && (sink.frames() + frames) as f64 > max_seconds * rate as f64 {
             if !cut {
                 return Err(ClipError::TooLong {
                     path: p(),
                     limit_s: max_seconds,
                 });
             }
-            sink.truncate((max_seconds * rate as f64) as usize);
+            // Only the frames up to the limit: what is past it is neither kept nor checked.
+            let keep = (max_seconds * rate as f64) as usize;
+            sink.push(buf.samples(), frames, keep.saturating_sub(sink.frames()));
             truncated = true;
             break;
         }
+        sink.push(buf.samples(), frames, frames);
     }
     if !(1_000..=768_000).contains(&rate) {
         return Err(ClipError::SampleRate { path: p(), rate });

@@ -235,7 +235,7 @@ fn write_wav(path: &Path, channels: &[Vec<f32>], rate: u32, float: bool) {
 #[test]
 fn the_loaders_decode_is_the_checked_channel_average() {
     use timbreswap_engine::clip::{
-        check_audio, decode_file_cut, decode_mono_cut, mono_at, reference_samples,
+        check_audio, check_mono, decode_file_cut, decode_mono_cut, mono_at, reference_samples,
     };
     let tone = |n: usize, f: f32, a: f32| -> Vec<f32> {
         (0..n).map(|i| a * (i as f32 * f).sin()).collect()
@@ -286,6 +286,12 @@ fn the_loaders_decode_is_the_checked_channel_average() {
         true,
     );
     add("empty-stereo.wav", vec![vec![], vec![]], 44_100, true);
+    // A NaN and a loud sample just past a cut (0.05 s at 32 kHz: frame 1 600), in the same
+    // packet as the frames before it: neither is kept, so neither counts.
+    let mut past_cut = vec![vec![1e-6f32; 6_400], vec![1e-6f32; 6_400]];
+    past_cut[1][1_700] = f32::NAN;
+    past_cut[0][1_650] = 0.9;
+    add("past-the-cut.wav", past_cut, 32_000, true);
     let whole = temp("long-stereo.wav");
     write_wav(
         &whole,
@@ -322,13 +328,20 @@ fn the_loaders_decode_is_the_checked_channel_average() {
                 _ => panic!("{}: {got:?} against {want:?}", path.display()),
             }
         }
-        // Cut at a limit: the same first samples, and both say so.
+        // Cut at a limit: the same first samples, both say so, and the checks read only
+        // what is kept.
         if let (Ok(mono), Ok(all)) = (decode_mono_cut(path, 0.05), decode_file_cut(path, 0.05)) {
             assert_eq!(mono.truncated, all.truncated, "{}", path.display());
             assert_eq!(mono.sample_rate, all.sample_rate);
             assert_eq!(
                 mono.samples.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 all.mono().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{}",
+                path.display()
+            );
+            assert_eq!(
+                check_mono(path, &mono).map_err(|e| e.to_string()),
+                check_audio(path, &all).map_err(|e| e.to_string()),
                 "{}",
                 path.display()
             );
