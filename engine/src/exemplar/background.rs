@@ -207,6 +207,11 @@ impl Background {
             .max(SUBTRACTION_FLOOR * noise)
             .sqrt()
     }
+
+    /// The lowest density [`clean_density`](Self::clean_density) gives at `hz`: the floor.
+    pub(super) fn floor_density(&self, hz: f32) -> f32 {
+        (SUBTRACTION_FLOOR * self.density_at(hz)).sqrt()
+    }
 }
 
 /// [`Background::row_cleaner`].
