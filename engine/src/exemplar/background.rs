@@ -175,17 +175,19 @@ impl Background {
         RowCleaner { bins, floor }
     }
 
-    /// A partial's amplitude with the background taken out: `peak` is its spectral peak
-    /// (`|X|`) at `hz` on a window of power `window_power`. Where the peak does not stand
-    /// [`PARTIAL_OVER_BACKGROUND`] times above the background's mean power there, the partial
-    /// is hidden: [`hidden_partial`](Self::hidden_partial).
-    pub(super) fn clean_partial(&self, peak: f32, hz: f32, window_power: f32) -> f32 {
-        let noise = self.density_at(hz) * window_power;
+    /// A partial's amplitude with the background taken out, and whether it is heard over it:
+    /// `peak` is its spectral peak (`|X|`) at `hz` on a window of power `window_power`. Where
+    /// the peak does not stand [`PARTIAL_OVER_BACKGROUND`] times above the background's mean
+    /// power there, the partial is hidden: [`hidden_partial`](Self::hidden_partial).
+    pub(super) fn clean_partial(&self, peak: f32, hz: f32, window_power: f32) -> (f32, bool) {
+        let density = self.density_at(hz);
+        let noise = density * window_power;
         let power = peak * peak;
         if power < PARTIAL_OVER_BACKGROUND * noise {
-            self.hidden_partial(hz, window_power)
+            // As `hidden_partial`, operation for operation.
+            ((SUBTRACTION_FLOOR * density * window_power).sqrt(), false)
         } else {
-            (power - OVER_SUBTRACTION * noise).max(0.0).sqrt()
+            ((power - OVER_SUBTRACTION * noise).max(0.0).sqrt(), true)
         }
     }
 
@@ -200,17 +202,13 @@ impl Background {
     }
 
     /// A valley's noise density (`|X| / sqrt(sum w^2)`) at `hz` with [`OVER_SUBTRACTION`] times
-    /// the background's power taken out, down to [`SUBTRACTION_FLOOR`] of it.
-    pub(super) fn clean_density(&self, density: f32, hz: f32) -> f32 {
+    /// the background's power taken out, down to [`SUBTRACTION_FLOOR`] of it, and whether it
+    /// is that floor.
+    pub(super) fn clean_density(&self, density: f32, hz: f32) -> (f32, bool) {
         let noise = self.density_at(hz);
-        (density * density - OVER_SUBTRACTION * noise)
-            .max(SUBTRACTION_FLOOR * noise)
-            .sqrt()
-    }
-
-    /// The lowest density [`clean_density`](Self::clean_density) gives at `hz`: the floor.
-    pub(super) fn floor_density(&self, hz: f32) -> f32 {
-        (SUBTRACTION_FLOOR * self.density_at(hz)).sqrt()
+        let left = density * density - OVER_SUBTRACTION * noise;
+        let floor = SUBTRACTION_FLOOR * noise;
+        (left.max(floor).sqrt(), left <= floor)
     }
 }
 
@@ -442,14 +440,16 @@ mod tests {
         let noise = 1e-2f32;
         let up = |db: f32| (noise * 10f32.powf(db / 10.0)).sqrt();
         // Hidden: the floor of the background's power, 1e-4 (0.01).
-        assert!((bg.clean_partial(up(9.0), 250.0, wp) - 0.01).abs() < 1e-6);
-        let kept = bg.clean_partial(up(10.5), 250.0, wp);
-        assert!((kept * kept - (up(10.5).powi(2) - 2.0 * noise)).abs() < 1e-6);
+        let (hidden, heard) = bg.clean_partial(up(9.0), 250.0, wp);
+        assert!((hidden - 0.01).abs() < 1e-6 && !heard);
+        assert_eq!(hidden, bg.hidden_partial(250.0, wp));
+        let (kept, heard) = bg.clean_partial(up(10.5), 250.0, wp);
+        assert!((kept * kept - (up(10.5).powi(2) - 2.0 * noise)).abs() < 1e-6 && heard);
         // A valley at the background's own density goes to the floor; twice its power and more
         // keeps the rest.
-        let d = bg.clean_density(1e-2, 250.0);
-        assert!((d * d / 1e-6 - 1.0).abs() < 1e-4, "{d}");
-        let d = bg.clean_density((5e-4f32).sqrt(), 250.0);
-        assert!((d * d - 3e-4).abs() < 1e-8, "{d}");
+        let (d, floor) = bg.clean_density(1e-2, 250.0);
+        assert!((d * d / 1e-6 - 1.0).abs() < 1e-4 && floor, "{d}");
+        let (d, floor) = bg.clean_density((5e-4f32).sqrt(), 250.0);
+        assert!((d * d - 3e-4).abs() < 1e-8 && !floor, "{d}");
     }
 }

@@ -32,6 +32,8 @@ pub(super) struct PartialMeter {
     time: Vec<f32>,
     spectrum: Vec<Complex32>,
     mag: Vec<f32>,
+    /// Over a background, whether each valley of the frame measured last is the floor.
+    at_floor: Vec<bool>,
 }
 
 impl PartialMeter {
@@ -44,6 +46,7 @@ impl PartialMeter {
             window: crate::stft::hann(HARMONIC_FFT),
             time: vec![0.0; HARMONIC_FFT],
             mag: vec![0.0; HARMONIC_FFT / 2 + 1],
+            at_floor: vec![false; HARMONIC_PARTIALS],
         }
     }
 
@@ -82,11 +85,10 @@ impl PartialMeter {
             let peak = partial_level(&self.mag, f0, h, bin_hz).unwrap_or(0.0);
             let peak = match background {
                 Some(b) => {
-                    let hz = h as f32 * f0;
-                    let clean = b.clean_partial(peak, hz, WINDOW_POWER);
+                    let (clean, heard) = b.clean_partial(peak, h as f32 * f0, WINDOW_POWER);
                     // A heard partial past more than MAX_UNHEARD_RUN hidden ones is noise
                     // that passed the test, not more of the spectrum.
-                    if clean > b.hidden_partial(hz, WINDOW_POWER) {
+                    if heard {
                         if first_heard == 0 {
                             first_heard = h;
                             last_heard = h;
@@ -122,15 +124,19 @@ impl PartialMeter {
                 self.mag[mid]
             };
             *slot = match background {
-                Some(b) => b.clean_density(v * to_density, (h as f32 + 0.5) * f0),
+                Some(b) => {
+                    let (clean, floor) = b.clean_density(v * to_density, (h as f32 + 0.5) * f0);
+                    self.at_floor[h] = floor;
+                    clean
+                }
                 None => v * to_density,
             };
             filled = h + 1;
         }
         noise[filled..].fill(0.0);
-        if let (Some(b), true) = (background, last_heard > 0) {
-            let heard = first_heard..=last_heard;
-            roll_off_floor(b, f0, heard, &mut out[..below], &mut noise[..filled]);
+        if background.is_some() && last_heard > 0 {
+            let (heard, at_floor) = (first_heard..=last_heard, &self.at_floor[..filled]);
+            roll_off_floor(f0, heard, &mut out[..below], &mut noise[..filled], at_floor);
         }
     }
 }
@@ -143,7 +149,7 @@ const MAX_UNHEARD_RUN: usize = 4;
 
 /// Outside the partials heard over the background (`heard`, the lowest and the highest heard
 /// partial's numbers, of `f0` Hz), what stands in for the partials and the valleys the
-/// background hides (the floor: [`Background::hidden_partial`], [`Background::floor_density`])
+/// background hides (the floor: [`Background::hidden_partial`], and the valleys `at_floor`)
 /// falls by 12 dB an octave from the nearest heard partial's frequency: as `1 / f^2` above the
 /// highest, as `f^2` below the lowest, as an instrument's spectrum falls past its last strong
 /// partial and below its fundamental. A floor that followed the room's own noise put a hiss
@@ -153,11 +159,11 @@ const MAX_UNHEARD_RUN: usize = 4;
 /// experiments/quality-log.md, "The floor outside the partials heard"). Valleys over the floor
 /// (noise of the instrument's own, above the room's) stay as they are.
 fn roll_off_floor(
-    b: &Background,
     f0: f32,
     heard: std::ops::RangeInclusive<usize>,
     partials: &mut [f32],
     valleys: &mut [f32],
+    at_floor: &[bool],
 ) {
     let (low, high) = (*heard.start() as f32 * f0, *heard.end() as f32 * f0);
     // The factor at `hz`: 1 between the heard partials, the square of the distance's ratio
@@ -177,9 +183,9 @@ fn roll_off_floor(
             *o *= fall(h as f32 * f0);
         }
     }
-    for (h, v) in valleys.iter_mut().enumerate() {
+    for (h, (v, &floor)) in valleys.iter_mut().zip(at_floor).enumerate() {
         let hz = (h as f32 + 0.5) * f0;
-        if (hz > high || hz < low) && *v <= b.floor_density(hz) {
+        if floor && (hz > high || hz < low) {
             *v *= fall(hz);
         }
     }
