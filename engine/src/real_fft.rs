@@ -17,17 +17,36 @@ use realfft::num_complex::Complex32;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use rustfft::{Fft, FftPlanner};
 
-/// A forward real FFT of `n` samples to `n / 2 + 1` bins, unnormalised.
-pub struct ForwardFft {
+/// A real FFT plan of `n` samples in one direction (`R`: realfft's plan of that direction,
+/// which odd lengths use).
+pub struct RealFft<R: ?Sized> {
     len: usize,
-    plan: Plan<dyn RealToComplex<f32>>,
+    plan: Plan<R>,
 }
+
+/// A forward real FFT of `n` samples to `n / 2 + 1` bins, unnormalised.
+pub type ForwardFft = RealFft<dyn RealToComplex<f32>>;
 
 /// An inverse real FFT of `n / 2 + 1` bins to `n` samples, unnormalised (a forward then an
 /// inverse transform scales by `n`).
-pub struct InverseFft {
-    len: usize,
-    plan: Plan<dyn ComplexToReal<f32>>,
+pub type InverseFft = RealFft<dyn ComplexToReal<f32>>;
+
+/// The scratch realfft's plan of either direction asks for.
+pub trait RealfftScratch {
+    /// Scratch its `process_with_scratch` needs, in complex values.
+    fn scratch_len(&self) -> usize;
+}
+
+impl RealfftScratch for dyn RealToComplex<f32> {
+    fn scratch_len(&self) -> usize {
+        self.get_scratch_len()
+    }
+}
+
+impl RealfftScratch for dyn ComplexToReal<f32> {
+    fn scratch_len(&self) -> usize {
+        self.get_scratch_len()
+    }
 }
 
 /// How a length is transformed.
@@ -129,18 +148,8 @@ fn as_complex(samples: &mut [f32]) -> &mut [Complex32] {
     unsafe { std::slice::from_raw_parts_mut(samples.as_mut_ptr().cast::<Complex32>(), half) }
 }
 
-impl ForwardFft {
-    /// Plans the transform of `len` samples. Not realtime-safe (allocates).
-    pub fn new(len: usize) -> Self {
-        let plan = match len {
-            0 => Plan::Empty,
-            _ if len.is_multiple_of(2) => Plan::Even(Split::new(len, true)),
-            _ => Plan::Odd(RealFftPlanner::<f32>::new().plan_fft_forward(len)),
-        };
-        Self { len, plan }
-    }
-
-    /// Samples in.
+impl<R: RealfftScratch + ?Sized> RealFft<R> {
+    /// Samples: the forward transform's input, the inverse's output.
     pub fn len(&self) -> usize {
         self.len
     }
@@ -150,11 +159,11 @@ impl ForwardFft {
         self.len == 0
     }
 
-    /// Scratch [`process`](Self::process) needs, in complex values.
+    /// Scratch `process` needs, in complex values.
     pub fn scratch_len(&self) -> usize {
         match &self.plan {
             Plan::Even(split) => split.fft.get_outofplace_scratch_len(),
-            Plan::Odd(plan) => plan.get_scratch_len(),
+            Plan::Odd(plan) => plan.scratch_len(),
             Plan::Empty => 0,
         }
     }
@@ -162,6 +171,18 @@ impl ForwardFft {
     /// Scratch of [`scratch_len`](Self::scratch_len). Allocates.
     pub fn make_scratch(&self) -> Vec<Complex32> {
         vec![Complex32::default(); self.scratch_len()]
+    }
+}
+
+impl ForwardFft {
+    /// Plans the transform of `len` samples. Not realtime-safe (allocates).
+    pub fn new(len: usize) -> Self {
+        let plan = match len {
+            0 => Plan::Empty,
+            _ if len.is_multiple_of(2) => Plan::Even(Split::new(len, true)),
+            _ => Plan::Odd(RealFftPlanner::<f32>::new().plan_fft_forward(len)),
+        };
+        Self { len, plan }
     }
 
     /// The spectrum of `input` (`len` samples, used as scratch: its values are lost) into
@@ -209,30 +230,6 @@ impl InverseFft {
             _ => Plan::Odd(RealFftPlanner::<f32>::new().plan_fft_inverse(len)),
         };
         Self { len, plan }
-    }
-
-    /// Samples out.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the plan is for no samples (and transforms nothing).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Scratch [`process`](Self::process) needs, in complex values.
-    pub fn scratch_len(&self) -> usize {
-        match &self.plan {
-            Plan::Even(split) => split.fft.get_outofplace_scratch_len(),
-            Plan::Odd(plan) => plan.get_scratch_len(),
-            Plan::Empty => 0,
-        }
-    }
-
-    /// Scratch of [`scratch_len`](Self::scratch_len). Allocates.
-    pub fn make_scratch(&self) -> Vec<Complex32> {
-        vec![Complex32::default(); self.scratch_len()]
     }
 
     /// The signal of `input` (`len / 2 + 1` bins, used as scratch: its values are lost; the
