@@ -1,11 +1,10 @@
 //! Pitch: YIN on the newest samples (its difference function through an FFT), and a harmonic
 //! sum that refines a rough guess.
 
-use crate::real_fft::{ForwardFft, InverseFft};
-
 use realfft::num_complex::Complex32;
 
 use super::MIDDLE_C_HZ;
+use crate::real_fft::{ForwardFft, InverseFft};
 
 /// Half-width of the search around the pitch ruler's estimate, in cents.
 pub const REFINE_RANGE_CENTS: f32 = 150.0;
