@@ -49,24 +49,32 @@ impl DecodedAudio {
     }
 
     /// Writes the channel average of the first `out.len()` frames into `out` (zero where no
-    /// channel reaches): the channels summed in order, from -0.0 as `Iterator::sum` starts, then
-    /// divided by their count; a channel at a time, so the sums run many samples at once.
+    /// channel reaches): [`average_into`].
     fn mix_into(&self, out: &mut [f32]) {
-        out.fill(-0.0);
-        for c in &self.channels {
-            for (o, v) in out.iter_mut().zip(c) {
-                *o += v;
-            }
-        }
-        let n = self.channels.len().max(1) as f32;
-        for o in out.iter_mut() {
-            *o /= n;
-        }
+        let channels = self.channels.iter().map(Vec::as_slice);
+        average_into(out, channels, self.channels.len());
     }
 
     /// Length, in seconds.
     pub fn duration_s(&self) -> f64 {
         self.channels.first().map_or(0, Vec::len) as f64 / self.sample_rate as f64
+    }
+}
+
+/// Writes the average of `channels` into `out` (zero where no channel reaches): the channels
+/// summed in order, from -0.0 as `Iterator::sum` starts, then divided by `count` (their
+/// number); a channel at a time, so the sums run many samples at once. The one mix-down of
+/// [`DecodedAudio::mono`] and [`decode_mono_cut`], which must agree bit for bit.
+fn average_into<'a>(out: &mut [f32], channels: impl IntoIterator<Item = &'a [f32]>, count: usize) {
+    out.fill(-0.0);
+    for c in channels {
+        for (o, v) in out.iter_mut().zip(c) {
+            *o += v;
+        }
+    }
+    let n = count.max(1) as f32;
+    for o in out.iter_mut() {
+        *o /= n;
     }
 }
 
@@ -187,21 +195,16 @@ impl Sink for MonoSink {
     fn push(&mut self, planes: &[f32], frames: usize, take: usize) {
         let take = take.min(frames);
         let start = self.samples.len();
-        // As `DecodedAudio::mix_into`: the channels summed in order from -0.0, then divided
-        // by their count.
-        self.samples.resize(start + take, -0.0);
-        let out = &mut self.samples[start..];
-        for plane in planes.chunks_exact(frames.max(1)).take(self.channels) {
-            let plane = &plane[..take];
-            for (o, v) in out.iter_mut().zip(plane) {
-                *o += v;
-            }
-            self.largest = self.largest.max(largest_magnitude_bits(plane));
-        }
-        let n = self.channels.max(1) as f32;
-        for o in out.iter_mut() {
-            *o /= n;
-        }
+        self.samples.resize(start + take, 0.0);
+        let planes = || {
+            planes
+                .chunks_exact(frames.max(1))
+                .take(self.channels)
+                .map(|plane| &plane[..take])
+        };
+        average_into(&mut self.samples[start..], planes(), self.channels);
+        let largest = planes().map(largest_magnitude_bits).max().unwrap_or(0);
+        self.largest = self.largest.max(largest);
     }
 
     fn frames(&self) -> usize {

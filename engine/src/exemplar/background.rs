@@ -184,8 +184,7 @@ impl Background {
         let noise = density * window_power;
         let power = peak * peak;
         if power < PARTIAL_OVER_BACKGROUND * noise {
-            // As `hidden_partial`, operation for operation.
-            ((SUBTRACTION_FLOOR * density * window_power).sqrt(), false)
+            (hidden_amplitude(density, window_power), false)
         } else {
             ((power - OVER_SUBTRACTION * noise).max(0.0).sqrt(), true)
         }
@@ -198,7 +197,7 @@ impl Background {
     /// under noise 30 dB down: 36.8 against 33.6 % of outputs heard as the reference's
     /// instrument, the distance to the oracle 11.92 against 12.05 dB.
     pub(super) fn hidden_partial(&self, hz: f32, window_power: f32) -> f32 {
-        (SUBTRACTION_FLOOR * self.density_at(hz) * window_power).sqrt()
+        hidden_amplitude(self.density_at(hz), window_power)
     }
 
     /// A valley's noise density (`|X| / sqrt(sum w^2)`) at `hz` with [`OVER_SUBTRACTION`] times
@@ -210,6 +209,13 @@ impl Background {
         let floor = SUBTRACTION_FLOOR * noise;
         (left.max(floor).sqrt(), left <= floor)
     }
+}
+
+/// [`Background::hidden_partial`] where the background's density is `density`: one formula
+/// for it and for [`Background::clean_partial`]'s hidden partials, which the bank tells from
+/// heard ones by comparing the two.
+fn hidden_amplitude(density: f32, window_power: f32) -> f32 {
+    (SUBTRACTION_FLOOR * density * window_power).sqrt()
 }
 
 /// [`Background::row_cleaner`].
