@@ -87,6 +87,27 @@ impl Narrow for i8 {
     }
 }
 
+/// How many rows ahead of the block of four being summed the SIMD kernels ask for their
+/// weights ([`prefetch`]): the next block. A frame's weights do not stay in a 2 MB L2 from one
+/// frame to the next, and the hardware's own prefetch, which stops at each 4 KiB page, left the
+/// f16 product waiting on them: asked for one block ahead, the f16 network step runs about a
+/// quarter faster on a 2 MB-L2 Xeon (docs/benchmarks.md, "f16 weights"). The f32 kernels
+/// (`kernels/`) gained nothing from it and do not ask.
+#[cfg(target_arch = "x86_64")]
+const PREFETCH_ROWS: usize = 4;
+
+/// Asks for the cache line holding `p` ahead of its use (into every level). A hint: it reads
+/// nothing the program sees, never faults and changes no value, whatever the address, so `p`
+/// may point past the end of its allocation (made with `wrapping_add`). Realtime-safe.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    // SAFETY: PREFETCHT0 (SSE, part of every x86_64 CPU) accesses no memory architecturally and
+    // cannot fault, so any address is sound.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+}
+
 /// Row `r`'s result from its sum: `sum * scales[r] + bias[r]` (`sum + bias[r]` without scales).
 #[inline(always)]
 fn finish(sum: f32, r: usize, scales: Option<&[f32]>, bias: &[f32]) -> f32 {
@@ -149,6 +170,8 @@ pub(crate) mod avx2 {
         let end16 = cols & !15;
         let end8 = cols & !7;
         let (w, x) = (w.as_ptr(), x.as_ptr());
+        // The same columns of the next block of rows (past the last row: a hint, not read).
+        let ahead = super::PREFETCH_ROWS * cols;
         let mut r = 0;
         while r < rows {
             // Where fewer than four rows remain the block repeats row `last` (same stores).
@@ -163,6 +186,8 @@ pub(crate) mod avx2 {
                 let (x0, x1) =
                     unsafe { (_mm256_loadu_ps(x.add(c)), _mm256_loadu_ps(x.add(c + 8))) };
                 for k in 0..4 {
+                    // Once per 32 bytes of the row: a line or half of one (f16, int8).
+                    super::prefetch(p[k].wrapping_add(ahead + c));
                     // SAFETY: c + 16 <= cols: both groups of 8 weights lie in row k.
                     let (w0, w1) = unsafe { (T::load8(p[k].add(c)), T::load8(p[k].add(c + 8))) };
                     a[k] = _mm256_fmadd_ps(w0, x0, a[k]);
@@ -224,6 +249,8 @@ pub(crate) mod avx512 {
         let end32 = cols & !31;
         let end16 = cols & !15;
         let (w, x) = (w.as_ptr(), x.as_ptr());
+        // The same columns of the next block of rows (past the last row: a hint, not read).
+        let ahead = super::PREFETCH_ROWS * cols;
         let mut r = 0;
         while r < rows {
             let idx = [r, (r + 1).min(last), (r + 2).min(last), (r + 3).min(last)];
@@ -237,6 +264,8 @@ pub(crate) mod avx512 {
                 let (x0, x1) =
                     unsafe { (_mm512_loadu_ps(x.add(c)), _mm512_loadu_ps(x.add(c + 16))) };
                 for k in 0..4 {
+                    // One line of f16 weights (half of one of int8) per row and step.
+                    super::prefetch(p[k].wrapping_add(ahead + c));
                     // SAFETY: c + 32 <= cols: both groups of 16 weights lie in row k.
                     let (w0, w1) = unsafe { (T::load16(p[k].add(c)), T::load16(p[k].add(c + 16))) };
                     a[k] = _mm512_fmadd_ps(w0, x0, a[k]);
