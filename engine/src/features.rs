@@ -186,15 +186,32 @@ pub fn lifter_matrix(cfg: &StftConfig) -> Vec<f32> {
     m
 }
 
+/// Most frames a clip's timbre is pooled over ([`pooling_weights`]): 1 000 frames, 5 s at the
+/// built-in model's 5 ms hop. Training crops, the dataset's notes and phrases (2-4 s) and the
+/// evaluation's references hold fewer, so their weights are every active frame's.
+pub const MAX_POOLED_FRAMES: usize = 1_000;
+
 /// Per-frame pooling weights for the timbre encoder: frames within `range_db` of the loudest
 /// frame get equal weight, the others none; weights sum to 1 (all frames equal if none is
-/// active, e.g. digital silence).
+/// active, e.g. digital silence). Of more than [`MAX_POOLED_FRAMES`] active frames, every
+/// `ceil(active / MAX_POOLED_FRAMES)`-th counts (the first, and so on, spread over the whole
+/// clip): a long reference's timbre costs the encoder no more than 5 s of it (a 10 s clip's
+/// `z_t`: 13.7 -> 8.4 ms; docs/benchmarks.md, "Reference analysis").
 pub fn pooling_weights(frame_db: &[f32], range_db: f32) -> Vec<f32> {
     let peak = frame_db.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut w: Vec<f32> = frame_db
         .iter()
         .map(|&db| if db >= peak - range_db { 1.0 } else { 0.0 })
         .collect();
+    let active = w.iter().filter(|x| **x > 0.0).count();
+    if active > MAX_POOLED_FRAMES {
+        let stride = active.div_ceil(MAX_POOLED_FRAMES);
+        for (rank, x) in w.iter_mut().filter(|x| **x > 0.0).enumerate() {
+            if rank % stride != 0 {
+                *x = 0.0;
+            }
+        }
+    }
     let n: f32 = w.iter().sum();
     if n > 0.0 {
         w.iter_mut().for_each(|x| *x /= n);
@@ -266,5 +283,41 @@ mod tests {
         assert_eq!(w, vec![0.0, 0.5, 0.5, 0.0]);
         let silent = pooling_weights(&[-300.0, -300.0], 60.0);
         assert_eq!(silent, vec![0.5, 0.5]);
+    }
+
+    /// Up to [`MAX_POOLED_FRAMES`] active frames every one counts; past it, every k-th active
+    /// frame counts (k the smallest that keeps them within the limit), from the first, spread
+    /// over the whole clip, the quiet frames still left out.
+    #[test]
+    fn a_long_clip_pools_frames_spread_over_it() {
+        // Active frames everywhere but every tenth frame (quiet).
+        let db = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|t| {
+                    if t % 10 == 9 {
+                        -90.0
+                    } else {
+                        -((t % 7) as f32)
+                    }
+                })
+                .collect()
+        };
+        let at_limit = db(1_111); // 1 000 active frames
+        let w = pooling_weights(&at_limit, 60.0);
+        assert_eq!(w.iter().filter(|x| **x > 0.0).count(), MAX_POOLED_FRAMES);
+        for n in [1_112usize, 2_000, 4_500, 20_000] {
+            let frame_db = db(n);
+            let w = pooling_weights(&frame_db, 60.0);
+            let active: Vec<usize> = (0..n).filter(|t| t % 10 != 9).collect();
+            let k = active.len().div_ceil(MAX_POOLED_FRAMES);
+            let kept: Vec<usize> = (0..n).filter(|&t| w[t] > 0.0).collect();
+            let want: Vec<usize> = active.iter().copied().step_by(k).collect();
+            assert_eq!(kept, want, "{n} frames");
+            assert!(kept.len() <= MAX_POOLED_FRAMES && kept.len() > MAX_POOLED_FRAMES / 2);
+            assert!(*kept.last().unwrap() + 10 * k > n, "reaches the clip's end");
+            let sum: f32 = w.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-4, "{n} frames: weights sum to {sum}");
+            assert!(kept.iter().all(|&t| w[t] == w[kept[0]]), "equal weights");
+        }
     }
 }

@@ -12,7 +12,7 @@
 //! (zeros before the first frame, as the training's zero padding).
 
 use crate::config::StftConfig;
-use crate::features::{pooling_weights, FeatureExtractor, FrameFeatures};
+use crate::features::{pooling_weights, FeatureExtractor, FrameFeatures, MAX_POOLED_FRAMES};
 use crate::harmonics;
 use crate::kernels::Kernels;
 use crate::model_config::{
@@ -143,6 +143,12 @@ struct Stack {
 }
 
 impl Stack {
+    /// Whether each output frame depends on its own input frame only (every block's kernel
+    /// is 1), so that any set of frames can be run alone.
+    fn frame_by_frame(&self) -> bool {
+        self.blocks.iter().all(|b| b.history() == 0)
+    }
+
     fn from_file(
         file: &ModelFile,
         prefix: &str,
@@ -784,6 +790,9 @@ impl Network {
         let width = bins + harmonics;
         let context = if harmonics > 0 { c.look_back() } else { 0 };
         let frames = weights.len();
+        if harmonics == 0 && frames > MAX_POOLED_FRAMES && self.timbre_frames.frame_by_frame() {
+            return self.pool_timbre_weighted(weights, rows);
+        }
         let mut pooled = vec![0.0f64; hid];
         let mut hidden = vec![0.0f32; CLIP_CHUNK_FRAMES * hid];
         let chunk = (CLIP_CHUNK_FRAMES + context).min(frames);
@@ -869,6 +878,55 @@ impl Network {
             }
             start += n;
         }
+        self.timbre_head_of(&pooled)
+    }
+
+    /// [`Self::pool_timbre`] of a clip longer than [`MAX_POOLED_FRAMES`] frames, for a timbre
+    /// encoder that reads each frame alone (no harmonic input, no look-back): only the frames
+    /// of non-zero weight go through it, [`CLIP_CHUNK_FRAMES`] at a time (a long clip's
+    /// weights count at most [`MAX_POOLED_FRAMES`] of its frames). The same latent as encoding
+    /// every frame, but for rounding: a frame's sums may run in another of the product's
+    /// blockings.
+    fn pool_timbre_weighted(
+        &self,
+        weights: &[f32],
+        mut rows: impl FnMut(usize, usize, &mut [f32], &mut [f32]),
+    ) -> Vec<f32> {
+        let (bins, hid) = (self.config.bins(), self.config.hidden);
+        let chosen: Vec<usize> = (0..weights.len()).filter(|&t| weights[t] > 0.0).collect();
+        let chunk = CLIP_CHUNK_FRAMES.min(chosen.len());
+        let (mut log_mag, mut envelope) = (vec![0.0f32; chunk * bins], vec![0.0f32; chunk * bins]);
+        let mut hidden = vec![0.0f32; chunk * hid];
+        let mut pooled = vec![0.0f64; hid];
+        for frames in chosen.chunks(CLIP_CHUNK_FRAMES) {
+            let n = frames.len();
+            for ((&t, l), e) in frames
+                .iter()
+                .zip(log_mag.chunks_exact_mut(bins))
+                .zip(envelope.chunks_exact_mut(bins))
+            {
+                rows(t, 1, l, e);
+                self.normalise_envelope(l, e);
+            }
+            self.timbre_frames.forward_frames(
+                &self.kernels,
+                &envelope[..n * bins],
+                n,
+                &mut hidden[..n * hid],
+            );
+            for (&t, h) in frames.iter().zip(hidden.chunks_exact(hid)) {
+                let w = f64::from(weights[t]);
+                for (p, h) in pooled.iter_mut().zip(h) {
+                    *p += w * f64::from(*h);
+                }
+            }
+        }
+        self.timbre_head_of(&pooled)
+    }
+
+    /// The posterior mean of `z_t` from the timbre encoder's pooled features.
+    fn timbre_head_of(&self, pooled: &[f64]) -> Vec<f32> {
+        let c = &self.config;
         let pooled: Vec<f32> = pooled.iter().map(|v| *v as f32).collect();
         let mut stats = vec![0.0f32; 2 * c.z_t];
         self.timbre_head.apply(&self.kernels, &pooled, &mut stats);

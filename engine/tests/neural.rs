@@ -782,3 +782,79 @@ fn low_latency_keeps_a_steady_tone_steady() {
         }
     }
 }
+
+/// The timbre latent of a clip is the encoder's features pooled over its active frames: a
+/// clip of 2 s over all of them, a clip of 12 s over at most `MAX_POOLED_FRAMES` of them spread
+/// over it. Checked against the same pooling run frame by frame through the streaming step
+/// (another kernel than the clip's batched product), and the long clip's latent is near the
+/// short one's whose sound it repeats.
+#[test]
+fn a_clips_timbre_is_pooled_over_its_active_frames() {
+    use timbreswap_engine::features::{pooling_weights, FeatureExtractor, MAX_POOLED_FRAMES};
+    use timbreswap_engine::network::at_training_level;
+
+    let net = network();
+    let c = net.config();
+    let trumpet = clip("ref-trumpet.wav");
+    let long: Vec<f32> = (0..6).flat_map(|_| trumpet.iter().copied()).collect();
+    let mut latents = Vec::new();
+    for audio in [&trumpet, &long] {
+        let got = net.clip_timbre(audio);
+        let level = at_training_level(audio);
+        let f = FeatureExtractor::new(&net.stft(), c.mag_floor).clip(&level);
+        let w = pooling_weights(
+            &f.frame_db,
+            timbreswap_engine::model_config::POOLING_RANGE_DB,
+        );
+        // The loader's route (features it shares with the Exemplar analysis): the same bits.
+        let shared = FeatureExtractor::new(&net.stft(), c.mag_floor)
+            .without_fine()
+            .clip(&level);
+        assert_eq!(net.clip_timbre_of(&shared), Some(got.clone()));
+        let counted = w.iter().filter(|x| **x > 0.0).count();
+        assert!(counted <= MAX_POOLED_FRAMES, "{counted} frames pooled");
+        let peak = f.frame_db.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let active = f
+            .frame_db
+            .iter()
+            .filter(|&&db| db >= peak - timbreswap_engine::model_config::POOLING_RANGE_DB)
+            .count();
+        assert_eq!(
+            active > MAX_POOLED_FRAMES,
+            audio.len() == long.len(),
+            "{active} active"
+        );
+        let (bins, hid) = (f.bins, c.hidden);
+        let mut st = net.state();
+        let (mut env, mut h) = (vec![0.0f32; bins], vec![0.0f32; hid]);
+        let mut pooled = vec![0.0f64; hid];
+        for t in (0..f.frames).filter(|&t| w[t] > 0.0) {
+            let rows = t * bins..(t + 1) * bins;
+            env.copy_from_slice(&f.envelope[rows.clone()]);
+            net.normalise_envelope(&f.log_mag[rows.clone()], &mut env);
+            net.timbre_frame(&mut st, &env, &f.log_mag[rows], 0.0, &mut h);
+            for (p, v) in pooled.iter_mut().zip(&h) {
+                *p += f64::from(w[t]) * f64::from(*v);
+            }
+        }
+        let pooled: Vec<f32> = pooled.iter().map(|v| *v as f32).collect();
+        let mut want = vec![0.0f32; c.z_t];
+        net.timbre_head(&mut st, &pooled, &mut want);
+        for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                "z_t[{i}]: {g} against {e}"
+            );
+        }
+        latents.push(got);
+    }
+    // The long clip is the short one six times: about the same timbre.
+    let distance: f32 = latents[0]
+        .iter()
+        .zip(&latents[1])
+        .map(|(a, b)| (a - b).powi(2))
+        .sum::<f32>()
+        .sqrt();
+    let size: f32 = latents[0].iter().map(|a| a * a).sum::<f32>().sqrt();
+    assert!(distance < 0.05 * size, "{distance} apart, size {size}");
+}
