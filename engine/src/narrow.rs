@@ -89,10 +89,10 @@ impl Narrow for i8 {
 
 /// How many rows ahead of the block of four being summed the SIMD kernels ask for their
 /// weights ([`prefetch`]): the next block. A frame's weights do not stay in a 2 MB L2 from one
-/// frame to the next, and the hardware's own prefetch, which stops at each 4 KiB page, left the
-/// f16 product waiting on them: asked for one block ahead, the f16 network step runs about a
-/// quarter faster on a 2 MB-L2 Xeon (docs/benchmarks.md, "f16 weights"). The f32 kernels
-/// (`kernels/`) gained nothing from it and do not ask.
+/// frame to the next, and what the hardware fetches ahead by itself (it does not cross a 4 KiB
+/// page) did not keep the f16 product fed: asked for one block ahead, the f16 network step runs
+/// about a quarter faster on a 2 MB-L2 Xeon (docs/benchmarks.md, "f16 weights"). The f32
+/// kernels (`kernels/`) gained nothing from it and do not ask.
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_ROWS: usize = 4;
 
