@@ -22,7 +22,8 @@
 //!   for them.
 //! - `reference-clip/10s`: analysing a 10 s reference clip off the audio thread: the classic
 //!   descriptor, the neural `z_t` and Exemplar mode's analysis, each alone and the loader's
-//!   whole job from a 44.1 kHz stereo file (one thread, and two as the plugin runs it);
+//!   whole job from a 44.1 kHz stereo file (one thread, and two as the plugin runs it), and its
+//!   resampling step alone (`resample-44k1-to-32k`);
 //!   `neural-z_t-harmonic-input` is the `z_t` of a model whose timbre encoder also reads 24
 //!   harmonic levels (`timbre_harmonics`).
 //!
@@ -388,6 +389,14 @@ fn reference_clip(c: &mut Criterion) {
     let path = std::env::temp_dir().join(format!("timbreswap-bench-{}.wav", std::process::id()));
     let stereo = clip("ref-cello.wav", 10.0);
     let at_44k1 = timbreswap_engine::resampler::resample_all(&stereo, 32_000, 44_100);
+    // The loader's resampling step alone: 10 s at 44.1 kHz to the engine's 32 kHz.
+    group.bench_function("10s/resample-44k1-to-32k", |b| {
+        b.iter(|| {
+            std::hint::black_box(
+                timbreswap_engine::resampler::resample_all(&at_44k1, 44_100, 32_000)[0],
+            )
+        })
+    });
     let spec = hound::WavSpec {
         channels: 2,
         sample_rate: 44_100,
