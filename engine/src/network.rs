@@ -790,6 +790,10 @@ impl Network {
         let width = bins + harmonics;
         let context = if harmonics > 0 { c.look_back() } else { 0 };
         let frames = weights.len();
+        // A long clip's weights leave most of its frames out: only those with weight are
+        // encoded. Up to MAX_POOLED_FRAMES frames every frame runs as before, so the latent of
+        // such a clip (every clip the dataset and the evaluation use) keeps its bits: skipping a
+        // quiet frame would move others into another of the product's blockings.
         if harmonics == 0 && frames > MAX_POOLED_FRAMES && self.timbre_frames.frame_by_frame() {
             return self.pool_timbre_weighted(weights, rows);
         }
@@ -868,13 +872,8 @@ impl Network {
                     &mut hidden[..n * hid],
                 );
             }
-            for t in 0..n {
-                let w = weights[start + t] as f64;
-                if w > 0.0 {
-                    for (p, h) in pooled.iter_mut().zip(&hidden[t * hid..(t + 1) * hid]) {
-                        *p += w * *h as f64;
-                    }
-                }
+            for (t, h) in hidden[..n * hid].chunks_exact(hid).enumerate() {
+                add_weighted(&mut pooled, weights[start + t], h);
             }
             start += n;
         }
@@ -915,10 +914,7 @@ impl Network {
                 &mut hidden[..n * hid],
             );
             for (&t, h) in frames.iter().zip(hidden.chunks_exact(hid)) {
-                let w = f64::from(weights[t]);
-                for (p, h) in pooled.iter_mut().zip(h) {
-                    *p += w * f64::from(*h);
-                }
+                add_weighted(&mut pooled, weights[t], h);
             }
         }
         self.timbre_head_of(&pooled)
@@ -932,6 +928,17 @@ impl Network {
         self.timbre_head.apply(&self.kernels, &pooled, &mut stats);
         stats.truncate(c.z_t);
         stats
+    }
+}
+
+/// `pooled += w * h` in f64, a frame's hidden features `h` into the pooled sum, where its weight
+/// `w` is above 0 (a frame of weight 0 adds nothing, not even a signed zero).
+fn add_weighted(pooled: &mut [f64], w: f32, h: &[f32]) {
+    let w = f64::from(w);
+    if w > 0.0 {
+        for (p, h) in pooled.iter_mut().zip(h) {
+            *p += w * f64::from(*h);
+        }
     }
 }
 
