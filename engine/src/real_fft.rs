@@ -31,19 +31,38 @@ pub type ForwardFft = RealFft<dyn RealToComplex<f32>>;
 /// inverse transform scales by `n`).
 pub type InverseFft = RealFft<dyn ComplexToReal<f32>>;
 
-/// The scratch realfft's plan of either direction asks for.
-pub trait RealfftScratch {
+/// A direction of the transform: realfft's plan of it (which odd lengths use), and which
+/// twiddles the split step of an even length takes.
+pub trait Direction {
+    /// Whether this is the forward transform.
+    const FORWARD: bool;
+
+    /// realfft's plan of `len` samples in this direction. Allocates.
+    fn plan(len: usize) -> Arc<Self>;
+
     /// Scratch its `process_with_scratch` needs, in complex values.
     fn scratch_len(&self) -> usize;
 }
 
-impl RealfftScratch for dyn RealToComplex<f32> {
+impl Direction for dyn RealToComplex<f32> {
+    const FORWARD: bool = true;
+
+    fn plan(len: usize) -> Arc<Self> {
+        RealFftPlanner::<f32>::new().plan_fft_forward(len)
+    }
+
     fn scratch_len(&self) -> usize {
         self.get_scratch_len()
     }
 }
 
-impl RealfftScratch for dyn ComplexToReal<f32> {
+impl Direction for dyn ComplexToReal<f32> {
+    const FORWARD: bool = false;
+
+    fn plan(len: usize) -> Arc<Self> {
+        RealFftPlanner::<f32>::new().plan_fft_inverse(len)
+    }
+
     fn scratch_len(&self) -> usize {
         self.get_scratch_len()
     }
@@ -148,7 +167,17 @@ fn as_complex(samples: &mut [f32]) -> &mut [Complex32] {
     unsafe { std::slice::from_raw_parts_mut(samples.as_mut_ptr().cast::<Complex32>(), half) }
 }
 
-impl<R: RealfftScratch + ?Sized> RealFft<R> {
+impl<R: Direction + ?Sized> RealFft<R> {
+    /// Plans the transform of `len` samples. Not realtime-safe (allocates).
+    pub fn new(len: usize) -> Self {
+        let plan = match len {
+            0 => Plan::Empty,
+            _ if len.is_multiple_of(2) => Plan::Even(Split::new(len, R::FORWARD)),
+            _ => Plan::Odd(R::plan(len)),
+        };
+        Self { len, plan }
+    }
+
     /// Samples: the forward transform's input, the inverse's output.
     pub fn len(&self) -> usize {
         self.len
@@ -175,16 +204,6 @@ impl<R: RealfftScratch + ?Sized> RealFft<R> {
 }
 
 impl ForwardFft {
-    /// Plans the transform of `len` samples. Not realtime-safe (allocates).
-    pub fn new(len: usize) -> Self {
-        let plan = match len {
-            0 => Plan::Empty,
-            _ if len.is_multiple_of(2) => Plan::Even(Split::new(len, true)),
-            _ => Plan::Odd(RealFftPlanner::<f32>::new().plan_fft_forward(len)),
-        };
-        Self { len, plan }
-    }
-
     /// The spectrum of `input` (`len` samples, used as scratch: its values are lost) into
     /// `output` (`len / 2 + 1` bins). Returns false, writing nothing, where a length is not
     /// the plan's or `scratch` is shorter than [`scratch_len`](Self::scratch_len).
@@ -222,16 +241,6 @@ impl ForwardFft {
 }
 
 impl InverseFft {
-    /// Plans the transform to `len` samples. Not realtime-safe (allocates).
-    pub fn new(len: usize) -> Self {
-        let plan = match len {
-            0 => Plan::Empty,
-            _ if len.is_multiple_of(2) => Plan::Even(Split::new(len, false)),
-            _ => Plan::Odd(RealFftPlanner::<f32>::new().plan_fft_inverse(len)),
-        };
-        Self { len, plan }
-    }
-
     /// The signal of `input` (`len / 2 + 1` bins, used as scratch: its values are lost; the
     /// imaginary part of its first bin, and of its last for an even `len`, is read as 0, as a
     /// real signal's is) into `output` (`len` samples). Returns false, writing nothing, where
