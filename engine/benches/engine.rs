@@ -14,12 +14,13 @@
 //!   model loaded beside it as in the plugin, which Exemplar does not run) on one thread;
 //!   `offline/exemplar-low-latency` the same built for the Low latency mode (grains every half
 //!   hop, the reference's partials played by oscillators).
-//! - `offline/neural-input-f32`, `-f16`, `-int8`: `offline/neural-input` (the built-in model
-//!   as it ships, f16) with the model's matrices as f32, f16 and int8.
+//! - `offline/neural-input-f32`, `-f16`, `-int8`, `-mixed`: `offline/neural-input` (the
+//!   built-in model as it ships) with the model's matrices as f32, f16, int8 and mixed (the
+//!   variation encoder's int8, the rest f16).
 //! - `network/frame-f32`: one streaming step of the network (variation, pitch, decoder,
-//!   input-timbre tracker excluded) per kernel set, f32 matrices; `network/frame-f16` and
-//!   `network/frame-int8` the same with f16 and int8 matrices, per kernel set that has kernels
-//!   for them.
+//!   input-timbre tracker excluded) per kernel set, f32 matrices; `network/frame-f16`,
+//!   `network/frame-int8` and `network/frame-mixed` the same with f16, int8 and mixed
+//!   matrices, per kernel set that has kernels for them.
 //! - `reference-clip/10s`: analysing a 10 s reference clip off the audio thread: the classic
 //!   descriptor, the neural `z_t` and Exemplar mode's analysis, each alone and the loader's
 //!   whole job from a 44.1 kHz stereo file (one thread, and two as the plugin runs it), and its
@@ -251,9 +252,14 @@ fn engine_blocks(c: &mut Criterion) {
         let neural = Some((net.clone(), z.clone(), phase));
         bench_mode(c, name, ProcessingMode::Offline, Some(&t), neural);
     }
-    // The same model with its matrices as f32, f16 and int8 (the narrowed kernels where this
-    // CPU has them).
-    for precision in [Precision::F32, Precision::F16, Precision::Int8] {
+    // The same model with its matrices as f32, f16, int8 and mixed (the narrowed kernels where
+    // this CPU has them).
+    for precision in [
+        Precision::F32,
+        Precision::F16,
+        Precision::Int8,
+        Precision::Mixed,
+    ] {
         let net = network_with(Kernels::best(), Some(precision));
         bench_mode(
             c,
@@ -313,9 +319,16 @@ fn network_frame(c: &mut Criterion) {
             Precision::F32 => true,
             Precision::F16 => k.has_f16(),
             Precision::Int8 => k.has_int8(),
+            Precision::Mixed => k.has_f16() && k.has_int8(),
         }
     };
-    let runs = [Precision::F32, Precision::F16, Precision::Int8]
+    let precisions = [
+        Precision::F32,
+        Precision::F16,
+        Precision::Int8,
+        Precision::Mixed,
+    ];
+    let runs = precisions
         .into_iter()
         .flat_map(|p| Kernels::available().into_iter().map(move |isa| (isa, p)))
         .filter(|&(isa, p)| has(isa, p));

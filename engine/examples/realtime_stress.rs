@@ -2,10 +2,10 @@
 //! and reports dropouts: the real-time safety check of the neural (or classic) path.
 //!
 //! `cargo run --release -p timbreswap-engine --example realtime_stress -- [SECONDS] [BLOCK]
-//! [RATE] [neural|neural-f32|neural-f16|neural-int8|exemplar|classic|none|mix0] [busy|idle]
-//! [realtime|normal]` (defaults: 60 s, 64 samples, 48 kHz, neural, busy, realtime; `neural`:
-//! the built-in model as it ships; `neural-f32`, `-f16`, `-int8`: its matrices as f32, f16 or
-//! int8; `exemplar`: the plugin's default Mode, the trumpet clip's analysis in slot A (the
+//! [RATE] [neural|neural-f32|neural-f16|neural-int8|neural-mixed|exemplar|classic|none|mix0]
+//! [busy|idle] [realtime|normal]` (defaults: 60 s, 64 samples, 48 kHz, neural, busy, realtime;
+//! `neural`: the built-in model as it ships; `neural-f32`, `-f16`, `-int8`, `-mixed`: its
+//! matrices as f32, f16, int8 or mixed; `exemplar`: the plugin's default Mode, the trumpet clip's analysis in slot A (the
 //! built-in model loaded beside it, as in the plugin);
 //! `none`: no reference, the pass-through an idle instance runs; `mix0`: Neural with a
 //! reference at Mix 0, the other idle instance).
@@ -68,6 +68,7 @@ fn main() {
         "neural-f32" => Some(Precision::F32),
         "neural-f16" => Some(Precision::F16),
         "neural-int8" => Some(Precision::Int8),
+        "neural-mixed" => Some(Precision::Mixed),
         _ => None,
     };
     let neural = what == "neural" || precision.is_some() || mix0;

@@ -96,7 +96,19 @@ pub enum Precision {
     F16,
     /// 1 byte per weight and one f32 scale per row ([`crate::int8`]).
     Int8,
+    /// The matrices of [`MIXED_INT8_STACKS`] as int8, every other matrix as f16: how the
+    /// built-in model ships. A third of a frame's weights, in the stack whose int8 rounding
+    /// the decoded output hears least (docs/quality.md, "Mixed weights"). A file whose
+    /// matrices are stored in more than one type reads as `Mixed`.
+    Mixed,
 }
+
+/// The stacks (weight-name prefixes) whose matrices [`Precision::Mixed`] stores as int8: the
+/// variation encoder. Alone in int8 (the rest f16) it moves the built-in model's decoded
+/// log-magnitude of the voice example by 0.012 dB on average against f32, where the pitch
+/// encoder moves it 0.051 dB, the decoder 0.055 dB and the whole model in int8 0.091 dB (f16
+/// everywhere: 0.0015 dB; `engine/tests/narrowed_weights.rs`).
+pub const MIXED_INT8_STACKS: &[&str] = &["variation."];
 
 impl std::fmt::Display for Precision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,6 +116,7 @@ impl std::fmt::Display for Precision {
             Precision::F32 => "f32",
             Precision::F16 => "f16",
             Precision::Int8 => "int8",
+            Precision::Mixed => "mixed",
         })
     }
 }
@@ -153,20 +166,29 @@ impl ModelFile {
         tensor.shape.len() == 2 && name.ends_with(".weight")
     }
 
-    /// How the file's matrices are stored (every matrix of a checked file is stored alike,
-    /// or the file was converted from one type to another in memory).
+    /// How the file's matrices are stored: [`Precision::Mixed`] where they are not all stored
+    /// alike (as a file converted to mixed, or one narrowed in part by hand).
     pub fn precision(&self) -> Precision {
-        let matrix = self.weights.iter().find(|(n, t)| Self::is_matrix(n, t));
-        match matrix.map(|(_, t)| (&t.half, &t.int8)) {
-            Some((Some(_), _)) => Precision::F16,
-            Some((_, Some(_))) => Precision::Int8,
-            _ => Precision::F32,
+        let (mut half, mut int8, mut wide) = (0, 0, 0);
+        for (_, t) in self.weights.iter().filter(|(n, t)| Self::is_matrix(n, t)) {
+            match (&t.half, &t.int8) {
+                (Some(_), _) => half += 1,
+                (_, Some(_)) => int8 += 1,
+                _ => wide += 1,
+            }
+        }
+        match (half, int8, wide) {
+            (0, 0, _) => Precision::F32,
+            (_, 0, 0) => Precision::F16,
+            (0, _, 0) => Precision::Int8,
+            _ => Precision::Mixed,
         }
     }
 
     /// This file with its matrices as `precision` reads them: [`Self::with_half_matrices`],
-    /// [`Self::with_int8_matrices`], or (f32) the values as they are with the narrowed copies
-    /// dropped. The file itself when it already has that precision.
+    /// [`Self::with_int8_matrices`], [`Self::with_mixed_matrices`], or (f32) the values as
+    /// they are with the narrowed copies dropped. The file itself when it already has that
+    /// precision.
     pub fn with_precision(&self, precision: Precision) -> Self {
         if self.precision() == precision {
             return self.clone();
@@ -174,6 +196,7 @@ impl ModelFile {
         match precision {
             Precision::F16 => self.with_half_matrices(),
             Precision::Int8 => self.with_int8_matrices(),
+            Precision::Mixed => self.with_mixed_matrices(),
             Precision::F32 => {
                 let mut out = self.clone();
                 for tensor in out.weights.values_mut() {
@@ -190,41 +213,69 @@ impl ModelFile {
     /// (to nearest, ties to even; `half` set, `data` the rounded values), everything else as
     /// it is. The `id` gets a suffix, so latents measured with one are not used with the other.
     pub fn with_half_matrices(&self) -> Self {
-        let mut out = self.clone();
-        for (name, tensor) in &mut out.weights {
-            if Self::is_matrix(name, tensor) {
-                let bits: Vec<u16> = tensor
-                    .data
-                    .iter()
-                    .map(|v| crate::half::f16_bits(*v))
-                    .collect();
-                tensor.data = bits
-                    .iter()
-                    .map(|h| crate::half::f32_from_bits(*h))
-                    .collect();
-                tensor.half = Some(bits);
-                tensor.int8 = None;
-            }
-        }
-        out.id = format!("{}-f16", self.id);
-        out
+        self.with_matrices_as(|_| Precision::F16, "f16")
     }
 
     /// This file as its int8 conversion reads ([`crate::int8`]): every matrix quantised row
     /// by row (`int8` set, `data` the values it stands for, `half` cleared), everything else as
     /// it is. The `id` gets a suffix, so latents measured with one are not used with the other.
     pub fn with_int8_matrices(&self) -> Self {
+        self.with_matrices_as(|_| Precision::Int8, "int8")
+    }
+
+    /// This file as its mixed conversion reads ([`Precision::Mixed`]): the matrices of
+    /// [`MIXED_INT8_STACKS`] as [`Self::with_int8_matrices`] makes them, every other matrix as
+    /// [`Self::with_half_matrices`] does. The `id` gets a suffix.
+    pub fn with_mixed_matrices(&self) -> Self {
+        let int8 = |name: &str| MIXED_INT8_STACKS.iter().any(|s| name.starts_with(s));
+        self.with_matrices_as(
+            |name| {
+                if int8(name) {
+                    Precision::Int8
+                } else {
+                    Precision::F16
+                }
+            },
+            "mixed",
+        )
+    }
+
+    /// This file with each matrix stored as `type_of(its name)` says (f32, f16 or int8, from
+    /// the values it stands for now), everything else as it is; `suffix` is added to the `id`.
+    fn with_matrices_as(&self, type_of: impl Fn(&str) -> Precision, suffix: &str) -> Self {
         let mut out = self.clone();
         for (name, tensor) in &mut out.weights {
-            if Self::is_matrix(name, tensor) {
-                let cols = tensor.shape[1];
-                let rows = Int8Rows::quantize(&tensor.data, cols);
-                tensor.data = rows.dequantized(cols);
-                tensor.half = None;
-                tensor.int8 = Some(rows);
+            if !Self::is_matrix(name, tensor) {
+                continue;
+            }
+            match type_of(name) {
+                Precision::F16 => {
+                    let bits: Vec<u16> = tensor
+                        .data
+                        .iter()
+                        .map(|v| crate::half::f16_bits(*v))
+                        .collect();
+                    tensor.data = bits
+                        .iter()
+                        .map(|h| crate::half::f32_from_bits(*h))
+                        .collect();
+                    tensor.half = Some(bits);
+                    tensor.int8 = None;
+                }
+                Precision::Int8 => {
+                    let cols = tensor.shape[1];
+                    let rows = Int8Rows::quantize(&tensor.data, cols);
+                    tensor.data = rows.dequantized(cols);
+                    tensor.half = None;
+                    tensor.int8 = Some(rows);
+                }
+                Precision::F32 | Precision::Mixed => {
+                    tensor.half = None;
+                    tensor.int8 = None;
+                }
             }
         }
-        out.id = format!("{}-int8", self.id);
+        out.id = format!("{}-{suffix}", self.id);
         out
     }
 }

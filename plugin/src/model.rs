@@ -23,8 +23,9 @@ pub struct ModelChoice {
     /// The model file (`None`: the built-in model).
     pub path: Option<String>,
     /// The precision the network reads its matrices in (`None`: as the file stores them; the
-    /// built-in model stores f16). int8 streams half the bytes of f16 per frame and costs less
-    /// CPU; its sound differs slightly (docs/quality.md, "int8 weights").
+    /// built-in model stores mixed: its variation encoder int8, the rest f16). int8 streams
+    /// half the bytes of f16 per frame and costs less CPU; its sound differs slightly
+    /// (docs/quality.md, "int8 weights").
     pub weights: Option<Precision>,
 }
 
@@ -35,16 +36,18 @@ pub fn weights_label(weights: Option<Precision>) -> &'static str {
         Some(Precision::F32) => "f32",
         Some(Precision::F16) => "f16",
         Some(Precision::Int8) => "int8",
+        Some(Precision::Mixed) => "f16 + int8",
     }
 }
 
-/// The default model's network (its matrices as stored, f16, when `weights` is `None` or
+/// The default model's network (its matrices as stored, mixed, when `weights` is `None` or
 /// names the stored precision), built once per process and precision and shared by every
 /// instance.
 pub fn default_network_as(weights: Option<Precision>) -> Result<Arc<Network>, String> {
     // The stored precision asked for by name is the stored network, not a second copy.
     let weights = weights.filter(|&w| Some(w) != stored_precision());
-    static BUILT: [OnceLock<Result<Arc<Network>, String>>; 4] = [
+    static BUILT: [OnceLock<Result<Arc<Network>, String>>; 5] = [
+        OnceLock::new(),
         OnceLock::new(),
         OnceLock::new(),
         OnceLock::new(),
@@ -55,6 +58,7 @@ pub fn default_network_as(weights: Option<Precision>) -> Result<Arc<Network>, St
         Some(Precision::F32) => 1,
         Some(Precision::F16) => 2,
         Some(Precision::Int8) => 3,
+        Some(Precision::Mixed) => 4,
     };
     BUILT[index]
         .get_or_init(|| {
@@ -178,8 +182,8 @@ mod tests {
         assert!(load_network(&missing).is_err());
     }
 
-    /// The weights setting reads the built-in model's matrices in the chosen precision: int8
-    /// keeps about half of the f16 bytes and f32 twice them (counted by the engine from the
+    /// The weights setting reads the built-in model's matrices in the chosen precision: each
+    /// step from f32 to f16, mixed and int8 keeps fewer bytes (counted by the engine from the
     /// tensors), each precision is built once per process, its latents are kept apart from
     /// the stored model's (another id), and choosing the stored precision is the stored model.
     #[test]
@@ -192,24 +196,32 @@ mod tests {
             })
             .unwrap()
         };
-        let (int8, f32, f16) = (
+        let (int8, f32, f16, mixed) = (
             with(Precision::Int8),
             with(Precision::F32),
             with(Precision::F16),
+            with(Precision::Mixed),
         );
         assert!(Arc::ptr_eq(
-            &f16,
-            &default_network_as(Some(Precision::F16)).unwrap()
+            &mixed,
+            &default_network_as(Some(Precision::Mixed)).unwrap()
         ));
-        // f16 is how the built-in model is stored: the same network, not a second copy.
-        assert!(Arc::ptr_eq(&f16, &stored));
+        // Mixed is how the built-in model is stored: the same network, not a second copy.
+        assert!(Arc::ptr_eq(&mixed, &stored));
         assert!(Arc::ptr_eq(&int8, &with(Precision::Int8)));
-        assert_eq!(f16.id(), stored.id());
-        assert!(int8.id() != stored.id() && f32.id() != stored.id() && int8.id() != f32.id());
+        assert_eq!(mixed.id(), stored.id());
+        let ids = [int8.id(), f32.id(), f16.id(), stored.id()];
+        for (i, a) in ids.iter().enumerate() {
+            assert!(ids[i + 1..].iter().all(|b| a != b), "{ids:?}");
+        }
         assert!(int8.name().ends_with("int8 weights"), "{}", int8.name());
+        assert!(f16.name().ends_with("f16 weights"), "{}", f16.name());
         let bytes = |n: &Network| n.weight_bytes() as f64;
-        let (b8, b16, b32) = (bytes(&int8), bytes(&stored), bytes(&f32));
-        assert!(b8 < 0.7 * b16 && b16 < 0.7 * b32, "{b8} {b16} {b32}");
+        let (b8, bm, b16, b32) = (bytes(&int8), bytes(&stored), bytes(&f16), bytes(&f32));
+        assert!(
+            b8 < bm && bm < b16 && b16 < 0.7 * b32,
+            "{b8} {bm} {b16} {b32}"
+        );
         // The same file through a path gives the same networks as the built-in one.
         let path =
             std::env::temp_dir().join(format!("ts-weights-{}.safetensors", std::process::id()));

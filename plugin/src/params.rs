@@ -147,7 +147,7 @@ pub struct TimbreswapParams {
     #[persist = "model-path"]
     pub model_path: Persisted<Option<String>>,
     /// The precision the network reads the model's matrices in (`None`: as the file stores
-    /// them). Saved as `"f32"`, `"f16"` or `"int8"`.
+    /// them). Saved as `"f32"`, `"f16"`, `"int8"` or `"mixed"`.
     #[persist = "model-weights"]
     pub model_weights: Persisted<Option<Precision>>,
     /// Timbre descriptor of reference A, saved with the project so it sounds the same without

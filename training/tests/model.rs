@@ -422,6 +422,58 @@ fn an_int8_copy_quantises_each_row_and_keeps_the_rest() {
     assert!(err.contains("only weight matrices"), "{err}");
 }
 
+/// `convert-model --to mixed`: the variation encoder's matrices (and their row scales) are
+/// byte for byte what `--to int8` writes, every other tensor what `--to f16` writes; the engine
+/// reads the copy as mixed, and reading the f32 file as mixed in memory gives the same values.
+#[test]
+fn a_mixed_copy_is_the_int8_variation_encoder_and_the_f16_rest() {
+    use timbreswap_engine::model_file::{self as engine_file, MIXED_INT8_STACKS};
+    let dir = common::temp_dir("model-mixed");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (path, _, _) = saved_tiny_model(&dir);
+    let copy = |precision, name: &str| {
+        let out = dir.join(name);
+        let report = file::convert(&path, &out, precision).unwrap();
+        (std::fs::read(&out).unwrap(), report)
+    };
+    let (mixed, report) = copy(file::Precision::Mixed, "tiny-mixed.safetensors");
+    let (int8, _) = copy(file::Precision::Int8, "tiny-int8.safetensors");
+    let (half, _) = copy(file::Precision::F16, "tiny-f16.safetensors");
+    let by_name = |bytes: &[u8]| -> HashMap<String, (safetensors::Dtype, Vec<u8>)> {
+        raw_tensors(bytes)
+            .into_iter()
+            .map(|(n, dtype, _, data)| (n, (dtype, data)))
+            .collect()
+    };
+    let (mixed, int8, half) = (by_name(&mixed), by_name(&int8), by_name(&half));
+    let in_int8 = |name: &str| MIXED_INT8_STACKS.iter().any(|s| name.starts_with(s));
+    let mut from_int8 = 0;
+    for (name, tensor) in &mixed {
+        let int8_matrix = in_int8(name) && int8[name].0 == safetensors::Dtype::I8;
+        if int8_matrix || name.ends_with("_scales") {
+            from_int8 += usize::from(int8_matrix);
+            assert!(in_int8(name), "{name}");
+            assert_eq!(tensor, &int8[name], "{name}");
+        } else {
+            assert_eq!(tensor, &half[name], "{name}");
+        }
+    }
+    // The f16 copy's tensors plus one scales tensor per int8 matrix.
+    assert!(mixed.len() == half.len() + from_int8 && from_int8 > 0);
+    assert_eq!(report.narrowed, (report.matrices - from_int8, from_int8));
+    let engine = engine_file::load(&dir.join("tiny-mixed.safetensors")).unwrap();
+    assert_eq!(engine.precision(), file::Precision::Mixed);
+    let in_memory = engine_file::load(&path)
+        .unwrap()
+        .with_precision(file::Precision::Mixed);
+    assert_eq!(in_memory.precision(), file::Precision::Mixed);
+    for (name, t) in &engine.weights {
+        assert_eq!(in_memory.weights[name].data, t.data, "{name}");
+        assert_eq!(in_memory.weights[name].half, t.half, "{name}");
+        assert_eq!(in_memory.weights[name].int8, t.int8, "{name}");
+    }
+}
+
 #[test]
 fn malformed_and_mismatched_model_files_are_refused() {
     let dir = common::temp_dir("model-bad");

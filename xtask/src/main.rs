@@ -136,14 +136,17 @@ fn default_model(args: &[String]) -> Result<()> {
         "--resume".as_ref(),
     ])?;
     std::fs::create_dir_all("assets/models").context("creating assets/models")?;
-    // The shipped file stores its weight matrices as f16 (half the bytes per network step;
-    // the transfer and disentanglement tables are the f32 export's, docs/quality.md).
+    // The shipped file stores its variation encoder's matrices as int8 and the others as f16
+    // (`--to mixed`: under half the bytes per network step; the transfer and disentanglement
+    // tables are the f32 export's, docs/quality.md "Mixed weights").
     timbreswap(&[
         "convert-model".as_ref(),
         "--input".as_ref(),
         run.join("model.safetensors").as_os_str(),
         "--out".as_ref(),
         DEFAULT_MODEL.as_ref(),
+        "--to".as_ref(),
+        "mixed".as_ref(),
     ])?;
     println!("{DEFAULT_MODEL} updated; record the run in assets/models/default.md");
     Ok(())

@@ -195,8 +195,10 @@ fn from_checked(
 /// What [`convert`] wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conversion {
-    /// Weight matrices stored in the new precision.
+    /// Weight matrices written.
     pub matrices: usize,
+    /// Of those, the ones stored as f16 and as int8 (the rest f32).
+    pub narrowed: (usize, usize),
     /// Tensors kept as f32 (biases, normalisation statistics, the timbre map).
     pub kept: usize,
     /// Largest change of a matrix entry relative to its matrix's largest magnitude,
@@ -209,7 +211,9 @@ pub struct Conversion {
 /// Writes a copy of the model file `input` to `output` with every weight matrix (a 2-D tensor
 /// named `*.weight`) stored as `precision`: f16 rounded to nearest, int8 with one f32 scale
 /// per row ([`timbreswap_engine::int8`], the scales in a tensor named after the matrix plus
-/// [`INT8_SCALES_SUFFIX`]), or f32 (the values a narrowed file stands for). Biases,
+/// [`INT8_SCALES_SUFFIX`]), mixed (the matrices of
+/// [`timbreswap_engine::model_file::MIXED_INT8_STACKS`] int8, the others f16), or f32 (the
+/// values a narrowed file stands for). Biases,
 /// normalisation statistics and the timbre map stay f32; the metadata is copied (plus
 /// `weights` = the precision). The engine reads f16 and int8 matrices with its narrowed
 /// kernels. The input is checked as every model file is, and so is the output before it is
@@ -228,7 +232,7 @@ pub fn convert(
     metadata.insert("weights".into(), precision.to_string());
     let converted = checked.with_precision(precision);
     let mut buffers: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    let (mut matrices, mut kept, mut worst) = (0, 0, 0.0f32);
+    let (mut matrices, mut narrowed, mut kept, mut worst) = (0, (0, 0), 0, 0.0f32);
     let f32_bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|v| v.to_le_bytes()).collect() };
     for ((name, tensor), original) in converted.weights.iter().zip(checked.weights.values()) {
         if !timbreswap_engine::model_file::ModelFile::is_matrix(name, tensor) {
@@ -248,6 +252,11 @@ pub fn convert(
             }
         }
         matrices += 1;
+        match (&tensor.half, &tensor.int8) {
+            (Some(_), _) => narrowed.0 += 1,
+            (_, Some(_)) => narrowed.1 += 1,
+            (None, None) => {}
+        }
         let (dtype, bytes) = match (&tensor.half, &tensor.int8) {
             (Some(bits), _) => (
                 safetensors::Dtype::F16,
@@ -302,6 +311,7 @@ pub fn convert(
     write_through_temporary(output, &bytes)?;
     Ok(Conversion {
         matrices,
+        narrowed,
         kept,
         worst_relative_change: worst,
         bytes: (data.len() as u64, bytes.len() as u64),

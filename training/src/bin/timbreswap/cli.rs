@@ -20,6 +20,8 @@ pub(crate) enum PrecisionArg {
     F16,
     /// 1 byte per weight and one f32 scale per row.
     Int8,
+    /// The variation encoder's matrices int8, every other matrix f16 (the built-in model).
+    Mixed,
 }
 
 impl PrecisionArg {
@@ -29,6 +31,7 @@ impl PrecisionArg {
             PrecisionArg::F32 => Precision::F32,
             PrecisionArg::F16 => Precision::F16,
             PrecisionArg::Int8 => Precision::Int8,
+            PrecisionArg::Mixed => Precision::Mixed,
         }
     }
 }
@@ -105,9 +108,9 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
-    /// Copy a model file with its weight matrices stored as f16: half the bytes per frame for
-    /// the engine's f16 kernels (AVX-512F, AVX2+F16C), and half the file. Prints how much a
-    /// weight moved.
+    /// Copy a model file with its weight matrices stored narrower (f16 by default: half the
+    /// bytes per frame for the engine's f16 kernels, AVX-512F and AVX2+F16C, and half the
+    /// file; int8 or mixed fewer). Prints how much a weight moved.
     ConvertModel {
         /// The model file to convert.
         #[arg(long)]
@@ -116,7 +119,8 @@ pub(crate) enum Command {
         #[arg(long)]
         out: PathBuf,
         /// How the copy stores its weight matrices: f16 (2 bytes a weight), int8 (1 byte and
-        /// one scale per row) or f32.
+        /// one scale per row), mixed (the variation encoder's int8, the rest f16: how the
+        /// built-in model ships) or f32.
         #[arg(long, value_enum, default_value_t = PrecisionArg::F16)]
         to: PrecisionArg,
     },

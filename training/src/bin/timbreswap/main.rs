@@ -8,7 +8,7 @@
 //! - `eval-transfer` scores timbre transfer (the protocol's transfer table) on a rendered
 //!   dataset (`eval_transfer.rs`);
 //! - `copies` counts the test clips that have a copy in the train split;
-//! - `convert-model` stores a model's weight matrices as f16 or int8;
+//! - `convert-model` stores a model's weight matrices as f16, int8 or mixed;
 //! - `knn-bench` times the k-NN classifier on random data.
 //!
 //! The arguments of every command are in `cli.rs`.
@@ -448,10 +448,12 @@ fn main() -> Result<()> {
             let precision = to.precision();
             let report = timbreswap_training::model::file::convert(&input, &out, precision)?;
             println!(
-                "{}: {} weight matrices as {precision}, {} tensors kept as f32; largest change \
-                 of a weight {:.2e} of its matrix's largest; {} -> {} bytes",
+                "{}: {} weight matrices as {precision} ({} f16, {} int8), {} tensors kept as \
+                 f32; largest change of a weight {:.2e} of its matrix's largest; {} -> {} bytes",
                 out.display(),
                 report.matrices,
+                report.narrowed.0,
+                report.narrowed.1,
                 report.kept,
                 report.worst_relative_change,
                 report.bytes.0,
