@@ -372,7 +372,7 @@ pub fn train(
             mix64(tc.seed ^ 0x4550_4F43_4800_0000 ^ epoch as u64),
         );
         let lr = tc.lr(epoch);
-        let mut sums = [0.0f64; 13];
+        let mut sums = [0.0f64; 14];
         // Each step's crops are made on another thread while the step before trains (they
         // depend on the seed and the step only).
         let first_step = state.step;
@@ -511,18 +511,13 @@ pub fn train(
                     }
                     None => (None, None, None),
                 };
-                let (swap_term, variation_term) = match &swap_crops {
+                let (swap_term, variation_term, cycle_term) = match &swap_crops {
                     Some(crops) => {
                         let terms = swap::swap_terms(&model, crops, &tc.swap)?;
-                        if let Some(term) = &terms.swap {
-                            loss = (loss + (term * tc.swap.weight)?)?;
-                        }
-                        if let Some(term) = &terms.variation {
-                            loss = (loss + (term * tc.swap.variation_weight)?)?;
-                        }
-                        (terms.swap, terms.variation)
+                        loss = terms.added_to(loss, &tc.swap)?;
+                        (terms.swap, terms.variation, terms.cycle)
                     }
-                    None => (None, None),
+                    None => (None, None, None),
                 };
                 let adversary_term = match (adversary.as_mut(), &first.variation_mean) {
                     (Some(adv), Some(z_v)) => {
@@ -610,6 +605,7 @@ pub fn train(
                 let swap_v = optional(&swap_term)?;
                 let cross_v = optional(&cross_term)?;
                 let variation_v = optional(&variation_term)?;
+                let cycle_v = optional(&cycle_term)?;
                 let adversary_v = optional(&adversary_term)?;
                 for (s, v) in sums.iter_mut().zip([
                     loss_v,
@@ -625,6 +621,7 @@ pub fn train(
                     cross_v,
                     variation_v,
                     adversary_v,
+                    cycle_v,
                 ]) {
                     *s += v;
                 }
@@ -640,6 +637,7 @@ pub fn train(
                     "variation_invariance":
                         if variation_v.is_finite() { Some(variation_v) } else { None },
                     "adversary": if adversary_v.is_finite() { Some(adversary_v) } else { None },
+                    "cycle": if cycle_v.is_finite() { Some(cycle_v) } else { None },
                     "beta": beta, "lr": lr,
                     "grad_norm": norm, "frames_per_s": frames as f64 / dt,
                 });
@@ -649,7 +647,7 @@ pub fn train(
                 i + 1,
                 steps_per_epoch,
                 &format!(
-                    "loss {loss_v:.1} recon {rec1:.1}{} KL t {kl_t:.2} v {kl_v:.2} p {kl_p:.2}{}{}{}{}{}{}{} beta {beta:.2} {:.0} frames/s",
+                    "loss {loss_v:.1} recon {rec1:.1}{} KL t {kl_t:.2} v {kl_v:.2} p {kl_p:.2}{}{}{}{}{}{}{}{} beta {beta:.2} {:.0} frames/s",
                     if rec2.is_finite() { format!(" re-entry {rec2:.1}") } else { String::new() },
                     if inv.is_finite() { format!(" inv {inv:.3}") } else { String::new() },
                     if contrast.is_finite() { format!(" contrast {contrast:.3}") } else { String::new() },
@@ -658,6 +656,7 @@ pub fn train(
                     if cross_v.is_finite() { format!(" cross-library {cross_v:.3}") } else { String::new() },
                     if variation_v.is_finite() { format!(" z_v gap {variation_v:.3}") } else { String::new() },
                     if adversary_v.is_finite() { format!(" z_v instrument CE {adversary_v:.3}") } else { String::new() },
+                    if cycle_v.is_finite() { format!(" cycle {cycle_v:.2}") } else { String::new() },
                     frames_done as f64 / train_time
                 ),
             );
@@ -665,15 +664,16 @@ pub fn train(
             Ok(())
         })?;
         let valid = validate(&model, &valid_crops, tc, &dev)?;
-        let (valid_swap, valid_variation) = match &valid_swap_crops {
+        let (valid_swap, valid_variation, valid_cycle) = match &valid_swap_crops {
             Some(crops) => {
                 let terms = swap::swap_terms(&model, crops, &tc.swap)?;
                 let value = |t: Option<Tensor>| -> candle_core::Result<Option<f64>> {
                     t.map(|t| Ok(t.to_scalar::<f32>()? as f64)).transpose()
                 };
-                (value(terms.swap)?, value(terms.variation)?)
+                let cycle = value(terms.cycle)?;
+                (value(terms.swap)?, value(terms.variation)?, cycle)
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         let valid_cross = match &programs {
             Some((_, crops)) => Some(
@@ -682,11 +682,12 @@ pub fn train(
             ),
             None => None,
         };
-        // The score the best epoch is chosen by: the negative ELBO, plus the weighted swap
-        // and cross-library terms when they are trained.
+        // The score the best epoch is chosen by: the negative ELBO, plus the weighted pair
+        // terms (swap, variation, cycle) and cross-library term when they are trained.
         let score = valid.loss
             + valid_swap.map_or(0.0, |v| tc.swap.weight * v)
             + valid_variation.map_or(0.0, |v| tc.swap.variation_weight * v)
+            + valid_cycle.map_or(0.0, |v| tc.swap.cycle_weight * v)
             + valid_cross.map_or(0.0, |v| tc.cross_library.weight * v);
         let n = steps_per_epoch as f64;
         let improved = score < state.best_valid;
@@ -714,6 +715,8 @@ pub fn train(
                 if sums[11].is_finite() { Some(sums[11] / n) } else { None },
             "valid_variation_invariance": valid_variation,
             "train_adversary": if sums[12].is_finite() { Some(sums[12] / n) } else { None },
+            "train_cycle": if sums[13].is_finite() { Some(sums[13] / n) } else { None },
+            "valid_cycle": valid_cycle,
             "valid": valid, "best": improved, "wall_s": state.wall_s,
             "frames_per_s": frames_done as f64 / train_time,
         });
