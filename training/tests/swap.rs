@@ -1,5 +1,6 @@
-//! The swap term on paired renders: it trains (the term falls), is logged and validated, is
-//! refused when half-configured, and fine-tuning starts from a model file's exact weights.
+//! The swap term on paired renders: it trains (the term falls), is logged and validated (as
+//! are the variation and cycle terms alone), is refused when half-configured, and fine-tuning
+//! starts from a model file's exact weights.
 //! TimGM6mb stands in for a training library here (it is what CI has); these tests check the
 //! mechanics, not what the shipped model was trained on.
 
@@ -26,6 +27,7 @@ fn tiny(epochs: usize, pairs: Option<PathBuf>) -> TrainConfig {
             max_pairs: 0,
             differential: false,
             variation_weight: 0.0,
+            cycle_weight: 0.0,
         },
         ..common::tiny_run(epochs)
     }
@@ -111,6 +113,21 @@ fn the_swap_term_trains_and_fine_tuning_starts_from_the_file() {
         for key in ["train_variation_invariance", "valid_variation_invariance"] {
             let v = r[key].as_f64().unwrap();
             assert!(v.is_finite() && v >= 0.0, "{key} {v}");
+        }
+    }
+
+    // The cycle term alone decodes the swap without scoring it: logged for every epoch,
+    // training and validation, a squared distance (finite, positive), the swap term not.
+    let mut cycle = tiny(1, Some(pairs.clone()));
+    cycle.swap.weight = 0.0;
+    cycle.swap.cycle_weight = 1.0;
+    let cycled = common::temp_dir("swap-cycle");
+    train(&data, &cycled, &cycle, false, &|_, _, _, _| {}).unwrap();
+    for r in common::epoch_records(&cycled) {
+        assert!(r["train_swap"].is_null() && r["valid_swap"].is_null());
+        for key in ["train_cycle", "valid_cycle"] {
+            let v = r[key].as_f64().unwrap();
+            assert!(v.is_finite() && v > 0.0, "{key} {v}");
         }
     }
 
