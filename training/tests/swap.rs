@@ -101,35 +101,34 @@ fn the_swap_term_trains_and_fine_tuning_starts_from_the_file() {
     train(&data, &plain, &tiny(1, None), false, &|_, _, _, _| {}).unwrap();
     assert!(common::epoch_records(&plain)[0]["train_swap"].is_null());
 
-    // The variation-invariance term alone uses the pairs without the swap term: logged for
-    // every epoch, training and validation, a gap over a spread (finite, not negative).
-    let mut variation = tiny(2, Some(pairs.clone()));
-    variation.swap.weight = 0.0;
-    variation.swap.variation_weight = 1.0;
-    let varied = common::temp_dir("swap-variation");
-    train(&data, &varied, &variation, false, &|_, _, _, _| {}).unwrap();
-    for r in common::epoch_records(&varied) {
-        assert!(r["train_swap"].is_null() && r["valid_swap"].is_null());
-        for key in ["train_variation_invariance", "valid_variation_invariance"] {
-            let v = r[key].as_f64().unwrap();
-            assert!(v.is_finite() && v >= 0.0, "{key} {v}");
+    // The variation-invariance term alone, and the cycle term alone (which decodes the swap
+    // without scoring it), use the pairs without the swap term: each logged for every epoch,
+    // training and validation, finite and not negative (a gap over a spread, a squared
+    // distance).
+    let alone = |set: &dyn Fn(&mut SwapConfig), name: &str, keys: [&str; 2]| {
+        let mut config = tiny(2, Some(pairs.clone()));
+        config.swap.weight = 0.0;
+        set(&mut config.swap);
+        let dir = common::temp_dir(name);
+        train(&data, &dir, &config, false, &|_, _, _, _| {}).unwrap();
+        for r in common::epoch_records(&dir) {
+            assert!(r["train_swap"].is_null() && r["valid_swap"].is_null());
+            for key in keys {
+                let v = r[key].as_f64().unwrap();
+                assert!(v.is_finite() && v >= 0.0, "{key} {v}");
+            }
         }
-    }
-
-    // The cycle term alone decodes the swap without scoring it: logged for every epoch,
-    // training and validation, a squared distance (finite, positive), the swap term not.
-    let mut cycle = tiny(1, Some(pairs.clone()));
-    cycle.swap.weight = 0.0;
-    cycle.swap.cycle_weight = 1.0;
-    let cycled = common::temp_dir("swap-cycle");
-    train(&data, &cycled, &cycle, false, &|_, _, _, _| {}).unwrap();
-    for r in common::epoch_records(&cycled) {
-        assert!(r["train_swap"].is_null() && r["valid_swap"].is_null());
-        for key in ["train_cycle", "valid_cycle"] {
-            let v = r[key].as_f64().unwrap();
-            assert!(v.is_finite() && v > 0.0, "{key} {v}");
-        }
-    }
+    };
+    alone(
+        &|s| s.variation_weight = 1.0,
+        "swap-variation",
+        ["train_variation_invariance", "valid_variation_invariance"],
+    );
+    alone(
+        &|s| s.cycle_weight = 1.0,
+        "swap-cycle",
+        ["train_cycle", "valid_cycle"],
+    );
 
     // Half a configuration is refused, naming the fields.
     let mut no_pairs = tiny(1, None);
