@@ -258,8 +258,9 @@ fn mixed_weights_decode_far_closer_to_f32_than_int8_weights_do() {
     let plain_frames = decode_frames(&plain, &audio, &z_t);
     let both = |k: &Kernels| k.has_f16() && k.has_int8();
     every_kernel_set_decodes(&mixed, both, &audio, &z_t, &plain_frames);
-    let int8 = Network::new(&file.with_int8_matrices(), "int8", Kernels::best()).unwrap();
-    let int8_frames = decode_frames(&int8, &audio, &z_t);
+    let (half, int8) = (file.with_half_matrices(), file.with_int8_matrices());
+    let int8_net = Network::new(&int8, "int8", Kernels::best()).unwrap();
+    let int8_frames = decode_frames(&int8_net, &audio, &z_t);
     let (mean, largest) = db_differences(&plain_frames, &f32_frames);
     let (int8_mean, int8_largest) = db_differences(&int8_frames, &f32_frames);
     println!(
@@ -281,7 +282,6 @@ fn mixed_weights_decode_far_closer_to_f32_than_int8_weights_do() {
 
     // Why the variation encoder: of the three per-frame stacks, each alone in int8 (the rest
     // f16), it moves the decoded spectrum least.
-    let (half, int8) = (file.with_half_matrices(), file.with_int8_matrices());
     let one_stack_in_int8 = |stack: &str| {
         let mut one = half.clone();
         for (name, tensor) in &mut one.weights {

@@ -252,17 +252,16 @@ pub fn convert(
             }
         }
         matrices += 1;
-        match (&tensor.half, &tensor.int8) {
-            (Some(_), _) => narrowed.0 += 1,
-            (_, Some(_)) => narrowed.1 += 1,
-            (None, None) => {}
-        }
         let (dtype, bytes) = match (&tensor.half, &tensor.int8) {
-            (Some(bits), _) => (
-                safetensors::Dtype::F16,
-                bits.iter().flat_map(|h| h.to_le_bytes()).collect(),
-            ),
+            (Some(bits), _) => {
+                narrowed.0 += 1;
+                (
+                    safetensors::Dtype::F16,
+                    bits.iter().flat_map(|h| h.to_le_bytes()).collect(),
+                )
+            }
             (_, Some(rows)) => {
+                narrowed.1 += 1;
                 buffers.push((
                     format!("{name}{INT8_SCALES_SUFFIX}"),
                     safetensors::Dtype::F32,
