@@ -14,6 +14,7 @@ use symphonia::core::probe::Hint;
 
 use crate::config::StftConfig;
 use crate::error::ClipError;
+use crate::pcm::PcmLayout;
 use crate::resampler::{resample_all, resample_filled};
 use crate::timbre::{analyse, TimbreDescriptor};
 
@@ -82,13 +83,13 @@ fn average_into<'a>(out: &mut [f32], channels: impl IntoIterator<Item = &'a [f32
 /// longer than `max_seconds`. Never panics: a decoder panic on a malformed file becomes
 /// [`ClipError::Corrupt`].
 pub fn decode_file(path: &Path, max_seconds: f64) -> Result<DecodedAudio, ClipError> {
-    decode_checked(path, max_seconds, false).map(DecodedAudio::from)
+    decode_checked(path, max_seconds, false, false).map(DecodedAudio::from)
 }
 
 /// Like [`decode_file`], but a file longer than `max_seconds` is cut there instead of refused
 /// (`truncated` says so).
 pub fn decode_file_cut(path: &Path, max_seconds: f64) -> Result<DecodedAudio, ClipError> {
-    decode_checked(path, max_seconds, true).map(DecodedAudio::from)
+    decode_checked(path, max_seconds, true, false).map(DecodedAudio::from)
 }
 
 /// A file decoded straight to its channel average ([`decode_mono_cut`]).
@@ -106,10 +107,13 @@ pub struct DecodedMono {
 }
 
 /// [`decode_file_cut`] mixed down as it decodes: the channel average of the same file, without
-/// keeping its channels (for a 10 s stereo clip, 3.5 MB less to write and read back). Never
-/// panics. Not realtime-safe (file I/O, allocation).
+/// keeping its channels (for a 10 s stereo clip, 3.5 MB less to write and read back). Plain
+/// PCM (16, 24 or 32-bit integers, 32-bit floats: most WAV and AIFF files) is read straight
+/// from the file's packets ([`PcmLayout`]), the same values as the decoder's at a fraction of
+/// the work; [`decode_file_cut`] decodes every packet, the reference this read is tested
+/// against. Never panics. Not realtime-safe (file I/O, allocation).
 pub fn decode_mono_cut(path: &Path, max_seconds: f64) -> Result<DecodedMono, ClipError> {
-    decode_checked(path, max_seconds, true).map(
+    decode_checked(path, max_seconds, true, true).map(
         |(sample_rate, sink, truncated): (_, MonoSink, _)| DecodedMono {
             sample_rate,
             samples: sink.samples,
@@ -133,9 +137,12 @@ fn decode_checked<S: Sink + Default>(
     path: &Path,
     max_seconds: f64,
     cut: bool,
+    straight_pcm: bool,
 ) -> Result<(u32, S, bool), ClipError> {
     let path_buf = path.to_path_buf();
-    match catch_unwind(AssertUnwindSafe(|| decode_inner(path, max_seconds, cut))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        decode_inner(path, max_seconds, cut, straight_pcm)
+    })) {
         Ok(result) => result,
         Err(_) => Err(ClipError::Corrupt {
             path: path_buf,
@@ -151,6 +158,9 @@ trait Sink {
     /// Takes the first `take` of `frames` frames of planar audio: `planes` holds each
     /// channel's `frames` samples in turn.
     fn push(&mut self, planes: &[f32], frames: usize, take: usize);
+    /// [`push`](Self::push) for interleaved audio: `samples` holds `frames` frames of every
+    /// channel in turn.
+    fn push_interleaved(&mut self, samples: &[f32], frames: usize, take: usize);
     /// Frames taken so far.
     fn frames(&self) -> usize;
 }
@@ -166,6 +176,13 @@ impl Sink for Vec<Vec<f32>> {
         let take = take.min(frames);
         for (c, plane) in self.iter_mut().zip(planes.chunks_exact(frames.max(1))) {
             c.extend_from_slice(&plane[..take]);
+        }
+    }
+
+    fn push_interleaved(&mut self, samples: &[f32], frames: usize, take: usize) {
+        let (take, n) = (take.min(frames), self.len());
+        for (i, c) in self.iter_mut().enumerate() {
+            c.extend(samples[..take * n].iter().skip(i).step_by(n));
         }
     }
 
@@ -207,6 +224,27 @@ impl Sink for MonoSink {
         self.largest = self.largest.max(largest);
     }
 
+    fn push_interleaved(&mut self, samples: &[f32], frames: usize, take: usize) {
+        let (take, n) = (take.min(frames), self.channels.max(1));
+        let samples = &samples[..take * n];
+        let start = self.samples.len();
+        self.samples.resize(start + take, 0.0);
+        // Each frame as `average_into` makes it: from -0.0, the channels added in order, then
+        // divided by their number.
+        let count = n as f32;
+        let out = &mut self.samples[start..];
+        if n == 2 {
+            for (o, frame) in out.iter_mut().zip(samples.chunks_exact(2)) {
+                *o = (-0.0 + frame[0] + frame[1]) / count;
+            }
+        } else {
+            for (o, frame) in out.iter_mut().zip(samples.chunks_exact(n)) {
+                *o = frame.iter().fold(-0.0, |sum, v| sum + v) / count;
+            }
+        }
+        self.largest = self.largest.max(largest_magnitude_bits(samples));
+    }
+
     fn frames(&self) -> usize {
         self.samples.len()
     }
@@ -214,10 +252,13 @@ impl Sink for MonoSink {
 
 /// The decoded audio's rate, its samples as the sink holds them, and whether it was cut at
 /// the limit.
+/// With `straight_pcm`, a plain PCM track's packets are read by [`PcmLayout`] instead of the
+/// decoder (the same samples).
 fn decode_inner<S: Sink + Default>(
     path: &Path,
     max_seconds: f64,
     cut: bool,
+    straight_pcm: bool,
 ) -> Result<(u32, S, bool), ClipError> {
     let p = || path.to_path_buf();
     if path.is_dir() {
@@ -265,6 +306,10 @@ fn decode_inner<S: Sink + Default>(
         .make(&track.codec_params, &DecoderOptions::default())
         .map_err(|e| classify(p(), e))?;
     let mut rate = track.codec_params.sample_rate.unwrap_or(0);
+    let pcm = straight_pcm
+        .then(|| PcmLayout::of(&track.codec_params))
+        .flatten();
+    let mut interleaved: Vec<f32> = Vec::new();
     let mut sink = S::default();
     let mut started = false;
     let mut sample_buf: Option<SampleBuffer<f32>> = None;
@@ -283,24 +328,41 @@ fn decode_inner<S: Sink + Default>(
         if packet.track_id() != track_id {
             continue;
         }
-        let decoded = match decoder.decode(&packet) {
-            Ok(decoded) => decoded,
-            Err(SymphoniaError::DecodeError(_)) => {
-                // Skip a damaged packet, as players do; too many means the file is corrupt.
-                decode_errors += 1;
-                if decode_errors > 100 {
-                    return Err(ClipError::Corrupt {
-                        path: p(),
-                        detail: "too many undecodable packets".into(),
-                    });
+        let (n_ch, frames, samples) = if let Some(layout) = &pcm {
+            // The decoder's rate is the track's (checked when it was made).
+            let frames = layout.convert(packet.buf(), &mut interleaved);
+            (
+                layout.channels(),
+                frames,
+                Samples::Interleaved(&interleaved),
+            )
+        } else {
+            let decoded = match decoder.decode(&packet) {
+                Ok(decoded) => decoded,
+                Err(SymphoniaError::DecodeError(_)) => {
+                    // Skip a damaged packet, as players do; too many means the file is corrupt.
+                    decode_errors += 1;
+                    if decode_errors > 100 {
+                        return Err(ClipError::Corrupt {
+                            path: p(),
+                            detail: "too many undecodable packets".into(),
+                        });
+                    }
+                    continue;
                 }
-                continue;
-            }
-            Err(e) => return Err(classify(p(), e)),
+                Err(e) => return Err(classify(p(), e)),
+            };
+            let spec = *decoded.spec();
+            rate = spec.rate;
+            let n_ch = spec.channels.count().max(1);
+            let buf = match &mut sample_buf {
+                Some(buf) if buf.capacity() >= decoded.capacity() * n_ch => buf,
+                _ => sample_buf.insert(SampleBuffer::new(decoded.capacity() as u64, spec)),
+            };
+            let frames = decoded.frames();
+            buf.copy_planar_ref(decoded);
+            (n_ch, frames, Samples::Planar(buf.samples()))
         };
-        let spec = *decoded.spec();
-        rate = spec.rate;
-        let n_ch = spec.channels.count().max(1);
         if !started {
             // The stated length, up to the limit, so the channels grow without copies; a
             // header is not trusted with more than MAX_RESERVED_SAMPLES in all.
@@ -318,12 +380,6 @@ fn decode_inner<S: Sink + Default>(
                 detail: "the channel count changes mid-stream".into(),
             });
         }
-        let buf = match &mut sample_buf {
-            Some(buf) if buf.capacity() >= decoded.capacity() * n_ch => buf,
-            _ => sample_buf.insert(SampleBuffer::new(decoded.capacity() as u64, spec)),
-        };
-        let frames = decoded.frames();
-        buf.copy_planar_ref(decoded);
         if rate > 0 && (sink.frames() + frames) as f64 > max_seconds * rate as f64 {
             if !cut {
                 return Err(ClipError::TooLong {
@@ -333,11 +389,12 @@ fn decode_inner<S: Sink + Default>(
             }
             // Only the frames up to the limit: what is past it is neither kept nor checked.
             let keep = (max_seconds * rate as f64) as usize;
-            sink.push(buf.samples(), frames, keep.saturating_sub(sink.frames()));
+            let take = keep.saturating_sub(sink.frames());
+            samples.push_to(&mut sink, frames, take);
             truncated = true;
             break;
         }
-        sink.push(buf.samples(), frames, frames);
+        samples.push_to(&mut sink, frames, frames);
     }
     if !(1_000..=768_000).contains(&rate) {
         return Err(ClipError::SampleRate { path: p(), rate });
@@ -359,6 +416,24 @@ fn decode_inner<S: Sink + Default>(
         }
     }
     Ok((rate, sink, truncated))
+}
+
+/// One packet's samples, as the decoder left them or as [`PcmLayout`] read them.
+enum Samples<'a> {
+    /// Each channel's samples in turn.
+    Planar(&'a [f32]),
+    /// Each frame's samples in turn.
+    Interleaved(&'a [f32]),
+}
+
+impl Samples<'_> {
+    /// The first `take` of the `frames` frames into `sink`.
+    fn push_to(&self, sink: &mut impl Sink, frames: usize, take: usize) {
+        match self {
+            Self::Planar(planes) => sink.push(planes, frames, take),
+            Self::Interleaved(samples) => sink.push_interleaved(samples, frames, take),
+        }
+    }
 }
 
 fn classify(path: PathBuf, e: SymphoniaError) -> ClipError {

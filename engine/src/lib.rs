@@ -41,6 +41,7 @@ pub mod model_file;
 mod narrow;
 pub mod network;
 pub mod neural;
+mod pcm;
 pub mod phase;
 pub mod processor;
 pub mod real_fft;

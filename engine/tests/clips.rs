@@ -227,6 +227,25 @@ fn write_wav(path: &Path, channels: &[Vec<f32>], rate: u32, float: bool) {
     w.finalize().unwrap();
 }
 
+/// `channels` as a WAV file of `bits`-bit integers (full scale at 1.0).
+fn write_wav_int(path: &Path, channels: &[Vec<f32>], rate: u32, bits: u16) {
+    let spec = hound::WavSpec {
+        channels: channels.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: bits,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let full = ((1i64 << (bits - 1)) - 1) as f64;
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..channels[0].len() {
+        for c in channels {
+            w.write_sample((f64::from(c[i].clamp(-1.0, 1.0)) * full) as i32)
+                .unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
 /// The loader's decode (`reference_samples`: mixed down as it decodes, checked on the way)
 /// gives what decoding every channel, checking them and mixing them down gives: the same
 /// samples bit for bit, the same cut, or the same error, for every format, channel count and
@@ -250,6 +269,13 @@ fn the_loaders_decode_is_the_checked_channel_average() {
         files.push(path);
     };
     add("mono-32k.wav", vec![tone(9_000, 0.03, 0.4)], 32_000, true);
+    // The common case of a reference: 16-bit stereo at 44.1 kHz, one channel at full scale.
+    add(
+        "int16-stereo.wav",
+        vec![tone(9_000, 0.03, 1.0), tone(9_000, 0.05, -0.7)],
+        44_100,
+        false,
+    );
     add(
         "three-48k.wav",
         vec![
@@ -303,6 +329,15 @@ fn the_loaders_decode_is_the_checked_channel_average() {
     let cut = temp("cut-stereo.wav");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     files.extend([whole, cut]);
+    // 24 and 32-bit integers (read straight from the packets, not through the decoder).
+    for (name, bits, channels) in [("int24-stereo.wav", 24, 2), ("int32-three.wav", 32, 3)] {
+        let path = temp(name);
+        let channels: Vec<Vec<f32>> = (0..channels)
+            .map(|c| tone(9_000, 0.02 + 0.01 * c as f32, 0.9))
+            .collect();
+        write_wav_int(&path, &channels, 48_000, bits);
+        files.push(path);
+    }
     let garbage = temp("garbage-stereo.wav");
     std::fs::write(&garbage, b"RIFF\x10\x00\x00\x00WAVEfmt garbage garbage").unwrap();
     files.push(garbage);
