@@ -58,6 +58,7 @@ use crate::rng::{mix64, normals, SplitMix64};
 use adversary::Adversary;
 use crops::{make_crops, one_ahead, Crop, PitchCache};
 use cross_library::{cross_library_loss, make_program_crops, ProgramIndex};
+use step_log::{StepTerms, TermSums};
 
 mod adam;
 mod batch;
@@ -66,6 +67,7 @@ mod config;
 mod error;
 mod losses;
 mod setup;
+mod step_log;
 mod timbre_map;
 pub use adam::*;
 pub use batch::*;
@@ -372,7 +374,7 @@ pub fn train(
             mix64(tc.seed ^ 0x4550_4F43_4800_0000 ^ epoch as u64),
         );
         let lr = tc.lr(epoch);
-        let mut sums = [0.0f64; 14];
+        let mut sums = TermSums::default();
         // Each step's crops are made on another thread while the step before trains (they
         // depend on the seed and the step only).
         let first_step = state.step;
@@ -586,80 +588,40 @@ pub fn train(
                 train_time += dt;
                 let scalar =
                     |t: &Tensor| -> candle_core::Result<f64> { Ok(t.to_scalar::<f32>()? as f64) };
-                let rec1 = scalar(&first.recon)?;
-                let rec2 = match &second {
-                    Some(p) => scalar(&p.recon)?,
-                    None => f64::NAN,
-                };
-                let kl_t = scalar(&first.kl_t)?;
-                let kl_v = match &first.kl_v {
-                    Some(v) => scalar(v)?,
-                    None => 0.0,
-                };
-                let kl_p = scalar(&first.kl_p)?;
                 let optional = |t: &Option<Tensor>| -> candle_core::Result<f64> {
                     t.as_ref().map_or(Ok(f64::NAN), scalar)
                 };
-                let (inv, contrast, ruler) =
-                    (optional(&inv)?, optional(&contrast)?, optional(&ruler)?);
-                let swap_v = optional(&swap_term)?;
-                let cross_v = optional(&cross_term)?;
-                let variation_v = optional(&variation_term)?;
-                let cycle_v = optional(&cycle_term)?;
-                let adversary_v = optional(&adversary_term)?;
-                for (s, v) in sums.iter_mut().zip([
-                    loss_v,
-                    rec1,
-                    rec2,
-                    kl_t,
-                    kl_v,
-                    kl_p,
-                    inv,
-                    contrast,
-                    ruler,
-                    swap_v,
-                    cross_v,
-                    variation_v,
-                    adversary_v,
-                    cycle_v,
-                ]) {
-                    *s += v;
-                }
-                let record = serde_json::json!({
-                    "kind": "step", "epoch": epoch, "step": step, "loss": loss_v, "recon": rec1,
-                    "recon_reentry": if rec2.is_finite() { Some(rec2) } else { None },
-                    "kl_t": kl_t, "kl_v": kl_v, "kl_p": kl_p,
-                    "pitch_invariance": if inv.is_finite() { Some(inv) } else { None },
-                    "pitch_contrast": if contrast.is_finite() { Some(contrast) } else { None },
-                    "pitch_classifier": if ruler.is_finite() { Some(ruler) } else { None },
-                    "swap": if swap_v.is_finite() { Some(swap_v) } else { None },
-                    "cross_library": if cross_v.is_finite() { Some(cross_v) } else { None },
-                    "variation_invariance":
-                        if variation_v.is_finite() { Some(variation_v) } else { None },
-                    "adversary": if adversary_v.is_finite() { Some(adversary_v) } else { None },
-                    "cycle": if cycle_v.is_finite() { Some(cycle_v) } else { None },
-                    "beta": beta, "lr": lr,
-                    "grad_norm": norm, "frames_per_s": frames as f64 / dt,
-                });
+                let terms = StepTerms {
+                    loss: loss_v,
+                    recon: scalar(&first.recon)?,
+                    recon_reentry: match &second {
+                        Some(p) => scalar(&p.recon)?,
+                        None => f64::NAN,
+                    },
+                    kl_t: scalar(&first.kl_t)?,
+                    kl_v: match &first.kl_v {
+                        Some(v) => scalar(v)?,
+                        None => 0.0,
+                    },
+                    kl_p: scalar(&first.kl_p)?,
+                    pitch_invariance: optional(&inv)?,
+                    pitch_contrast: optional(&contrast)?,
+                    pitch_classifier: optional(&ruler)?,
+                    swap: optional(&swap_term)?,
+                    cross_library: optional(&cross_term)?,
+                    variation_invariance: optional(&variation_term)?,
+                    adversary: optional(&adversary_term)?,
+                    cycle: optional(&cycle_term)?,
+                };
+                sums.add(&terms);
+                let record = terms.record(epoch, step, beta, lr, norm, frames as f64 / dt);
                 writeln!(log, "{record}").map_err(io_err(out))?;
                 progress(
-                epoch,
-                i + 1,
-                steps_per_epoch,
-                &format!(
-                    "loss {loss_v:.1} recon {rec1:.1}{} KL t {kl_t:.2} v {kl_v:.2} p {kl_p:.2}{}{}{}{}{}{}{}{} beta {beta:.2} {:.0} frames/s",
-                    if rec2.is_finite() { format!(" re-entry {rec2:.1}") } else { String::new() },
-                    if inv.is_finite() { format!(" inv {inv:.3}") } else { String::new() },
-                    if contrast.is_finite() { format!(" contrast {contrast:.3}") } else { String::new() },
-                    if ruler.is_finite() { format!(" pitch CE {ruler:.3}") } else { String::new() },
-                    if swap_v.is_finite() { format!(" swap {swap_v:.1}") } else { String::new() },
-                    if cross_v.is_finite() { format!(" cross-library {cross_v:.3}") } else { String::new() },
-                    if variation_v.is_finite() { format!(" z_v gap {variation_v:.3}") } else { String::new() },
-                    if adversary_v.is_finite() { format!(" z_v instrument CE {adversary_v:.3}") } else { String::new() },
-                    if cycle_v.is_finite() { format!(" cycle {cycle_v:.2}") } else { String::new() },
-                    frames_done as f64 / train_time
-                ),
-            );
+                    epoch,
+                    i + 1,
+                    steps_per_epoch,
+                    &terms.progress_line(beta, frames_done as f64 / train_time),
+                );
             }
             Ok(())
         })?;
@@ -699,27 +661,18 @@ pub fn train(
         state.epochs_done = epoch + 1;
         state.adam_t = adam.t;
         state.wall_s = wall_before + session_start.elapsed().as_secs_f64();
-        let record = serde_json::json!({
+        let mut record = serde_json::json!({
             "kind": "epoch", "epoch": epoch, "step": state.step, "lr": lr,
-            "train_loss": sums[0] / n, "train_recon": sums[1] / n,
-            "train_recon_reentry": if tc.reentry { Some(sums[2] / n) } else { None },
-            "train_kl_t": sums[3] / n, "train_kl_v": sums[4] / n, "train_kl_p": sums[5] / n,
-            "train_pitch_invariance": if sums[6].is_finite() { Some(sums[6] / n) } else { None },
-            "train_pitch_contrast": if sums[7].is_finite() { Some(sums[7] / n) } else { None },
-            "train_pitch_classifier": if sums[8].is_finite() { Some(sums[8] / n) } else { None },
-            "train_swap": if sums[9].is_finite() { Some(sums[9] / n) } else { None },
             "valid_swap": valid_swap,
-            "train_cross_library": if sums[10].is_finite() { Some(sums[10] / n) } else { None },
             "valid_cross_library": valid_cross,
-            "train_variation_invariance":
-                if sums[11].is_finite() { Some(sums[11] / n) } else { None },
             "valid_variation_invariance": valid_variation,
-            "train_adversary": if sums[12].is_finite() { Some(sums[12] / n) } else { None },
-            "train_cycle": if sums[13].is_finite() { Some(sums[13] / n) } else { None },
             "valid_cycle": valid_cycle,
             "valid": valid, "best": improved, "wall_s": state.wall_s,
             "frames_per_s": frames_done as f64 / train_time,
         });
+        if let Some(fields) = record.as_object_mut() {
+            fields.extend(sums.epoch_fields(n, tc.reentry));
+        }
         writeln!(log, "{record}").map_err(io_err(out))?;
         log.flush().map_err(io_err(out))?;
         write_checkpoint(&ckpt, &varmap, &adam, adversary.as_ref(), &state)?;
