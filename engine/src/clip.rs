@@ -252,6 +252,7 @@ impl Sink for MonoSink {
 
 /// The decoded audio's rate, its samples as the sink holds them, and whether it was cut at
 /// the limit.
+///
 /// With `straight_pcm`, a plain PCM track's packets are read by [`PcmLayout`] instead of the
 /// decoder (the same samples).
 fn decode_inner<S: Sink + Default>(
@@ -609,6 +610,59 @@ pub fn load_reference(path: &Path, cfg: &StftConfig) -> Result<TimbreDescriptor,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Packets read straight ([`PcmLayout`]) give every channel what the decoder gives, bit
+    /// for bit, whole and cut at a limit inside a packet, for 16, 24 and 32-bit integers and
+    /// 32-bit floats, one to three channels; and a file in a codec it does not read (8-bit)
+    /// still decodes through the decoder.
+    #[test]
+    fn straight_pcm_is_the_decoders_audio_channel_by_channel() {
+        let dir = std::env::temp_dir().join(format!("timbreswap-pcm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut rng = crate::test_rng::XorShift::new(7);
+        let cases = [
+            (16, hound::SampleFormat::Int, 2),
+            (24, hound::SampleFormat::Int, 2),
+            (32, hound::SampleFormat::Int, 3),
+            (32, hound::SampleFormat::Float, 1),
+            (8, hound::SampleFormat::Int, 2),
+        ];
+        for (bits, format, channels) in cases {
+            let path = dir.join(format!("{bits}-{format:?}-{channels}.wav"));
+            let spec = hound::WavSpec {
+                channels,
+                sample_rate: 44_100,
+                bits_per_sample: bits,
+                sample_format: format,
+            };
+            let mut w = hound::WavWriter::create(&path, spec).unwrap();
+            let full = ((1i64 << (bits - 1)) - 1) as f32;
+            // 5 000 frames: several packets; the cut at 0.05 s (2 205 frames) lies inside one.
+            for _ in 0..5_000 * usize::from(channels) {
+                let v = rng.next_centred();
+                match format {
+                    hound::SampleFormat::Float => w.write_sample(v).unwrap(),
+                    hound::SampleFormat::Int => w.write_sample((v * full) as i32).unwrap(),
+                }
+            }
+            w.finalize().unwrap();
+            for limit in [MAX_CLIP_SECONDS, 0.05] {
+                let (rate, want, cut): (_, Vec<Vec<f32>>, _) =
+                    decode_checked(&path, limit, true, false).unwrap();
+                let (got_rate, got, got_cut): (_, Vec<Vec<f32>>, _) =
+                    decode_checked(&path, limit, true, true).unwrap();
+                assert_eq!((got_rate, got_cut), (rate, cut));
+                assert_eq!(want.len(), usize::from(channels));
+                let frames = if limit < 1.0 { 2_205 } else { 5_000 };
+                for (g, w) in got.iter().zip(&want) {
+                    assert_eq!(w.len(), frames, "{bits}-bit {format:?}");
+                    let bits_of = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits_of(g), bits_of(w), "{bits}-bit {format:?} x{channels}");
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// The peak from the bits is the float fold's, for samples of every kind: signed zeros,
     /// subnormals, the largest finite values, infinities and NaN (left out), and none.
