@@ -59,9 +59,11 @@ pub fn split_frame(
 pub struct FrameFeatures {
     /// `ln(|X| + mag_floor)` of every frame (unnormalised FFT of the Hann-windowed frame).
     pub log_mag: Vec<f32>,
-    /// Cepstral envelope of `log_mag`.
+    /// Cepstral envelope of `log_mag`; empty from an extractor made
+    /// [`without_envelope`](FeatureExtractor::without_envelope).
     pub envelope: Vec<f32>,
-    /// `log_mag - envelope`; empty from an extractor made [`without_fine`](FeatureExtractor::without_fine).
+    /// `log_mag - envelope`; empty from an extractor made [`without_fine`](FeatureExtractor::without_fine)
+    /// or [`without_envelope`](FeatureExtractor::without_envelope).
     pub fine: Vec<f32>,
     /// Frame energy in dB (`10 log10 sum |X|^2`, floor 1e-30).
     pub frame_db: Vec<f32>,
@@ -79,6 +81,8 @@ pub struct FeatureExtractor {
     cepstrum: Cepstrum,
     /// Whether [`frames`](Self::frames) fills [`FrameFeatures::fine`].
     fine: bool,
+    /// Whether [`frames`](Self::frames) fills [`FrameFeatures::envelope`].
+    envelope: bool,
 }
 
 impl FeatureExtractor {
@@ -90,12 +94,24 @@ impl FeatureExtractor {
             stft: Stft::new(cfg),
             cepstrum: Cepstrum::new(cfg),
             fine: true,
+            envelope: true,
         }
     }
 
     /// The same extractor, leaving [`FrameFeatures::fine`] empty: for readers of the
     /// log-magnitudes and envelopes only (the reference loader), a third less memory.
     pub fn without_fine(mut self) -> Self {
+        self.fine = false;
+        self
+    }
+
+    /// The same extractor, leaving [`FrameFeatures::envelope`] and [`FrameFeatures::fine`]
+    /// empty: the log-magnitudes and frame energies only, without a cepstrum per frame. For
+    /// the reference loader, whose Exemplar analysis reads the log-magnitudes and whose
+    /// [`Network::clip_timbre_of`](crate::network::Network::clip_timbre_of) makes the
+    /// envelopes of the frames it pools (of a clip past 5 s, a share of them).
+    pub fn without_envelope(mut self) -> Self {
+        self.envelope = false;
         self.fine = false;
         self
     }
@@ -107,7 +123,11 @@ impl FeatureExtractor {
         let mut frame = vec![0.0f32; self.cfg.n_fft];
         let mut spectrum = vec![Default::default(); bins];
         let mut log_mag = vec![0.0f32; frames * bins];
-        let mut envelope = vec![0.0f32; frames * bins];
+        let mut envelope = if self.envelope {
+            vec![0.0f32; frames * bins]
+        } else {
+            Vec::new()
+        };
         let mut fine = if self.fine {
             vec![0.0f32; frames * bins]
         } else {
@@ -125,6 +145,9 @@ impl FeatureExtractor {
                 *l = (*l + self.mag_floor).ln();
             }
             frame_db.push(10.0 * (energy + 1e-30).log10());
+            if !self.envelope {
+                continue;
+            }
             self.cepstrum
                 .envelope(&log_mag[rows.clone()], &mut envelope[rows.clone()]);
             if self.fine {

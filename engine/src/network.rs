@@ -11,6 +11,7 @@
 //! `h[t] += leaky(W [h[t], h[t-d], ..., h[t-(k-1)d]] + b)`, its past inputs kept in a ring
 //! (zeros before the first frame, as the training's zero padding).
 
+use crate::cepstrum::Cepstrum;
 use crate::config::StftConfig;
 use crate::features::{pooling_weights, FeatureExtractor, FrameFeatures, MAX_POOLED_FRAMES};
 use crate::harmonics;
@@ -759,18 +760,35 @@ impl Network {
     /// [`Network::clip_timbre`] of a clip whose features are already at hand: `features` must
     /// be [`FeatureExtractor::clip`] of the clip at the training level ([`at_training_level`])
     /// at this network's framing and magnitude floor, as the Exemplar analysis also reads them
-    /// (`None` otherwise: another bin count). The same latent, bit for bit, without analysing
-    /// the clip again. Allocates; call it off the audio thread.
+    /// (`None` otherwise: another bin count). Features made
+    /// [`without_envelope`](FeatureExtractor::without_envelope) get the envelopes of the
+    /// frames pooled made here, with the extractor's own cepstrum. The same latent, bit for
+    /// bit, without analysing the clip again. Allocates; call it off the audio thread.
     pub fn clip_timbre_of(&self, features: &FrameFeatures) -> Option<Vec<f32>> {
         let bins = self.config.bins();
-        if features.bins != bins || features.log_mag.len() != features.frames * bins {
+        let has_envelope = features.envelope.len() == features.log_mag.len();
+        if features.bins != bins
+            || features.log_mag.len() != features.frames * bins
+            || !(has_envelope || features.envelope.is_empty())
+        {
             return None;
         }
         let weights = pooling_weights(&features.frame_db, POOLING_RANGE_DB);
+        let mut cepstrum = (!has_envelope).then(|| Cepstrum::new(&self.stft()));
         Some(self.pool_timbre(&weights, |start, n, log_mag, envelope| {
             let rows = start * bins..(start + n) * bins;
             log_mag.copy_from_slice(&features.log_mag[rows.clone()]);
-            envelope.copy_from_slice(&features.envelope[rows]);
+            match &mut cepstrum {
+                None => envelope.copy_from_slice(&features.envelope[rows]),
+                Some(cepstrum) => {
+                    let frames = log_mag
+                        .chunks_exact(bins)
+                        .zip(envelope.chunks_exact_mut(bins));
+                    for (l, e) in frames {
+                        cepstrum.envelope(l, e);
+                    }
+                }
+            }
         }))
     }
 

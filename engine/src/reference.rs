@@ -68,8 +68,9 @@ type Analyses = (
 /// Frames of YIN each thread takes at a time in [`analyse_shared`].
 const YIN_CHUNK_FRAMES: usize = 64;
 
-/// The analyses when `net` reads the clip as the Exemplar analysis does: the features once
-/// (then `z_t`) on this thread while the other makes the descriptor; then both take YIN's
+/// The analyses when `net` reads the clip as the Exemplar analysis does: the features once,
+/// without their envelopes (then `z_t`, which makes the envelopes of the frames it pools), on
+/// this thread while the other makes the descriptor; then both take YIN's
 /// frames, [`YIN_CHUNK_FRAMES`] at a time, until none is left; then the bank (its partials on
 /// two threads). The same values as [`analyse_apart`], bit for bit.
 fn analyse_shared(
@@ -102,7 +103,7 @@ fn analyse_shared(
                 (descriptor, exemplar_part(take_yin_chunks))
             });
         let features = FeatureExtractor::new(cfg, crate::exemplar::MAG_FLOOR)
-            .without_fine()
+            .without_envelope()
             .clip(level);
         let z_t = net.and_then(|net| net.clip_timbre_of(&features));
         let mut sure = exemplar_part(take_yin_chunks);

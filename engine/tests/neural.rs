@@ -806,11 +806,18 @@ fn a_clips_timbre_is_pooled_over_its_active_frames() {
             &f.frame_db,
             timbreswap_engine::model_config::POOLING_RANGE_DB,
         );
-        // The loader's route (features it shares with the Exemplar analysis): the same bits.
+        // The loader's route (features it shares with the Exemplar analysis, without their
+        // envelopes: the pooled frames' are made on the way), and with the envelopes at hand:
+        // the same bits.
         let shared = FeatureExtractor::new(&net.stft(), c.mag_floor)
+            .without_envelope()
+            .clip(&level);
+        assert!(shared.envelope.is_empty() && shared.fine.is_empty());
+        assert_eq!(net.clip_timbre_of(&shared), Some(got.clone()));
+        let with_envelopes = FeatureExtractor::new(&net.stft(), c.mag_floor)
             .without_fine()
             .clip(&level);
-        assert_eq!(net.clip_timbre_of(&shared), Some(got.clone()));
+        assert_eq!(net.clip_timbre_of(&with_envelopes), Some(got.clone()));
         let counted = w.iter().filter(|x| **x > 0.0).count();
         assert!(counted <= MAX_POOLED_FRAMES, "{counted} frames pooled");
         let peak = f.frame_db.iter().copied().fold(f32::NEG_INFINITY, f32::max);

@@ -94,8 +94,8 @@ impl ExemplarBank {
 
     /// The bank of a clip analysed in parts (the reference loader's schedule): `audio` is the
     /// clip's first [`MAX_BANK_SECONDS`] at the training level (`at_training_level`), `features`
-    /// its [`FeatureExtractor::clip`] at `cfg` with [`MAG_FLOOR`] (`fine` may be left out: the
-    /// bank does not read it; its log-magnitudes become the bank's rows), and `sure` the
+    /// its [`FeatureExtractor::clip`] at `cfg` with [`MAG_FLOOR`] (`envelope` and `fine` may be
+    /// left out: the bank does not read them; its log-magnitudes become the bank's rows), and `sure` the
     /// [`sure_pitches`] of all its frames. The same bank as [`new`](Self::new), bit for bit.
     /// `None` when no frame sounds or the parts do not fit together.
     pub(crate) fn from_parts(
