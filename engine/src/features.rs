@@ -99,7 +99,7 @@ impl FeatureExtractor {
     }
 
     /// The same extractor, leaving [`FrameFeatures::fine`] empty: for readers of the
-    /// log-magnitudes and envelopes only (the reference loader), a third less memory.
+    /// log-magnitudes and envelopes only, a third less memory.
     pub fn without_fine(mut self) -> Self {
         self.fine = false;
         self
