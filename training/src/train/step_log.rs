@@ -3,8 +3,9 @@
 
 use serde_json::{Map, Value};
 
-/// One step's loss terms, in nats per crop as the step computed them; `NaN` for a term the
-/// configuration does not train (written as `null`, left out of the progress line).
+/// One step's loss terms as the step computed them, each in its own term's units
+/// (docs/model.md); `NaN` for a term the configuration does not train (written as `null`, left
+/// out of the progress line).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StepTerms {
     /// The step's whole loss (every term, weighted).
