@@ -121,8 +121,16 @@ impl StepTerms {
     /// The progress line: the loss, reconstruction and KL terms, each trained optional term,
     /// the KL weight and the run's throughput so far (frames per second).
     pub(crate) fn progress_line(&self, beta: f64, frames_per_s: f64) -> String {
+        let mut line = format!("loss {:.1} recon {:.1}", self.loss, self.recon);
+        // The re-entry reconstruction sits beside the main one, before the KL terms.
+        if self.recon_reentry.is_finite() {
+            line += &format!(" re-entry {:.1}", self.recon_reentry);
+        }
+        line += &format!(
+            " KL t {:.2} v {:.2} p {:.2}",
+            self.kl_t, self.kl_v, self.kl_p
+        );
         let optional = [
-            (self.recon_reentry, "re-entry", 1),
             (self.pitch_invariance, "inv", 3),
             (self.pitch_contrast, "contrast", 3),
             (self.pitch_classifier, "pitch CE", 3),
@@ -132,17 +140,7 @@ impl StepTerms {
             (self.adversary, "z_v instrument CE", 3),
             (self.cycle, "cycle", 2),
         ];
-        let mut line = format!("loss {:.1} recon {:.1}", self.loss, self.recon);
-        // The re-entry reconstruction sits beside the main one, before the KL terms.
-        let (reentry, rest) = optional.split_first().expect("the re-entry term is first");
-        if reentry.0.is_finite() {
-            line += &format!(" {} {:.*}", reentry.1, reentry.2, reentry.0);
-        }
-        line += &format!(
-            " KL t {:.2} v {:.2} p {:.2}",
-            self.kl_t, self.kl_v, self.kl_p
-        );
-        for (v, name, digits) in rest {
+        for (v, name, digits) in optional {
             if v.is_finite() {
                 line += &format!(" {name} {v:.digits$}");
             }
