@@ -286,11 +286,14 @@ fn extreme(values: &[f32], pick: impl Fn(f32, f32) -> f32 + Copy) -> Option<f32>
     if n < 4 {
         return values.iter().copied().reduce(pick);
     }
-    let quad = |i: usize| -> [f32; 4] {
-        [values[i], values[i + 1], values[i + 2], values[i + 3]]
-    };
+    let quad = |i: usize| -> [f32; 4] { [values[i], values[i + 1], values[i + 2], values[i + 3]] };
     let both = |a: [f32; 4], b: [f32; 4]| {
-        [pick(a[0], b[0]), pick(a[1], b[1]), pick(a[2], b[2]), pick(a[3], b[3])]
+        [
+            pick(a[0], b[0]),
+            pick(a[1], b[1]),
+            pick(a[2], b[2]),
+            pick(a[3], b[3]),
+        ]
     };
     let mut acc = quad(0);
     let mut i = 4;
@@ -384,7 +387,11 @@ mod tests {
                     .collect();
                 let max = values.iter().copied().reduce(f32::max).unwrap();
                 let min = values.iter().copied().fold(f32::INFINITY, f32::min);
-                assert_eq!(largest(&values).unwrap().to_bits(), max.to_bits(), "{values:?}");
+                assert_eq!(
+                    largest(&values).unwrap().to_bits(),
+                    max.to_bits(),
+                    "{values:?}"
+                );
                 assert_eq!(smallest(&values).to_bits(), min.to_bits(), "{values:?}");
             }
         }
