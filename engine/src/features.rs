@@ -138,10 +138,13 @@ impl FeatureExtractor {
             centred_frame(samples, offset + f * self.cfg.hop, &mut frame);
             self.stft.analyse(&frame, &mut spectrum);
             let rows = f * bins..(f + 1) * bins;
-            let energy: f32 = spectrum.iter().map(|c| c.norm_sqr()).sum();
             let row = &mut log_mag[rows.clone()];
             crate::stft::magnitudes(&spectrum, row);
-            for l in row.iter_mut() {
+            // The energy is summed in the logarithms' loop, where its chain of additions
+            // costs no time of its own.
+            let mut energy = 0.0f32;
+            for (l, c) in row.iter_mut().zip(&spectrum) {
+                energy += c.norm_sqr();
                 *l = (*l + self.mag_floor).ln();
             }
             frame_db.push(10.0 * (energy + 1e-30).log10());

@@ -150,7 +150,9 @@ impl Yin {
         // window, whatever the lag).
         let newest = &x[YIN_MAX_LAG..];
         let energy: f64 = newest.iter().map(|v| f64::from(*v).powi(2)).sum();
-        if energy.is_nan() || energy <= 1e-12 || !x.iter().all(|v| v.is_finite()) {
+        // Every sample looked at (no early exit), which the compiler does many at a time.
+        let finite = x.iter().fold(true, |all, v| all & v.is_finite());
+        if energy.is_nan() || energy <= 1e-12 || !finite {
             return false;
         }
         self.window[..YIN_WINDOW].copy_from_slice(newest);
