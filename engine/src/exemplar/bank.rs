@@ -436,14 +436,26 @@ pub(crate) fn sure_pitches(
     frames: std::ops::Range<usize>,
 ) -> Vec<Option<f32>> {
     let sr = cfg.sample_rate as f32;
-    frames
-        .map(|t| {
-            let end = (t * cfg.hop + cfg.n_fft / 2).min(audio.len());
-            yin.estimate(&audio[..end], sr)
-                .filter(|(_, aperiodicity)| *aperiodicity < YIN_TRUST)
-                .map(|(p, _)| p)
-        })
-        .collect()
+    let history = |t: usize| &audio[..(t * cfg.hop + cfg.n_fft / 2).min(audio.len())];
+    let sure = |estimate: Option<(f32, f32)>| {
+        estimate
+            .filter(|(_, aperiodicity)| *aperiodicity < YIN_TRUST)
+            .map(|(p, _)| p)
+    };
+    // Two frames at a time (the same answers as one at a time, in less time).
+    let mut out = Vec::with_capacity(frames.len());
+    let mut t = frames.start;
+    while t + 1 < frames.end {
+        out.extend(
+            yin.estimate_pair([history(t), history(t + 1)], sr)
+                .map(sure),
+        );
+        t += 2;
+    }
+    if t < frames.end {
+        out.push(sure(yin.estimate(history(t), sr)));
+    }
+    out
 }
 
 /// Shortest stretch of frames, each within [`STRAY_STEP_SEMITONES`] of the one before, that

@@ -87,20 +87,43 @@ const YIN_SPAN: usize = YIN_WINDOW + YIN_MAX_LAG;
 /// with the samples before it from one forward transform each and one inverse, the energies
 /// from running sums. The same function as summing `(x_j - x_(j-tau))^2` for every lag
 /// (`YIN_MAX_LAG * YIN_WINDOW` products per estimate) within f32 rounding, at a fraction of the
-/// work. Build it off the audio thread; [`estimate`](Self::estimate) is realtime-safe.
+/// work. Build it off the audio thread; [`estimate`](Self::estimate) and
+/// [`estimate_pair`](Self::estimate_pair) are realtime-safe.
 pub struct Yin {
     forward: ForwardFft,
     inverse: InverseFft,
+    fft_scratch: Box<[Complex32]>,
+    /// The buffers of each of two estimates made together ([`Yin::estimate_pair`]); a single
+    /// estimate uses the first.
+    lanes: [Lane; 2],
+}
+
+/// One estimate's buffers.
+struct Lane {
     /// The newest window, zero-padded to [`YIN_SPAN`].
     window: Box<[f32]>,
     /// A copy of the span (the forward transform overwrites its input).
     span: Box<[f32]>,
     window_spectrum: Box<[Complex32]>,
     span_spectrum: Box<[Complex32]>,
-    fft_scratch: Box<[Complex32]>,
-    /// The cross-correlation by offset into the span, then the difference function by lag.
+    /// The cross-correlation by offset into the span.
     correlation: Box<[f32]>,
+    /// The difference function by lag, then its cumulative-mean-normalised form.
     d: Box<[f32]>,
+}
+
+impl Lane {
+    fn new() -> Self {
+        let bins = YIN_SPAN / 2 + 1;
+        Self {
+            window: vec![0.0; YIN_SPAN].into_boxed_slice(),
+            span: vec![0.0; YIN_SPAN].into_boxed_slice(),
+            window_spectrum: vec![Complex32::default(); bins].into_boxed_slice(),
+            span_spectrum: vec![Complex32::default(); bins].into_boxed_slice(),
+            correlation: vec![0.0; YIN_SPAN].into_boxed_slice(),
+            d: vec![0.0; YIN_MAX_LAG + 1].into_boxed_slice(),
+        }
+    }
 }
 
 impl Default for Yin {
@@ -115,17 +138,11 @@ impl Yin {
         let forward = ForwardFft::new(YIN_SPAN);
         let inverse = InverseFft::new(YIN_SPAN);
         let scratch = forward.scratch_len().max(inverse.scratch_len()).max(1);
-        let bins = YIN_SPAN / 2 + 1;
         Self {
             forward,
             inverse,
-            window: vec![0.0; YIN_SPAN].into_boxed_slice(),
-            span: vec![0.0; YIN_SPAN].into_boxed_slice(),
-            window_spectrum: vec![Complex32::default(); bins].into_boxed_slice(),
-            span_spectrum: vec![Complex32::default(); bins].into_boxed_slice(),
             fft_scratch: vec![Complex32::default(); scratch].into_boxed_slice(),
-            correlation: vec![0.0; YIN_SPAN].into_boxed_slice(),
-            d: vec![0.0; YIN_MAX_LAG + 1].into_boxed_slice(),
+            lanes: [Lane::new(), Lane::new()],
         }
     }
 
@@ -134,87 +151,181 @@ impl Yin {
     /// difference at the chosen lag, 0 = periodic), or `None` when silent or when `history` is
     /// shorter than that. Realtime-safe.
     pub fn estimate(&mut self, history: &[f32], sample_rate: f32) -> Option<(f32, f32)> {
-        self.difference(history)
-            .then(|| pick(&mut self.d, sample_rate))
+        if !self.difference(history) {
+            return None;
+        }
+        let [lane, _] = &mut self.lanes;
+        normalise([&mut lane.d]);
+        Some(pick(&lane.d, sample_rate))
     }
 
-    /// Fills `d` with the difference function of the newest [`YIN_SPAN`] samples of
-    /// `history`; `false` (and `d` unspecified) when they are silent, not finite or too few.
-    fn difference(&mut self, history: &[f32]) -> bool {
-        if history.len() < YIN_SPAN {
-            return false;
+    /// [`estimate`](Self::estimate) of two histories, the same two answers bit for bit: their
+    /// running sums (the window's energy, the older window's, the normalisation's) step side
+    /// by side, each a chain of additions that would otherwise wait on its own latency.
+    /// Realtime-safe.
+    pub fn estimate_pair(
+        &mut self,
+        histories: [&[f32]; 2],
+        sample_rate: f32,
+    ) -> [Option<(f32, f32)>; 2] {
+        let [a, b] = histories;
+        let (Some(x), Some(y)) = (newest_span(a), newest_span(b)) else {
+            return [self.estimate(a, sample_rate), self.estimate(b, sample_rate)];
+        };
+        let energy = window_energies([&x[YIN_MAX_LAG..], &y[YIN_MAX_LAG..]]);
+        if !(sounds(energy[0], x) && sounds(energy[1], y)) {
+            return [self.estimate(a, sample_rate), self.estimate(b, sample_rate)];
         }
-        let x = &history[history.len() - YIN_SPAN..];
+        let [first, second] = &mut self.lanes;
+        for (lane, span) in [(&mut *first, x), (&mut *second, y)] {
+            correlate(
+                lane,
+                span,
+                &self.forward,
+                &self.inverse,
+                &mut self.fft_scratch,
+            );
+        }
+        differences(
+            [x, y],
+            energy,
+            [&first.correlation, &second.correlation],
+            [&mut first.d, &mut second.d],
+        );
+        normalise([&mut first.d, &mut second.d]);
+        [
+            Some(pick(&first.d, sample_rate)),
+            Some(pick(&second.d, sample_rate)),
+        ]
+    }
+
+    /// Fills the first lane's `d` with the difference function of the newest [`YIN_SPAN`]
+    /// samples of `history`; `false` (and `d` unspecified) when they are silent, not finite
+    /// or too few.
+    fn difference(&mut self, history: &[f32]) -> bool {
+        let Some(x) = newest_span(history) else {
+            return false;
+        };
         // The window is the newest YIN_WINDOW samples, compared with the samples tau earlier,
         // so the answer is about the newest sound (a note change shows as soon as it fills the
         // window, whatever the lag).
-        let newest = &x[YIN_MAX_LAG..];
-        let energy: f64 = newest.iter().map(|v| f64::from(*v).powi(2)).sum();
-        // Every sample looked at (no early exit), which the compiler does many at a time.
-        let finite = x.iter().fold(true, |all, v| all & v.is_finite());
-        if energy.is_nan() || energy <= 1e-12 || !finite {
+        let energy = window_energies([&x[YIN_MAX_LAG..]]);
+        if !sounds(energy[0], x) {
             return false;
         }
-        self.window[..YIN_WINDOW].copy_from_slice(newest);
-        self.window[YIN_WINDOW..].fill(0.0);
-        self.span.copy_from_slice(x);
-        // The lengths are the plans' own, so the transforms cannot fail.
-        self.forward.process(
-            &mut self.window,
-            &mut self.window_spectrum,
-            &mut self.fft_scratch,
-        );
-        self.forward.process(
-            &mut self.span,
-            &mut self.span_spectrum,
-            &mut self.fft_scratch,
-        );
-        // conj(W) * X: the correlation sum_j w_j x_(j+k) at offset k.
-        for (s, w) in self
-            .span_spectrum
-            .iter_mut()
-            .zip(self.window_spectrum.iter())
-        {
-            *s *= w.conj();
-        }
-        // A real signal's spectrum has real DC and Nyquist bins; rounding leaves a trace.
-        self.span_spectrum[0].im = 0.0;
-        self.span_spectrum[YIN_SPAN / 2].im = 0.0;
-        self.inverse.process(
-            &mut self.span_spectrum,
-            &mut self.correlation,
-            &mut self.fft_scratch,
-        );
-        let scale = 1.0 / YIN_SPAN as f64;
-        // The older window for lag tau starts at YIN_MAX_LAG - tau; its energy slides one
-        // sample per lag (in f64, so the sums of large and small terms keep their precision).
-        let mut older_energy = energy;
-        let d = &mut self.d;
-        d[0] = 0.0;
-        for tau in 1..=YIN_MAX_LAG {
-            let start = YIN_MAX_LAG - tau;
-            older_energy += f64::from(x[start]).powi(2) - f64::from(x[start + YIN_WINDOW]).powi(2);
-            let r = f64::from(self.correlation[start]) * scale;
-            d[tau] = (energy + older_energy.max(0.0) - 2.0 * r).max(0.0) as f32;
-        }
+        let [lane, _] = &mut self.lanes;
+        correlate(lane, x, &self.forward, &self.inverse, &mut self.fft_scratch);
+        differences([x], energy, [&lane.correlation], [&mut lane.d]);
         true
     }
 }
 
-/// YIN's steps after the difference function `d` (lags 0..=YIN_MAX_LAG): cumulative mean
-/// normalisation in place, the first dip under [`YIN_THRESHOLD`] (else the lowest value), the
-/// octave check ([`octave_below`]), a parabola through the dip. Returns semitones from middle C
-/// and the normalised difference there.
-fn pick(d: &mut [f32], sample_rate: f32) -> (f32, f32) {
-    let mut running = 0.0f32;
-    for (tau, v) in d.iter_mut().enumerate().skip(1) {
-        running += *v;
-        *v = if running > 0.0 {
-            *v * tau as f32 / running
-        } else {
-            1.0
-        };
+/// The newest [`YIN_SPAN`] samples of `history`, `None` when it holds fewer.
+fn newest_span(history: &[f32]) -> Option<&[f32]> {
+    history
+        .len()
+        .checked_sub(YIN_SPAN)
+        .map(|from| &history[from..])
+}
+
+/// Whether a span whose newest window holds `energy` is one YIN reads: not silent, every
+/// sample finite.
+fn sounds(energy: f64, span: &[f32]) -> bool {
+    // Every sample looked at (no early exit), which the compiler does many at a time.
+    let finite = span.iter().fold(true, |all, v| all & v.is_finite());
+    !(energy.is_nan() || energy <= 1e-12) && finite
+}
+
+/// Each window's energy (`sum x^2` in f64, in order), the windows side by side.
+fn window_energies<const N: usize>(windows: [&[f32]; N]) -> [f64; N] {
+    let mut energy = [0.0f64; N];
+    for i in 0..YIN_WINDOW {
+        for (e, w) in energy.iter_mut().zip(&windows) {
+            *e += f64::from(w[i]).powi(2);
+        }
     }
+    energy
+}
+
+/// The cross-correlation of `span`'s newest window with the whole span into
+/// `lane.correlation` (offset `k`: `sum_j w_j x_(j+k)`, times [`YIN_SPAN`]).
+fn correlate(
+    lane: &mut Lane,
+    span: &[f32],
+    forward: &ForwardFft,
+    inverse: &InverseFft,
+    scratch: &mut [Complex32],
+) {
+    lane.window[..YIN_WINDOW].copy_from_slice(&span[YIN_MAX_LAG..]);
+    lane.window[YIN_WINDOW..].fill(0.0);
+    lane.span.copy_from_slice(span);
+    // The lengths are the plans' own, so the transforms cannot fail.
+    forward.process(&mut lane.window, &mut lane.window_spectrum, scratch);
+    forward.process(&mut lane.span, &mut lane.span_spectrum, scratch);
+    // conj(W) * X: the correlation sum_j w_j x_(j+k) at offset k.
+    for (s, w) in lane
+        .span_spectrum
+        .iter_mut()
+        .zip(lane.window_spectrum.iter())
+    {
+        *s *= w.conj();
+    }
+    // A real signal's spectrum has real DC and Nyquist bins; rounding leaves a trace.
+    lane.span_spectrum[0].im = 0.0;
+    lane.span_spectrum[YIN_SPAN / 2].im = 0.0;
+    inverse.process(&mut lane.span_spectrum, &mut lane.correlation, scratch);
+}
+
+/// The difference function of each span (lags 0..=YIN_MAX_LAG) into its `d`, from its newest
+/// window's `energy` and its `correlation`; the spans side by side.
+fn differences<const N: usize>(
+    spans: [&[f32]; N],
+    energy: [f64; N],
+    correlation: [&[f32]; N],
+    d: [&mut [f32]; N],
+) {
+    let scale = 1.0 / YIN_SPAN as f64;
+    // The older window for lag tau starts at YIN_MAX_LAG - tau; its energy slides one sample
+    // per lag (in f64, so the sums of large and small terms keep their precision).
+    let mut older = energy;
+    let mut d = d;
+    for d in &mut d {
+        d[0] = 0.0;
+    }
+    for tau in 1..=YIN_MAX_LAG {
+        let start = YIN_MAX_LAG - tau;
+        for k in 0..N {
+            let x = spans[k];
+            older[k] += f64::from(x[start]).powi(2) - f64::from(x[start + YIN_WINDOW]).powi(2);
+            let r = f64::from(correlation[k][start]) * scale;
+            d[k][tau] = (energy[k] + older[k].max(0.0) - 2.0 * r).max(0.0) as f32;
+        }
+    }
+}
+
+/// YIN's cumulative mean normalisation of each difference function (lags 0..=YIN_MAX_LAG),
+/// in place; the functions side by side.
+fn normalise<const N: usize>(d: [&mut [f32]; N]) {
+    let mut running = [0.0f32; N];
+    let mut d = d;
+    for tau in 1..=YIN_MAX_LAG {
+        for (d, running) in d.iter_mut().zip(&mut running) {
+            let v = d[tau];
+            *running += v;
+            d[tau] = if *running > 0.0 {
+                v * tau as f32 / *running
+            } else {
+                1.0
+            };
+        }
+    }
+}
+
+/// YIN's steps after the normalised difference function `d` (lags 0..=YIN_MAX_LAG): the first
+/// dip under [`YIN_THRESHOLD`] (else the lowest value), the octave check ([`octave_below`]), a
+/// parabola through the dip. Returns semitones from middle C and the normalised difference
+/// there.
+fn pick(d: &[f32], sample_rate: f32) -> (f32, f32) {
     let mut chosen = None;
     let mut tau = YIN_MIN_LAG;
     while tau < YIN_MAX_LAG {
@@ -335,6 +446,7 @@ mod tests {
         ];
         for (i, x) in signals.iter().enumerate() {
             assert!(yin.difference(x), "signal {i} is sound");
+            let d = &yin.lanes[0].d;
             let direct = direct_difference(x);
             let span = &x[x.len() - YIN_SPAN..];
             let energy = |from: usize| -> f64 {
@@ -344,7 +456,7 @@ mod tests {
                     .sum()
             };
             for (tau, want) in direct.iter().enumerate().skip(1) {
-                let got = f64::from(yin.d[tau]);
+                let got = f64::from(d[tau]);
                 // The terms' scale: both windows' energies.
                 let scale = energy(YIN_MAX_LAG) + energy(YIN_MAX_LAG - tau);
                 assert!(
@@ -353,6 +465,49 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Two estimates made together are each one made alone, bit for bit: tones, noisy
+    /// mixtures, a quiet and a loud span side by side, and pairs where one side is silent, too
+    /// short or not finite (that side answers nothing, the other as alone).
+    #[test]
+    fn a_pair_of_estimates_is_each_estimate_alone() {
+        let mut step = tone(220.0, 8, YIN_SPAN);
+        for v in &mut step[..YIN_MAX_LAG] {
+            *v *= 1000.0;
+        }
+        let mut broken = tone(330.0, 6, YIN_SPAN);
+        broken[900] = f32::INFINITY;
+        let quiet: Vec<f32> = busy_signal(2, YIN_SPAN + 50)
+            .iter()
+            .map(|v| v * 1e-3)
+            .collect();
+        let signals = [
+            tone(97.0, 12, YIN_SPAN),
+            tone(1234.5, 4, YIN_SPAN + 77),
+            busy_signal(1, YIN_SPAN),
+            busy_signal(4, YIN_SPAN + 300),
+            quiet,
+            step,
+            broken,
+            vec![0.0; YIN_SPAN],
+            tone(440.0, 3, 200),
+        ];
+        let mut together = Yin::new();
+        let mut alone = Yin::new();
+        let mut both_sound = 0;
+        for a in &signals {
+            for b in &signals {
+                let got = together.estimate_pair([a, b], SR);
+                let want = [alone.estimate(a, SR), alone.estimate(b, SR)];
+                let bits = |e: [Option<(f32, f32)>; 2]| {
+                    e.map(|e| e.map(|(p, m)| (p.to_bits(), m.to_bits())))
+                };
+                assert_eq!(bits(got), bits(want));
+                both_sound += usize::from(want.iter().all(Option::is_some));
+            }
+        }
+        assert_eq!(both_sound, 36, "six of the signals sound");
     }
 
     #[test]
@@ -406,7 +561,7 @@ mod tests {
             // Without the check, YIN's first dip under the threshold is half the period.
             let half = (SR / f0 / 2.0).round() as usize;
             let dip = (half - 1..=half + 1)
-                .map(|t| yin.d[t])
+                .map(|t| yin.lanes[0].d[t])
                 .fold(f32::MAX, f32::min);
             assert!(dip < YIN_THRESHOLD, "{f0} Hz: {dip} at half the period");
             let cents = 100.0 * (p - semitones(f0));
