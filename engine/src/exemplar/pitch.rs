@@ -278,6 +278,8 @@ fn correlate(
 
 /// The difference function of each span (lags 0..=YIN_MAX_LAG) into its `d`, from its newest
 /// window's `energy` and its `correlation`; the spans side by side.
+// Lag by lag over every span in step: the loop reads four arrays at the lag and its offset.
+#[allow(clippy::needless_range_loop)]
 fn differences<const N: usize>(
     spans: [&[f32]; N],
     energy: [f64; N],
