@@ -134,8 +134,8 @@ pub(super) unsafe fn matvec_bias(w: &[f32], bias: &[f32], x: &[f32], y: &mut [f3
     }
 }
 
-/// Blocks of two weight rows × four frames (eight accumulators), masked column tail;
-/// leftover frames go through `matvec_raw`.
+/// Blocks of four weight rows × four frames (sixteen accumulators), then of two rows for the
+/// rows left over, masked column tail; leftover frames go through `matvec_raw`.
 ///
 /// # Safety
 /// AVX-512F available; the [`super::MatmulFn`] length contract holds.
@@ -159,6 +159,60 @@ pub(super) unsafe fn matmul_bias(w: &[f32], bias: &[f32], x: &[f32], frames: usi
             ]
         };
         let mut r = 0;
+        // Four rows at a time: sixteen accumulators, each weight and input load shared by
+        // four multiply-adds.
+        while r + 4 <= rows {
+            // SAFETY: rows r..r+4 exist, so these row starts lie inside `w`.
+            let ps = unsafe {
+                [
+                    wp.add(r * cols),
+                    wp.add((r + 1) * cols),
+                    wp.add((r + 2) * cols),
+                    wp.add((r + 3) * cols),
+                ]
+            };
+            let z = _mm512_setzero_ps();
+            let mut acc = [[z; 4]; 4];
+            let mut c = 0;
+            while c < end16 {
+                // SAFETY: c + 16 <= cols for all four rows and all four frames; unaligned
+                // loads.
+                unsafe {
+                    let ws = ps.map(|p| _mm512_loadu_ps(p.add(c)));
+                    for (k, xk) in xs.iter().enumerate() {
+                        let xv = _mm512_loadu_ps(xk.add(c));
+                        for (row, wv) in acc.iter_mut().zip(ws) {
+                            row[k] = _mm512_fmadd_ps(wv, xv, row[k]);
+                        }
+                    }
+                }
+                c += 16;
+            }
+            if end16 < cols {
+                // SAFETY: only lanes in `mask` (columns end16..cols, in bounds) are read;
+                // masked-off lanes are not accessed and read as 0.
+                unsafe {
+                    let ws = ps.map(|p| _mm512_maskz_loadu_ps(mask, p.add(end16)));
+                    for (k, xk) in xs.iter().enumerate() {
+                        let xv = _mm512_maskz_loadu_ps(mask, xk.add(end16));
+                        for (row, wv) in acc.iter_mut().zip(ws) {
+                            row[k] = _mm512_fmadd_ps(wv, xv, row[k]);
+                        }
+                    }
+                }
+            }
+            for (i, row) in acc.iter().enumerate() {
+                let mut out = [0.0f32; 4];
+                // SAFETY: `out` holds four floats; unaligned store.
+                unsafe { _mm_storeu_ps(out.as_mut_ptr(), hsum4(row[0], row[1], row[2], row[3])) };
+                for (k, o) in out.iter().enumerate() {
+                    // SAFETY: frame f + k < frames and row r + i < rows index `y` and `bias`
+                    // in bounds.
+                    unsafe { *yp.add((f + k) * rows + r + i) = o + *bp.add(r + i) };
+                }
+            }
+            r += 4;
+        }
         while r < rows {
             // An odd last row is computed twice; both stores write the same value.
             let rr = [r, (r + 1).min(last)];
