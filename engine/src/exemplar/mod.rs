@@ -33,13 +33,13 @@ mod partials;
 mod pitch;
 mod sinusoids;
 mod swap;
+mod track;
 
 pub use background::{
     BACKGROUND_UNDER_DB, MAX_BACKGROUND_FRAMES, MAX_BACKGROUND_UNDER_DB, MIN_BACKGROUND_FRAMES,
     NOTE_OVER_BACKGROUND_DB, OVER_SUBTRACTION, PARTIAL_OVER_BACKGROUND, QUIET_QUANTILE,
     QUIET_SPREAD_DB, SUBTRACTION_FLOOR,
 };
-pub(crate) use bank::sure_pitches;
 pub use bank::{
     note_decay, ExemplarBank, NoteDecay, DECAY_MIN_SECONDS, DECAY_READ_SHARE, MAX_BANK_SECONDS,
     MAX_DECAY_DB_PER_S, PEAK_SEARCH_SECONDS,
@@ -68,6 +68,7 @@ pub use swap::{
     MAX_NOTE_DECAY_DB, MAX_PARTIALS, MAX_PARTIAL_GAIN_DB, MAX_SHIFT_SEMITONES,
     MAX_TRANSPOSE_SEMITONES, NOISE_GAIN, SEMITONE_COST_FRAMES,
 };
+pub(crate) use track::sure_pitches;
 
 /// Floor added to magnitudes before their logarithm (the shipped models' `mag_floor`).
 pub const MAG_FLOOR: f32 = 1e-3;
