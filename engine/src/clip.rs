@@ -109,9 +109,9 @@ pub struct DecodedMono {
 /// [`decode_file_cut`] mixed down as it decodes: the channel average of the same file, without
 /// keeping its channels (for a 10 s stereo clip, 3.5 MB less to write and read back). Plain
 /// PCM (16, 24 or 32-bit integers, 32-bit floats: most WAV and AIFF files) is read straight
-/// from the file's packets (the crate's `pcm` module), the same values as the decoder's at a fraction of
-/// the work; [`decode_file_cut`] decodes every packet, the reference this read is tested
-/// against. Never panics. Not realtime-safe (file I/O, allocation).
+/// from the file's packets (the crate's `pcm` module), the same values as the decoder's at a
+/// fraction of the work; [`decode_file_cut`] decodes every packet, the reference this read is
+/// tested against. Never panics. Not realtime-safe (file I/O, allocation).
 pub fn decode_mono_cut(path: &Path, max_seconds: f64) -> Result<DecodedMono, ClipError> {
     decode_checked(path, max_seconds, true, true).map(
         |(sample_rate, sink, truncated): (_, MonoSink, _)| DecodedMono {
