@@ -35,8 +35,9 @@ pub struct ExemplarBank {
     pub(super) continues: Vec<bool>,
     /// Amplitude of partials `1..=HARMONIC_PARTIALS` of each kept frame (linear, the sinusoid's
     /// peak amplitude in sample units), row-major `frames x HARMONIC_PARTIALS`; measured on a
-    /// [`HARMONIC_FFT`](super::HARMONIC_FFT)-point Hann spectrum, so low notes' partials are resolved.
-    /// Where the clip has a background, less it; a partial hidden under it holds its floor.
+    /// [`HARMONIC_FFT`](super::HARMONIC_FFT)-point Hann spectrum, so low notes' partials are
+    /// resolved. Where the clip has a background, less it; a partial hidden under it holds its
+    /// floor.
     pub(super) harmonics: Vec<f32>,
     /// Noise between the partials of each kept frame, row-major `frames x HARMONIC_PARTIALS`:
     /// entry `h` is the spectrum's valley between partials `h` and `h + 1` (`h = 0`: below
@@ -96,8 +97,8 @@ impl ExemplarBank {
     /// The bank of a clip analysed in parts (the reference loader's schedule): `audio` is the
     /// clip's first [`MAX_BANK_SECONDS`] at the training level (`at_training_level`), `features`
     /// its [`FeatureExtractor::clip`] at `cfg` with [`MAG_FLOOR`] (`envelope` and `fine` may be
-    /// left out: the bank does not read them; its log-magnitudes become the bank's rows), and `sure` the
-    /// [`sure_pitches`] of all its frames. The same bank as [`new`](Self::new), bit for bit.
+    /// left out: the bank does not read them; its log-magnitudes become the bank's rows), and
+    /// `sure` the [`sure_pitches`] of all its frames. The same bank as [`new`](Self::new), bit for bit.
     /// `None` when no frame sounds or the parts do not fit together.
     pub(crate) fn from_parts(
         cfg: &StftConfig,
@@ -327,7 +328,8 @@ impl ExemplarBank {
         levels.truncate(n);
     }
 
-    /// The framing the clip was analysed at (an [`ExemplarSwap`](super::ExemplarSwap) runs at the same).
+    /// The framing the clip was analysed at (an [`ExemplarSwap`](super::ExemplarSwap) runs at
+    /// the same).
     pub fn stft(&self) -> StftConfig {
         self.cfg
     }
