@@ -10,8 +10,8 @@
 //! them), `background.rs` (the clip's background noise, measured in its pauses and taken out
 //! of its notes), `cuts.rs` (where the clip is cut hard: the frames over a cut are not kept),
 //! `swap.rs` (the per-frame processor and its
-//! synthesis), `pitch.rs` (YIN and the harmonic-sum refinement), `notes.rs` (note
-//! segmentation).
+//! synthesis), `pitch.rs` (YIN and the harmonic-sum refinement), `track.rs` (the clip's pitch
+//! track: YIN's sure pitches, stray stretches mended), `notes.rs` (note segmentation).
 //!
 //! - [`ExemplarBank`] is the reference's analysis: log-magnitude frames, their pitch (YIN),
 //!   the age of their note, their partial levels and noise on a [`HARMONIC_FFT`]-point
