@@ -10,6 +10,9 @@
 //! A stack is `output(blocks(leaky(input(x))))`; a residual causal block is
 //! `h[t] += leaky(W [h[t], h[t-d], ..., h[t-(k-1)d]] + b)`, its past inputs kept in a ring
 //! (zeros before the first frame, as the training's zero padding).
+//!
+//! Files: `mod.rs` (the network, its state and the per-frame step), `layers.rs` (linear
+//! layers and causal stacks), `clip.rs` (the timbre encoder over a whole clip).
 
 use crate::config::StftConfig;
 use crate::harmonics;
