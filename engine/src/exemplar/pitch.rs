@@ -429,23 +429,29 @@ mod tests {
             .collect()
     }
 
+    /// Spans YIN reads: tones low and high, noisy mixtures, and a span whose older part is
+    /// 60 dB louder than its window.
+    fn sounding_spans() -> Vec<Vec<f32>> {
+        let mut step = tone(220.0, 8, YIN_SPAN);
+        for v in &mut step[..YIN_MAX_LAG] {
+            *v *= 1000.0;
+        }
+        vec![
+            tone(97.0, 12, YIN_SPAN),
+            tone(1234.5, 4, YIN_SPAN + 77),
+            busy_signal(1, YIN_SPAN),
+            busy_signal(4, YIN_SPAN + 300),
+            step,
+        ]
+    }
+
     /// The FFT difference function is the direct one: within 1e-5 of the two windows' energy
     /// at every lag, on tones, noisy mixtures and a span whose older part is 60 dB louder than
     /// the window.
     #[test]
     fn the_fft_difference_function_is_the_direct_sum() {
         let mut yin = Yin::new();
-        let mut step = tone(220.0, 8, YIN_SPAN);
-        for v in &mut step[..YIN_MAX_LAG] {
-            *v *= 1000.0;
-        }
-        let signals = [
-            tone(97.0, 12, YIN_SPAN),
-            tone(1234.5, 4, YIN_SPAN + 77),
-            busy_signal(1, YIN_SPAN),
-            busy_signal(4, YIN_SPAN + 300),
-            step,
-        ];
+        let signals = sounding_spans();
         for (i, x) in signals.iter().enumerate() {
             assert!(yin.difference(x), "signal {i} is sound");
             let d = &yin.lanes[0].d;
@@ -474,27 +480,14 @@ mod tests {
     /// short or not finite (that side answers nothing, the other as alone).
     #[test]
     fn a_pair_of_estimates_is_each_estimate_alone() {
-        let mut step = tone(220.0, 8, YIN_SPAN);
-        for v in &mut step[..YIN_MAX_LAG] {
-            *v *= 1000.0;
-        }
         let mut broken = tone(330.0, 6, YIN_SPAN);
         broken[900] = f32::INFINITY;
         let quiet: Vec<f32> = busy_signal(2, YIN_SPAN + 50)
             .iter()
             .map(|v| v * 1e-3)
             .collect();
-        let signals = [
-            tone(97.0, 12, YIN_SPAN),
-            tone(1234.5, 4, YIN_SPAN + 77),
-            busy_signal(1, YIN_SPAN),
-            busy_signal(4, YIN_SPAN + 300),
-            quiet,
-            step,
-            broken,
-            vec![0.0; YIN_SPAN],
-            tone(440.0, 3, 200),
-        ];
+        let mut signals = sounding_spans();
+        signals.extend([quiet, broken, vec![0.0; YIN_SPAN], tone(440.0, 3, 200)]);
         let mut together = Yin::new();
         let mut alone = Yin::new();
         let mut both_sound = 0;
